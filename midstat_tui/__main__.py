@@ -1,0 +1,3 @@
+from midstat_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Live capture on an interface with pcapy-ng: snap length, promiscuous mode, BPF filter, capture statistics.
+
+The handle is non-blocking and waited on with select(), so an idle link never stalls the timers or shutdown.
+"""
+
+from __future__ import annotations
+
+import select
+import struct
+from collections.abc import Iterator
+
+import pcapy
+
+from midstat_tui.errors import MidstatError
+
+BATCH = 1024
+_META = struct.Struct("=IIII")
+Packet = tuple[float, bytes]
+
+
+def _describe_live_error(iface: str, err: Exception) -> str:
+    text = str(err)
+    low = text.lower()
+    if "permission" in low or "operation not permitted" in low:
+        return (f"cannot capture on {iface}: permission denied "
+                "(capturing needs root or the CAP_NET_RAW capability)")
+    if "no such device" in low or "doesn't exist" in low or "not found" in low:
+        return f"cannot capture on {iface}: no such interface"
+    return f"cannot capture on {iface}: {text}"
+
+
+class LiveSource:
+    """Packets from a live interface, in batches; an empty batch means nothing arrived within `poll` seconds."""
+
+    def __init__(self, iface: str, bpf: str | None = None, snaplen: int = 262144, promisc: bool = True,
+                 poll: float = 0.1) -> None:
+        self.path = iface
+        self.iface = iface
+        self.bpf = bpf
+        self.poll = poll
+        self.warning: str | None = None
+        self.stdin = False
+        try:
+            handle = pcapy.create(iface)
+            handle.set_snaplen(snaplen)
+            handle.set_promisc(1 if promisc else 0)
+            handle.set_timeout(int(poll * 1000))
+            handle.activate()
+        except pcapy.PcapError as err:
+            raise MidstatError(_describe_live_error(iface, err)) from None
+        if bpf:
+            try:
+                handle.setfilter(bpf)
+            except pcapy.PcapError as err:
+                raise MidstatError(f"invalid capture filter {bpf!r}: {err}") from None
+        handle.setnonblock(1)
+        self._handle = handle
+        self.datalink = handle.datalink()
+        self._stopped = False
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def stats(self) -> dict[str, int]:
+        try:
+            received, dropped, if_dropped = self._handle.stats()
+        except pcapy.PcapError:
+            return {}
+        return {"received": received, "dropped": dropped, "if_dropped": if_dropped}
+
+    def batches(self) -> Iterator[list[Packet]]:
+        handle = self._handle
+        fd = handle.getfd()
+        unpack = _META.iter_unpack
+        while not self._stopped:
+            try:
+                ready, _, _ = select.select([fd], [], [], self.poll)
+            except InterruptedError:
+                continue
+            if not ready:
+                yield []
+                continue
+            try:
+                data, meta = handle.next_batch(BATCH)
+            except pcapy.PcapError as err:
+                self.warning = f"capture on {self.iface} stopped: {err}"
+                return
+            yield [(sec + usec * 1e-6, data[off:off + caplen]) for sec, usec, off, caplen in unpack(meta)]

@@ -1,0 +1,251 @@
+"""Decode one captured frame with dpkt into a `Segment`, an `IcmpError`, or a reject reason (a short string).
+
+Never raises on frame content: every frame that is not a usable TCP segment comes back as a reason, so the caller
+can count it. Reasons: `non_ip`, `non_tcp`, `fragment`, `truncated` (headers cut off by the snap length),
+`bad_ip_header`, `bad_ipv6_header`, `bad_tcp_header`, `bad_link_header`.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import dpkt
+from dpkt.ethernet import ETH_TYPE_IP, ETH_TYPE_IP6, Ethernet
+from dpkt.icmp import ICMP
+from dpkt.icmp6 import ICMP6
+from dpkt.ip import IP, IP_PROTO_ICMP, IP_PROTO_TCP
+from dpkt.ip6 import IP6
+from dpkt.sll import SLL
+from dpkt.sll2 import SLL2
+from dpkt.tcp import TCP
+
+from midstat_tui.decode import linktypes
+from midstat_tui.decode.segment import IcmpError, Segment
+
+IP_PROTO_ICMP6 = 58
+ICMP_UNREACH = 3
+ICMP6_DST_UNREACH = 1
+
+_AF_INET = 2
+_AF_INET6 = (10, 24, 28, 30)  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
+
+Result = Segment | IcmpError | str
+
+
+class LinkTypeError(Exception):
+    """The capture's link type is not one midstat decodes."""
+
+    def __init__(self, dlt: int) -> None:
+        super().__init__(f"unsupported link type {linktypes.link_type_name(dlt)} (DLT {dlt}): "
+                         "midstat reads Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback captures")
+        self.dlt = dlt
+
+
+def _inet_checksum_ok(pseudo: bytes, segment: bytes) -> bool:
+    total = dpkt.in_cksum_add(dpkt.in_cksum_add(0, pseudo), segment)
+    return dpkt.in_cksum_done(total) == 0
+
+
+class FrameDecoder:
+    """Decoder for one link type. `decode(ts, frame)` is the per-packet entry point."""
+
+    def __init__(self, dlt: int, verify_checksums: bool = True) -> None:
+        if dlt not in linktypes.SUPPORTED:
+            raise LinkTypeError(dlt)
+        self.dlt = dlt
+        self.verify_checksums = verify_checksums
+        if dlt == linktypes.DLT_EN10MB:
+            self._link = self._ethernet
+        elif dlt == linktypes.DLT_LINUX_SLL:
+            self._link = self._sll
+        elif dlt == linktypes.DLT_LINUX_SLL2:
+            self._link = self._sll2
+        elif dlt in (linktypes.DLT_NULL, linktypes.DLT_LOOP):
+            self._link = self._null
+        else:
+            self._link = self._raw
+
+    def decode(self, ts: float, frame: bytes) -> Result:
+        try:
+            return self._link(ts, frame)
+        except (dpkt.UnpackError, struct.error, IndexError, ValueError, TypeError, AttributeError):
+            # dpkt raises these on frames too short or too odd for a header it was asked to build
+            return "bad_link_header"
+
+    # -- link layers ------------------------------------------------------------------------------------------
+    def _ethernet(self, ts: float, frame: bytes) -> Result:
+        if len(frame) < 14:
+            return "truncated"
+        eth = Ethernet(frame)
+        tags = getattr(eth, "vlan_tags", None)
+        vlan = tuple(tag.id for tag in tags) if tags else ()
+        return self._network(ts, vlan, eth.data, getattr(eth, "_next_type", None) or eth.type)
+
+    def _sll(self, ts: float, frame: bytes) -> Result:
+        if len(frame) < 16:
+            return "truncated"
+        sll = SLL(frame)
+        return self._network(ts, (), sll.data, sll.ethtype)
+
+    def _sll2(self, ts: float, frame: bytes) -> Result:
+        if len(frame) < 20:
+            return "truncated"
+        sll = SLL2(frame)
+        return self._network(ts, (), sll.data, sll.ethtype)
+
+    def _null(self, ts: float, frame: bytes) -> Result:
+        if len(frame) < 4:
+            return "truncated"
+        family = int.from_bytes(frame[:4], "little")
+        if family > 0xFFFF:
+            family = int.from_bytes(frame[:4], "big")
+        if family == _AF_INET:
+            return self._ip_bytes(ts, (), frame[4:], 4)
+        if family in _AF_INET6:
+            return self._ip_bytes(ts, (), frame[4:], 6)
+        return "non_ip"
+
+    def _raw(self, ts: float, frame: bytes) -> Result:
+        if not frame:
+            return "truncated"
+        version = frame[0] >> 4
+        if self.dlt == linktypes.LINKTYPE_IPV4:
+            version = 4
+        elif self.dlt == linktypes.LINKTYPE_IPV6:
+            version = 6
+        if version not in (4, 6):
+            return "non_ip"
+        return self._ip_bytes(ts, (), frame, version)
+
+    # -- network layer ----------------------------------------------------------------------------------------
+    def _network(self, ts: float, vlan: tuple[int, ...], data: object, ethtype: int) -> Result:
+        if isinstance(data, IP):
+            return self._ipv4(ts, vlan, data)
+        if isinstance(data, IP6):
+            return self._ipv6(ts, vlan, data)
+        if isinstance(data, bytes | bytearray):
+            # dpkt leaves the bytes undecoded when the IP header did not parse: say why
+            if ethtype == ETH_TYPE_IP or (data and data[0] >> 4 == 4 and ethtype not in (ETH_TYPE_IP6,)
+                                         and ethtype in (0x8847, 0x8848)):
+                return self._ip_bytes(ts, vlan, bytes(data), 4)
+            if ethtype == ETH_TYPE_IP6:
+                return self._ip_bytes(ts, vlan, bytes(data), 6)
+        return "non_ip"
+
+    def _ip_bytes(self, ts: float, vlan: tuple[int, ...], data: bytes, version: int) -> Result:
+        if version == 4:
+            if len(data) < 20:
+                return "truncated"
+            if data[0] >> 4 != 4:
+                return "bad_ip_header"
+            try:
+                ip = IP(data)
+            except dpkt.NeedData:
+                return "truncated"
+            except dpkt.UnpackError:
+                return "bad_ip_header"
+            return self._ipv4(ts, vlan, ip)
+        if len(data) < 40:
+            return "truncated"
+        if data[0] >> 4 != 6:
+            return "bad_ipv6_header"
+        try:
+            ip6 = IP6(data)
+        except dpkt.NeedData:
+            return "truncated"
+        except dpkt.UnpackError:
+            return "bad_ipv6_header"
+        return self._ipv6(ts, vlan, ip6)
+
+    def _ipv4(self, ts: float, vlan: tuple[int, ...], ip: IP) -> Result:
+        ihl = (ip._v_hl & 0xF) << 2
+        if ihl < 20:
+            return "bad_ip_header"
+        if ip.offset:
+            return "fragment"
+        tcp = ip.data
+        ip_len = ip.len
+        if ip.p == IP_PROTO_TCP:
+            if ip_len and ip_len < ihl + 20:
+                return "bad_ip_header"
+            if not isinstance(tcp, TCP):
+                return self._why_tcp_failed(tcp)
+            if not ip_len:  # 0 in captures of segmentation-offloaded frames: use what was captured
+                ip_len = ihl + len(tcp)
+            hdr_len = tcp.off << 2
+            payload = ip_len - ihl - hdr_len
+            if payload < 0:
+                return "bad_tcp_header"
+            csum_ok = None
+            if self.verify_checksums and ip.len and len(tcp.data) == payload and not (ip.mf or ip.offset):
+                seg = bytes(tcp)
+                pseudo = ip.src + ip.dst + struct.pack("!BBH", 0, IP_PROTO_TCP, len(seg))
+                csum_ok = _inet_checksum_ok(pseudo, seg)
+            return Segment(ts, vlan, ip.src, ip.dst, tcp.sport, tcp.dport, tcp.seq, tcp.ack, tcp.flags,
+                           tcp.win, payload, ip_len, ip.ttl, csum_ok)
+        if ip.p == IP_PROTO_ICMP:
+            return self._icmp4(ts, vlan, ip.data)
+        return "non_tcp"
+
+    def _ipv6(self, ts: float, vlan: tuple[int, ...], ip6: IP6) -> Result:
+        frag = ip6.extension_hdrs.get(44) if getattr(ip6, "extension_hdrs", None) else None
+        if frag is not None and (frag.frag_off or frag.m_flag):
+            return "fragment"
+        proto = ip6.p
+        if proto == IP_PROTO_TCP:
+            tcp = ip6.data
+            if not isinstance(tcp, TCP):
+                return self._why_tcp_failed(tcp)
+            ip_len = 40 + ip6.plen
+            ext_len = ip6.plen - len(tcp) if len(tcp.data) < ip6.plen else 0
+            hdr_len = tcp.off << 2
+            payload = ip6.plen - _ext_headers_len(ip6) - hdr_len
+            if payload < 0:
+                return "bad_tcp_header"
+            csum_ok = None
+            if self.verify_checksums and len(tcp.data) == payload:
+                seg = bytes(tcp)
+                pseudo = ip6.src + ip6.dst + struct.pack("!IxxxB", len(seg), IP_PROTO_TCP)
+                csum_ok = _inet_checksum_ok(pseudo, seg)
+            del ext_len
+            return Segment(ts, vlan, ip6.src, ip6.dst, tcp.sport, tcp.dport, tcp.seq, tcp.ack, tcp.flags,
+                           tcp.win, payload, ip_len, ip6.hlim, csum_ok)
+        if proto == IP_PROTO_ICMP6:
+            return self._icmp6(ts, vlan, ip6.data)
+        return "non_tcp"
+
+    @staticmethod
+    def _why_tcp_failed(data: object) -> str:
+        if isinstance(data, bytes | bytearray) and len(data) >= 20:
+            off = data[12] >> 4
+            if off < 5:
+                return "bad_tcp_header"
+            return "truncated"
+        return "truncated"
+
+    # -- ICMP errors quoting TCP --------------------------------------------------------------------------------
+    def _icmp4(self, ts: float, vlan: tuple[int, ...], icmp: object) -> Result:
+        if not isinstance(icmp, ICMP) or icmp.type != ICMP_UNREACH:
+            return "non_tcp"
+        quoted = bytes(icmp.data)[4:]  # skip the unused word of the unreachable message
+        if len(quoted) < 28 or quoted[0] >> 4 != 4 or quoted[9] != IP_PROTO_TCP:
+            return "non_tcp"
+        ihl = (quoted[0] & 0xF) << 2
+        if len(quoted) < ihl + 8:
+            return "non_tcp"
+        sport, dport, seq = struct.unpack_from("!HHI", quoted, ihl)
+        return IcmpError(ts, vlan, quoted[12:16], quoted[16:20], sport, dport, seq)
+
+    def _icmp6(self, ts: float, vlan: tuple[int, ...], icmp: object) -> Result:
+        if not isinstance(icmp, ICMP6) or icmp.type != ICMP6_DST_UNREACH:
+            return "non_tcp"
+        quoted = bytes(icmp.data)[4:]
+        if len(quoted) < 48 or quoted[0] >> 4 != 6 or quoted[6] != IP_PROTO_TCP:
+            return "non_tcp"
+        sport, dport, seq = struct.unpack_from("!HHI", quoted, 40)
+        return IcmpError(ts, vlan, quoted[8:24], quoted[24:40], sport, dport, seq)
+
+
+def _ext_headers_len(ip6: IP6) -> int:
+    hdrs = getattr(ip6, "all_extension_headers", None) or []
+    return sum(len(h) for h in hdrs)

@@ -1,0 +1,103 @@
+"""The records the decoder hands to the tracker. Plain slotted classes: no I/O, no behaviour."""
+
+from __future__ import annotations
+
+# TCP flag bits
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+PSH = 0x08
+ACK = 0x10
+URG = 0x20
+ECE = 0x40
+CWR = 0x80
+
+_FLAG_LETTERS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"), (ECE, "E"), (CWR, "W"))
+
+
+def flags_text(flags: int) -> str:
+    """tcpdump's rendering of TCP flags: `S`, `S.`, `.`, `P.`, `F.`, `R`, `R.`, `none`."""
+    text = "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
+    return text or "none"
+
+
+class Segment:
+    """One TCP segment as seen on the wire.
+
+    `src`/`dst` are packed addresses (4 or 16 bytes); `vlan` is the tuple of VLAN ids, outermost first.
+    `ip_len` is the IP-layer size (IPv4 total length, IPv6 40 + payload length), as conntrack and Zeek count it.
+    `payload` is the TCP payload length from the headers (even when the capture truncated the bytes).
+    `csum_ok` is True/False when the checksum could be checked, None when it could not (truncated or not asked).
+    """
+
+    __slots__ = (
+        "ts", "vlan", "src", "dst", "sport", "dport", "seq", "ack", "flags", "win",
+        "payload", "ip_len", "ttl", "csum_ok",
+    )
+
+    def __init__(
+        self,
+        ts: float,
+        vlan: tuple[int, ...],
+        src: bytes,
+        dst: bytes,
+        sport: int,
+        dport: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        win: int,
+        payload: int,
+        ip_len: int,
+        ttl: int = 0,
+        csum_ok: bool | None = None,
+    ) -> None:
+        self.ts = ts
+        self.vlan = vlan
+        self.src = src
+        self.dst = dst
+        self.sport = sport
+        self.dport = dport
+        self.seq = seq
+        self.ack = ack
+        self.flags = flags
+        self.win = win
+        self.payload = payload
+        self.ip_len = ip_len
+        self.ttl = ttl
+        self.csum_ok = csum_ok
+
+    def fields(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Segment) and self.fields() == other.fields()
+
+    def __repr__(self) -> str:
+        return "Segment(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
+
+
+class IcmpError:
+    """An ICMP/ICMPv6 destination-unreachable that quotes the start of a TCP segment.
+
+    The addresses and ports are those of the quoted (offending) segment, i.e. as sent by the host it is about.
+    """
+
+    __slots__ = ("ts", "vlan", "src", "dst", "sport", "dport", "seq")
+
+    def __init__(self, ts: float, vlan: tuple[int, ...], src: bytes, dst: bytes, sport: int, dport: int,
+                 seq: int) -> None:
+        self.ts = ts
+        self.vlan = vlan
+        self.src = src
+        self.dst = dst
+        self.sport = sport
+        self.dport = dport
+        self.seq = seq
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IcmpError) and all(
+            getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __repr__(self) -> str:
+        return "IcmpError(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"

@@ -1,0 +1,1 @@
+"""Sources -> decoder -> tracker, the one-second snapshots the faces read."""

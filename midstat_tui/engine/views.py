@@ -1,0 +1,101 @@
+"""Connection records as the faces show them: addresses as text and the JSON field names of the output formats."""
+
+from __future__ import annotations
+
+import socket
+
+from midstat_tui.decode.segment import flags_text
+from midstat_tui.tcp import zeek
+from midstat_tui.tcp.connection import DIR_NAMES, SIDE_NAMES, Connection
+from midstat_tui.tcp.states import NAMES
+
+
+def format_addr(addr: bytes) -> str:
+    if len(addr) == 4:
+        return socket.inet_ntop(socket.AF_INET, addr)
+    return socket.inet_ntop(socket.AF_INET6, addr)
+
+
+def format_endpoint(addr: bytes, port: int) -> str:
+    if len(addr) == 4:
+        return f"{socket.inet_ntop(socket.AF_INET, addr)}:{port}"
+    return f"[{socket.inet_ntop(socket.AF_INET6, addr)}]:{port}"
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 3)
+
+
+def identity(conn: Connection) -> dict:
+    """The fields every event line carries."""
+    return {
+        "conn": conn.id,
+        "client": format_endpoint(conn.c_addr, conn.c_port),
+        "server": format_endpoint(conn.s_addr, conn.s_port),
+        "vlan": list(conn.vlan),
+        "shard": conn.shard,
+        "client_state": NAMES[conn.c.state],
+        "server_state": NAMES[conn.s.state],
+    }
+
+
+def counters(conn: Connection) -> dict:
+    c, s = conn.c, conn.s
+    return {
+        "first": conn.first,
+        "last": conn.last,
+        "duration": round(conn.last - conn.first, 6),
+        "packets_c2s": c.packets,
+        "packets_s2c": s.packets,
+        "bytes_c2s": c.ip_bytes,
+        "bytes_s2c": s.ip_bytes,
+        "payload_c2s": c.payload,
+        "payload_s2c": s.payload,
+        "retrans_c2s": c.retrans_bytes,
+        "retrans_s2c": s.retrans_bytes,
+        "retrans_pkts_c2s": c.retrans,
+        "retrans_pkts_s2c": s.retrans,
+        "ooo_c2s": c.ooo,
+        "ooo_s2c": s.ooo,
+        "zero_win_c2s": c.zero_win,
+        "zero_win_s2c": s.zero_win,
+        "rtt_client_ms": _ms(conn.rtt_client),
+        "rtt_server_ms": _ms(conn.rtt_server),
+        "rst_by": conn.rst_by,
+        "suspicious_rst": conn.suspicious_rst,
+        "bad_checksum": conn.bad_checksum,
+        "zeek_state": zeek.conn_state(conn),
+        "history": conn.history,
+    }
+
+
+def connection_dict(conn: Connection) -> dict:
+    """One connection as `--json` and `--summary --json` write it (everything but the state history)."""
+    out = identity(conn)
+    out.update(counters(conn))
+    out["midstream"] = conn.midstream
+    out["ended"] = conn.ended
+    out["end_ts"] = conn.end_ts
+    out["transitions"] = len(conn.transitions) + conn.transitions_dropped
+    return out
+
+
+def transition_dict(entry: tuple) -> dict:
+    ts, side, old, new, direction, flags, seq, ack, length = entry
+    return {
+        "ts": ts,
+        "side": SIDE_NAMES[side],
+        "from": NAMES[old],
+        "to": NAMES[new],
+        "packet": {
+            "dir": DIR_NAMES[direction],
+            "flags": "ICMP" if flags < 0 else flags_text(flags),
+            "seq": seq,
+            "ack": ack,
+            "len": length,
+        },
+    }
+
+
+def state_history(conn: Connection) -> list[dict]:
+    return [transition_dict(entry) for entry in conn.transitions]

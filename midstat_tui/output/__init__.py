@@ -1,0 +1,1 @@
+"""The headless faces: --plain, --json, --events, --summary."""

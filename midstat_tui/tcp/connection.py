@@ -1,0 +1,117 @@
+"""What midstat knows about one connection: two endpoint records and the connection-wide facts.
+
+Slotted classes (no dict per object): memory per tracked connection matters at a middlebox.
+"""
+
+from __future__ import annotations
+
+from midstat_tui.tcp.states import CLOSED, NAMES
+
+CLIENT = 0
+SERVER = 1
+SIDE_NAMES = ("client", "server")
+DIR_NAMES = ("c2s", "s2c")
+
+# How many state transitions one connection keeps. The first HISTORY_HEAD (the handshake) are always kept;
+# past the cap the oldest of the rest are dropped and counted in `Connection.transitions_dropped`.
+HISTORY_CAP = 64
+HISTORY_HEAD = 8
+
+# Zeek endpoint states (scripts/base/init-bare.zeek)
+Z_INACTIVE, Z_SYN_SENT, Z_SYN_ACK_SENT, Z_PARTIAL, Z_ESTABLISHED, Z_CLOSED, Z_RESET = range(7)
+
+
+class Side:
+    """One endpoint of a connection, as inferred from the packets it sent and received."""
+
+    __slots__ = (
+        "state", "isn", "fin_seq", "snd_nxt", "rcv_ack", "tw_since",
+        "packets", "ip_bytes", "payload", "retrans_bytes", "retrans", "ooo", "zero_win", "gap_open",
+        "last_data_ts", "zstate", "z_once", "z_last", "z_counts",
+    )
+
+    def __init__(self, state: int = CLOSED) -> None:
+        self.state = state
+        self.isn: int | None = None        # initial sequence number of this side's SYN
+        self.fin_seq: int | None = None    # sequence number of this side's FIN
+        self.snd_nxt: int | None = None    # highest sequence number sent + 1 (SYN and FIN count one)
+        self.rcv_ack: int | None = None    # highest ACK number this side sent
+        self.tw_since: float | None = None  # when this side entered TIME_WAIT
+        self.packets = 0
+        self.ip_bytes = 0
+        self.payload = 0
+        self.retrans_bytes = 0
+        self.retrans = 0                   # segments carrying retransmitted payload (or a repeated SYN/FIN)
+        self.ooo = 0                       # out-of-order segments
+        self.zero_win = 0                  # zero-window advertisements
+        self.gap_open = False              # a segment jumped ahead of snd_nxt and the hole is not filled yet
+        self.last_data_ts = 0.0
+        self.zstate = Z_INACTIVE           # Zeek's endpoint state, for conn_state
+        self.z_once = ""                   # Zeek history letters recorded once per direction
+        self.z_last: dict[str, int] | None = None   # last seq per repeatable letter (s h f r)
+        self.z_counts: dict[str, int] | None = None  # counts of logarithmic letters (c g t w)
+
+
+class Connection:
+    """One TCP connection (one incarnation of a 4-tuple + VLAN)."""
+
+    __slots__ = (
+        "id", "shard", "key", "vlan", "c_addr", "c_port", "s_addr", "s_port",
+        "c", "s", "first", "last", "midstream", "flipped", "ended", "end_ts",
+        "rst_by", "syn_ts", "synack_ts", "rtt_server", "rtt_client", "synack_sent",
+        "history", "transitions", "transitions_dropped", "suspicious_rst", "bad_checksum",
+        "deadline",
+    )
+
+    def __init__(self, conn_id: int, shard: int, key: tuple, vlan: tuple[int, ...],
+                 c_addr: bytes, c_port: int, s_addr: bytes, s_port: int, ts: float) -> None:
+        self.id = conn_id
+        self.shard = shard
+        self.key = key
+        self.vlan = vlan
+        self.c_addr = c_addr
+        self.c_port = c_port
+        self.s_addr = s_addr
+        self.s_port = s_port
+        self.c = Side()
+        self.s = Side()
+        self.first = ts
+        self.last = ts
+        self.midstream = False
+        self.flipped = False                # first packet came from the server side (Zeek's '^')
+        self.ended: str | None = None       # end reason once the connection has ended
+        self.end_ts: float | None = None
+        self.rst_by: str | None = None      # 'client' or 'server'
+        self.syn_ts: float | None = None
+        self.synack_ts: float | None = None
+        self.rtt_server: float | None = None  # middlebox -> server -> middlebox (SYN to SYN/ACK), seconds
+        self.rtt_client: float | None = None  # middlebox -> client -> middlebox (SYN/ACK to ACK), seconds
+        self.synack_sent = [False, False]   # per side: has it sent a SYN/ACK (simultaneous open bookkeeping)
+        self.history = ""                   # Zeek history string
+        self.transitions: list[tuple] = []  # (ts, side, from, to, dir, flags, seq, ack, len)
+        self.transitions_dropped = 0
+        self.suspicious_rst = 0
+        self.bad_checksum = 0
+        self.deadline = 0.0                 # when the timer wheel should look at this connection next
+
+    # -- views --------------------------------------------------------------------------------------------------
+    def side(self, index: int) -> Side:
+        return self.c if index == CLIENT else self.s
+
+    @property
+    def client_state(self) -> str:
+        return NAMES[self.c.state]
+
+    @property
+    def server_state(self) -> str:
+        return NAMES[self.s.state]
+
+    def record(self, ts: float, side: int, old: int, new: int, direction: int, flags: int, seq: int,
+               ack: int, length: int) -> tuple:
+        entry = (ts, side, old, new, direction, flags, seq, ack, length)
+        transitions = self.transitions
+        if len(transitions) >= HISTORY_CAP:
+            del transitions[HISTORY_HEAD]
+            self.transitions_dropped += 1
+        transitions.append(entry)
+        return entry

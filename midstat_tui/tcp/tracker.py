@@ -1,0 +1,314 @@
+"""The flow table of one shard: finds or creates the connection of each segment, drives its state machines,
+runs the timers on the time it is given, bounds the table, and reports start / state / end events.
+
+No I/O, no clock, no UI: feed it segments (`segment`) and time (`advance`), read `table` and `stats`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import islice
+
+from midstat_tui.decode.segment import ACK, RST, SYN, IcmpError, Segment
+from midstat_tui.tcp import zeek
+from midstat_tui.tcp.connection import Connection
+from midstat_tui.tcp.machine import apply_icmp_unreachable, apply_segment
+from midstat_tui.tcp.states import (
+    CLOSED,
+    DEFAULT_IDLE_TIMEOUTS,
+    ESTABLISHED,
+    SYN_RCVD,
+    SYN_SENT,
+    TIME_WAIT,
+)
+
+END_REASONS = ("closed", "reset", "time_wait_expired", "idle_timeout", "port_reuse", "evicted")
+EVICTION_SAMPLE = 64  # how many of the oldest entries the table looks at to choose a victim
+
+# An event handler gets (kind, connection, transition, states). kind: "start", "state" or "end"; for "state",
+# `transition` is the recorded tuple and `states` the (client, server) states right after it, else both None.
+EventSink = Callable[[str, Connection, tuple | None, tuple[int, int] | None], None]
+
+
+@dataclass
+class TrackerConfig:
+    time_wait: float = 60.0                 # how long a TIME_WAIT side is held (Linux: 60 s)
+    linger: float = 60.0                    # how long an ended connection stays visible on its tuple
+    max_conns: int = 1_000_000              # table bound (live and lingering connections)
+    idle_timeouts: dict[int, float] = field(default_factory=lambda: dict(DEFAULT_IDLE_TIMEOUTS))
+
+
+@dataclass
+class TrackerStats:
+    segments: int = 0          # TCP segments handed to the tracker
+    bad_checksum: int = 0
+    icmp_errors: int = 0
+    started: int = 0
+    ended: int = 0
+    evicted: int = 0
+    midstream: int = 0
+    suspicious_rst: int = 0
+    untracked_bad_checksum: int = 0  # bad-checksum packets of unknown tuples (not tracked)
+    end_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def _guess_client_is_sender(seg: Segment) -> bool:
+    """Role guess for a connection picked up mid-stream (two-sided-tcp.md, 'Connections first seen mid-stream')."""
+    flags = seg.flags
+    if flags & SYN and flags & ACK:
+        return False  # the receiver of a SYN/ACK is the client
+    sport, dport = seg.sport, seg.dport
+    if (sport < 1024) != (dport < 1024):
+        return dport < 1024  # the side on a well-known port is the server
+    s_eph, d_eph = sport >= 32768, dport >= 32768
+    if s_eph != d_eph:
+        return s_eph  # an ephemeral port facing a non-ephemeral one is the client
+    return True  # otherwise the first sender is the client
+
+
+class Tracker:
+    def __init__(self, config: TrackerConfig | None = None, shard: int = 0, shard_count: int = 1,
+                 on_event: EventSink | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self.shard = shard
+        self.shard_count = shard_count
+        self.on_event = on_event
+        self.table: dict[tuple, Connection] = {}
+        self.stats = TrackerStats()
+        self.now = 0.0
+        self._timers: list[tuple[float, int, Connection]] = []
+        self._next_id = 0
+        self._tw_hold = self.config.time_wait
+        self._idle = self.config.idle_timeouts
+
+    # -- keys and lookup ------------------------------------------------------------------------------------
+    @staticmethod
+    def key_of(vlan: tuple[int, ...], src: bytes, sport: int, dst: bytes, dport: int) -> tuple:
+        a = (src, sport)
+        b = (dst, dport)
+        return (vlan, a, b) if a <= b else (vlan, b, a)
+
+    def get(self, conn_id: int) -> Connection | None:
+        for conn in self.table.values():
+            if conn.id == conn_id:
+                return conn
+        return None
+
+    @property
+    def active(self) -> int:
+        return sum(1 for c in self.table.values() if c.ended is None)
+
+    # -- the per-packet path ------------------------------------------------------------------------------------
+    def segment(self, seg: Segment) -> Connection | None:
+        ts = seg.ts
+        if ts > self.now:
+            self.advance(ts)
+        stats = self.stats
+        stats.segments += 1
+        key = self.key_of(seg.vlan, seg.src, seg.sport, seg.dst, seg.dport)
+        conn = self.table.get(key)
+        flags = seg.flags
+        pure_syn = (flags & (SYN | ACK | RST)) == SYN
+        if seg.csum_ok is False:
+            stats.bad_checksum += 1
+            if conn is None:
+                stats.untracked_bad_checksum += 1
+                return None
+            conn.bad_checksum += 1
+            zeek.note_bad_checksum(conn, seg.src == conn.c_addr and seg.sport == conn.c_port)
+            return conn
+        if conn is not None:
+            from_client = seg.sport == conn.c_port and seg.src == conn.c_addr
+            if conn.ended is not None:
+                if pure_syn:
+                    self._remove(conn)
+                    conn = None
+                else:
+                    # late packets of an ended connection are counted on it and change nothing
+                    side = conn.c if from_client else conn.s
+                    side.packets += 1
+                    side.ip_bytes += seg.ip_len
+                    side.payload += seg.payload
+                    conn.last = ts
+                    return conn
+            elif pure_syn and self._is_reuse(conn, seg, from_client):
+                self._end(conn, "port_reuse", ts)
+                self._remove(conn)
+                conn = None
+        if conn is None:
+            conn = self._new(seg, key, pure_syn)
+            from_client = seg.sport == conn.c_port and seg.src == conn.c_addr
+        sender = conn.c if from_client else conn.s
+        states_before = (conn.c.state, conn.s.state)
+        retrans_before = sender.retrans
+        gap_before = sender.gap_open
+        changes = apply_segment(conn, seg, from_client)
+        conn.last = ts
+        zeek.note_segment(conn, seg, from_client,
+                          retransmitted=sender.retrans > retrans_before and seg.payload > 0,
+                          gap=sender.gap_open and not gap_before)
+        if changes:
+            if self.on_event is not None:
+                self._emit_changes(conn, changes, states_before)
+            self._after_change(conn, ts)
+        elif flags & RST and not changes and conn.ended is None and sender.state != CLOSED:
+            stats.suspicious_rst += 1
+        return conn
+
+    def icmp(self, err: IcmpError) -> None:
+        """An ICMP unreachable quoting a TCP segment: aborts a handshake it is about."""
+        if err.ts > self.now:
+            self.advance(err.ts)
+        self.stats.icmp_errors += 1
+        conn = self.table.get(self.key_of(err.vlan, err.src, err.sport, err.dst, err.dport))
+        if conn is None or conn.ended is not None:
+            return
+        from_client = err.sport == conn.c_port and err.src == conn.c_addr
+        states_before = (conn.c.state, conn.s.state)
+        changes = apply_icmp_unreachable(conn, from_client, err.seq, err.ts)
+        if changes:
+            conn.last = err.ts
+            if self.on_event is not None:
+                self._emit_changes(conn, changes, states_before)
+            self._after_change(conn, err.ts)
+
+    def _emit_changes(self, conn: Connection, changes: list[tuple], states: tuple[int, int]) -> None:
+        """One `state` event per transition, each with the two states as they were right after it."""
+        states_now = list(states)
+        for change in changes:
+            states_now[change[1]] = change[3]
+            self.on_event("state", conn, change, (states_now[0], states_now[1]))
+
+    def _is_reuse(self, conn: Connection, seg: Segment, from_client: bool) -> bool:
+        """Does a pure SYN on a live tuple start a new incarnation? (two-sided-tcp.md, 'Port reuse')"""
+        side = conn.c if from_client else conn.s
+        if side.isn is not None and seg.seq == side.isn:
+            return False  # a retransmission of the SYN we know
+        if side.state in (CLOSED, SYN_SENT):
+            return True
+        return conn.c.state == TIME_WAIT or conn.s.state == TIME_WAIT
+
+    def _new(self, seg: Segment, key: tuple, pure_syn: bool) -> Connection:
+        stats = self.stats
+        if len(self.table) >= self.config.max_conns:
+            self._evict_one(seg.ts)
+        self._next_id += 1
+        conn_id = self._next_id * self.shard_count + self.shard
+        if pure_syn:
+            client_is_sender = True
+        else:
+            client_is_sender = _guess_client_is_sender(seg)
+        if client_is_sender:
+            conn = Connection(conn_id, self.shard, key, seg.vlan, seg.src, seg.sport, seg.dst, seg.dport, seg.ts)
+        else:
+            conn = Connection(conn_id, self.shard, key, seg.vlan, seg.dst, seg.dport, seg.src, seg.sport, seg.ts)
+            conn.flipped = bool(seg.flags & SYN)  # Zeek flips on a SYN/ACK seen first
+        if not pure_syn:
+            conn.midstream = True
+            stats.midstream += 1
+            flags = seg.flags
+            if flags & SYN and flags & ACK:
+                # the SYN/ACK implies the client's SYN: the client is SYN_SENT, the server answers now
+                conn.c.state = SYN_SENT
+                conn.c.isn = (seg.ack - 1) & 0xFFFFFFFF
+                conn.c.snd_nxt = seg.ack
+            else:
+                conn.c.state = ESTABLISHED
+                conn.s.state = ESTABLISHED
+        if conn.flipped:
+            conn.history = "^"
+        self.table[key] = conn
+        stats.started += 1
+        conn.deadline = self._deadline(conn)
+        heapq.heappush(self._timers, (conn.deadline, conn_id, conn))
+        if self.on_event is not None:
+            self.on_event("start", conn, None, None)
+        return conn
+
+    # -- ends, timers, eviction ---------------------------------------------------------------------------
+    def _after_change(self, conn: Connection, ts: float) -> None:
+        c, s = conn.c.state, conn.s.state
+        if c == CLOSED and s == CLOSED:
+            self._end(conn, "reset" if conn.rst_by else "closed", ts)
+        deadline = self._deadline(conn)
+        if deadline < conn.deadline:
+            conn.deadline = deadline
+            heapq.heappush(self._timers, (deadline, conn.id, conn))
+
+    def _deadline(self, conn: Connection) -> float:
+        if conn.ended is not None:
+            return (conn.end_ts or conn.last) + self.config.linger
+        return max(self._side_done(conn, conn.c), self._side_done(conn, conn.s))
+
+    def _side_done(self, conn: Connection, side) -> float:
+        state = side.state
+        if state == TIME_WAIT:
+            return (side.tw_since or conn.last) + self._tw_hold
+        if state == CLOSED:
+            return 0.0
+        return conn.last + self._idle.get(state, 0.0)
+
+    def advance(self, now: float) -> None:
+        """Run every timer due at or before `now` (packet time for files, the clock when live)."""
+        if now > self.now:
+            self.now = now
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            when, _, conn = heapq.heappop(timers)
+            if when != conn.deadline or self.table.get(conn.key) is not conn:
+                continue  # stale entry: the connection moved its deadline or left the table
+            if conn.ended is not None:
+                self._remove(conn)
+                continue
+            deadline = self._deadline(conn)
+            if deadline > now:
+                conn.deadline = deadline
+                heapq.heappush(timers, (deadline, conn.id, conn))
+                continue
+            tw = conn.c.state == TIME_WAIT or conn.s.state == TIME_WAIT
+            idle_side = any(side.state not in (TIME_WAIT, CLOSED) for side in (conn.c, conn.s))
+            self._end(conn, "idle_timeout" if idle_side or not tw else "time_wait_expired", deadline)
+
+    def _end(self, conn: Connection, reason: str, ts: float) -> None:
+        if conn.ended is not None:
+            return
+        conn.ended = reason
+        conn.end_ts = ts
+        stats = self.stats
+        stats.ended += 1
+        stats.end_reasons[reason] = stats.end_reasons.get(reason, 0) + 1
+        if reason == "evicted":
+            stats.evicted += 1
+        if self.on_event is not None:
+            self.on_event("end", conn, None, None)
+        conn.deadline = self._deadline(conn)
+        heapq.heappush(self._timers, (conn.deadline, conn.id, conn))
+
+    def _remove(self, conn: Connection) -> None:
+        if self.table.get(conn.key) is conn:
+            del self.table[conn.key]
+        conn.deadline = -1.0  # invalidates its timer entries
+
+    def _evict_one(self, ts: float) -> None:
+        """Make room: among the oldest entries prefer an ended one, then a handshake, then the longest idle."""
+        best = None
+        best_rank = None
+        for conn in islice(self.table.values(), EVICTION_SAMPLE):
+            if conn.ended is not None:
+                rank = (0, conn.last)
+            elif conn.c.state in (SYN_SENT, SYN_RCVD, CLOSED) or conn.s.state in (SYN_SENT, SYN_RCVD, CLOSED):
+                rank = (1, conn.last)
+            else:
+                rank = (2, conn.last)
+            if best_rank is None or rank < best_rank:
+                best, best_rank = conn, rank
+        if best is None:
+            return
+        if best.ended is None:
+            self._end(best, "evicted", ts)
+        self._remove(best)
+
+    def finish(self) -> None:
+        """Nothing to flush: connections still open at the end of a capture get no `end` event."""
