@@ -25,7 +25,10 @@ from midstat_tui.tcp.states import (
 )
 
 END_REASONS = ("closed", "reset", "time_wait_expired", "idle_timeout", "port_reuse", "evicted")
-EVICTION_SAMPLE = 64  # how many of the oldest entries the table looks at to choose a victim
+EVICTION_SAMPLE = 64
+# A repeat of the ended connection's own SYN (same ISN) this soon after a RST or ICMP error ended it was in
+# flight while the abort travelled the other way: it is counted on the ended connection, not a new attempt.
+CROSSING_WINDOW = 0.05  # how many of the oldest entries the table looks at to choose a victim
 
 # An event handler gets (kind, connection, transition, states). kind: "start", "state" or "end"; for "state",
 # `transition` is the recorded tuple and `states` the (client, server) states right after it, else both None.
@@ -122,7 +125,9 @@ class Tracker:
         if conn is not None:
             from_client = seg.sport == conn.c_port and seg.src == conn.c_addr
             if conn.ended is not None:
-                if pure_syn:
+                crossing = (pure_syn and from_client and seg.seq == conn.c.isn and conn.end_ts is not None
+                            and ts - conn.end_ts < CROSSING_WINDOW)
+                if pure_syn and not crossing:
                     self._remove(conn)
                     conn = None
                 else:

@@ -1,0 +1,70 @@
+"""midstat's two states at each quiet moment of the fixture captures equal what the Linux kernels said (ss).
+
+The fixtures are real TCP between network namespaces (scripts/make_fixtures.py); at each checkpoint the script
+recorded `ss` in the client and the server namespace. A socket that is gone is CLOSED.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from midstat_tui.tcp.states import NAMES, parse_state
+from tests.helpers import FIXTURES, names, replay
+
+CASES = sorted(FIXTURES.glob("*.json"))
+
+
+def _checkpoints():
+    for path in CASES:
+        doc = json.loads(path.read_text())
+        for cp in doc["checkpoints"]:
+            yield pytest.param(doc, cp, id=f"{doc['scenario']}:{cp['label']}")
+
+
+def test_every_scenario_is_present():
+    scenarios = {json.loads(p.read_text())["scenario"] for p in CASES}
+    assert {"close_client_first", "close_server_first", "reset_by_client", "reset_by_server", "refused",
+            "half_close", "simultaneous_close", "ipv6_close", "midstream", "lossy_transfer",
+            "unreachable"} <= scenarios
+
+
+@pytest.mark.parametrize(("doc", "checkpoint"), list(_checkpoints()))
+def test_states_equal_the_kernels(doc, checkpoint):
+    _, snap, started = replay(FIXTURES / doc["pcap"], until=checkpoint["ts"])
+    # the latest incarnation of each tuple as of the checkpoint
+    latest = {}
+    for conn in started:
+        latest[names(conn)] = conn
+    for expect in checkpoint["connections"]:
+        key = (expect["client"], expect["server"])
+        conn = latest.get(key)
+        want = (NAMES[parse_state(expect["client_state"])], NAMES[parse_state(expect["server_state"])])
+        if conn is None:
+            assert want == ("CLOSED", "CLOSED"), f"midstat never saw {key}, the kernels say {want}"
+            continue
+        got = (conn.client_state, conn.server_state)
+        assert got == want, f"{key}: midstat {got}, kernels {want}"
+
+
+def test_simultaneous_close_crosses_fins():
+    """Both sides pass through CLOSING, as the kernels do when FINs cross."""
+    _, _, started = replay(FIXTURES / "simultaneous_close.pcap")
+    conn = started[-1]
+    closing = {(t[1], NAMES[t[3]]) for t in conn.transitions}
+    assert (0, "CLOSING") in closing and (1, "CLOSING") in closing, conn.transitions
+
+
+def test_lossy_transfer_counts_retransmissions():
+    _, _, started = replay(FIXTURES / "lossy_transfer.pcap")
+    conn = started[-1]
+    assert conn.c.retrans > 0 and conn.c.retrans_bytes > 0
+    assert conn.c.retrans_bytes < conn.c.payload
+
+
+def test_midstream_pickup_guesses_roles():
+    _, _, started = replay(FIXTURES / "midstream.pcap")
+    conn = started[0]
+    assert conn.midstream
+    assert conn.s_port == 5009

@@ -1,0 +1,47 @@
+"""Shared test helpers: run captures through the real engine (no mocks) and look at the result."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from midstat_tui.capture.files import FileSource
+from midstat_tui.engine.pipeline import Engine, Snapshot, run_file
+from midstat_tui.engine.views import format_endpoint
+from midstat_tui.tcp.connection import Connection
+from midstat_tui.tcp.tracker import TrackerConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures" / "pcaps"
+SHARED = Path(os.environ.get("MIDSTAT_SHARED", ROOT.parent / "shared")) / "pcaps"
+
+
+def shared(rel: str) -> Path:
+    return SHARED / rel
+
+
+def replay(path: str | os.PathLike, until: float | None = None, checksums: bool = True,
+           config: TrackerConfig | None = None) -> tuple[Engine, Snapshot, list[Connection]]:
+    """Run a capture through the engine; returns the engine, the last snapshot and every connection started."""
+    source = FileSource(str(path))
+    started: list[Connection] = []
+
+    def on_event(kind, conn, change, states):
+        if kind == "start":
+            started.append(conn)
+
+    engine = Engine(source.datalink, config, verify_checksums=checksums, on_event=on_event)
+    snap = run_file(engine, source.batches(), until=until)
+    return engine, snap, started
+
+
+def names(conn: Connection) -> tuple[str, str]:
+    return format_endpoint(conn.c_addr, conn.c_port), format_endpoint(conn.s_addr, conn.s_port)
+
+
+def midstat(*args: str, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The real command, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "midstat_tui", *args], capture_output=True, input=stdin,
+                          timeout=timeout, cwd=ROOT)
