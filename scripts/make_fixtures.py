@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import contextlib
+
 from netlab import (  # noqa: E402
     CLIENT4,
     ROUTER_CLIENT_IF,
@@ -195,10 +197,8 @@ def unreachable(lab: NetLab, rec: Recorder) -> None:
     client = lab.socket(lab.client)
     client.bind((CLIENT4, 41999))
     client.setblocking(False)
-    try:
+    with contextlib.suppress(BlockingIOError):
         client.connect(("10.231.2.77", 5008))
-    except BlockingIOError:
-        pass
     names = (f"{CLIENT4}:41999", "10.231.2.77:5008")
     rec.checkpoint("syn sent", [names])
     deadline = time.time() + 10

@@ -7,6 +7,7 @@ everything before the damage is delivered, and `warning` says where the damage i
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -89,10 +90,8 @@ class FileSource:
 
     def close(self) -> None:
         if self._tmp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(self._tmp)
-            except OSError:
-                pass
             self._tmp = None
 
     def batches(self) -> Iterator[list[Packet]]:

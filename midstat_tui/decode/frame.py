@@ -182,7 +182,7 @@ class FrameDecoder:
                 pseudo = ip.src + ip.dst + struct.pack("!BBH", 0, IP_PROTO_TCP, len(seg))
                 csum_ok = _inet_checksum_ok(pseudo, seg)
             return Segment(ts, vlan, ip.src, ip.dst, tcp.sport, tcp.dport, tcp.seq, tcp.ack, tcp.flags,
-                           tcp.win, payload, ip_len, ip.ttl, csum_ok)
+                           tcp.win, payload, ip_len, ip.ttl, csum_ok, len(tcp.data) < payload)
         if ip.p == IP_PROTO_ICMP:
             return self._icmp4(ts, vlan, ip.data)
         return "non_tcp"
@@ -197,7 +197,6 @@ class FrameDecoder:
             if not isinstance(tcp, TCP):
                 return self._why_tcp_failed(tcp)
             ip_len = 40 + ip6.plen
-            ext_len = ip6.plen - len(tcp) if len(tcp.data) < ip6.plen else 0
             hdr_len = tcp.off << 2
             payload = ip6.plen - _ext_headers_len(ip6) - hdr_len
             if payload < 0:
@@ -207,9 +206,8 @@ class FrameDecoder:
                 seg = bytes(tcp)
                 pseudo = ip6.src + ip6.dst + struct.pack("!IxxxB", len(seg), IP_PROTO_TCP)
                 csum_ok = _inet_checksum_ok(pseudo, seg)
-            del ext_len
             return Segment(ts, vlan, ip6.src, ip6.dst, tcp.sport, tcp.dport, tcp.seq, tcp.ack, tcp.flags,
-                           tcp.win, payload, ip_len, ip6.hlim, csum_ok)
+                           tcp.win, payload, ip_len, ip6.hlim, csum_ok, len(tcp.data) < payload)
         if proto == IP_PROTO_ICMP6:
             return self._icmp6(ts, vlan, ip6.data)
         return "non_tcp"

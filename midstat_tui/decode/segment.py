@@ -28,11 +28,12 @@ class Segment:
     `ip_len` is the IP-layer size (IPv4 total length, IPv6 40 + payload length), as conntrack and Zeek count it.
     `payload` is the TCP payload length from the headers (even when the capture truncated the bytes).
     `csum_ok` is True/False when the checksum could be checked, None when it could not (truncated or not asked).
+    `truncated` is True when the capture holds less of the payload than the headers announce (snap length).
     """
 
     __slots__ = (
         "ts", "vlan", "src", "dst", "sport", "dport", "seq", "ack", "flags", "win",
-        "payload", "ip_len", "ttl", "csum_ok",
+        "payload", "ip_len", "ttl", "csum_ok", "truncated",
     )
 
     def __init__(
@@ -51,6 +52,7 @@ class Segment:
         ip_len: int,
         ttl: int = 0,
         csum_ok: bool | None = None,
+        truncated: bool = False,
     ) -> None:
         self.ts = ts
         self.vlan = vlan
@@ -66,6 +68,7 @@ class Segment:
         self.ip_len = ip_len
         self.ttl = ttl
         self.csum_ok = csum_ok
+        self.truncated = truncated  # the capture holds less payload than the headers announce
 
     def fields(self) -> tuple:
         return tuple(getattr(self, name) for name in self.__slots__)

@@ -100,9 +100,12 @@ class Engine:
         return out
 
     def snapshot(self, ts: float) -> Snapshot:
+        self.mark_clean()
+        return Snapshot(ts, self.stats(), list(self.tracker.table.values()))
+
+    def mark_clean(self) -> None:
         self.dirty = False
         self._ended_seen = self.tracker.stats.ended
-        return Snapshot(ts, self.stats(), list(self.tracker.table.values()))
 
     def changed(self) -> bool:
         """Has anything happened since the last snapshot (a packet, or a timer that ended a connection)?"""
@@ -136,20 +139,24 @@ def run_file(engine: Engine, batches: Iterable[list[tuple[float, bytes]]],
 
 
 def _ticks(engine: Engine, next_tick: float, ts: float, on_snapshot: Callable[[Snapshot], None] | None) -> float:
-    """Close every one-second tick up to `ts`: timers first, then a snapshot if anything changed in it."""
+    """Close every one-second tick up to `ts`: timers first, then a snapshot if anything changed in it.
+
+    Between ticks only timers can change anything (the packet at `ts` is fed after this), so quiet seconds are
+    skipped in one step up to the next timer or to `ts`."""
     tracker = engine.tracker
+    timers = tracker._timers
     while next_tick <= ts:
         tracker.advance(next_tick)
-        if on_snapshot is not None and engine.changed():
-            on_snapshot(engine.snapshot(next_tick))
+        if engine.changed():
+            if on_snapshot is not None:
+                on_snapshot(engine.snapshot(next_tick))
+            else:
+                engine.mark_clean()
         next_tick += 1.0
-        if not engine.changed():
-            # skip quiet seconds in one step, but stop at the next timer so its changes get their own tick
-            timers = tracker._timers
-            due = timers[0][0] if timers else math.inf
-            jump = math.floor(min(ts, due))
-            if jump > next_tick:
-                next_tick = float(jump)
+        due = timers[0][0] if timers else math.inf
+        jump = math.floor(min(ts, due))
+        if jump > next_tick:
+            next_tick = float(jump)
     return next_tick
 
 

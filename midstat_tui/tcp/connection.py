@@ -27,7 +27,7 @@ class Side:
     __slots__ = (
         "state", "isn", "fin_seq", "snd_nxt", "rcv_ack", "tw_since",
         "packets", "ip_bytes", "payload", "retrans_bytes", "retrans", "ooo", "zero_win", "gap_open",
-        "last_data_ts", "zstate", "z_once", "z_last", "z_counts",
+        "last_data_ts", "delivered", "gaps", "missed", "zstate", "zprev", "z_once", "z_last", "z_counts",
     )
 
     def __init__(self, state: int = CLOSED) -> None:
@@ -46,7 +46,11 @@ class Side:
         self.zero_win = 0                  # zero-window advertisements
         self.gap_open = False              # a segment jumped ahead of snd_nxt and the hole is not filled yet
         self.last_data_ts = 0.0
+        self.delivered: int | None = None  # sequence number up to which this side's bytes were all captured
+        self.gaps = 0                      # content gaps: the peer acknowledged bytes the capture never held
+        self.missed = 0                    # bytes in those gaps (Zeek's missed_bytes)
         self.zstate = Z_INACTIVE           # Zeek's endpoint state, for conn_state
+        self.zprev = Z_INACTIVE            # and the one before it
         self.z_once = ""                   # Zeek history letters recorded once per direction
         self.z_last: dict[str, int] | None = None   # last seq per repeatable letter (s h f r)
         self.z_counts: dict[str, int] | None = None  # counts of logarithmic letters (c g t w)

@@ -56,13 +56,37 @@ def rst_acceptable(sender: Side, receiver: Side, seg: Segment) -> bool:
     if expected is None and acked is None:
         return True  # nothing seen from the sender yet (mid-stream pickup): no way to check, accept
     seq = seg.seq
-    if seq == expected or seq == acked:
+    if seq in (expected, acked):
         return True
     if receiver.state in (CLOSE_WAIT, LAST_ACK, CLOSING):
         # the peer's FIN consumed one sequence number; Linux also accepts an RST at the FIN's own number
         return (expected is not None and seq == (expected - 1) & MASK) or (
             acked is not None and seq == (acked - 1) & MASK)
     return False
+
+
+def _track_content(sender: Side, receiver: Side, seg: Segment, seq_end: int) -> None:
+    """Content gaps, as a reassembler sees them: bytes the peer acknowledged that the capture never held
+    (lost before the capture point, or cut off by the snap length)."""
+    seq = seg.seq
+    flags = seg.flags
+    delivered = sender.delivered
+    if delivered is None or (flags & SYN and delivered == seq):
+        delivered = (seq + 1) & MASK if flags & SYN else seq
+    if seg.payload and not seg.truncated and not seq_lt(delivered, seq) and seq_lt(delivered, seq_end):
+        delivered = (seq_end - 1) & MASK if flags & FIN else seq_end
+    fin_seq = sender.fin_seq
+    if fin_seq is None and flags & FIN:
+        fin_seq = (seq_end - 1) & MASK
+    if fin_seq is not None and delivered == fin_seq:
+        delivered = (fin_seq + 1) & MASK  # the FIN itself, once every byte before it was seen
+    sender.delivered = delivered
+    if flags & ACK and not flags & RST and receiver.delivered is not None:
+        missing = (seg.ack - receiver.delivered) & MASK
+        if 0 < missing < HALF:
+            receiver.gaps += 1
+            receiver.missed += missing
+            receiver.delivered = seg.ack
 
 
 def apply_segment(conn: Connection, seg: Segment, from_client: bool) -> list[tuple]:
@@ -116,6 +140,7 @@ def apply_segment(conn: Connection, seg: Segment, from_client: bool) -> list[tup
         sender.snd_nxt = seq_end
     if has_ack and (sender.rcv_ack is None or seq_lt(sender.rcv_ack, ack)):
         sender.rcv_ack = ack
+    _track_content(sender, receiver, seg, seq_end)
 
     # -- RST: both sides close, if the receiver's stack would accept it ----------------------------------------
     if rst:

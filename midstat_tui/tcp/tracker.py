@@ -137,6 +137,8 @@ class Tracker:
                     side.ip_bytes += seg.ip_len
                     side.payload += seg.payload
                     conn.last = ts
+                    zeek.note_segment(conn, seg, from_client, retransmitted=False, gaps=(False, False),
+                                      rst_obeyed=True)
                     return conn
             elif pure_syn and self._is_reuse(conn, seg, from_client):
                 self._end(conn, "port_reuse", ts)
@@ -148,17 +150,19 @@ class Tracker:
         sender = conn.c if from_client else conn.s
         states_before = (conn.c.state, conn.s.state)
         retrans_before = sender.retrans
-        gap_before = sender.gap_open
+        gaps_before = (conn.c.gaps, conn.s.gaps)
+        suspicious_before = conn.suspicious_rst
         changes = apply_segment(conn, seg, from_client)
         conn.last = ts
         zeek.note_segment(conn, seg, from_client,
                           retransmitted=sender.retrans > retrans_before and seg.payload > 0,
-                          gap=sender.gap_open and not gap_before)
+                          gaps=(conn.c.gaps > gaps_before[0], conn.s.gaps > gaps_before[1]),
+                          rst_obeyed=conn.suspicious_rst == suspicious_before)
         if changes:
             if self.on_event is not None:
                 self._emit_changes(conn, changes, states_before)
             self._after_change(conn, ts)
-        elif flags & RST and not changes and conn.ended is None and sender.state != CLOSED:
+        if conn.suspicious_rst > suspicious_before:
             stats.suspicious_rst += 1
         return conn
 

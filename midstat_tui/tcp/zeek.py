@@ -91,8 +91,12 @@ def note_bad_checksum(conn: Connection, from_client: bool) -> None:
     _logarithmic(conn, conn.c if from_client else conn.s, "c", from_client)
 
 
-def note_segment(conn: Connection, seg: Segment, from_client: bool, retransmitted: bool, gap: bool) -> None:
-    """Record one (checksum-valid) segment in the Zeek history and endpoint states."""
+def note_segment(conn: Connection, seg: Segment, from_client: bool, retransmitted: bool,
+                 gaps: tuple[bool, bool], rst_obeyed: bool) -> None:
+    """Record one (checksum-valid) segment in the Zeek history and endpoint states.
+
+    `gaps`: whether the (client, server) side's content got a new gap with this packet; `rst_obeyed`: whether
+    midstat's own state machine acted on the packet's RST (Zeek too ignores RSTs far outside the window)."""
     side = conn.c if from_client else conn.s
     peer = conn.s if from_client else conn.c
     flags = seg.flags
@@ -112,53 +116,65 @@ def note_segment(conn: Connection, seg: Segment, from_client: bool, retransmitte
         _once(conn, side, "a", from_client)
     if length:
         _once(conn, side, "d", from_client)
-    if gap:
-        _logarithmic(conn, side, "g", from_client)
+    if gaps[0]:
+        _logarithmic(conn, conn.c, "g", True)
+    if gaps[1]:
+        _logarithmic(conn, conn.s, "g", False)
     if retransmitted:
         _logarithmic(conn, side, "t", from_client)
     if seg.win == 0 and not (syn or rst):
         _logarithmic(conn, side, "w", from_client)
+    if rst and not rst_obeyed:
+        flags &= ~RST
     _update_endpoint(conn, side, peer, flags, length, from_client)
 
 
+def _set(side: Side, state: int) -> None:
+    side.zprev = side.zstate
+    side.zstate = state
+
+
 def _update_endpoint(conn: Connection, side: Side, peer: Side, flags: int, length: int, is_orig: bool) -> None:
+    """Zeek's endpoint state machine (INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET)."""
     syn, fin, rst, ack = flags & SYN, flags & FIN, flags & RST, flags & ACK
     state = side.zstate
     if state == Z_INACTIVE:
         if syn:
             if is_orig:
-                side.zstate = Z_SYN_ACK_SENT if ack else Z_SYN_SENT
+                _set(side, Z_SYN_ACK_SENT if ack else Z_SYN_SENT)
             else:
                 if peer.zstate in (Z_SYN_SENT, Z_SYN_ACK_SENT):
-                    peer.zstate = Z_ESTABLISHED
-                side.zstate = Z_ESTABLISHED
+                    _set(peer, Z_ESTABLISHED)
+                _set(side, Z_ESTABLISHED)
         if fin:
-            side.zstate = Z_CLOSED
+            _set(side, Z_CLOSED)
         if rst:
-            side.zstate = Z_RESET
+            _set(side, Z_RESET)
         if side.zstate == Z_INACTIVE:
-            orig = conn.c
-            if not is_orig and length == 0 and orig.zstate == Z_SYN_SENT:
+            if not is_orig and length == 0 and conn.c.zstate == Z_SYN_SENT:
                 pass  # an early ACK of the initial SYN does not make a partial connection
             elif ack and peer.zstate == Z_ESTABLISHED:
-                side.zstate = Z_ESTABLISHED
+                _set(side, Z_ESTABLISHED)
             else:
-                side.zstate = Z_PARTIAL
+                _set(side, Z_PARTIAL)
     elif state in (Z_SYN_SENT, Z_SYN_ACK_SENT):
         if fin:
-            side.zstate = Z_CLOSED
+            _set(side, Z_CLOSED)
         if rst:
-            side.zstate = Z_RESET
+            _set(side, Z_RESET)
         elif not fin and ack and peer.zstate not in (Z_INACTIVE, Z_PARTIAL):
-            side.zstate = Z_ESTABLISHED
+            _set(side, Z_ESTABLISHED)
     elif state in (Z_ESTABLISHED, Z_PARTIAL):
-        if fin:
-            side.zstate = Z_CLOSED
+        if fin and not rst:
+            _set(side, Z_CLOSED)
+            if peer.zstate == Z_RESET and peer.zprev == Z_CLOSED:
+                _set(peer, Z_CLOSED)  # the peer's FIN then RST was a normal close after all
         if rst:
-            side.zstate = Z_RESET
+            _set(side, Z_RESET)
     elif state == Z_CLOSED:
-        if rst:
-            side.zstate = Z_RESET
+        # after a FIN exchange, a RST changes nothing
+        if rst and peer.zstate != Z_CLOSED:
+            _set(side, Z_RESET)
 
 
 def conn_state(conn: Connection) -> str:
