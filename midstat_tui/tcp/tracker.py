@@ -193,11 +193,12 @@ class Tracker:
     def _is_reuse(self, conn: Connection, seg: Segment, from_client: bool) -> bool:
         """Does a pure SYN on a live tuple start a new incarnation? (two-sided-tcp.md, 'Port reuse')"""
         side = conn.c if from_client else conn.s
-        if side.isn is not None and seg.seq == side.isn:
+        if seg.seq == side.isn:
             return False  # a retransmission of the SYN we know
-        if side.state in (CLOSED, SYN_SENT):
+        if conn.c.state == TIME_WAIT or conn.s.state == TIME_WAIT:
             return True
-        return conn.c.state == TIME_WAIT or conn.s.state == TIME_WAIT
+        # a side that never sent a SYN has no ISN to differ from: its SYN is a simultaneous open
+        return side.isn is not None and side.state in (CLOSED, SYN_SENT)
 
     def _new(self, seg: Segment, key: tuple, pure_syn: bool) -> Connection:
         stats = self.stats
