@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from typing import TextIO
@@ -16,7 +17,7 @@ from midstat_tui.errors import MidstatError
 from midstat_tui.output.events import EventWriter
 from midstat_tui.output.plain import midstat_table, summary_table
 from midstat_tui.tcp.connection import Connection
-from midstat_tui.tcp.states import NAMES, parse_state
+from midstat_tui.tcp.states import parse_state
 from midstat_tui.tcp.tracker import TrackerConfig
 
 EXIT_OK = 0
@@ -210,12 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"midstat: {exc}\n")
         return exc.status
     except BrokenPipeError:
-        # the reader went away (| head): not an error of ours
-        try:
-            sys.stdout = None  # type: ignore[assignment]
-        except Exception:  # noqa: BLE001
-            pass
+        # the reader went away (| head): not an error of ours; keep the interpreter's final flush quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
 
-
-__all__ = ["main", "build_parser", "NAMES"]

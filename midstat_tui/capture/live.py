@@ -29,6 +29,16 @@ def _describe_live_error(iface: str, err: Exception) -> str:
     return f"cannot capture on {iface}: {text}"
 
 
+# pcap_activate() failures (pcap/pcap.h)
+_PERMISSION = "cannot capture on {iface}: permission denied (capturing needs root or the CAP_NET_RAW capability)"
+_ACTIVATE_ERRORS = {
+    -5: "cannot capture on {iface}: no such interface",
+    -8: _PERMISSION,
+    -11: _PERMISSION,
+    -9: "cannot capture on {iface}: the interface is not up",
+}
+
+
 class LiveSource:
     """Packets from a live interface, in batches; an empty batch means nothing arrived within `poll` seconds."""
 
@@ -45,15 +55,21 @@ class LiveSource:
             handle.set_snaplen(snaplen)
             handle.set_promisc(1 if promisc else 0)
             handle.set_timeout(int(poll * 1000))
-            handle.activate()
+            status = handle.activate()
         except pcapy.PcapError as err:
             raise MidstatError(_describe_live_error(iface, err)) from None
+        if status is not None and status < 0:
+            raise MidstatError(_ACTIVATE_ERRORS.get(status, "cannot capture on {iface}: libpcap error {status}")
+                               .format(iface=iface, status=status))
         if bpf:
             try:
                 handle.setfilter(bpf)
             except pcapy.PcapError as err:
                 raise MidstatError(f"invalid capture filter {bpf!r}: {err}") from None
-        handle.setnonblock(1)
+        try:
+            handle.setnonblock(1)
+        except pcapy.PcapError as err:
+            raise MidstatError(_describe_live_error(iface, err)) from None
         self._handle = handle
         self.datalink = handle.datalink()
         self._stopped = False

@@ -176,13 +176,14 @@ class FrameDecoder:
             payload = ip_len - ihl - hdr_len
             if payload < 0:
                 return "bad_tcp_header"
+            truncated = 20 + len(tcp.opts) + len(tcp.data) < hdr_len + payload
             csum_ok = None
-            if self.verify_checksums and ip.len and len(tcp.data) == payload and not (ip.mf or ip.offset):
+            if self.verify_checksums and ip.len and not truncated and not ip.mf:
                 seg = bytes(tcp)
                 pseudo = ip.src + ip.dst + struct.pack("!BBH", 0, IP_PROTO_TCP, len(seg))
                 csum_ok = _inet_checksum_ok(pseudo, seg)
             return Segment(ts, vlan, ip.src, ip.dst, tcp.sport, tcp.dport, tcp.seq, tcp.ack, tcp.flags,
-                           tcp.win, payload, ip_len, ip.ttl, csum_ok, len(tcp.data) < payload)
+                           tcp.win, payload, ip_len, ip.ttl, csum_ok, truncated)
         if ip.p == IP_PROTO_ICMP:
             return self._icmp4(ts, vlan, ip.data)
         return "non_tcp"
@@ -201,13 +202,14 @@ class FrameDecoder:
             payload = ip6.plen - _ext_headers_len(ip6) - hdr_len
             if payload < 0:
                 return "bad_tcp_header"
+            truncated = 20 + len(tcp.opts) + len(tcp.data) < hdr_len + payload
             csum_ok = None
-            if self.verify_checksums and len(tcp.data) == payload:
+            if self.verify_checksums and not truncated:
                 seg = bytes(tcp)
                 pseudo = ip6.src + ip6.dst + struct.pack("!IxxxB", len(seg), IP_PROTO_TCP)
                 csum_ok = _inet_checksum_ok(pseudo, seg)
             return Segment(ts, vlan, ip6.src, ip6.dst, tcp.sport, tcp.dport, tcp.seq, tcp.ack, tcp.flags,
-                           tcp.win, payload, ip_len, ip6.hlim, csum_ok, len(tcp.data) < payload)
+                           tcp.win, payload, ip_len, ip6.hlim, csum_ok, truncated)
         if proto == IP_PROTO_ICMP6:
             return self._icmp6(ts, vlan, ip6.data)
         return "non_tcp"

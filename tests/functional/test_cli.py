@@ -1,0 +1,269 @@
+"""The `midstat` command as users run it: output formats and every error path (real processes, real files)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.helpers import FIXTURES, midstat, shared
+
+CLOSE = FIXTURES / "close_client_first.pcap"
+V6 = FIXTURES / "ipv6_close.pcap"
+
+
+def _checkpoint(name: str, label: str) -> float:
+    doc = json.loads((FIXTURES / f"{name}.json").read_text())
+    return next(cp["ts"] for cp in doc["checkpoints"] if cp["label"] == label)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess, status: int = 2) -> str:
+    err = proc.stderr.decode()
+    assert proc.returncode == status, (proc.returncode, err)
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("midstat: ")
+    return lines[0]
+
+
+# -- output formats -------------------------------------------------------------------------------------------------
+def test_plain_is_the_original_midstat_table():
+    ts = _checkpoint("close_client_first", "client closed")
+    proc = midstat("-r", str(CLOSE), "--plain", "--at", repr(ts))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.decode().splitlines()
+    assert lines[0] == "Proto CPU Client Address        Client State Server Address        Server State"
+    assert len(lines) == 2
+    row = lines[1]
+    assert row.startswith("tcp   0   10.231.1.1:")
+    # columns as the original: 6 + 4 + 21 + 1 + 12 + 1 + 21 + 1
+    assert row[10:31].rstrip().startswith("10.231.1.1:") and row[31] == " "
+    assert row[32:44] == "FIN_WAIT_2  "
+    assert row[45:66].rstrip() == "10.231.2.1:5001"
+    assert row[67:] == "CLOSE_WAIT"
+
+
+def test_plain_prints_a_table_per_second_of_packet_time():
+    proc = midstat("-r", str(shared("zeek/Traces/ssh/ssh.pcap")), "--plain")
+    assert proc.returncode == 0
+    text = proc.stdout.decode()
+    assert text.count("Proto CPU Client Address") >= 20
+    assert "TIME_WAIT    131.159.21.1:22       CLOSED" in text
+
+
+def test_ipv6_endpoints_widen_the_columns():
+    ts = _checkpoint("ipv6_close", "established")
+    lines = midstat("-r", str(V6), "--plain", "--at", repr(ts)).stdout.decode().splitlines()
+    header, row = lines
+    client = row.split()[2]
+    assert client.startswith("[fd31:1::1]:")
+    width = header.index("Client State") - header.index("Client Address")
+    assert width == max(22, len(client) + 1, len(row.split()[4]) + 1)
+    assert row[header.index("Client State"):].startswith("ESTABLISHED")
+    assert row[header.index("Server State"):] == "ESTABLISHED"
+
+
+def test_events_are_json_lines_in_packet_time_order():
+    proc = midstat("-r", str(CLOSE), "--events")
+    assert proc.returncode == 0
+    events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert [e["event"] for e in events][0] == "start"
+    times = [e["ts"] for e in events]
+    assert times == sorted(times)
+    common = {"ts", "event", "conn", "client", "server", "vlan", "shard", "client_state", "server_state"}
+    for e in events:
+        assert common <= set(e)
+        if e["event"] == "start":
+            assert isinstance(e["midstream"], bool)
+        if e["event"] == "state":
+            assert e["side"] in ("client", "server")
+            assert set(e["packet"]) == {"dir", "flags", "seq", "ack", "len"}
+    moves = [(e["side"], e["from"], e["to"]) for e in events if e["event"] == "state"]
+    assert moves[:4] == [("client", "CLOSED", "SYN_SENT"), ("server", "CLOSED", "SYN_RCVD"),
+                         ("client", "SYN_SENT", "ESTABLISHED"), ("server", "SYN_RCVD", "ESTABLISHED")]
+    first = next(e for e in events if e["event"] == "state")
+    assert first["packet"]["flags"] == "S" and first["packet"]["dir"] == "c2s"
+    # the connection is in TIME_WAIT at the end of the file: no end event
+    assert not any(e["event"] == "end" for e in events)
+
+
+def test_events_end_carries_reason_and_counters():
+    proc = midstat("-r", str(FIXTURES / "reset_by_server.pcap"), "--events")
+    end = [json.loads(line) for line in proc.stdout.decode().splitlines() if '"end"' in line][0]
+    assert end["reason"] == "reset"
+    assert end["rst_by"] == "server"
+    assert end["packets_c2s"] > 0 and end["packets_s2c"] > 0
+    assert (end["client_state"], end["server_state"]) == ("CLOSED", "CLOSED")
+
+
+FIELDS = {"conn", "shard", "client", "server", "vlan", "client_state", "server_state", "first", "last",
+          "packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c", "payload_c2s", "payload_s2c", "retrans_c2s",
+          "retrans_s2c", "rtt_client_ms", "rtt_server_ms", "zeek_state", "history", "midstream", "ended"}
+
+
+def test_json_snapshots_every_second_and_at_the_end():
+    proc = midstat("-r", str(shared("zeek/Traces/ssh/ssh.pcap")), "--json")
+    snaps = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert len(snaps) >= 20
+    assert [s["ts"] for s in snaps] == sorted(s["ts"] for s in snaps)
+    for snap in snaps:
+        assert set(snap) == {"ts", "stats", "connections"}
+        for conn in snap["connections"]:
+            assert set(conn) >= FIELDS
+    stats = snaps[-1]["stats"]
+    for key in ("packets", "tcp_packets", "bytes", "non_tcp", "malformed", "active", "started", "ended", "evicted"):
+        assert key in stats
+    summary = json.loads(midstat("-r", str(shared("zeek/Traces/ssh/ssh.pcap")), "--summary", "--json").stdout)
+    counted = sum(c["packets_c2s"] + c["packets_s2c"] + c["bad_checksum"] for c in summary["connections"])
+    assert counted == summary["stats"]["tcp_packets"] == stats["tcp_packets"]
+
+
+def test_at_offset_from_the_first_packet():
+    doc = json.loads(midstat("-r", str(CLOSE), "--at", "+0.05").stdout)
+    assert [(c["client_state"], c["server_state"]) for c in doc["connections"]] == [("ESTABLISHED", "ESTABLISHED")]
+
+
+def test_summary_lists_every_connection_of_the_run():
+    path = shared("zeek/Traces/pop3/pop3.pcap")
+    table = midstat("-r", str(path), "--summary").stdout.decode().splitlines()
+    assert table[0].split()[:5] == ["conn", "first", "duration", "client", "server"]
+    assert len(table) == 1 + 11
+    doc = json.loads(midstat("-r", str(path), "--summary", "--json").stdout)
+    assert len(doc["connections"]) == 11
+    assert sorted({c["zeek_state"] for c in doc["connections"]}) == ["REJ", "SF"]
+
+
+def test_gzip_and_stdin_read_the_same(tmp_path):
+    plain = midstat("-r", str(CLOSE), "--events").stdout
+    gz = tmp_path / "close.pcap.gz"
+    gz.write_bytes(gzip.compress(CLOSE.read_bytes()))
+    assert midstat("-r", str(gz), "--events").stdout == plain
+    assert midstat("-r", "-", "--events", stdin=CLOSE.read_bytes()).stdout == plain
+
+
+@pytest.mark.parametrize("rel", ["zeek/Traces/irc-dcc-send.pcapng", "tcpdump/tests/tcp-handshake-nano.pcap",
+                                 "lwerdna-filesamples/simple_http_sll2.pcap", "zeek/Traces/rotation.pcap"])
+def test_reads_pcapng_nanosecond_sll2_and_raw_ip(rel):
+    proc = midstat("-r", str(shared(rel)), "--summary", "--json", "--no-checksum")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["connections"]
+
+
+def test_capture_filter_on_a_file():
+    doc = json.loads(midstat("-r", str(shared("zeek/Traces/ssh/ssh.pcap")), "-f", "port 2200", "--summary",
+                             "--json").stdout)
+    assert [c["server"].endswith(":2200") for c in doc["connections"]] == [True]
+
+
+def test_a_closed_pipe_is_not_an_error():
+    import sys
+
+    proc = subprocess.run(f"{sys.executable} -m midstat_tui -r {shared('zeek/Traces/ssh/ssh.pcap')} --plain | head -1",
+                          shell=True, capture_output=True, timeout=60, executable="/bin/bash",
+                          env={**os.environ, "PYTHONPATH": str(FIXTURES.parent.parent)})
+    assert proc.stdout.decode().startswith("Proto CPU")
+    assert proc.stderr == b""
+
+
+# -- errors -------------------------------------------------------------------------------------------------------
+def test_missing_file():
+    assert "no such file" in _one_line_error(midstat("-r", "/nonexistent/x.pcap", "--plain"))
+
+
+def test_directory(tmp_path):
+    assert "directory" in _one_line_error(midstat("-r", str(tmp_path), "--plain"))
+
+
+def test_empty_file(tmp_path):
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    assert "empty" in _one_line_error(midstat("-r", str(empty), "--plain"))
+
+
+def test_not_a_capture(tmp_path):
+    junk = tmp_path / "notes.txt"
+    junk.write_text("this is not a capture file\n" * 10)
+    assert "not a pcap or pcapng capture" in _one_line_error(midstat("-r", str(junk), "--plain"))
+
+
+def test_unsupported_link_type():
+    line = _one_line_error(midstat("-r", str(shared("zeek/Traces/llc.pcap")), "--plain"))
+    assert "unsupported link type FDDI" in line
+
+
+def test_truncated_capture_reports_everything_before_the_cut(tmp_path):
+    data = shared("zeek/Traces/ssh/ssh.pcap").read_bytes()
+    cut_at = len(data) - 700
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:cut_at])
+    whole_records = _records_before(data, cut_at)
+    proc = midstat("-r", str(cut), "--summary", "--json")
+    warning = _one_line_error(proc, status=1)
+    assert "cut off after packet" in warning
+    whole = json.loads(midstat("-r", str(shared("zeek/Traces/ssh/ssh.pcap")), "--summary", "--json").stdout)
+    part = json.loads(proc.stdout)
+    assert part["stats"]["packets"] == whole_records < whole["stats"]["packets"]
+    assert whole_records > 512  # more than one batch: the batch that met the damage is re-read, not lost
+
+
+def _records_before(data: bytes, cut_at: int) -> int:
+    """How many pcap records lie wholly before byte `cut_at` (classic pcap, little-endian)."""
+    import struct
+
+    offset, count = 24, 0
+    while offset + 16 <= cut_at:
+        caplen = struct.unpack_from("<I", data, offset + 8)[0]
+        if offset + 16 + caplen > cut_at:
+            break
+        offset += 16 + caplen
+        count += 1
+    return count
+
+
+def test_invalid_bpf_says_where():
+    line = _one_line_error(midstat("-r", str(CLOSE), "-f", "tcp port port", "--plain"))
+    assert "invalid capture filter" in line and "syntax error" in line
+
+
+def test_invalid_timeout_option():
+    assert "STATE=SECONDS" in _one_line_error(midstat("-r", str(CLOSE), "--plain", "--timeout", "bogus=1"))
+
+
+def test_without_a_headless_flag_says_what_to_do():
+    assert "--plain" in _one_line_error(midstat("-r", str(CLOSE)))
+
+
+def test_unknown_interface():
+    assert "no such interface" in _one_line_error(midstat("-i", "nosuchif0", "--plain"))
+
+
+NO_CAPS = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop capabilities")
+def test_no_permission_to_capture():
+    """root without CAP_NET_RAW (capabilities dropped from the bounding set) cannot open a capture."""
+    proc = subprocess.run([*NO_CAPS, *midstat_argv("-i", "lo", "--plain")], capture_output=True, timeout=60)
+    assert "CAP_NET_RAW" in _one_line_error(proc)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop capabilities")
+def test_unreadable_file(tmp_path):
+    secret = tmp_path / "secret.pcap"
+    shutil.copy(CLOSE, secret)
+    os.chown(secret, 65534, 65534)
+    secret.chmod(0o000)
+    proc = subprocess.run([*NO_CAPS, *midstat_argv("-r", str(secret), "--plain")], capture_output=True,
+                          timeout=60)
+    assert "permission denied" in _one_line_error(proc)
+
+
+def midstat_argv(*args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "midstat_tui", *args]
