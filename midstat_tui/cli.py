@@ -11,6 +11,7 @@ from typing import TextIO
 
 from midstat_tui import __version__
 from midstat_tui.decode.frame import LinkTypeError
+from midstat_tui.decode.linktypes import link_type_name
 from midstat_tui.engine.pipeline import Engine, Snapshot, run_file, run_live
 from midstat_tui.engine.views import connection_dict
 from midstat_tui.errors import MidstatError
@@ -171,6 +172,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     interrupted = False
     try:
         if isinstance(source, LiveSource):
+            err.write(f"midstat: listening on {source.iface}, link type {link_type_name(source.datalink)}"
+                      f"{', filter ' + repr(args.filter) if args.filter else ''}\n")
+            err.flush()
             last = run_live(engine, source, on_snapshot)
         else:
             last = run_file(engine, source.batches(), on_snapshot, until=at_abs, until_offset=at_off)

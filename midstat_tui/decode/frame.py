@@ -20,6 +20,7 @@ from dpkt.sll2 import SLL2
 from dpkt.tcp import TCP
 
 from midstat_tui.decode import linktypes
+from midstat_tui.decode.fastpath import decode_ethernet
 from midstat_tui.decode.segment import IcmpError, Segment
 
 IP_PROTO_ICMP6 = 58
@@ -49,13 +50,13 @@ def _inet_checksum_ok(pseudo: bytes, segment: bytes) -> bool:
 class FrameDecoder:
     """Decoder for one link type. `decode(ts, frame)` is the per-packet entry point."""
 
-    def __init__(self, dlt: int, verify_checksums: bool = True) -> None:
+    def __init__(self, dlt: int, verify_checksums: bool = True, fast_path: bool = True) -> None:
         if dlt not in linktypes.SUPPORTED:
             raise LinkTypeError(dlt)
         self.dlt = dlt
         self.verify_checksums = verify_checksums
         if dlt == linktypes.DLT_EN10MB:
-            self._link = self._ethernet
+            self._link = self._ethernet_fast if fast_path else self._ethernet
         elif dlt == linktypes.DLT_LINUX_SLL:
             self._link = self._sll
         elif dlt == linktypes.DLT_LINUX_SLL2:
@@ -71,6 +72,10 @@ class FrameDecoder:
         except (dpkt.UnpackError, struct.error, IndexError, ValueError, TypeError, AttributeError):
             # dpkt raises these on frames too short or too odd for a header it was asked to build
             return "bad_link_header"
+
+    def _ethernet_fast(self, ts: float, frame: bytes) -> Result:
+        seg = decode_ethernet(ts, frame, self.verify_checksums)
+        return seg if seg is not None else self._ethernet(ts, frame)
 
     # -- link layers ------------------------------------------------------------------------------------------
     def _ethernet(self, ts: float, frame: bytes) -> Result:
@@ -182,7 +187,7 @@ class FrameDecoder:
                 seg = bytes(tcp)
                 pseudo = ip.src + ip.dst + struct.pack("!BBH", 0, IP_PROTO_TCP, len(seg))
                 csum_ok = _inet_checksum_ok(pseudo, seg)
-            return Segment(ts, vlan, ip.src, ip.dst, tcp.sport, tcp.dport, tcp.seq, tcp.ack, tcp.flags,
+            return Segment(ts, vlan, ip.src, ip.dst, tcp.sport, tcp.dport, tcp.seq, tcp.ack, tcp.flags & 0xFF,
                            tcp.win, payload, ip_len, ip.ttl, csum_ok, truncated)
         if ip.p == IP_PROTO_ICMP:
             return self._icmp4(ts, vlan, ip.data)
@@ -208,7 +213,7 @@ class FrameDecoder:
                 seg = bytes(tcp)
                 pseudo = ip6.src + ip6.dst + struct.pack("!IxxxB", len(seg), IP_PROTO_TCP)
                 csum_ok = _inet_checksum_ok(pseudo, seg)
-            return Segment(ts, vlan, ip6.src, ip6.dst, tcp.sport, tcp.dport, tcp.seq, tcp.ack, tcp.flags,
+            return Segment(ts, vlan, ip6.src, ip6.dst, tcp.sport, tcp.dport, tcp.seq, tcp.ack, tcp.flags & 0xFF,
                            tcp.win, payload, ip_len, ip6.hlim, csum_ok, truncated)
         if proto == IP_PROTO_ICMP6:
             return self._icmp6(ts, vlan, ip6.data)

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Throughput and memory of the single-shard engine (decode + two-sided tracking), on real captures.
+
+    python3 benchmarks/engine_throughput.py [--runs 5] [--conns 200000]
+
+Prints, for each capture: packets, median wall time over --runs, packets/s, and the ratio of full tracking to decoding
+alone (measured in the same run, so the shared machine's noise cancels in the ratio); then the memory per tracked
+connection, measured with tracemalloc over --conns synthetic connections (a handshake each).
+Speed targets live here, not in unit tests; results and commands are recorded in benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from midstat_tui.capture.files import FileSource  # noqa: E402
+from midstat_tui.decode.frame import FrameDecoder  # noqa: E402
+from midstat_tui.decode.segment import ACK, SYN, Segment  # noqa: E402
+from midstat_tui.engine.pipeline import Engine, run_file  # noqa: E402
+from midstat_tui.tcp.tracker import Tracker, TrackerConfig  # noqa: E402
+
+SHARED = Path(os.environ.get("MIDSTAT_SHARED", ROOT.parent / "shared")) / "pcaps"
+CAPTURES = ["zeek/Traces/echo-connections.pcap.gz", "ndpi/tests/cfgs/default/pcap/1kxun.pcap",
+            "ndpi/tests/cfgs/default/pcap/synscan.pcap"]
+
+
+def _plain_copy(path: Path, tmp: str) -> str:
+    if path.suffix != ".gz":
+        return str(path)
+    out = os.path.join(tmp, path.stem)
+    with gzip.open(path, "rb") as src, open(out, "wb") as dst:
+        dst.write(src.read())
+    return out
+
+
+def time_decode(path: str) -> tuple[float, int]:
+    source = FileSource(path)
+    decoder = FrameDecoder(source.datalink)
+    start = time.perf_counter()
+    n = 0
+    for batch in source.batches():
+        for ts, frame in batch:
+            decoder.decode(ts, frame)
+        n += len(batch)
+    return time.perf_counter() - start, n
+
+
+def time_track(path: str) -> tuple[float, int]:
+    source = FileSource(path)
+    engine = Engine(source.datalink, TrackerConfig())
+    start = time.perf_counter()
+    run_file(engine, source.batches())
+    return time.perf_counter() - start, engine.decode_stats.packets
+
+
+def bytes_per_connection(count: int) -> float:
+    tracker = Tracker(TrackerConfig(max_conns=count + 1))
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    ts = 1000.0
+    for i in range(count):
+        c = bytes((10, (i >> 16) & 255, (i >> 8) & 255, i & 255))
+        s = b"\xc0\x00\x02\x01"
+        port = 1024 + i % 60000
+        tracker.segment(Segment(ts, (), c, s, port, 443, 1000, 0, SYN, 65535, 0, 60, 64, True))
+        tracker.segment(Segment(ts, (), s, c, 443, port, 5000, 1001, SYN | ACK, 65535, 0, 60, 64, True))
+        tracker.segment(Segment(ts, (), c, s, port, 443, 1001, 5001, ACK, 65535, 0, 52, 64, True))
+        ts += 0.0001
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / count
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--conns", type=int, default=200_000)
+    args = parser.parse_args()
+    print(f"{'capture':45} {'packets':>8} {'decode pkt/s':>13} {'track pkt/s':>12} {'track/decode':>12}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel in CAPTURES:
+            path = _plain_copy(SHARED / rel, tmp)
+            decode_times, track_times = [], []
+            for _ in range(args.runs):
+                t, n = time_decode(path)
+                decode_times.append(t)
+                t, n = time_track(path)
+                track_times.append(t)
+            d, t = statistics.median(decode_times), statistics.median(track_times)
+            print(f"{rel:45} {n:>8} {n / d:>13,.0f} {n / t:>12,.0f} {t / d:>12.2f}")
+    per_conn = bytes_per_connection(args.conns)
+    print(f"memory: {per_conn:,.0f} bytes per tracked connection ({args.conns:,} synthetic handshakes, tracemalloc)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
