@@ -195,8 +195,8 @@ class FrameDecoder:
 
     def _ipv6(self, ts: float, vlan: tuple[int, ...], ip6: IP6) -> Result:
         frag = ip6.extension_hdrs.get(44) if getattr(ip6, "extension_hdrs", None) else None
-        if frag is not None and (frag.frag_off or frag.m_flag):
-            return "fragment"
+        if frag is not None and frag.frag_off:
+            return "fragment"  # not the first fragment: no TCP header in it
         proto = ip6.p
         if proto == IP_PROTO_TCP:
             tcp = ip6.data
@@ -209,7 +209,7 @@ class FrameDecoder:
                 return "bad_tcp_header"
             truncated = 20 + len(tcp.opts) + len(tcp.data) < hdr_len + payload
             csum_ok = None
-            if self.verify_checksums and not truncated:
+            if self.verify_checksums and not truncated and frag is None:
                 seg = bytes(tcp)
                 pseudo = ip6.src + ip6.dst + struct.pack("!IxxxB", len(seg), IP_PROTO_TCP)
                 csum_ok = _inet_checksum_ok(pseudo, seg)

@@ -5,6 +5,8 @@ Slotted classes (no dict per object): memory per tracked connection matters at a
 
 from __future__ import annotations
 
+import struct
+
 from midstat_tui.tcp.states import CLOSED, NAMES
 
 CLIENT = 0
@@ -16,6 +18,8 @@ DIR_NAMES = ("c2s", "s2c")
 # past the cap the oldest of the rest are dropped and counted in `Connection.transitions_dropped`.
 HISTORY_CAP = 64
 HISTORY_HEAD = 8
+# One transition, packed: ts, side, from, to, direction, flags (-1: an ICMP error), seq, ack, payload length.
+TRANSITION = struct.Struct("<dBBBBhIII")
 
 # Zeek endpoint states (scripts/base/init-bare.zeek)
 Z_INACTIVE, Z_SYN_SENT, Z_SYN_ACK_SENT, Z_PARTIAL, Z_ESTABLISHED, Z_CLOSED, Z_RESET = range(7)
@@ -27,7 +31,8 @@ class Side:
     __slots__ = (
         "state", "isn", "fin_seq", "snd_nxt", "rcv_ack", "tw_since",
         "packets", "ip_bytes", "payload", "retrans_bytes", "retrans", "ooo", "zero_win", "gap_open",
-        "last_data_ts", "delivered", "gaps", "missed", "zstate", "zprev", "z_once", "z_last", "z_counts",
+        "last_data_ts", "delivered", "gaps", "missed", "synack_sent",
+        "zstate", "zprev", "z_once", "z_s", "z_h", "z_f", "z_r", "z_counts",
     )
 
     def __init__(self, state: int = CLOSED) -> None:
@@ -49,10 +54,15 @@ class Side:
         self.delivered: int | None = None  # sequence number up to which this side's bytes were all captured
         self.gaps = 0                      # content gaps: the peer acknowledged bytes the capture never held
         self.missed = 0                    # bytes in those gaps (Zeek's missed_bytes)
+        self.synack_sent = False           # has it sent a SYN/ACK (simultaneous-open bookkeeping)
         self.zstate = Z_INACTIVE           # Zeek's endpoint state, for conn_state
         self.zprev = Z_INACTIVE            # and the one before it
         self.z_once = ""                   # Zeek history letters recorded once per direction
-        self.z_last: dict[str, int] | None = None   # last seq per repeatable letter (s h f r)
+        # the sequence number of the last packet recorded under each repeatable Zeek letter
+        self.z_s: int | None = None
+        self.z_h: int | None = None
+        self.z_f: int | None = None
+        self.z_r: int | None = None
         self.z_counts: dict[str, int] | None = None  # counts of logarithmic letters (c g t w)
 
 
@@ -62,8 +72,8 @@ class Connection:
     __slots__ = (
         "id", "shard", "key", "vlan", "c_addr", "c_port", "s_addr", "s_port",
         "c", "s", "first", "last", "midstream", "flipped", "ended", "end_ts",
-        "rst_by", "syn_ts", "synack_ts", "rtt_server", "rtt_client", "synack_sent",
-        "history", "transitions", "transitions_dropped", "suspicious_rst", "bad_checksum",
+        "rst_by", "syn_ts", "synack_ts", "rtt_server", "rtt_client",
+        "history", "_log", "transitions_dropped", "suspicious_rst", "bad_checksum",
         "deadline",
     )
 
@@ -90,9 +100,8 @@ class Connection:
         self.synack_ts: float | None = None
         self.rtt_server: float | None = None  # middlebox -> server -> middlebox (SYN to SYN/ACK), seconds
         self.rtt_client: float | None = None  # middlebox -> client -> middlebox (SYN/ACK to ACK), seconds
-        self.synack_sent = [False, False]   # per side: has it sent a SYN/ACK (simultaneous open bookkeeping)
         self.history = ""                   # Zeek history string
-        self.transitions: list[tuple] = []  # (ts, side, from, to, dir, flags, seq, ack, len)
+        self._log: bytearray | None = None  # the state history, packed TRANSITION records
         self.transitions_dropped = 0
         self.suspicious_rst = 0
         self.bad_checksum = 0
@@ -110,12 +119,20 @@ class Connection:
     def server_state(self) -> str:
         return NAMES[self.s.state]
 
+    @property
+    def transitions(self) -> list[tuple]:
+        """The state history: (ts, side, from, to, dir, flags, seq, ack, len) per transition, oldest first."""
+        return list(TRANSITION.iter_unpack(self._log)) if self._log else []
+
     def record(self, ts: float, side: int, old: int, new: int, direction: int, flags: int, seq: int,
                ack: int, length: int) -> tuple:
         entry = (ts, side, old, new, direction, flags, seq, ack, length)
-        transitions = self.transitions
-        if len(transitions) >= HISTORY_CAP:
-            del transitions[HISTORY_HEAD]
+        log = self._log
+        if log is None:
+            log = self._log = bytearray()
+        elif len(log) >= HISTORY_CAP * TRANSITION.size:
+            start = HISTORY_HEAD * TRANSITION.size
+            del log[start:start + TRANSITION.size]
             self.transitions_dropped += 1
-        transitions.append(entry)
+        log += TRANSITION.pack(*entry)
         return entry

@@ -179,8 +179,8 @@ def apply_segment(conn: Connection, seg: Segment, from_client: bool) -> list[tup
             elif sender.state in (SYN_SENT, SYN_RCVD) and seq == sender.isn:
                 sender.retrans += 1
         else:
-            first_synack = not conn.synack_sent[s_idx]
-            conn.synack_sent[s_idx] = True
+            first_synack = not sender.synack_sent
+            sender.synack_sent = True
             if sender.state in (CLOSED, SYN_SENT):
                 if sender.isn is None:
                     sender.isn = seq

@@ -67,11 +67,9 @@ def _once(conn: Connection, side: Side, letter: str, is_orig: bool) -> None:
 
 
 def _per_seq(conn: Connection, side: Side, letter: str, seq: int, is_orig: bool) -> None:
-    last = side.z_last
-    if last is None:
-        last = side.z_last = {}
-    if last.get(letter) != seq:
-        last[letter] = seq
+    slot = "z_" + letter
+    if getattr(side, slot) != seq:
+        setattr(side, slot, seq)
         _add(conn, letter, is_orig)
 
 
