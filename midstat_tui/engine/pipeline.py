@@ -42,8 +42,9 @@ class Snapshot:
 
 class Engine:
     def __init__(self, datalink: int, config: TrackerConfig | None = None, verify_checksums: bool = True,
-                 on_event: EventSink | None = None, shard: int = 0, shard_count: int = 1) -> None:
-        self.decoder = FrameDecoder(datalink, verify_checksums)
+                 on_event: EventSink | None = None, shard: int = 0, shard_count: int = 1,
+                 fast_path: bool = True) -> None:
+        self.decoder = FrameDecoder(datalink, verify_checksums, fast_path)
         self.tracker = Tracker(config, shard=shard, shard_count=shard_count, on_event=on_event)
         self.decode_stats = DecodeStats()
         self.capture_stats: Callable[[], dict] | None = None
