@@ -5,7 +5,8 @@
 
 Prints, for each capture (medians over --runs): packets/s of decoding alone with dpkt only and with the struct fast
 path (dpkt for the rest), and packets/s of full tracking (decode + both state machines + every metric) with each;
-the ratios are fast over dpkt, all measured in the same run so the shared machine's noise cancels in them. Then the memory per tracked connection, with tracemalloc over --conns synthetic handshakes.
+the ratios are fast over dpkt, all measured in the same run so the shared machine's noise cancels in them.
+Then the memory per tracked connection, with tracemalloc over --conns synthetic handshakes.
 Speed targets live here, not in unit tests; results and commands are recorded in benchmarks/RESULTS.md.
 """
 

@@ -103,42 +103,43 @@ def _abort(sock: socket.socket) -> None:
     sock.close()
 
 
-def close_client_first(lab: NetLab, rec: Recorder) -> None:
-    client, server, names = _pair(lab, 5001)
+def _orderly_close(lab: NetLab, rec: Recorder, port: int, first: str, family: int = socket.AF_INET,
+                   server_ip: str = SERVER4) -> None:
+    client, server, names = _pair(lab, port, family, server_ip)
     _exchange(client, server)
     rec.checkpoint("established", [names])
-    client.close()
-    rec.checkpoint("client closed", [names])
-    server.close()
-    rec.checkpoint("server closed", [names])
+    order = [("client", client), ("server", server)]
+    if first == "server":
+        order.reverse()
+    for who, sock in order:
+        sock.close()
+        rec.checkpoint(f"{who} closed", [names])
+
+
+def _reset(lab: NetLab, rec: Recorder, port: int, by: str) -> None:
+    client, server, names = _pair(lab, port)
+    _exchange(client, server)
+    rec.checkpoint("established", [names])
+    aborter, other = (client, server) if by == "client" else (server, client)
+    _abort(aborter)
+    rec.checkpoint(f"{by} reset", [names])
+    other.close()
+
+
+def close_client_first(lab: NetLab, rec: Recorder) -> None:
+    _orderly_close(lab, rec, 5001, "client")
 
 
 def close_server_first(lab: NetLab, rec: Recorder) -> None:
-    client, server, names = _pair(lab, 5002)
-    _exchange(client, server)
-    rec.checkpoint("established", [names])
-    server.close()
-    rec.checkpoint("server closed", [names])
-    client.close()
-    rec.checkpoint("client closed", [names])
+    _orderly_close(lab, rec, 5002, "server")
 
 
 def reset_by_client(lab: NetLab, rec: Recorder) -> None:
-    client, server, names = _pair(lab, 5003)
-    _exchange(client, server)
-    rec.checkpoint("established", [names])
-    _abort(client)
-    rec.checkpoint("client reset", [names])
-    server.close()
+    _reset(lab, rec, 5003, "client")
 
 
 def reset_by_server(lab: NetLab, rec: Recorder) -> None:
-    client, server, names = _pair(lab, 5004)
-    _exchange(client, server)
-    rec.checkpoint("established", [names])
-    _abort(server)
-    rec.checkpoint("server reset", [names])
-    client.close()
+    _reset(lab, rec, 5004, "server")
 
 
 def refused(lab: NetLab, rec: Recorder) -> None:
@@ -183,13 +184,7 @@ def simultaneous_close(lab: NetLab, rec: Recorder) -> None:
 
 
 def ipv6_close(lab: NetLab, rec: Recorder) -> None:
-    client, server, names = _pair(lab, 5007, socket.AF_INET6, SERVER6)
-    _exchange(client, server)
-    rec.checkpoint("established", [names])
-    client.close()
-    rec.checkpoint("client closed", [names])
-    server.close()
-    rec.checkpoint("server closed", [names])
+    _orderly_close(lab, rec, 5007, "client", socket.AF_INET6, SERVER6)
 
 
 def unreachable(lab: NetLab, rec: Recorder) -> None:

@@ -21,7 +21,24 @@ def flags_text(flags: int) -> str:
     return text or "none"
 
 
-class Segment:
+class _Record:
+    """Field-wise equality and a readable repr for the slotted records below."""
+
+    __slots__ = ()
+
+    def fields(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.fields() == other.fields()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
+
+
+class Segment(_Record):
     """One TCP segment as seen on the wire.
 
     `src`/`dst` are packed addresses (4 or 16 bytes); `vlan` is the tuple of VLAN ids, outermost first.
@@ -70,17 +87,8 @@ class Segment:
         self.csum_ok = csum_ok
         self.truncated = truncated  # the capture holds less payload than the headers announce
 
-    def fields(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Segment) and self.fields() == other.fields()
-
-    def __repr__(self) -> str:
-        return "Segment(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
-
-
-class IcmpError:
+class IcmpError(_Record):
     """An ICMP/ICMPv6 destination-unreachable that quotes the start of a TCP segment.
 
     The addresses and ports are those of the quoted (offending) segment, i.e. as sent by the host it is about.
@@ -97,10 +105,3 @@ class IcmpError:
         self.sport = sport
         self.dport = dport
         self.seq = seq
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, IcmpError) and all(
-            getattr(self, n) == getattr(other, n) for n in self.__slots__)
-
-    def __repr__(self) -> str:
-        return "IcmpError(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"

@@ -7,11 +7,16 @@ recorded `ss` in the client and the server namespace. A socket that is gone is C
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 from midstat_tui.tcp.states import NAMES, parse_state
-from tests.helpers import FIXTURES, names, replay
+from tests.helpers import FIXTURES, ROOT, names, replay
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from netlab import available  # noqa: E402
 
 CASES = sorted(FIXTURES.glob("*.json"))
 
@@ -32,7 +37,11 @@ def test_every_scenario_is_present():
 
 @pytest.mark.parametrize(("doc", "checkpoint"), list(_checkpoints()))
 def test_states_equal_the_kernels(doc, checkpoint):
-    _, snap, started = replay(FIXTURES / doc["pcap"], until=checkpoint["ts"])
+    _assert_checkpoint(FIXTURES, doc, checkpoint)
+
+
+def _assert_checkpoint(folder, doc, checkpoint):
+    _, _, started = replay(folder / doc["pcap"], until=checkpoint["ts"])
     # the latest incarnation of each tuple as of the checkpoint
     latest = {}
     for conn in started:
@@ -45,7 +54,7 @@ def test_states_equal_the_kernels(doc, checkpoint):
             assert want == ("CLOSED", "CLOSED"), f"midstat never saw {key}, the kernels say {want}"
             continue
         got = (conn.client_state, conn.server_state)
-        assert got == want, f"{key}: midstat {got}, kernels {want}"
+        assert got == want, f"{doc['scenario']} / {checkpoint['label']}: {key}: midstat {got}, kernels {want}"
 
 
 def test_simultaneous_close_crosses_fins():
@@ -68,3 +77,16 @@ def test_midstream_pickup_guesses_roles():
     conn = started[0]
     assert conn.midstream
     assert conn.s_port == 5009
+
+
+@pytest.mark.skipif(available() is not None, reason=f"network lab: {available()}")
+def test_fresh_captures_from_this_machines_kernel(tmp_path):
+    """The same comparison on captures made now, by this machine's kernel, not the committed ones."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_fixtures.py"), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    docs = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*.json"))]
+    assert len(docs) == len(CASES)
+    for doc in docs:
+        for checkpoint in doc["checkpoints"]:
+            _assert_checkpoint(tmp_path, doc, checkpoint)

@@ -245,35 +245,23 @@ def compare(ref: Reference) -> Agreement:
                 agreement.differences.append(f"{label}: midstat's client is the {ref.tool} responder")
             else:
                 agreement.oriented += 1
-        c2s = (conn.c.packets, conn.s.packets)
-        ours_pkts = c2s[::-1] if flipped else c2s
-        if row.pkts is not None:
-            agreement.pkts_total += 1
-            if ours_pkts == row.pkts:
-                agreement.pkts += 1
+        def pair(c2s: tuple[int, int], flipped: bool = flipped) -> tuple[int, int]:
+            return c2s[::-1] if flipped else c2s
+
+        checks = (
+            ("pkts", "packets", row.pkts, pair((conn.c.packets, conn.s.packets))),
+            ("ip_bytes", "IP bytes", row.ip_bytes, pair((conn.c.ip_bytes, conn.s.ip_bytes))),
+            ("conn_state", "conn_state", row.conn_state, zeek.conn_state(conn)),
+            ("history", "history", row.history, conn.history),
+        )
+        for attr, what, want, got in checks:
+            if want is None:
+                continue
+            setattr(agreement, attr + "_total", getattr(agreement, attr + "_total") + 1)
+            if got == want:
+                setattr(agreement, attr, getattr(agreement, attr) + 1)
             else:
-                agreement.differences.append(f"{label}: packets {row.pkts}, midstat {ours_pkts}")
-        if row.ip_bytes is not None:
-            agreement.ip_bytes_total += 1
-            ours_bytes = (conn.c.ip_bytes, conn.s.ip_bytes)
-            ours_bytes = ours_bytes[::-1] if flipped else ours_bytes
-            if ours_bytes == row.ip_bytes:
-                agreement.ip_bytes += 1
-            else:
-                agreement.differences.append(f"{label}: IP bytes {row.ip_bytes}, midstat {ours_bytes}")
-        if row.conn_state is not None:
-            agreement.conn_state_total += 1
-            state = zeek.conn_state(conn)
-            if state == row.conn_state:
-                agreement.conn_state += 1
-            else:
-                agreement.differences.append(f"{label}: conn_state {row.conn_state}, midstat {state}")
-        if row.history is not None:
-            agreement.history_total += 1
-            if conn.history == row.history:
-                agreement.history += 1
-            else:
-                agreement.differences.append(f"{label}: history {row.history}, midstat {conn.history}")
+                agreement.differences.append(f"{label}: {what} {want}, midstat {got}")
     if len(ref.conns) != len(started):
         agreement.differences.append(f"connections: {ref.tool} {len(ref.conns)}, midstat {len(started)}")
     return agreement
