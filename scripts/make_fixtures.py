@@ -82,7 +82,8 @@ def _exchange(a: socket.socket, b: socket.socket, size: int = 2000) -> None:
 
 def _recv_exact(sock: socket.socket, size: int) -> None:
     got = 0
-    sock.settimeout(10)
+    if sock.gettimeout() is None or sock.gettimeout() < 10:
+        sock.settimeout(10)
     while got < size:
         chunk = sock.recv(65536)
         if not chunk:
@@ -187,6 +188,15 @@ def ipv6_close(lab: NetLab, rec: Recorder) -> None:
     _orderly_close(lab, rec, 5007, "client", socket.AF_INET6, SERVER6)
 
 
+def vlan_close(lab: NetLab, rec: Recorder) -> None:
+    """The client link carries 802.1Q tags (VLAN 100); the router's capture sees tagged frames."""
+    lab.tag_client_link(100)
+    try:
+        _orderly_close(lab, rec, 5011, "server")
+    finally:
+        lab.untag_client_link()
+
+
 def unreachable(lab: NetLab, rec: Recorder) -> None:
     """A SYN to a host that does not answer ARP: SYN_SENT, then the router's ICMP unreachable aborts it."""
     client = lab.socket(lab.client)
@@ -219,9 +229,11 @@ def lossy_transfer(lab: NetLab, rec: Recorder) -> None:
     """About 5% of the client's segments are dropped by the router after the capture saw them."""
     client, server, names = _pair(lab, 5010)
     _router_rule(lab, "lossy", "tcp dport 5010 numgen random mod 20 == 0 drop")
-    payload = b"x" * 400_000
+    client.settimeout(60)  # loss recovery can back off for seconds
+    payload = b"x" * 300_000
     client.sendall(payload)
-    _recv_exact(server, len(payload))
+    server.settimeout(60)
+    _recv_exact(server, len(payload))  # keeps the 60 s timeout
     server.sendall(b"done")
     _recv_exact(client, 4)
     lab.ns(lab.router, "nft", "delete", "table", "inet", "lossy")
@@ -241,6 +253,7 @@ SCENARIOS: dict[str, Callable] = {
     "half_close": half_close,
     "simultaneous_close": simultaneous_close,
     "ipv6_close": ipv6_close,
+    "vlan_close": vlan_close,
     "unreachable": unreachable,
     "midstream": midstream,
     "lossy_transfer": lossy_transfer,

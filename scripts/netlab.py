@@ -119,6 +119,21 @@ class NetLab:
         for name in (self.client, self.router, self.server):
             _run("ip", "netns", "del", name, check=False)
 
+    # -- an 802.1Q-tagged client link ---------------------------------------------------------------------
+    def tag_client_link(self, vid: int) -> None:
+        """From now on the client <-> router link carries VLAN `vid` tags (see vlan_bpf.py)."""
+        from vlan_bpf import programs
+
+        push, pop = programs(vid)
+        for ns, dev in ((self.client, "c0"), (self.router, ROUTER_CLIENT_IF)):
+            self.ns(ns, "tc", "qdisc", "add", "dev", dev, "clsact")
+            self.ns(ns, "tc", "filter", "add", "dev", dev, "egress", "bpf", "da", "object-pinned", push)
+            self.ns(ns, "tc", "filter", "add", "dev", dev, "ingress", "bpf", "da", "object-pinned", pop)
+
+    def untag_client_link(self) -> None:
+        for ns, dev in ((self.client, "c0"), (self.router, ROUTER_CLIENT_IF)):
+            self.ns(ns, "tc", "qdisc", "del", "dev", dev, "clsact", check=False)
+
     # -- sockets inside a namespace -----------------------------------------------------------------------------
     def socket(self, ns: str, family: int = socket.AF_INET) -> socket.socket:
         box: dict[str, object] = {}

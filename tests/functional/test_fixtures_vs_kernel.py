@@ -31,7 +31,7 @@ def _checkpoints():
 def test_every_scenario_is_present():
     scenarios = {json.loads(p.read_text())["scenario"] for p in CASES}
     assert {"close_client_first", "close_server_first", "reset_by_client", "reset_by_server", "refused",
-            "half_close", "simultaneous_close", "ipv6_close", "midstream", "lossy_transfer",
+            "half_close", "simultaneous_close", "ipv6_close", "vlan_close", "midstream", "lossy_transfer",
             "unreachable"} <= scenarios
 
 
@@ -70,6 +70,11 @@ def test_lossy_transfer_counts_retransmissions():
     conn = started[-1]
     assert conn.c.retrans > 0 and conn.c.retrans_bytes > 0
     assert conn.c.retrans_bytes < conn.c.payload
+
+
+def test_vlan_tagged_link_keys_the_connection_by_vlan():
+    _, _, started = replay(FIXTURES / "vlan_close.pcap")
+    assert [conn.vlan for conn in started] == [(100,)]
 
 
 def test_midstream_pickup_guesses_roles():
