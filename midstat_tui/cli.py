@@ -124,6 +124,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise MidstatError("the interactive TUI is not available yet: choose a headless output "
                            "(--plain, --json, --events or --summary)")
     config = _tracker_config(args)
+    if args.at is not None and args.interface is not None:
+        raise MidstatError("--at replays a capture file to a moment: use it with -r FILE")
     at_abs, at_off = _parse_at(args.at) if args.at is not None else (None, None)
 
     from midstat_tui.capture.files import FileSource

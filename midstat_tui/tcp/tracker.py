@@ -93,12 +93,6 @@ class Tracker:
         b = (dst, dport)
         return (vlan, a, b) if a <= b else (vlan, b, a)
 
-    def get(self, conn_id: int) -> Connection | None:
-        for conn in self.table.values():
-            if conn.id == conn_id:
-                return conn
-        return None
-
     @property
     def active(self) -> int:
         return sum(1 for c in self.table.values() if c.ended is None)
@@ -319,6 +313,3 @@ class Tracker:
         if best.ended is None:
             self._end(best, "evicted", ts)
         self._remove(best)
-
-    def finish(self) -> None:
-        """Nothing to flush: connections still open at the end of a capture get no `end` event."""
