@@ -17,6 +17,7 @@ from midstat_tui.engine.views import connection_dict
 from midstat_tui.errors import MidstatError
 from midstat_tui.output.events import EventWriter
 from midstat_tui.output.plain import midstat_table, summary_table
+from midstat_tui.query import QueryError, compile_query
 from midstat_tui.tcp.connection import Connection
 from midstat_tui.tcp.states import parse_state
 from midstat_tui.tcp.tracker import TrackerConfig
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="one JSON line per connection start, per-side state change and end")
     out.add_argument("--summary", action="store_true",
                      help="at the end, every connection seen (a table, or JSON with --json)")
+    out.add_argument("--match", metavar="EXPR",
+                     help="only connections matching a filter expression, e.g. 'dport 443 and sstate close-wait' "
+                          "(see README: host, net, port, sport, dport, state, cstate, sstate, vlan, midstream, "
+                          "ended, zeek; and, or, not)")
     out.add_argument("--at", metavar="TIME",
                      help="only the snapshot at TIME: epoch seconds, or +SECONDS from the first packet")
 
@@ -124,6 +129,12 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise MidstatError("the interactive TUI is not available yet: choose a headless output "
                            "(--plain, --json, --events or --summary)")
     config = _tracker_config(args)
+    match = None
+    if args.match is not None:
+        try:
+            match = compile_query(args.match)
+        except QueryError as exc:
+            raise MidstatError(f"--match {args.match!r}: {exc}") from None
     if args.at is not None and args.interface is not None:
         raise MidstatError("--at replays a capture file to a moment: use it with -r FILE")
     at_abs, at_off = _parse_at(args.at) if args.at is not None else (None, None)
@@ -148,8 +159,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     def on_event(kind: str, conn: Connection, change: tuple | None, states: tuple[int, int] | None) -> None:
         if kind == "start" and args.summary:
             everything.append(conn)
-        if event_writer is not None:
+        if event_writer is not None and (match is None or match(conn)):
             event_writer(kind, conn, change, states)
+
+    def chosen(connections: list[Connection]) -> list[Connection]:
+        return connections if match is None else [c for c in connections if match(c)]
 
     try:
         engine = Engine(source.datalink, config, verify_checksums=not args.no_checksum,
@@ -163,11 +177,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.at is None and not args.summary:
         if args.plain:
             def on_snapshot(snap: Snapshot) -> None:
-                _write_lines(out, midstat_table(snap.connections))
+                _write_lines(out, midstat_table(chosen(snap.connections)))
                 out.flush()
         elif args.json and not args.events:
             def on_snapshot(snap: Snapshot) -> None:
-                out.write(json.dumps(snap.to_json(), separators=(",", ":")))
+                out.write(json.dumps(snap.to_json(chosen(snap.connections)), separators=(",", ":")))
                 out.write("\n")
                 out.flush()
 
@@ -187,16 +201,16 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.summary:
         if args.json:
-            doc = {"stats": last.stats, "connections": [connection_dict(c) for c in everything]}
+            doc = {"stats": last.stats, "connections": [connection_dict(c) for c in chosen(everything)]}
             out.write(json.dumps(doc, separators=(",", ":")))
             out.write("\n")
         else:
-            _write_lines(out, summary_table(everything))
+            _write_lines(out, summary_table(chosen(everything)))
     elif args.at is not None:
         if args.plain:
-            _write_lines(out, midstat_table(last.connections))
+            _write_lines(out, midstat_table(chosen(last.connections)))
         else:
-            out.write(json.dumps(last.to_json(), separators=(",", ":")))
+            out.write(json.dumps(last.to_json(chosen(last.connections)), separators=(",", ":")))
             out.write("\n")
     elif on_snapshot is not None and not interrupted:
         on_snapshot(last)  # the last one, at the end of the capture

@@ -36,8 +36,9 @@ class Snapshot:
     stats: dict
     connections: list[Connection]
 
-    def to_json(self) -> dict:
-        return {"ts": self.ts, "stats": self.stats, "connections": [connection_dict(c) for c in self.connections]}
+    def to_json(self, connections: list[Connection] | None = None) -> dict:
+        chosen = self.connections if connections is None else connections
+        return {"ts": self.ts, "stats": self.stats, "connections": [connection_dict(c) for c in chosen]}
 
 
 class Engine:

@@ -138,6 +138,19 @@ def test_summary_lists_every_connection_of_the_run():
     assert sorted({c["zeek_state"] for c in doc["connections"]}) == ["REJ", "SF"]
 
 
+def test_match_filters_every_headless_output():
+    path = str(shared("zeek/Traces/pop3/pop3.pcap"))
+    doc = json.loads(midstat("-r", path, "--summary", "--json", "--match", "zeek REJ").stdout)
+    assert len(doc["connections"]) == 6 and {c["zeek_state"] for c in doc["connections"]} == {"REJ"}
+    events = [json.loads(x) for x in midstat("-r", path, "--events", "--match", "sport 26383").stdout.splitlines()]
+    assert events and all(e["client"].endswith(":26383") for e in events)
+
+
+def test_invalid_match_says_where():
+    line = _one_line_error(midstat("-r", str(CLOSE), "--plain", "--match", "dport 80 and state NOPE"))
+    assert "not a TCP state" in line and "column 20" in line
+
+
 def test_gzip_and_stdin_read_the_same(tmp_path):
     plain = midstat("-r", str(CLOSE), "--events").stdout
     gz = tmp_path / "close.pcap.gz"

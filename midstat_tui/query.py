@@ -1,0 +1,224 @@
+"""The connection filter language, for the TUI's `/` bar and the headless `--match`.
+
+    host 10.0.0.1      net 10.0.0.0/8      net fd00::/8
+    port 80            sport 1024-2000     dport 443           (sport: the client's port, dport: the server's)
+    state ESTABLISHED  cstate SYN_SENT     sstate close-wait   (either side / client side / server side;
+                                                                 ss spellings too: estab, fin-wait-2, syn-recv)
+    vlan 100           midstream           ended               zeek REJ
+    and, or, not (also &&, ||, !), parentheses; two terms side by side mean `and`.
+    A bare word matches the text of either address or either state: `10.0.0.`, `443`, `wait`.
+
+`compile_query(text)` returns a predicate over connections, or raises QueryError, whose message says what is
+wrong and `position` where (0-based column).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from midstat_tui.engine.views import format_addr
+from midstat_tui.tcp import zeek
+from midstat_tui.tcp.connection import Connection
+from midstat_tui.tcp.states import NAMES, parse_state
+
+Predicate = Callable[[Connection], bool]
+
+_TOKEN = re.compile(r"\s*(?:(?P<op>\(|\)|&&|\|\||!)|(?P<word>[^\s()!&|]+))")
+KEYWORDS = ("host", "net", "port", "sport", "dport", "state", "cstate", "sstate", "vlan", "midstream", "ended",
+            "zeek")
+
+
+class QueryError(ValueError):
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(message)
+        self.position = position
+
+    def __str__(self) -> str:
+        return f"{self.args[0]} (at column {self.position + 1})"
+
+
+@dataclass(frozen=True)
+class _Token:
+    text: str
+    pos: int
+    op: bool
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens = []
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            if text[pos:].strip() == "":
+                break
+            raise QueryError(f"unexpected {text[pos]!r}", pos)
+        group = "op" if m.group("op") else "word"
+        tokens.append(_Token(m.group(group), m.start(group), group == "op"))
+        pos = m.end()
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.i = 0
+
+    def peek(self) -> _Token | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self) -> _Token:
+        tok = self.peek()
+        if tok is None:
+            raise QueryError("the expression ends too soon", len(self.text))
+        self.i += 1
+        return tok
+
+    def parse(self) -> Predicate:
+        if not self.tokens:
+            return lambda conn: True
+        pred = self.or_expr()
+        tok = self.peek()
+        if tok is not None:
+            raise QueryError(f"unexpected {tok.text!r}", tok.pos)
+        return pred
+
+    def or_expr(self) -> Predicate:
+        parts = [self.and_expr()]
+        while (tok := self.peek()) is not None and tok.text.lower() in ("or", "||"):
+            self.take()
+            parts.append(self.and_expr())
+        if len(parts) == 1:
+            return parts[0]
+        return lambda conn: any(p(conn) for p in parts)
+
+    def and_expr(self) -> Predicate:
+        parts = [self.not_expr()]
+        while (tok := self.peek()) is not None and tok.text != ")" and tok.text.lower() not in ("or", "||"):
+            if tok.text.lower() in ("and", "&&"):
+                self.take()
+            parts.append(self.not_expr())
+        if len(parts) == 1:
+            return parts[0]
+        return lambda conn: all(p(conn) for p in parts)
+
+    def not_expr(self) -> Predicate:
+        tok = self.peek()
+        if tok is not None and tok.text.lower() in ("not", "!"):
+            self.take()
+            inner = self.not_expr()
+            return lambda conn: not inner(conn)
+        return self.atom()
+
+    def atom(self) -> Predicate:
+        tok = self.take()
+        if tok.text == "(":
+            pred = self.or_expr()
+            close = self.peek()
+            if close is None or close.text != ")":
+                raise QueryError("a '(' is not closed", tok.pos)
+            self.take()
+            return pred
+        if tok.op or tok.text.lower() in ("and", "or", "&&", "||"):
+            raise QueryError(f"expected a filter term, found {tok.text!r}", tok.pos)
+        word = tok.text.lower()
+        if word in ("midstream", "ended"):
+            return _midstream if word == "midstream" else _ended
+        if word in KEYWORDS:
+            arg = self.peek()
+            if arg is None or arg.op:
+                raise QueryError(f"'{word}' needs a value", arg.pos if arg else len(self.text))
+            self.take()
+            return _primitive(word, arg)
+        return _bare(tok.text)
+
+
+def _midstream(conn: Connection) -> bool:
+    return conn.midstream
+
+
+def _ended(conn: Connection) -> bool:
+    return conn.ended is not None
+
+
+def _primitive(word: str, arg: _Token) -> Predicate:
+    value = arg.text
+    if word == "host":
+        try:
+            packed = ipaddress.ip_address(value).packed
+        except ValueError:
+            raise QueryError(f"'{value}' is not an IP address", arg.pos) from None
+        return lambda conn: conn.c_addr == packed or conn.s_addr == packed
+    if word == "net":
+        try:
+            net = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise QueryError(f"'{value}' is not a network (like 10.0.0.0/8 or fd00::/8)", arg.pos) from None
+        size = 4 if net.version == 4 else 16
+        low = int(net.network_address)
+        high = int(net.broadcast_address)
+
+        def in_net(addr: bytes) -> bool:
+            return len(addr) == size and low <= int.from_bytes(addr, "big") <= high
+
+        return lambda conn: in_net(conn.c_addr) or in_net(conn.s_addr)
+    if word in ("port", "sport", "dport"):
+        low, high = _port_range(arg)
+        if word == "sport":
+            return lambda conn: low <= conn.c_port <= high
+        if word == "dport":
+            return lambda conn: low <= conn.s_port <= high
+        return lambda conn: low <= conn.c_port <= high or low <= conn.s_port <= high
+    if word in ("state", "cstate", "sstate"):
+        try:
+            state = parse_state(value)
+        except ValueError:
+            raise QueryError(f"'{value}' is not a TCP state (ESTABLISHED, syn-sent, fin-wait-2, ...)",
+                             arg.pos) from None
+        if word == "cstate":
+            return lambda conn: conn.c.state == state
+        if word == "sstate":
+            return lambda conn: conn.s.state == state
+        return lambda conn: conn.c.state == state or conn.s.state == state
+    if word == "vlan":
+        if not value.isdigit() or int(value) > 4095:
+            raise QueryError(f"'{value}' is not a VLAN id (0-4095)", arg.pos)
+        vid = int(value)
+        return lambda conn: vid in conn.vlan
+    # zeek
+    code = value.upper()
+    if code not in zeek.CONN_STATES:
+        raise QueryError(f"'{value}' is not a Zeek conn_state ({', '.join(zeek.CONN_STATES)})", arg.pos)
+    return lambda conn: zeek.conn_state(conn) == code
+
+
+def _port_range(arg: _Token) -> tuple[int, int]:
+    text = arg.text
+    low_text, sep, high_text = text.partition("-")
+    try:
+        low = int(low_text)
+        high = int(high_text) if sep else low
+    except ValueError:
+        raise QueryError(f"'{text}' is not a port or a range (80, 1024-2000)", arg.pos) from None
+    if not (0 <= low <= high <= 65535):
+        raise QueryError(f"'{text}' is not a port range within 0-65535", arg.pos)
+    return low, high
+
+
+def _bare(word: str) -> Predicate:
+    needle = word.lower()
+
+    def matches(conn: Connection) -> bool:
+        return (needle in f"{format_addr(conn.c_addr)}:{conn.c_port}".lower()
+                or needle in f"{format_addr(conn.s_addr)}:{conn.s_port}".lower()
+                or needle in NAMES[conn.c.state].lower() or needle in NAMES[conn.s.state].lower())
+
+    return matches
+
+
+def compile_query(text: str) -> Predicate:
+    return _Parser(text).parse()
