@@ -13,7 +13,7 @@ from midstat_tui import __version__
 from midstat_tui.decode.frame import LinkTypeError
 from midstat_tui.decode.linktypes import link_type_name
 from midstat_tui.engine.pipeline import Engine, Snapshot, run_file, run_live
-from midstat_tui.engine.views import connection_dict
+from midstat_tui.engine.views import connection_dict, row_of
 from midstat_tui.errors import MidstatError
 from midstat_tui.output.events import EventWriter
 from midstat_tui.output.plain import midstat_table, summary_table
@@ -159,11 +159,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     def on_event(kind: str, conn: Connection, change: tuple | None, states: tuple[int, int] | None) -> None:
         if kind == "start" and args.summary:
             everything.append(conn)
-        if event_writer is not None and (match is None or match(conn)):
+        if event_writer is not None and (match is None or match(row_of(conn))):
             event_writer(kind, conn, change, states)
 
     def chosen(connections: list[Connection]) -> list[Connection]:
-        return connections if match is None else [c for c in connections if match(c)]
+        return connections if match is None else [c for c in connections if match(row_of(c))]
 
     try:
         engine = Engine(source.datalink, config, verify_checksums=not args.no_checksum,

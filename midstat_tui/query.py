@@ -8,8 +8,8 @@
     and, or, not (also &&, ||, !), parentheses; two terms side by side mean `and`.
     A bare word matches the text of either address or either state: `10.0.0.`, `443`, `wait`.
 
-`compile_query(text)` returns a predicate over connections, or raises QueryError, whose message says what is
-wrong and `position` where (0-based column).
+`compile_query(text)` returns a predicate over connection rows (engine.views.ConnRow), or raises QueryError, whose
+message says what is wrong and `position` where (0-based column).
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from midstat_tui.engine.views import format_addr
+from midstat_tui.engine.views import ConnRow, format_addr
 from midstat_tui.tcp import zeek
-from midstat_tui.tcp.connection import Connection
 from midstat_tui.tcp.states import NAMES, parse_state
 
-Predicate = Callable[[Connection], bool]
+Predicate = Callable[[ConnRow], bool]
 
 _TOKEN = re.compile(r"\s*(?:(?P<op>\(|\)|&&|\|\||!)|(?P<word>[^\s()!&|]+))")
 KEYWORDS = ("host", "net", "port", "sport", "dport", "state", "cstate", "sstate", "vlan", "midstream", "ended",
@@ -137,11 +136,11 @@ class _Parser:
         return _bare(tok.text)
 
 
-def _midstream(conn: Connection) -> bool:
+def _midstream(conn: ConnRow) -> bool:
     return conn.midstream
 
 
-def _ended(conn: Connection) -> bool:
+def _ended(conn: ConnRow) -> bool:
     return conn.ended is not None
 
 
@@ -180,10 +179,10 @@ def _primitive(word: str, arg: _Token) -> Predicate:
             raise QueryError(f"'{value}' is not a TCP state (ESTABLISHED, syn-sent, fin-wait-2, ...)",
                              arg.pos) from None
         if word == "cstate":
-            return lambda conn: conn.c.state == state
+            return lambda conn: conn.cstate == state
         if word == "sstate":
-            return lambda conn: conn.s.state == state
-        return lambda conn: conn.c.state == state or conn.s.state == state
+            return lambda conn: conn.sstate == state
+        return lambda conn: conn.cstate == state or conn.sstate == state
     if word == "vlan":
         if not value.isdigit() or int(value) > 4095:
             raise QueryError(f"'{value}' is not a VLAN id (0-4095)", arg.pos)
@@ -193,7 +192,7 @@ def _primitive(word: str, arg: _Token) -> Predicate:
     code = value.upper()
     if code not in zeek.CONN_STATES:
         raise QueryError(f"'{value}' is not a Zeek conn_state ({', '.join(zeek.CONN_STATES)})", arg.pos)
-    return lambda conn: zeek.conn_state(conn) == code
+    return lambda conn: conn.zeek == code
 
 
 def _port_range(arg: _Token) -> tuple[int, int]:
@@ -212,10 +211,10 @@ def _port_range(arg: _Token) -> tuple[int, int]:
 def _bare(word: str) -> Predicate:
     needle = word.lower()
 
-    def matches(conn: Connection) -> bool:
+    def matches(conn: ConnRow) -> bool:
         return (needle in f"{format_addr(conn.c_addr)}:{conn.c_port}".lower()
                 or needle in f"{format_addr(conn.s_addr)}:{conn.s_port}".lower()
-                or needle in NAMES[conn.c.state].lower() or needle in NAMES[conn.s.state].lower())
+                or needle in NAMES[conn.cstate].lower() or needle in NAMES[conn.sstate].lower())
 
     return matches
 

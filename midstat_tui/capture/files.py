@@ -94,14 +94,31 @@ class FileSource:
                 os.unlink(self._tmp)
             self._tmp = None
 
-    def batches(self) -> Iterator[list[Packet]]:
+    def batches(self, close_at_end: bool = True) -> Iterator[list[Packet]]:
         try:
             if self.stdin:
                 yield from self._one_by_one(self._reader)
             else:
                 yield from self._batched()
         finally:
-            self.close()
+            if close_at_end:
+                self.close()
+
+    @property
+    def seekable(self) -> bool:
+        return not self.stdin
+
+    def batches_from(self, index: int) -> Iterator[list[Packet]]:
+        """The packets from packet number `index` on, read afresh (the file stays open for more seeks)."""
+        self._reader = self._open()
+        self.delivered = 0
+        self.warning = None
+        while self.delivered < index:
+            _, meta = self._reader.next_batch(min(index - self.delivered, BATCH))
+            if not meta:
+                return
+            self.delivered += len(meta) // _META.size
+        yield from self._batched()
 
     def _batched(self) -> Iterator[list[Packet]]:
         reader = self._reader

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import NamedTuple
 
 from midstat_tui.decode.segment import flags_text
 from midstat_tui.tcp import zeek
@@ -20,6 +21,51 @@ def format_endpoint(addr: bytes, port: int) -> str:
     if len(addr) == 4:
         return f"{socket.inet_ntop(socket.AF_INET, addr)}:{port}"
     return f"[{socket.inet_ntop(socket.AF_INET6, addr)}]:{port}"
+
+
+class ConnRow(NamedTuple):
+    """One connection as it was at a snapshot: what the TUI shows, sorts and filters (immutable, cheap to keep)."""
+
+    id: int
+    shard: int
+    c_addr: bytes
+    c_port: int
+    s_addr: bytes
+    s_port: int
+    vlan: tuple[int, ...]
+    cstate: int
+    sstate: int
+    first: float
+    last: float
+    pkts_c2s: int
+    pkts_s2c: int
+    bytes_c2s: int
+    bytes_s2c: int
+    retrans_c2s: int
+    retrans_s2c: int
+    rtt: float | None          # the whole handshake RTT, client leg + server leg, seconds
+    zeek: str
+    history: str
+    midstream: bool
+    ended: str | None
+
+    @property
+    def client(self) -> str:
+        return format_endpoint(self.c_addr, self.c_port)
+
+    @property
+    def server(self) -> str:
+        return format_endpoint(self.s_addr, self.s_port)
+
+
+def row_of(conn: Connection) -> ConnRow:
+    c, s = conn.c, conn.s
+    rtt = None
+    if conn.rtt_client is not None and conn.rtt_server is not None:
+        rtt = conn.rtt_client + conn.rtt_server
+    return ConnRow(conn.id, conn.shard, conn.c_addr, conn.c_port, conn.s_addr, conn.s_port, conn.vlan,
+                   c.state, s.state, conn.first, conn.last, c.packets, s.packets, c.ip_bytes, s.ip_bytes,
+                   c.retrans, s.retrans, rtt, zeek.conn_state(conn), conn.history, conn.midstream, conn.ended)
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -85,6 +85,14 @@ class Tracker:
         self._next_id = 0
         self._tw_hold = self.config.time_wait
         self._idle = self.config.idle_timeouts
+        # change tracking for the faces that keep their own copy of the table (the TUI): off unless asked for
+        self.touched: set[Connection] | None = None
+        self.removed: list[int] | None = None
+
+    def track_changes(self) -> None:
+        """From now on, record which connections changed (`touched`) and which left the table (`removed`)."""
+        self.touched = set(self.table.values())
+        self.removed = []
 
     # -- keys and lookup ------------------------------------------------------------------------------------
     @staticmethod
@@ -115,6 +123,8 @@ class Tracker:
                 return None
             conn.bad_checksum += 1
             zeek.note_bad_checksum(conn, seg.src == conn.c_addr and seg.sport == conn.c_port)
+            if self.touched is not None:
+                self.touched.add(conn)
             return conn
         if conn is not None:
             from_client = seg.sport == conn.c_port and seg.src == conn.c_addr
@@ -133,6 +143,8 @@ class Tracker:
                     conn.last = ts
                     zeek.note_segment(conn, seg, from_client, retransmitted=False, gaps=(False, False),
                                       rst_obeyed=True)
+                    if self.touched is not None:
+                        self.touched.add(conn)
                     return conn
             elif pure_syn and self._is_reuse(conn, seg, from_client):
                 self._end(conn, "port_reuse", ts)
@@ -158,6 +170,8 @@ class Tracker:
             self._after_change(conn, ts)
         if conn.suspicious_rst > suspicious_before:
             stats.suspicious_rst += 1
+        if self.touched is not None:
+            self.touched.add(conn)
         return conn
 
     def icmp(self, err: IcmpError) -> None:
@@ -173,6 +187,8 @@ class Tracker:
         changes = apply_icmp_unreachable(conn, from_client, err.seq, err.ts)
         if changes:
             conn.last = err.ts
+            if self.touched is not None:
+                self.touched.add(conn)
             if self.on_event is not None:
                 self._emit_changes(conn, changes, states_before)
             self._after_change(conn, err.ts)
@@ -285,6 +301,8 @@ class Tracker:
         stats.end_reasons[reason] = stats.end_reasons.get(reason, 0) + 1
         if reason == "evicted":
             stats.evicted += 1
+        if self.touched is not None:
+            self.touched.add(conn)
         if self.on_event is not None:
             self.on_event("end", conn, None, None)
         conn.deadline = self._deadline(conn)
@@ -293,6 +311,9 @@ class Tracker:
     def _remove(self, conn: Connection) -> None:
         if self.table.get(conn.key) is conn:
             del self.table[conn.key]
+            if self.touched is not None:
+                self.touched.discard(conn)
+                self.removed.append(conn.id)  # type: ignore[union-attr]
         conn.deadline = -1.0  # invalidates its timer entries
 
     def _evict_one(self, ts: float) -> None:

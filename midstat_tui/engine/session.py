@@ -1,0 +1,343 @@
+"""A capture run in the background for an interactive face: the engine works in its own thread, the face pulls.
+
+Files are replayed on packet time at a chosen speed (0: as fast as possible), and can be paused, stepped one second
+at a time and sought to any packet time (time travel): every CHECKPOINT_EVERY seconds of packet time the engine's
+whole state is kept (pickled), so seeking back restarts from the nearest checkpoint instead of the file's start.
+Live capture runs on the clock; pausing a live session only freezes what the face shows.
+
+The face calls `pull()` once a second: it gets the changed rows since its last pull (or, after a seek, all of them),
+the counters, and the rates for its sparklines. No UI import here.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from midstat_tui.engine.pipeline import Engine
+from midstat_tui.engine.views import ConnRow, counters, row_of, transition_dict
+from midstat_tui.tcp.connection import Connection
+
+CHECKPOINT_EVERY = 30.0   # seconds of packet time between kept engine states
+MAX_CHECKPOINTS = 64
+SPARK_POINTS = 300        # seconds of history kept for the sparklines
+
+Packet = tuple[float, bytes]
+
+
+@dataclass
+class Pulled:
+    """What changed since the face's last pull."""
+
+    position: float                       # packet time (files) or clock (live) of the newest snapshot
+    stats: dict
+    changes: dict[int, ConnRow | None]     # id -> new row, or None when the connection left the table
+    reset: bool = False                    # after a seek: forget every row held before, take these
+    rates: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Checkpoint:
+    position: float
+    index: int          # packets consumed so far
+    blob: bytes         # the pickled engine
+
+
+class Session:
+    def __init__(self, engine: Engine, source, *, live: bool, speed: float = 1.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.source = source
+        self.live = live
+        self.speed = speed
+        self.clock = clock
+        self.name = getattr(source, "path", "?")
+        self.paused = False
+        self.at_end = False               # a file replay has read its last packet
+        self.finished = False             # the engine thread is over
+        self.error: str | None = None
+        self.position: float | None = None
+        self.first_ts: float | None = None
+        self.spark_active: deque[int] = deque(maxlen=SPARK_POINTS)
+        self.spark_pps: deque[float] = deque(maxlen=SPARK_POINTS)
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._pending: dict[int, ConnRow | None] = {}
+        self._reset = False
+        self._by_id: dict[int, Connection] = {}
+        self._rates: dict = {}
+        self._prev: tuple[float, dict, float] | None = None
+        self._checkpoints: list[_Checkpoint] = []
+        self._index = 0
+        self._step_until: float | None = None
+        self._step_span: float | None = None
+        self._seek_to: float | None = None
+        self._thread: threading.Thread | None = None
+        engine.tracker.track_changes()
+
+    # -- the face's side ----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="midstat-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if hasattr(self.source, "stop"):
+            self.source.stop()
+        with self._wake:
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def pull(self) -> Pulled:
+        with self._lock:
+            changes, self._pending = self._pending, {}
+            reset, self._reset = self._reset, False
+            return Pulled(self.position or 0.0, self.engine.stats(), changes, reset, dict(self._rates))
+
+    def connection(self, conn_id: int) -> tuple[ConnRow, dict, list[dict]] | None:
+        """A flow's current row, its full counters and its state history, fetched from the engine."""
+        with self._lock:
+            conn = self._by_id.get(conn_id)
+            if conn is None:
+                return None
+            return row_of(conn), counters(conn), [transition_dict(t) for t in conn.transitions]
+
+    def toggle_pause(self) -> None:
+        with self._wake:
+            self.paused = not self.paused
+            self._wake.notify_all()
+
+    def set_speed(self, speed: float) -> None:
+        with self._wake:
+            self.speed = max(0.0, speed)
+            self._wake.notify_all()
+
+    def step(self, seconds: float = 1.0) -> None:
+        """While paused: replay the next `seconds` of packet time, then stay paused."""
+        with self._wake:
+            if self.paused:
+                self._step_span = seconds
+                self._wake.notify_all()
+
+    def seek(self, target: float) -> None:
+        with self._wake:
+            self._seek_to = target
+            self._wake.notify_all()
+
+    # -- the engine thread ---------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            if self.live:
+                self._run_live()
+            else:
+                self._run_file()
+        except Exception as exc:  # noqa: BLE001 - shown by the face; tracked data stays browsable
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.finished = True
+
+    def _run_live(self) -> None:
+        engine = self.engine
+        next_tick = math.floor(self.clock()) + 1.0
+        for batch in self.source.batches():
+            if self._stop.is_set():
+                break
+            with self._lock:
+                for ts, frame in batch:
+                    engine.feed(ts, frame)
+                now = self.clock()
+                if self.first_ts is None and engine.first_ts is not None:
+                    self.first_ts = engine.first_ts
+                if now >= next_tick:
+                    engine.tracker.advance(now)
+                    self._publish(now)
+                    next_tick = math.floor(now) + 1.0
+        if self.source.warning:
+            self.error = self.source.warning
+
+    def _packets(self, start: int) -> Iterator[Packet]:
+        batches = self.source.batches_from(start) if start else self.source.batches(close_at_end=False)
+        for batch in batches:
+            yield from batch
+
+    def _run_file(self) -> None:
+        packets = self._packets(0)
+        pending: Packet | None = None
+        next_tick: float | None = None
+        pace: tuple[float, float] | None = None  # (wall, packet time) the pacing counts from
+        while not self._stop.is_set():
+            with self._wake:
+                if self._seek_to is not None:
+                    target, self._seek_to = self._seek_to, None
+                    packets, pending, next_tick = self._seek(target, packets, pending, next_tick)
+                    pace = None
+                    continue
+                stepping = self._step_until is not None or self._step_span is not None
+                if not stepping and (self.paused or self.at_end):
+                    pace = None
+                    self._wake.wait(0.1)
+                    continue
+            if pending is None:
+                pending = next(packets, None)
+                if pending is None:
+                    with self._lock:
+                        self._publish(self.engine.last_ts if self.engine.last_ts is not None else 0.0)
+                        self._step_until = self._step_span = None
+                        self.at_end = True
+                    continue
+            ts, frame = pending
+            if self._step_span is not None:
+                with self._lock:
+                    base = self.position if self.position is not None else ts
+                    self._step_until, self._step_span = base + self._step_span, None
+            if self.speed > 0 and not stepping:
+                now = time.monotonic()
+                if pace is None:
+                    pace = (now, ts)
+                delay = pace[0] + (ts - pace[1]) / self.speed - now
+                if delay > 0:
+                    with self._wake:
+                        self._wake.wait(min(delay, 0.1))
+                    continue
+            with self._lock:
+                if self._step_until is not None and ts > self._step_until:
+                    self.engine.tracker.advance(self._step_until)
+                    self._publish(self._step_until)
+                    next_tick = math.floor(self._step_until) + 1.0
+                    self._step_until = None
+                    continue
+                next_tick = self._feed(ts, frame, next_tick, publish=True)
+                pending = None
+
+    def _feed(self, ts: float, frame: bytes, next_tick: float | None, publish: bool) -> float:
+        """One packet, after closing the one-second ticks before it. Returns the next tick."""
+        if next_tick is None:
+            next_tick = math.floor(ts) + 1.0
+            self.first_ts = ts
+        if ts >= next_tick:
+            tracker = self.engine.tracker
+            if publish:
+                while ts >= next_tick:
+                    tracker.advance(next_tick)
+                    self._publish(next_tick)
+                    next_tick += 1.0
+                    if next_tick < math.floor(ts):
+                        next_tick = float(math.floor(ts))  # a quiet gap: its timers fire within advance()
+            else:
+                tracker.advance(math.floor(ts))
+                self._maybe_checkpoint()
+                next_tick = math.floor(ts) + 1.0
+        self.engine.feed(ts, frame)
+        self._index += 1
+        return next_tick
+
+    def _seek(self, target: float, packets: Iterator[Packet], pending: Packet | None,
+              next_tick: float | None) -> tuple[Iterator[Packet], Packet | None, float | None]:
+        """Move the replay to packet time `target`: forward by reading on, back from the nearest checkpoint."""
+        last = self.engine.last_ts
+        if last is not None and target < last and self.source.seekable:
+            candidates = [cp for cp in self._checkpoints if cp.position <= target]
+            if candidates:
+                restore = candidates[-1]
+                self.engine = pickle.loads(restore.blob)
+                self._index = restore.index
+                next_tick = math.floor(restore.position) + 1.0
+            else:
+                self.engine = self._fresh_engine()
+                self._index = 0
+                next_tick = None
+            packets, pending = self._packets(self._index), None
+        self.at_end = False
+        while True:
+            if pending is None:
+                pending = next(packets, None)
+                if pending is None:
+                    self.at_end = True
+                    break
+            ts, frame = pending
+            if ts > target:
+                break
+            next_tick = self._feed(ts, frame, next_tick, publish=False)
+            pending = None
+        self.engine.tracker.advance(target)
+        self._publish(target, reset=True)
+        return packets, pending, math.floor(target) + 1.0
+
+    def _fresh_engine(self) -> Engine:
+        old = self.engine
+        engine = Engine(old.decoder.dlt, old.tracker.config, verify_checksums=old.decoder.verify_checksums)
+        engine.tracker.track_changes()
+        return engine
+
+    def _publish(self, position: float, reset: bool = False) -> None:
+        """Under the lock: hand the changes since the last publish to the face, keep the rates and a checkpoint."""
+        engine = self.engine
+        tracker = engine.tracker
+        if reset:
+            self._pending = {}
+            self._reset = True
+            self._by_id = {conn.id: conn for conn in tracker.table.values()}
+            for conn in tracker.table.values():
+                self._pending[conn.id] = row_of(conn)
+            self._prev = None
+        else:
+            for conn in tracker.touched or ():
+                self._by_id[conn.id] = conn
+                self._pending[conn.id] = row_of(conn)
+            for conn_id in tracker.removed or ():
+                self._by_id.pop(conn_id, None)
+                self._pending[conn_id] = None
+        tracker.touched = set()
+        tracker.removed = []
+        self.position = position
+        stats = engine.stats()
+        self._rates = self._rates_since(position, stats)
+        self.spark_active.append(stats["active"])
+        self.spark_pps.append(self._rates.get("pps", 0.0))
+        self._maybe_checkpoint()
+
+    def _rates_since(self, position: float, stats: dict) -> dict:
+        cpu = time.thread_time()
+        wall = time.monotonic()
+        prev = self._prev
+        self._prev = (position, stats, cpu, wall)  # type: ignore[assignment]
+        if prev is None:
+            return {}
+        p_position, p_stats, p_cpu, p_wall = prev  # type: ignore[misc]
+        span = position - p_position
+        if span <= 0:
+            return dict(self._rates)
+        wall_span = max(wall - p_wall, 1e-6)
+        return {
+            "pps": (stats["packets"] - p_stats["packets"]) / span,
+            "bps": 8 * (stats["bytes"] - p_stats["bytes"]) / span,
+            "new_per_s": (stats["started"] - p_stats["started"]) / span,
+            "ended_per_s": (stats["ended"] - p_stats["ended"]) / span,
+            "load": [min(1.0, (cpu - p_cpu) / wall_span)],
+        }
+
+    def _maybe_checkpoint(self) -> None:
+        """Keep the engine's state every CHECKPOINT_EVERY seconds of packet time, labelled with its last packet."""
+        position = self.engine.last_ts
+        if self.live or position is None or not self.source.seekable:
+            return
+        if self._checkpoints and position - self._checkpoints[-1].position < CHECKPOINT_EVERY:
+            return
+        if self._checkpoints and position <= self._checkpoints[-1].position:
+            return
+        tracker = self.engine.tracker
+        sink, tracker.on_event = tracker.on_event, None
+        try:
+            blob = pickle.dumps(self.engine, protocol=pickle.HIGHEST_PROTOCOL)
+        finally:
+            tracker.on_event = sink
+        self._checkpoints.append(_Checkpoint(position, self._index, blob))
+        if len(self._checkpoints) > MAX_CHECKPOINTS:
+            del self._checkpoints[1::2]  # keep every other one: still spread over the whole file

@@ -1,0 +1,120 @@
+"""The background session the TUI reads: replay, pause, step, seek (time travel) and the pulled deltas."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from midstat_tui.capture.files import FileSource
+from midstat_tui.engine import session as session_mod
+from midstat_tui.engine.pipeline import Engine, run_file
+from midstat_tui.engine.session import Session
+from midstat_tui.engine.views import row_of
+from tests.helpers import FIXTURES, shared
+
+SSH = shared("zeek/Traces/ssh/ssh.pcap")
+
+
+def _session(path, speed=0.0, paused=False) -> Session:
+    source = FileSource(str(path))
+    session = Session(Engine(source.datalink), source, live=False, speed=speed)
+    session.paused = paused
+    session.start()
+    return session
+
+
+def _wait(cond, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+def _apply(rows: dict, pulled) -> dict:
+    if pulled.reset:
+        rows = {}
+    for conn_id, row in pulled.changes.items():
+        if row is None:
+            rows.pop(conn_id, None)
+        else:
+            rows[conn_id] = row
+    return rows
+
+
+def _reference_rows(path, until):
+    source = FileSource(str(path))
+    engine = Engine(source.datalink)
+    snap = run_file(engine, source.batches(), until=until)
+    return {conn.id: row_of(conn) for conn in snap.connections}
+
+
+def test_replay_to_the_end_matches_the_batch_engine():
+    session = _session(SSH)
+    try:
+        _wait(lambda: session.at_end)
+        rows = _apply({}, session.pull())
+    finally:
+        session.stop()
+    expected = _reference_rows(SSH, until=None)
+    assert rows == expected
+
+
+def test_pulls_carry_only_what_changed():
+    session = _session(FIXTURES / "lossy_transfer.pcap")
+    try:
+        _wait(lambda: session.at_end)
+        first = session.pull()
+        second = session.pull()
+    finally:
+        session.stop()
+    assert first.changes and second.changes == {}
+
+
+@pytest.mark.parametrize("back", [True, False])
+def test_seek_equals_a_fresh_replay_to_that_moment(back, monkeypatch):
+    monkeypatch.setattr(session_mod, "CHECKPOINT_EVERY", 5.0)
+    reference = _reference_rows(SSH, until=None)
+    first = min(r.first for r in reference.values())
+    target = first + 60 * 60 * 24 * 12  # inside the capture, after several of its quiet gaps
+    session = _session(SSH)
+    try:
+        if back:
+            _wait(lambda: session.at_end)
+            session.pull()
+            assert len(session._checkpoints) > 2
+        session.seek(target)
+        _wait(lambda: session._reset or (session.position == target))
+        pulled = session.pull()
+        assert pulled.reset and pulled.position == target
+        rows = _apply({}, pulled)
+    finally:
+        session.stop()
+    assert rows == _reference_rows(SSH, until=target)
+
+
+def test_pause_and_step_one_second():
+    session = _session(FIXTURES / "lossy_transfer.pcap", speed=1.0, paused=True)
+    try:
+        time.sleep(0.3)
+        assert session.position is None  # nothing replayed while paused
+        session.step(1.0)
+        _wait(lambda: session.position is not None)
+        assert session.paused
+        # the step stops at the first tick past the start, one second of packet time at most
+        assert session.first_ts is not None and session.position - session.first_ts <= 1.0
+    finally:
+        session.stop()
+
+
+def test_speed_one_follows_capture_pace():
+    path = FIXTURES / "half_close.pcap"  # 0.8 s of packets
+    session = _session(path, speed=1.0)
+    try:
+        time.sleep(0.2)
+        assert not session.at_end
+        _wait(lambda: session.at_end, timeout=10)
+    finally:
+        session.stop()
