@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only connections matching a filter expression, e.g. 'dport 443 and sstate close-wait' "
                           "(see README: host, net, port, sport, dport, state, cstate, sstate, vlan, midstream, "
                           "ended, zeek; and, or, not)")
+    out.add_argument("--speed", type=float, default=1.0, metavar="X",
+                     help="TUI, files: replay speed (1 = capture pace, 10 = ten times faster, 0 = as fast as "
+                          "possible; default 1)")
     out.add_argument("--at", metavar="TIME",
                      help="only the snapshot at TIME: epoch seconds, or +SECONDS from the first packet")
 
@@ -125,9 +128,6 @@ class _Stop:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     headless = args.plain or args.json or args.events or args.summary or args.at is not None
-    if not headless:
-        raise MidstatError("the interactive TUI is not available yet: choose a headless output "
-                           "(--plain, --json, --events or --summary)")
     config = _tracker_config(args)
     match = None
     if args.match is not None:
@@ -147,6 +147,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         source = FileSource(args.read, args.filter)
     else:
         source = LiveSource(args.interface, args.filter, snaplen=args.snaplen, promisc=not args.no_promisc)
+
+    if not headless:
+        return run_tui(args, config, source, err)
 
     stop = _Stop()
     stop.source = source if args.interface is not None else None
@@ -218,6 +221,38 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     warning = source.warning
     if warning:
         err.write(f"midstat: warning: {warning}\n")
+        return EXIT_DAMAGED
+    return EXIT_OK
+
+
+def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO) -> int:
+    """The interactive face: the engine runs in a background session, the Textual app reads its snapshots."""
+    from midstat_tui.engine.session import Session
+    from midstat_tui.ui.app import MidstatApp
+
+    try:
+        engine = Engine(source.datalink, config, verify_checksums=not args.no_checksum)
+    except LinkTypeError as exc:
+        raise MidstatError(f"{source.path}: {exc}") from None
+    live = args.interface is not None
+    if live:
+        engine.capture_stats = source.stats
+    session = Session(engine, source, live=live, speed=args.speed)
+    app = MidstatApp(session)
+    if args.match:
+        try:
+            app.view.set_query(args.match)
+        except QueryError as exc:
+            raise MidstatError(f"--match {args.match!r}: {exc}") from None
+    session.start()
+    try:
+        app.run()
+    finally:
+        session.stop()
+        if hasattr(source, "close"):
+            source.close()
+    if session.error:
+        err.write(f"midstat: {session.error}\n")
         return EXIT_DAMAGED
     return EXIT_OK
 

@@ -247,10 +247,6 @@ def test_invalid_timeout_option():
     assert "STATE=SECONDS" in _one_line_error(midstat("-r", str(CLOSE), "--plain", "--timeout", "bogus=1"))
 
 
-def test_without_a_headless_flag_says_what_to_do():
-    assert "--plain" in _one_line_error(midstat("-r", str(CLOSE)))
-
-
 def test_unknown_interface():
     assert "no such interface" in _one_line_error(midstat("-i", "nosuchif0", "--plain"))
 

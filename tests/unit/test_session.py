@@ -85,6 +85,7 @@ def test_seek_equals_a_fresh_replay_to_that_moment(back, monkeypatch):
             _wait(lambda: session.at_end)
             session.pull()
             assert len(session._checkpoints) > 2
+        session.toggle_pause()  # paused: the replay stays at the target
         session.seek(target)
         _wait(lambda: session._reset or (session.position == target))
         pulled = session.pull()

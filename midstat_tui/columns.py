@@ -1,0 +1,86 @@
+"""The connection table's columns: titles, widths, how each cell reads and how each column sorts.
+
+Shared by the TUI's table and by exports, so an export holds what the screen shows. No UI import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from midstat_tui.engine.views import ConnRow, format_addr
+from midstat_tui.tcp.states import NAMES
+
+
+def human(n: float) -> str:
+    """1234 -> 1.2K, 5_600_000 -> 5.6M: four characters or so, for counters in narrow columns."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            value = n / size
+            return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
+    return str(int(n))
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
+    return f"{seconds // 86400:.0f}d{seconds % 86400 // 3600:02.0f}h"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    title: str
+    width: int
+    text: Callable[[ConnRow, float], str]       # (row, now) -> cell text
+    sort: Callable[[ConnRow, float], object]     # (row, now) -> sort key
+    right: bool = False                          # right-aligned (numbers)
+    default: bool = True                         # shown unless the user hides it
+
+
+def _addr_key(addr: bytes, port: int) -> tuple:
+    return (len(addr), addr, port)
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("cpu", "CPU", 3, lambda r, n: str(r.shard), lambda r, n: r.shard, right=True),
+    Column("client", "Client", 21, lambda r, n: r.client, lambda r, n: _addr_key(r.c_addr, r.c_port)),
+    Column("cstate", "Client State", 12, lambda r, n: NAMES[r.cstate], lambda r, n: r.cstate),
+    Column("server", "Server", 21, lambda r, n: r.server, lambda r, n: _addr_key(r.s_addr, r.s_port)),
+    Column("sstate", "Server State", 12, lambda r, n: NAMES[r.sstate], lambda r, n: r.sstate),
+    Column("age", "Age", 6, lambda r, n: duration(n - r.first), lambda r, n: r.first, right=True),
+    Column("idle", "Idle", 6, lambda r, n: duration(n - r.last), lambda r, n: r.last, right=True),
+    Column("pkts_c2s", "Pkt→", 6, lambda r, n: human(r.pkts_c2s), lambda r, n: r.pkts_c2s, right=True),
+    Column("pkts_s2c", "Pkt←", 6, lambda r, n: human(r.pkts_s2c), lambda r, n: r.pkts_s2c, right=True),
+    Column("bytes_c2s", "Byte→", 6, lambda r, n: human(r.bytes_c2s), lambda r, n: r.bytes_c2s, right=True),
+    Column("bytes_s2c", "Byte←", 6, lambda r, n: human(r.bytes_s2c), lambda r, n: r.bytes_s2c, right=True),
+    Column("rtt", "RTT ms", 7, lambda r, n: "-" if r.rtt is None else f"{r.rtt * 1000:.1f}",
+           lambda r, n: -1.0 if r.rtt is None else r.rtt, right=True),
+    Column("zeek", "Zeek", 6, lambda r, n: r.zeek, lambda r, n: r.zeek),
+    Column("vlan", "VLAN", 6, lambda r, n: ".".join(map(str, r.vlan)) or "-", lambda r, n: r.vlan, default=False),
+    Column("history", "History", 12, lambda r, n: r.history or "-", lambda r, n: r.history, default=False),
+    Column("retrans", "Retx", 5, lambda r, n: human(r.retrans_c2s + r.retrans_s2c),
+           lambda r, n: r.retrans_c2s + r.retrans_s2c, right=True, default=False),
+    Column("midstream", "Mid", 3, lambda r, n: "yes" if r.midstream else "", lambda r, n: r.midstream,
+           default=False),
+    Column("ended", "Ended", 17, lambda r, n: r.ended or "", lambda r, n: r.ended or "", default=False),
+)
+BY_KEY = {c.key: c for c in COLUMNS}
+
+
+def plain_text_export_fields(row: ConnRow) -> dict:
+    """Every field of a row, for JSON exports (addresses as text)."""
+    return {
+        "conn": row.id, "shard": row.shard, "client": row.client, "server": row.server,
+        "client_addr": format_addr(row.c_addr), "server_addr": format_addr(row.s_addr),
+        "vlan": list(row.vlan), "client_state": NAMES[row.cstate], "server_state": NAMES[row.sstate],
+        "first": row.first, "last": row.last, "packets_c2s": row.pkts_c2s, "packets_s2c": row.pkts_s2c,
+        "bytes_c2s": row.bytes_c2s, "bytes_s2c": row.bytes_s2c, "retrans_pkts_c2s": row.retrans_c2s,
+        "retrans_pkts_s2c": row.retrans_s2c, "rtt_ms": None if row.rtt is None else round(row.rtt * 1000, 3),
+        "zeek_state": row.zeek, "history": row.history, "midstream": row.midstream, "ended": row.ended,
+    }

@@ -1,0 +1,1 @@
+"""The Textual face: one module per screen or widget, over the engine's session and the core view model."""

@@ -1,0 +1,250 @@
+"""The midstat TUI: the connection table over the engine's one-second snapshots, with a header, a filter bar,
+flow drill-down, help, a column chooser, replay controls and exports."""
+
+from __future__ import annotations
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import Footer, Input, Static
+
+from midstat_tui.columns import BY_KEY, COLUMNS
+from midstat_tui.engine.session import Session
+from midstat_tui.query import QueryError
+from midstat_tui.ui.columns_screen import ColumnsScreen
+from midstat_tui.ui.conn_table import ConnTable
+from midstat_tui.ui.export import export_rows
+from midstat_tui.ui.flow_screen import FlowScreen
+from midstat_tui.ui.goto_screen import GotoScreen
+from midstat_tui.ui.header import SummaryHeader
+from midstat_tui.ui.help_screen import HelpScreen
+from midstat_tui.view import ConnView
+
+SPEEDS = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
+SEEK_STEP = 10.0
+
+
+class FilterInput(Input):
+    """The `/` bar: Enter applies, Esc clears, ↑ ↓ walk the filter history."""
+
+    BINDINGS = [Binding("up", "history(-1)", show=False), Binding("down", "history(1)", show=False)]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(placeholder="filter: host, net, port, sport, dport, state, cstate, sstate, vlan, "
+                                     "midstream, ended, zeek; and/or/not", **kwargs)
+        self.history: list[str] = []
+        self._at = 0
+
+    def remember(self, text: str) -> None:
+        if text and (not self.history or self.history[-1] != text):
+            self.history.append(text)
+        self._at = len(self.history)
+
+    def action_history(self, step: int) -> None:
+        if not self.history:
+            return
+        self._at = max(0, min(len(self.history), self._at + step))
+        self.value = self.history[self._at] if self._at < len(self.history) else ""
+        self.cursor_position = len(self.value)
+
+
+class MidstatApp(App[None]):
+    TITLE = "midstat"
+    CSS = """
+    #filter { display: none; height: 3; }
+    #filter.-visible { display: block; }
+    #status { height: 1; padding: 0 1; color: $text-muted; }
+    #status.-error { color: $error; }
+    """
+    BINDINGS = [
+        Binding("slash", "open_filter", "Filter"),
+        Binding("s", "next_sort", "Sort"),
+        Binding("S", "reverse_sort", "Reverse", show=False),
+        Binding("t", "toggle_ended", "Ended"),
+        Binding("space", "pause", "Pause"),
+        Binding("c", "columns", "Columns"),
+        Binding("e", "export('csv')", "Export"),
+        Binding("E", "export('json')", "JSON", show=False),
+        Binding("plus", "speed(1)", "Faster", show=False),
+        Binding("minus", "speed(-1)", "Slower", show=False),
+        Binding("full_stop", "step", "Step", show=False),
+        Binding("left_square_bracket", "seek(-1)", "Back", show=False),
+        Binding("right_square_bracket", "seek(1)", "Fwd", show=False),
+        Binding("g", "goto", "Go to", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(self, session: Session, interval: float | None = 1.0, show_load: bool = True,
+                 export_dir: str = ".") -> None:
+        super().__init__()
+        self.session = session
+        self.interval = interval
+        self.show_load = show_load
+        self.export_dir = export_dir
+        self.view = ConnView()
+        self.shown_columns = [c.key for c in COLUMNS if c.default]
+        self.frozen = False
+        self.table = ConnTable(self.view, self._columns(), id="conns")
+
+    def _columns(self):
+        return [BY_KEY[k] for k in self.shown_columns]
+
+    def compose(self) -> ComposeResult:
+        yield SummaryHeader(id="summary")
+        yield FilterInput(id="filter")
+        yield self.table
+        yield Static(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.table.focus()
+        self.tick()
+        if self.interval:
+            self.set_interval(self.interval, self.tick)
+
+    def on_unmount(self) -> None:
+        self.session.stop()
+
+    # -- the one-second refresh ------------------------------------------------------------------------------
+    def tick(self) -> None:
+        session = self.session
+        if not self.frozen:
+            self.view.apply(session.pull())
+        self.view.recompute()
+        self.table.refresh_view()
+        self._show_header()
+        if session.error:
+            self._status(f"capture stopped: {session.error} — what was tracked stays browsable", error=True)
+
+    def _show_header(self) -> None:
+        session = self.session
+        self.query_one(SummaryHeader).show(
+            source=session.name, live=session.live, position=session.position, speed=session.speed,
+            paused=session.paused, at_end=session.at_end, stats=session.engine.stats(),
+            rates=dict(session._rates), shown=len(self.view.order), frozen=self.frozen,
+            show_load=self.show_load, spark_active=list(session.spark_active), spark_pps=list(session.spark_pps))
+
+    def _status(self, text: str, error: bool = False) -> None:
+        status = self.query_one("#status", Static)
+        status.update(text)
+        status.set_class(error, "-error")
+
+    def _redraw(self) -> None:
+        self.view.recompute()
+        self.table.refresh_view()
+
+    # -- filter -----------------------------------------------------------------------------------------------
+    def action_open_filter(self) -> None:
+        bar = self.query_one(FilterInput)
+        bar.add_class("-visible")
+        bar.value = self.view.query
+        bar.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "filter":
+            return
+        bar = self.query_one(FilterInput)
+        try:
+            self.view.set_query(event.value)
+        except QueryError as exc:
+            self._status(f"filter not applied: {exc}; the previous filter stays", error=True)
+            bar.cursor_position = exc.position
+            return
+        bar.remember(event.value.strip())
+        self._status(f"filter: {self.view.query}" if self.view.query else "")
+        bar.remove_class("-visible")
+        self.table.focus()
+        self._redraw()
+
+    def key_escape(self) -> None:
+        bar = self.query_one(FilterInput)
+        if bar.has_focus:
+            self.view.set_query("")
+            bar.value = ""
+            bar.remove_class("-visible")
+            self._status("")
+            self.table.focus()
+            self._redraw()
+
+    # -- sort, columns, ended -------------------------------------------------------------------------------
+    def action_next_sort(self) -> None:
+        self.view.next_sort(self.shown_columns)
+        self._redraw()
+
+    def action_reverse_sort(self) -> None:
+        self.view.sort_reverse = not self.view.sort_reverse
+        self._redraw()
+
+    def on_conn_table_sort_requested(self, message: ConnTable.SortRequested) -> None:
+        self.view.sort_by(message.key)
+        self._redraw()
+
+    def action_toggle_ended(self) -> None:
+        self.view.show_ended = not self.view.show_ended
+        self._status("ended connections shown" if self.view.show_ended else "ended connections hidden")
+        self._redraw()
+
+    def action_columns(self) -> None:
+        def chosen(keys: list[str] | None) -> None:
+            if keys:
+                self.shown_columns = keys
+                self.table.set_columns(self._columns())
+        self.push_screen(ColumnsScreen(self.shown_columns), chosen)
+
+    # -- flow, help ----------------------------------------------------------------------------------------
+    def on_conn_table_selected(self, message: ConnTable.Selected) -> None:
+        self.push_screen(FlowScreen(message.conn_id, self.session.connection, interval=self.interval))
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    # -- replay and pause -------------------------------------------------------------------------------------
+    def action_pause(self) -> None:
+        if self.session.live:
+            self.frozen = not self.frozen
+        else:
+            self.session.toggle_pause()
+        self._show_header()
+
+    def action_speed(self, direction: int) -> None:
+        if self.session.live:
+            return
+        current = self.session.speed
+        faster = [s for s in SPEEDS if s > current and s != 0.0]
+        slower = [s for s in SPEEDS if 0 < s < current]
+        if direction > 0:
+            speed = faster[0] if faster and current != 0.0 else 0.0
+        else:
+            speed = slower[-1] if slower else (SPEEDS[-1] if current == 0.0 else current)
+        self.session.set_speed(speed)
+        self._show_header()
+
+    def action_step(self) -> None:
+        if not self.session.live and self.session.paused:
+            self.session.step(1.0)
+
+    def action_seek(self, direction: int) -> None:
+        position = self.session.position
+        if self.session.live or position is None:
+            return
+        self.session.seek(position + direction * SEEK_STEP)
+
+    def action_goto(self) -> None:
+        if self.session.live:
+            return
+
+        def go(target: float | None) -> None:
+            if target is not None:
+                self.session.seek(target)
+        self.push_screen(GotoScreen(self.session.first_ts, self.session.position), go)
+
+    # -- export --------------------------------------------------------------------------------------------------
+    def action_export(self, fmt: str) -> None:
+        try:
+            path = export_rows(self.view.visible(), self._columns(), self.view.now, fmt, self.export_dir)
+        except OSError as exc:
+            self._status(f"export failed: {exc}", error=True)
+            return
+        self._status(f"exported {len(self.view.order):,} connections to {path}")
+        self.notify(f"exported to {path}")

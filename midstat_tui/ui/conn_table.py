@@ -1,0 +1,215 @@
+"""The connection table: a Line-API virtual table that draws only the visible rows, so a million rows cost
+no more per frame than a hundred. The data, the sort and the filter live in midstat_tui.view.ConnView."""
+
+from __future__ import annotations
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from midstat_tui.columns import Column
+from midstat_tui.tcp import states
+from midstat_tui.view import ConnView
+
+GAP = 1
+
+
+def state_class(state: int) -> str:
+    if state in states.HANDSHAKE:
+        return "handshake"
+    if state == states.ESTABLISHED:
+        return "established"
+    if state in states.CLOSING_STATES:
+        return "closing"
+    return "closed"
+
+
+class ConnTable(ScrollView, can_focus=True):
+    COMPONENT_CLASSES = {
+        "conn-table--header", "conn-table--cursor", "conn-table--handshake", "conn-table--established",
+        "conn-table--closing", "conn-table--closed", "conn-table--ended", "conn-table--odd",
+    }
+    DEFAULT_CSS = """
+    ConnTable { height: 1fr; }
+    ConnTable > .conn-table--header { text-style: bold; background: $panel; color: $text; }
+    ConnTable > .conn-table--cursor { background: $accent 40%; text-style: bold; }
+    ConnTable > .conn-table--handshake { color: $warning; }
+    ConnTable > .conn-table--established { color: $success; }
+    ConnTable > .conn-table--closing { color: $secondary; }
+    ConnTable > .conn-table--closed { color: $error; }
+    ConnTable > .conn-table--ended { text-style: dim; }
+    ConnTable > .conn-table--odd { background: $boost; }
+    """
+    BINDINGS = [
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home", "first", "First", show=False),
+        Binding("end", "last", "Last", show=False),
+        Binding("enter", "select", "Open flow"),
+    ]
+
+    cursor = reactive(0, repaint=False)
+
+    class Selected(Message):
+        def __init__(self, conn_id: int) -> None:
+            super().__init__()
+            self.conn_id = conn_id
+
+    class SortRequested(Message):
+        def __init__(self, key: str) -> None:
+            super().__init__()
+            self.key = key
+
+    def __init__(self, view: ConnView, columns: list[Column], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.view = view
+        self.columns = columns
+        self._cache: LRUCache[tuple, Strip] = LRUCache(1024)
+        self._cursor_id: int | None = None
+        self._version = 0
+
+    # -- data in ---------------------------------------------------------------------------------------------
+    def set_columns(self, columns: list[Column]) -> None:
+        self.columns = columns
+        self.refresh_view()
+
+    def refresh_view(self) -> None:
+        """Call after view.recompute(): keeps the cursor on the same connection, redraws the visible lines."""
+        order = self.view.order
+        self._version += 1
+        self._cache.clear()
+        width = sum(c.width + GAP for c in self.columns)
+        self.virtual_size = Size(width, len(order) + 1)
+        if self._cursor_id is not None:
+            try:
+                index = order.index(self._cursor_id)
+            except ValueError:
+                index = min(self.cursor, max(0, len(order) - 1))
+            self.set_reactive(ConnTable.cursor, index)
+        self.cursor = min(self.cursor, max(0, len(order) - 1))
+        self._remember_cursor()
+        self.refresh()
+
+    @property
+    def cursor_id(self) -> int | None:
+        return self._cursor_id
+
+    def _remember_cursor(self) -> None:
+        order = self.view.order
+        self._cursor_id = order[self.cursor] if 0 <= self.cursor < len(order) else None
+
+    def validate_cursor(self, value: int) -> int:
+        return max(0, min(value, len(self.view.order) - 1)) if self.view.order else 0
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        self._remember_cursor()
+        self.refresh_line(old - self.scroll_offset.y + 1)
+        self.refresh_line(new - self.scroll_offset.y + 1)
+        self._scroll_cursor_into_view()
+
+    def _scroll_cursor_into_view(self) -> None:
+        top = self.scroll_offset.y
+        rows = max(1, self.size.height - 1)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + rows:
+            self.scroll_to(y=self.cursor - rows + 1, animate=False, immediate=True)
+
+    # -- drawing ------------------------------------------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.size.width
+        if y == 0:
+            strip = self._header()
+        else:
+            index = scroll_y + y - 1
+            if index >= len(self.view.order):
+                return Strip.blank(width, self.rich_style)
+            is_cursor = index == self.cursor
+            key = (index, self._version, is_cursor, self.has_focus)
+            strip = self._cache.get(key)
+            if strip is None:
+                strip = self._row(index, is_cursor)
+                self._cache[key] = strip
+        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+
+    def _cell(self, text: str, column: Column) -> str:
+        text = text[: column.width]
+        return (text.rjust(column.width) if column.right else text.ljust(column.width)) + " " * GAP
+
+    def _header(self) -> Strip:
+        style = self.get_component_rich_style("conn-table--header")
+        segments = []
+        for column in self.columns:
+            title = column.title
+            if column.key == self.view.sort_key:
+                title = f"{title}{'▼' if self.view.sort_reverse else '▲'}"
+            segments.append(Segment(self._cell(title, column), style + Style(meta={"header": column.key})))
+        return Strip(segments)
+
+    def _row(self, index: int, is_cursor: bool) -> Strip:
+        view = self.view
+        row = view.rows[view.order[index]]
+        base = self.rich_style
+        if index % 2:
+            base = base + self.get_component_rich_style("conn-table--odd")
+        if row.ended is not None:
+            base = base + self.get_component_rich_style("conn-table--ended")
+        if is_cursor:
+            base = base + self.get_component_rich_style("conn-table--cursor")
+        meta = Style(meta={"row": index})
+        segments = []
+        now = view.now
+        for column in self.columns:
+            style = base
+            if column.key == "cstate":
+                style = base + self.get_component_rich_style(f"conn-table--{state_class(row.cstate)}")
+            elif column.key == "sstate":
+                style = base + self.get_component_rich_style(f"conn-table--{state_class(row.sstate)}")
+            segments.append(Segment(self._cell(column.text(row, now), column), style + meta))
+        return Strip(segments)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._cache.clear()
+
+    # -- keys and mouse -----------------------------------------------------------------------------------------
+    def action_cursor_up(self) -> None:
+        self.cursor -= 1
+
+    def action_cursor_down(self) -> None:
+        self.cursor += 1
+
+    def action_page_up(self) -> None:
+        self.cursor -= max(1, self.size.height - 2)
+
+    def action_page_down(self) -> None:
+        self.cursor += max(1, self.size.height - 2)
+
+    def action_first(self) -> None:
+        self.cursor = 0
+
+    def action_last(self) -> None:
+        self.cursor = len(self.view.order) - 1
+
+    def action_select(self) -> None:
+        if self._cursor_id is not None:
+            self.post_message(self.Selected(self._cursor_id))
+
+    def on_click(self, event: events.Click) -> None:
+        meta = event.style.meta
+        if "header" in meta:
+            self.post_message(self.SortRequested(meta["header"]))
+        elif "row" in meta:
+            self.cursor = meta["row"]
+            if event.chain >= 2:
+                self.action_select()

@@ -1,0 +1,116 @@
+"""Enter on a row: one flow's story. Both endpoints, both states, counters, RTT legs, the Zeek view with its
+letters explained, and the state timeline: every transition with the packet that caused it. Updates while the
+flow lives; Esc goes back to the table, on the same row."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from midstat_tui.engine.views import ConnRow
+from midstat_tui.tcp import zeek
+from midstat_tui.tcp.states import NAMES
+from midstat_tui.ui.conn_table import state_class
+from midstat_tui.ui.header import clock_text
+
+STATE_COLOURS = {"handshake": "yellow", "established": "green", "closing": "magenta", "closed": "red"}
+
+
+def _state(state: int) -> str:
+    return f"[{STATE_COLOURS[state_class(state)]}]{NAMES[state]}[/]"
+
+
+def explain_history(history: str) -> str:
+    lines = []
+    for letter in history:
+        meaning = zeek.HISTORY_LETTERS.get(letter.lower())
+        if meaning is None:
+            continue
+        who = "" if letter == "^" else ("client: " if letter.isupper() else "server: ")
+        lines.append(f"  {letter}  {who}{meaning}")
+    return "\n".join(lines)
+
+
+class FlowScreen(Screen[None]):
+    DEFAULT_CSS = """
+    FlowScreen #flow-top { height: auto; }
+    FlowScreen .flow-box { width: 1fr; height: auto; border: round $accent; padding: 0 1; }
+    FlowScreen #flow-timeline { height: 1fr; border: round $accent; }
+    """
+    BINDINGS = [Binding("escape,backspace", "back", "Back"), Binding("q", "app.quit", "Quit")]
+
+    def __init__(self, conn_id: int, fetch, interval: float | None = 1.0) -> None:
+        super().__init__()
+        self.conn_id = conn_id
+        self.fetch = fetch  # conn id -> (row, counters, transitions) or None
+        self.interval = interval
+        self.last: tuple[ConnRow, dict, list[dict]] | None = None
+        self.gone = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(id="flow-title")
+            with Horizontal(id="flow-top"):
+                yield Static(id="flow-sides", classes="flow-box")
+                yield Static(id="flow-counters", classes="flow-box")
+                yield Static(id="flow-zeek", classes="flow-box")
+            table = DataTable(id="flow-timeline", cursor_type="row", zebra_stripes=True)
+            table.add_columns("time (UTC)", "side", "from", "to", "dir", "flags", "seq", "ack", "len")
+            yield table
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_flow()
+        if self.interval:
+            self.set_interval(self.interval, self.refresh_flow)
+
+    def refresh_flow(self) -> None:
+        found = self.fetch(self.conn_id)
+        if found is None:
+            self.gone = True
+        else:
+            self.last = found
+        if self.last is None:
+            self.query_one("#flow-title", Static).update(f"connection {self.conn_id} has left the table")
+            return
+        row, counters, transitions = self.last
+        vlan = f" · VLAN {'.'.join(map(str, row.vlan))}" if row.vlan else ""
+        status = " · left the table (last known state)" if self.gone else ""
+        self.query_one("#flow-title", Static).update(
+            f"[b]connection {row.id}[/b] · {row.client} ⇄ {row.server}{vlan} · shard {row.shard}{status}")
+        ended = row.ended or "no (open)"
+        self.query_one("#flow-sides", Static).update(
+            f"client {row.client}\n  {_state(row.cstate)}\n"
+            f"server {row.server}\n  {_state(row.sstate)}\n"
+            f"mid-stream pickup: {'yes' if row.midstream else 'no'}\n"
+            f"ended: {ended}\nRST sent by: {counters['rst_by'] or '-'}\n"
+            f"first {clock_text(row.first)}\nlast  {clock_text(row.last)}")
+        rtt_c, rtt_s = counters["rtt_client_ms"], counters["rtt_server_ms"]
+        self.query_one("#flow-counters", Static).update(
+            "            c→s      s→c\n"
+            f"packets {counters['packets_c2s']:>8} {counters['packets_s2c']:>8}\n"
+            f"IP bytes{counters['bytes_c2s']:>8} {counters['bytes_s2c']:>8}\n"
+            f"payload {counters['payload_c2s']:>8} {counters['payload_s2c']:>8}\n"
+            f"retx B  {counters['retrans_c2s']:>8} {counters['retrans_s2c']:>8}\n"
+            f"retx    {counters['retrans_pkts_c2s']:>8} {counters['retrans_pkts_s2c']:>8}\n"
+            f"out-of-order {counters['ooo_c2s']:>3} {counters['ooo_s2c']:>8}\n"
+            f"zero win{counters['zero_win_c2s']:>8} {counters['zero_win_s2c']:>8}\n"
+            f"RTT client leg {'-' if rtt_c is None else f'{rtt_c:.3f} ms'}\n"
+            f"RTT server leg {'-' if rtt_s is None else f'{rtt_s:.3f} ms'}\n"
+            f"suspicious RSTs {counters['suspicious_rst']} · bad checksums {counters['bad_checksum']}")
+        self.query_one("#flow-zeek", Static).update(
+            f"Zeek conn_state [b]{row.zeek}[/b]\n  {zeek.CONN_STATES.get(row.zeek, '')}\n"
+            f"history [b]{row.history or '-'}[/b]\n{explain_history(row.history)}")
+        table = self.query_one("#flow-timeline", DataTable)
+        if table.row_count != len(transitions):
+            table.clear()
+            for t in transitions:
+                p = t["packet"]
+                table.add_row(clock_text(t["ts"]), t["side"], t["from"], t["to"], p["dir"], p["flags"],
+                              str(p["seq"]), str(p["ack"]), str(p["len"]))
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,56 @@
+"""`?`: every key, in one modal table."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+KEYS = """\
+# midstat keys
+
+| key | does |
+|---|---|
+| ↑ ↓ j k, PgUp PgDn, Home End | move in the table |
+| Enter (or double click) | open the flow: both sides, counters, its state history |
+| `/` | filter (Enter applies, Esc clears; ↑ ↓ walk the filter history) |
+| `s` / `S` | sort by the next column / reverse the sort (or click a header) |
+| `t` | show or hide ended connections |
+| `c` | choose columns |
+| Space | pause: a file's replay stops; live, the view freezes while capture goes on |
+| `.` | one second further, while paused (files) |
+| `+` / `-` | replay faster / slower (files; `0` plays as fast as possible) |
+| `[` / `]` | back / forward 10 seconds of packet time (files: the table as it was then) |
+| `g` | go to a time: epoch seconds, `+SECONDS` from the start, or `HH:MM:SS` (UTC) |
+| `e` / `E` | export the current view (filtered, sorted) to CSV / JSON |
+| `?` | this help |
+| `q`, Ctrl+C | quit |
+
+## Filter language
+
+`host 10.0.0.1` · `net 10.0.0.0/8` · `port 80` · `sport 1024-2000` · `dport 443` · `state ESTABLISHED` (either
+side) · `cstate SYN_SENT` · `sstate close-wait` · `vlan 100` · `midstream` · `ended` · `zeek REJ`, combined with
+`and`, `or`, `not` and parentheses. A bare word matches address or state text. `ss` state names work too.
+
+## State colours
+
+yellow: handshake · green: established · purple: closing · red: closed or reset · dim: ended, leaving soon
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 90%; max-width: 110; height: 90%; border: round $accent;
+                                  background: $surface; padding: 0 1; }
+    """
+    BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Markdown(KEYS)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

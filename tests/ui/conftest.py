@@ -1,0 +1,42 @@
+"""Apps over real sessions on the fixture captures, made deterministic: no timer (tests call tick), no load figure."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from midstat_tui.capture.files import FileSource
+from midstat_tui.engine.pipeline import Engine
+from midstat_tui.engine.session import Session
+from midstat_tui.ui.app import MidstatApp
+from tests.helpers import FIXTURES, shared
+
+
+def finished_session(path, speed: float = 0.0) -> Session:
+    source = FileSource(str(path))
+    session = Session(Engine(source.datalink), source, live=False, speed=speed)
+    session.start()
+    deadline = time.monotonic() + 30
+    while not session.at_end and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert session.at_end
+    return session
+
+
+ALEXA = shared("ndpi/tests/cfgs/default/pcap/alexa-app.pcapng")
+
+
+def make_app(path=ALEXA, tmp_path=None) -> MidstatApp:
+    return MidstatApp(finished_session(path), interval=None, show_load=False,
+                      export_dir=str(tmp_path) if tmp_path else ".")
+
+
+@pytest.fixture
+def app(tmp_path):
+    return make_app(tmp_path=tmp_path)
+
+
+@pytest.fixture
+def fixtures_dir():
+    return FIXTURES

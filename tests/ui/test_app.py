@@ -1,0 +1,247 @@
+"""Pilot tests: every interaction of the TUI, on real sessions over real captures."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from midstat_tui.columns import BY_KEY
+from midstat_tui.tcp.states import NAMES
+from midstat_tui.ui.app import MidstatApp
+from midstat_tui.ui.columns_screen import ColumnsScreen
+from midstat_tui.ui.conn_table import ConnTable
+from midstat_tui.ui.flow_screen import FlowScreen
+from midstat_tui.ui.help_screen import HelpScreen
+from tests.helpers import shared
+from tests.ui.conftest import finished_session, make_app
+
+SIZE = (120, 34)
+
+
+def _keys(app: MidstatApp, column: str) -> list:
+    col = BY_KEY[column]
+    return [col.sort(app.view.rows[i], app.view.now) for i in app.view.order]
+
+
+async def test_table_shows_the_sessions_connections(app):
+    async with app.run_test(size=SIZE):
+        assert len(app.view.order) == app.session.engine.stats()["in_table"] > 20
+        table = app.query_one(ConnTable)
+        assert table.virtual_size.height == len(app.view.order) + 1
+
+
+async def test_sort_both_ways_and_by_header_click(app):
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.view.sort_key == "age"
+        await pilot.press("s")  # next column after age: idle
+        assert app.view.sort_key == "idle"
+        keys = _keys(app, "idle")
+        assert keys == sorted(keys)
+        await pilot.press("S")
+        keys = _keys(app, "idle")
+        assert keys == sorted(keys, reverse=True) and app.view.sort_reverse
+        # click the "Server" header: x offset inside that column
+        x = sum(BY_KEY[k].width + 1 for k in ("cpu", "client", "cstate")) + 2
+        await pilot.click(ConnTable, offset=(x, 0))
+        await pilot.pause()
+        assert app.view.sort_key == "server"
+        keys = _keys(app, "server")
+        assert keys == sorted(keys)
+        header = app.query_one(ConnTable).render_line(0).text
+        assert "Server▲" in header
+
+
+async def test_cursor_stays_on_the_same_connection_across_resorts(app):
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("down", "down", "down")
+        table = app.query_one(ConnTable)
+        chosen = table.cursor_id
+        await pilot.press("s", "s", "S")
+        assert table.cursor_id == chosen
+        assert app.view.order[table.cursor] == chosen
+
+
+async def test_each_filter_form_and_an_invalid_one(app):
+    async with app.run_test(size=SIZE) as pilot:
+        total = len(app.view.order)
+        await pilot.press("slash", *"dport 443", "enter")
+        rows = app.view.visible()
+        assert rows and all(r.s_port == 443 for r in rows) and len(rows) < total
+        await pilot.press("slash")
+        app.query_one("#filter").value = ""
+        await pilot.press(*"sstate closed and not port 443", "enter")
+        rows = app.view.visible()
+        assert rows and all(NAMES[r.sstate] == "CLOSED" and r.s_port != 443 for r in rows)
+        before = list(app.view.order)
+        await pilot.press("slash")
+        app.query_one("#filter").value = ""
+        await pilot.press(*"state NOPE", "enter")
+        status = str(app.query_one("#status").render())
+        assert "not a TCP state" in status and "column 7" in status
+        assert app.view.order == before  # the previous filter stays
+        await pilot.press("escape")
+        assert len(app.view.order) == total  # Esc clears
+
+
+async def test_filter_history_walks_back(app):
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("slash", *"port 80", "enter")
+        await pilot.press("slash")
+        app.query_one("#filter").value = ""
+        await pilot.press(*"port 443", "enter")
+        await pilot.press("slash")
+        bar = app.query_one("#filter")
+        bar.value = ""
+        await pilot.press("up")
+        assert bar.value == "port 443"
+        await pilot.press("up")
+        assert bar.value == "port 80"
+        await pilot.press("down")
+        assert bar.value == "port 443"
+
+
+async def test_drill_down_and_back_to_the_same_row(app):
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("down", "down")
+        table = app.query_one(ConnTable)
+        chosen = table.cursor_id
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, FlowScreen)
+        screen = app.screen
+        _, counters, transitions = app.session.connection(chosen)
+        timeline = screen.query_one("#flow-timeline")
+        assert timeline.row_count == len(transitions) > 0
+        assert str(chosen) in str(screen.query_one("#flow-title").render())
+        await pilot.press("escape")
+        assert not isinstance(app.screen, FlowScreen)
+        assert table.cursor_id == chosen
+
+
+async def test_toggle_ended(app):
+    async with app.run_test(size=SIZE) as pilot:
+        ended = sum(1 for r in app.view.visible() if r.ended)
+        assert ended > 0
+        total = len(app.view.order)
+        await pilot.press("t")
+        assert len(app.view.order) == total - ended
+        assert all(r.ended is None for r in app.view.visible())
+        await pilot.press("t")
+        assert len(app.view.order) == total
+
+
+async def test_pause_and_step_a_replay(tmp_path):
+    session = finished_session(shared("zeek/Traces/ssh/ssh.pcap"))
+    app = MidstatApp(session, interval=None, show_load=False, export_dir=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("space")
+        assert session.paused
+        await pilot.press("space")
+        assert not session.paused
+
+
+async def test_seek_back_shows_the_table_as_it_was(tmp_path):
+    session = finished_session(shared("zeek/Traces/ssh/ssh.pcap"))
+    app = MidstatApp(session, interval=None, show_load=False, export_dir=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        end = session.position
+        await pilot.press("space")  # paused, so the replay stays where the seek puts it
+        await pilot.press("left_square_bracket")
+        await _until(pilot, lambda: session.position == end - 10)
+        app.tick()
+        assert app.view.now == end - 10
+        await pilot.press("g")
+        await pilot.press(*"+3", "enter")
+        await _until(pilot, lambda: session.position == session.first_ts + 3)
+        app.tick()
+        # at 3 s in, only the first ssh connection exists, still established
+        rows = app.view.visible()
+        assert [(NAMES[r.cstate], NAMES[r.sstate]) for r in rows] == [("ESTABLISHED", "ESTABLISHED")]
+        await pilot.press("right_square_bracket")
+        await _until(pilot, lambda: session.position == session.first_ts + 13)
+
+
+async def _until(pilot, cond, tries=500):
+    import asyncio
+
+    for _ in range(tries):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+async def test_speed_keys(app):
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.session.speed == 0.0
+        await pilot.press("minus")
+        assert app.session.speed == 100.0
+        await pilot.press("minus", "minus")
+        assert app.session.speed == 5.0
+        await pilot.press("plus")
+        assert app.session.speed == 10.0
+
+
+async def test_export_csv_and_json(app, tmp_path):
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("slash", *"dport 443", "enter")
+        await pilot.press("e")
+        await pilot.press("E")
+    csv_files = sorted(tmp_path.glob("midstat-*.csv"))
+    json_files = sorted(tmp_path.glob("midstat-*.json"))
+    assert len(csv_files) == 1 and len(json_files) == 1
+    lines = list(csv.reader(csv_files[0].open()))
+    assert lines[0][:3] == ["CPU", "Client", "Client State"]
+    shown = app.view.visible()
+    assert [row[1] for row in lines[1:]] == [r.client for r in shown]
+    doc = json.loads(json_files[0].read_text())
+    assert [d["client"] for d in doc] == [r.client for r in shown]
+    assert all(d["server"].endswith(":443") for d in doc)
+    assert not list(tmp_path.glob(".midstat-export-*"))  # no temporary file left behind
+
+
+async def test_export_never_overwrites(app, tmp_path):
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("e", "e")
+    assert len(list(tmp_path.glob("midstat-*.csv"))) == 2
+
+
+async def test_help_lists_every_key(app):
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        from midstat_tui.ui.help_screen import KEYS
+
+        for binding in ("`/`", "`s` / `S`", "`t`", "Space", "`[` / `]`", "`g`", "`e` / `E`", "`c`", "`q`"):
+            assert binding in KEYS
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_column_chooser(app):
+    async with app.run_test(size=SIZE) as pilot:
+        assert "history" not in app.shown_columns
+        await pilot.press("c")
+        assert isinstance(app.screen, ColumnsScreen)
+        from textual.widgets import SelectionList
+
+        selection = app.screen.query_one(SelectionList)
+        selection.select("history")
+        selection.deselect("rtt")
+        await pilot.press("enter")
+        assert "history" in app.shown_columns and "rtt" not in app.shown_columns
+        header = app.query_one(ConnTable)._header().text  # the whole header, past the screen's right edge
+        assert "History" in header and "RTT" not in header
+
+
+async def test_no_color(monkeypatch, tmp_path):
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(tmp_path=tmp_path)
+    assert app.no_color
+
+
+async def test_quit_key_ends_the_app(app):
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code in (0, None)
