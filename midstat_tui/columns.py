@@ -38,9 +38,13 @@ class Column:
     title: str
     width: int
     text: Callable[[ConnRow, float], str]       # (row, now) -> cell text
-    sort: Callable[[ConnRow, float], object]     # (row, now) -> sort key
+    fields: tuple[str, ...]                      # the row fields it sorts by (C-speed attrgetter keys)
     right: bool = False                          # right-aligned (numbers)
     default: bool = True                         # shown unless the user hides it
+    flip: bool = False                           # ascending on screen is descending in the field (age, idle)
+
+    def sort(self, row: ConnRow, now: float) -> tuple:
+        return tuple(getattr(row, f) for f in self.fields)
 
 
 def _addr_key(addr: bytes, port: int) -> tuple:
@@ -48,27 +52,24 @@ def _addr_key(addr: bytes, port: int) -> tuple:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("cpu", "CPU", 3, lambda r, n: str(r.shard), lambda r, n: r.shard, right=True),
-    Column("client", "Client", 21, lambda r, n: r.client, lambda r, n: _addr_key(r.c_addr, r.c_port)),
-    Column("cstate", "Client State", 12, lambda r, n: NAMES[r.cstate], lambda r, n: r.cstate),
-    Column("server", "Server", 21, lambda r, n: r.server, lambda r, n: _addr_key(r.s_addr, r.s_port)),
-    Column("sstate", "Server State", 12, lambda r, n: NAMES[r.sstate], lambda r, n: r.sstate),
-    Column("age", "Age", 6, lambda r, n: duration(n - r.first), lambda r, n: r.first, right=True),
-    Column("idle", "Idle", 6, lambda r, n: duration(n - r.last), lambda r, n: r.last, right=True),
-    Column("pkts_c2s", "Pkt→", 6, lambda r, n: human(r.pkts_c2s), lambda r, n: r.pkts_c2s, right=True),
-    Column("pkts_s2c", "Pkt←", 6, lambda r, n: human(r.pkts_s2c), lambda r, n: r.pkts_s2c, right=True),
-    Column("bytes_c2s", "Byte→", 6, lambda r, n: human(r.bytes_c2s), lambda r, n: r.bytes_c2s, right=True),
-    Column("bytes_s2c", "Byte←", 6, lambda r, n: human(r.bytes_s2c), lambda r, n: r.bytes_s2c, right=True),
-    Column("rtt", "RTT ms", 7, lambda r, n: "-" if r.rtt is None else f"{r.rtt * 1000:.1f}",
-           lambda r, n: -1.0 if r.rtt is None else r.rtt, right=True),
-    Column("zeek", "Zeek", 6, lambda r, n: r.zeek, lambda r, n: r.zeek),
-    Column("vlan", "VLAN", 6, lambda r, n: ".".join(map(str, r.vlan)) or "-", lambda r, n: r.vlan, default=False),
-    Column("history", "History", 12, lambda r, n: r.history or "-", lambda r, n: r.history, default=False),
-    Column("retrans", "Retx", 5, lambda r, n: human(r.retrans_c2s + r.retrans_s2c),
-           lambda r, n: r.retrans_c2s + r.retrans_s2c, right=True, default=False),
-    Column("midstream", "Mid", 3, lambda r, n: "yes" if r.midstream else "", lambda r, n: r.midstream,
-           default=False),
-    Column("ended", "Ended", 17, lambda r, n: r.ended or "", lambda r, n: r.ended or "", default=False),
+    Column("cpu", "CPU", 3, lambda r, n: str(r.shard), ("shard",), right=True),
+    Column("client", "Client", 21, lambda r, n: r.client, ("c_addr", "c_port")),
+    Column("cstate", "Client State", 12, lambda r, n: NAMES[r.cstate], ("cstate",)),
+    Column("server", "Server", 21, lambda r, n: r.server, ("s_addr", "s_port")),
+    Column("sstate", "Server State", 12, lambda r, n: NAMES[r.sstate], ("sstate",)),
+    Column("age", "Age", 6, lambda r, n: duration(n - r.first), ("first",), right=True, flip=True),
+    Column("idle", "Idle", 6, lambda r, n: duration(n - r.last), ("last",), right=True, flip=True),
+    Column("pkts_c2s", "Pkt→", 6, lambda r, n: human(r.pkts_c2s), ("pkts_c2s",), right=True),
+    Column("pkts_s2c", "Pkt←", 6, lambda r, n: human(r.pkts_s2c), ("pkts_s2c",), right=True),
+    Column("bytes_c2s", "Byte→", 6, lambda r, n: human(r.bytes_c2s), ("bytes_c2s",), right=True),
+    Column("bytes_s2c", "Byte←", 6, lambda r, n: human(r.bytes_s2c), ("bytes_s2c",), right=True),
+    Column("rtt", "RTT ms", 7, lambda r, n: "-" if r.rtt < 0 else f"{r.rtt * 1000:.1f}", ("rtt",), right=True),
+    Column("zeek", "Zeek", 6, lambda r, n: r.zeek, ("zeek",)),
+    Column("vlan", "VLAN", 6, lambda r, n: ".".join(map(str, r.vlan)) or "-", ("vlan",), default=False),
+    Column("history", "History", 12, lambda r, n: r.history or "-", ("history",), default=False),
+    Column("retrans", "Retx", 5, lambda r, n: human(r.retrans), ("retrans",), right=True, default=False),
+    Column("midstream", "Mid", 3, lambda r, n: "yes" if r.midstream else "", ("midstream",), default=False),
+    Column("ended", "Ended", 17, lambda r, n: r.ended or "", ("ended_key",), default=False),
 )
 BY_KEY = {c.key: c for c in COLUMNS}
 
@@ -81,6 +82,6 @@ def plain_text_export_fields(row: ConnRow) -> dict:
         "vlan": list(row.vlan), "client_state": NAMES[row.cstate], "server_state": NAMES[row.sstate],
         "first": row.first, "last": row.last, "packets_c2s": row.pkts_c2s, "packets_s2c": row.pkts_s2c,
         "bytes_c2s": row.bytes_c2s, "bytes_s2c": row.bytes_s2c, "retrans_pkts_c2s": row.retrans_c2s,
-        "retrans_pkts_s2c": row.retrans_s2c, "rtt_ms": None if row.rtt is None else round(row.rtt * 1000, 3),
+        "retrans_pkts_s2c": row.retrans_s2c, "rtt_ms": None if row.rtt < 0 else round(row.rtt * 1000, 3),
         "zeek_state": row.zeek, "history": row.history, "midstream": row.midstream, "ended": row.ended,
     }

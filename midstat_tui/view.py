@@ -6,10 +6,14 @@ check the order without a screen.
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from midstat_tui.columns import BY_KEY, COLUMNS
 from midstat_tui.engine.session import Pulled
 from midstat_tui.engine.views import ConnRow
 from midstat_tui.query import Predicate, compile_query
+
+_ID = attrgetter("id")
 
 
 class ConnView:
@@ -21,14 +25,18 @@ class ConnView:
         self.show_ended = True
         self.query = ""
         self._predicate: Predicate | None = None
+        self._matches: dict[int, bool] = {}   # filter results, kept until a row changes or the filter does
         self.now = 0.0
         self.version = 0
 
     def apply(self, pulled: Pulled) -> None:
         rows = self.rows
+        matches = self._matches
         if pulled.reset:
             rows.clear()
+            matches.clear()
         for conn_id, row in pulled.changes.items():
+            matches.pop(conn_id, None)
             if row is None:
                 rows.pop(conn_id, None)
             else:
@@ -40,6 +48,7 @@ class ConnView:
         predicate = compile_query(text) if text.strip() else None
         self.query = text.strip()
         self._predicate = predicate
+        self._matches.clear()
 
     def sort_by(self, key: str, reverse: bool | None = None) -> None:
         if key not in BY_KEY:
@@ -55,16 +64,30 @@ class ConnView:
         self.sort_key = keys[(i + step) % len(keys)]
 
     def recompute(self) -> list[int]:
-        rows = self.rows.values()
+        """Filter and sort. Rows are taken in the previous display order, so the sort (timsort, stable) mostly finds
+        runs already in place; filter results are cached per row until that row changes."""
+        rows = self.rows
+        candidates = [r for r in map(rows.get, self.order) if r is not None]
+        if len(candidates) < len(rows):
+            shown = set(self.order)
+            candidates.extend(row for i, row in rows.items() if i not in shown)
         if not self.show_ended:
-            rows = [r for r in rows if r.ended is None]
+            candidates = [r for r in candidates if r.ended is None]
         predicate = self._predicate
         if predicate is not None:
-            rows = [r for r in rows if predicate(r)]
-        keyfunc = BY_KEY[self.sort_key].sort
-        now = self.now
-        ordered = sorted(rows, key=lambda r: (keyfunc(r, now), r.id), reverse=self.sort_reverse)
-        self.order = [r.id for r in ordered]
+            matches = self._matches
+            kept = []
+            for row in candidates:
+                hit = matches.get(row.id)
+                if hit is None:
+                    hit = matches[row.id] = predicate(row)
+                if hit:
+                    kept.append(row)
+            candidates = kept
+        column = BY_KEY[self.sort_key]
+        # one field: no key tuples to build; ties keep their previous (stable) order
+        candidates.sort(key=attrgetter(*column.fields), reverse=self.sort_reverse != column.flip)
+        self.order = list(map(_ID, candidates))
         self.version += 1
         return self.order
 

@@ -43,11 +43,16 @@ class ConnRow(NamedTuple):
     bytes_s2c: int
     retrans_c2s: int
     retrans_s2c: int
-    rtt: float | None          # the whole handshake RTT, client leg + server leg, seconds
+    retrans: int               # both directions
+    rtt: float                 # the whole handshake RTT, client leg + server leg, seconds; -1.0 when unknown
     zeek: str
     history: str
     midstream: bool
     ended: str | None
+
+    @property
+    def ended_key(self) -> str:
+        return self.ended or ""
 
     @property
     def client(self) -> str:
@@ -60,12 +65,13 @@ class ConnRow(NamedTuple):
 
 def row_of(conn: Connection) -> ConnRow:
     c, s = conn.c, conn.s
-    rtt = None
+    rtt = -1.0
     if conn.rtt_client is not None and conn.rtt_server is not None:
         rtt = conn.rtt_client + conn.rtt_server
     return ConnRow(conn.id, conn.shard, conn.c_addr, conn.c_port, conn.s_addr, conn.s_port, conn.vlan,
                    c.state, s.state, conn.first, conn.last, c.packets, s.packets, c.ip_bytes, s.ip_bytes,
-                   c.retrans, s.retrans, rtt, zeek.conn_state(conn), conn.history, conn.midstream, conn.ended)
+                   c.retrans, s.retrans, c.retrans + s.retrans, rtt, zeek.conn_state(conn), conn.history,
+                   conn.midstream, conn.ended)
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -97,6 +97,13 @@ class MidstatApp(App[None]):
         yield Static(id="status")
         yield Footer()
 
+    _MAIN_ONLY = frozenset({"open_filter", "next_sort", "reverse_sort", "toggle_ended", "pause", "columns",
+                            "export", "speed", "step", "seek", "goto", "help"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The table's keys belong to the main screen: hidden and inactive over the flow and dialog screens."""
+        return not (action in self._MAIN_ONLY and len(self.screen_stack) > 1)
+
     def on_mount(self) -> None:
         self.table.focus()
         self.tick()

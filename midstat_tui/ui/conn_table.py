@@ -40,10 +40,10 @@ class ConnTable(ScrollView, can_focus=True):
     ConnTable { height: 1fr; }
     ConnTable > .conn-table--header { text-style: bold; background: $panel; color: $text; }
     ConnTable > .conn-table--cursor { background: $accent 40%; text-style: bold; }
-    ConnTable > .conn-table--handshake { color: $warning; }
-    ConnTable > .conn-table--established { color: $success; }
-    ConnTable > .conn-table--closing { color: $secondary; }
-    ConnTable > .conn-table--closed { color: $error; }
+    ConnTable > .conn-table--handshake { color: #e5c07b; }
+    ConnTable > .conn-table--established { color: #98c379; }
+    ConnTable > .conn-table--closing { color: #c678dd; }
+    ConnTable > .conn-table--closed { color: #e06c75; }
     ConnTable > .conn-table--ended { text-style: dim; }
     ConnTable > .conn-table--odd { background: $boost; }
     """

@@ -24,21 +24,28 @@ def _state(state: int) -> str:
 
 
 def explain_history(history: str) -> str:
-    lines = []
-    for letter in history:
+    """Each letter once, with who sent it and what it means."""
+    parts = []
+    for letter in dict.fromkeys(history):
         meaning = zeek.HISTORY_LETTERS.get(letter.lower())
         if meaning is None:
             continue
-        who = "" if letter == "^" else ("client: " if letter.isupper() else "server: ")
-        lines.append(f"  {letter}  {who}{meaning}")
-    return "\n".join(lines)
+        who = "" if letter == "^" else ("client " if letter.isupper() else "server ")
+        parts.append(f"[b]{letter}[/b] {who}{meaning}")
+        if letter in "cgtwCGTW":
+            parts[-1] += " (again at 10, 100, ... times)"
+    return " · ".join(parts)
 
 
 class FlowScreen(Screen[None]):
     DEFAULT_CSS = """
+    FlowScreen #flow-title { padding: 0 1; background: $panel; }
     FlowScreen #flow-top { height: auto; }
-    FlowScreen .flow-box { width: 1fr; height: auto; border: round $accent; padding: 0 1; }
-    FlowScreen #flow-timeline { height: 1fr; border: round $accent; }
+    FlowScreen .flow-box { height: auto; border: round $accent; padding: 0 1; }
+    FlowScreen #flow-sides { width: 1fr; }
+    FlowScreen #flow-counters { width: 36; }
+    FlowScreen #flow-zeek { height: auto; border: round $accent; padding: 0 1; }
+    FlowScreen #flow-timeline { height: 1fr; min-height: 6; border: round $accent; }
     """
     BINDINGS = [Binding("escape,backspace", "back", "Back"), Binding("q", "app.quit", "Quit")]
 
@@ -56,7 +63,7 @@ class FlowScreen(Screen[None]):
             with Horizontal(id="flow-top"):
                 yield Static(id="flow-sides", classes="flow-box")
                 yield Static(id="flow-counters", classes="flow-box")
-                yield Static(id="flow-zeek", classes="flow-box")
+            yield Static(id="flow-zeek")
             table = DataTable(id="flow-timeline", cursor_type="row", zebra_stripes=True)
             table.add_columns("time (UTC)", "side", "from", "to", "dir", "flags", "seq", "ack", "len")
             yield table
@@ -82,28 +89,28 @@ class FlowScreen(Screen[None]):
         self.query_one("#flow-title", Static).update(
             f"[b]connection {row.id}[/b] · {row.client} ⇄ {row.server}{vlan} · shard {row.shard}{status}")
         ended = row.ended or "no (open)"
-        self.query_one("#flow-sides", Static).update(
-            f"client {row.client}\n  {_state(row.cstate)}\n"
-            f"server {row.server}\n  {_state(row.sstate)}\n"
-            f"mid-stream pickup: {'yes' if row.midstream else 'no'}\n"
-            f"ended: {ended}\nRST sent by: {counters['rst_by'] or '-'}\n"
-            f"first {clock_text(row.first)}\nlast  {clock_text(row.last)}")
         rtt_c, rtt_s = counters["rtt_client_ms"], counters["rtt_server_ms"]
-        self.query_one("#flow-counters", Static).update(
-            "            c→s      s→c\n"
-            f"packets {counters['packets_c2s']:>8} {counters['packets_s2c']:>8}\n"
-            f"IP bytes{counters['bytes_c2s']:>8} {counters['bytes_s2c']:>8}\n"
-            f"payload {counters['payload_c2s']:>8} {counters['payload_s2c']:>8}\n"
-            f"retx B  {counters['retrans_c2s']:>8} {counters['retrans_s2c']:>8}\n"
-            f"retx    {counters['retrans_pkts_c2s']:>8} {counters['retrans_pkts_s2c']:>8}\n"
-            f"out-of-order {counters['ooo_c2s']:>3} {counters['ooo_s2c']:>8}\n"
-            f"zero win{counters['zero_win_c2s']:>8} {counters['zero_win_s2c']:>8}\n"
+        self.query_one("#flow-sides", Static).update(
+            f"client {_state(row.cstate)}\nserver {_state(row.sstate)}\n"
+            f"ended: {ended} · RST by: {counters['rst_by'] or '-'}\n"
+            f"mid-stream pickup: {'yes' if row.midstream else 'no'}\n"
             f"RTT client leg {'-' if rtt_c is None else f'{rtt_c:.3f} ms'}\n"
             f"RTT server leg {'-' if rtt_s is None else f'{rtt_s:.3f} ms'}\n"
-            f"suspicious RSTs {counters['suspicious_rst']} · bad checksums {counters['bad_checksum']}")
+            f"first {clock_text(row.first)}\nlast  {clock_text(row.last)}")
+
+        def line(label: str, key: str) -> str:
+            return f"{label:<11}{counters[key + '_c2s']:>10}{counters[key + '_s2c']:>10}"
+
+        self.query_one("#flow-counters", Static).update("\n".join([
+            f"{'':<11}{'c→s':>10}{'s→c':>10}",
+            line("packets", "packets"), line("IP bytes", "bytes"), line("payload", "payload"),
+            line("retx bytes", "retrans"), line("retx segs", "retrans_pkts"), line("out-order", "ooo"),
+            line("zero win", "zero_win"),
+            f"suspicious RST {counters['suspicious_rst']} · bad csum {counters['bad_checksum']}",
+        ]))
         self.query_one("#flow-zeek", Static).update(
-            f"Zeek conn_state [b]{row.zeek}[/b]\n  {zeek.CONN_STATES.get(row.zeek, '')}\n"
-            f"history [b]{row.history or '-'}[/b]\n{explain_history(row.history)}")
+            f"Zeek [b]{row.zeek}[/b]: {zeek.CONN_STATES.get(row.zeek, '')} History [b]{row.history or '-'}[/b]: "
+            f"{explain_history(row.history)}")
         table = self.query_one("#flow-timeline", DataTable)
         if table.row_count != len(transitions):
             table.clear()

@@ -17,6 +17,12 @@ def clock_text(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
+def short_clock(ts: float | None) -> str:
+    if ts is None:
+        return "--"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + "Z"
+
+
 class SummaryHeader(Vertical):
     DEFAULT_CSS = """
     SummaryHeader { height: auto; background: $panel; padding: 0 1; }
@@ -39,26 +45,25 @@ class SummaryHeader(Vertical):
              stats: dict, rates: dict, shown: int, frozen: bool, show_load: bool, spark_active: list,
              spark_pps: list) -> None:
         if live:
-            mode = "live" + (" · view frozen" if frozen else "")
+            mode = "live" + (" · FROZEN" if frozen else "")
         else:
             pace = "fast" if speed == 0 else f"×{speed:g}"
-            mode = f"replay {pace} · " + ("paused" if paused else "at end" if at_end else "playing")
+            mode = f"{pace} " + ("PAUSED" if paused else "end" if at_end else "▶")
         name = source.rsplit("/", 1)[-1]
-        self.query_one("#summary-line1", Static).update(f"midstat · {name} · {clock_text(position)} · {mode}")
+        self.query_one("#summary-line1", Static).update(f"midstat {name} · {short_clock(position)} · {mode}")
         capture = stats.get("capture") or {}
         drops = capture.get("dropped", 0) + capture.get("if_dropped", 0)
         parts = [
-            f"{human(rates.get('pps', 0))} pkt/s",
-            f"{human(rates.get('bps', 0))}bit/s",
-            f"active {stats.get('active', 0):,}",
-            f"shown {shown:,}",
-            f"new/s {rates.get('new_per_s', 0):.0f}",
-            f"ended/s {rates.get('ended_per_s', 0):.0f}",
-            f"evicted {stats.get('evicted', 0):,}",
-            f"drops {drops:,}" if live else f"malformed {sum(stats.get('malformed', {}).values()):,}",
+            f"{human(rates.get('pps', 0))}pkt/s {human(rates.get('bps', 0))}b/s",
+            f"conns {stats.get('active', 0):,} (shown {shown:,})",
+            f"+{rates.get('new_per_s', 0):.0f}/s -{rates.get('ended_per_s', 0):.0f}/s",
         ]
-        if show_load and rates.get("load"):
-            parts.append("load " + " ".join(f"cpu{i} {x * 100:.0f}%" for i, x in enumerate(rates["load"])))
+        if live:
+            parts.append(f"drops {drops:,}")
+        if stats.get("evicted"):
+            parts.append(f"evicted {stats['evicted']:,}")
+        if show_load and rates.get("load") and not (paused or at_end):
+            parts.append("cpu " + " ".join(f"{i}:{x * 100:.0f}%" for i, x in enumerate(rates["load"])))
         self.query_one("#summary-line2", Static).update(" · ".join(parts))
         self.query_one("#spark-active", Sparkline).data = list(spark_active) or [0]
         self.query_one("#spark-pps", Sparkline).data = list(spark_pps) or [0]
