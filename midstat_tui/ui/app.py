@@ -140,6 +140,7 @@ class MidstatApp(App[None]):
     def _redraw(self) -> None:
         self.view.recompute()
         self.table.refresh_view()
+        self._show_header()
 
     # -- filter -----------------------------------------------------------------------------------------------
     def action_open_filter(self) -> None:
