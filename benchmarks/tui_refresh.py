@@ -42,6 +42,7 @@ class BenchSession:
         self.rng = rng
         self.count = count
         self.name = f"synthetic-{count}"
+        self.bpf = None
         self.live = False
         self.position = 1_000_000.0
         self.speed = 1.0

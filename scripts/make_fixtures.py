@@ -244,6 +244,50 @@ def lossy_transfer(lab: NetLab, rec: Recorder) -> None:
     rec.checkpoint("server closed", [names])
 
 
+def mixed_traffic(lab: NetLab, rec: Recorder) -> None:
+    """Two dozen connections of every kind over a few seconds (the TUI's tests browse this one)."""
+    held = []
+    names = []
+    for i in range(18):
+        family, server_ip, port = ((socket.AF_INET6, SERVER6, 6002) if i % 5 == 4 else
+                                   (socket.AF_INET, SERVER4, 6001))
+        client, server, pair = _pair(lab, port, family, server_ip)
+        names.append(pair)
+        _exchange(client, server, 500 + 100 * i)
+        kind = i % 6
+        if kind == 0:
+            held.append((client, server))           # stays established
+        elif kind == 1:
+            client.close()
+            time.sleep(0.05)
+            server.close()
+        elif kind == 2:
+            server.close()
+            time.sleep(0.05)
+            client.close()
+        elif kind == 3:
+            _abort(client)
+            server.close()
+        elif kind == 4:
+            _abort(server)
+            client.close()
+        else:
+            client.shutdown(socket.SHUT_WR)         # half-closed, server still open
+            held.append((client, server))
+        time.sleep(0.1)
+    for i in range(3):
+        refused_client = lab.socket(lab.client)
+        refused_client.bind((CLIENT4, 42000 + i))
+        with contextlib.suppress(ConnectionRefusedError):
+            refused_client.connect((SERVER4, 6999))
+        refused_client.close()
+        names.append((f"{CLIENT4}:{42000 + i}", f"{SERVER4}:6999"))
+    rec.checkpoint("all kinds", names)
+    for client, server in held:
+        client.close()
+        server.close()
+
+
 SCENARIOS: dict[str, Callable] = {
     "close_client_first": close_client_first,
     "close_server_first": close_server_first,
@@ -257,6 +301,7 @@ SCENARIOS: dict[str, Callable] = {
     "unreachable": unreachable,
     "midstream": midstream,
     "lossy_transfer": lossy_transfer,
+    "mixed_traffic": mixed_traffic,
 }
 
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -14,14 +15,27 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers import FIXTURES  # noqa: E402
-from tests.ui.conftest import ALEXA, make_app  # noqa: E402
+from tests.ui.conftest import MIXED, make_app  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 
 
+def _checkpoint(name: str) -> float | None:
+    doc = FIXTURES / f"{name}.json"
+    return json.loads(doc.read_text())["checkpoints"][-1]["ts"] if doc.exists() else None
+
+
 async def shoot(path, name: str, keys: tuple[str, ...], size=(110, 30)) -> None:
+    """The app over a finished replay, moved back to the capture's last quiet moment, after `keys`."""
     app = make_app(path)
     async with app.run_test(size=size) as pilot:
+        moment = _checkpoint(path.stem)
+        if moment is not None:
+            app.session.toggle_pause()
+            app.session.seek(moment)
+            while app.session.position != moment:
+                await asyncio.sleep(0.01)
+            app.tick()
         await pilot.press(*keys)
         await pilot.pause()
         app.save_screenshot(filename=f"{name}.svg", path=str(OUT))
@@ -29,10 +43,10 @@ async def shoot(path, name: str, keys: tuple[str, ...], size=(110, 30)) -> None:
 
 async def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    await shoot(ALEXA, "main", ())
-    await shoot(ALEXA, "filtered", ("slash", *"dport 443 and not ended", "enter"))
+    await shoot(MIXED, "main", ())
+    await shoot(MIXED, "filtered", ("slash", *"dport 6001 and not ended", "enter"))
     await shoot(FIXTURES / "simultaneous_close.pcap", "flow", ("enter",))
-    await shoot(ALEXA, "help", ("question_mark",))
+    await shoot(MIXED, "help", ("question_mark",))
 
 
 if __name__ == "__main__":

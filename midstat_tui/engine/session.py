@@ -57,6 +57,7 @@ class Session:
         self.speed = speed
         self.clock = clock
         self.name = getattr(source, "path", "?")
+        self.bpf: str | None = getattr(source, "bpf", None)
         self.paused = False
         self.at_end = False               # a file replay has read its last packet
         self.finished = False             # the engine thread is over
@@ -72,6 +73,7 @@ class Session:
         self._reset = False
         self._by_id: dict[int, Connection] = {}
         self._rates: dict = {}
+        self._stats: dict = engine.stats()
         self._prev: tuple[float, dict, float] | None = None
         self._checkpoints: list[_Checkpoint] = []
         self._index = 0
@@ -96,18 +98,28 @@ class Session:
             self._thread.join(timeout=5)
 
     def pull(self) -> Pulled:
-        with self._lock:
+        """The changes since the last pull. Never waits for the engine: while it is busy (a seek, a long batch)
+        this returns no changes, and the next pull gets them."""
+        if not self._lock.acquire(timeout=0.02):
+            return Pulled(self.position or 0.0, self._stats, {}, False, dict(self._rates))
+        try:
             changes, self._pending = self._pending, {}
             reset, self._reset = self._reset, False
-            return Pulled(self.position or 0.0, self.engine.stats(), changes, reset, dict(self._rates))
+            return Pulled(self.position or 0.0, self._stats, changes, reset, dict(self._rates))
+        finally:
+            self._lock.release()
 
     def connection(self, conn_id: int) -> tuple[ConnRow, dict, list[dict]] | None:
         """A flow's current row, its full counters and its state history, fetched from the engine."""
-        with self._lock:
+        if not self._lock.acquire(timeout=0.05):
+            return None
+        try:
             conn = self._by_id.get(conn_id)
             if conn is None:
                 return None
             return row_of(conn), counters(conn), [transition_dict(t) for t in conn.transitions]
+        finally:
+            self._lock.release()
 
     def toggle_pause(self) -> None:
         with self._wake:
@@ -297,7 +309,7 @@ class Session:
         tracker.touched = set()
         tracker.removed = []
         self.position = position
-        stats = engine.stats()
+        stats = self._stats = engine.stats()
         self._rates = self._rates_since(position, stats)
         self.spark_active.append(stats["active"])
         self.spark_pps.append(self._rates.get("pps", 0.0))

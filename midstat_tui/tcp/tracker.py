@@ -103,7 +103,8 @@ class Tracker:
 
     @property
     def active(self) -> int:
-        return sum(1 for c in self.table.values() if c.ended is None)
+        """Connections started and not ended (live ones, not those lingering after their end)."""
+        return self.stats.started - self.stats.ended
 
     # -- the per-packet path ------------------------------------------------------------------------------------
     def segment(self, seg: Segment) -> Connection | None:

@@ -85,6 +85,7 @@ class MidstatApp(App[None]):
         self.view = ConnView()
         self.shown_columns = [c.key for c in COLUMNS if c.default]
         self.frozen = False
+        self.stats: dict = {}
         self.table = ConnTable(self.view, self._columns(), id="conns")
 
     def _columns(self):
@@ -117,7 +118,9 @@ class MidstatApp(App[None]):
     def tick(self) -> None:
         session = self.session
         if not self.frozen:
-            self.view.apply(session.pull())
+            pulled = session.pull()
+            self.stats = pulled.stats
+            self.view.apply(pulled)
         self.view.recompute()
         self.table.refresh_view()
         self._show_header()
@@ -128,7 +131,7 @@ class MidstatApp(App[None]):
         session = self.session
         self.query_one(SummaryHeader).show(
             source=session.name, live=session.live, position=session.position, speed=session.speed,
-            paused=session.paused, at_end=session.at_end, stats=session.engine.stats(),
+            paused=session.paused, at_end=session.at_end, stats=self.stats, bpf=session.bpf,
             rates=dict(session._rates), shown=len(self.view.order), frozen=self.frozen,
             show_load=self.show_load, spark_active=list(session.spark_active), spark_pps=list(session.spark_pps))
 

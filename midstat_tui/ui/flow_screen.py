@@ -77,8 +77,9 @@ class FlowScreen(Screen[None]):
     def refresh_flow(self) -> None:
         found = self.fetch(self.conn_id)
         if found is None:
-            self.gone = True
+            self.gone = self.last is not None and self.conn_id not in self.app_rows()
         else:
+            self.gone = False
             self.last = found
         if self.last is None:
             self.query_one("#flow-title", Static).update(f"connection {self.conn_id} has left the table")
@@ -118,6 +119,10 @@ class FlowScreen(Screen[None]):
                 p = t["packet"]
                 table.add_row(clock_text(t["ts"]), t["side"], t["from"], t["to"], p["dir"], p["flags"],
                               str(p["seq"]), str(p["ack"]), str(p["len"]))
+
+    def app_rows(self) -> dict:
+        view = getattr(self.app, "view", None)
+        return view.rows if view is not None else {}
 
     def action_back(self) -> None:
         self.app.pop_screen()

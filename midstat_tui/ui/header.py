@@ -41,15 +41,16 @@ class SummaryHeader(Vertical):
             yield Static("pkt/s", classes="spark-label")
             yield Sparkline([], id="spark-pps", summary_function=max)
 
-    def show(self, *, source: str, live: bool, position: float | None, speed: float, paused: bool, at_end: bool,
-             stats: dict, rates: dict, shown: int, frozen: bool, show_load: bool, spark_active: list,
+    def show(self, *, source: str, bpf: str | None, live: bool, position: float | None, speed: float,
+             paused: bool, at_end: bool, stats: dict, rates: dict, shown: int, frozen: bool, show_load: bool,
+             spark_active: list,
              spark_pps: list) -> None:
         if live:
             mode = "live" + (" · FROZEN" if frozen else "")
         else:
             pace = "fast" if speed == 0 else f"×{speed:g}"
             mode = f"{pace} " + ("PAUSED" if paused else "end" if at_end else "▶")
-        name = source.rsplit("/", 1)[-1]
+        name = source.rsplit("/", 1)[-1] + (f" [{bpf}]" if bpf else "")
         self.query_one("#summary-line1", Static).update(f"midstat {name} · {short_clock(position)} · {mode}")
         capture = stats.get("capture") or {}
         drops = capture.get("dropped", 0) + capture.get("if_dropped", 0)

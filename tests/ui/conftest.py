@@ -10,7 +10,7 @@ from midstat_tui.capture.files import FileSource
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.session import Session
 from midstat_tui.ui.app import MidstatApp
-from tests.helpers import FIXTURES, shared
+from tests.helpers import FIXTURES
 
 
 def finished_session(path, speed: float = 0.0) -> Session:
@@ -24,10 +24,10 @@ def finished_session(path, speed: float = 0.0) -> Session:
     return session
 
 
-ALEXA = shared("ndpi/tests/cfgs/default/pcap/alexa-app.pcapng")
+MIXED = FIXTURES / "mixed_traffic.pcap"  # two dozen real connections of every kind (scripts/make_fixtures.py)
 
 
-def make_app(path=ALEXA, tmp_path=None) -> MidstatApp:
+def make_app(path=MIXED, tmp_path=None) -> MidstatApp:
     return MidstatApp(finished_session(path), interval=None, show_load=False,
                       export_dir=str(tmp_path) if tmp_path else ".")
 

@@ -28,7 +28,7 @@ def _in_order(app: MidstatApp, column: str) -> bool:
 
 async def test_table_shows_the_sessions_connections(app):
     async with app.run_test(size=SIZE):
-        assert len(app.view.order) == app.session.engine.stats()["in_table"] > 20
+        assert len(app.view.order) == app.session.engine.stats()["in_table"] == 21
         table = app.query_one(ConnTable)
         assert table.virtual_size.height == len(app.view.order) + 1
 
@@ -66,14 +66,21 @@ async def test_cursor_stays_on_the_same_connection_across_resorts(app):
 async def test_each_filter_form_and_an_invalid_one(app):
     async with app.run_test(size=SIZE) as pilot:
         total = len(app.view.order)
-        await pilot.press("slash", *"dport 443", "enter")
+        await pilot.press("slash", *"dport 6001", "enter")
         rows = app.view.visible()
-        assert rows and all(r.s_port == 443 for r in rows) and len(rows) < total
+        assert rows and all(r.s_port == 6001 for r in rows) and len(rows) < total
         await pilot.press("slash")
         app.query_one("#filter").value = ""
-        await pilot.press(*"sstate closed and not port 443", "enter")
+        await pilot.press(*"sstate closed and not port 6999", "enter")
         rows = app.view.visible()
-        assert rows and all(NAMES[r.sstate] == "CLOSED" and r.s_port != 443 for r in rows)
+        expected = {r.id for r in app.view.rows.values()
+                    if NAMES[r.sstate] == "CLOSED" and 6999 not in (r.c_port, r.s_port)}
+        assert {r.id for r in rows} == expected and 0 < len(expected) < total
+        await pilot.press("slash")
+        app.query_one("#filter").value = ""
+        await pilot.press(*"net fd31::/16 or (cstate fin-wait-2 and zeek S1)", "enter")
+        rows = app.view.visible()
+        assert rows and all(len(r.c_addr) == 16 or NAMES[r.cstate] == "FIN_WAIT_2" for r in rows)
         before = list(app.view.order)
         await pilot.press("slash")
         app.query_one("#filter").value = ""
@@ -186,7 +193,7 @@ async def test_speed_keys(app):
 
 async def test_export_csv_and_json(app, tmp_path):
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("slash", *"dport 443", "enter")
+        await pilot.press("slash", *"dport 6001", "enter")
         await pilot.press("e")
         await pilot.press("E")
     csv_files = sorted(tmp_path.glob("midstat-*.csv"))
@@ -198,7 +205,7 @@ async def test_export_csv_and_json(app, tmp_path):
     assert [row[1] for row in lines[1:]] == [r.client for r in shown]
     doc = json.loads(json_files[0].read_text())
     assert [d["client"] for d in doc] == [r.client for r in shown]
-    assert all(d["server"].endswith(":443") for d in doc)
+    assert doc and all(d["server"].endswith(":6001") for d in doc)
     assert not list(tmp_path.glob(".midstat-export-*"))  # no temporary file left behind
 
 

@@ -16,7 +16,7 @@ def test_main_screen(snap_compare, tmp_path):
 
 def test_filtered_and_sorted(snap_compare, tmp_path):
     async def run_before(pilot):
-        await pilot.press("slash", *"dport 443 and not ended", "enter", "s", "s", "S")
+        await pilot.press("slash", *"dport 6001 and not ended", "enter", "s", "s", "S")
 
     assert snap_compare(make_app(tmp_path=tmp_path), terminal_size=SIZE, run_before=run_before)
 
