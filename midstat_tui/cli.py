@@ -235,8 +235,6 @@ def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO
     except LinkTypeError as exc:
         raise MidstatError(f"{source.path}: {exc}") from None
     live = args.interface is not None
-    if live:
-        engine.capture_stats = source.stats
     session = Session(engine, source, live=live, speed=args.speed)
     app = MidstatApp(session)
     if args.match:

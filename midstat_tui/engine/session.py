@@ -73,7 +73,6 @@ class Session:
         self._reset = False
         self._by_id: dict[int, Connection] = {}
         self._rates: dict = {}
-        self._stats: dict = engine.stats()
         self._prev: tuple[float, dict, float] | None = None
         self._checkpoints: list[_Checkpoint] = []
         self._index = 0
@@ -82,6 +81,9 @@ class Session:
         self._seek_to: float | None = None
         self._thread: threading.Thread | None = None
         engine.tracker.track_changes()
+        if live and hasattr(source, "stats"):
+            engine.capture_stats = source.stats  # received / dropped counters of the capture handle
+        self._stats: dict = engine.stats()
 
     # -- the face's side ----------------------------------------------------------------------------------------
     def start(self) -> None:

@@ -109,3 +109,47 @@ def test_live_capture_filter_and_summary(lab):
     doc = json.loads(out)
     assert len(doc["connections"]) == 3
     assert all(c["server"].endswith(":6004") for c in doc["connections"])
+
+
+def test_live_session_feeds_the_tui_view(lab):
+    """The TUI's background session on a live interface: the rows it hands over match the kernels."""
+    import threading
+
+    from midstat_tui.capture.live import LiveSource
+    from midstat_tui.engine.pipeline import Engine
+    from midstat_tui.engine.session import Session
+    from midstat_tui.tcp.states import NAMES
+    from midstat_tui.view import ConnView
+
+    box: dict = {}
+
+    def open_in_router() -> None:  # the capture handle must be made inside the router's namespace
+        import ctypes
+        import os
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        fd = os.open(f"/run/netns/{lab.router}", os.O_RDONLY)
+        libc.setns(fd, 0x40000000)
+        os.close(fd)
+        box["source"] = LiveSource(ROUTER_CLIENT_IF)
+
+    thread = threading.Thread(target=open_in_router)
+    thread.start()
+    thread.join()
+    source = box["source"]
+    session = Session(Engine(source.datalink), source, live=True)
+    session.start()
+    try:
+        names = _talk(lab, 6005, 4)
+        time.sleep(2.2)  # two one-second ticks on the clock
+        kernel_client = lab.ss_states(lab.client)
+        view = ConnView()
+        view.apply(session.pull())
+        view.recompute()
+    finally:
+        session.stop()
+    rows = {(r.client, r.server): (NAMES[r.cstate], NAMES[r.sstate]) for r in view.visible()}
+    for client, server in names:
+        want_c = kernel_client.get((client, server), "CLOSED").replace("TIME-WAIT", "TIME_WAIT")
+        assert rows[(client, server)][0] == want_c
+    assert session.pull().stats["capture"]["dropped"] == 0
