@@ -88,6 +88,8 @@ def _tracker_config(args: argparse.Namespace) -> TrackerConfig:
         except ValueError:
             raise MidstatError(f"--timeout {item!r}: expected STATE=SECONDS, e.g. ESTABLISHED=3600") from None
         config.idle_timeouts[state] = seconds
+    if args.speed < 0:
+        raise MidstatError("--speed must not be negative (0 plays as fast as possible)")
     if config.max_conns < 1:
         raise MidstatError("--max-conns must be at least 1")
     for name, value in (("--time-wait", config.time_wait), ("--linger", config.linger)):

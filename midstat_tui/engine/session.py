@@ -205,6 +205,8 @@ class Session:
                         self._publish(self.engine.last_ts if self.engine.last_ts is not None else 0.0)
                         self._step_until = self._step_span = None
                         self.at_end = True
+                        if self.source.warning:
+                            self.error = self.source.warning  # a damaged file: what was read stays browsable
                     continue
             ts, frame = pending
             if self._step_span is not None:

@@ -125,7 +125,7 @@ class MidstatApp(App[None]):
         self.table.refresh_view()
         self._show_header()
         if session.error:
-            self._status(f"capture stopped: {session.error} — what was tracked stays browsable", error=True)
+            self._status(f"{session.error} — what was tracked stays browsable", error=True)
 
     def _show_header(self) -> None:
         session = self.session
