@@ -10,12 +10,13 @@ import sys
 from typing import TextIO
 
 from midstat_tui import __version__
-from midstat_tui.decode.frame import LinkTypeError
+from midstat_tui.decode.frame import FrameDecoder, LinkTypeError
 from midstat_tui.decode.linktypes import link_type_name
-from midstat_tui.engine.pipeline import Engine, Snapshot, run_file, run_live
+from midstat_tui.engine.multicore import Job, Sink, run_shard, run_sharded
+from midstat_tui.engine.pipeline import Engine, Snapshot, run_live
 from midstat_tui.engine.views import connection_dict, row_of
 from midstat_tui.errors import MidstatError
-from midstat_tui.output.events import EventWriter
+from midstat_tui.output.events import event_record, write_event
 from midstat_tui.output.plain import midstat_table, summary_table
 from midstat_tui.query import QueryError, compile_query
 from midstat_tui.tcp.connection import Connection
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--filter", metavar="BPF", help="capture filter (BPF, as tcpdump takes it)")
     p.add_argument("--snaplen", type=int, default=262144, help="live: bytes captured per packet (default 262144)")
     p.add_argument("--no-promisc", action="store_true", help="live: do not put the interface in promiscuous mode")
+    p.add_argument("--cores", type=int, default=1, metavar="N",
+                   help="files, headless: track on N worker processes, each owning a share of the connections "
+                        "(a symmetric hash of the 4-tuple, split by libpcap's BPF); default 1")
 
     out = p.add_argument_group("headless output (without one of these, the interactive TUI opens)")
     out.add_argument("--plain", action="store_true",
@@ -128,101 +132,145 @@ class _Stop:
             raise KeyboardInterrupt
 
 
+class OutputWriter(Sink):
+    """The headless faces, fed by one shard directly or by core 0's merge of several."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
+        self.args = args
+        self.out = out
+        self.warning: str | None = None
+
+    def event(self, record: dict) -> None:
+        if self.args.events and not self.args.summary and self.args.at is None:
+            write_event(self.out, record)
+
+    def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
+        if self.args.plain:
+            _write_lines(self.out, midstat_table(conns))
+        else:
+            self._json({"ts": ts, "stats": stats, "connections": conns})
+        self.out.flush()
+
+    def last(self, ts: float, stats: dict, conns: list[dict], everything: list[dict], warning: str | None) -> None:
+        args = self.args
+        self.warning = warning
+        if args.summary:
+            if args.json:
+                self._json({"stats": stats, "connections": everything})
+            else:
+                _write_lines(self.out, summary_table(everything))
+        elif args.at is not None or (not args.events and (args.plain or args.json)):
+            self.snapshot(ts, stats, conns)  # the one at --at, or the last one at the end of the capture
+        self.out.flush()
+
+    def _json(self, doc: dict) -> None:
+        self.out.write(json.dumps(doc, separators=(",", ":")))
+        self.out.write("\n")
+
+
+def _wants_snapshots(args: argparse.Namespace) -> bool:
+    return args.at is None and not args.summary and (args.plain or (args.json and not args.events))
+
+
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     headless = args.plain or args.json or args.events or args.summary or args.at is not None
     config = _tracker_config(args)
-    match = None
     if args.match is not None:
         try:
-            match = compile_query(args.match)
+            compile_query(args.match)
         except QueryError as exc:
             raise MidstatError(f"--match {args.match!r}: {exc}") from None
     if args.at is not None and args.interface is not None:
         raise MidstatError("--at replays a capture file to a moment: use it with -r FILE")
+    if args.cores < 1:
+        raise MidstatError("--cores must be at least 1")
     at_abs, at_off = _parse_at(args.at) if args.at is not None else (None, None)
 
     from midstat_tui.capture.files import FileSource
     from midstat_tui.capture.live import LiveSource
 
-    source: FileSource | LiveSource
-    if args.read is not None:
-        source = FileSource(args.read, args.filter)
-    else:
-        source = LiveSource(args.interface, args.filter, snaplen=args.snaplen, promisc=not args.no_promisc)
+    if args.interface is not None:
+        live = LiveSource(args.interface, args.filter, snaplen=args.snaplen, promisc=not args.no_promisc)
+        if not headless:
+            return run_tui(args, config, live, err)
+        return run_live_headless(args, config, live, out, err)
 
+    source = FileSource(args.read, args.filter)  # opened here first: a bad file or filter is said once, at once
     if not headless:
         return run_tui(args, config, source, err)
+    try:
+        FrameDecoder(source.datalink)
+    except LinkTypeError as exc:
+        source.close()
+        raise MidstatError(f"{source.path}: {exc}") from None
+    cores = 1 if source.stdin else args.cores
+    if cores > 1:
+        source.close()
+    job = Job(args.read, args.filter, config, verify_checksums=not args.no_checksum, match=args.match, until=at_abs,
+              until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
+              summary=bool(args.summary))
+    writer = OutputWriter(args, out)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        if cores > 1:
+            run_sharded(job, cores, writer)
+        else:
+            run_shard(job, 0, 1, writer, source=source)
+    except KeyboardInterrupt:
+        out.flush()
+        return EXIT_OK
+    out.flush()
+    if writer.warning:
+        err.write(f"midstat: warning: {writer.warning}\n")
+        return EXIT_DAMAGED
+    return EXIT_OK
 
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, out: TextIO, err: TextIO) -> int:
+    """Live capture on one core: timers and snapshots on the clock; SIGINT/SIGTERM stop it and the outputs close."""
+    writer = OutputWriter(args, out)
     stop = _Stop()
-    stop.source = source if args.interface is not None else None
+    stop.source = source
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    predicate = compile_query(args.match) if args.match else None
+
+    def wanted(conn: Connection) -> bool:
+        return predicate is None or predicate(row_of(conn))
 
     everything: list[Connection] = []
-    event_writer = EventWriter(out) if args.events and not args.summary and args.at is None else None
 
     def on_event(kind: str, conn: Connection, change: tuple | None, states: tuple[int, int] | None) -> None:
         if kind == "start" and args.summary:
             everything.append(conn)
-        if event_writer is not None and (match is None or match(row_of(conn))):
-            event_writer(kind, conn, change, states)
-
-    def chosen(connections: list[Connection]) -> list[Connection]:
-        return connections if match is None else [c for c in connections if match(row_of(c))]
+        if args.events and wanted(conn):
+            writer.event(event_record(kind, conn, change, states))
+            out.flush()
 
     try:
         engine = Engine(source.datalink, config, verify_checksums=not args.no_checksum,
-                        on_event=on_event if (args.summary or event_writer) else None)
+                        on_event=on_event if (args.summary or args.events) else None)
     except LinkTypeError as exc:
         raise MidstatError(f"{source.path}: {exc}") from None
-    if isinstance(source, LiveSource):
-        engine.capture_stats = source.stats
+    engine.capture_stats = source.stats
 
-    on_snapshot = None
-    if args.at is None and not args.summary:
-        if args.plain:
-            def on_snapshot(snap: Snapshot) -> None:
-                _write_lines(out, midstat_table(chosen(snap.connections)))
-                out.flush()
-        elif args.json and not args.events:
-            def on_snapshot(snap: Snapshot) -> None:
-                out.write(json.dumps(snap.to_json(chosen(snap.connections)), separators=(",", ":")))
-                out.write("\n")
-                out.flush()
+    def on_snapshot(snap: Snapshot) -> None:
+        writer.snapshot(snap.ts, snap.stats, [connection_dict(c) for c in snap.connections if wanted(c)])
 
-    interrupted = False
-    try:
-        if isinstance(source, LiveSource):
-            err.write(f"midstat: listening on {source.iface}, link type {link_type_name(source.datalink)}"
-                      f"{', filter ' + repr(args.filter) if args.filter else ''}\n")
-            err.flush()
-            last = run_live(engine, source, on_snapshot)
-        else:
-            last = run_file(engine, source.batches(), on_snapshot, until=at_abs, until_offset=at_off)
-    except KeyboardInterrupt:
-        interrupted = True
-        now = engine.last_ts or 0.0
-        last = engine.snapshot(now)
-
-    if args.summary:
-        if args.json:
-            doc = {"stats": last.stats, "connections": [connection_dict(c) for c in chosen(everything)]}
-            out.write(json.dumps(doc, separators=(",", ":")))
-            out.write("\n")
-        else:
-            _write_lines(out, summary_table(chosen(everything)))
-    elif args.at is not None:
-        if args.plain:
-            _write_lines(out, midstat_table(chosen(last.connections)))
-        else:
-            out.write(json.dumps(last.to_json(chosen(last.connections)), separators=(",", ":")))
-            out.write("\n")
-    elif on_snapshot is not None and not interrupted:
-        on_snapshot(last)  # the last one, at the end of the capture
+    err.write(f"midstat: listening on {source.iface}, link type {link_type_name(source.datalink)}"
+              f"{', filter ' + repr(args.filter) if args.filter else ''}\n")
+    err.flush()
+    last = run_live(engine, source, on_snapshot if _wants_snapshots(args) else None)
+    if args.summary or not stop.requested:
+        writer.last(last.ts, last.stats, [connection_dict(c) for c in last.connections if wanted(c)],
+                    [connection_dict(c) for c in everything if wanted(c)], None)
     out.flush()
-    warning = source.warning
-    if warning:
-        err.write(f"midstat: warning: {warning}\n")
+    if source.warning:
+        err.write(f"midstat: warning: {source.warning}\n")
         return EXIT_DAMAGED
     return EXIT_OK
 

@@ -4,26 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from midstat_tui.engine.views import format_endpoint
-from midstat_tui.tcp import zeek
-from midstat_tui.tcp.connection import Connection
-from midstat_tui.tcp.states import NAMES
-
 ADDR_WIDTH = 21
 STATE_WIDTH = 12
 
 
-def midstat_table(connections: Iterable[Connection]) -> list[str]:
-    """Header + one line per open connection, as the original prints them (IPv6 endpoints widen the columns)."""
+def midstat_table(connections: Iterable[dict]) -> list[str]:
+    """Header + one line per open connection (connection dicts as --json writes them), as the original prints
+    them; IPv6 endpoints widen the columns."""
     rows = []
     width = ADDR_WIDTH
     for conn in connections:
-        if conn.ended is not None:
+        if conn["ended"] is not None:
             continue
-        client = format_endpoint(conn.c_addr, conn.c_port)
-        server = format_endpoint(conn.s_addr, conn.s_port)
+        client, server = conn["client"], conn["server"]
         width = max(width, len(client), len(server))
-        rows.append((conn.shard, client, NAMES[conn.c.state], server, NAMES[conn.s.state]))
+        rows.append((conn["shard"], client, conn["client_state"], server, conn["server_state"]))
     header = (f"{'Proto':<6}{'CPU':<4}{'Client Address':<{width}} {'Client State':<{STATE_WIDTH}} "
               f"{'Server Address':<{width}} Server State")
     lines = [header]
@@ -39,20 +34,18 @@ SUMMARY_COLUMNS = (
 )
 
 
-def summary_table(connections: Iterable[Connection]) -> list[str]:
+def summary_table(connections: Iterable[dict]) -> list[str]:
     """Every connection of the run, one line each, like Zeek's conn.log or tshark's conversation table."""
     rows = []
-    for conn in connections:
+    for c in connections:
         rtt = None
-        if conn.rtt_client is not None and conn.rtt_server is not None:
-            rtt = (conn.rtt_client + conn.rtt_server) * 1000.0
+        if c["rtt_client_ms"] is not None and c["rtt_server_ms"] is not None:
+            rtt = c["rtt_client_ms"] + c["rtt_server_ms"]
         rows.append((
-            str(conn.id), f"{conn.first:.6f}", f"{conn.last - conn.first:.6f}",
-            format_endpoint(conn.c_addr, conn.c_port), format_endpoint(conn.s_addr, conn.s_port),
-            ".".join(str(v) for v in conn.vlan) or "-",
-            NAMES[conn.c.state], NAMES[conn.s.state], zeek.conn_state(conn), conn.history or "-",
-            str(conn.c.packets), str(conn.s.packets), str(conn.c.ip_bytes), str(conn.s.ip_bytes),
-            "-" if rtt is None else f"{rtt:.3f}", conn.ended or "-",
+            str(c["conn"]), f"{c['first']:.6f}", f"{c['last'] - c['first']:.6f}", c["client"], c["server"],
+            ".".join(str(v) for v in c["vlan"]) or "-", c["client_state"], c["server_state"], c["zeek_state"],
+            c["history"] or "-", str(c["packets_c2s"]), str(c["packets_s2c"]), str(c["bytes_c2s"]),
+            str(c["bytes_s2c"]), "-" if rtt is None else f"{rtt:.3f}", c["ended"] or "-",
         ))
     names = [name for name, _ in SUMMARY_COLUMNS]
     widths = [max([len(name)] + [len(row[i]) for row in rows]) for i, name in enumerate(names)]

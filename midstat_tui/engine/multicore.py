@@ -1,0 +1,247 @@
+"""Headless runs over capture files, on one core or several.
+
+A run is a number of shards. Each shard reads the file with a BPF filter that keeps its share of the connections
+(engine.shards: a symmetric hash, in C), tracks them with its own engine, and reports what the faces need to a sink:
+events as they happen, a snapshot at each second of packet time that changed something, and a last word at the end.
+With one shard that sink writes the output directly; with several, each shard is a worker process that sends its
+reports through a pipe, and core 0 (this process) merges them: events in packet-time order, snapshots per second
+(each shard's latest state as of that second), counters added up.
+"""
+
+from __future__ import annotations
+
+import heapq
+import multiprocessing
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from midstat_tui.capture.files import FileSource
+from midstat_tui.decode.frame import LinkTypeError
+from midstat_tui.engine.pipeline import Engine, Snapshot, run_file
+from midstat_tui.engine.shards import share_filter
+from midstat_tui.engine.views import connection_dict, row_of
+from midstat_tui.errors import MidstatError
+from midstat_tui.output.events import event_record
+from midstat_tui.query import compile_query
+from midstat_tui.tcp.connection import Connection
+from midstat_tui.tcp.tracker import TrackerConfig
+
+
+@dataclass
+class Job:
+    path: str
+    bpf: str | None
+    config: TrackerConfig
+    verify_checksums: bool = True
+    match: str | None = None
+    until: float | None = None
+    until_offset: float | None = None
+    events: bool = False
+    snapshots: bool = False
+    summary: bool = False
+
+
+class Sink:
+    """What a shard reports. The writer of the outputs is one; a pipe to core 0 is another."""
+
+    def event(self, record: dict) -> None: ...
+
+    def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None: ...
+
+    def last(self, ts: float, stats: dict, conns: list[dict], everything: list[dict], warning: str | None) -> None:
+        ...
+
+    def end_time(self, ts: float) -> float:
+        """The shard read its last packet at `ts`: until when should its timers run? (All shards end together.)"""
+        return ts
+
+
+def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource | None = None) -> None:
+    """One shard's whole run (in this process); `source` if the caller opened the file already."""
+    if source is None:
+        share = share_filter(shard, count) if count > 1 else None
+        bpf = " and ".join(f"({part})" for part in (job.bpf, share) if part) or None
+        source = FileSource(job.path, bpf)
+    predicate = compile_query(job.match) if job.match else None
+
+    def wanted(conn: Connection) -> bool:
+        return predicate is None or predicate(row_of(conn))
+
+    started: list[Connection] = []
+
+    def on_event(kind: str, conn: Connection, change: tuple | None, states: tuple[int, int] | None) -> None:
+        if kind == "start" and job.summary:
+            started.append(conn)
+        if job.events and wanted(conn):
+            sink.event(event_record(kind, conn, change, states))
+
+    def on_snapshot(snap: Snapshot) -> None:
+        sink.snapshot(snap.ts, snap.stats, [connection_dict(c) for c in snap.connections if wanted(c)])
+
+    try:
+        engine = Engine(source.datalink, job.config, verify_checksums=job.verify_checksums,
+                        on_event=on_event if (job.events or job.summary) else None, shard=shard, shard_count=count)
+    except LinkTypeError as exc:
+        source.close()
+        raise MidstatError(f"{job.path}: {exc}") from None
+    last = run_file(engine, source.batches(), on_snapshot if job.snapshots else None, until=job.until,
+                    until_offset=job.until_offset)
+    end = sink.end_time(last.ts)
+    if end > last.ts:
+        engine.tracker.advance(end)
+        last = engine.snapshot(end)
+    sink.last(last.ts, last.stats, [connection_dict(c) for c in last.connections if wanted(c)],
+              [connection_dict(c) for c in started if wanted(c)], source.warning)
+
+
+# -- several shards: worker processes and core 0's merge -----------------------------------------------------------
+class _PipeSink(Sink):
+    def __init__(self, pipe, replies) -> None:
+        self.pipe = pipe
+        self.replies = replies
+
+    def end_time(self, ts: float) -> float:
+        self.pipe.send(("eof", float("inf"), ts))
+        return self.replies.recv()
+
+    def event(self, record: dict) -> None:
+        self.pipe.send(("event", record["ts"], record))
+
+    def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
+        self.pipe.send(("snap", ts, (stats, conns)))
+
+    def last(self, ts, stats, conns, everything, warning) -> None:
+        self.pipe.send(("last", float("inf"), (ts, stats, conns, everything, warning)))
+
+
+def _worker(job: Job, shard: int, count: int, pipe, replies) -> None:
+    try:
+        run_shard(job, shard, count, _PipeSink(pipe, replies))
+    except MidstatError as exc:
+        pipe.send(("error", float("inf"), str(exc)))
+    except BaseException as exc:  # noqa: BLE001 - reported by core 0 with the shard's name
+        last_line = traceback.format_exc().strip().splitlines()[-1]
+        pipe.send(("error", float("inf"), f"worker {shard} failed: {type(exc).__name__}: {exc} ({last_line})"))
+    finally:
+        pipe.close()
+
+
+def _messages(shard: int, pipe, process) -> Iterator[tuple]:
+    while True:
+        try:
+            kind, ts, payload = pipe.recv()
+        except EOFError:
+            process.join(timeout=5)
+            raise MidstatError(f"worker {shard} died (exit status {process.exitcode}) before finishing") from None
+        yield ts, 0 if kind == "event" else 1, shard, kind, payload
+        if kind in ("eof", "last", "error"):
+            return
+
+
+def add_stats(parts: list[dict]) -> dict:
+    """Counters of several shards added up (nested dicts too)."""
+    total: dict = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, dict):
+                total[key] = add_stats([total.get(key, {}), value])
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+            else:
+                total.setdefault(key, value)
+    return total
+
+
+def first_timestamp(path: str) -> float | None:
+    source = FileSource(path)
+    try:
+        for batch in source.batches(close_at_end=False):
+            return batch[0][0] if batch else None
+        return None
+    finally:
+        source.close()
+
+
+def run_sharded(job: Job, count: int, sink: Sink, on_worker_error: Callable[[str], None] | None = None) -> None:
+    """Run `count` shard workers and hand `sink` their merged reports, as if one engine had made them."""
+    if job.until_offset is not None:  # an offset from the first packet of the file, not of each shard's share
+        first = first_timestamp(job.path)
+        job.until = None if first is None else first + job.until_offset
+        job.until_offset = None
+    ctx = multiprocessing.get_context("fork")
+    workers = []
+    for shard in range(count):
+        parent, child = ctx.Pipe(duplex=False)
+        reply_in, reply_out = ctx.Pipe(duplex=False)
+        process = ctx.Process(target=_worker, args=(job, shard, count, child, reply_in),
+                              name=f"midstat-shard-{shard}", daemon=True)
+        process.start()
+        child.close()
+        reply_in.close()
+        workers.append((parent, process, reply_out))
+    try:
+        _merge(job, count, workers, sink)
+    finally:
+        for _, process, _ in workers:
+            if process.is_alive():
+                process.terminate()
+            process.join(timeout=5)
+
+
+def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
+    """Core 0's merge. Each shard's timers run on that shard's packets: a timer that ends a connection fires when
+    its shard's clock gets there, which can be after core 0 has seen later packets of other shards. So events are
+    held here until every shard has run its timers to the common end, then given out in packet-time order."""
+    streams = [_messages(i, pipe, process) for i, (pipe, process, _) in enumerate(workers)]
+    held: list[tuple[float, int, int, dict]] = []
+    latest: list[tuple[dict, list[dict]] | None] = [None] * count
+    pending_tick: float | None = None
+    ends: dict[int, float] = {}
+    lasts: dict[int, tuple] = {}
+
+    def flush_tick() -> None:
+        stats = add_stats([s for s, _ in filter(None, latest)])
+        conns = [c for part in filter(None, latest) for c in part[1]]
+        sink.snapshot(pending_tick, stats, conns)  # type: ignore[arg-type]
+
+    for ts, _, shard, kind, payload in heapq.merge(*streams):
+        if kind == "error":
+            raise MidstatError(payload)
+        if pending_tick is not None and ts > pending_tick:
+            flush_tick()
+            pending_tick = None
+        if kind == "event":
+            held.append((ts, shard, len(held), payload))
+        elif kind == "snap":
+            latest[shard] = payload
+            pending_tick = ts
+        elif kind == "eof":
+            ends[shard] = payload
+    if pending_tick is not None:
+        flush_tick()
+    # every shard has read its share: run all their timers to the same end, then take their last reports
+    end = job.until if job.until is not None else max(ends.values())
+    for _, _, replies in workers:
+        replies.send(end)
+    for shard, (pipe, process, _) in enumerate(workers):
+        for _, _, _, kind, payload in _messages(shard, pipe, process):
+            if kind == "error":
+                raise MidstatError(payload)
+            if kind == "event":
+                held.append((payload["ts"], shard, len(held), payload))
+            elif kind == "last":
+                lasts[shard] = payload
+                break
+    if len(lasts) != count:
+        raise MidstatError("a worker ended without its last report")
+    held.sort(key=lambda item: (item[0], item[2]))
+    for _, _, _, record in held:
+        sink.event(record)
+    parts = [lasts[i] for i in range(count)]
+    ts = max(p[0] for p in parts)
+    stats = add_stats([p[1] for p in parts])
+    conns = [c for p in parts for c in p[2]]
+    everything = sorted((c for p in parts for c in p[3]), key=lambda c: (c["first"], c["conn"]))
+    warnings = [p[4] for p in parts if p[4]]
+    sink.last(ts, stats, conns, everything, warnings[0] if warnings else None)

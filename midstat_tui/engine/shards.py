@@ -1,0 +1,55 @@
+"""Splitting the traffic between shards without touching a packet in Python: a symmetric hash written as a BPF
+expression, so each worker's libpcap keeps only its share, in C.
+
+The hash XORs the last two bytes of each address with each port, so it is the same for both directions of a
+connection, then spreads that 16-bit value with a multiplicative (Fibonacci) step before taking it modulo the shard
+count: Linux gives connect() even ports, and a plain XOR would put every such flow of a host pair on one shard.
+It is written for IPv4 and for IPv6 (next header TCP, no extension
+headers), untagged and under one or two VLAN tags, and for the ICMP errors that quote a TCP segment (hashed on the
+quoted addresses and ports, so the error reaches the shard that owns the connection). What none of those forms can
+place (IPv4 fragments, IPv6 extension headers, MPLS, anything not TCP) goes to shard 0, which counts it.
+"""
+
+from __future__ import annotations
+
+_MULTIPLIER = 40503  # 2^16 / golden ratio
+
+
+def shard_of(src: bytes, sport: int, dst: bytes, dport: int, count: int) -> int:
+    """The same hash in Python (for live captures split by the kernel, and for tests)."""
+    mixed = int.from_bytes(src[-2:], "big") ^ int.from_bytes(dst[-2:], "big") ^ sport ^ dport
+    return (((mixed * _MULTIPLIER) >> 16) & 0xFFFF) % count
+
+
+def _forms(hashed: str) -> list[str]:
+    """Each placeable packet shape, with `hashed` a template taking the four hash bytes."""
+    v4 = f"(ip and tcp and ip[6:2] & 0x1fff = 0 and {hashed.format('ip[14:2]', 'ip[18:2]', 'tcp[0:2]', 'tcp[2:2]')})"
+    v6 = f"(ip6 and ip6[6] = 6 and {hashed.format('ip6[22:2]', 'ip6[38:2]', 'ip6[40:2]', 'ip6[42:2]')})"
+    icmp4 = ("(icmp and icmp[0] = 3 and icmp[8] = 0x45 and icmp[17] = 6 and "
+             f"{hashed.format('icmp[22:2]', 'icmp[26:2]', 'icmp[28:2]', 'icmp[30:2]')})")
+    icmp6 = ("(ip6 and ip6[6] = 58 and ip6[40] = 1 and ip6[54] = 6 and "
+             f"{hashed.format('ip6[70:2]', 'ip6[86:2]', 'ip6[88:2]', 'ip6[90:2]')})")
+    return [v4, v6, icmp4, icmp6]
+
+
+_TAGGED = "(ether[12:2] = 0x8100 or ether[12:2] = 0x88a8 or ether[12:2] = 0x9100)"
+
+
+def share_filter(shard: int, count: int, vlan: bool = True) -> str:
+    """The BPF expression that keeps shard `shard`'s share of `count` (plus, for shard 0, all that no form places).
+
+    libpcap's `vlan` keyword moves the offsets of every test after it, across `or` too; so the untagged tests come
+    first, then one `vlan` for single-tagged frames, then one more for double-tagged ones (whose inner tag the
+    second `vlan` finds where the first one left the offsets). `ether[]` is never moved.
+    """
+    if count < 1 or not 0 <= shard < count:
+        raise ValueError(f"shard {shard} of {count}")
+    mine = " or ".join(_forms(f"(((({{}} ^ {{}} ^ {{}} ^ {{}}) * {_MULTIPLIER}) >> 16 & 0xffff) % {count} = {shard})"))
+    anything = " or ".join(_forms("1 = 1"))
+    untagged = f"({mine})" if shard else f"({mine}) or (not {_TAGGED} and not ({anything}))"
+    if not vlan:
+        return untagged
+    inner = f"({mine})" if shard else f"({mine}) or not ({anything})"
+    single = f"(vlan and not (ether[16:2] = 0x8100 or ether[16:2] = 0x88a8) and ({inner}))"
+    double = f"({_TAGGED} and vlan and ({inner}))"
+    return f"({untagged}) or {single} or {double}"
