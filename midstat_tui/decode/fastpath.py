@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import struct
 
-import dpkt
-
+from midstat_tui.decode.checksum import checksum_ok
 from midstat_tui.decode.segment import Segment
 
 _TCP = struct.Struct("!HHIIBBH")       # sport, dport, seq, ack, offset byte, flags, window
@@ -21,10 +20,6 @@ _IPV6_LEN = struct.Struct("!HBB")      # payload length, next header, hop limit 
 _TAG = struct.Struct("!HH")            # VLAN tag: TCI, next type
 _QINQ_TYPES = (0x8100, 0x88A8, 0x9100)
 _PROTO_TCP = 6
-
-
-def _checksum_ok(pseudo: bytes, segment: bytes) -> bool:
-    return dpkt.in_cksum_done(dpkt.in_cksum_add(dpkt.in_cksum_add(0, pseudo), segment)) == 0
 
 
 def decode_ethernet(ts: float, frame: bytes, verify_checksums: bool) -> Segment | None:
@@ -64,7 +59,7 @@ def decode_ethernet(ts: float, frame: bytes, verify_checksums: bool) -> Segment 
         csum_ok = None
         if verify_checksums and not truncated:
             seg_len = ip_len - 20
-            csum_ok = _checksum_ok(src + dst + struct.pack("!BBH", 0, _PROTO_TCP, seg_len), frame[tcp_at:end])
+            csum_ok = checksum_ok(src + dst + struct.pack("!BBH", 0, _PROTO_TCP, seg_len), frame[tcp_at:end])
         return Segment(ts, vlan, src, dst, sport, dport, seq, ack, flags, win, payload, ip_len, ttl, csum_ok,
                        truncated)
     if etype == 0x86DD:
@@ -85,7 +80,7 @@ def decode_ethernet(ts: float, frame: bytes, verify_checksums: bool) -> Segment 
         dst = frame[off + 24:off + 40]
         csum_ok = None
         if verify_checksums and not truncated:
-            csum_ok = _checksum_ok(src + dst + struct.pack("!IxxxB", plen, _PROTO_TCP), frame[tcp_at:end])
+            csum_ok = checksum_ok(src + dst + struct.pack("!IxxxB", plen, _PROTO_TCP), frame[tcp_at:end])
         return Segment(ts, vlan, src, dst, sport, dport, seq, ack, flags, win, payload, 40 + plen, hlim, csum_ok,
                        truncated)
     return None

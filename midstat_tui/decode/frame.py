@@ -20,6 +20,7 @@ from dpkt.sll2 import SLL2
 from dpkt.tcp import TCP
 
 from midstat_tui.decode import linktypes
+from midstat_tui.decode.checksum import checksum_ok
 from midstat_tui.decode.fastpath import decode_ethernet
 from midstat_tui.decode.segment import IcmpError, Segment
 
@@ -40,11 +41,6 @@ class LinkTypeError(Exception):
         super().__init__(f"unsupported link type {linktypes.link_type_name(dlt)} (DLT {dlt}): "
                          "midstat reads Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback captures")
         self.dlt = dlt
-
-
-def _inet_checksum_ok(pseudo: bytes, segment: bytes) -> bool:
-    total = dpkt.in_cksum_add(dpkt.in_cksum_add(0, pseudo), segment)
-    return dpkt.in_cksum_done(total) == 0
 
 
 class FrameDecoder:
@@ -186,7 +182,7 @@ class FrameDecoder:
             if self.verify_checksums and ip.len and not truncated and not ip.mf:
                 seg = bytes(tcp)
                 pseudo = ip.src + ip.dst + struct.pack("!BBH", 0, IP_PROTO_TCP, len(seg))
-                csum_ok = _inet_checksum_ok(pseudo, seg)
+                csum_ok = checksum_ok(pseudo, seg)
             return Segment(ts, vlan, ip.src, ip.dst, tcp.sport, tcp.dport, tcp.seq, tcp.ack, tcp.flags & 0xFF,
                            tcp.win, payload, ip_len, ip.ttl, csum_ok, truncated)
         if ip.p == IP_PROTO_ICMP:
@@ -212,7 +208,7 @@ class FrameDecoder:
             if self.verify_checksums and not truncated and frag is None:
                 seg = bytes(tcp)
                 pseudo = ip6.src + ip6.dst + struct.pack("!IxxxB", len(seg), IP_PROTO_TCP)
-                csum_ok = _inet_checksum_ok(pseudo, seg)
+                csum_ok = checksum_ok(pseudo, seg)
             return Segment(ts, vlan, ip6.src, ip6.dst, tcp.sport, tcp.dport, tcp.seq, tcp.ack, tcp.flags & 0xFF,
                            tcp.win, payload, ip_len, ip6.hlim, csum_ok, truncated)
         if proto == IP_PROTO_ICMP6:
