@@ -87,3 +87,66 @@ def test_a_connection_and_its_icmp_errors_hash_to_one_shard():
         assert shard_of(a, 40000, b, 80, count) == shard_of(b, 80, a, 40000, count)
     with pytest.raises(ValueError):
         share_filter(2, 2)
+
+
+def _job():
+    from midstat_tui.engine.multicore import Job
+    from midstat_tui.tcp.tracker import TrackerConfig
+
+    return Job(str(FIXTURES / "mixed_traffic.pcap"), None, TrackerConfig(), summary=True)
+
+
+class _Collect:
+    def event(self, record):
+        pass
+
+    def snapshot(self, ts, stats, conns):
+        pass
+
+    def last(self, ts, stats, conns, everything, warning):
+        self.everything = everything
+
+    def end_time(self, ts):
+        return ts
+
+
+def test_a_failing_worker_is_reported(monkeypatch):
+    from midstat_tui.engine import multicore
+    from midstat_tui.errors import MidstatError
+
+    real = multicore.run_shard
+
+    def broken(job, shard, count, sink, source=None):
+        if shard == 1:
+            raise RuntimeError("disk on fire")
+        return real(job, shard, count, sink, source)
+
+    monkeypatch.setattr(multicore, "run_shard", broken)  # the forked workers inherit it
+    with pytest.raises(MidstatError, match="worker 1 failed: RuntimeError: disk on fire"):
+        multicore.run_sharded(_job(), 2, _Collect())
+
+
+def test_a_dead_worker_is_reported_not_waited_for(monkeypatch):
+    import os
+
+    from midstat_tui.engine import multicore
+    from midstat_tui.errors import MidstatError
+
+    real = multicore.run_shard
+
+    def dying(job, shard, count, sink, source=None):
+        if shard == 0:
+            os._exit(3)
+        return real(job, shard, count, sink, source)
+
+    monkeypatch.setattr(multicore, "run_shard", dying)
+    with pytest.raises(MidstatError, match=r"worker 0 died \(exit status 3\)"):
+        multicore.run_sharded(_job(), 2, _Collect())
+
+
+def test_in_process_merge_gives_every_connection():
+    from midstat_tui.engine import multicore
+
+    sink = _Collect()
+    multicore.run_sharded(_job(), 3, sink)
+    assert len(sink.everything) == 21
