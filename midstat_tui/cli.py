@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snaplen", type=int, default=262144, help="live: bytes captured per packet (default 262144)")
     p.add_argument("--no-promisc", action="store_true", help="live: do not put the interface in promiscuous mode")
     p.add_argument("--cores", type=int, default=1, metavar="N",
-                   help="files, headless: track on N worker processes, each owning a share of the connections "
-                        "(a symmetric hash of the 4-tuple, split by libpcap's BPF); default 1")
+                   help="headless: track on N worker processes, each owning a share of the connections (files: a "
+                        "symmetric hash of the 4-tuple in each worker's BPF filter; live: the kernel's fanout "
+                        "hash); default 1")
 
     out = p.add_argument_group("headless output (without one of these, the interactive TUI opens)")
     out.add_argument("--plain", action="store_true",
@@ -193,6 +194,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         live = LiveSource(args.interface, args.filter, snaplen=args.snaplen, promisc=not args.no_promisc)
         if not headless:
             return run_tui(args, config, live, err)
+        if args.cores > 1:
+            return run_live_sharded(args, config, live, out, err)
         return run_live_headless(args, config, live, out, err)
 
     source = FileSource(args.read, args.filter)  # opened here first: a bad file or filter is said once, at once
@@ -228,6 +231,38 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def run_live_sharded(args: argparse.Namespace, config: TrackerConfig, probe, out: TextIO, err: TextIO) -> int:
+    """Live capture on several cores: one handle per shard in a kernel fanout group, merged by core 0."""
+    import multiprocessing
+
+    datalink = probe.datalink
+    probe.close()  # the probe said the interface and the filter are fine; the shards open their own handles
+    try:
+        FrameDecoder(datalink)
+    except LinkTypeError as exc:
+        raise MidstatError(f"{args.interface}: {exc}") from None
+    stop = multiprocessing.get_context("fork").Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    job = Job("", args.filter, config, verify_checksums=not args.no_checksum, match=args.match,
+              events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
+              interface=args.interface, snaplen=args.snaplen, promisc=not args.no_promisc)
+    writer = OutputWriter(args, out)
+
+    def listening() -> None:
+        err.write(f"midstat: listening on {args.interface} with {args.cores} shards, link type "
+                  f"{link_type_name(datalink)}{', filter ' + repr(args.filter) if args.filter else ''}\n")
+        err.flush()
+
+    run_sharded(job, args.cores, writer, stop, on_ready=listening)
+    out.flush()
+    return EXIT_OK
 
 
 def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, out: TextIO, err: TextIO) -> int:

@@ -43,7 +43,7 @@ class LiveSource:
     """Packets from a live interface, in batches; an empty batch means nothing arrived within `poll` seconds."""
 
     def __init__(self, iface: str, bpf: str | None = None, snaplen: int = 262144, promisc: bool = True,
-                 poll: float = 0.1) -> None:
+                 poll: float = 0.1, fanout_group: int | None = None) -> None:
         self.path = iface
         self.iface = iface
         self.bpf = bpf
@@ -68,6 +68,9 @@ class LiveSource:
                 raise MidstatError(f"invalid capture filter {bpf!r}: {err}") from None
         try:
             handle.setnonblock(1)
+            if fanout_group is not None:
+                # the kernel spreads the flows over every handle of the group, both directions of a flow together
+                handle.set_fanout(fanout_group, pcapy.PACKET_FANOUT_HASH)
         except pcapy.PcapError as err:
             raise MidstatError(_describe_live_error(iface, err)) from None
         self._handle = handle
@@ -76,6 +79,9 @@ class LiveSource:
 
     def stop(self) -> None:
         self._stopped = True
+
+    def close(self) -> None:
+        self._handle.close()
 
     def stats(self) -> dict[str, int]:
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import multiprocessing
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from midstat_tui.capture.files import FileSource
@@ -40,6 +40,10 @@ class Job:
     events: bool = False
     snapshots: bool = False
     summary: bool = False
+    # live capture: the interface and its settings (then `path` is unused); the kernel splits the flows
+    interface: str | None = None
+    snaplen: int = 262144
+    promisc: bool = True
 
 
 class Sink:
@@ -55,6 +59,60 @@ class Sink:
     def end_time(self, ts: float) -> float:
         """The shard read its last packet at `ts`: until when should its timers run? (All shards end together.)"""
         return ts
+
+    def ready(self) -> None:  # noqa: B027 - optional for sinks
+        """A live shard has its capture handle open."""
+
+    def clock(self, now: float) -> None:  # noqa: B027 - optional for sinks
+        """Live shards say what time it is even when quiet, so core 0 can give events out in order as they come."""
+
+
+def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, fanout_group: int) -> None:
+    """One shard of a live capture: its own handle in the kernel's fanout group; timers and ticks on the clock."""
+    import math
+    import time
+
+    from midstat_tui.capture.live import LiveSource
+
+    source = LiveSource(job.interface, job.bpf, snaplen=job.snaplen, promisc=job.promisc,
+                        fanout_group=fanout_group)
+    sink.ready()
+    predicate = compile_query(job.match) if job.match else None
+
+    def wanted(conn: Connection) -> bool:
+        return predicate is None or predicate(row_of(conn))
+
+    started: list[Connection] = []
+
+    def on_event(kind: str, conn: Connection, change: tuple | None, states: tuple[int, int] | None) -> None:
+        if kind == "start" and job.summary:
+            started.append(conn)
+        if job.events and wanted(conn):
+            sink.event(event_record(kind, conn, change, states))
+
+    engine = Engine(source.datalink, job.config, verify_checksums=job.verify_checksums,
+                    on_event=on_event if (job.events or job.summary) else None, shard=shard, shard_count=count)
+    engine.capture_stats = source.stats
+    next_tick = math.floor(time.time()) + 1.0
+    for batch in source.batches():
+        for ts, frame in batch:
+            engine.feed(ts, frame)
+        now = time.time()
+        if now >= next_tick:
+            engine.tracker.advance(now)
+            if job.snapshots:
+                snap = engine.snapshot(math.floor(now))
+                sink.snapshot(snap.ts, snap.stats, [connection_dict(c) for c in snap.connections if wanted(c)])
+            next_tick = math.floor(now) + 1.0
+        sink.clock(now)
+        if stop.is_set():
+            source.stop()
+    now = time.time()
+    end = sink.end_time(now)
+    engine.tracker.advance(max(now, end))
+    last = engine.snapshot(max(now, end))
+    sink.last(last.ts, last.stats, [connection_dict(c) for c in last.connections if wanted(c)],
+              [connection_dict(c) for c in started if wanted(c)], source.warning)
 
 
 def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource | None = None) -> None:
@@ -105,6 +163,12 @@ class _PipeSink(Sink):
         self.pipe.send(("eof", float("inf"), ts))
         return self.replies.recv()
 
+    def clock(self, now: float) -> None:
+        self.pipe.send(("clock", now, None))
+
+    def ready(self) -> None:
+        self.pipe.send(("ready", 0.0, None))
+
     def event(self, record: dict) -> None:
         self.pipe.send(("event", record["ts"], record))
 
@@ -115,9 +179,12 @@ class _PipeSink(Sink):
         self.pipe.send(("last", float("inf"), (ts, stats, conns, everything, warning)))
 
 
-def _worker(job: Job, shard: int, count: int, pipe, replies) -> None:
+def _worker(job: Job, shard: int, count: int, pipe, replies, stop, fanout_group: int) -> None:
     try:
-        run_shard(job, shard, count, _PipeSink(pipe, replies))
+        if job.interface is not None:
+            run_live_shard(job, shard, count, _PipeSink(pipe, replies), stop, fanout_group)
+        else:
+            run_shard(job, shard, count, _PipeSink(pipe, replies))
     except MidstatError as exc:
         pipe.send(("error", float("inf"), str(exc)))
     except BaseException as exc:  # noqa: BLE001 - reported by core 0 with the shard's name
@@ -135,7 +202,7 @@ def _messages(shard: int, pipe, process) -> Iterator[tuple]:
             process.join(timeout=5)
             raise MidstatError(f"worker {shard} died (exit status {process.exitcode}) before finishing") from None
         yield ts, 0 if kind == "event" else 1, shard, kind, payload
-        if kind in ("eof", "last", "error"):
+        if kind in ("eof", "last", "error", "ready"):
             return
 
 
@@ -163,24 +230,39 @@ def first_timestamp(path: str) -> float | None:
         source.close()
 
 
-def run_sharded(job: Job, count: int, sink: Sink, on_worker_error: Callable[[str], None] | None = None) -> None:
-    """Run `count` shard workers and hand `sink` their merged reports, as if one engine had made them."""
+def run_sharded(job: Job, count: int, sink: Sink, stop=None, on_ready=None) -> None:
+    """Run `count` shard workers and hand `sink` their merged reports, as if one engine had made them.
+    Live, `stop` (a multiprocessing Event) ends the capture, and `on_ready` runs once every shard's handle is open."""
+    import os
+
     if job.until_offset is not None:  # an offset from the first packet of the file, not of each shard's share
         first = first_timestamp(job.path)
         job.until = None if first is None else first + job.until_offset
         job.until_offset = None
     ctx = multiprocessing.get_context("fork")
+    if stop is None:
+        stop = ctx.Event()
+    fanout_group = os.getpid() & 0xFFFF
     workers = []
     for shard in range(count):
         parent, child = ctx.Pipe(duplex=False)
         reply_in, reply_out = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=_worker, args=(job, shard, count, child, reply_in),
+        process = ctx.Process(target=_worker, args=(job, shard, count, child, reply_in, stop, fanout_group),
                               name=f"midstat-shard-{shard}", daemon=True)
         process.start()
         child.close()
         reply_in.close()
         workers.append((parent, process, reply_out))
     try:
+        if job.interface is not None:
+            for shard, (pipe, process, _) in enumerate(workers):
+                for _, _, _, kind, payload in _messages(shard, pipe, process):
+                    if kind == "error":
+                        raise MidstatError(payload)
+                    if kind == "ready":
+                        break
+            if on_ready is not None:
+                on_ready()
         _merge(job, count, workers, sink)
     finally:
         for _, process, _ in workers:
@@ -212,7 +294,10 @@ def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
             flush_tick()
             pending_tick = None
         if kind == "event":
-            held.append((ts, shard, len(held), payload))
+            if job.interface is not None:
+                sink.event(payload)  # live: every shard's clock keeps the merge moving, so order holds as it goes
+            else:
+                held.append((ts, shard, len(held), payload))
         elif kind == "snap":
             latest[shard] = payload
             pending_tick = ts
@@ -230,6 +315,8 @@ def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
                 raise MidstatError(payload)
             if kind == "event":
                 held.append((payload["ts"], shard, len(held), payload))
+            elif kind == "clock":
+                continue
             elif kind == "last":
                 lasts[shard] = payload
                 break

@@ -35,7 +35,7 @@ def _start(lab: NetLab, *args: str) -> subprocess.Popen:
                             cwd=ROOT)
     assert proc.stderr is not None
     line = proc.stderr.readline().decode()
-    assert "listening on" in line, line
+    assert "listening on" in line, line  # once the handles are open
     return proc
 
 
@@ -153,3 +153,37 @@ def test_live_session_feeds_the_tui_view(lab):
         want_c = kernel_client.get((client, server), "CLOSED").replace("TIME-WAIT", "TIME_WAIT")
         assert rows[(client, server)][0] == want_c
     assert session.pull().stats["capture"]["dropped"] == 0
+
+
+def test_live_on_two_cores_matches_the_kernels(lab):
+    """`-i --cores 2`: two handles in one kernel fanout group, merged by core 0."""
+    proc = _start(lab, "--events", "--cores", "2")
+    names = _talk(lab, 6007, 12)
+    time.sleep(1.0)
+    kernel_client = lab.ss_states(lab.client)
+    kernel_server = lab.ss_states(lab.server)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    events = [json.loads(line) for line in out.decode().splitlines()]
+    assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)
+    final = {(e["client"], e["server"]): (e["client_state"], e["server_state"]) for e in events}
+    for client, server in names:
+        want_c = kernel_client.get((client, server), "CLOSED").replace("TIME-WAIT", "TIME_WAIT")
+        want_s = kernel_server.get((server, client), "CLOSED").replace("TIME-WAIT", "TIME_WAIT")
+        assert final[(client, server)] == (want_c, want_s)
+    shards = {e["shard"] for e in events if e["server"].endswith(":6007")}
+    assert shards == {0, 1}  # the kernel spread the flows over both handles
+
+
+def test_live_summary_on_two_cores_counts_capture_statistics(lab):
+    proc = _start(lab, "--summary", "--json", "--cores", "2")
+    _talk(lab, 6008, 6)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
+    assert len([c for c in doc["connections"] if c["server"].endswith(":6008")]) == 6
+    capture = doc["stats"]["capture"]
+    assert capture["received"] > 0 and capture["dropped"] == 0
