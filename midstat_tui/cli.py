@@ -41,10 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--filter", metavar="BPF", help="capture filter (BPF, as tcpdump takes it)")
     p.add_argument("--snaplen", type=int, default=262144, help="live: bytes captured per packet (default 262144)")
     p.add_argument("--no-promisc", action="store_true", help="live: do not put the interface in promiscuous mode")
-    p.add_argument("--cores", type=int, default=1, metavar="N",
+    p.add_argument("--cores", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="headless: track on N worker processes, each owning a share of the connections (files: a "
                         "symmetric hash of the 4-tuple in each worker's BPF filter; live: the kernel's fanout "
-                        "hash); default 1")
+                        "hash); default: the number of CPUs")
 
     out = p.add_argument_group("headless output (without one of these, the interactive TUI opens)")
     out.add_argument("--plain", action="store_true",
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         source.close()
     job = Job(args.read, args.filter, config, verify_checksums=not args.no_checksum, match=args.match, until=at_abs,
               until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
-              summary=bool(args.summary))
+              summary=bool(args.summary), datalink=source.datalink)
     writer = OutputWriter(args, out)
     signal.signal(signal.SIGTERM, _terminate)
     try:

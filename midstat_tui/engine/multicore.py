@@ -44,6 +44,7 @@ class Job:
     interface: str | None = None
     snaplen: int = 262144
     promisc: bool = True
+    datalink: int = 1  # of the file: whether the share filter may speak of Ethernet and VLAN tags
 
 
 class Sink:
@@ -118,7 +119,7 @@ def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, fanout_gr
 def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource | None = None) -> None:
     """One shard's whole run (in this process); `source` if the caller opened the file already."""
     if source is None:
-        share = share_filter(shard, count) if count > 1 else None
+        share = share_filter(shard, count, vlan=job.datalink == 1) if count > 1 else None
         bpf = " and ".join(f"({part})" for part in (job.bpf, share) if part) or None
         source = FileSource(job.path, bpf)
     predicate = compile_query(job.match) if job.match else None

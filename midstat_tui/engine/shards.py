@@ -46,9 +46,9 @@ def share_filter(shard: int, count: int, vlan: bool = True) -> str:
         raise ValueError(f"shard {shard} of {count}")
     mine = " or ".join(_forms(f"(((({{}} ^ {{}} ^ {{}} ^ {{}}) * {_MULTIPLIER}) >> 16 & 0xffff) % {count} = {shard})"))
     anything = " or ".join(_forms("1 = 1"))
+    if not vlan:  # a link without Ethernet headers (Linux cooked, raw IP, loopback)
+        return f"({mine})" if shard else f"({mine}) or not ({anything})"
     untagged = f"({mine})" if shard else f"({mine}) or (not {_TAGGED} and not ({anything}))"
-    if not vlan:
-        return untagged
     inner = f"({mine})" if shard else f"({mine}) or not ({anything})"
     single = f"(vlan and not (ether[16:2] = 0x8100 or ether[16:2] = 0x88a8) and ({inner}))"
     double = f"({_TAGGED} and vlan and ({inner}))"
