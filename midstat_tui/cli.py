@@ -148,6 +148,10 @@ class OutputWriter(Sink):
     def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
         if self.args.plain:
             _write_lines(self.out, midstat_table(conns))
+            capture = stats.get("capture")
+            if capture:  # live: a drop is never silent
+                self.out.write(f"# capture: {capture.get('received', 0)} received, {capture.get('dropped', 0)} "
+                               f"dropped by the kernel, {capture.get('if_dropped', 0)} by the interface\n")
         else:
             self._json({"ts": ts, "stats": stats, "connections": conns})
         self.out.flush()

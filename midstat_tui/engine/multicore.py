@@ -208,12 +208,20 @@ def _messages(shard: int, pipe, process) -> Iterator[tuple]:
 
 
 def add_stats(parts: list[dict]) -> dict:
-    """Counters of several shards added up (nested dicts too)."""
+    """Counters of several shards added up (nested dicts too); live, each handle's own capture counters are kept
+    too, under `capture_shards`."""
+    total = _sum_stats(parts)
+    if any("capture" in part for part in parts):
+        total["capture_shards"] = [part.get("capture") for part in parts]
+    return total
+
+
+def _sum_stats(parts: list[dict]) -> dict:
     total: dict = {}
     for part in parts:
         for key, value in part.items():
             if isinstance(value, dict):
-                total[key] = add_stats([total.get(key, {}), value])
+                total[key] = _sum_stats([total.get(key, {}), value])
             elif isinstance(value, int | float) and not isinstance(value, bool):
                 total[key] = total.get(key, 0) + value
             else:

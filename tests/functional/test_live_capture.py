@@ -17,6 +17,8 @@ import pytest
 from tests.helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
+import contextlib
+
 from netlab import ROUTER_CLIENT_IF, SERVER4, NetLab, available, endpoint  # noqa: E402
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=f"network lab: {available()}")
@@ -187,3 +189,95 @@ def test_live_summary_on_two_cores_counts_capture_statistics(lab):
     assert len([c for c in doc["connections"] if c["server"].endswith(":6008")]) == 6
     capture = doc["stats"]["capture"]
     assert capture["received"] > 0 and capture["dropped"] == 0
+    assert len(doc["stats"]["capture_shards"]) == 2  # each handle's own counters
+    assert sum(c["received"] for c in doc["stats"]["capture_shards"]) == capture["received"]
+
+
+def test_live_plain_has_a_capture_status_line(lab):
+    proc = _start(lab, "--plain", "--cores", "2")
+    _talk(lab, 6009, 3)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    status = [line for line in out.decode().splitlines() if line.startswith("# capture:")]
+    assert status and all(" 0 dropped by the kernel, 0 by the interface" in line for line in status)
+    assert "Proto CPU Client Address" in out.decode()
+
+
+def _abort(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()
+
+
+def _talk_every_kind(lab: NetLab, port: int, count: int) -> list[tuple[str, str]]:
+    """Orderly closes both ways, resets both ways, refused attempts, half-closes and bulk transfers."""
+    listener = lab.socket(lab.server)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((SERVER4, port))
+    listener.listen(64)
+    names, held = [], []
+    for i in range(count):
+        kind = i % 6
+        client = lab.socket(lab.client)
+        if kind == 4:  # refused: nothing listens on port + 1
+            client.bind(("10.231.1.1", 0))
+            with contextlib.suppress(ConnectionRefusedError):
+                client.connect((SERVER4, port + 1))
+            names.append((endpoint(client.getsockname()), f"{SERVER4}:{port + 1}"))
+            client.close()
+            continue
+        client.connect((SERVER4, port))
+        conn, _ = listener.accept()
+        names.append((endpoint(client.getsockname()), endpoint(client.getpeername())))
+        size = 2_000_000 if kind == 5 else 300
+        import threading
+
+        sender = threading.Thread(target=client.sendall, args=(b"x" * size,))
+        sender.start()
+        got = 0
+        conn.settimeout(30)
+        while got < size:
+            got += len(conn.recv(1 << 20))
+        sender.join(timeout=30)
+        if kind == 0:
+            client.close()
+            time.sleep(0.02)
+            conn.close()
+        elif kind == 1:
+            conn.close()
+            time.sleep(0.02)
+            client.close()
+        elif kind == 2:
+            _abort(client)
+            conn.close()
+        elif kind == 3:
+            _abort(conn)
+            client.close()
+        else:  # the bulk one is then half-closed and left so
+            client.shutdown(socket.SHUT_WR)
+            held.append((client, conn))
+    listener.close()
+    return names
+
+
+def test_dozens_of_every_kind_on_two_cores_match_the_kernels_with_no_drop(lab):
+    proc = _start(lab, "--summary", "--json", "--cores", "2")
+    names = _talk_every_kind(lab, 6010, 36)
+    time.sleep(1.0)
+    kernel_client = lab.ss_states(lab.client)
+    kernel_server = lab.ss_states(lab.server)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
+    latest = {}
+    for conn in doc["connections"]:
+        latest[(conn["client"], conn["server"])] = (conn["client_state"], conn["server_state"])
+    assert len(names) == 36
+    for client, server in names:
+        want_c = kernel_client.get((client, server), "CLOSED").replace("-", "_").replace("ESTAB", "ESTABLISHED")
+        want_s = kernel_server.get((server, client), "CLOSED").replace("-", "_").replace("ESTAB", "ESTABLISHED")
+        assert latest[(client, server)] == (want_c, want_s), (client, server)
+    assert doc["stats"]["capture"]["dropped"] == 0 and doc["stats"]["capture"]["if_dropped"] == 0
+    assert {c["shard"] for c in doc["connections"]} == {0, 1}
