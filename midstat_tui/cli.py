@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--filter", metavar="BPF", help="capture filter (BPF, as tcpdump takes it)")
     p.add_argument("--snaplen", type=int, default=262144, help="live: bytes captured per packet (default 262144)")
     p.add_argument("--no-promisc", action="store_true", help="live: do not put the interface in promiscuous mode")
+    p.add_argument("--buffer-size", type=int, default=32, metavar="MIB",
+                   help="live: kernel capture buffer per handle, MiB (default 32; bursts beyond it are dropped and "
+                        "counted)")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="headless: track on N worker processes, each owning a share of the connections (files: a "
                         "symmetric hash of the 4-tuple in each worker's BPF filter; live: the kernel's fanout "
@@ -195,7 +198,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from midstat_tui.capture.live import LiveSource
 
     if args.interface is not None:
-        live = LiveSource(args.interface, args.filter, snaplen=args.snaplen, promisc=not args.no_promisc)
+        if args.buffer_size < 1:
+            raise MidstatError("--buffer-size must be at least 1 MiB")
+        live = LiveSource(args.interface, args.filter, snaplen=args.snaplen, promisc=not args.no_promisc,
+                          buffer_mib=args.buffer_size)
         if not headless:
             return run_tui(args, config, live, err)
         if args.cores > 1:
@@ -256,7 +262,7 @@ def run_live_sharded(args: argparse.Namespace, config: TrackerConfig, probe, out
     signal.signal(signal.SIGTERM, on_signal)
     job = Job("", args.filter, config, verify_checksums=not args.no_checksum, match=args.match,
               events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
-              interface=args.interface, snaplen=args.snaplen, promisc=not args.no_promisc)
+              interface=args.interface, snaplen=args.snaplen, promisc=not args.no_promisc, buffer_mib=args.buffer_size)
     writer = OutputWriter(args, out)
 
     def listening() -> None:

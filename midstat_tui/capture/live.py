@@ -43,7 +43,7 @@ class LiveSource:
     """Packets from a live interface, in batches; an empty batch means nothing arrived within `poll` seconds."""
 
     def __init__(self, iface: str, bpf: str | None = None, snaplen: int = 262144, promisc: bool = True,
-                 poll: float = 0.1, fanout_group: int | None = None) -> None:
+                 poll: float = 0.1, fanout_group: int | None = None, buffer_mib: int = 32) -> None:
         self.path = iface
         self.iface = iface
         self.bpf = bpf
@@ -55,6 +55,8 @@ class LiveSource:
             handle.set_snaplen(snaplen)
             handle.set_promisc(1 if promisc else 0)
             handle.set_timeout(int(poll * 1000))
+            # the kernel ring a burst lands in before we read it: libpcap's 2 MiB default drops a fast transfer
+            handle.set_buffer_size(buffer_mib << 20)
             status = handle.activate()
         except pcapy.PcapError as err:
             raise MidstatError(_describe_live_error(iface, err)) from None

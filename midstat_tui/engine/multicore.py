@@ -44,6 +44,7 @@ class Job:
     interface: str | None = None
     snaplen: int = 262144
     promisc: bool = True
+    buffer_mib: int = 32
     datalink: int = 1  # of the file: whether the share filter may speak of Ethernet and VLAN tags
 
 
@@ -76,7 +77,7 @@ def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, fanout_gr
     from midstat_tui.capture.live import LiveSource
 
     source = LiveSource(job.interface, job.bpf, snaplen=job.snaplen, promisc=job.promisc,
-                        fanout_group=fanout_group)
+                        fanout_group=fanout_group, buffer_mib=job.buffer_mib)
     sink.ready()
     predicate = compile_query(job.match) if job.match else None
 

@@ -271,6 +271,7 @@ def test_dozens_of_every_kind_on_two_cores_match_the_kernels_with_no_drop(lab):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     doc = json.loads(out)
+    assert doc["stats"]["capture"]["dropped"] == 0, doc["stats"]["capture_shards"]
     latest = {}
     for conn in doc["connections"]:
         latest[(conn["client"], conn["server"])] = (conn["client_state"], conn["server_state"])
@@ -278,6 +279,8 @@ def test_dozens_of_every_kind_on_two_cores_match_the_kernels_with_no_drop(lab):
     for client, server in names:
         want_c = kernel_client.get((client, server), "CLOSED").replace("-", "_").replace("ESTAB", "ESTABLISHED")
         want_s = kernel_server.get((server, client), "CLOSED").replace("-", "_").replace("ESTAB", "ESTABLISHED")
-        assert latest[(client, server)] == (want_c, want_s), (client, server)
+        seen = [(c["shard"], c["client_state"], c["server_state"], c["packets_c2s"], c["packets_s2c"], c["first"])
+                for c in doc["connections"] if (c["client"], c["server"]) == (client, server)]
+        assert latest[(client, server)] == (want_c, want_s), (client, server, seen)
     assert doc["stats"]["capture"]["dropped"] == 0 and doc["stats"]["capture"]["if_dropped"] == 0
     assert {c["shard"] for c in doc["connections"]} == {0, 1}
