@@ -47,7 +47,7 @@ def test_fragments_first_is_used_the_rest_skipped():
     first = struct.pack("!BBHI", 6, 0, 1, 99)  # offset 0, more fragments follow
     seg = FrameDecoder(RAW).decode(1.0, _v6(44, first + _tcp()))
     assert isinstance(seg, Segment) and seg.csum_ok is None  # the checksum covers the whole datagram
-    ip = dpkt.ip.IP(src=b"\x0a\x00\x00\x01", dst=b"\x0a\x00\x00\x02", p=6, off=3, data=b"z" * 16)
+    ip = dpkt.ip.IP(src=b"\x0a\x00\x00\x01", dst=b"\x0a\x00\x00\x02", p=6, offset=24, data=b"z" * 16)
     ip.len = 36
     assert FrameDecoder(RAW).decode(1.0, bytes(ip)) == "fragment"
 
