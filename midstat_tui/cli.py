@@ -12,14 +12,12 @@ from typing import TextIO
 from midstat_tui import __version__
 from midstat_tui.decode.frame import FrameDecoder, LinkTypeError
 from midstat_tui.decode.linktypes import link_type_name
-from midstat_tui.engine.multicore import Job, Sink, run_shard, run_sharded
-from midstat_tui.engine.pipeline import Engine, Snapshot, run_live
-from midstat_tui.engine.views import connection_dict, row_of
+from midstat_tui.engine.multicore import Job, Sink, run_live_shard, run_shard, run_sharded
+from midstat_tui.engine.pipeline import Engine
 from midstat_tui.errors import MidstatError
-from midstat_tui.output.events import event_record, write_event
+from midstat_tui.output.events import write_event
 from midstat_tui.output.plain import midstat_table, summary_table
 from midstat_tui.query import QueryError, compile_query
-from midstat_tui.tcp.connection import Connection
 from midstat_tui.tcp.states import parse_state
 from midstat_tui.tcp.tracker import TrackerConfig
 
@@ -139,14 +137,17 @@ class _Stop:
 class OutputWriter(Sink):
     """The headless faces, fed by one shard directly or by core 0's merge of several."""
 
-    def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
+    def __init__(self, args: argparse.Namespace, out: TextIO, flush_events: bool = False) -> None:
         self.args = args
         self.out = out
+        self.flush_events = flush_events  # live: each line as it happens
         self.warning: str | None = None
 
     def event(self, record: dict) -> None:
         if self.args.events and not self.args.summary and self.args.at is None:
             write_event(self.out, record)
+            if self.flush_events:
+                self.out.flush()
 
     def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
         if self.args.plain:
@@ -263,7 +264,7 @@ def run_live_sharded(args: argparse.Namespace, config: TrackerConfig, probe, out
     job = Job("", args.filter, config, verify_checksums=not args.no_checksum, match=args.match,
               events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
               interface=args.interface, snaplen=args.snaplen, promisc=not args.no_promisc, buffer_mib=args.buffer_size)
-    writer = OutputWriter(args, out)
+    writer = OutputWriter(args, out, flush_events=True)
 
     def listening() -> None:
         err.write(f"midstat: listening on {args.interface} with {args.cores} shards, link type "
@@ -277,45 +278,26 @@ def run_live_sharded(args: argparse.Namespace, config: TrackerConfig, probe, out
 
 def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, out: TextIO, err: TextIO) -> int:
     """Live capture on one core: timers and snapshots on the clock; SIGINT/SIGTERM stop it and the outputs close."""
-    writer = OutputWriter(args, out)
-    stop = _Stop()
-    stop.source = source
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    predicate = compile_query(args.match) if args.match else None
+    import threading
 
-    def wanted(conn: Connection) -> bool:
-        return predicate is None or predicate(row_of(conn))
+    stop = threading.Event()
 
-    everything: list[Connection] = []
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
 
-    def on_event(kind: str, conn: Connection, change: tuple | None, states: tuple[int, int] | None) -> None:
-        if kind == "start" and args.summary:
-            everything.append(conn)
-        if args.events and wanted(conn):
-            writer.event(event_record(kind, conn, change, states))
-            out.flush()
-
-    try:
-        engine = Engine(source.datalink, config, verify_checksums=not args.no_checksum,
-                        on_event=on_event if (args.summary or args.events) else None)
-    except LinkTypeError as exc:
-        raise MidstatError(f"{source.path}: {exc}") from None
-    engine.capture_stats = source.stats
-
-    def on_snapshot(snap: Snapshot) -> None:
-        writer.snapshot(snap.ts, snap.stats, [connection_dict(c) for c in snap.connections if wanted(c)])
-
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    job = Job("", args.filter, config, verify_checksums=not args.no_checksum, match=args.match,
+              events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
+              interface=args.interface)
+    writer = OutputWriter(args, out, flush_events=True)
     err.write(f"midstat: listening on {source.iface}, link type {link_type_name(source.datalink)}"
               f"{', filter ' + repr(args.filter) if args.filter else ''}\n")
     err.flush()
-    last = run_live(engine, source, on_snapshot if _wants_snapshots(args) else None)
-    if args.summary or not stop.requested:
-        writer.last(last.ts, last.stats, [connection_dict(c) for c in last.connections if wanted(c)],
-                    [connection_dict(c) for c in everything if wanted(c)], None)
+    run_live_shard(job, 0, 1, writer, stop, None, source=source)
     out.flush()
-    if source.warning:
-        err.write(f"midstat: warning: {source.warning}\n")
+    if writer.warning:
+        err.write(f"midstat: warning: {writer.warning}\n")
         return EXIT_DAMAGED
     return EXIT_OK
 

@@ -69,31 +69,57 @@ class Sink:
         """Live shards say what time it is even when quiet, so core 0 can give events out in order as they come."""
 
 
-def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, fanout_group: int) -> None:
-    """One shard of a live capture: its own handle in the kernel's fanout group; timers and ticks on the clock."""
+class _Reporter:
+    """What one shard reports, whatever its source: the events of the wanted connections, every connection it
+    started (for --summary), and the dict form of a connection list."""
+
+    def __init__(self, job: Job, sink: Sink) -> None:
+        self.job = job
+        self.sink = sink
+        self.predicate = compile_query(job.match) if job.match else None
+        self.started: list[Connection] = []
+
+    def wanted(self, conn: Connection) -> bool:
+        return self.predicate is None or self.predicate(row_of(conn))
+
+    def on_event(self, kind: str, conn: Connection, change: tuple | None, states: tuple[int, int] | None) -> None:
+        if kind == "start" and self.job.summary:
+            self.started.append(conn)
+        if self.job.events and self.wanted(conn):
+            self.sink.event(event_record(kind, conn, change, states))
+
+    def dicts(self, conns) -> list[dict]:
+        return [connection_dict(c) for c in conns if self.wanted(c)]
+
+    def engine(self, datalink: int, shard: int, count: int) -> Engine:
+        job = self.job
+        return Engine(datalink, job.config, verify_checksums=job.verify_checksums,
+                      on_event=self.on_event if (job.events or job.summary) else None, shard=shard,
+                      shard_count=count)
+
+    def last(self, engine: Engine, end: float, warning: str | None) -> None:
+        snap = engine.snapshot(end)
+        self.sink.last(snap.ts, snap.stats, self.dicts(snap.connections), self.dicts(self.started), warning)
+
+
+def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, fanout_group: int | None,
+                   source=None) -> None:
+    """One shard of a live capture (its own handle in the kernel's fanout group, unless `source` is given);
+    timers and ticks on the clock; `stop` (anything with is_set()) ends it."""
     import math
     import time
 
     from midstat_tui.capture.live import LiveSource
 
-    source = LiveSource(job.interface, job.bpf, snaplen=job.snaplen, promisc=job.promisc,
-                        fanout_group=fanout_group, buffer_mib=job.buffer_mib)
+    if source is None:
+        source = LiveSource(job.interface, job.bpf, snaplen=job.snaplen, promisc=job.promisc,
+                            fanout_group=fanout_group, buffer_mib=job.buffer_mib)
     sink.ready()
-    predicate = compile_query(job.match) if job.match else None
-
-    def wanted(conn: Connection) -> bool:
-        return predicate is None or predicate(row_of(conn))
-
-    started: list[Connection] = []
-
-    def on_event(kind: str, conn: Connection, change: tuple | None, states: tuple[int, int] | None) -> None:
-        if kind == "start" and job.summary:
-            started.append(conn)
-        if job.events and wanted(conn):
-            sink.event(event_record(kind, conn, change, states))
-
-    engine = Engine(source.datalink, job.config, verify_checksums=job.verify_checksums,
-                    on_event=on_event if (job.events or job.summary) else None, shard=shard, shard_count=count)
+    report = _Reporter(job, sink)
+    try:
+        engine = report.engine(source.datalink, shard, count)
+    except LinkTypeError as exc:
+        raise MidstatError(f"{job.interface}: {exc}") from None
     engine.capture_stats = source.stats
     next_tick = math.floor(time.time()) + 1.0
     for batch in source.batches():
@@ -104,17 +130,15 @@ def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, fanout_gr
             engine.tracker.advance(now)
             if job.snapshots:
                 snap = engine.snapshot(math.floor(now))
-                sink.snapshot(snap.ts, snap.stats, [connection_dict(c) for c in snap.connections if wanted(c)])
+                sink.snapshot(snap.ts, snap.stats, report.dicts(snap.connections))
             next_tick = math.floor(now) + 1.0
         sink.clock(now)
         if stop.is_set():
             source.stop()
     now = time.time()
-    end = sink.end_time(now)
-    engine.tracker.advance(max(now, end))
-    last = engine.snapshot(max(now, end))
-    sink.last(last.ts, last.stats, [connection_dict(c) for c in last.connections if wanted(c)],
-              [connection_dict(c) for c in started if wanted(c)], source.warning)
+    end = max(now, sink.end_time(now))
+    engine.tracker.advance(end)
+    report.last(engine, end, source.warning)
 
 
 def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource | None = None) -> None:
@@ -123,36 +147,21 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
         share = share_filter(shard, count, vlan=job.datalink == 1) if count > 1 else None
         bpf = " and ".join(f"({part})" for part in (job.bpf, share) if part) or None
         source = FileSource(job.path, bpf)
-    predicate = compile_query(job.match) if job.match else None
-
-    def wanted(conn: Connection) -> bool:
-        return predicate is None or predicate(row_of(conn))
-
-    started: list[Connection] = []
-
-    def on_event(kind: str, conn: Connection, change: tuple | None, states: tuple[int, int] | None) -> None:
-        if kind == "start" and job.summary:
-            started.append(conn)
-        if job.events and wanted(conn):
-            sink.event(event_record(kind, conn, change, states))
+    report = _Reporter(job, sink)
 
     def on_snapshot(snap: Snapshot) -> None:
-        sink.snapshot(snap.ts, snap.stats, [connection_dict(c) for c in snap.connections if wanted(c)])
+        sink.snapshot(snap.ts, snap.stats, report.dicts(snap.connections))
 
     try:
-        engine = Engine(source.datalink, job.config, verify_checksums=job.verify_checksums,
-                        on_event=on_event if (job.events or job.summary) else None, shard=shard, shard_count=count)
+        engine = report.engine(source.datalink, shard, count)
     except LinkTypeError as exc:
         source.close()
         raise MidstatError(f"{job.path}: {exc}") from None
     last = run_file(engine, source.batches(), on_snapshot if job.snapshots else None, until=job.until,
                     until_offset=job.until_offset)
-    end = sink.end_time(last.ts)
-    if end > last.ts:
-        engine.tracker.advance(end)
-        last = engine.snapshot(end)
-    sink.last(last.ts, last.stats, [connection_dict(c) for c in last.connections if wanted(c)],
-              [connection_dict(c) for c in started if wanted(c)], source.warning)
+    end = max(last.ts, sink.end_time(last.ts))
+    engine.tracker.advance(end)
+    report.last(engine, end, source.warning)
 
 
 # -- several shards: worker processes and core 0's merge -----------------------------------------------------------

@@ -1,13 +1,12 @@
 """One shard's engine: a packet source's frames are decoded and fed to a tracker; a snapshot every second.
 
 Files run on packet time (a snapshot for each second of packet time in which something happened, and the timers
-fire on packet time); live capture runs its timers and snapshots on the clock.
+fire on packet time); live capture (engine.multicore, engine.session) runs its timers and snapshots on the clock.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -160,24 +159,3 @@ def _ticks(engine: Engine, next_tick: float, ts: float, on_snapshot: Callable[[S
         if jump > next_tick:
             next_tick = float(jump)
     return next_tick
-
-
-def run_live(engine: Engine, source, on_snapshot: Callable[[Snapshot], None] | None = None,
-             clock: Callable[[], float] = time.time, should_stop: Callable[[], bool] | None = None) -> Snapshot:
-    """Feed a live source; timers and snapshots run on the clock, once a second."""
-    tracker = engine.tracker
-    next_tick = math.floor(clock()) + 1.0
-    for batch in source.batches():
-        for ts, frame in batch:
-            engine.feed(ts, frame)
-        now = clock()
-        if now >= next_tick:
-            tracker.advance(now)
-            if on_snapshot is not None:
-                on_snapshot(engine.snapshot(now))
-            next_tick = math.floor(now) + 1.0
-        if should_stop is not None and should_stop():
-            break
-    now = clock()
-    tracker.advance(now)
-    return engine.snapshot(now)
