@@ -157,8 +157,12 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
     except LinkTypeError as exc:
         source.close()
         raise MidstatError(f"{job.path}: {exc}") from None
-    last = run_file(engine, source.batches(), on_snapshot if job.snapshots else None, until=job.until,
-                    until_offset=job.until_offset)
+    try:
+        last = run_file(engine, source.batches(), on_snapshot if job.snapshots else None, until=job.until,
+                        until_offset=job.until_offset)
+    except KeyboardInterrupt:  # Ctrl-C: report what was read so far, as a capture that ends here
+        last = engine.snapshot(engine.last_ts or 0.0)
+        source.close()
     end = max(last.ts, sink.end_time(last.ts))
     engine.tracker.advance(end)
     report.last(engine, end, source.warning)

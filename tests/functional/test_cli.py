@@ -276,3 +276,25 @@ def midstat_argv(*args: str) -> list[str]:
     import sys
 
     return [sys.executable, "-m", "midstat_tui", *args]
+
+
+def test_sigterm_mid_file_prints_the_summary_so_far(tmp_path):
+    """A long run stopped with SIGTERM (or Ctrl-C) still prints what it tracked, and exits 0."""
+    import signal
+    import sys
+    import time
+
+    from tests.helpers import ROOT
+
+    big = tmp_path / "big.pcap"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "synth.py"), str(big), "--packets", "300000",
+                    "--conns", "15000"], check=True, capture_output=True)
+    proc = subprocess.Popen([sys.executable, "-m", "midstat_tui", "-r", str(big), "--summary", "--json",
+                             "--cores", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    doc = json.loads(out)
+    assert 0 < doc["stats"]["packets"] < 300000
+    assert doc["connections"]
