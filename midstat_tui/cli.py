@@ -119,21 +119,6 @@ def _write_lines(out: TextIO, lines: list[str]) -> None:
     out.write("\n")
 
 
-class _Stop:
-    """SIGINT/SIGTERM: stop capturing, then print what was asked for."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.source = None
-
-    def __call__(self, signum: int, frame: object) -> None:
-        self.requested = True
-        if self.source is not None and hasattr(self.source, "stop"):
-            self.source.stop()
-        else:
-            raise KeyboardInterrupt
-
-
 class OutputWriter(Sink):
     """The headless faces, fed by one shard directly or by core 0's merge of several."""
 
@@ -205,8 +190,6 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                           buffer_mib=args.buffer_size)
         if not headless:
             return run_tui(args, config, live, err)
-        if args.cores > 1:
-            return run_live_sharded(args, config, live, out, err)
         return run_live_headless(args, config, live, out, err)
 
     source = FileSource(args.read, args.filter)  # opened here first: a bad file or filter is said once, at once
@@ -244,12 +227,12 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_live_sharded(args: argparse.Namespace, config: TrackerConfig, probe, out: TextIO, err: TextIO) -> int:
-    """Live capture on several cores: one handle per shard in a kernel fanout group, merged by core 0."""
+def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, out: TextIO, err: TextIO) -> int:
+    """Live capture, headless, on one core or several (one handle per shard in a kernel fanout group, merged by
+    core 0); timers and snapshots on the clock; SIGINT/SIGTERM stop it and the outputs close."""
     import multiprocessing
 
-    datalink = probe.datalink
-    probe.close()  # the probe said the interface and the filter are fine; the shards open their own handles
+    datalink = source.datalink
     try:
         FrameDecoder(datalink)
     except LinkTypeError as exc:
@@ -267,34 +250,17 @@ def run_live_sharded(args: argparse.Namespace, config: TrackerConfig, probe, out
     writer = OutputWriter(args, out, flush_events=True)
 
     def listening() -> None:
-        err.write(f"midstat: listening on {args.interface} with {args.cores} shards, link type "
-                  f"{link_type_name(datalink)}{', filter ' + repr(args.filter) if args.filter else ''}\n")
+        shards = f" with {args.cores} shards" if args.cores > 1 else ""
+        err.write(f"midstat: listening on {args.interface}{shards}, link type {link_type_name(datalink)}"
+                  f"{', filter ' + repr(args.filter) if args.filter else ''}\n")
         err.flush()
 
-    run_sharded(job, args.cores, writer, stop, on_ready=listening)
-    out.flush()
-    return EXIT_OK
-
-
-def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, out: TextIO, err: TextIO) -> int:
-    """Live capture on one core: timers and snapshots on the clock; SIGINT/SIGTERM stop it and the outputs close."""
-    import threading
-
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    job = Job("", args.filter, config, verify_checksums=not args.no_checksum, match=args.match,
-              events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
-              interface=args.interface)
-    writer = OutputWriter(args, out, flush_events=True)
-    err.write(f"midstat: listening on {source.iface}, link type {link_type_name(source.datalink)}"
-              f"{', filter ' + repr(args.filter) if args.filter else ''}\n")
-    err.flush()
-    run_live_shard(job, 0, 1, writer, stop, None, source=source)
+    if args.cores > 1:
+        source.close()  # the handle said the interface and the filter are fine; the shards open their own
+        run_sharded(job, args.cores, writer, stop, on_ready=listening)
+    else:
+        listening()
+        run_live_shard(job, 0, 1, writer, stop, None, source=source)
     out.flush()
     if writer.warning:
         err.write(f"midstat: warning: {writer.warning}\n")

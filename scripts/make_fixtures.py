@@ -26,11 +26,17 @@ import contextlib
 
 from netlab import (  # noqa: E402
     CLIENT4,
+    CLIENT_CLOSES,
+    CLIENT_RESETS,
     ROUTER_CLIENT_IF,
     SERVER4,
     SERVER6,
+    SERVER_CLOSES,
+    SERVER_RESETS,
     NetLab,
+    abort,
     available,
+    end,
     endpoint,
 )
 
@@ -98,12 +104,6 @@ def _router_rule(lab: NetLab, table: str, rule: str) -> None:
     lab.ns(lab.router, "nft", "-f", "-", input_text=text)
 
 
-def _abort(sock: socket.socket) -> None:
-    """close() with SO_LINGER 0: the kernel sends a RST."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    sock.close()
-
-
 def _orderly_close(lab: NetLab, rec: Recorder, port: int, first: str, family: int = socket.AF_INET,
                    server_ip: str = SERVER4) -> None:
     client, server, names = _pair(lab, port, family, server_ip)
@@ -122,7 +122,7 @@ def _reset(lab: NetLab, rec: Recorder, port: int, by: str) -> None:
     _exchange(client, server)
     rec.checkpoint("established", [names])
     aborter, other = (client, server) if by == "client" else (server, client)
-    _abort(aborter)
+    abort(aborter)
     rec.checkpoint(f"{by} reset", [names])
     other.close()
 
@@ -257,23 +257,11 @@ def mixed_traffic(lab: NetLab, rec: Recorder) -> None:
         kind = i % 6
         if kind == 0:
             held.append((client, server))           # stays established
-        elif kind == 1:
-            client.close()
-            time.sleep(0.05)
-            server.close()
-        elif kind == 2:
-            server.close()
-            time.sleep(0.05)
-            client.close()
-        elif kind == 3:
-            _abort(client)
-            server.close()
-        elif kind == 4:
-            _abort(server)
-            client.close()
-        else:
+        elif kind == 5:
             client.shutdown(socket.SHUT_WR)         # half-closed, server still open
             held.append((client, server))
+        else:
+            end((CLIENT_CLOSES, SERVER_CLOSES, CLIENT_RESETS, SERVER_RESETS)[kind - 1], client, server)
         time.sleep(0.1)
     for i in range(3):
         refused_client = lab.socket(lab.client)

@@ -190,6 +190,37 @@ class NetLab:
             proc.wait(timeout=10)
 
 
+# How a test connection ends (the kernels' states afterwards are what the tests compare with)
+CLIENT_CLOSES, SERVER_CLOSES, CLIENT_RESETS, SERVER_RESETS = "client closes", "server closes", "client resets", \
+    "server resets"
+
+
+def abort(sock: socket.socket) -> None:
+    """close() with SO_LINGER 0: the kernel sends a RST."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()
+
+
+def end(how: str, client: socket.socket, server: socket.socket, pause: float = 0.05) -> None:
+    """End a connection one of the four ways: an orderly close started by either side, or a reset by either."""
+    if how == CLIENT_CLOSES:
+        client.close()
+        time.sleep(pause)
+        server.close()
+    elif how == SERVER_CLOSES:
+        server.close()
+        time.sleep(pause)
+        client.close()
+    elif how == CLIENT_RESETS:
+        abort(client)
+        server.close()
+    elif how == SERVER_RESETS:
+        abort(server)
+        client.close()
+    else:
+        raise ValueError(how)
+
+
 def _norm(endpoint: str) -> str:
     """ss prints [v6]:port and v4:port (sometimes %iface after the address): normalise to midstat's spelling."""
     addr, _, port = endpoint.rpartition(":")

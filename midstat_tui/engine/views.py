@@ -147,7 +147,3 @@ def transition_dict(entry: tuple) -> dict:
             "len": length,
         },
     }
-
-
-def state_history(conn: Connection) -> list[dict]:
-    return [transition_dict(entry) for entry in conn.transitions]

@@ -19,7 +19,18 @@ from tests.helpers import ROOT
 sys.path.insert(0, str(ROOT / "scripts"))
 import contextlib
 
-from netlab import ROUTER_CLIENT_IF, SERVER4, NetLab, available, endpoint  # noqa: E402
+from netlab import (  # noqa: E402
+    CLIENT_CLOSES,
+    CLIENT_RESETS,
+    ROUTER_CLIENT_IF,
+    SERVER4,
+    SERVER_CLOSES,
+    SERVER_RESETS,
+    NetLab,
+    available,
+    end,
+    endpoint,
+)
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=f"network lab: {available()}")
 
@@ -29,6 +40,16 @@ def lab():
     net = NetLab(prefix="mslive").up()
     yield net
     net.down()
+
+
+def _kernel_states(lab: NetLab, names: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
+    """What `ss` says now in the client and the server namespace about each connection, in midstat's spelling
+    (a socket that is gone is CLOSED)."""
+    from midstat_tui.tcp.states import NAMES, parse_state
+
+    cli, srv = lab.ss_states(lab.client), lab.ss_states(lab.server)
+    return {(c, s): (NAMES[parse_state(cli.get((c, s), "CLOSED"))], NAMES[parse_state(srv.get((s, c), "CLOSED"))])
+            for c, s in names}
 
 
 def _start(lab: NetLab, *args: str) -> subprocess.Popen:
@@ -54,14 +75,7 @@ def _talk(lab: NetLab, port: int, count: int) -> list[tuple[str, str]]:
         names.append((endpoint(client.getsockname()), endpoint(client.getpeername())))
         client.sendall(b"hello" * 100)
         conn.recv(65536)
-        if i % 2:
-            conn.close()   # server closes first
-            time.sleep(0.05)
-            client.close()
-        else:
-            client.close()
-            time.sleep(0.05)
-            conn.close()
+        end(SERVER_CLOSES if i % 2 else CLIENT_CLOSES, client, conn)
     listener.close()
     return names
 
@@ -70,8 +84,7 @@ def test_live_events_match_the_kernels(lab):
     proc = _start(lab, "--events")
     names = _talk(lab, 6001, 6)
     time.sleep(0.5)
-    kernel_client = lab.ss_states(lab.client)
-    kernel_server = lab.ss_states(lab.server)
+    kernels = _kernel_states(lab, names)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
@@ -79,10 +92,7 @@ def test_live_events_match_the_kernels(lab):
     for line in out.decode().splitlines():
         event = json.loads(line)
         final[(event["client"], event["server"])] = (event["client_state"], event["server_state"])
-    for client, server in names:
-        want_c = kernel_client.get((client, server), "CLOSED").replace("TIME-WAIT", "TIME_WAIT")
-        want_s = kernel_server.get((server, client), "CLOSED").replace("TIME-WAIT", "TIME_WAIT")
-        assert final[(client, server)] == (want_c, want_s)
+    assert {name: final[name] for name in names} == kernels
 
 
 def test_live_json_reports_capture_statistics_and_no_drops(lab):
@@ -144,16 +154,14 @@ def test_live_session_feeds_the_tui_view(lab):
     try:
         names = _talk(lab, 6005, 4)
         time.sleep(2.2)  # two one-second ticks on the clock
-        kernel_client = lab.ss_states(lab.client)
+        kernels = _kernel_states(lab, names)
         view = ConnView()
         view.apply(session.pull())
         view.recompute()
     finally:
         session.stop()
     rows = {(r.client, r.server): (NAMES[r.cstate], NAMES[r.sstate]) for r in view.visible()}
-    for client, server in names:
-        want_c = kernel_client.get((client, server), "CLOSED").replace("TIME-WAIT", "TIME_WAIT")
-        assert rows[(client, server)][0] == want_c
+    assert {name: rows[name] for name in names} == kernels
     assert session.pull().stats["capture"]["dropped"] == 0
 
 
@@ -162,18 +170,14 @@ def test_live_on_two_cores_matches_the_kernels(lab):
     proc = _start(lab, "--events", "--cores", "2")
     names = _talk(lab, 6007, 12)
     time.sleep(1.0)
-    kernel_client = lab.ss_states(lab.client)
-    kernel_server = lab.ss_states(lab.server)
+    kernels = _kernel_states(lab, names)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     events = [json.loads(line) for line in out.decode().splitlines()]
     assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)
     final = {(e["client"], e["server"]): (e["client_state"], e["server_state"]) for e in events}
-    for client, server in names:
-        want_c = kernel_client.get((client, server), "CLOSED").replace("TIME-WAIT", "TIME_WAIT")
-        want_s = kernel_server.get((server, client), "CLOSED").replace("TIME-WAIT", "TIME_WAIT")
-        assert final[(client, server)] == (want_c, want_s)
+    assert {name: final[name] for name in names} == kernels
     shards = {e["shard"] for e in events if e["server"].endswith(":6007")}
     assert shards == {0, 1}  # the kernel spread the flows over both handles
 
@@ -203,11 +207,6 @@ def test_live_plain_has_a_capture_status_line(lab):
     status = [line for line in out.decode().splitlines() if line.startswith("# capture:")]
     assert status and all(" 0 dropped by the kernel, 0 by the interface" in line for line in status)
     assert "Proto CPU Client Address" in out.decode()
-
-
-def _abort(sock: socket.socket) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    sock.close()
 
 
 def _talk_every_kind(lab: NetLab, port: int, count: int) -> list[tuple[str, str]]:
@@ -240,20 +239,8 @@ def _talk_every_kind(lab: NetLab, port: int, count: int) -> list[tuple[str, str]
         while got < size:
             got += len(conn.recv(1 << 20))
         sender.join(timeout=30)
-        if kind == 0:
-            client.close()
-            time.sleep(0.02)
-            conn.close()
-        elif kind == 1:
-            conn.close()
-            time.sleep(0.02)
-            client.close()
-        elif kind == 2:
-            _abort(client)
-            conn.close()
-        elif kind == 3:
-            _abort(conn)
-            client.close()
+        if kind < 4:
+            end((CLIENT_CLOSES, SERVER_CLOSES, CLIENT_RESETS, SERVER_RESETS)[kind], client, conn, pause=0.02)
         else:  # the bulk one is then half-closed and left so
             client.shutdown(socket.SHUT_WR)
             held.append((client, conn))
@@ -265,8 +252,7 @@ def test_dozens_of_every_kind_on_two_cores_match_the_kernels_with_no_drop(lab):
     proc = _start(lab, "--summary", "--json", "--cores", "2")
     names = _talk_every_kind(lab, 6010, 36)
     time.sleep(1.0)
-    kernel_client = lab.ss_states(lab.client)
-    kernel_server = lab.ss_states(lab.server)
+    kernels = _kernel_states(lab, names)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
@@ -276,11 +262,6 @@ def test_dozens_of_every_kind_on_two_cores_match_the_kernels_with_no_drop(lab):
     for conn in doc["connections"]:
         latest[(conn["client"], conn["server"])] = (conn["client_state"], conn["server_state"])
     assert len(names) == 36
-    for client, server in names:
-        want_c = kernel_client.get((client, server), "CLOSED").replace("-", "_").replace("ESTAB", "ESTABLISHED")
-        want_s = kernel_server.get((server, client), "CLOSED").replace("-", "_").replace("ESTAB", "ESTABLISHED")
-        seen = [(c["shard"], c["client_state"], c["server_state"], c["packets_c2s"], c["packets_s2c"], c["first"])
-                for c in doc["connections"] if (c["client"], c["server"]) == (client, server)]
-        assert latest[(client, server)] == (want_c, want_s), (client, server, seen)
+    assert {name: latest[name] for name in names} == kernels
     assert doc["stats"]["capture"]["dropped"] == 0 and doc["stats"]["capture"]["if_dropped"] == 0
     assert {c["shard"] for c in doc["connections"]} == {0, 1}
