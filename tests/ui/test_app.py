@@ -243,14 +243,22 @@ async def test_column_chooser(app):
         assert "History" in header and "RTT" not in header
 
 
-async def test_no_color(monkeypatch, tmp_path):
+async def _screen_svg(app) -> str:
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        return app.export_screenshot()
+
+
+async def test_states_are_coloured_and_no_color_removes_it(monkeypatch, tmp_path):
+    closed_red = "#e06c75"  # conn-table--closed: every connection has closed by the end of this capture
+    assert closed_red in await _screen_svg(make_app(tmp_path=tmp_path))
     monkeypatch.setenv("NO_COLOR", "1")
-    app = make_app(tmp_path=tmp_path)
-    assert app.no_color
+    assert closed_red not in await _screen_svg(make_app(tmp_path=tmp_path))
 
 
 async def test_quit_key_ends_the_app(app):
     async with app.run_test(size=SIZE) as pilot:
+        assert app.return_code is None
         await pilot.press("q")
         await pilot.pause()
-    assert app.return_code in (0, None)
+        assert app.return_code == 0  # the app asked to exit, with success
