@@ -62,6 +62,14 @@ def _start(lab: NetLab, *args: str) -> subprocess.Popen:
     return proc
 
 
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> bytes:
+    """Stop a capture as a user would; it must end cleanly. Returns what it printed."""
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return out
+
+
 def _talk(lab: NetLab, port: int, count: int) -> list[tuple[str, str]]:
     listener = lab.socket(lab.server)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -85,9 +93,7 @@ def test_live_events_match_the_kernels(lab):
     names = _talk(lab, 6001, 6)
     time.sleep(0.5)
     kernels = _kernel_states(lab, names)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
+    out = _stop(proc)
     final: dict[tuple[str, str], tuple[str, str]] = {}
     for line in out.decode().splitlines():
         event = json.loads(line)
@@ -99,11 +105,9 @@ def test_live_json_reports_capture_statistics_and_no_drops(lab):
     proc = _start(lab, "--json")
     _talk(lab, 6002, 4)
     time.sleep(1.5)  # at least one one-second snapshot on the clock
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
+    out = _stop(proc, signal.SIGTERM)
     snaps = [json.loads(line) for line in out.decode().splitlines()]
-    assert snaps, err
+    assert snaps
     capture = snaps[-1]["stats"]["capture"]
     assert capture["received"] > 0
     assert capture["dropped"] == 0
@@ -115,9 +119,7 @@ def test_live_capture_filter_and_summary(lab):
     _talk(lab, 6003, 2)
     _talk(lab, 6004, 3)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
+    out = _stop(proc)
     doc = json.loads(out)
     assert len(doc["connections"]) == 3
     assert all(c["server"].endswith(":6004") for c in doc["connections"])
@@ -171,9 +173,7 @@ def test_live_on_two_cores_matches_the_kernels(lab):
     names = _talk(lab, 6007, 12)
     time.sleep(1.0)
     kernels = _kernel_states(lab, names)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    out = _stop(proc)
     events = [json.loads(line) for line in out.decode().splitlines()]
     assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)
     final = {(e["client"], e["server"]): (e["client_state"], e["server_state"]) for e in events}
@@ -186,9 +186,7 @@ def test_live_summary_on_two_cores_counts_capture_statistics(lab):
     proc = _start(lab, "--summary", "--json", "--cores", "2")
     _talk(lab, 6008, 6)
     time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    out = _stop(proc, signal.SIGTERM)
     doc = json.loads(out)
     assert len([c for c in doc["connections"] if c["server"].endswith(":6008")]) == 6
     capture = doc["stats"]["capture"]
@@ -201,9 +199,7 @@ def test_live_plain_has_a_capture_status_line(lab):
     proc = _start(lab, "--plain", "--cores", "2")
     _talk(lab, 6009, 3)
     time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    out = _stop(proc)
     status = [line for line in out.decode().splitlines() if line.startswith("# capture:")]
     assert status and all(" 0 dropped by the kernel, 0 by the interface" in line for line in status)
     assert "Proto CPU Client Address" in out.decode()
@@ -253,9 +249,7 @@ def test_dozens_of_every_kind_on_two_cores_match_the_kernels_with_no_drop(lab):
     names = _talk_every_kind(lab, 6010, 36)
     time.sleep(1.0)
     kernels = _kernel_states(lab, names)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    out = _stop(proc)
     doc = json.loads(out)
     assert doc["stats"]["capture"]["dropped"] == 0, doc["stats"]["capture_shards"]
     latest = {}
