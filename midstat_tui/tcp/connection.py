@@ -29,7 +29,7 @@ class Side:
     """One endpoint of a connection, as inferred from the packets it sent and received."""
 
     __slots__ = (
-        "state", "isn", "fin_seq", "snd_nxt", "rcv_ack", "tw_since",
+        "state", "isn", "fin_seq", "fin_ack_seq", "snd_nxt", "rcv_ack", "tw_since",
         "packets", "ip_bytes", "payload", "retrans_bytes", "retrans", "ooo", "zero_win", "gap_open",
         "last_data_ts", "delivered", "gaps", "missed", "synack_sent",
         "zstate", "zprev", "z_once", "z_s", "z_h", "z_f", "z_r", "z_counts",
@@ -39,6 +39,7 @@ class Side:
         self.state = state
         self.isn: int | None = None        # initial sequence number of this side's SYN
         self.fin_seq: int | None = None    # sequence number of this side's FIN
+        self.fin_ack_seq: int | None = None  # sequence number of its first packet that acknowledged the peer's FIN
         self.snd_nxt: int | None = None    # highest sequence number sent + 1 (SYN and FIN count one)
         self.rcv_ack: int | None = None    # highest ACK number this side sent
         self.tw_since: float | None = None  # when this side entered TIME_WAIT

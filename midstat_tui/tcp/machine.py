@@ -140,6 +140,8 @@ def apply_segment(conn: Connection, seg: Segment, from_client: bool) -> list[tup
         sender.snd_nxt = seq_end
     if has_ack and (sender.rcv_ack is None or seq_lt(sender.rcv_ack, ack)):
         sender.rcv_ack = ack
+        if sender.fin_ack_seq is None and _covers(ack, receiver.fin_seq):
+            sender.fin_ack_seq = seq
     _track_content(sender, receiver, seg, seq_end)
 
     # -- RST: both sides close, if the receiver's stack would accept it ----------------------------------------
@@ -198,10 +200,15 @@ def apply_segment(conn: Connection, seg: Segment, from_client: bool) -> list[tup
         if state in (ESTABLISHED, SYN_RCVD):
             move(sender, s_idx, FIN_WAIT_1)
         elif state == CLOSE_WAIT:
-            if has_ack and _covers(ack, receiver.fin_seq):
+            # Sent before the peer's FIN arrived (crossing FINs): it was FIN_WAIT_1, the peer's FIN then came.
+            # Either this FIN does not acknowledge the peer's, or it is a late copy of a FIN that an earlier
+            # packet, the first to acknowledge the peer's FIN, had already counted (its sequence number was
+            # past this FIN's: the original crossed the peer's and was lost before the capture point).
+            first_ack = sender.fin_ack_seq
+            sent_before = first_ack is not None and seq_lt(fin_pos, first_ack)
+            if has_ack and _covers(ack, receiver.fin_seq) and not sent_before:
                 move(sender, s_idx, LAST_ACK)
             else:
-                # sent before the peer's FIN arrived (crossing FINs): it was FIN_WAIT_1, the peer's FIN then came
                 move(sender, s_idx, CLOSING)
 
     # -- the receiver's side: ACK field first, then SYN, then FIN ---------------------------------------------

@@ -171,6 +171,35 @@ def test_retransmitted_fin_still_acks_the_peers_fin():
     assert f.conn.s.retrans == 1
 
 
+@pytest.mark.parametrize("first", [0, 1])
+def test_crossing_fins_lost_before_the_capture_point_still_go_through_closing(first):
+    """Both FINs crossed and were lost before the capture point; their retransmissions did not cross.
+
+    The first side's retransmitted FIN reaches the other, which answers with an ACK whose sequence number is already
+    past its own unseen FIN; that FIN's late copy acknowledges the peer's FIN, yet was sent before it arrived.
+    """
+    f = Flow()
+    f.handshake()
+    other = 1 - first
+    unseen_fin = f.nxt[other]
+    f.send(first, "FA")  # the first FIN the capture holds (a retransmission)
+    states = f.send(other, "A", seq=unseen_fin + 1)  # its ACK counts its own FIN, never seen here
+    assert states[first] == "FIN_WAIT_2"
+    states = f.send(other, "FA", seq=unseen_fin)  # the late copy of that FIN
+    assert states[first] == "TIME_WAIT" and states[other] == "CLOSING"
+    states = f.send(first, "A")
+    assert states == ("TIME_WAIT", "TIME_WAIT")
+
+
+def test_fin_after_acking_the_peers_fin_is_last_ack():
+    """The converse: the ACK of the peer's FIN came before this side's FIN was sent, so it is a passive close."""
+    f = Flow()
+    f.handshake()
+    f.c("FA")
+    f.s("A")
+    assert f.s("FA") == ("TIME_WAIT", "LAST_ACK")
+
+
 def test_half_close_keeps_fin_wait_2_and_close_wait_while_data_flows():
     f = Flow()
     f.handshake()
