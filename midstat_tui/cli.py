@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--match", metavar="EXPR",
                      help="only connections matching a filter expression, e.g. 'dport 443 and sstate close-wait' "
                           "(see README: host, net, port, sport, dport, state, cstate, sstate, vlan, midstream, "
-                          "ended, zeek; and, or, not)")
+                          "ended, suspicious, zeek; and, or, not)")
     out.add_argument("--speed", type=float, default=1.0, metavar="X",
                      help="TUI, files: replay speed (1 = capture pace, 10 = ten times faster, 0 = as fast as "
                           "possible; default 1)")

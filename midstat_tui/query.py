@@ -5,6 +5,7 @@
     state ESTABLISHED  cstate SYN_SENT     sstate close-wait   (either side / client side / server side;
                                                                  ss spellings too: estab, fin-wait-2, syn-recv)
     vlan 100           midstream           ended               zeek REJ
+    suspicious         (an RST out of window, or with a TTL or MAC unlike the sender's other packets)
     and, or, not (also &&, ||, !), parentheses; two terms side by side mean `and`.
     A bare word matches the text of either address or either state: `10.0.0.`, `443`, `wait`.
 
@@ -27,7 +28,9 @@ Predicate = Callable[[ConnRow], bool]
 
 _TOKEN = re.compile(r"\s*(?:(?P<op>\(|\)|&&|\|\||!)|(?P<word>[^\s()!&|]+))")
 KEYWORDS = ("host", "net", "port", "sport", "dport", "state", "cstate", "sstate", "vlan", "midstream", "ended",
-            "zeek")
+            "suspicious", "zeek")
+FLAGS = {"midstream": lambda conn: conn.midstream, "ended": lambda conn: conn.ended is not None,
+         "suspicious": lambda conn: conn.rst_alerts > 0}
 
 
 class QueryError(ValueError):
@@ -125,8 +128,8 @@ class _Parser:
         if tok.op or tok.text.lower() in ("and", "or", "&&", "||"):
             raise QueryError(f"expected a filter term, found {tok.text!r}", tok.pos)
         word = tok.text.lower()
-        if word in ("midstream", "ended"):
-            return _midstream if word == "midstream" else _ended
+        if word in FLAGS:
+            return FLAGS[word]
         if word in KEYWORDS:
             arg = self.peek()
             if arg is None or arg.op:
@@ -134,14 +137,6 @@ class _Parser:
             self.take()
             return _primitive(word, arg)
         return _bare(tok.text)
-
-
-def _midstream(conn: ConnRow) -> bool:
-    return conn.midstream
-
-
-def _ended(conn: ConnRow) -> bool:
-    return conn.ended is not None
 
 
 def _primitive(word: str, arg: _Token) -> Predicate:

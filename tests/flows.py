@@ -44,7 +44,8 @@ class Flow:
         self.events.append((kind, conn.id, change, states))
 
     def send(self, side: int, flags: str, length: int = 0, seq: int | None = None, ack: int | None = None,
-             win: int = 65535, dt: float = 0.01, csum_ok: bool | None = True) -> tuple[str, str]:
+             win: int = 65535, dt: float = 0.01, csum_ok: bool | None = True, ttl: int = 64,
+             mac: bytes = b"") -> tuple[str, str]:
         self.ts += dt
         bits = flags_of(flags)
         peer = 1 - side
@@ -53,7 +54,7 @@ class Flow:
         if ack is None:
             ack = self.nxt[peer] if bits & ACK else 0
         seg = Segment(self.ts, self.vlan, self.addr[side], self.addr[peer], self.port[side], self.port[peer],
-                      seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, bits, win, length, 40 + length, 64, csum_ok)
+                      seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, bits, win, length, 40 + length, ttl, csum_ok, mac=mac)
         end = seq + length + (1 if bits & SYN else 0) + (1 if bits & FIN else 0)
         if not bits & RST and (end - self.nxt[side]) & 0xFFFFFFFF < 0x80000000:
             self.nxt[side] = end & 0xFFFFFFFF

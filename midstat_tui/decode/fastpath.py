@@ -61,7 +61,7 @@ def decode_ethernet(ts: float, frame: bytes, verify_checksums: bool) -> Segment 
             seg_len = ip_len - 20
             csum_ok = checksum_ok(src + dst + struct.pack("!BBH", 0, _PROTO_TCP, seg_len), frame[tcp_at:end])
         return Segment(ts, vlan, src, dst, sport, dport, seq, ack, flags, win, payload, ip_len, ttl, csum_ok,
-                       truncated)
+                       truncated, frame[6:12])
     if etype == 0x86DD:
         if size < off + 60 or frame[off] >> 4 != 6:
             return None
@@ -82,5 +82,5 @@ def decode_ethernet(ts: float, frame: bytes, verify_checksums: bool) -> Segment 
         if verify_checksums and not truncated:
             csum_ok = checksum_ok(src + dst + struct.pack("!IxxxB", plen, _PROTO_TCP), frame[tcp_at:end])
         return Segment(ts, vlan, src, dst, sport, dport, seq, ack, flags, win, payload, 40 + plen, hlim, csum_ok,
-                       truncated)
+                       truncated, frame[6:12])
     return None

@@ -80,19 +80,22 @@ class FrameDecoder:
         eth = Ethernet(frame)
         tags = getattr(eth, "vlan_tags", None)
         vlan = tuple(tag.id for tag in tags) if tags else ()
-        return self._network(ts, vlan, eth.data, getattr(eth, "_next_type", None) or eth.type)
+        return _with_mac(self._network(ts, vlan, eth.data, getattr(eth, "_next_type", None) or eth.type),
+                         frame[6:12])
 
     def _sll(self, ts: float, frame: bytes) -> Result:
         if len(frame) < 16:
             return "truncated"
         sll = SLL(frame)
-        return self._network(ts, (), sll.data, sll.ethtype)
+        # header: packet type, ARPHRD type, address length, 8 address bytes, protocol
+        return _with_mac(self._network(ts, (), sll.data, sll.ethtype), frame[6:6 + min(frame[5], 8)])
 
     def _sll2(self, ts: float, frame: bytes) -> Result:
         if len(frame) < 20:
             return "truncated"
         sll = SLL2(frame)
-        return self._network(ts, (), sll.data, sll.ethtype)
+        # header: protocol, reserved, interface index, ARPHRD type, packet type, address length, 8 address bytes
+        return _with_mac(self._network(ts, (), sll.data, sll.ethtype), frame[12:12 + min(frame[11], 8)])
 
     def _null(self, ts: float, frame: bytes) -> Result:
         if len(frame) < 4:
@@ -245,6 +248,13 @@ class FrameDecoder:
             return "non_tcp"
         sport, dport, seq = struct.unpack_from("!HHI", quoted, 40)
         return IcmpError(ts, vlan, quoted[8:24], quoted[24:40], sport, dport, seq)
+
+
+def _with_mac(result: Result, mac: bytes) -> Result:
+    """The sender's link-layer address on a decoded segment (kept to spot an RST injected from elsewhere)."""
+    if isinstance(result, Segment):
+        result.mac = mac
+    return result
 
 
 def _ext_headers_len(ip6: IP6) -> int:

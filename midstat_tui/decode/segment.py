@@ -46,11 +46,12 @@ class Segment(_Record):
     `payload` is the TCP payload length from the headers (even when the capture truncated the bytes).
     `csum_ok` is True/False when the checksum could be checked, None when it could not (truncated or not asked).
     `truncated` is True when the capture holds less of the payload than the headers announce (snap length).
+    `mac` is the sender's link-layer address where the link layer has one (Ethernet, Linux cooked), else b"".
     """
 
     __slots__ = (
         "ts", "vlan", "src", "dst", "sport", "dport", "seq", "ack", "flags", "win",
-        "payload", "ip_len", "ttl", "csum_ok", "truncated",
+        "payload", "ip_len", "ttl", "csum_ok", "truncated", "mac",
     )
 
     def __init__(
@@ -70,6 +71,7 @@ class Segment(_Record):
         ttl: int = 0,
         csum_ok: bool | None = None,
         truncated: bool = False,
+        mac: bytes = b"",
     ) -> None:
         self.ts = ts
         self.vlan = vlan
@@ -86,6 +88,7 @@ class Segment(_Record):
         self.ttl = ttl
         self.csum_ok = csum_ok
         self.truncated = truncated  # the capture holds less payload than the headers announce
+        self.mac = mac
 
 
 class IcmpError(_Record):

@@ -87,6 +87,8 @@ class Engine:
             "malformed": dict(d.malformed),
             "bad_checksum": t.bad_checksum,
             "suspicious_rst": t.suspicious_rst,
+            "odd_rst": t.odd_rst,
+            "bad_flags": t.bad_flags,
             "icmp_errors": t.icmp_errors,
             "active": self.tracker.active,
             "in_table": len(self.tracker.table),

@@ -49,6 +49,7 @@ class ConnRow(NamedTuple):
     history: str
     midstream: bool
     ended: str | None
+    rst_alerts: int = 0        # RSTs out of window or with an odd TTL/MAC (blind or injected resets)
 
     @property
     def ended_key(self) -> str:
@@ -71,7 +72,7 @@ def row_of(conn: Connection) -> ConnRow:
     return ConnRow(conn.id, conn.shard, conn.c_addr, conn.c_port, conn.s_addr, conn.s_port, conn.vlan,
                    c.state, s.state, conn.first, conn.last, c.packets, s.packets, c.ip_bytes, s.ip_bytes,
                    c.retrans, s.retrans, c.retrans + s.retrans, rtt, zeek.conn_state(conn), conn.history,
-                   conn.midstream, conn.ended)
+                   conn.midstream, conn.ended, conn.suspicious_rst + conn.odd_rst)
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -115,6 +116,8 @@ def counters(conn: Connection) -> dict:
         "rtt_server_ms": _ms(conn.rtt_server),
         "rst_by": conn.rst_by,
         "suspicious_rst": conn.suspicious_rst,
+        "odd_rst": conn.odd_rst,
+        "bad_flags": conn.bad_flags,
         "bad_checksum": conn.bad_checksum,
         "zeek_state": zeek.conn_state(conn),
         "history": conn.history,

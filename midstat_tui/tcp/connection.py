@@ -31,7 +31,7 @@ class Side:
     __slots__ = (
         "state", "isn", "fin_seq", "fin_ack_seq", "snd_nxt", "rcv_ack", "tw_since",
         "packets", "ip_bytes", "payload", "retrans_bytes", "retrans", "ooo", "zero_win", "gap_open",
-        "last_data_ts", "delivered", "gaps", "missed", "synack_sent",
+        "last_data_ts", "delivered", "gaps", "missed", "synack_sent", "ttl", "mac",
         "zstate", "zprev", "z_once", "z_s", "z_h", "z_f", "z_r", "z_counts",
     )
 
@@ -56,6 +56,8 @@ class Side:
         self.gaps = 0                      # content gaps: the peer acknowledged bytes the capture never held
         self.missed = 0                    # bytes in those gaps (Zeek's missed_bytes)
         self.synack_sent = False           # has it sent a SYN/ACK (simultaneous-open bookkeeping)
+        self.ttl: int | None = None        # IP TTL / hop limit of its last packet that was not an RST
+        self.mac = b""                     # and that packet's source link-layer address
         self.zstate = Z_INACTIVE           # Zeek's endpoint state, for conn_state
         self.zprev = Z_INACTIVE            # and the one before it
         self.z_once = ""                   # Zeek history letters recorded once per direction
@@ -74,7 +76,7 @@ class Connection:
         "id", "shard", "key", "vlan", "c_addr", "c_port", "s_addr", "s_port",
         "c", "s", "first", "last", "midstream", "flipped", "ended", "end_ts",
         "rst_by", "syn_ts", "synack_ts", "rtt_server", "rtt_client",
-        "history", "_log", "transitions_dropped", "suspicious_rst", "bad_checksum",
+        "history", "_log", "transitions_dropped", "suspicious_rst", "odd_rst", "bad_flags", "bad_checksum",
         "deadline",
     )
 
@@ -104,7 +106,9 @@ class Connection:
         self.history = ""                   # Zeek history string
         self._log: bytearray | None = None  # the state history, packed TRANSITION records
         self.transitions_dropped = 0
-        self.suspicious_rst = 0
+        self.suspicious_rst = 0   # RSTs the receiver's stack would ignore (out of window: blind or stale)
+        self.odd_rst = 0          # RSTs whose TTL or source MAC differs from the sender's other packets
+        self.bad_flags = 0        # segments with a flag combination no stack sends (tracker.bogus_flags)
         self.bad_checksum = 0
         self.deadline = 0.0                 # when the timer wheel should look at this connection next
 

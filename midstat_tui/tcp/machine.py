@@ -136,6 +136,9 @@ def apply_segment(conn: Connection, seg: Segment, from_client: bool) -> list[tup
             sender.gap_open = True
     if length:
         sender.last_data_ts = ts
+    if not rst:
+        sender.ttl = seg.ttl
+        sender.mac = seg.mac
     if not rst and (expected is None or seq_lt(expected, seq_end)):
         sender.snd_nxt = seq_end
     if has_ack and (sender.rcv_ack is None or seq_lt(sender.rcv_ack, ack)):
@@ -146,6 +149,10 @@ def apply_segment(conn: Connection, seg: Segment, from_client: bool) -> list[tup
 
     # -- RST: both sides close, if the receiver's stack would accept it ----------------------------------------
     if rst:
+        # An RST with another TTL or source MAC than the sender's own packets came from elsewhere on the path:
+        # a possible injection (a firewall, an IDS, an attacker). Flagged whether or not it is accepted.
+        if sender.ttl is not None and (seg.ttl != sender.ttl or (seg.mac and sender.mac and seg.mac != sender.mac)):
+            conn.odd_rst += 1
         # judged against what the sender had sent before this packet
         saved = sender.snd_nxt
         sender.snd_nxt = expected

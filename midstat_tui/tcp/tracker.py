@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
 
-from midstat_tui.decode.segment import ACK, RST, SYN, IcmpError, Segment
+from midstat_tui.decode.segment import ACK, FIN, RST, SYN, IcmpError, Segment
 from midstat_tui.tcp import zeek
 from midstat_tui.tcp.connection import Connection
 from midstat_tui.tcp.machine import apply_icmp_unreachable, apply_segment
@@ -24,7 +24,7 @@ from midstat_tui.tcp.states import (
     TIME_WAIT,
 )
 
-END_REASONS = ("closed", "reset", "time_wait_expired", "idle_timeout", "port_reuse", "evicted")
+END_REASONS = ("closed", "reset", "time_wait_expired", "idle_timeout", "port_reuse", "evicted", "bad_flags")
 EVICTION_SAMPLE = 64
 # A repeat of the ended connection's own SYN (same ISN) this soon after a RST or ICMP error ended it was in
 # flight while the abort travelled the other way: it is counted on the ended connection, not a new attempt.
@@ -53,8 +53,20 @@ class TrackerStats:
     evicted: int = 0
     midstream: int = 0
     suspicious_rst: int = 0
+    bad_flags: int = 0         # segments with a flag combination no stack sends (SYN+FIN, no ACK/SYN/RST, ...)
+    odd_rst: int = 0           # RSTs with a TTL or MAC unlike the sender's other packets (possible injection)
     untracked_bad_checksum: int = 0  # bad-checksum packets of unknown tuples (not tracked)
     end_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def bogus_flags(flags: int) -> bool:
+    """A flag combination no TCP stack sends, which Linux drops and conntrack marks INVALID: SYN with FIN or RST,
+    FIN with RST, or none of SYN, RST and ACK (NULL, FIN and Xmas scans). Such a segment changes no state."""
+    if flags & SYN and flags & (FIN | RST):
+        return True
+    if flags & FIN and flags & RST:
+        return True
+    return not flags & (SYN | RST | ACK)
 
 
 def _guess_client_is_sender(seg: Segment) -> bool:
@@ -116,7 +128,8 @@ class Tracker:
         key = self.key_of(seg.vlan, seg.src, seg.sport, seg.dst, seg.dport)
         conn = self.table.get(key)
         flags = seg.flags
-        pure_syn = (flags & (SYN | ACK | RST)) == SYN
+        bogus = bogus_flags(flags)
+        pure_syn = (flags & (SYN | ACK | RST)) == SYN and not bogus
         if seg.csum_ok is False:
             stats.bad_checksum += 1
             if conn is None:
@@ -137,28 +150,25 @@ class Tracker:
                     conn = None
                 else:
                     # late packets of an ended connection are counted on it and change nothing
-                    side = conn.c if from_client else conn.s
-                    side.packets += 1
-                    side.ip_bytes += seg.ip_len
-                    side.payload += seg.payload
-                    conn.last = ts
-                    zeek.note_segment(conn, seg, from_client, retransmitted=False, gaps=(False, False),
-                                      rst_obeyed=True)
-                    if self.touched is not None:
-                        self.touched.add(conn)
-                    return conn
+                    return self._count_only(conn, seg, from_client, bogus)
             elif pure_syn and self._is_reuse(conn, seg, from_client):
                 self._end(conn, "port_reuse", ts)
                 self._remove(conn)
                 conn = None
         if conn is None:
-            conn = self._new(seg, key, pure_syn)
+            conn = self._new(seg, key, pure_syn, bogus)
             from_client = seg.sport == conn.c_port and seg.src == conn.c_addr
+        if bogus:
+            self._count_only(conn, seg, from_client, bogus)
+            if conn.c.packets + conn.s.packets == 1:
+                self._end(conn, "bad_flags", ts)  # nothing but a probe no stack would send: shown, then gone
+            return conn
         sender = conn.c if from_client else conn.s
         states_before = (conn.c.state, conn.s.state)
         retrans_before = sender.retrans
         gaps_before = (conn.c.gaps, conn.s.gaps)
         suspicious_before = conn.suspicious_rst
+        odd_before = conn.odd_rst
         changes = apply_segment(conn, seg, from_client)
         conn.last = ts
         zeek.note_segment(conn, seg, from_client,
@@ -171,6 +181,8 @@ class Tracker:
             self._after_change(conn, ts)
         if conn.suspicious_rst > suspicious_before:
             stats.suspicious_rst += 1
+        if conn.odd_rst > odd_before:
+            stats.odd_rst += 1
         if self.touched is not None:
             self.touched.add(conn)
         return conn
@@ -211,13 +223,28 @@ class Tracker:
         # a side that never sent a SYN has no ISN to differ from: its SYN is a simultaneous open
         return side.isn is not None and side.state in (CLOSED, SYN_SENT)
 
-    def _new(self, seg: Segment, key: tuple, pure_syn: bool) -> Connection:
+    def _count_only(self, conn: Connection, seg: Segment, from_client: bool, bogus: bool) -> Connection:
+        """A packet counted on its connection that changes no state: late ones after the end, invalid flags."""
+        side = conn.c if from_client else conn.s
+        side.packets += 1
+        side.ip_bytes += seg.ip_len
+        side.payload += seg.payload
+        conn.last = seg.ts
+        if bogus:
+            conn.bad_flags += 1
+            self.stats.bad_flags += 1
+        zeek.note_segment(conn, seg, from_client, retransmitted=False, gaps=(False, False), rst_obeyed=True)
+        if self.touched is not None:
+            self.touched.add(conn)
+        return conn
+
+    def _new(self, seg: Segment, key: tuple, pure_syn: bool, bogus: bool = False) -> Connection:
         stats = self.stats
         if len(self.table) >= self.config.max_conns:
             self._evict_one(seg.ts)
         self._next_id += 1
         conn_id = self._next_id * self.shard_count + self.shard
-        if pure_syn:
+        if pure_syn or bogus:
             client_is_sender = True
         else:
             client_is_sender = _guess_client_is_sender(seg)
@@ -226,7 +253,7 @@ class Tracker:
         else:
             conn = Connection(conn_id, self.shard, key, seg.vlan, seg.dst, seg.dport, seg.src, seg.sport, seg.ts)
             conn.flipped = bool(seg.flags & SYN)  # Zeek flips on a SYN/ACK seen first
-        if not pure_syn:
+        if not pure_syn and not bogus:
             conn.midstream = True
             stats.midstream += 1
             flags = seg.flags

@@ -107,7 +107,9 @@ class FlowScreen(Screen[None]):
             line("packets", "packets"), line("IP bytes", "bytes"), line("payload", "payload"),
             line("retx bytes", "retrans"), line("retx segs", "retrans_pkts"), line("out-order", "ooo"),
             line("zero win", "zero_win"),
-            f"suspicious RST {counters['suspicious_rst']} · bad csum {counters['bad_checksum']}",
+            # blind: out of window, not obeyed; odd: another TTL or MAC than the sender's (possible injection)
+            f"blind RST {counters['suspicious_rst']} · odd RST {counters['odd_rst']}",
+            f"bad flags {counters['bad_flags']} · bad csum {counters['bad_checksum']}",
         ]))
         self.query_one("#flow-zeek", Static).update(
             f"Zeek [b]{row.zeek}[/b]: {zeek.CONN_STATES.get(row.zeek, '')} History [b]{row.history or '-'}[/b]: "

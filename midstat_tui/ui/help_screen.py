@@ -31,12 +31,19 @@ KEYS = """\
 ## Filter language
 
 `host 10.0.0.1` · `net 10.0.0.0/8` · `port 80` · `sport 1024-2000` · `dport 443` · `state ESTABLISHED` (either
-side) · `cstate SYN_SENT` · `sstate close-wait` · `vlan 100` · `midstream` · `ended` · `zeek REJ`, combined with
-`and`, `or`, `not` and parentheses. A bare word matches address or state text. `ss` state names work too.
+side) · `cstate SYN_SENT` · `sstate close-wait` · `vlan 100` · `midstream` · `ended` · `suspicious` (blind or
+injected RSTs) · `zeek REJ`, combined with `and`, `or`, `not` and parentheses. A bare word matches address or
+state text. `ss` state names work too.
 
 ## State colours
 
 yellow: handshake · green: established · purple: closing · red: closed or reset · dim: ended, leaving soon
+
+## Flow counters
+
+blind RST: out of the receiver's window, ignored by its stack (a blind reset guess) · odd RST: another TTL or
+source MAC than the sender's other packets (injected on the path?) · bad flags: SYN+FIN, NULL, Xmas and other
+combinations no stack sends (they change no state) · bad csum: checksum errors (the packet is not tracked)
 """
 
 
