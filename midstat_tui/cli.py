@@ -17,6 +17,7 @@ from midstat_tui.engine.pipeline import Engine
 from midstat_tui.errors import MidstatError
 from midstat_tui.output.events import write_event
 from midstat_tui.output.plain import midstat_table, summary_table
+from midstat_tui.privileges import Target, choose_user, drop_to, preload_if_unreadable
 from midstat_tui.query import QueryError, compile_query
 from midstat_tui.tcp.states import parse_state
 from midstat_tui.tcp.tracker import TrackerConfig
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="headless: track on N worker processes, each owning a share of the connections (files: a "
                         "symmetric hash of the 4-tuple in each worker's BPF filter; live: the kernel's fanout "
                         "hash); default: the number of CPUs")
+    p.add_argument("--user", metavar="NAME",
+                   help="as root: once the capture handles (or the file) are open, run as NAME, the TUI and every "
+                        "worker included (default: the user who ran sudo, else nobody; 'root' keeps root)")
 
     out = p.add_argument_group("headless output (without one of these, the interactive TUI opens)")
     out.add_argument("--plain", action="store_true",
@@ -179,6 +183,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.cores < 1:
         raise MidstatError("--cores must be at least 1")
     at_abs, at_off = _parse_at(args.at) if args.at is not None else (None, None)
+    target = choose_user(args.user)
 
     from midstat_tui.capture.files import FileSource
     from midstat_tui.capture.live import LiveSource
@@ -189,11 +194,16 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         live = LiveSource(args.interface, args.filter, snaplen=args.snaplen, promisc=not args.no_promisc,
                           buffer_mib=args.buffer_size)
         if not headless:
+            _load_tui(target)
+            drop_to(target)
             return run_tui(args, config, live, err)
-        return run_live_headless(args, config, live, out, err)
+        return run_live_headless(args, config, live, out, err, target)
 
     source = FileSource(args.read, args.filter)  # opened here first: a bad file or filter is said once, at once
     if not headless:
+        _load_tui(target)
+        source.hand_over(target)
+        drop_to(target)
         return run_tui(args, config, source, err)
     try:
         FrameDecoder(source.datalink)
@@ -202,10 +212,13 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise MidstatError(f"{source.path}: {exc}") from None
     cores = 1 if source.stdin else args.cores
     if cores > 1:
-        source.close()
+        source.close()  # each worker opens the file itself (then gives up root: job.user)
+    else:
+        source.hand_over(target)
+        drop_to(target)
     job = Job(args.read, args.filter, config, verify_checksums=not args.no_checksum, match=args.match, until=at_abs,
               until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
-              summary=bool(args.summary), datalink=source.datalink)
+              summary=bool(args.summary), datalink=source.datalink, user=target)
     writer = OutputWriter(args, out)
     signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -227,7 +240,8 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, out: TextIO, err: TextIO) -> int:
+def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, out: TextIO, err: TextIO,
+                      target: Target | None) -> int:
     """Live capture, headless, on one core or several (one handle per shard in a kernel fanout group, merged by
     core 0); timers and snapshots on the clock; SIGINT/SIGTERM stop it and the outputs close."""
     import multiprocessing
@@ -246,7 +260,8 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
     signal.signal(signal.SIGTERM, on_signal)
     job = Job("", args.filter, config, verify_checksums=not args.no_checksum, match=args.match,
               events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
-              interface=args.interface, snaplen=args.snaplen, promisc=not args.no_promisc, buffer_mib=args.buffer_size)
+              interface=args.interface, snaplen=args.snaplen, promisc=not args.no_promisc, buffer_mib=args.buffer_size,
+              user=target)
     writer = OutputWriter(args, out, flush_events=True)
 
     def listening() -> None:
@@ -259,6 +274,7 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
         source.close()  # the handle said the interface and the filter are fine; the shards open their own
         run_sharded(job, args.cores, writer, stop, on_ready=listening)
     else:
+        drop_to(target)
         listening()
         run_live_shard(job, 0, 1, writer, stop, None, source=source)
     out.flush()
@@ -266,6 +282,16 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
         err.write(f"midstat: warning: {writer.warning}\n")
         return EXIT_DAMAGED
     return EXIT_OK
+
+
+def _load_tui(target: Target | None) -> None:
+    """Import the TUI, and when the user midstat is about to become cannot read the Python installation (an
+    interpreter under /root, pyenv's default), everything Textual could import later, while root still can."""
+    import midstat_tui.engine.session  # noqa: F401
+    import midstat_tui.ui.app  # noqa: F401
+
+    if target is not None:
+        preload_if_unreadable(target, ["textual", "rich", "asyncio", "encodings", "concurrent", "email"])
 
 
 def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO) -> int:

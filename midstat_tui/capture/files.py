@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pcapy
 
 from midstat_tui.errors import MidstatError
+from midstat_tui.privileges import Target, can_open_as
 
 BATCH = 512
 _META = struct.Struct("=IIII")  # sec, usec, offset, caplen: what pcapy-ng's next_batch packs per packet
@@ -87,6 +88,20 @@ class FileSource:
                 self.close()
                 raise MidstatError(f"invalid capture filter {self.bpf!r}: {err}") from None
         return reader
+
+    def hand_over(self, target: Target | None) -> None:
+        """Before root is given up: make sure `target` can reopen what this source reads (seeking, recovery after
+        damage). A file the user may not read is copied to a private temporary file the user owns."""
+        if target is None or self.stdin or os.geteuid() != 0:
+            return
+        if self._tmp is None:
+            if can_open_as(self._open_path, target):
+                return
+            fd, tmp = tempfile.mkstemp(prefix="midstat-", suffix=".pcap")
+            with open(self._open_path, "rb") as src, os.fdopen(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            self._tmp = self._open_path = tmp
+        os.chown(self._tmp, target.uid, target.gid)
 
     def close(self) -> None:
         if self._tmp is not None:

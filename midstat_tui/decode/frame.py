@@ -32,6 +32,9 @@ _AF_INET = 2
 _AF_INET6 = (10, 24, 28, 30)  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
 
 Result = Segment | IcmpError | str
+# Every reason a frame can be turned away for (the str results of `FrameDecoder.decode`), counted by the engine.
+REJECT_REASONS = frozenset({"non_ip", "non_tcp", "fragment", "truncated", "bad_ip_header", "bad_ipv6_header",
+                            "bad_tcp_header", "bad_link_header"})
 
 
 class LinkTypeError(Exception):

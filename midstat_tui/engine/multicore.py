@@ -23,6 +23,7 @@ from midstat_tui.engine.shards import share_filter
 from midstat_tui.engine.views import connection_dict, row_of
 from midstat_tui.errors import MidstatError
 from midstat_tui.output.events import event_record
+from midstat_tui.privileges import Target, drop_to
 from midstat_tui.query import compile_query
 from midstat_tui.tcp.connection import Connection
 from midstat_tui.tcp.tracker import TrackerConfig
@@ -46,6 +47,7 @@ class Job:
     promisc: bool = True
     buffer_mib: int = 32
     datalink: int = 1  # of the file: whether the share filter may speak of Ethernet and VLAN tags
+    user: Target | None = None  # whom every process becomes once its handle or file is open (None: stay)
 
 
 class Sink:
@@ -114,6 +116,7 @@ def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, fanout_gr
     if source is None:
         source = LiveSource(job.interface, job.bpf, snaplen=job.snaplen, promisc=job.promisc,
                             fanout_group=fanout_group, buffer_mib=job.buffer_mib)
+        drop_to(job.user)
     sink.ready()
     report = _Reporter(job, sink)
     try:
@@ -147,6 +150,8 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
         share = share_filter(shard, count, vlan=job.datalink == 1) if count > 1 else None
         bpf = " and ".join(f"({part})" for part in (job.bpf, share) if part) or None
         source = FileSource(job.path, bpf)
+        source.hand_over(job.user)
+        drop_to(job.user)
     report = _Reporter(job, sink)
 
     def on_snapshot(snap: Snapshot) -> None:
@@ -276,6 +281,7 @@ def run_sharded(job: Job, count: int, sink: Sink, stop=None, on_ready=None) -> N
         child.close()
         reply_in.close()
         workers.append((parent, process, reply_out))
+    drop_to(job.user)  # core 0 opens nothing more; each worker gives up root after opening its own handle
     try:
         if job.interface is not None:
             for shard, (pipe, process, _) in enumerate(workers):

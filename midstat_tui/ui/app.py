@@ -3,6 +3,10 @@ flow drill-down, help, a column chooser, replay controls and exports."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Input, Static
@@ -106,6 +110,11 @@ class MidstatApp(App[None]):
         return not (action in self._MAIN_ONLY and len(self.screen_stack) > 1)
 
     def on_mount(self) -> None:
+        # SIGTERM (kill, systemd) and SIGHUP (the SSH session dropped) leave like `q`: the terminal is restored
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, self.exit)
         self.table.focus()
         self.tick()
         if self.interval:
@@ -113,6 +122,10 @@ class MidstatApp(App[None]):
 
     def on_unmount(self) -> None:
         self.session.stop()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signum)
 
     # -- the one-second refresh ------------------------------------------------------------------------------
     def tick(self) -> None:

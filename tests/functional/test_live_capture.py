@@ -6,6 +6,8 @@ Needs root (CI runs as root); skipped elsewhere with the reason.
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -15,6 +17,7 @@ import time
 import pytest
 
 from tests.helpers import ROOT
+from tests.terminal import tui
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import contextlib
@@ -31,6 +34,14 @@ from netlab import (  # noqa: E402
     end,
     endpoint,
 )
+
+
+def _nobody_uid() -> int | None:
+    try:
+        return pwd.getpwnam("nobody").pw_uid
+    except KeyError:
+        return None
+
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=f"network lab: {available()}")
 
@@ -259,3 +270,79 @@ def test_dozens_of_every_kind_on_two_cores_match_the_kernels_with_no_drop(lab):
     assert {name: latest[name] for name in names} == kernels
     assert doc["stats"]["capture"]["dropped"] == 0 and doc["stats"]["capture"]["if_dropped"] == 0
     assert {c["shard"] for c in doc["connections"]} == {0, 1}
+
+
+# -- privileges and a lost interface (issue #5) -----------------------------------------------------------------
+
+
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as fh:
+                children.setdefault(int(fh.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo.extend(children.get(found[-1], []))
+    return found
+
+
+def _uids(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/status") as fh:
+        return [int(x) for x in next(line for line in fh if line.startswith("Uid:")).split()[1:]]
+
+
+@pytest.mark.skipif(_nobody_uid() is None, reason="no 'nobody' account")
+def test_live_capture_gives_up_root_in_every_process(lab):
+    """Run as root without --user: once every shard's handle is open, core 0 and both workers are nobody, and the
+    capture goes on (the handles were opened as root)."""
+    proc = _start(lab, "--summary", "--json", "--cores", "2")
+    pids = _tree(proc.pid)  # `ip netns exec` execs the interpreter: the whole tree is midstat's
+    assert len(pids) == 3  # core 0 and two shard workers
+    assert {tuple(_uids(p)) for p in pids} == {(_nobody_uid(),) * 4}
+    _talk(lab, 6011, 4)
+    time.sleep(1.0)
+    doc = json.loads(_stop(proc, signal.SIGTERM))
+    assert len([c for c in doc["connections"] if c["server"].endswith(":6011")]) == 4
+    assert doc["stats"]["capture"]["received"] > 0
+
+
+@pytest.fixture
+def doomed_lab():
+    """A lab of its own: the test deletes the router's capture interface."""
+    net = NetLab(prefix="mslost").up()
+    yield net
+    net.down()
+
+
+@pytest.mark.parametrize("cores", ["1", "2"])
+def test_a_lost_interface_ends_the_capture_keeping_what_was_tracked(doomed_lab, cores):
+    proc = _start(doomed_lab, "--summary", "--json", "--cores", cores)
+    _talk(doomed_lab, 7300, 3)
+    time.sleep(0.5)
+    doomed_lab.ns(doomed_lab.router, "ip", "link", "del", ROUTER_CLIENT_IF)
+    out, err = proc.communicate(timeout=30)  # it ends by itself
+    assert proc.returncode == 1, err
+    lines = err.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("midstat: warning: capture on rc stopped"), err
+    doc = json.loads(out)
+    assert len([c for c in doc["connections"] if c["server"].endswith(":7300")]) == 3
+
+
+def test_the_tui_shows_a_lost_interface_and_stays_usable(doomed_lab):
+    with tui("-i", ROUTER_CLIENT_IF, prefix=("ip", "netns", "exec", doomed_lab.router)) as term:
+        term.wait_for(b"live")
+        names = _talk(doomed_lab, 7301, 2)
+        term.wait_for(names[-1][0].split(":")[1].encode())  # the second connection's client port is on screen
+        doomed_lab.ns(doomed_lab.router, "ip", "link", "del", ROUTER_CLIENT_IF)
+        term.wait_for(b"stays browsable")
+        os.write(term.master, b"/")
+        time.sleep(0.3)
+        os.write(term.master, f"port {names[0][0].split(':')[1]}\r".encode())
+        term.wait_for(b"shown 1")  # the filter still works on what was captured
+        os.write(term.master, b"q")
+        assert term.finish() == 1  # the capture ended on an error: said after the terminal is restored
+        term.assert_restored()
+        assert b"midstat: capture on rc stopped" in term.seen

@@ -1,50 +1,82 @@
-"""`midstat -r FILE` with no headless flag opens the TUI in a real terminal (a pty) and `q` leaves it cleanly."""
+"""`midstat -r FILE` with no headless flag opens the TUI in a real terminal (a pty); however it ends, the terminal is
+restored (the alternate screen left, the cursor shown) and no traceback is printed. Run as root, it gives up root
+once the file is open."""
 
 from __future__ import annotations
 
 import os
-import pty
-import select
-import subprocess
-import sys
+import pwd
+import signal
 import time
 
-from tests.helpers import FIXTURES, ROOT
+import pytest
 
+from tests.helpers import FIXTURES
+from tests.terminal import tui
 
-def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and needle not in seen:
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
-            try:
-                seen += os.read(fd, 65536)
-            except OSError:
-                break
-    return seen
+MIXED = str(FIXTURES / "mixed_traffic.pcap")
 
 
 def test_tui_opens_in_a_terminal_and_quits_on_q():
-    master, slave = pty.openpty()
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
-    proc = subprocess.Popen([sys.executable, "-m", "midstat_tui", "-r", str(FIXTURES / "mixed_traffic.pcap"),
-                             "--speed", "0"], stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env,
-                            start_new_session=True)
-    os.close(slave)
+    with tui("-r", MIXED, "--speed", "0") as term:
+        term.wait_for(b"10.231.1.1")
+        assert b"mixed_traffic.pcap" in term.seen
+        os.write(term.master, b"q")
+        assert term.finish() == 0
+        term.assert_restored()
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "SIGTERM", "SIGHUP"])
+def test_the_terminal_is_restored_however_the_tui_is_stopped(how):
+    with tui("-r", MIXED, "--speed", "1") as term:  # still replaying when it is stopped
+        term.wait_for(b"10.231.1.1")
+        if how == "ctrl-c":
+            os.write(term.master, b"\x03")
+        else:
+            term.proc.send_signal(getattr(signal, how))
+        assert term.finish() == 0
+        term.assert_restored()
+
+
+def _uids(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/status") as fh:
+        line = next(line for line in fh if line.startswith("Uid:"))
+    return [int(x) for x in line.split()[1:]]
+
+
+def _nobody() -> int | None:
     try:
-        screen = _read_until(master, b"10.231.1.1", timeout=30)
-        assert b"mixed_traffic.pcap" in screen and b"10.231.1.1" in screen
-        os.write(master, b"q")
-        rest = b""
-        deadline = time.monotonic() + 20
-        while proc.poll() is None and time.monotonic() < deadline:
-            rest += _read_until(master, b"\x00never", timeout=0.2)  # keep draining: a full pty blocks the app
-        assert proc.wait(timeout=5) == 0
-        rest += _read_until(master, b"\x1b[?1049l", timeout=2)
-        assert b"\x1b[?1049l" in screen + rest  # the alternate screen was left: the terminal is restored
-        assert b"Traceback" not in screen + rest
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
+        return pwd.getpwnam("nobody").pw_uid
+    except KeyError:
+        return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or _nobody() is None, reason="needs root and a 'nobody' account")
+def test_run_as_root_the_tui_gives_up_root_and_still_reads_a_root_only_file(tmp_path):
+    """The default: root becomes nobody once the file is open, even when nobody could not read the file itself
+    (or the Python installation, when it lives under /root); seeking back still works as nobody."""
+    private = tmp_path / "private.pcap"
+    private.write_bytes((FIXTURES / "mixed_traffic.pcap").read_bytes())
+    private.chmod(0o600)
+    with tui("-r", str(private), "--speed", "0") as term:
+        term.wait_for(b"10.231.1.1")
+        assert _uids(term.proc.pid) == [_nobody()] * 4
+        os.write(term.master, b"[")  # back 10 s: the file is read again, as nobody
+        time.sleep(1.0)
+        os.write(term.master, b"?")
+        term.wait_for(b"midstat keys")
+        os.write(term.master, b"\x1b")
+        time.sleep(0.3)
+        os.write(term.master, b"q")
+        assert term.finish() == 0
+        term.assert_restored()
+        assert b"Permission denied" not in term.seen
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_user_root_keeps_root():
+    with tui("-r", MIXED, "--speed", "0", "--user", "root") as term:
+        term.wait_for(b"10.231.1.1")
+        assert _uids(term.proc.pid) == [0, 0, 0, 0]
+        os.write(term.master, b"q")
+        assert term.finish() == 0

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from midstat_tui.decode import FrameDecoder, IcmpError, Segment, linktypes
+from midstat_tui.decode.frame import REJECT_REASONS
 
-REASONS = {"non_ip", "non_tcp", "fragment", "truncated", "bad_ip_header", "bad_ipv6_header", "bad_tcp_header",
-           "bad_link_header"}
+REASONS = REJECT_REASONS
 LINKTYPES = sorted(linktypes.SUPPORTED)
 
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import random
 import struct
+import sys
 
 import pytest
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.decode.frame import LinkTypeError
 from midstat_tui.engine.pipeline import Engine, run_file
-from midstat_tui.errors import MidstatError
-from tests.helpers import FIXTURES, SHARED
+from tests.helpers import FIXTURES, ROOT, SHARED
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from corrupt_sweep import captures, damage  # noqa: E402
+
+DAMAGEABLE = [p for p in captures() if p.name != "llc.pcap"]
 CAPTURES = sorted(p for p in SHARED.rglob("*") if p.suffix in (".pcap", ".pcapng", ".gz")) + sorted(
     FIXTURES.glob("*.pcap"))
 
@@ -32,23 +36,18 @@ def _run(path) -> tuple[int, str | None]:
 
 
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
-def test_whole_and_cut_captures(path, tmp_path):
+def test_whole_captures(path):
     whole, warning = _run(path)
     if whole < 0:
         pytest.skip("unsupported link type (the error is tested in test_cli)")
     assert warning is None
-    data = path.read_bytes()
-    if path.suffix == ".gz":
-        return
-    rng = random.Random(path.name)
-    for cut_at in sorted({rng.randrange(24, len(data)) for _ in range(6)}):
-        cut = tmp_path / f"cut{cut_at}{path.suffix}"
-        cut.write_bytes(data[:cut_at])
-        try:
-            packets, warning = _run(cut)
-        except MidstatError:
-            continue  # cut inside the file header / first block: a clear error, tested in test_cli
-        assert packets <= whole
+
+
+@pytest.mark.parametrize("path", DAMAGEABLE, ids=lambda p: p.name)
+def test_cut_and_flipped_captures_through_the_command(path, tmp_path):
+    """A few of scripts/corrupt_sweep.py's damaged copies of each capture (the long sweep: docs/robustness.md)."""
+    tally = damage(path, cuts=3, flips=6, rng=random.Random(path.name), folder=tmp_path)
+    assert sum(tally.values()) == 9
 
 
 def test_a_corrupt_record_header_is_reported_as_damage(tmp_path):

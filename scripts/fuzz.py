@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Coverage-guided fuzzing of the decoder and the tracker (atheris), seeded with every packet of the real captures.
+
+    python3 scripts/fuzz.py seed [--max N]            write the seed corpus (benchmarks/data/fuzz/seeds)
+    python3 scripts/fuzz.py run [--runs N] [--time S] fuzz with atheris from the seeds (corpus grows in .../corpus)
+    python3 scripts/fuzz.py cover                     replay seeds + corpus under coverage.py: lines reached
+
+One input is a short packet sequence on one link type: byte 0 picks the link type, then records of a 2-byte length and
+a frame. Seeds are runs of up to 8 consecutive packets of every capture in fixtures/pcaps/ and ../shared/pcaps/, so
+handshakes and closes are in the corpus for the tracker to chew on. `check_input` is the property, shared with
+tests/unit/test_fuzz.py: decoding never raises, every frame is a segment, an ICMP error or a known reject reason, and
+the tracker takes every segment without an exception, keeps its books and its table bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import struct
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from midstat_tui.capture.files import FileSource  # noqa: E402
+from midstat_tui.decode import FrameDecoder, IcmpError, LinkTypeError, Segment, linktypes  # noqa: E402
+from midstat_tui.decode.frame import REJECT_REASONS  # noqa: E402
+from midstat_tui.errors import MidstatError  # noqa: E402
+from midstat_tui.tcp.states import CLOSED, TIME_WAIT  # noqa: E402
+from midstat_tui.tcp.tracker import END_REASONS, Tracker, TrackerConfig  # noqa: E402
+
+LINKTYPES = sorted(linktypes.SUPPORTED)
+DATA = ROOT / "benchmarks" / "data" / "fuzz"
+SHARED = Path(os.environ.get("MIDSTAT_SHARED", ROOT.parent / "shared")) / "pcaps"
+RUN_LENGTH = 8
+TABLE_BOUND = 16
+
+
+def encode(dlt: int, frames: list[bytes]) -> bytes:
+    out = bytearray([LINKTYPES.index(dlt)])
+    for frame in frames:
+        frame = frame[:0xFFFF]
+        out += struct.pack("!H", len(frame)) + frame
+    return bytes(out)
+
+
+def decode_input(data: bytes) -> tuple[int, list[bytes]]:
+    """The link type and frames of one input; a short last record takes what is there."""
+    if not data:
+        return LINKTYPES[0], []
+    dlt = LINKTYPES[data[0] % len(LINKTYPES)]
+    frames, off = [], 1
+    while off + 2 <= len(data):
+        size = struct.unpack_from("!H", data, off)[0]
+        frames.append(data[off + 2:off + 2 + size])
+        off += 2 + size
+    return dlt, frames
+
+
+def check_input(data: bytes) -> None:
+    """The property: raises AssertionError (a finding) or anything else (a crash) when midstat misbehaves."""
+    dlt, frames = decode_input(data)
+    decoder = FrameDecoder(dlt)
+    tracker = Tracker(TrackerConfig(max_conns=TABLE_BOUND))
+    tracked = 0
+    for i, frame in enumerate(frames):
+        ts = 1000.0 + i * 0.25
+        result = decoder.decode(ts, frame)
+        if isinstance(result, Segment):
+            tracked += 1
+            tracker.segment(result)
+        elif isinstance(result, IcmpError):
+            tracker.icmp(result)
+        else:
+            assert result in REJECT_REASONS, result
+        assert len(tracker.table) <= TABLE_BOUND
+    stats = tracker.stats
+    assert stats.segments == tracked
+    assert stats.started - stats.ended == tracker.active >= 0
+    for conn in tracker.table.values():
+        assert 0 <= conn.c.state <= TIME_WAIT and 0 <= conn.s.state <= TIME_WAIT
+        assert conn.ended is None or conn.ended in END_REASONS
+        if conn.ended is None and conn.c.state == CLOSED and conn.s.state == CLOSED:
+            assert conn.c.packets + conn.s.packets > 0
+    tracker.advance(1e12)  # every timer fires: the table empties
+    assert not tracker.table
+
+
+def captures() -> list[Path]:
+    return sorted(p for p in SHARED.rglob("*") if p.suffix in (".pcap", ".pcapng", ".gz")) + sorted(
+        (ROOT / "fixtures" / "pcaps").glob("*.pcap"))
+
+
+def seed_inputs(max_per_capture: int = 400) -> Iterator[bytes]:
+    """Runs of consecutive packets of every capture, as fuzz inputs (deduplicated by the caller)."""
+    for path in captures():
+        try:
+            source = FileSource(str(path))
+            FrameDecoder(source.datalink)
+        except (MidstatError, LinkTypeError):
+            continue
+        dlt = source.datalink
+        run: list[bytes] = []
+        made = 0
+        try:
+            for batch in source.batches():
+                for _, frame in batch:
+                    run.append(frame)
+                    if len(run) == RUN_LENGTH:
+                        yield encode(dlt, run)
+                        run = []
+                        made += 1
+                        if made >= max_per_capture:
+                            break
+                if made >= max_per_capture:
+                    break
+        finally:
+            source.close()
+        if run:
+            yield encode(dlt, run)
+
+
+def write_seeds(max_per_capture: int) -> int:
+    seeds = DATA / "seeds"
+    seeds.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for data in seed_inputs(max_per_capture):
+        name = hashlib.sha1(data).hexdigest()
+        path = seeds / name
+        if not path.exists():
+            path.write_bytes(data)
+            count += 1
+    return count
+
+
+def replay_dirs(dirs: list[Path]) -> int:
+    n = 0
+    for folder in dirs:
+        for path in sorted(folder.iterdir()) if folder.exists() else []:
+            check_input(path.read_bytes())
+            n += 1
+    return n
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    seed = sub.add_parser("seed")
+    seed.add_argument("--max", type=int, default=400, help="most inputs per capture")
+    run = sub.add_parser("run")
+    run.add_argument("--runs", type=int, default=100_000)
+    run.add_argument("--time", type=int, default=0, help="stop after this many seconds (0: no limit)")
+    sub.add_parser("cover")
+    args = parser.parse_args()
+    if args.cmd == "seed":
+        print(f"{write_seeds(args.max)} new seed inputs in {DATA / 'seeds'}")
+        return 0
+    if args.cmd == "cover":
+        import coverage
+
+        cov = coverage.Coverage(source=["midstat_tui.decode", "midstat_tui.tcp"])
+        cov.start()
+        started = time.perf_counter()
+        n = replay_dirs([DATA / "seeds", DATA / "corpus"])
+        cov.stop()
+        print(f"{n} inputs replayed in {time.perf_counter() - started:.1f} s")
+        cov.report(show_missing=False)
+        return 0
+    import atheris
+
+    corpus = DATA / "corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    if not (DATA / "seeds").exists():
+        write_seeds(400)
+    atheris.instrument_all()  # every function loaded so far: midstat's decoder and tracker, dpkt, struct users
+    libfuzzer_args = [sys.argv[0], f"-runs={args.runs}", "-max_len=4096", "-rss_limit_mb=4096",
+                      "-print_final_stats=1", str(corpus), str(DATA / "seeds")]
+    if args.time:
+        libfuzzer_args.insert(2, f"-max_total_time={args.time}")
+    atheris.Setup(libfuzzer_args, check_input)
+    atheris.Fuzz()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The real command in a real terminal (a pty): start it, wait for text, stop it, check the terminal was restored."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+from tests.helpers import ROOT
+
+LEAVE_ALT_SCREEN = b"\x1b[?1049l"
+SHOW_CURSOR = b"\x1b[?25h"
+
+
+def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and needle not in seen:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:
+                break
+    return seen
+
+
+class Terminal:
+    def __init__(self, proc: subprocess.Popen, master: int) -> None:
+        self.proc, self.master = proc, master
+        self.seen = b""
+
+    def wait_for(self, needle: bytes, timeout: float = 30) -> None:
+        self.seen += _read_until(self.master, needle, timeout)
+        assert needle in self.seen, self.seen[-2000:]
+
+    def finish(self, timeout: float = 20) -> int:
+        """Drain the pty while the app ends (a full pty would block it); returns its exit status."""
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self.seen += _read_until(self.master, b"\x00never", timeout=0.2)
+        status = self.proc.wait(timeout=5)
+        self.seen += _read_until(self.master, b"\x00never", timeout=0.5)
+        return status
+
+    def assert_restored(self) -> None:
+        tail = self.seen[self.seen.rfind(b"\x1b[?1049h"):]
+        assert LEAVE_ALT_SCREEN in tail and SHOW_CURSOR in tail, tail[-500:]
+        assert b"Traceback" not in self.seen
+
+
+@contextlib.contextmanager
+def tui(*args: str, prefix: tuple[str, ...] = ()) -> Iterator[Terminal]:
+    """`midstat ARGS` in a new pty (`prefix`: e.g. `ip netns exec NS` in front of the interpreter)."""
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
+    env.pop("SUDO_USER", None)
+    proc = subprocess.Popen([*prefix, sys.executable, "-m", "midstat_tui", *args], stdin=slave, stdout=slave,
+                            stderr=slave, cwd=ROOT, env=env, start_new_session=True)
+    os.close(slave)
+    try:
+        yield Terminal(proc, master)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
