@@ -53,7 +53,8 @@ def captures() -> list[Path]:
 def run_midstat(path: Path) -> Outcome:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = midstat_main(["-r", str(path), "--summary", "--json", "--cores", "1"])
+        # --user root: this is the test process itself, which must not give up root half-way through a sweep
+        status = midstat_main(["-r", str(path), "--summary", "--json", "--cores", "1", "--user", "root"])
     packets = None
     if out.getvalue().strip():
         packets = json.loads(out.getvalue())["stats"]["packets"]

@@ -79,29 +79,37 @@ class _Reporter:
         self.job = job
         self.sink = sink
         self.predicate = compile_query(job.match) if job.match else None
-        self.started: list[Connection] = []
+        # every connection started, for --summary; one that leaves the table unwanted by --match is let go
+        self.started: dict[int, Connection] = {}
 
     def wanted(self, conn: Connection) -> bool:
         return self.predicate is None or self.predicate(row_of(conn))
 
     def on_event(self, kind: str, conn: Connection, change: tuple | None, states: tuple[int, int] | None) -> None:
         if kind == "start" and self.job.summary:
-            self.started.append(conn)
+            self.started[conn.id] = conn
         if self.job.events and self.wanted(conn):
             self.sink.event(event_record(kind, conn, change, states))
+
+    def on_remove(self, conn: Connection) -> None:
+        if self.predicate is not None and not self.predicate(row_of(conn)):
+            self.started.pop(conn.id, None)
 
     def dicts(self, conns) -> list[dict]:
         return [connection_dict(c) for c in conns if self.wanted(c)]
 
     def engine(self, datalink: int, shard: int, count: int) -> Engine:
         job = self.job
-        return Engine(datalink, job.config, verify_checksums=job.verify_checksums,
-                      on_event=self.on_event if (job.events or job.summary) else None, shard=shard,
-                      shard_count=count)
+        engine = Engine(datalink, job.config, verify_checksums=job.verify_checksums,
+                        on_event=self.on_event if (job.events or job.summary) else None, shard=shard,
+                        shard_count=count)
+        if job.summary and self.predicate is not None:
+            engine.tracker.on_remove = self.on_remove
+        return engine
 
     def last(self, engine: Engine, end: float, warning: str | None) -> None:
         snap = engine.snapshot(end)
-        self.sink.last(snap.ts, snap.stats, self.dicts(snap.connections), self.dicts(self.started), warning)
+        self.sink.last(snap.ts, snap.stats, self.dicts(snap.connections), self.dicts(self.started.values()), warning)
 
 
 def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, fanout_group: int | None,

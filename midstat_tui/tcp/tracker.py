@@ -25,10 +25,11 @@ from midstat_tui.tcp.states import (
 )
 
 END_REASONS = ("closed", "reset", "time_wait_expired", "idle_timeout", "port_reuse", "evicted", "bad_flags")
-EVICTION_SAMPLE = 64
+TIMER_SLACK = 4096  # stale timer entries tolerated beyond twice the table's size before the heap is rebuilt
+EVICTION_SAMPLE = 64  # when only established connections are left: how many of the oldest are looked at
 # A repeat of the ended connection's own SYN (same ISN) this soon after a RST or ICMP error ended it was in
 # flight while the abort travelled the other way: it is counted on the ended connection, not a new attempt.
-CROSSING_WINDOW = 0.05  # how many of the oldest entries the table looks at to choose a victim
+CROSSING_WINDOW = 0.05
 
 # An event handler gets (kind, connection, transition, states). kind: "start", "state" or "end"; for "state",
 # `transition` is the recorded tuple and `states` the (client, server) states right after it, else both None.
@@ -59,6 +60,9 @@ class TrackerStats:
     end_reasons: dict[str, int] = field(default_factory=dict)
 
 
+_OPENING = frozenset({SYN_SENT, SYN_RCVD, CLOSED})
+
+
 def bogus_flags(flags: int) -> bool:
     """A flag combination no TCP stack sends, which Linux drops and conntrack marks INVALID: SYN with FIN or RST,
     FIN with RST, or none of SYN, RST and ACK (NULL, FIN and Xmas scans). Such a segment changes no state."""
@@ -67,6 +71,15 @@ def bogus_flags(flags: int) -> bool:
     if flags & FIN and flags & RST:
         return True
     return not flags & (SYN | RST | ACK)
+
+
+def _in_handshake(conn: Connection) -> bool:
+    """Is either side short of ESTABLISHED (or beyond it) yet? Such entries are evicted before established ones."""
+    return conn.c.state in _OPENING or conn.s.state in _OPENING
+
+
+def _last_seen(conn: Connection) -> float:
+    return conn.last
 
 
 def _guess_client_is_sender(seg: Segment) -> bool:
@@ -90,7 +103,12 @@ class Tracker:
         self.shard = shard
         self.shard_count = shard_count
         self.on_event = on_event
+        self.on_remove: Callable[[Connection], None] | None = None  # a connection left the table for good
         self.table: dict[tuple, Connection] = {}
+        # the eviction order's first two classes, oldest first: ended connections still lingering, then live ones
+        # whose handshake is not complete on both sides (SYN floods and scans live here; conntrack's non-assured)
+        self._ended: dict[tuple, Connection] = {}
+        self._handshakes: dict[tuple, Connection] = {}
         self.stats = TrackerStats()
         self.now = 0.0
         self._timers: list[tuple[float, int, Connection]] = []
@@ -268,18 +286,31 @@ class Tracker:
         if conn.flipped:
             conn.history = "^"
         self.table[key] = conn
+        if _in_handshake(conn):
+            self._handshakes[key] = conn
         stats.started += 1
         conn.deadline = self._deadline(conn)
-        heapq.heappush(self._timers, (conn.deadline, conn_id, conn))
+        timers = self._timers
+        heapq.heappush(timers, (conn.deadline, conn_id, conn))
+        if len(timers) > 2 * len(self.table) + TIMER_SLACK:
+            self._compact_timers()
         if self.on_event is not None:
             self.on_event("start", conn, None, None)
         return conn
+
+    def _compact_timers(self) -> None:
+        """Drop the timer entries of connections that left the table or moved their deadline. Without this, under
+        a flood every evicted connection would stay referenced by its stale entry until that entry's time came."""
+        self._timers = [(c.deadline, c.id, c) for c in self.table.values()]
+        heapq.heapify(self._timers)
 
     # -- ends, timers, eviction ---------------------------------------------------------------------------
     def _after_change(self, conn: Connection, ts: float) -> None:
         c, s = conn.c.state, conn.s.state
         if c == CLOSED and s == CLOSED:
             self._end(conn, "reset" if conn.rst_by else "closed", ts)
+        elif self._handshakes.get(conn.key) is conn and not _in_handshake(conn):
+            del self._handshakes[conn.key]
         deadline = self._deadline(conn)
         if deadline < conn.deadline:
             conn.deadline = deadline
@@ -324,6 +355,9 @@ class Tracker:
             return
         conn.ended = reason
         conn.end_ts = ts
+        if self._handshakes.get(conn.key) is conn:
+            del self._handshakes[conn.key]
+        self._ended[conn.key] = conn
         stats = self.stats
         stats.ended += 1
         stats.end_reasons[reason] = stats.end_reasons.get(reason, 0) + 1
@@ -337,26 +371,29 @@ class Tracker:
         heapq.heappush(self._timers, (conn.deadline, conn.id, conn))
 
     def _remove(self, conn: Connection) -> None:
-        if self.table.get(conn.key) is conn:
-            del self.table[conn.key]
+        key = conn.key
+        for pool in (self._ended, self._handshakes):
+            if pool.get(key) is conn:
+                del pool[key]
+        if self.table.get(key) is conn:
+            del self.table[key]
+            if self.on_remove is not None:
+                self.on_remove(conn)
             if self.touched is not None:
                 self.touched.discard(conn)
                 self.removed.append(conn.id)  # type: ignore[union-attr]
         conn.deadline = -1.0  # invalidates its timer entries
 
     def _evict_one(self, ts: float) -> None:
-        """Make room: among the oldest entries prefer an ended one, then a handshake, then the longest idle."""
+        """Make room: the oldest ended connection, else the oldest incomplete handshake, else the longest idle
+        among the oldest entries. An established connection goes only when nothing else is left."""
         best = None
-        best_rank = None
-        for conn in islice(self.table.values(), EVICTION_SAMPLE):
-            if conn.ended is not None:
-                rank = (0, conn.last)
-            elif conn.c.state in (SYN_SENT, SYN_RCVD, CLOSED) or conn.s.state in (SYN_SENT, SYN_RCVD, CLOSED):
-                rank = (1, conn.last)
-            else:
-                rank = (2, conn.last)
-            if best_rank is None or rank < best_rank:
-                best, best_rank = conn, rank
+        for pool in (self._ended, self._handshakes):
+            if pool:
+                best = next(iter(pool.values()))
+                break
+        else:
+            best = min(islice(self.table.values(), EVICTION_SAMPLE), key=_last_seen, default=None)
         if best is None:
             return
         if best.ended is None:

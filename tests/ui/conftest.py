@@ -9,13 +9,14 @@ import pytest
 from midstat_tui.capture.files import FileSource
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.session import Session
+from midstat_tui.tcp.tracker import TrackerConfig
 from midstat_tui.ui.app import MidstatApp
 from tests.helpers import FIXTURES
 
 
-def finished_session(path, speed: float = 0.0) -> Session:
+def finished_session(path, speed: float = 0.0, config: TrackerConfig | None = None) -> Session:
     source = FileSource(str(path))
-    session = Session(Engine(source.datalink), source, live=False, speed=speed)
+    session = Session(Engine(source.datalink, config), source, live=False, speed=speed)
     session.start()
     deadline = time.monotonic() + 30
     while not session.at_end and time.monotonic() < deadline:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 
 from midstat_tui.columns import BY_KEY
 from midstat_tui.tcp.states import NAMES
+from midstat_tui.tcp.tracker import TrackerConfig
 from midstat_tui.ui.app import MidstatApp
 from midstat_tui.ui.columns_screen import ColumnsScreen
 from midstat_tui.ui.conn_table import ConnTable
 from midstat_tui.ui.flow_screen import FlowScreen
 from midstat_tui.ui.help_screen import HelpScreen
-from tests.helpers import shared
+from tests.helpers import ROOT, shared
 from tests.ui.conftest import finished_session, make_app
 
 SIZE = (120, 34)
@@ -262,3 +264,24 @@ async def test_quit_key_ends_the_app(app):
         await pilot.press("q")
         await pilot.pause()
         assert app.return_code == 0  # the app asked to exit, with success
+
+
+async def test_a_syn_flood_stays_under_the_table_bound_and_shows_its_evictions(tmp_path):
+    """20,000 spoofed SYNs and a port scan against a 2,000-connection table: the 300 established connections made
+    before the flood are all still there, every eviction is counted in the header, and the table still filters."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from flood import generate
+
+    pcap = tmp_path / "flood.pcap"
+    generate(pcap, syns=20_000, established=300, scan_ports=2_000)
+    app = MidstatApp(finished_session(pcap, config=TrackerConfig(max_conns=2_000)), interval=None, show_load=False,
+                     export_dir=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        stats = app.stats
+        assert stats["in_table"] == 2_000 and stats["started"] == 300 + 20_000 + 2_000
+        assert stats["evicted"] > 18_000
+        assert f"evicted {stats['evicted']:,}" in str(app.query_one("#summary-line2").render())
+        await pilot.press("slash", *"dport 443", "enter")
+        rows = app.view.visible()
+        assert len(rows) == 300
+        assert all(NAMES[r.cstate] == NAMES[r.sstate] == "ESTABLISHED" and r.ended is None for r in rows)

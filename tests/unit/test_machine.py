@@ -6,7 +6,7 @@ import pytest
 
 from midstat_tui.tcp import zeek
 from midstat_tui.tcp.connection import HISTORY_CAP
-from midstat_tui.tcp.tracker import TrackerConfig
+from midstat_tui.tcp.tracker import TIMER_SLACK, Tracker, TrackerConfig
 from tests.flows import Flow
 
 E, C = "ESTABLISHED", "CLOSED"
@@ -379,6 +379,34 @@ def test_table_bound_evicts_ended_then_half_open_before_established():
     assert half.conn.ended == "evicted"  # then the oldest handshake
     assert est.conn.ended is None
     assert tracker.stats.evicted == 1 and len(tracker.table) == 3
+
+
+def test_a_syn_flood_never_evicts_established_connections_older_than_it():
+    """More established connections than the eviction sample sit at the front of the table; a flood of handshakes
+    from random sources then overflows it: only half-open entries go (conntrack's early drop spares assured ones)."""
+    tracker = Tracker(TrackerConfig(max_conns=200))
+    established = []
+    for i in range(150):
+        f = Flow(tracker, client=(f"10.1.{i // 250}.{i % 250 + 1}", 40000 + i))
+        f.handshake()
+        established.append(f.conn)
+    for i in range(5000):
+        Flow(tracker, client=(f"172.16.{i // 250}.{i % 250 + 1}", 1024 + i)).c("S")
+    assert len(tracker.table) == 200
+    assert all(conn.ended is None and tracker.table.get(conn.key) is conn for conn in established)
+    assert tracker.stats.evicted == 5000 - 50
+    assert tracker.stats.end_reasons["evicted"] == tracker.stats.evicted
+
+
+def test_evicted_connections_do_not_stay_behind_in_the_timer_heap():
+    """A flood evicts thousands of entries long before their timers are due; the heap must not keep them all."""
+    tracker = Tracker(TrackerConfig(max_conns=100))
+    for i in range(3 * TIMER_SLACK):
+        Flow(tracker, client=(f"172.16.{i // 250 % 250}.{i % 250 + 1}", 1024 + i % 60000)).c("S")
+        assert len(tracker._timers) <= 2 * len(tracker.table) + TIMER_SLACK + 1
+    assert len(tracker.table) == 100
+    tracker.advance(tracker.now + 1e6)
+    assert not tracker.table and tracker.stats.ended == tracker.stats.started
 
 
 def test_state_history_is_bounded():

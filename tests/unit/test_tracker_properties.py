@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from midstat_tui.decode.segment import IcmpError, Segment
-from midstat_tui.tcp.states import LISTEN
+from midstat_tui.tcp.states import CLOSED, LISTEN, SYN_RCVD, SYN_SENT
 from midstat_tui.tcp.tracker import END_REASONS, Tracker, TrackerConfig
 
 HOSTS = [bytes([10, 0, 0, i]) for i in (1, 2, 3)]
@@ -66,6 +66,11 @@ def test_arbitrary_segments_keep_the_books_balanced(packets, max_conns):
     assert stats.started == len(started)
     assert all(n == 1 for n in ended.values())  # a connection ends once
     assert stats.ended == len(ended)
+    # the eviction pools hold exactly the table's ended and still-opening connections
+    assert {k: c for k, c in tracker.table.items() if c.ended is not None} == tracker._ended
+    opening = {k: c for k, c in tracker.table.items() if c.ended is None and (
+        c.c.state in (CLOSED, SYN_SENT, SYN_RCVD) or c.s.state in (CLOSED, SYN_SENT, SYN_RCVD))}
+    assert opening == tracker._handshakes
     live_per_key = Counter(c.key for c in started if c.ended is None)
     assert all(n == 1 for n in live_per_key.values())  # at most one live incarnation per tuple
     for conn in started:
