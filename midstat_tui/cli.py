@@ -44,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="live: kernel capture buffer per handle, MiB (default 32; bursts beyond it are dropped and "
                         "counted)")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1, metavar="N",
-                   help="headless: track on N worker processes, each owning a share of the connections (files: a "
+                   help="track on N worker processes, each owning a share of the connections (files: a "
                         "symmetric hash of the 4-tuple in each worker's BPF filter; live: the kernel's fanout "
-                        "hash); default: the number of CPUs")
+                        "hash), merged by core 0; default: the number of CPUs. The TUI replays a file on one "
+                        "shard (one timeline to pause and seek)")
     p.add_argument("--user", metavar="NAME",
                    help="as root: once the capture handles (or the file) are open, run as NAME, the TUI and every "
                         "worker included (default: the user who ran sudo, else nobody; 'root' keeps root)")
@@ -195,6 +196,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                           buffer_mib=args.buffer_size)
         if not headless:
             _load_tui(target)
+            if args.cores > 1:
+                live.close()  # the handle said the interface and the filter are fine; the shards open their own
+                return run_tui_sharded(args, config, target, err)
             drop_to(target)
             return run_tui(args, config, live, err)
         return run_live_headless(args, config, live, out, err, target)
@@ -294,17 +298,34 @@ def _load_tui(target: Target | None) -> None:
         preload_if_unreadable(target, ["textual", "rich", "asyncio", "encodings", "concurrent", "email"])
 
 
+def run_tui_sharded(args: argparse.Namespace, config: TrackerConfig, target: Target | None, err: TextIO) -> int:
+    """The TUI over a live capture on several cores: shard processes, core 0's merge in this process."""
+    from midstat_tui.engine.live_shards import ShardedLiveSession
+
+    job = Job("", args.filter, config, verify_checksums=not args.no_checksum, interface=args.interface,
+              snaplen=args.snaplen, promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target)
+    return _run_app(ShardedLiveSession(job, args.cores), args, err)
+
+
 def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO) -> int:
     """The interactive face: the engine runs in a background session, the Textual app reads its snapshots."""
     from midstat_tui.engine.session import Session
-    from midstat_tui.ui.app import MidstatApp
 
     try:
         engine = Engine(source.datalink, config, verify_checksums=not args.no_checksum)
     except LinkTypeError as exc:
         raise MidstatError(f"{source.path}: {exc}") from None
-    live = args.interface is not None
-    session = Session(engine, source, live=live, speed=args.speed)
+    session = Session(engine, source, live=args.interface is not None, speed=args.speed)
+    try:
+        return _run_app(session, args, err)
+    finally:
+        if hasattr(source, "close"):
+            source.close()
+
+
+def _run_app(session, args: argparse.Namespace, err: TextIO) -> int:
+    from midstat_tui.ui.app import MidstatApp
+
     app = MidstatApp(session)
     if args.match:
         try:
@@ -316,8 +337,6 @@ def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO
         app.run()
     finally:
         session.stop()
-        if hasattr(source, "close"):
-            source.close()
     if session.error:
         err.write(f"midstat: {session.error}\n")
         return EXIT_DAMAGED

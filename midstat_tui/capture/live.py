@@ -78,6 +78,7 @@ class LiveSource:
         self._handle = handle
         self.datalink = handle.datalink()
         self._stopped = False
+        self._last_stats: dict[str, int] = {}
 
     def stop(self) -> None:
         self._stopped = True
@@ -86,11 +87,13 @@ class LiveSource:
         self._handle.close()
 
     def stats(self) -> dict[str, int]:
+        """The handle's counters; once the capture is gone (a lost interface), the last ones it gave."""
         try:
             received, dropped, if_dropped = self._handle.stats()
         except pcapy.PcapError:
-            return {}
-        return {"received": received, "dropped": dropped, "if_dropped": if_dropped}
+            return dict(self._last_stats)
+        self._last_stats = {"received": received, "dropped": dropped, "if_dropped": if_dropped}
+        return dict(self._last_stats)
 
     def batches(self) -> Iterator[list[Packet]]:
         handle = self._handle

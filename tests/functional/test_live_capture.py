@@ -138,8 +138,6 @@ def test_live_capture_filter_and_summary(lab):
 
 def test_live_session_feeds_the_tui_view(lab):
     """The TUI's background session on a live interface: the rows it hands over match the kernels."""
-    import threading
-
     from midstat_tui.capture.live import LiveSource
     from midstat_tui.engine.pipeline import Engine
     from midstat_tui.engine.session import Session
@@ -147,20 +145,7 @@ def test_live_session_feeds_the_tui_view(lab):
     from midstat_tui.view import ConnView
 
     box: dict = {}
-
-    def open_in_router() -> None:  # the capture handle must be made inside the router's namespace
-        import ctypes
-        import os
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        fd = os.open(f"/run/netns/{lab.router}", os.O_RDONLY)
-        libc.setns(fd, 0x40000000)
-        os.close(fd)
-        box["source"] = LiveSource(ROUTER_CLIENT_IF)
-
-    thread = threading.Thread(target=open_in_router)
-    thread.start()
-    thread.join()
+    _in_namespace(lab.router, lambda: box.setdefault("source", LiveSource(ROUTER_CLIENT_IF)))  # made in the router
     source = box["source"]
     session = Session(Engine(source.datalink), source, live=True)
     session.start()
@@ -346,3 +331,81 @@ def test_the_tui_shows_a_lost_interface_and_stays_usable(doomed_lab):
         assert term.finish() == 1  # the capture ended on an error: said after the terminal is restored
         term.assert_restored()
         assert b"midstat: capture on rc stopped" in term.seen
+
+
+# -- the TUI on several cores (issue #3) ------------------------------------------------------------------------
+
+
+def test_the_tuis_sharded_session_matches_the_kernels(lab):
+    """What the TUI reads with `-i --cores 2`: two shard processes, merged by core 0 once a second; a flow's history
+    is fetched from the shard that owns it."""
+    from midstat_tui.engine.live_shards import ShardedLiveSession
+    from midstat_tui.engine.multicore import Job
+    from midstat_tui.tcp.states import NAMES
+    from midstat_tui.tcp.tracker import TrackerConfig
+    from midstat_tui.view import ConnView
+
+    session = ShardedLiveSession(Job("", None, TrackerConfig(), interface=ROUTER_CLIENT_IF), 2)
+    _in_namespace(lab.router, session.start)  # the shards are forked there, and open their handles there
+    try:
+        names = _talk(lab, 6012, 10)
+        time.sleep(2.5)  # two one-second ticks
+        kernels = _kernel_states(lab, names)
+        view = ConnView()
+        view.apply(session.pull())
+        view.recompute()
+        rows = {(r.client, r.server): r for r in view.visible()}
+        assert {name: (NAMES[rows[name].cstate], NAMES[rows[name].sstate]) for name in names} == kernels
+        assert {rows[name].shard for name in names} == {0, 1}
+        for name in names[:2]:
+            detail = session.connection(rows[name].id)
+            assert detail is not None
+            row, counters, history = detail
+            assert row.id == rows[name].id and counters["packets_c2s"] == row.pkts_c2s
+            assert history[0]["to"] == "SYN_SENT"
+            assert history[-1]["to"] in (NAMES[row.cstate], NAMES[row.sstate])
+        stats = session.pull().stats
+        assert len(stats["capture_shards"]) == 2 and stats["capture"]["dropped"] == 0
+        assert session.error is None
+    finally:
+        session.stop()
+
+
+def _in_namespace(ns: str, func) -> None:
+    """Run `func` in a thread that has entered network namespace `ns` (a fork from there starts in it too)."""
+    import ctypes
+    import threading
+
+    box: dict = {}
+
+    def run() -> None:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        try:
+            libc.setns(fd, 0x40000000)
+        finally:
+            os.close(fd)
+        try:
+            func()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+
+
+def test_the_tui_on_two_cores_in_a_terminal(lab):
+    with tui("-i", ROUTER_CLIENT_IF, "--cores", "2", prefix=("ip", "netns", "exec", lab.router)) as term:
+        term.wait_for(b"live")
+        names = _talk(lab, 6013, 6)
+        term.wait_for(names[-1][0].split(":")[1].encode())
+        os.write(term.master, b"\r")  # the flow screen: its history comes from the owning shard
+        term.wait_for(b"SYN_SENT")
+        os.write(term.master, b"\x1b")
+        time.sleep(0.3)
+        os.write(term.master, b"q")
+        assert term.finish() == 0
+        term.assert_restored()
