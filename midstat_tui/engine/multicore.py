@@ -188,7 +188,7 @@ class _PipeSink(Sink):
         self.replies = replies
 
     def end_time(self, ts: float) -> float:
-        self.pipe.send(("eof", float("inf"), ts))
+        self.pipe.send(("eof", ts, ts))  # at its own last packet time, in the merge's order
         return self.replies.recv()
 
     def clock(self, now: float) -> None:
@@ -309,11 +309,14 @@ def run_sharded(job: Job, count: int, sink: Sink, stop=None, on_ready=None) -> N
 
 
 def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
-    """Core 0's merge. Each shard's timers run on that shard's packets: a timer that ends a connection fires when
-    its shard's clock gets there, which can be after core 0 has seen later packets of other shards. So events are
-    held here until every shard has run its timers to the common end, then given out in packet-time order."""
+    """Core 0's merge. Each shard reports in its own packet-time order, so merging the shards' streams keeps
+    packet-time order, and an event is given out as soon as no shard can still send an earlier one. The exception
+    is a shard's end: it runs its last timers only once every shard is done and the common end time is known, so
+    from the first shard's end on, later events are held until those last timers have run."""
     streams = [_messages(i, pipe, process) for i, (pipe, process, _) in enumerate(workers)]
-    held: list[tuple[float, int, int, dict]] = []
+    held: list[tuple[float, int, int, dict]] = []  # a heap: (ts, shard, arrival, record)
+    arrivals = 0
+    first_end = float("inf")
     latest: list[tuple[dict, list[dict]] | None] = [None] * count
     pending_tick: float | None = None
     ends: dict[int, float] = {}
@@ -334,12 +337,17 @@ def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
             if job.interface is not None:
                 sink.event(payload)  # live: every shard's clock keeps the merge moving, so order holds as it goes
             else:
-                held.append((ts, shard, len(held), payload))
+                heapq.heappush(held, (ts, shard, arrivals, payload))
+                arrivals += 1
         elif kind == "snap":
             latest[shard] = payload
             pending_tick = ts
         elif kind == "eof":
             ends[shard] = payload
+            first_end = min(first_end, payload)
+        release = min(ts, first_end)
+        while held and held[0][0] <= release:
+            sink.event(heapq.heappop(held)[3])
     if pending_tick is not None:
         flush_tick()
     # every shard has read its share: run all their timers to the same end, then take their last reports
@@ -351,7 +359,8 @@ def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
             if kind == "error":
                 raise MidstatError(payload)
             if kind == "event":
-                held.append((payload["ts"], shard, len(held), payload))
+                heapq.heappush(held, (payload["ts"], shard, arrivals, payload))
+                arrivals += 1
             elif kind == "clock":
                 continue
             elif kind == "last":
@@ -359,9 +368,8 @@ def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
                 break
     if len(lasts) != count:
         raise MidstatError("a worker ended without its last report")
-    held.sort(key=lambda item: (item[0], item[2]))
-    for _, _, _, record in held:
-        sink.event(record)
+    while held:
+        sink.event(heapq.heappop(held)[3])
     parts = [lasts[i] for i in range(count)]
     ts = max(p[0] for p in parts)
     stats = add_stats([p[1] for p in parts])
