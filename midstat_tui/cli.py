@@ -224,16 +224,23 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
               until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
               summary=bool(args.summary), datalink=source.datalink, user=target)
     writer = OutputWriter(args, out)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        if cores > 1:
-            run_sharded(job, cores, writer)
-        else:
-            run_shard(job, 0, 1, writer, source=source)
-    except KeyboardInterrupt:
+        try:
+            if cores > 1:
+                run_sharded(job, cores, writer)  # Ctrl-C / SIGTERM: the shards report what they have
+            else:
+                run_shard(job, 0, 1, writer, source=source)  # the same, in this process
+        except KeyboardInterrupt:
+            pass  # stopped while the report was being written: what was written is flushed
+        # the run is over: a late Ctrl-C or SIGTERM must not cut its output in half
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
         out.flush()
-        return EXIT_OK
-    out.flush()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if writer.warning:
         err.write(f"midstat: warning: {writer.warning}\n")
         return EXIT_DAMAGED

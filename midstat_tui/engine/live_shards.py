@@ -21,7 +21,7 @@ import time
 from collections import deque
 from multiprocessing.connection import wait
 
-from midstat_tui.engine.multicore import Job, add_stats
+from midstat_tui.engine.multicore import Job, add_stats, end_process
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.session import SPARK_POINTS, Pulled
 from midstat_tui.engine.views import ConnRow, counters, row_of, transition_dict
@@ -153,10 +153,8 @@ class ShardedLiveSession:
     def stop(self) -> None:
         self._stop.set()
         for _, _, process in self._workers:
-            process.join(timeout=3)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=2)
+            process.join(timeout=3)  # they see the stop event within a poll interval
+            end_process(process)
         if self._thread is not None:
             self._thread.join(timeout=3)
         self.finished = True

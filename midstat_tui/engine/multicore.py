@@ -10,8 +10,11 @@ reports through a pipe, and core 0 (this process) merges them: events in packet-
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import multiprocessing
+import signal
+import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -173,9 +176,14 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
     try:
         last = run_file(engine, source.batches(), on_snapshot if job.snapshots else None, until=job.until,
                         until_offset=job.until_offset)
-    except KeyboardInterrupt:  # Ctrl-C: report what was read so far, as a capture that ends here
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: report what was read so far, as a capture that ends here
         last = engine.snapshot(engine.last_ts or 0.0)
         source.close()
+    if threading.current_thread() is threading.main_thread():
+        # reading is over: from here on this shard only reports, which an interrupt must not cut in half (the
+        # command puts its own handlers back once the output is out)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     end = max(last.ts, sink.end_time(last.ts))
     engine.tracker.advance(end)
     report.last(engine, end, source.warning)
@@ -208,6 +216,9 @@ class _PipeSink(Sink):
 
 
 def _worker(job: Job, shard: int, count: int, pipe, replies, stop, fanout_group: int) -> None:
+    if job.interface is None:  # a file's shard stops reading on SIGINT and reports what it has (core 0 asks)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if job.interface is not None:
             run_live_shard(job, shard, count, _PipeSink(pipe, replies), stop, fanout_group)
@@ -290,6 +301,17 @@ def run_sharded(job: Job, count: int, sink: Sink, stop=None, on_ready=None) -> N
         reply_in.close()
         workers.append((parent, process, reply_out))
     drop_to(job.user)  # core 0 opens nothing more; each worker gives up root after opening its own handle
+
+    def interrupt_workers(signum: int, frame: object) -> None:
+        """Ctrl-C or SIGTERM while reading files: every shard stops and reports what it has; the merge goes on."""
+        for _, process, _ in workers:
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGINT)
+
+    handlers = {}
+    if job.interface is None and threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, interrupt_workers) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if job.interface is not None:
             for shard, (pipe, process, _) in enumerate(workers):
@@ -302,10 +324,20 @@ def run_sharded(job: Job, count: int, sink: Sink, stop=None, on_ready=None) -> N
                 on_ready()
         _merge(job, count, workers, sink)
     finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         for _, process, _ in workers:
-            if process.is_alive():
-                process.terminate()
-            process.join(timeout=5)
+            end_process(process)
+
+
+def end_process(process) -> None:
+    """Make sure a worker is gone: asked first (SIGTERM), then killed (a reporting shard ignores SIGTERM)."""
+    if process.is_alive():
+        process.terminate()
+        process.join(timeout=2)
+    if process.is_alive():
+        process.kill()
+    process.join(timeout=5)
 
 
 def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:

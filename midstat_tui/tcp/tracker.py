@@ -7,6 +7,7 @@ No I/O, no clock, no UI: feed it segments (`segment`) and time (`advance`), read
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
@@ -106,9 +107,10 @@ class Tracker:
         self.on_remove: Callable[[Connection], None] | None = None  # a connection left the table for good
         self.table: dict[tuple, Connection] = {}
         # the eviction order's first two classes, oldest first: ended connections still lingering, then live ones
-        # whose handshake is not complete on both sides (SYN floods and scans live here; conntrack's non-assured)
-        self._ended: dict[tuple, Connection] = {}
-        self._handshakes: dict[tuple, Connection] = {}
+        # whose handshake is not complete on both sides (SYN floods and scans live here; conntrack's non-assured).
+        # OrderedDicts: a plain dict emptied from the front makes finding its first entry ever slower.
+        self._ended: OrderedDict[tuple, Connection] = OrderedDict()
+        self._handshakes: OrderedDict[tuple, Connection] = OrderedDict()
         self.stats = TrackerStats()
         self.now = 0.0
         self._timers: list[tuple[float, int, Connection]] = []

@@ -278,23 +278,40 @@ def midstat_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "midstat_tui", *args]
 
 
-def test_sigterm_mid_file_prints_the_summary_so_far(tmp_path):
-    """A long run stopped with SIGTERM (or Ctrl-C) still prints what it tracked, and exits 0."""
+@pytest.fixture(scope="module")
+def big_capture(tmp_path_factory):
+    """600,000 synthetic packets: several seconds of work on either core count."""
+    import sys
+
+    from tests.helpers import ROOT
+
+    big = tmp_path_factory.mktemp("big") / "big.pcap"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "synth.py"), str(big), "--packets", "600000",
+                    "--conns", "30000"], check=True, capture_output=True)
+    return big
+
+
+@pytest.mark.parametrize("cores", ["1", "2"])
+def test_sigterm_mid_file_prints_the_summary_so_far(big_capture, cores):
+    """A long run stopped with SIGTERM (or Ctrl-C) still prints what it tracked, and exits 0: on several cores
+    core 0 asks every shard for what it has and merges that, leaving no worker behind."""
     import signal
     import sys
     import time
 
     from tests.helpers import ROOT
 
-    big = tmp_path / "big.pcap"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "synth.py"), str(big), "--packets", "300000",
-                    "--conns", "15000"], check=True, capture_output=True)
+    big = big_capture
     proc = subprocess.Popen([sys.executable, "-m", "midstat_tui", "-r", str(big), "--summary", "--json",
-                             "--cores", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+                             "--cores", cores], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     time.sleep(1.5)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     doc = json.loads(out)
-    assert 0 < doc["stats"]["packets"] < 300000
+    assert 0 < doc["stats"]["packets"] < 600000
     assert doc["connections"]
+    if cores == "2":
+        assert {c["shard"] for c in doc["connections"]} == {0, 1}
+    left = subprocess.run(["pgrep", "-f", str(big)], capture_output=True, text=True).stdout.split()
+    assert not left, "a worker outlived the run"
