@@ -147,7 +147,6 @@ def _ticks(engine: Engine, next_tick: float, ts: float, on_snapshot: Callable[[S
     Between ticks only timers can change anything (the packet at `ts` is fed after this), so quiet seconds are
     skipped in one step up to the next timer or to `ts`."""
     tracker = engine.tracker
-    timers = tracker._timers
     while next_tick <= ts:
         tracker.advance(next_tick)
         if engine.changed():
@@ -156,7 +155,7 @@ def _ticks(engine: Engine, next_tick: float, ts: float, on_snapshot: Callable[[S
             else:
                 engine.mark_clean()
         next_tick += 1.0
-        due = timers[0][0] if timers else math.inf
+        due = tracker.next_timer()
         jump = math.floor(min(ts, due))
         if jump > next_tick:
             next_tick = float(jump)

@@ -7,6 +7,7 @@ No I/O, no clock, no UI: feed it segments (`segment`) and time (`advance`), read
 from __future__ import annotations
 
 import heapq
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from midstat_tui.tcp.states import (
 )
 
 END_REASONS = ("closed", "reset", "time_wait_expired", "idle_timeout", "port_reuse", "evicted", "bad_flags")
-TIMER_SLACK = 4096  # stale timer entries tolerated beyond twice the table's size before the heap is rebuilt
+TIMER_SLACK = 4096  # stale timer entries tolerated beyond the table's size before the heap is rebuilt
 EVICTION_SAMPLE = 64  # when only established connections are left: how many of the oldest are looked at
 # A repeat of the ended connection's own SYN (same ISN) this soon after a RST or ICMP error ended it was in
 # flight while the abort travelled the other way: it is counted on the ended connection, not a new attempt.
@@ -113,7 +114,9 @@ class Tracker:
         self._handshakes: OrderedDict[tuple, Connection] = OrderedDict()
         self.stats = TrackerStats()
         self.now = 0.0
-        self._timers: list[tuple[float, int, Connection]] = []
+        # (deadline, connection id, key): an entry names its connection rather than holding it, so the entries a
+        # flood's evictions leave behind keep no connection alive; a stale one is skipped when it comes up
+        self._timers: list[tuple[float, int, tuple]] = []
         self._next_id = 0
         self._tw_hold = self.config.time_wait
         self._idle = self.config.idle_timeouts
@@ -293,17 +296,18 @@ class Tracker:
         stats.started += 1
         conn.deadline = self._deadline(conn)
         timers = self._timers
-        heapq.heappush(timers, (conn.deadline, conn_id, conn))
-        if len(timers) > 2 * len(self.table) + TIMER_SLACK:
+        heapq.heappush(timers, (conn.deadline, conn_id, key))
+        table_size = len(self.table)
+        if len(timers) > 2 * table_size + TIMER_SLACK:
             self._compact_timers()
         if self.on_event is not None:
             self.on_event("start", conn, None, None)
         return conn
 
     def _compact_timers(self) -> None:
-        """Drop the timer entries of connections that left the table or moved their deadline. Without this, under
-        a flood every evicted connection would stay referenced by its stale entry until that entry's time came."""
-        self._timers = [(c.deadline, c.id, c) for c in self.table.values()]
+        """Drop the timer entries of connections that left the table or moved their deadline: under a flood,
+        evictions leave one behind per new connection, long before its time comes."""
+        self._timers = [(c.deadline, c.id, key) for key, c in self.table.items()]
         heapq.heapify(self._timers)
 
     # -- ends, timers, eviction ---------------------------------------------------------------------------
@@ -316,7 +320,7 @@ class Tracker:
         deadline = self._deadline(conn)
         if deadline < conn.deadline:
             conn.deadline = deadline
-            heapq.heappush(self._timers, (deadline, conn.id, conn))
+            heapq.heappush(self._timers, (deadline, conn.id, conn.key))
 
     def _deadline(self, conn: Connection) -> float:
         if conn.ended is not None:
@@ -331,22 +335,27 @@ class Tracker:
             return 0.0
         return conn.last + self._idle.get(state, 0.0)
 
+    def next_timer(self) -> float:
+        """When the earliest timer entry is due (it may be a stale one: then nothing happens then), or inf."""
+        return self._timers[0][0] if self._timers else math.inf
+
     def advance(self, now: float) -> None:
         """Run every timer due at or before `now` (packet time for files, the clock when live)."""
         if now > self.now:
             self.now = now
         timers = self._timers
         while timers and timers[0][0] <= now:
-            when, _, conn = heapq.heappop(timers)
-            if when != conn.deadline or self.table.get(conn.key) is not conn:
-                continue  # stale entry: the connection moved its deadline or left the table
+            when, conn_id, key = heapq.heappop(timers)
+            conn = self.table.get(key)
+            if conn is None or conn.id != conn_id or when != conn.deadline:
+                continue  # stale entry: the connection left the table or moved its deadline
             if conn.ended is not None:
                 self._remove(conn)
                 continue
             deadline = self._deadline(conn)
             if deadline > now:
                 conn.deadline = deadline
-                heapq.heappush(timers, (deadline, conn.id, conn))
+                heapq.heappush(timers, (deadline, conn.id, key))
                 continue
             tw = conn.c.state == TIME_WAIT or conn.s.state == TIME_WAIT
             idle_side = any(side.state not in (TIME_WAIT, CLOSED) for side in (conn.c, conn.s))
@@ -370,7 +379,7 @@ class Tracker:
         if self.on_event is not None:
             self.on_event("end", conn, None, None)
         conn.deadline = self._deadline(conn)
-        heapq.heappush(self._timers, (conn.deadline, conn.id, conn))
+        heapq.heappush(self._timers, (conn.deadline, conn.id, conn.key))
 
     def _remove(self, conn: Connection) -> None:
         key = conn.key
