@@ -17,6 +17,7 @@ steady size after about two minutes; "after warm-up" is the first sample past --
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -42,6 +43,7 @@ from netlab import (  # noqa: E402
     SERVER_RESETS,
     NetLab,
     end,
+    process_tree,
 )
 
 ENDINGS = (CLIENT_CLOSES, SERVER_CLOSES, CLIENT_RESETS, SERVER_RESETS)
@@ -49,27 +51,10 @@ ENDINGS = (CLIENT_CLOSES, SERVER_CLOSES, CLIENT_RESETS, SERVER_RESETS)
 
 def tree_rss_kb(root_pid: int) -> int:
     """Resident memory of a process and all its descendants (kB)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    total, todo = 0, [root_pid]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, []))
-        try:
-            with open(f"/proc/{pid}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
+    total = 0
+    for pid in process_tree(root_pid):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as fh:
+            total += next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
     return total
 
 

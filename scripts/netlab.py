@@ -236,3 +236,17 @@ def _norm(endpoint: str) -> str:
 def endpoint(sock_addr: tuple) -> str:
     host, port = sock_addr[0], sock_addr[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (what a command run in the lab became: core 0 and its workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as fh:
+                children.setdefault(int(fh.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo.extend(children.get(found[-1], []))
+    return found

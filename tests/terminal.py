@@ -48,6 +48,13 @@ class Terminal:
         self.seen += _read_until(self.master, b"\x00never", timeout=0.5)
         return status
 
+    def quit(self) -> int:
+        """Esc (leave any screen), then q; returns the exit status."""
+        os.write(self.master, b"\x1b")
+        time.sleep(0.3)
+        os.write(self.master, b"q")
+        return self.finish()
+
     def assert_restored(self) -> None:
         tail = self.seen[self.seen.rfind(b"\x1b[?1049h"):]
         assert LEAVE_ALT_SCREEN in tail and SHOW_CURSOR in tail, tail[-500:]

@@ -33,6 +33,7 @@ from netlab import (  # noqa: E402
     available,
     end,
     endpoint,
+    process_tree,
 )
 
 
@@ -260,20 +261,6 @@ def test_dozens_of_every_kind_on_two_cores_match_the_kernels_with_no_drop(lab):
 # -- privileges and a lost interface (issue #5) -----------------------------------------------------------------
 
 
-def _tree(pid: int) -> list[int]:
-    """A process and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as fh:
-                children.setdefault(int(fh.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        found.append(todo.pop())
-        todo.extend(children.get(found[-1], []))
-    return found
-
-
 def _uids(pid: int) -> list[int]:
     with open(f"/proc/{pid}/status") as fh:
         return [int(x) for x in next(line for line in fh if line.startswith("Uid:")).split()[1:]]
@@ -284,7 +271,7 @@ def test_live_capture_gives_up_root_in_every_process(lab):
     """Run as root without --user: once every shard's handle is open, core 0 and both workers are nobody, and the
     capture goes on (the handles were opened as root)."""
     proc = _start(lab, "--summary", "--json", "--cores", "2")
-    pids = _tree(proc.pid)  # `ip netns exec` execs the interpreter: the whole tree is midstat's
+    pids = process_tree(proc.pid)  # `ip netns exec` execs the interpreter: the whole tree is midstat's
     assert len(pids) == 3  # core 0 and two shard workers
     assert {tuple(_uids(p)) for p in pids} == {(_nobody_uid(),) * 4}
     _talk(lab, 6011, 4)
@@ -327,8 +314,7 @@ def test_the_tui_shows_a_lost_interface_and_stays_usable(doomed_lab):
         time.sleep(0.3)
         os.write(term.master, f"port {names[0][0].split(':')[1]}\r".encode())
         term.wait_for(b"shown 1")  # the filter still works on what was captured
-        os.write(term.master, b"q")
-        assert term.finish() == 1  # the capture ended on an error: said after the terminal is restored
+        assert term.quit() == 1  # the capture ended on an error: said after the terminal is restored
         term.assert_restored()
         assert b"midstat: capture on rc stopped" in term.seen
 
@@ -404,8 +390,5 @@ def test_the_tui_on_two_cores_in_a_terminal(lab):
         term.wait_for(names[-1][0].split(":")[1].encode())
         os.write(term.master, b"\r")  # the flow screen: its history comes from the owning shard
         term.wait_for(b"SYN_SENT")
-        os.write(term.master, b"\x1b")
-        time.sleep(0.3)
-        os.write(term.master, b"q")
-        assert term.finish() == 0
+        assert term.quit() == 0
         term.assert_restored()

@@ -65,10 +65,7 @@ def test_run_as_root_the_tui_gives_up_root_and_still_reads_a_root_only_file(tmp_
         time.sleep(1.0)
         os.write(term.master, b"?")
         term.wait_for(b"midstat keys")
-        os.write(term.master, b"\x1b")
-        time.sleep(0.3)
-        os.write(term.master, b"q")
-        assert term.finish() == 0
+        assert term.quit() == 0
         term.assert_restored()
         assert b"Permission denied" not in term.seen
 

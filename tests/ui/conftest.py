@@ -15,13 +15,19 @@ from tests.helpers import FIXTURES
 
 
 def finished_session(path, speed: float = 0.0, config: TrackerConfig | None = None) -> Session:
+    session = finished_session_or_error(path, speed, config)
+    assert session.at_end
+    return session
+
+
+def finished_session_or_error(path, speed: float = 0.0, config: TrackerConfig | None = None) -> Session:
+    """A session over `path`, once it has read the whole file or its engine thread has ended on an error."""
     source = FileSource(str(path))
     session = Session(Engine(source.datalink, config), source, live=False, speed=speed)
     session.start()
     deadline = time.monotonic() + 30
-    while not session.at_end and time.monotonic() < deadline:
+    while not (session.at_end or session.finished) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert session.at_end
     return session
 
 

@@ -15,7 +15,8 @@ from midstat_tui.ui.conn_table import ConnTable
 from midstat_tui.ui.flow_screen import FlowScreen
 from midstat_tui.ui.help_screen import HelpScreen
 from tests.helpers import ROOT, shared
-from tests.ui.conftest import finished_session, make_app
+from tests.ui.conftest import MIXED as MIXED_PATH
+from tests.ui.conftest import finished_session, finished_session_or_error, make_app
 
 SIZE = (120, 34)
 
@@ -285,3 +286,27 @@ async def test_a_syn_flood_stays_under_the_table_bound_and_shows_its_evictions(t
         rows = app.view.visible()
         assert len(rows) == 300
         assert all(NAMES[r.cstate] == NAMES[r.sstate] == "ESTABLISHED" and r.ended is None for r in rows)
+
+
+async def test_an_unexpected_engine_error_is_shown_and_what_was_tracked_stays(monkeypatch, tmp_path):
+    """A bug in the engine thread (here: decoding fails from the 60th packet on) must not take the TUI down: the
+    error is shown, the connections tracked before it stay browsable, and q still leaves cleanly."""
+    from midstat_tui.engine.pipeline import Engine
+
+    real_feed = Engine.feed
+
+    def failing_feed(self, ts, frame):
+        if self.decode_stats.packets >= 60:
+            raise RuntimeError("decoder exploded")
+        real_feed(self, ts, frame)
+
+    monkeypatch.setattr(Engine, "feed", failing_feed)
+    session = finished_session_or_error(MIXED_PATH)
+    app = MidstatApp(session, interval=None, show_load=False, export_dir=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        app.tick()
+        assert "RuntimeError: decoder exploded" in str(app.query_one("#status").render())
+        assert 0 < len(app.view.order) < 21
+        await pilot.press("slash", *"port 5001", "enter")  # still filters
+        await pilot.press("q")
+    assert app.return_code in (0, None)
