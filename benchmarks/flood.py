@@ -91,7 +91,7 @@ def generate(path: Path, syns: int, established: int, seed: int = 1, scan_ports:
     return written
 
 
-def run(path: Path, max_conns: int, cores: int, established: int) -> dict:
+def run(path: Path, max_conns: int, cores: int) -> dict:
     cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "midstat_tui", "-r", str(path), "--summary", "--json",
            "--match", SAMPLE, "--cores", str(cores), "--max-conns", str(max_conns), "--user", "root"]
     started = time.perf_counter()
@@ -103,11 +103,10 @@ def run(path: Path, max_conns: int, cores: int, established: int) -> dict:
     stats = doc["stats"]
     alive = [c for c in doc["connections"] if c["ended"] is None and c["client_state"] == "ESTABLISHED"
              and c["server_state"] == "ESTABLISHED"]
-    sampled = min(SAMPLED, established)
     return {"max_conns": max_conns, "cores": cores, "seconds": round(wall, 2), "packets": stats["packets"],
             "packets_per_s": round(stats["packets"] / wall), "peak_rss_mb": round(int(proc.stderr.split()[-1]) / 1024),
             "started": stats["started"], "evicted": stats["evicted"], "in_table": stats["in_table"],
-            "active": stats["active"], "sampled_established_alive": f"{len(alive)}/{sampled}",
+            "active": stats["active"], "sampled_established_alive": f"{len(alive)}/{len(doc['connections'])}",
             "bytes_per_conn_in_table": None}
 
 
@@ -127,7 +126,7 @@ def main() -> int:
         print(f"{path.name}: {count} packets, made in {time.perf_counter() - started:.0f} s", flush=True)
     baseline = run_empty()
     for bound in args.max_conns:
-        result = run(path, bound, args.cores, args.established)
+        result = run(path, bound, args.cores)
         if result["in_table"]:
             result["bytes_per_conn_in_table"] = round((result["peak_rss_mb"] - baseline) * 1024 * 1024
                                                       / result["in_table"])
@@ -143,7 +142,7 @@ def run_empty() -> int:
         with open(path, "wb") as fh:
             dpkt.pcap.Writer(fh, linktype=dpkt.pcap.DLT_EN10MB).writepkt(
                 frame(_client(1), SERVER, 1000, 443, 1, 0, SYN, 0, None), ts=1.0)
-    return run(path, 1000, 1, 1)["peak_rss_mb"]
+    return run(path, 1000, 1)["peak_rss_mb"]
 
 
 if __name__ == "__main__":
