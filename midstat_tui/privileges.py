@@ -40,15 +40,12 @@ def choose_user(requested: str | None, environ: dict[str, str] | None = None) ->
     if name is None:
         sudo_user = environ.get("SUDO_USER")
         name = sudo_user if sudo_user and sudo_user != "root" else DEFAULT_USER
-        try:
-            pw = pwd.getpwnam(name)
-        except KeyError:
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        if requested is None:
             return None  # no such account on this machine: nothing safer to become
-    else:
-        try:
-            pw = pwd.getpwnam(name)
-        except KeyError:
-            raise MidstatError(f"--user {name}: no such user") from None
+        raise MidstatError(f"--user {name}: no such user") from None
     if pw.pw_uid == 0:
         return None
     return Target(pw.pw_name, pw.pw_uid, pw.pw_gid)
@@ -59,9 +56,7 @@ def drop_to(target: Target | None) -> None:
     if target is None or os.geteuid() != 0:
         return
     try:
-        os.setgroups([])
-        os.setresgid(target.gid, target.gid, target.gid)
-        os.setresuid(target.uid, target.uid, target.uid)
+        _become(target)
     except OSError as exc:
         raise MidstatError(f"could not switch to user {target.name}: {exc.strerror}") from None
     try:
@@ -69,6 +64,12 @@ def drop_to(target: Target | None) -> None:
     except PermissionError:
         return
     raise MidstatError(f"switched to user {target.name}, yet root could be taken back: refusing to go on")
+
+
+def _become(target: Target) -> None:
+    os.setgroups([])
+    os.setresgid(target.gid, target.gid, target.gid)
+    os.setresuid(target.uid, target.uid, target.uid)
 
 
 def _name_of(uid: int) -> str:
@@ -84,9 +85,7 @@ def can_open_as(path: str, target: Target) -> bool:
     if pid == 0:  # pragma: no cover - the child's own exit status is the answer
         status = 1
         try:
-            os.setgroups([])
-            os.setresgid(target.gid, target.gid, target.gid)
-            os.setresuid(target.uid, target.uid, target.uid)
+            _become(target)
             os.close(os.open(path, os.O_RDONLY))
             status = 0
         except OSError:

@@ -80,7 +80,7 @@ class Connection:
         "deadline",
     )
 
-    def __init__(self, conn_id: int, shard: int, key: tuple, vlan: tuple[int, ...],
+    def __init__(self, conn_id: int, shard: int, key: bytes, vlan: tuple[int, ...],
                  c_addr: bytes, c_port: int, s_addr: bytes, s_port: int, ts: float) -> None:
         self.id = conn_id
         self.shard = shard
