@@ -46,8 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="track on N worker processes, each owning a share of the connections (files: a "
                         "symmetric hash of the 4-tuple in each worker's BPF filter; live: the kernel's fanout "
-                        "hash), merged by core 0; default: the number of CPUs. The TUI replays a file on one "
-                        "shard (one timeline to pause and seek)")
+                        "hash), merged by core 0; default: the number of CPUs")
     p.add_argument("--user", metavar="NAME",
                    help="as root: once the capture handles (or the file) are open, run as NAME, the TUI and every "
                         "worker included (default: the user who ran sudo, else nobody; 'root' keeps root)")
@@ -206,6 +205,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     source = FileSource(args.read, args.filter)  # opened here first: a bad file or filter is said once, at once
     if not headless:
         _load_tui(target)
+        if args.cores > 1 and not source.stdin:
+            source.close()  # each shard opens the file itself, with the filter that keeps its share
+            return run_tui_sharded(args, config, target, err, datalink=source.datalink)
         source.hand_over(target)
         drop_to(target)
         return run_tui(args, config, source, err)
@@ -305,13 +307,18 @@ def _load_tui(target: Target | None) -> None:
         preload_if_unreadable(target, ["textual", "rich", "asyncio", "encodings", "concurrent", "email"])
 
 
-def run_tui_sharded(args: argparse.Namespace, config: TrackerConfig, target: Target | None, err: TextIO) -> int:
-    """The TUI over a live capture on several cores: shard processes, core 0's merge in this process."""
-    from midstat_tui.engine.live_shards import ShardedLiveSession
+def run_tui_sharded(args: argparse.Namespace, config: TrackerConfig, target: Target | None, err: TextIO,
+                    datalink: int = 1) -> int:
+    """The TUI on several cores: shard processes (live: a fanout group; a file: a share each, played in step),
+    core 0's merge in this process."""
+    from midstat_tui.engine.shard_sessions import ShardedFileSession, ShardedLiveSession
 
-    job = Job("", args.filter, config, verify_checksums=not args.no_checksum, interface=args.interface,
-              snaplen=args.snaplen, promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target)
-    return _run_app(ShardedLiveSession(job, args.cores), args, err)
+    job = Job(args.read or "", args.filter, config, verify_checksums=not args.no_checksum, interface=args.interface,
+              snaplen=args.snaplen, promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target,
+              datalink=datalink)
+    if args.interface is not None:
+        return _run_app(ShardedLiveSession(job, args.cores), args, err)
+    return _run_app(ShardedFileSession(job, args.cores, speed=args.speed), args, err)
 
 
 def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO) -> int:

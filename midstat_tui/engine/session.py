@@ -79,7 +79,11 @@ class Session:
         self._step_until: float | None = None
         self._step_span: float | None = None
         self._seek_to: float | None = None
+        self._speed_changed = False
         self._thread: threading.Thread | None = None
+        # (monotonic wall time, packet time) the pacing counts from; None: from the first packet played. Shards of
+        # one file share theirs, so that they play in step.
+        self.pace_anchor: tuple[float, float] | None = None
         engine.tracker.track_changes()
         if live and hasattr(source, "stats"):
             engine.capture_stats = source.stats  # received / dropped counters of the capture handle
@@ -124,14 +128,27 @@ class Session:
             self._lock.release()
 
     def toggle_pause(self) -> None:
+        self.set_paused(not self.paused)
+
+    def set_paused(self, paused: bool, anchor: tuple[float, float] | None = None) -> None:
         with self._wake:
-            self.paused = not self.paused
+            self.paused = paused
+            self.pace_anchor = anchor if anchor is not None else self.pace_anchor
             self._wake.notify_all()
 
-    def set_speed(self, speed: float) -> None:
+    def set_speed(self, speed: float, anchor: tuple[float, float] | None = None) -> None:
         with self._wake:
             self.speed = max(0.0, speed)
+            self.pace_anchor = anchor if anchor is not None else self.pace_anchor
+            self._speed_changed = True
             self._wake.notify_all()
+
+    def step_to(self, target: float) -> None:
+        """While paused: replay up to packet time `target`, then stay paused."""
+        with self._wake:
+            if self.paused:
+                self._step_until = target
+                self._wake.notify_all()
 
     def step(self, seconds: float = 1.0) -> None:
         """While paused: replay the next `seconds` of packet time, then stay paused."""
@@ -213,10 +230,12 @@ class Session:
                 with self._lock:
                     base = self.position if self.position is not None else ts
                     self._step_until, self._step_span = base + self._step_span, None
+            if self._speed_changed:
+                pace, self._speed_changed = None, False
             if self.speed > 0 and not stepping:
                 now = time.monotonic()
                 if pace is None:
-                    pace = (now, ts)
+                    pace = self.pace_anchor or (now, ts)
                 delay = pace[0] + (ts - pace[1]) / self.speed - now
                 if delay > 0:
                     with self._wake:

@@ -5,12 +5,14 @@ counters, events in packet-time order; only the CPU column (the owning shard) an
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
 import pytest
 
 from midstat_tui.engine.shards import shard_of, share_filter
 from tests.helpers import FIXTURES, midstat, shared
+from tests.unit.test_session import _apply
 
 CAPTURES = [
     shared("zeek/Traces/ssh/ssh.pcap"),
@@ -150,3 +152,81 @@ def test_in_process_merge_gives_every_connection():
     sink = _Collect()
     multicore.run_sharded(_job(), 3, sink)
     assert len(sink.everything) == 21
+
+
+# -- the TUI's replay of a file on several cores ------------------------------------------------------------------
+
+
+def _rows_facts(rows) -> Counter:
+    """What a replay shows, whatever the shard numbering: endpoints, first packet, both states, packet counts."""
+    return Counter((r.client, r.server, r.first, r.cstate, r.sstate, r.pkts_c2s, r.pkts_s2c, r.ended)
+                   for r in rows.values())
+
+
+def _pull_until(session, rows: dict, cond, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = _apply(rows, session.pull())
+        if cond():
+            return rows
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_the_tuis_sharded_file_replay_matches_one_shard_and_seeks_back():
+    from midstat_tui.engine.multicore import Job
+    from midstat_tui.engine.shard_sessions import ShardedFileSession
+    from midstat_tui.tcp.tracker import TrackerConfig
+    from tests.unit.test_session import _reference_rows
+
+    path = FIXTURES / "mixed_traffic.pcap"  # two dozen real connections of every kind
+    whole = _reference_rows(path, until=None)
+    first, last = min(r.first for r in whole.values()), max(r.last for r in whole.values())
+    target = (first + last) / 2
+    session = ShardedFileSession(Job(str(path), None, TrackerConfig()), 2, speed=0)
+    session.start()
+    try:
+        rows = _pull_until(session, {}, lambda: session.at_end)
+        rows = _pull_until(session, rows, lambda: True)
+        assert _rows_facts(rows) == _rows_facts(whole)
+        assert {r.shard for r in rows.values()} == {0, 1}
+        some = next(iter(rows.values()))
+        detail = session.connection(some.id)  # from the shard that owns it
+        assert detail is not None and detail[0].id == some.id and detail[2][0]["to"] in ("SYN_SENT", "ESTABLISHED")
+        session.toggle_pause()
+        session.seek(target)
+        deadline = time.monotonic() + 30
+        while not (pulled := session.pull()).reset:  # the new picture comes whole, once every shard has sought
+            assert time.monotonic() < deadline, "no reset after the seek"
+            time.sleep(0.05)
+        seen = _apply({}, pulled)
+        assert seen and pulled.position == target
+        assert _rows_facts(seen) == _rows_facts(_reference_rows(path, until=target))
+    finally:
+        session.stop()
+
+
+def test_the_tuis_sharded_file_replay_keeps_capture_pace_pauses_and_steps():
+    from midstat_tui.engine.multicore import Job
+    from midstat_tui.engine.shard_sessions import ShardedFileSession
+    from midstat_tui.tcp.tracker import TrackerConfig
+
+    # 2.5 s of real traffic, played at half speed: 5 s
+    session = ShardedFileSession(Job(str(FIXTURES / "mixed_traffic.pcap"), None, TrackerConfig()), 2, speed=0.5)
+    session.start()
+    try:
+        _pull_until(session, {}, lambda: session.first_ts is not None and session.position is not None)
+        time.sleep(2.0)
+        played = session.position - session.first_ts
+        assert 0.3 <= played <= 1.8, played  # both shards on one clock, at half the capture's pace
+        session.toggle_pause()
+        time.sleep(0.5)
+        held = session.position
+        time.sleep(1.0)
+        assert session.position == held  # paused: nothing moves
+        session.step(0.5)
+        _pull_until(session, {}, lambda: session.position != held, timeout=10)
+        assert abs(session.position - (held + 0.5)) < 1e-6
+        assert session.paused and not session.at_end
+    finally:
+        session.stop()

@@ -325,8 +325,8 @@ def test_the_tui_shows_a_lost_interface_and_stays_usable(doomed_lab):
 def test_the_tuis_sharded_session_matches_the_kernels(lab):
     """What the TUI reads with `-i --cores 2`: two shard processes, merged by core 0 once a second; a flow's history
     is fetched from the shard that owns it."""
-    from midstat_tui.engine.live_shards import ShardedLiveSession
     from midstat_tui.engine.multicore import Job
+    from midstat_tui.engine.shard_sessions import ShardedLiveSession
     from midstat_tui.tcp.states import NAMES
     from midstat_tui.tcp.tracker import TrackerConfig
     from midstat_tui.view import ConnView

@@ -77,3 +77,14 @@ def test_user_root_keeps_root():
         assert _uids(term.proc.pid) == [0, 0, 0, 0]
         os.write(term.master, b"q")
         assert term.finish() == 0
+
+
+def test_a_file_on_two_cores_in_the_tui():
+    """`-r FILE --cores 2`: two shards replay their shares in step; a flow's history comes from its shard."""
+    with tui("-r", MIXED, "--speed", "0", "--cores", "2") as term:
+        term.wait_for(b"10.231.1.1")
+        term.wait_for(b"end")  # the header says the replay reached the end of the file
+        os.write(term.master, b"\r")
+        term.wait_for(b"SYN_SENT")
+        assert term.quit() == 0
+        term.assert_restored()

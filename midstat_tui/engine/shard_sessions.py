@@ -1,0 +1,451 @@
+"""The TUI on several cores: shard worker processes and core 0's merge, behind the pull interface of
+`session.Session`.
+
+Each worker owns a share of the connections: live, one capture handle in the kernel's fanout group (both directions of
+a flow land on one handle); from a file, the file read through a BPF filter that keeps its share. Core 0 is a thread
+of the face's process: it merges what the shards send into one picture (changed rows, added-up counters, rates,
+sparklines) that the face pulls once a second. A flow's full state history stays in its shard and is fetched from
+there when the face asks for it (the id says which shard: id % shards).
+
+Live, each shard sends its changes once a second on the clock. A file's shard runs a `Session` of its own (pacing,
+pause, step, seek with checkpoints) on its share; core 0 gives them all one pacing anchor, so they play in step, and
+turns pause, speed, step and seek into orders to every shard. After a seek it waits for every shard's full table
+before handing the face the new picture.
+
+When a live shard's capture stops (a lost interface), it keeps its table and goes on answering, so what was
+captured stays browsable; the error is shown by the face.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import threading
+import time
+from collections import deque
+from multiprocessing.connection import wait
+
+from midstat_tui.engine.multicore import Job, add_stats, end_process, first_timestamp
+from midstat_tui.engine.pipeline import Engine
+from midstat_tui.engine.session import SPARK_POINTS, Pulled, Session
+from midstat_tui.engine.shards import share_filter
+from midstat_tui.engine.views import ConnRow, counters, row_of, transition_dict
+from midstat_tui.errors import MidstatError
+from midstat_tui.privileges import drop_to
+
+REPLY_TIMEOUT = 1.0  # seconds the face waits for a shard to send one flow's history
+START_SLACK = 0.3    # seconds between the pacing anchor and the shards' first packet: time for them to start
+
+
+def _detail(conn) -> tuple[ConnRow, dict, list[dict]] | None:
+    if conn is None:
+        return None
+    return row_of(conn), counters(conn), [transition_dict(t) for t in conn.transitions]
+
+
+def _live_worker(job: Job, shard: int, count: int, out, requests, stop, group: int) -> None:
+    """One live shard: capture, track, and every second send core 0 ("tick", shard, now, stats, changes)."""
+    from midstat_tui.capture.live import LiveSource
+
+    try:
+        source = LiveSource(job.interface, job.bpf, snaplen=job.snaplen, promisc=job.promisc, fanout_group=group,
+                            buffer_mib=job.buffer_mib)
+        drop_to(job.user)
+        engine = Engine(source.datalink, job.config, verify_checksums=job.verify_checksums, shard=shard,
+                        shard_count=count)
+    except MidstatError as exc:
+        out.send(("fatal", shard, str(exc)))
+        return
+    engine.capture_stats = source.stats
+    tracker = engine.tracker
+    tracker.track_changes()
+    by_id = {conn.id: conn for conn in tracker.table.values()}
+    out.send(("ready", shard, engine.stats()))
+    batches = source.batches()
+    capturing = True
+    next_tick = math.floor(time.time()) + 1.0
+    try:
+        while not stop.is_set():
+            if capturing:
+                batch = next(batches, None)
+                if batch is None:
+                    capturing = False
+                    out.send(("stopped", shard, source.warning or f"capture on {job.interface} stopped"))
+                else:
+                    for ts, frame in batch:
+                        engine.feed(ts, frame)
+            else:
+                stop.wait(0.1)
+            now = time.time()
+            if now >= next_tick:
+                tracker.advance(now)
+                changes: dict[int, ConnRow | None] = {}
+                for conn in tracker.touched or ():
+                    by_id[conn.id] = conn
+                    changes[conn.id] = row_of(conn)
+                for conn_id in tracker.removed or ():
+                    by_id.pop(conn_id, None)
+                    changes[conn_id] = None
+                tracker.touched, tracker.removed = set(), []
+                out.send(("tick", shard, now, engine.stats(), changes))
+                next_tick = math.floor(now) + 1.0
+            while requests.poll():
+                req_id, conn_id = requests.recv()
+                out.send(("reply", shard, req_id, _detail(by_id.get(conn_id))))
+    except (BrokenPipeError, EOFError):
+        return  # core 0 is gone
+
+
+def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: float,
+                 anchor: tuple[float, float] | None) -> None:
+    """One shard of a file replay: a Session on its share, driven by core 0's orders, its pulls sent on."""
+    from midstat_tui.capture.files import FileSource
+
+    try:
+        bpf = " and ".join(f"({p})" for p in (job.bpf, share_filter(shard, count, vlan=job.datalink == 1)) if p)
+        source = FileSource(job.path, bpf)
+        source.hand_over(job.user)
+        drop_to(job.user)
+        engine = Engine(source.datalink, job.config, verify_checksums=job.verify_checksums, shard=shard,
+                        shard_count=count)
+    except MidstatError as exc:
+        out.send(("fatal", shard, str(exc)))
+        return
+    session = Session(engine, source, live=False, speed=speed)
+    session.pace_anchor = anchor
+    out.send(("ready", shard, engine.stats()))
+    session.start()
+    sent_at: tuple | None = None
+    try:
+        while not stop.is_set():
+            if requests.poll(0.05):
+                order = requests.recv()
+                kind = order[0]
+                if kind == "conn":
+                    out.send(("reply", shard, order[1], session.connection(order[2])))
+                elif kind == "pause":
+                    session.set_paused(order[1], order[2])
+                elif kind == "speed":
+                    session.set_speed(order[1], order[2])
+                elif kind == "step":
+                    session.step_to(order[1])
+                elif kind == "seek":
+                    session.seek(order[1])
+            pulled = session.pull()
+            state = (pulled.position, session.at_end, session.error)
+            if pulled.changes or pulled.reset or state != sent_at:
+                out.send(("pull", shard, pulled, session.at_end, session.first_ts, session.error))
+                sent_at = state
+    except (BrokenPipeError, EOFError):
+        pass  # core 0 is gone
+    finally:
+        session.stop()
+
+
+class _ShardedSession:
+    """What both kinds share: the workers, their start and stop, flow requests, core 0's merging thread."""
+
+    live = False
+
+    def __init__(self, job: Job, count: int, name: str) -> None:
+        self.job = job
+        self.count = count
+        self.name = name
+        self.bpf = job.bpf
+        self.speed = 1.0
+        self.paused = False
+        self.at_end = False
+        self.finished = False
+        self.first_ts: float | None = None
+        self.error: str | None = None
+        self.position: float | None = None
+        self.spark_active: deque[int] = deque(maxlen=SPARK_POINTS)
+        self.spark_pps: deque[float] = deque(maxlen=SPARK_POINTS)
+        self._rates: dict = {}
+        self._stats: dict = {}
+        self._lock = threading.Lock()
+        self._replied = threading.Condition(self._lock)
+        self._pending: dict[int, ConnRow | None] = {}
+        self._reset = False
+        self._shard_stats: list[dict] = [{} for _ in range(count)]
+        self._prev: tuple[float, dict] | None = None
+        self._replies: dict[int, object] = {}
+        self._next_request = 0
+        self._ctx = multiprocessing.get_context("fork")
+        self._stop = self._ctx.Event()
+        self._workers: list = []
+        self._thread: threading.Thread | None = None
+
+    def _worker_args(self, shard: int) -> tuple:
+        raise NotImplementedError
+
+    def _worker_target(self):
+        raise NotImplementedError
+
+    # -- the face's side ----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the shards and wait until every one has its handle or file open (an error there is raised here)."""
+        for shard in range(self.count):
+            out_parent, out_child = self._ctx.Pipe(duplex=False)
+            req_parent, req_child = self._ctx.Pipe(duplex=False)
+            process = self._ctx.Process(target=self._worker_target(), name=f"midstat-shard-{shard}", daemon=True,
+                                        args=(self.job, shard, self.count, out_child, req_parent, self._stop,
+                                              *self._worker_args(shard)))
+            process.start()
+            out_child.close()
+            req_parent.close()
+            self._workers.append((out_parent, req_child, process))
+        drop_to(self.job.user)  # core 0 opens nothing; each shard gave up root once its handle or file was open
+        try:
+            for shard, (pipe, _, _) in enumerate(self._workers):
+                message = pipe.recv() if pipe.poll(30) else ("fatal", shard, f"shard {shard} did not start")
+                if message[0] == "fatal":
+                    raise MidstatError(message[2])
+                self._shard_stats[shard] = message[2]
+        except (EOFError, MidstatError) as exc:
+            self.stop()
+            raise MidstatError(str(exc) if isinstance(exc, MidstatError) else "a shard worker died starting") \
+                from None
+        self._stats = add_stats(self._shard_stats)
+        self._thread = threading.Thread(target=self._merge, name="midstat-core0", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for _, _, process in self._workers:
+            process.join(timeout=3)  # they see the stop event within a poll interval
+            end_process(process)
+        if self._thread is not None:
+            self._thread.join(timeout=3)
+        self.finished = True
+
+    def pull(self) -> Pulled:
+        with self._lock:
+            changes, self._pending = self._pending, {}
+            reset, self._reset = self._reset, False
+            return Pulled(self.position or 0.0, self._stats, changes, reset, dict(self._rates))
+
+    def connection(self, conn_id: int) -> tuple[ConnRow, dict, list[dict]] | None:
+        """A flow's row, counters and full state history, asked of the shard that owns it."""
+        shard = conn_id % self.count
+        with self._lock:
+            self._next_request += 1
+            req_id = self._next_request
+            if not self._order(shard, self._request(req_id, conn_id)):
+                return None
+            self._replied.wait_for(lambda: req_id in self._replies, timeout=REPLY_TIMEOUT)
+            return self._replies.pop(req_id, None)  # type: ignore[return-value]
+
+    def _request(self, req_id: int, conn_id: int) -> tuple:
+        return (req_id, conn_id)
+
+    def _order(self, shard: int, order: tuple) -> bool:
+        try:
+            self._workers[shard][1].send(order)
+        except OSError:
+            return False
+        return True
+
+    # -- core 0 -------------------------------------------------------------------------------------------------
+    def _merge(self) -> None:
+        pipes = {pipe: shard for shard, (pipe, _, _) in enumerate(self._workers)}
+        while pipes and not self._stop.is_set():
+            for pipe in wait(list(pipes), timeout=0.2):
+                shard = pipes[pipe]  # type: ignore[index]
+                try:
+                    message = pipe.recv()  # type: ignore[union-attr]
+                except (EOFError, OSError):
+                    del pipes[pipe]  # type: ignore[arg-type]
+                    if not self._stop.is_set():
+                        code = self._workers[shard][2].exitcode
+                        self.error = f"shard {shard} died (exit status {code}); what it tracked is gone"
+                    continue
+                with self._lock:
+                    if message[0] == "reply":
+                        self._replies[message[2]] = message[3]
+                        self._replied.notify_all()
+                    elif message[0] == "stopped":
+                        self.error = message[2]
+                    else:
+                        self._take(message)
+
+    def _take(self, message: tuple) -> None:
+        raise NotImplementedError
+
+    def _publish(self, position: float, loads: list[float]) -> None:
+        stats = self._stats = add_stats(self._shard_stats)
+        self.position = position
+        prev = self._prev
+        self._prev = (position, stats)
+        if prev is not None and position > prev[0]:
+            span = position - prev[0]
+            self._rates = {
+                "pps": (stats["packets"] - prev[1]["packets"]) / span,
+                "bps": 8 * (stats["bytes"] - prev[1]["bytes"]) / span,
+                "new_per_s": (stats["started"] - prev[1]["started"]) / span,
+                "ended_per_s": (stats["ended"] - prev[1]["ended"]) / span,
+                "load": loads,
+            }
+            self.spark_active.append(stats["active"])
+            self.spark_pps.append(self._rates["pps"])
+
+
+class ShardedLiveSession(_ShardedSession):
+    """A live capture tracked by `count` shard processes, each with its handle in one kernel fanout group."""
+
+    live = True
+
+    def __init__(self, job: Job, count: int) -> None:
+        super().__init__(job, count, job.interface or "?")
+        self._shard_ts: list[float] = [0.0] * count
+        self._published = 0.0
+
+    def _worker_target(self):
+        return _live_worker
+
+    def _worker_args(self, shard: int) -> tuple:
+        return (os.getpid() & 0xFFFF,)
+
+    def toggle_pause(self) -> None:
+        self.paused = not self.paused  # live: only the face freezes; the shards go on capturing
+
+    def set_speed(self, speed: float) -> None:  # live capture has no replay speed
+        pass
+
+    def step(self, seconds: float = 1.0) -> None:
+        pass
+
+    def seek(self, target: float) -> None:
+        pass
+
+    def _take(self, message: tuple) -> None:
+        if message[0] != "tick":
+            return
+        _, shard, now, stats, changes = message
+        self._pending.update(changes)
+        self._shard_stats[shard] = stats
+        self._shard_ts[shard] = now
+        # one merged snapshot per second, once every shard has reported that second
+        second = math.floor(min(self._shard_ts))
+        if second > self._published:
+            self._published = second
+            self._publish(max(self._shard_ts), [_cpu_share(p) for _, _, p in self._workers])
+
+
+class ShardedFileSession(_ShardedSession):
+    """A capture file replayed by `count` shard processes, each a Session on its share, in step."""
+
+    def __init__(self, job: Job, count: int, speed: float = 1.0) -> None:
+        super().__init__(job, count, job.path)
+        self.speed = speed
+        self._positions: list[float | None] = [None] * count
+        self._ends: list[bool] = [False] * count
+        self._firsts: list[float | None] = [None] * count
+        self._loads: list[float] = [0.0] * count
+        self._awaiting: set[int] = set()   # shards whose full table after a seek has not come yet
+        self._seeking: dict[int, ConnRow | None] = {}
+        self._file_first = first_timestamp(job.path)
+        self._start_anchor: tuple[float, float] | None = None
+        self._synced_end = False  # every shard has run its timers to the file's last packet
+
+    def _worker_target(self):
+        return _file_worker
+
+    def _worker_args(self, shard: int) -> tuple:
+        if shard == 0:
+            self._start_anchor = self._anchor(self._file_first, START_SLACK)
+        return (self.speed, self._start_anchor)
+
+    def _anchor(self, position: float | None, slack: float = 0.0) -> tuple[float, float] | None:
+        """One pacing anchor for every shard: this wall-clock moment stands for packet time `position`."""
+        return None if position is None else (time.monotonic() + slack, position)
+
+    def _request(self, req_id: int, conn_id: int) -> tuple:
+        return ("conn", req_id, conn_id)
+
+    def _orders(self, order: tuple) -> None:
+        for shard in range(self.count):
+            self._order(shard, order)
+
+    def toggle_pause(self) -> None:
+        with self._lock:
+            self.paused = not self.paused
+            self._orders(("pause", self.paused, self._anchor(self.position)))
+
+    def set_speed(self, speed: float) -> None:
+        with self._lock:
+            self.speed = max(0.0, speed)
+            self._orders(("speed", self.speed, self._anchor(self.position)))
+
+    def step(self, seconds: float = 1.0) -> None:
+        with self._lock:
+            if self.paused and self.position is not None:
+                self._orders(("step", self.position + seconds))
+
+    def seek(self, target: float) -> None:
+        with self._lock:
+            self._seek_all(target)
+
+    def _seek_all(self, target: float) -> None:
+        self._awaiting = set(range(self.count))
+        self._seeking = {}
+        self._orders(("seek", target))
+
+    def _take(self, message: tuple) -> None:
+        if message[0] != "pull":
+            return
+        _, shard, pulled, at_end, first_ts, error = message
+        if self._awaiting:
+            if not pulled.reset:
+                return  # from before the seek: the full table that follows replaces it
+            if shard in self._awaiting:
+                self._awaiting.discard(shard)
+                self._seeking.update(pulled.changes)
+                if not self._awaiting:
+                    self._pending, self._reset, self._seeking = self._seeking, True, {}
+        else:
+            self._pending.update(pulled.changes)
+        self._shard_stats[shard] = pulled.stats
+        self._positions[shard] = pulled.position
+        self._ends[shard] = at_end
+        self._firsts[shard] = first_ts
+        self._loads[shard] = (pulled.rates.get("load") or [0.0])[0]
+        if error:
+            self.error = error
+        firsts = [f for f in self._firsts if f is not None]
+        self.first_ts = min(firsts) if firsts else None
+        ends = all(self._ends)
+        if not ends:
+            self._synced_end = False
+        elif not self._synced_end and not self._awaiting:
+            # a shard stops at its own last packet; the file ends at the last of all: every shard's timers run
+            # to there, as one engine's would (the picture comes whole again, like after a seek)
+            self._synced_end = True
+            self._seek_all(max(p for p in self._positions if p is not None))
+        self.at_end = ends and self._synced_end and not self._awaiting
+        # the picture is as of the slowest shard still playing (all of them at the end: the last packet)
+        playing = [p for p, end in zip(self._positions, self._ends, strict=True) if p is not None and not end]
+        known = [p for p in self._positions if p is not None]
+        position = min(playing) if playing else max(known, default=0.0)
+        if not self._awaiting:
+            self._publish(position, list(self._loads))
+
+
+_CPU_SEEN: dict[int, tuple[float, float]] = {}
+
+
+def _cpu_share(process) -> float:
+    """The share of one core a shard used since the last call (from /proc: user + system ticks)."""
+    try:
+        with open(f"/proc/{process.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    now = time.monotonic()
+    last = _CPU_SEEN.get(process.pid)
+    _CPU_SEEN[process.pid] = (cpu, now)
+    if last is None or now <= last[1]:
+        return 0.0
+    return min(1.0, (cpu - last[0]) / (now - last[1]))
