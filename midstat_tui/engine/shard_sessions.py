@@ -44,19 +44,29 @@ def _detail(conn) -> tuple[ConnRow, dict, list[dict]] | None:
     return row_of(conn), counters(conn), [transition_dict(t) for t in conn.transitions]
 
 
-def _live_worker(job: Job, shard: int, count: int, out, requests, stop, group: int) -> None:
-    """One live shard: capture, track, and every second send core 0 ("tick", shard, now, stats, changes)."""
-    from midstat_tui.capture.live import LiveSource
-
+def _open_shard(job: Job, shard: int, count: int, out, open_source) -> tuple | None:
+    """A shard's source (opened as root), then the switch to the user, then its engine; an error goes to core 0."""
     try:
-        source = LiveSource(job.interface, job.bpf, snaplen=job.snaplen, promisc=job.promisc, fanout_group=group,
-                            buffer_mib=job.buffer_mib)
+        source = open_source()
         drop_to(job.user)
         engine = Engine(source.datalink, job.config, verify_checksums=job.verify_checksums, shard=shard,
                         shard_count=count)
     except MidstatError as exc:
         out.send(("fatal", shard, str(exc)))
+        return None
+    return source, engine
+
+
+def _live_worker(job: Job, shard: int, count: int, out, requests, stop, group: int) -> None:
+    """One live shard: capture, track, and every second send core 0 ("tick", shard, now, stats, changes)."""
+    from midstat_tui.capture.live import LiveSource
+
+    opened = _open_shard(job, shard, count, out, lambda: LiveSource(
+        job.interface, job.bpf, snaplen=job.snaplen, promisc=job.promisc, fanout_group=group,
+        buffer_mib=job.buffer_mib))
+    if opened is None:
         return
+    source, engine = opened
     engine.capture_stats = source.stats
     tracker = engine.tracker
     tracker.track_changes()
@@ -102,16 +112,16 @@ def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: f
     """One shard of a file replay: a Session on its share, driven by core 0's orders, its pulls sent on."""
     from midstat_tui.capture.files import FileSource
 
-    try:
+    def open_share() -> FileSource:
         bpf = " and ".join(f"({p})" for p in (job.bpf, share_filter(shard, count, vlan=job.datalink == 1)) if p)
         source = FileSource(job.path, bpf)
-        source.hand_over(job.user)
-        drop_to(job.user)
-        engine = Engine(source.datalink, job.config, verify_checksums=job.verify_checksums, shard=shard,
-                        shard_count=count)
-    except MidstatError as exc:
-        out.send(("fatal", shard, str(exc)))
+        source.hand_over(job.user)  # seeking back reopens the file, as the user
+        return source
+
+    opened = _open_shard(job, shard, count, out, open_share)
+    if opened is None:
         return
+    source, engine = opened
     session = Session(engine, source, live=False, speed=speed)
     session.pace_anchor = anchor
     out.send(("ready", shard, engine.stats()))
