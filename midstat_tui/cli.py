@@ -145,6 +145,12 @@ class OutputWriter(Sink):
             if capture:  # live: a drop is never silent
                 self.out.write(f"# capture: {capture.get('received', 0)} received, {capture.get('dropped', 0)} "
                                f"dropped by the kernel, {capture.get('if_dropped', 0)} by the interface\n")
+            if stats.get("evicted"):  # nor is an eviction
+                self.out.write(f"# table full: {stats['evicted']} connections evicted (--max-conns), half-open "
+                               "and idle ones first\n")
+            if stats.get("suspicious_rst") or stats.get("odd_rst"):
+                self.out.write(f"# suspicious resets: {stats.get('suspicious_rst', 0)} out of window (not obeyed), "
+                               f"{stats.get('odd_rst', 0)} with another TTL or MAC than their sender's\n")
         else:
             self._json({"ts": ts, "stats": stats, "connections": conns})
         self.out.flush()

@@ -56,6 +56,17 @@ def test_plain_prints_a_table_per_second_of_packet_time():
     assert "TIME_WAIT    131.159.21.1:22       CLOSED" in text
 
 
+def test_plain_says_when_the_table_bound_evicted_connections():
+    proc = midstat("-r", str(FIXTURES / "mixed_traffic.pcap"), "--plain", "--max-conns", "5", "--cores", "1")
+    assert proc.returncode == 0
+    status = [line for line in proc.stdout.decode().splitlines() if line.startswith("# table full")]
+    assert status, proc.stdout.decode()[-500:]
+    evicted = int(status[-1].split()[3])
+    summary = json.loads(midstat("-r", str(FIXTURES / "mixed_traffic.pcap"), "--summary", "--json",
+                                 "--max-conns", "5", "--cores", "1").stdout)
+    assert evicted == summary["stats"]["evicted"] > 0
+
+
 def test_ipv6_endpoints_widen_the_columns():
     ts = _checkpoint("ipv6_close", "established")
     lines = midstat("-r", str(V6), "--plain", "--at", repr(ts)).stdout.decode().splitlines()
