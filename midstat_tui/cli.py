@@ -143,8 +143,13 @@ class OutputWriter(Sink):
             _write_lines(self.out, midstat_table(conns))
             capture = stats.get("capture")
             if capture:  # live: a drop is never silent
+                handles = stats.get("capture_shards") or []
+                per_handle = "; per handle " + ", ".join(
+                    f"{i}: {h.get('received', 0)}/{h.get('dropped', 0)}/{h.get('if_dropped', 0)}"
+                    for i, h in enumerate(handles) if h) if len(handles) > 1 else ""
                 self.out.write(f"# capture: {capture.get('received', 0)} received, {capture.get('dropped', 0)} "
-                               f"dropped by the kernel, {capture.get('if_dropped', 0)} by the interface\n")
+                               f"dropped by the kernel, {capture.get('if_dropped', 0)} by the interface"
+                               f"{per_handle}\n")
             if stats.get("evicted"):  # nor is an eviction
                 self.out.write(f"# table full: {stats['evicted']} connections evicted (--max-conns), half-open "
                                "and idle ones first\n")

@@ -200,6 +200,11 @@ def test_live_plain_has_a_capture_status_line(lab):
     status = [line for line in out.decode().splitlines() if line.startswith("# capture:")]
     assert status and all(" 0 dropped by the kernel, 0 by the interface" in line for line in status)
     assert "Proto CPU Client Address" in out.decode()
+    # each handle's own counters too (received/dropped/dropped by the interface), adding up to the total
+    total = int(status[-1].split()[2])
+    handles = status[-1].split("per handle ")[1].split(", ")
+    assert len(handles) == 2
+    assert sum(int(h.split(": ")[1].split("/")[0]) for h in handles) == total
 
 
 def _talk_every_kind(lab: NetLab, port: int, count: int) -> list[tuple[str, str]]:
