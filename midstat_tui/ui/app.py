@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import pwd
 import signal
 
 from textual.app import App, ComposeResult
@@ -267,6 +269,12 @@ class MidstatApp(App[None]):
     def action_export(self, fmt: str) -> None:
         try:
             path = export_rows(self.view.visible(), self._columns(), self.view.now, fmt, self.export_dir)
+        except PermissionError:
+            user = pwd.getpwuid(os.geteuid()).pw_name
+            folder = os.path.abspath(self.export_dir)
+            self._status(f"export failed: cannot write in {folder} as {user} (midstat gives up root once the "
+                         "capture is open: see --user)", error=True)
+            return
         except OSError as exc:
             self._status(f"export failed: {exc}", error=True)
             return

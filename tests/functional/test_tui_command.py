@@ -63,6 +63,8 @@ def test_run_as_root_the_tui_gives_up_root_and_still_reads_a_root_only_file(tmp_
         assert _uids(term.proc.pid) == [_nobody()] * 4
         os.write(term.master, b"[")  # back 10 s: the file is read again, as nobody
         time.sleep(1.0)
+        os.write(term.master, b"e")  # the project folder belongs to root: nobody may not write there
+        term.wait_for(b"as nobody")
         os.write(term.master, b"?")
         term.wait_for(b"midstat keys")
         assert term.quit() == 0
