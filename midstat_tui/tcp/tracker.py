@@ -267,7 +267,7 @@ class Tracker:
             self.touched.add(conn)
         return conn
 
-    def _new(self, seg: Segment, key: tuple, pure_syn: bool, bogus: bool = False) -> Connection:
+    def _new(self, seg: Segment, key: bytes, pure_syn: bool, bogus: bool = False) -> Connection:
         stats = self.stats
         if len(self.table) >= self.config.max_conns:
             self._evict_one(seg.ts)
