@@ -239,6 +239,12 @@ class Session:
                 delay = pace[0] + (ts - pace[1]) / self.speed - now
                 if delay > 0:
                     with self._wake:
+                        # waiting for the next packet: the replay clock still ticks, and timers fire on it
+                        clock = pace[1] + (now - pace[0]) * self.speed
+                        while next_tick is not None and next_tick <= clock:
+                            self.engine.tracker.advance(next_tick)
+                            self._publish(next_tick)
+                            next_tick += 1.0
                         self._wake.wait(min(delay, 0.1))
                     continue
             with self._lock:

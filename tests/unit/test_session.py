@@ -119,3 +119,41 @@ def test_speed_one_follows_capture_pace():
         _wait(lambda: session.at_end, timeout=10)
     finally:
         session.stop()
+
+
+def test_timers_fire_on_the_replay_clock_between_packets(tmp_path):
+    """At capture pace, a quiet stretch of the capture still ticks: a TIME_WAIT ends when its time comes, not
+    when the next packet happens to arrive (which matters most to a file's shard, that sees only its own share)."""
+    import sys
+
+    import dpkt
+
+    from midstat_tui.tcp.tracker import TrackerConfig
+    from tests.helpers import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from synth import ACK, FIN, SYN, frame
+
+    c, s, other = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), bytes([10, 0, 0, 3])
+    t0 = 1_700_000_000.0
+    packets = [(0.00, c, s, 1, 0, SYN), (0.01, s, c, 100, 2, SYN | ACK), (0.02, c, s, 2, 101, ACK),
+               (0.03, c, s, 2, 101, FIN | ACK), (0.04, s, c, 101, 3, FIN | ACK), (0.05, c, s, 3, 102, ACK),
+               (3.50, other, s, 7, 0, SYN)]  # then nothing for 3.45 s
+    path = tmp_path / "quiet.pcap"
+    with open(path, "wb") as fh:
+        writer = dpkt.pcap.Writer(fh, linktype=dpkt.pcap.DLT_EN10MB)
+        for dt, src, dst, seq, ack, flags in packets:
+            sport, dport = (40000, 80) if src != s else (80, 40000)
+            writer.writepkt(frame(src, dst, sport, dport, seq, ack, flags, 0, None), ts=t0 + dt)
+    source = FileSource(str(path))
+    session = Session(Engine(source.datalink, TrackerConfig(time_wait=1.0)), source, live=False, speed=1.0)
+    session.start()
+    rows: dict = {}
+    try:
+        _wait(lambda: session.position is not None and session.position >= t0 + 2.0, timeout=10)
+        rows = _apply(rows, session.pull())
+        assert session.position < t0 + 3.5  # the SYN at 3.5 s has not been played yet
+    finally:
+        session.stop()
+    (closed,) = rows.values()
+    assert closed.ended == "time_wait_expired"
