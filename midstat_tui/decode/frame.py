@@ -68,7 +68,7 @@ class FrameDecoder:
     def decode(self, ts: float, frame: bytes) -> Result:
         try:
             return self._link(ts, frame)
-        except (dpkt.UnpackError, struct.error, IndexError, ValueError, TypeError, AttributeError):
+        except (dpkt.Error, struct.error, IndexError, ValueError, TypeError, AttributeError):
             # dpkt raises these on frames too short or too odd for a header it was asked to build
             return "bad_link_header"
 
@@ -234,7 +234,7 @@ class FrameDecoder:
     def _icmp4(self, ts: float, vlan: tuple[int, ...], icmp: object) -> Result:
         if not isinstance(icmp, ICMP) or icmp.type != ICMP_UNREACH:
             return "non_tcp"
-        quoted = bytes(icmp.data)[4:]  # skip the unused word of the unreachable message
+        quoted = _raw(icmp.data)[4:]  # skip the unused word of the unreachable message
         if len(quoted) < 28 or quoted[0] >> 4 != 4 or quoted[9] != IP_PROTO_TCP:
             return "non_tcp"
         ihl = (quoted[0] & 0xF) << 2
@@ -246,11 +246,20 @@ class FrameDecoder:
     def _icmp6(self, ts: float, vlan: tuple[int, ...], icmp: object) -> Result:
         if not isinstance(icmp, ICMP6) or icmp.type != ICMP6_DST_UNREACH:
             return "non_tcp"
-        quoted = bytes(icmp.data)[4:]
+        quoted = _raw(icmp.data)[4:]
         if len(quoted) < 48 or quoted[0] >> 4 != 6 or quoted[6] != IP_PROTO_TCP:
             return "non_tcp"
         sport, dport, seq = struct.unpack_from("!HHI", quoted, 40)
         return IcmpError(ts, vlan, quoted[8:24], quoted[24:40], sport, dport, seq)
+
+
+def _raw(body: object) -> bytes:
+    """An ICMP error's body as bytes. dpkt parsed the quoted packet; packing it back can fail on the nonsense a
+    damaged or crafted quote holds (a field too large to pack): then it is no quote of a TCP segment we can use."""
+    try:
+        return bytes(body)  # type: ignore[call-overload]
+    except (dpkt.Error, struct.error, ValueError, TypeError):
+        return b""
 
 
 def _with_mac(result: Result, mac: bytes) -> Result:
