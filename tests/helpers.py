@@ -45,3 +45,31 @@ def midstat(*args: str, stdin: bytes | None = None, timeout: float = 120) -> sub
     """The real command, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "midstat_tui", *args], capture_output=True, input=stdin,
                           timeout=timeout, cwd=ROOT)
+
+
+def uids(pid: int) -> list[int]:
+    """A process's real, effective, saved and filesystem user ids."""
+    with open(f"/proc/{pid}/status") as fh:
+        return [int(x) for x in next(line for line in fh if line.startswith("Uid:")).split()[1:]]
+
+
+def nobody_uid() -> int | None:
+    """The uid of the 'nobody' account, the user midstat gives root up to by default; None if there is none."""
+    import pwd
+
+    try:
+        return pwd.getpwnam("nobody").pw_uid
+    except KeyError:
+        return None
+
+
+def apply_pulled(rows: dict, pulled) -> dict:
+    """A face's copy of the table after one pull from a session: a reset starts it over, None removes a row."""
+    if pulled.reset:
+        rows = {}
+    for conn_id, row in pulled.changes.items():
+        if row is None:
+            rows.pop(conn_id, None)
+        else:
+            rows[conn_id] = row
+    return rows

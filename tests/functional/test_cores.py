@@ -11,8 +11,7 @@ from collections import Counter
 import pytest
 
 from midstat_tui.engine.shards import shard_of, share_filter
-from tests.helpers import FIXTURES, midstat, shared
-from tests.unit.test_session import _apply
+from tests.helpers import FIXTURES, apply_pulled, midstat, shared
 
 CAPTURES = [
     shared("zeek/Traces/ssh/ssh.pcap"),
@@ -166,7 +165,7 @@ def _rows_facts(rows) -> Counter:
 def _pull_until(session, rows: dict, cond, timeout: float = 30.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = _apply(rows, session.pull())
+        rows = apply_pulled(rows, session.pull())
         if cond():
             return rows
         time.sleep(0.05)
@@ -199,7 +198,7 @@ def test_the_tuis_sharded_file_replay_matches_one_shard_and_seeks_back():
         while not (pulled := session.pull()).reset:  # the new picture comes whole, once every shard has sought
             assert time.monotonic() < deadline, "no reset after the seek"
             time.sleep(0.05)
-        seen = _apply({}, pulled)
+        seen = apply_pulled({}, pulled)
         assert seen and pulled.position == target
         assert _rows_facts(seen) == _rows_facts(_reference_rows(path, until=target))
     finally:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import signal
 import socket
 import subprocess
@@ -16,7 +15,7 @@ import time
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, nobody_uid, uids
 from tests.terminal import tui
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -35,14 +34,6 @@ from netlab import (  # noqa: E402
     endpoint,
     process_tree,
 )
-
-
-def _nobody_uid() -> int | None:
-    try:
-        return pwd.getpwnam("nobody").pw_uid
-    except KeyError:
-        return None
-
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=f"network lab: {available()}")
 
@@ -266,19 +257,14 @@ def test_dozens_of_every_kind_on_two_cores_match_the_kernels_with_no_drop(lab):
 # -- privileges and a lost interface (issue #5) -----------------------------------------------------------------
 
 
-def _uids(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/status") as fh:
-        return [int(x) for x in next(line for line in fh if line.startswith("Uid:")).split()[1:]]
-
-
-@pytest.mark.skipif(_nobody_uid() is None, reason="no 'nobody' account")
+@pytest.mark.skipif(nobody_uid() is None, reason="no 'nobody' account")
 def test_live_capture_gives_up_root_in_every_process(lab):
     """Run as root without --user: once every shard's handle is open, core 0 and both workers are nobody, and the
     capture goes on (the handles were opened as root)."""
     proc = _start(lab, "--summary", "--json", "--cores", "2")
     pids = process_tree(proc.pid)  # `ip netns exec` execs the interpreter: the whole tree is midstat's
     assert len(pids) == 3  # core 0 and two shard workers
-    assert {tuple(_uids(p)) for p in pids} == {(_nobody_uid(),) * 4}
+    assert {tuple(uids(p)) for p in pids} == {(nobody_uid(),) * 4}
     _talk(lab, 6011, 4)
     time.sleep(1.0)
     doc = json.loads(_stop(proc, signal.SIGTERM))

@@ -5,13 +5,12 @@ once the file is open."""
 from __future__ import annotations
 
 import os
-import pwd
 import signal
 import time
 
 import pytest
 
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, nobody_uid, uids
 from tests.terminal import tui
 
 MIXED = str(FIXTURES / "mixed_traffic.pcap")
@@ -38,20 +37,7 @@ def test_the_terminal_is_restored_however_the_tui_is_stopped(how):
         term.assert_restored()
 
 
-def _uids(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/status") as fh:
-        line = next(line for line in fh if line.startswith("Uid:"))
-    return [int(x) for x in line.split()[1:]]
-
-
-def _nobody() -> int | None:
-    try:
-        return pwd.getpwnam("nobody").pw_uid
-    except KeyError:
-        return None
-
-
-@pytest.mark.skipif(os.geteuid() != 0 or _nobody() is None, reason="needs root and a 'nobody' account")
+@pytest.mark.skipif(os.geteuid() != 0 or nobody_uid() is None, reason="needs root and a 'nobody' account")
 def test_run_as_root_the_tui_gives_up_root_and_still_reads_a_root_only_file(tmp_path):
     """The default: root becomes nobody once the file is open, even when nobody could not read the file itself
     (or the Python installation, when it lives under /root); seeking back still works as nobody."""
@@ -60,7 +46,7 @@ def test_run_as_root_the_tui_gives_up_root_and_still_reads_a_root_only_file(tmp_
     private.chmod(0o600)
     with tui("-r", str(private), "--speed", "0") as term:
         term.wait_for(b"10.231.1.1")
-        assert _uids(term.proc.pid) == [_nobody()] * 4
+        assert uids(term.proc.pid) == [nobody_uid()] * 4
         os.write(term.master, b"[")  # back 10 s: the file is read again, as nobody
         time.sleep(1.0)
         os.write(term.master, b"e")  # the project folder belongs to root: nobody may not write there
@@ -76,7 +62,7 @@ def test_run_as_root_the_tui_gives_up_root_and_still_reads_a_root_only_file(tmp_
 def test_user_root_keeps_root():
     with tui("-r", MIXED, "--speed", "0", "--user", "root") as term:
         term.wait_for(b"10.231.1.1")
-        assert _uids(term.proc.pid) == [0, 0, 0, 0]
+        assert uids(term.proc.pid) == [0, 0, 0, 0]
         os.write(term.master, b"q")
         assert term.finish() == 0
 

@@ -11,7 +11,7 @@ from midstat_tui.engine import session as session_mod
 from midstat_tui.engine.pipeline import Engine, run_file
 from midstat_tui.engine.session import Session
 from midstat_tui.engine.views import row_of
-from tests.helpers import FIXTURES, shared
+from tests.helpers import FIXTURES, apply_pulled, shared
 
 SSH = shared("zeek/Traces/ssh/ssh.pcap")
 
@@ -33,17 +33,6 @@ def _wait(cond, timeout=20.0):
     raise AssertionError("timed out")
 
 
-def _apply(rows: dict, pulled) -> dict:
-    if pulled.reset:
-        rows = {}
-    for conn_id, row in pulled.changes.items():
-        if row is None:
-            rows.pop(conn_id, None)
-        else:
-            rows[conn_id] = row
-    return rows
-
-
 def _reference_rows(path, until):
     source = FileSource(str(path))
     engine = Engine(source.datalink)
@@ -55,7 +44,7 @@ def test_replay_to_the_end_matches_the_batch_engine():
     session = _session(SSH)
     try:
         _wait(lambda: session.at_end)
-        rows = _apply({}, session.pull())
+        rows = apply_pulled({}, session.pull())
     finally:
         session.stop()
     expected = _reference_rows(SSH, until=None)
@@ -90,7 +79,7 @@ def test_seek_equals_a_fresh_replay_to_that_moment(back, monkeypatch):
         _wait(lambda: session._reset or (session.position == target))
         pulled = session.pull()
         assert pulled.reset and pulled.position == target
-        rows = _apply({}, pulled)
+        rows = apply_pulled({}, pulled)
     finally:
         session.stop()
     assert rows == _reference_rows(SSH, until=target)
@@ -151,7 +140,7 @@ def test_timers_fire_on_the_replay_clock_between_packets(tmp_path):
     rows: dict = {}
     try:
         _wait(lambda: session.position is not None and session.position >= t0 + 2.0, timeout=10)
-        rows = _apply(rows, session.pull())
+        rows = apply_pulled(rows, session.pull())
         assert session.position < t0 + 3.5  # the SYN at 3.5 s has not been played yet
     finally:
         session.stop()
