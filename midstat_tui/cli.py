@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import signal
 import sys
@@ -12,7 +13,7 @@ from typing import TextIO
 from midstat_tui import __version__
 from midstat_tui.decode.frame import FrameDecoder, LinkTypeError
 from midstat_tui.decode.linktypes import link_type_name
-from midstat_tui.engine.multicore import Job, Sink, run_live_shard, run_shard, run_sharded
+from midstat_tui.engine.multicore import Job, Sink, halt_on_signals, run_live_shard, run_shard, run_sharded
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.errors import MidstatError
 from midstat_tui.output.events import write_event
@@ -228,23 +229,24 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         source.close()
         raise MidstatError(f"{source.path}: {exc}") from None
     cores = 1 if source.stdin else args.cores
-    if cores > 1:
-        source.close()  # each worker opens the file itself (then gives up root: job.user)
-    else:
-        source.hand_over(target)
-        drop_to(target)
     job = Job(args.read, args.filter, config, verify_checksums=not args.no_checksum, match=args.match, until=at_abs,
               until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
               summary=bool(args.summary), datalink=source.datalink, user=target)
     writer = OutputWriter(args, out)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C / SIGTERM, even while a root-only file is being copied for the user: reading stops at the next batch
+    # and what was read is reported (on several cores, by every shard, merged)
+    halt = multiprocessing.get_context("fork").RawValue("b", 0)
+    halt_on_signals(halt)
     try:
         try:
             if cores > 1:
-                run_sharded(job, cores, writer)  # Ctrl-C / SIGTERM: the shards report what they have
+                source.close()  # each worker opens the file itself (then gives up root: job.user)
+                run_sharded(job, cores, writer, halt=halt)
             else:
-                run_shard(job, 0, 1, writer, source=source)  # the same, in this process
+                source.hand_over(target)
+                drop_to(target)
+                run_shard(job, 0, 1, writer, source=source, halt=halt)
         except KeyboardInterrupt:
             pass  # stopped while the report was being written: what was written is flushed
         # the run is over: a late Ctrl-C or SIGTERM must not cut its output in half
@@ -260,16 +262,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, out: TextIO, err: TextIO,
                       target: Target | None) -> int:
     """Live capture, headless, on one core or several (one handle per shard in a kernel fanout group, merged by
     core 0); timers and snapshots on the clock; SIGINT/SIGTERM stop it and the outputs close."""
-    import multiprocessing
-
     datalink = source.datalink
     try:
         FrameDecoder(datalink)

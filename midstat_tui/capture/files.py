@@ -11,18 +11,16 @@ import contextlib
 import gzip
 import os
 import shutil
-import struct
 import tempfile
 from collections.abc import Iterator
 
 import pcapy
 
+from midstat_tui.capture.batches import META, Packet, split_batch
 from midstat_tui.errors import MidstatError
 from midstat_tui.privileges import Target, can_open_as
 
 BATCH = 512
-_META = struct.Struct("=IIII")  # sec, usec, offset, caplen: what pcapy-ng's next_batch packs per packet
-Packet = tuple[float, bytes]
 
 
 def _describe_open_error(path: str, err: Exception) -> str:
@@ -132,12 +130,11 @@ class FileSource:
             _, meta = self._reader.next_batch(min(index - self.delivered, BATCH))
             if not meta:
                 return
-            self.delivered += len(meta) // _META.size
+            self.delivered += len(meta) // META.size
         yield from self._batched()
 
     def _batched(self) -> Iterator[list[Packet]]:
         reader = self._reader
-        unpack = _META.iter_unpack
         while True:
             try:
                 data, meta = reader.next_batch(BATCH)
@@ -146,7 +143,7 @@ class FileSource:
                 return
             if not meta:
                 return
-            batch = [(sec + usec * 1e-6, data[off:off + caplen]) for sec, usec, off, caplen in unpack(meta)]
+            batch = split_batch(data, meta)
             self.delivered += len(batch)
             yield batch
 
@@ -158,7 +155,7 @@ class FileSource:
             _, meta = reader.next_batch(min(skip, BATCH))
             if not meta:
                 break
-            skip -= len(meta) // _META.size
+            skip -= len(meta) // META.size
         yield from self._one_by_one(reader)
 
     def _one_by_one(self, reader: pcapy.Reader) -> Iterator[list[Packet]]:

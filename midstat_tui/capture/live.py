@@ -6,16 +6,14 @@ The handle is non-blocking and waited on with select(), so an idle link never st
 from __future__ import annotations
 
 import select
-import struct
 from collections.abc import Iterator
 
 import pcapy
 
+from midstat_tui.capture.batches import Packet, split_batch
 from midstat_tui.errors import MidstatError
 
 BATCH = 1024
-_META = struct.Struct("=IIII")
-Packet = tuple[float, bytes]
 
 
 def _describe_live_error(iface: str, err: Exception) -> str:
@@ -98,7 +96,6 @@ class LiveSource:
     def batches(self) -> Iterator[list[Packet]]:
         handle = self._handle
         fd = handle.getfd()
-        unpack = _META.iter_unpack
         while not self._stopped:
             try:
                 ready, _, _ = select.select([fd], [], [], self.poll)
@@ -112,4 +109,4 @@ class LiveSource:
             except pcapy.PcapError as err:
                 self.warning = f"capture on {self.iface} stopped: {err}"
                 return
-            yield [(sec + usec * 1e-6, data[off:off + caplen]) for sec, usec, off, caplen in unpack(meta)]
+            yield split_batch(data, meta)

@@ -88,10 +88,11 @@ class _Reporter:
     def wanted(self, conn: Connection) -> bool:
         return self.predicate is None or self.predicate(row_of(conn))
 
+    def on_start(self, conn: Connection) -> None:
+        self.started[conn.id] = conn
+
     def on_event(self, kind: str, conn: Connection, change: tuple | None, states: tuple[int, int] | None) -> None:
-        if kind == "start" and self.job.summary:
-            self.started[conn.id] = conn
-        if self.job.events and self.wanted(conn):
+        if self.wanted(conn):
             self.sink.event(event_record(kind, conn, change, states))
 
     def on_remove(self, conn: Connection) -> None:
@@ -104,15 +105,19 @@ class _Reporter:
     def engine(self, datalink: int, shard: int, count: int) -> Engine:
         job = self.job
         engine = Engine(datalink, job.config, verify_checksums=job.verify_checksums,
-                        on_event=self.on_event if (job.events or job.summary) else None, shard=shard,
-                        shard_count=count)
+                        on_event=self.on_event if job.events else None, shard=shard, shard_count=count)
+        if job.summary:
+            engine.tracker.on_start = self.on_start
         if job.summary and self.predicate is not None:
             engine.tracker.on_remove = self.on_remove
         return engine
 
     def last(self, engine: Engine, end: float, warning: str | None) -> None:
         snap = engine.snapshot(end)
-        self.sink.last(snap.ts, snap.stats, self.dicts(snap.connections), self.dicts(self.started.values()), warning)
+        if self.job.summary:  # the summary is every connection started; the table at the end is not written
+            self.sink.last(snap.ts, snap.stats, [], self.dicts(self.started.values()), warning)
+        else:
+            self.sink.last(snap.ts, snap.stats, self.dicts(snap.connections), [], warning)
 
 
 def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, fanout_group: int | None,
@@ -155,8 +160,9 @@ def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, fanout_gr
     report.last(engine, end, source.warning)
 
 
-def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource | None = None) -> None:
-    """One shard's whole run (in this process); `source` if the caller opened the file already."""
+def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource | None = None, halt=None) -> None:
+    """One shard's whole run (in this process); `source` if the caller opened the file already. Once `halt.value`
+    is set (Ctrl-C, SIGTERM), it stops reading and reports what it has, as if the capture ended there."""
     if source is None:
         share = share_filter(shard, count, vlan=job.datalink == 1) if count > 1 else None
         bpf = " and ".join(f"({part})" for part in (job.bpf, share) if part) or None
@@ -175,10 +181,10 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
         raise MidstatError(f"{job.path}: {exc}") from None
     try:
         last = run_file(engine, source.batches(), on_snapshot if job.snapshots else None, until=job.until,
-                        until_offset=job.until_offset)
-    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: report what was read so far, as a capture that ends here
+                        until_offset=job.until_offset, halt=halt)
+    except KeyboardInterrupt:  # Ctrl-C where nobody set a halt flag: report what was read, as a capture ending here
         last = engine.snapshot(engine.last_ts or 0.0)
-        source.close()
+    source.close()  # (removes the copy of a file handed over to the user, if reading stopped before its end)
     if threading.current_thread() is threading.main_thread():
         # reading is over: from here on this shard only reports, which an interrupt must not cut in half (the
         # command puts its own handlers back once the output is out)
@@ -215,15 +221,25 @@ class _PipeSink(Sink):
         self.pipe.send(("last", float("inf"), (ts, stats, conns, everything, warning)))
 
 
-def _worker(job: Job, shard: int, count: int, pipe, replies, stop, fanout_group: int) -> None:
-    if job.interface is None:  # a file's shard stops reading on SIGINT and reports what it has (core 0 asks)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+def halt_on_signals(halt) -> None:
+    """Ctrl-C and SIGTERM set `halt.value` (a RawValue: setting it takes no lock, safe in a handler); whoever
+    reads files looks at it between batches, stops, and reports what it has."""
+
+    def on_signal(signum: int, frame: object) -> None:
+        halt.value = 1
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+
+def _worker(job: Job, shard: int, count: int, pipe, replies, stop, fanout_group: int, halt) -> None:
+    if job.interface is None:  # a file's shard stops reading on SIGINT (the terminal's) and reports what it has
+        halt_on_signals(halt)
     try:
         if job.interface is not None:
             run_live_shard(job, shard, count, _PipeSink(pipe, replies), stop, fanout_group)
         else:
-            run_shard(job, shard, count, _PipeSink(pipe, replies))
+            run_shard(job, shard, count, _PipeSink(pipe, replies), halt=halt)
     except MidstatError as exc:
         pipe.send(("error", float("inf"), str(exc)))
     except BaseException as exc:  # noqa: BLE001 - reported by core 0 with the shard's name
@@ -277,9 +293,11 @@ def first_timestamp(path: str) -> float | None:
         source.close()
 
 
-def run_sharded(job: Job, count: int, sink: Sink, stop=None, on_ready=None) -> None:
+def run_sharded(job: Job, count: int, sink: Sink, stop=None, on_ready=None, halt=None) -> None:
     """Run `count` shard workers and hand `sink` their merged reports, as if one engine had made them.
-    Live, `stop` (a multiprocessing Event) ends the capture, and `on_ready` runs once every shard's handle is open."""
+    Live, `stop` (a multiprocessing Event) ends the capture, and `on_ready` runs once every shard's handle is open.
+    Files: Ctrl-C or SIGTERM set `halt` (a shared RawValue, made here unless given): every shard stops reading and
+    reports what it has, and the merge goes on."""
     import os
 
     if job.until_offset is not None:  # an offset from the first packet of the file, not of each shard's share
@@ -289,12 +307,14 @@ def run_sharded(job: Job, count: int, sink: Sink, stop=None, on_ready=None) -> N
     ctx = multiprocessing.get_context("fork")
     if stop is None:
         stop = ctx.Event()
+    if halt is None:
+        halt = ctx.RawValue("b", 0)
     fanout_group = os.getpid() & 0xFFFF
     workers = []
     for shard in range(count):
         parent, child = ctx.Pipe(duplex=False)
         reply_in, reply_out = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=_worker, args=(job, shard, count, child, reply_in, stop, fanout_group),
+        process = ctx.Process(target=_worker, args=(job, shard, count, child, reply_in, stop, fanout_group, halt),
                               name=f"midstat-shard-{shard}", daemon=True)
         process.start()
         child.close()
@@ -302,16 +322,10 @@ def run_sharded(job: Job, count: int, sink: Sink, stop=None, on_ready=None) -> N
         workers.append((parent, process, reply_out))
     drop_to(job.user)  # core 0 opens nothing more; each worker gives up root after opening its own handle
 
-    def interrupt_workers(signum: int, frame: object) -> None:
-        """Ctrl-C or SIGTERM while reading files: every shard stops and reports what it has; the merge goes on."""
-        for _, process, _ in workers:
-            if process.is_alive() and process.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGINT)
-
     handlers = {}
     if job.interface is None and threading.current_thread() is threading.main_thread():
-        handlers = {sig: signal.signal(sig, interrupt_workers) for sig in (signal.SIGINT, signal.SIGTERM)}
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        halt_on_signals(halt)
     try:
         if job.interface is not None:
             for shard, (pipe, process, _) in enumerate(workers):
@@ -332,11 +346,15 @@ def run_sharded(job: Job, count: int, sink: Sink, stop=None, on_ready=None) -> N
 
 def end_process(process) -> None:
     """Make sure a worker is gone: asked first (SIGTERM), then killed (a reporting shard ignores SIGTERM)."""
+    # (a worker still copying a root-only file for the user is root for that while: core 0, dropped, may not
+    # signal it; it stops by itself once it sees the halt flag)
     if process.is_alive():
-        process.terminate()
+        with contextlib.suppress(PermissionError):
+            process.terminate()
         process.join(timeout=2)
     if process.is_alive():
-        process.kill()
+        with contextlib.suppress(PermissionError):
+            process.kill()
     process.join(timeout=5)
 
 

@@ -10,10 +10,11 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from midstat_tui.decode import linktypes
 from midstat_tui.decode.frame import FrameDecoder
 from midstat_tui.decode.segment import IcmpError, Segment
 from midstat_tui.engine.views import connection_dict
-from midstat_tui.tcp.connection import Connection
+from midstat_tui.tcp.connection import Connection, _core
 from midstat_tui.tcp.tracker import EventSink, Tracker, TrackerConfig
 
 
@@ -43,9 +44,11 @@ class Snapshot:
 class Engine:
     def __init__(self, datalink: int, config: TrackerConfig | None = None, verify_checksums: bool = True,
                  on_event: EventSink | None = None, shard: int = 0, shard_count: int = 1,
-                 fast_path: bool = True) -> None:
+                 fast_path: bool = True, compiled: bool | None = None) -> None:
         self.decoder = FrameDecoder(datalink, verify_checksums, fast_path)
-        self.tracker = Tracker(config, shard=shard, shard_count=shard_count, on_event=on_event)
+        self.tracker = Tracker(config, shard=shard, shard_count=shard_count, on_event=on_event, compiled=compiled)
+        # the compiled core's packet loop takes the plain Ethernet frames of live connections; the rest is `feed`
+        self._run = _core.run if self.tracker.compiled and fast_path and datalink == linktypes.DLT_EN10MB else None
         self.decode_stats = DecodeStats()
         self.capture_stats: Callable[[], dict] | None = None
         self.first_ts: float | None = None
@@ -74,6 +77,48 @@ class Engine:
             stats.fragments += 1
         else:
             stats.malformed[result] = stats.malformed.get(result, 0) + 1
+
+    def feed_run(self, batch: list[tuple[float, bytes]], index: int, limit: float = math.inf) -> int:
+        """Feed batch[index:] through the compiled packet loop while it can take the packets (those before
+        `limit`, of live connections, ...). Returns the index of the first packet it left to `feed` (len(batch)
+        when it took them all). Without the compiled core it takes none."""
+        run = self._run
+        if run is None:
+            return index
+        tracker = self.tracker
+        decode_stats = self.decode_stats
+        stats = tracker.stats
+        verify = self.decoder.verify_checksums
+        while True:
+            due = tracker.next_timer()
+            reason, index, packets, frame_bytes, suspicious, odd, started, last_ts, conn, changes, before = run(
+                batch, index, limit if limit < due else due, tracker, verify)
+            if packets:
+                stats.started += started
+                decode_stats.packets += packets
+                decode_stats.bytes += frame_bytes
+                decode_stats.tcp_packets += packets
+                stats.segments += packets
+                stats.suspicious_rst += suspicious
+                stats.odd_rst += odd
+                self.last_ts = last_ts
+                if last_ts > tracker.now:
+                    tracker.now = last_ts
+                self.dirty = True
+            if reason != _CHANGED:
+                return index
+            tracker.changed(conn, changes, before, last_ts)
+            index += 1
+
+    def feed_batch(self, batch: list[tuple[float, bytes]]) -> None:
+        """`feed` every packet of a batch, the compiled loop taking those it can."""
+        index = 0
+        size = len(batch)
+        feed = self.feed
+        while index < size:
+            ts, frame = batch[index]
+            feed(ts, frame)
+            index = self.feed_run(batch, index + 1)
 
     def stats(self) -> dict:
         d = self.decode_stats
@@ -115,25 +160,40 @@ class Engine:
         return self.dirty or self.tracker.stats.ended != self._ended_seen
 
 
+_CHANGED = _core.STOP_CHANGED if _core is not None else -1
+
+
 def run_file(engine: Engine, batches: Iterable[list[tuple[float, bytes]]],
              on_snapshot: Callable[[Snapshot], None] | None = None, until: float | None = None,
-             until_offset: float | None = None) -> Snapshot:
-    """Feed a capture through the engine on packet time. Returns the last snapshot (at `until`, if given)."""
+             until_offset: float | None = None, halt=None) -> Snapshot:
+    """Feed a capture through the engine on packet time. Returns the last snapshot (at `until`, if given).
+
+    `halt`: anything with a `value` that a signal handler sets (a multiprocessing RawValue: no lock to take in
+    the handler); once true, reading stops at the next batch and the capture counts as ending there."""
     tracker = engine.tracker
     next_tick: float | None = None
     stop_at = until
+    stop_limit = math.inf  # the first packet time past stop_at
     for batch in batches:
-        for ts, frame in batch:
+        if halt is not None and halt.value:
+            break
+        index = 0
+        size = len(batch)
+        while index < size:
+            ts, frame = batch[index]
             if next_tick is None:
                 next_tick = math.floor(ts) + 1.0
                 if until_offset is not None:
                     stop_at = ts + until_offset
-            if stop_at is not None and ts > stop_at:
-                tracker.advance(stop_at)
-                return engine.snapshot(stop_at)
+            if stop_at is not None:
+                if ts > stop_at:
+                    tracker.advance(stop_at)
+                    return engine.snapshot(stop_at)
+                stop_limit = math.nextafter(stop_at, math.inf)
             if ts >= next_tick:
                 next_tick = _ticks(engine, next_tick, ts, on_snapshot)
             engine.feed(ts, frame)
+            index = engine.feed_run(batch, index + 1, next_tick if next_tick < stop_limit else stop_limit)
     end = engine.last_ts if engine.last_ts is not None else 0.0
     if stop_at is not None:
         end = stop_at

@@ -1,10 +1,13 @@
 """What midstat knows about one connection: two endpoint records and the connection-wide facts.
 
-Slotted classes (no dict per object): memory per tracked connection matters at a middlebox.
+Two implementations with the same attributes: the compiled one (midstat_tui/_core.c, C structs: about half the
+memory) when the extension is built, and the pure-Python reference below (slotted classes). `Side` and `Connection`
+name the one in use; MIDSTAT_PURE_PYTHON=1 in the environment picks the pure-Python engine.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 
 from midstat_tui.tcp.states import CLOSED, NAMES
@@ -25,7 +28,7 @@ TRANSITION = struct.Struct("<dBBBBhIII")
 Z_INACTIVE, Z_SYN_SENT, Z_SYN_ACK_SENT, Z_PARTIAL, Z_ESTABLISHED, Z_CLOSED, Z_RESET = range(7)
 
 
-class Side:
+class PySide:
     """One endpoint of a connection, as inferred from the packets it sent and received."""
 
     __slots__ = (
@@ -69,7 +72,7 @@ class Side:
         self.z_counts: dict[str, int] | None = None  # counts of logarithmic letters (c g t w)
 
 
-class Connection:
+class PyConnection:
     """One TCP connection (one incarnation of a 4-tuple + VLAN)."""
 
     __slots__ = (
@@ -90,8 +93,8 @@ class Connection:
         self.c_port = c_port
         self.s_addr = s_addr
         self.s_port = s_port
-        self.c = Side()
-        self.s = Side()
+        self.c = PySide()
+        self.s = PySide()
         self.first = ts
         self.last = ts
         self.midstream = False
@@ -113,7 +116,7 @@ class Connection:
         self.deadline = 0.0                 # when the timer wheel should look at this connection next
 
     # -- views --------------------------------------------------------------------------------------------------
-    def side(self, index: int) -> Side:
+    def side(self, index: int) -> PySide:
         return self.c if index == CLIENT else self.s
 
     @property
@@ -141,3 +144,21 @@ class Connection:
             self.transitions_dropped += 1
         log += TRANSITION.pack(*entry)
         return entry
+
+
+try:
+    from midstat_tui import _core
+except ImportError:  # no compiler where it was installed: the pure-Python engine
+    _core = None
+
+COMPILED_AVAILABLE = _core is not None
+COMPILED = COMPILED_AVAILABLE and os.environ.get("MIDSTAT_PURE_PYTHON", "") not in ("1", "yes", "true")
+Side = _core.Side if COMPILED else PySide
+Connection = _core.Connection if COMPILED else PyConnection
+
+
+def engine_name() -> str:
+    """Which engine runs: what `midstat --version` reports."""
+    if COMPILED:
+        return "compiled core"
+    return "pure Python (MIDSTAT_PURE_PYTHON set)" if COMPILED_AVAILABLE else "pure Python (no compiled core built)"

@@ -15,7 +15,7 @@ from itertools import islice
 
 from midstat_tui.decode.segment import ACK, FIN, RST, SYN, IcmpError, Segment
 from midstat_tui.tcp import zeek
-from midstat_tui.tcp.connection import Connection
+from midstat_tui.tcp.connection import COMPILED, Connection, PyConnection, _core
 from midstat_tui.tcp.machine import apply_icmp_unreachable, apply_segment
 from midstat_tui.tcp.states import (
     CLOSED,
@@ -99,13 +99,33 @@ def _guess_client_is_sender(seg: Segment) -> bool:
     return True  # otherwise the first sender is the client
 
 
+def _apply_python(conn: Connection, seg: Segment, from_client: bool) -> list[tuple]:
+    """Both endpoint machines, conn.last and the Zeek view, in Python (the compiled core's `apply` in C)."""
+    sender = conn.c if from_client else conn.s
+    retrans_before = sender.retrans
+    gaps_before = (conn.c.gaps, conn.s.gaps)
+    suspicious_before = conn.suspicious_rst
+    changes = apply_segment(conn, seg, from_client)
+    conn.last = seg.ts
+    zeek.note_segment(conn, seg, from_client,
+                      retransmitted=sender.retrans > retrans_before and seg.payload > 0,
+                      gaps=(conn.c.gaps > gaps_before[0], conn.s.gaps > gaps_before[1]),
+                      rst_obeyed=conn.suspicious_rst == suspicious_before)
+    return changes
+
+
 class Tracker:
     def __init__(self, config: TrackerConfig | None = None, shard: int = 0, shard_count: int = 1,
-                 on_event: EventSink | None = None) -> None:
+                 on_event: EventSink | None = None, compiled: bool | None = None) -> None:
+        """`compiled`: run the compiled core (the default when it is built) or the pure-Python engine (False)."""
+        self.compiled = COMPILED if compiled is None else compiled and _core is not None
+        self._connection = _core.Connection if self.compiled else PyConnection
+        self._apply = _core.apply if self.compiled else _apply_python
         self.config = config or TrackerConfig()
         self.shard = shard
         self.shard_count = shard_count
         self.on_event = on_event
+        self.on_start: Callable[[Connection], None] | None = None  # a connection entered the table
         self.on_remove: Callable[[Connection], None] | None = None  # a connection left the table for good
         self.table: dict[bytes, Connection] = {}
         # the eviction order's first two classes, oldest first: ended connections still lingering, then live ones
@@ -192,22 +212,15 @@ class Tracker:
             if conn.c.packets + conn.s.packets == 1:
                 self._end(conn, "bad_flags", ts)  # nothing but a probe no stack would send: shown, then gone
             return conn
-        sender = conn.c if from_client else conn.s
         states_before = (conn.c.state, conn.s.state)
-        retrans_before = sender.retrans
-        gaps_before = (conn.c.gaps, conn.s.gaps)
         suspicious_before = conn.suspicious_rst
         odd_before = conn.odd_rst
-        changes = apply_segment(conn, seg, from_client)
-        conn.last = ts
-        zeek.note_segment(conn, seg, from_client,
-                          retransmitted=sender.retrans > retrans_before and seg.payload > 0,
-                          gaps=(conn.c.gaps > gaps_before[0], conn.s.gaps > gaps_before[1]),
-                          rst_obeyed=conn.suspicious_rst == suspicious_before)
+        changes = self._apply(conn, seg, from_client)
         if changes:
-            if self.on_event is not None:
-                self._emit_changes(conn, changes, states_before)
-            self._after_change(conn, ts)
+            self.changed(conn, changes, states_before, ts)
+        if conn.deadline == math.inf:  # a new connection that its first packet did not move
+            conn.deadline = self._deadline(conn)
+            heapq.heappush(self._timers, (conn.deadline, conn.id, key))
         if conn.suspicious_rst > suspicious_before:
             stats.suspicious_rst += 1
         if conn.odd_rst > odd_before:
@@ -215,6 +228,12 @@ class Tracker:
         if self.touched is not None:
             self.touched.add(conn)
         return conn
+
+    def changed(self, conn: Connection, changes: list[tuple], states_before: tuple[int, int], ts: float) -> None:
+        """A packet moved a state (here or in the compiled core's packet loop): events, end, timers."""
+        if self.on_event is not None:
+            self._emit_changes(conn, changes, states_before)
+        self._after_change(conn, ts)
 
     def icmp(self, err: IcmpError) -> None:
         """An ICMP unreachable quoting a TCP segment: aborts a handshake it is about."""
@@ -278,9 +297,9 @@ class Tracker:
         else:
             client_is_sender = _guess_client_is_sender(seg)
         if client_is_sender:
-            conn = Connection(conn_id, self.shard, key, seg.vlan, seg.src, seg.sport, seg.dst, seg.dport, seg.ts)
+            conn = self._connection(conn_id, self.shard, key, seg.vlan, seg.src, seg.sport, seg.dst, seg.dport, seg.ts)
         else:
-            conn = Connection(conn_id, self.shard, key, seg.vlan, seg.dst, seg.dport, seg.src, seg.sport, seg.ts)
+            conn = self._connection(conn_id, self.shard, key, seg.vlan, seg.dst, seg.dport, seg.src, seg.sport, seg.ts)
             conn.flipped = bool(seg.flags & SYN)  # Zeek flips on a SYN/ACK seen first
         if not pure_syn and not bogus:
             conn.midstream = True
@@ -300,12 +319,13 @@ class Tracker:
         if _in_handshake(conn):
             self._handshakes[key] = conn
         stats.started += 1
-        conn.deadline = self._deadline(conn)
-        timers = self._timers
-        heapq.heappush(timers, (conn.deadline, conn_id, key))
+        # no timer entry yet: its first packet decides its deadline (`segment` schedules it once applied)
+        conn.deadline = math.inf
         table_size = len(self.table)
-        if len(timers) > table_size + (table_size >> 1) + TIMER_SLACK:
+        if len(self._timers) > table_size + (table_size >> 1) + TIMER_SLACK:
             self._compact_timers()
+        if self.on_start is not None:
+            self.on_start(conn)
         if self.on_event is not None:
             self.on_event("start", conn, None, None)
         return conn
@@ -313,7 +333,7 @@ class Tracker:
     def _compact_timers(self) -> None:
         """Drop the timer entries of connections that left the table or moved their deadline: under a flood,
         evictions leave one behind per new connection, long before its time comes."""
-        self._timers = [(c.deadline, c.id, key) for key, c in self.table.items()]
+        self._timers = [(c.deadline, c.id, key) for key, c in self.table.items() if c.deadline != math.inf]
         heapq.heapify(self._timers)
 
     # -- ends, timers, eviction ---------------------------------------------------------------------------

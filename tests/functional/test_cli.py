@@ -302,6 +302,23 @@ def big_capture(tmp_path_factory):
     return big
 
 
+def _read_so_far(path) -> int:
+    """How far into `path` the process that has read most of it is (its file offset, from /proc)."""
+    import os
+    from pathlib import Path
+
+    furthest = 0
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if os.readlink(fd) != str(path):
+                continue
+            info = (fd.parent.parent / "fdinfo" / fd.name).read_text()
+        except OSError:
+            continue
+        furthest = max(furthest, int(info.split("pos:")[1].split()[0]))
+    return furthest
+
+
 @pytest.mark.parametrize("cores", ["1", "2"])
 def test_sigterm_mid_file_prints_the_summary_so_far(big_capture, cores):
     """A long run stopped with SIGTERM (or Ctrl-C) still prints what it tracked, and exits 0: on several cores
@@ -314,8 +331,12 @@ def test_sigterm_mid_file_prints_the_summary_so_far(big_capture, cores):
 
     big = big_capture
     proc = subprocess.Popen([sys.executable, "-m", "midstat_tui", "-r", str(big), "--summary", "--json",
-                             "--cores", cores], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    time.sleep(1.5)
+                             "--cores", cores, "--user", "root"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=ROOT)
+    # mid-file for sure: once a tenth of the file has been read (by any process of the run), whatever the speed
+    deadline = time.monotonic() + 30
+    while _read_so_far(big) < big.stat().st_size // 10 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
@@ -324,5 +345,35 @@ def test_sigterm_mid_file_prints_the_summary_so_far(big_capture, cores):
     assert doc["connections"]
     if cores == "2":
         assert {c["shard"] for c in doc["connections"]} == {0, 1}
+    left = subprocess.run(["pgrep", "-f", str(big)], capture_output=True, text=True).stdout.split()
+    assert not left, "a worker outlived the run"
+
+
+@pytest.mark.parametrize("cores", ["1", "2"])
+def test_sigterm_while_a_root_only_file_is_copied_for_the_user(big_capture, cores):
+    """The file is in a folder only root may enter, so it is copied for the unprivileged user first (each shard
+    copies its own): a SIGTERM during that copy still ends the run cleanly, with a valid (maybe empty) report,
+    exit 0 and no worker left (core 0, already unprivileged, may not signal a shard that is still root)."""
+    import signal
+    import sys
+    import time
+
+    from tests.helpers import ROOT, nobody_uid
+
+    if nobody_uid() is None:
+        pytest.skip("no unprivileged account to drop to")
+    big = big_capture
+    assert big.parent.stat().st_mode & 0o077 == 0  # pytest's tmp folders: root only
+    proc = subprocess.Popen([sys.executable, "-m", "midstat_tui", "-r", str(big), "--summary", "--json",
+                             "--cores", cores], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while _read_so_far(big) < big.stat().st_size // 100 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err
+    doc = json.loads(out)
+    assert doc["stats"]["packets"] < 600000
     left = subprocess.run(["pgrep", "-f", str(big)], capture_output=True, text=True).stdout.split()
     assert not left, "a worker outlived the run"

@@ -117,10 +117,10 @@ def test_a_failing_worker_is_reported(monkeypatch):
 
     real = multicore.run_shard
 
-    def broken(job, shard, count, sink, source=None):
+    def broken(job, shard, count, sink, source=None, halt=None):
         if shard == 1:
             raise RuntimeError("disk on fire")
-        return real(job, shard, count, sink, source)
+        return real(job, shard, count, sink, source, halt)
 
     monkeypatch.setattr(multicore, "run_shard", broken)  # the forked workers inherit it
     with pytest.raises(MidstatError, match="worker 1 failed: RuntimeError: disk on fire"):
@@ -135,10 +135,10 @@ def test_a_dead_worker_is_reported_not_waited_for(monkeypatch):
 
     real = multicore.run_shard
 
-    def dying(job, shard, count, sink, source=None):
+    def dying(job, shard, count, sink, source=None, halt=None):
         if shard == 0:
             os._exit(3)
-        return real(job, shard, count, sink, source)
+        return real(job, shard, count, sink, source, halt)
 
     monkeypatch.setattr(multicore, "run_shard", dying)
     with pytest.raises(MidstatError, match=r"worker 0 died \(exit status 3\)"):

@@ -1,0 +1,1683 @@
+/* midstat's compiled core: the connection records, the two endpoint state machines with Zeek's history, and the
+ * per-packet loop for the common frame (Ethernet, up to two VLAN tags, IPv4 without options or IPv6 without
+ * extension headers, TCP), all in C.
+ *
+ * It is a translation of the pure-Python engine, which stays the reference: midstat_tui/tcp/machine.py (the state
+ * machines), midstat_tui/tcp/zeek.py (history letters and endpoint states), midstat_tui/decode/fastpath.py (the
+ * frame) and the live-connection branch of Tracker.segment (midstat_tui/tcp/tracker.py). Every rule here has its
+ * explanation there; tests/unit/test_compiled_core.py checks that both engines leave every field of every
+ * connection equal, packet by packet, on every capture the project has.
+ *
+ * No I/O and no clock. Anything the loop does not handle (a new connection, a SYN on a known tuple, an ended
+ * connection, odd flags, a bad checksum, another frame shape, a due timer) goes back to the Python tracker.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MASK32 0xFFFFFFFFu
+#define NONE (-1)                 /* an unset sequence number, ISN, TTL... (Python's None) */
+
+enum { FIN = 0x01, SYN = 0x02, RST = 0x04, PSH = 0x08, ACK = 0x10 };
+enum { CLOSED, LISTEN, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK,
+       TIME_WAIT, N_STATES };
+enum { Z_INACTIVE, Z_SYN_SENT, Z_SYN_ACK_SENT, Z_PARTIAL, Z_ESTABLISHED, Z_CLOSED, Z_RESET };
+
+#define REORDER_THRESHOLD 0.003
+#define HISTORY_CAP 64
+#define HISTORY_HEAD 8
+#define TRANSITION_SIZE 26        /* struct "<dBBBBhIII" */
+
+static const char *STATE_NAMES[N_STATES] = {
+    "CLOSED", "LISTEN", "SYN_SENT", "SYN_RCVD", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2",
+    "CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT",
+};
+static PyObject *state_names[N_STATES];
+static PyObject *letters[128];    /* one-character strings */
+
+static inline int seq_lt(uint32_t a, uint32_t b) { return (uint32_t)(a - b) >= 0x80000000u; }
+static inline int seq_geq(uint32_t a, uint32_t b) { return (uint32_t)(a - b) < 0x80000000u; }
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Side: one endpoint
+ * ------------------------------------------------------------------------------------------------------------ */
+
+/* the letters Zeek records once per direction, as bits of Side.z_once */
+static const char ONCE_LETTERS[] = "adiq";
+
+typedef struct {
+    PyObject_HEAD
+    int64_t isn, fin_seq, fin_ack_seq, snd_nxt, rcv_ack, delivered, z_s, z_h, z_f, z_r;   /* NONE: unset */
+    double tw_since;              /* NAN: unset */
+    double last_data_ts;
+    long long packets, ip_bytes, payload, retrans_bytes, retrans, ooo, zero_win, gaps, missed;
+    PyObject *mac;                /* bytes */
+    PyObject *z_counts;           /* None or dict letter -> count */
+    int ttl;                      /* NONE: unset */
+    int state, zstate, zprev;
+    unsigned z_once;
+    char gap_open, synack_sent;
+} SideObject;
+
+static PyTypeObject SideType;
+
+static PyObject *empty_bytes;
+
+static int side_init(SideObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"state", NULL};
+    int state = CLOSED;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|i", kwlist, &state))
+        return -1;
+    self->state = state;
+    return 0;
+}
+
+static PyObject *side_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    SideObject *self = (SideObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->isn = self->fin_seq = self->fin_ack_seq = self->snd_nxt = self->rcv_ack = self->delivered = NONE;
+    self->z_s = self->z_h = self->z_f = self->z_r = NONE;
+    self->tw_since = NAN;
+    self->ttl = NONE;
+    Py_INCREF(empty_bytes);
+    self->mac = empty_bytes;
+    Py_INCREF(Py_None);
+    self->z_counts = Py_None;
+    return (PyObject *)self;
+}
+
+static void side_dealloc(SideObject *self) {
+    Py_XDECREF(self->mac);
+    Py_XDECREF(self->z_counts);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* An optional 32-bit number (None or 0..2^32-1) kept as int64 with NONE for None. */
+static PyObject *get_opt64(int64_t value) {
+    if (value == NONE)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(value);
+}
+
+static int set_opt(PyObject *value, int64_t *slot, int64_t max) {
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete this attribute");
+        return -1;
+    }
+    if (value == Py_None) {
+        *slot = NONE;
+        return 0;
+    }
+    long long v = PyLong_AsLongLong(value);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < 0 || v > max) {
+        PyErr_Format(PyExc_ValueError, "%lld is out of range", v);
+        return -1;
+    }
+    *slot = v;
+    return 0;
+}
+
+#define OPT_U32(NAME)                                                                                           \
+    static PyObject *side_get_##NAME(SideObject *self, void *c) { return get_opt64(self->NAME); }              \
+    static int side_set_##NAME(SideObject *self, PyObject *v, void *c) { return set_opt(v, &self->NAME, MASK32); }
+OPT_U32(isn)
+OPT_U32(fin_seq)
+OPT_U32(fin_ack_seq)
+OPT_U32(snd_nxt)
+OPT_U32(rcv_ack)
+OPT_U32(delivered)
+OPT_U32(z_s)
+OPT_U32(z_h)
+OPT_U32(z_f)
+OPT_U32(z_r)
+
+static PyObject *side_get_ttl(SideObject *self, void *c) { return get_opt64(self->ttl); }
+static int side_set_ttl(SideObject *self, PyObject *v, void *c) {
+    int64_t slot = self->ttl;
+    if (set_opt(v, &slot, 255) < 0)
+        return -1;
+    self->ttl = (int)slot;
+    return 0;
+}
+
+static PyObject *get_opt_double(double value) {
+    if (isnan(value))
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(value);
+}
+
+static int set_opt_double(PyObject *value, double *slot) {
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete this attribute");
+        return -1;
+    }
+    if (value == Py_None) {
+        *slot = NAN;
+        return 0;
+    }
+    double v = PyFloat_AsDouble(value);
+    if (v == -1.0 && PyErr_Occurred())
+        return -1;
+    *slot = v;
+    return 0;
+}
+
+static PyObject *side_get_tw_since(SideObject *self, void *c) { return get_opt_double(self->tw_since); }
+static int side_set_tw_since(SideObject *self, PyObject *v, void *c) { return set_opt_double(v, &self->tw_since); }
+
+static PyObject *side_get_z_once(SideObject *self, void *c) {
+    char text[8];
+    int n = 0;
+    for (int i = 0; ONCE_LETTERS[i]; i++)
+        if (self->z_once & (1u << i))
+            text[n++] = ONCE_LETTERS[i];
+    return PyUnicode_FromStringAndSize(text, n);
+}
+
+static int side_set_z_once(SideObject *self, PyObject *v, void *c) {
+    if (v == NULL || !PyUnicode_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "z_once must be a str");
+        return -1;
+    }
+    unsigned bits = 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(v);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 ch = PyUnicode_READ_CHAR(v, i);
+        const char *at = ch < 128 ? strchr(ONCE_LETTERS, (int)ch) : NULL;
+        if (at == NULL || ch == 0) {
+            PyErr_Format(PyExc_ValueError, "z_once holds only the letters %s", ONCE_LETTERS);
+            return -1;
+        }
+        bits |= 1u << (at - ONCE_LETTERS);
+    }
+    self->z_once = bits;
+    return 0;
+}
+
+static int set_object(PyObject **slot, PyObject *v) {
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete this attribute");
+        return -1;
+    }
+    Py_INCREF(v);
+    Py_SETREF(*slot, v);
+    return 0;
+}
+
+static PyObject *side_get_mac(SideObject *self, void *c) { return Py_NewRef(self->mac); }
+static int side_set_mac(SideObject *self, PyObject *v, void *c) {
+    if (v != NULL && !PyBytes_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "mac must be bytes");
+        return -1;
+    }
+    return set_object(&self->mac, v);
+}
+
+static PyObject *side_get_z_counts(SideObject *self, void *c) { return Py_NewRef(self->z_counts); }
+static int side_set_z_counts(SideObject *self, PyObject *v, void *c) {
+    if (v != NULL && v != Py_None && !PyDict_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "z_counts must be a dict or None");
+        return -1;
+    }
+    return set_object(&self->z_counts, v);
+}
+
+#define GS(NAME) {#NAME, (getter)side_get_##NAME, (setter)side_set_##NAME, NULL, NULL}
+static PyGetSetDef side_getset[] = {
+    GS(isn), GS(fin_seq), GS(fin_ack_seq), GS(snd_nxt), GS(rcv_ack), GS(delivered),
+    GS(z_s), GS(z_h), GS(z_f), GS(z_r), GS(ttl), GS(tw_since), GS(z_once), GS(mac), GS(z_counts),
+    {NULL},
+};
+#undef GS
+
+#define SM(NAME, TYPE) {#NAME, TYPE, offsetof(SideObject, NAME), 0, NULL}
+static PyMemberDef side_members[] = {
+    SM(state, T_INT), SM(zstate, T_INT), SM(zprev, T_INT),
+    SM(packets, T_LONGLONG), SM(ip_bytes, T_LONGLONG), SM(payload, T_LONGLONG), SM(retrans_bytes, T_LONGLONG),
+    SM(retrans, T_LONGLONG), SM(ooo, T_LONGLONG), SM(zero_win, T_LONGLONG), SM(gaps, T_LONGLONG),
+    SM(missed, T_LONGLONG), SM(last_data_ts, T_DOUBLE), SM(gap_open, T_BOOL), SM(synack_sent, T_BOOL),
+    {NULL},
+};
+#undef SM
+
+/* Every attribute, in the pure-Python class's order: what pickling saves and restores. */
+static const char *SIDE_FIELDS[] = {
+    "state", "isn", "fin_seq", "fin_ack_seq", "snd_nxt", "rcv_ack", "tw_since",
+    "packets", "ip_bytes", "payload", "retrans_bytes", "retrans", "ooo", "zero_win", "gap_open",
+    "last_data_ts", "delivered", "gaps", "missed", "synack_sent", "ttl", "mac",
+    "zstate", "zprev", "z_once", "z_s", "z_h", "z_f", "z_r", "z_counts", NULL,
+};
+
+static PyObject *fields_state(PyObject *self, const char **names) {
+    Py_ssize_t n = 0;
+    while (names[n])
+        n++;
+    PyObject *state = PyTuple_New(n);
+    if (state == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *value = PyObject_GetAttrString(self, names[i]);
+        if (value == NULL) {
+            Py_DECREF(state);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(state, i, value);
+    }
+    return state;
+}
+
+static PyObject *fields_restore(PyObject *self, PyObject *state, const char **names) {
+    Py_ssize_t n = 0;
+    while (names[n])
+        n++;
+    if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != n) {
+        PyErr_SetString(PyExc_ValueError, "state tuple of the wrong shape");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (PyObject_SetAttrString(self, names[i], PyTuple_GET_ITEM(state, i)) < 0)
+            return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *side_reduce(PyObject *self, PyObject *unused) {
+    PyObject *state = fields_state(self, SIDE_FIELDS);
+    if (state == NULL)
+        return NULL;
+    return Py_BuildValue("(O()N)", (PyObject *)Py_TYPE(self), state);
+}
+
+static PyObject *side_setstate(PyObject *self, PyObject *state) { return fields_restore(self, state, SIDE_FIELDS); }
+
+static PyMethodDef side_methods[] = {
+    {"__reduce__", side_reduce, METH_NOARGS, NULL},
+    {"__setstate__", side_setstate, METH_O, NULL},
+    {NULL},
+};
+
+static PyTypeObject SideType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "midstat_tui._core.Side",
+    .tp_doc = "One endpoint of a connection, as inferred from the packets it sent and received "
+              "(the compiled twin of midstat_tui.tcp.connection.PySide).",
+    .tp_basicsize = sizeof(SideObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = side_new,
+    .tp_init = (initproc)side_init,
+    .tp_dealloc = (destructor)side_dealloc,
+    .tp_getset = side_getset,
+    .tp_members = side_members,
+    .tp_methods = side_methods,
+};
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Connection
+ * ------------------------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    long long id;
+    PyObject *key, *vlan, *c_addr, *s_addr, *ended, *rst_by, *history, *log;
+    SideObject *c, *s;
+    double first, last, end_ts, syn_ts, synack_ts, rtt_server, rtt_client, deadline;   /* NAN: unset */
+    long long transitions_dropped, suspicious_rst, odd_rst, bad_flags, bad_checksum;
+    int shard, c_port, s_port;
+    char midstream, flipped;
+} ConnObject;
+
+static PyTypeObject ConnType;
+
+static PyObject *conn_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    ConnObject *self = (ConnObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->c = (SideObject *)side_new(&SideType, NULL, NULL);
+    self->s = (SideObject *)side_new(&SideType, NULL, NULL);
+    if (self->c == NULL || self->s == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    PyObject **objects[] = {&self->key, &self->vlan, &self->c_addr, &self->s_addr, &self->ended, &self->rst_by,
+                            &self->log};
+    for (size_t i = 0; i < sizeof(objects) / sizeof(objects[0]); i++)
+        *objects[i] = Py_NewRef(Py_None);
+    self->history = PyUnicode_FromStringAndSize("", 0);
+    self->end_ts = self->syn_ts = self->synack_ts = self->rtt_server = self->rtt_client = NAN;
+    return (PyObject *)self;
+}
+
+static int conn_init(ConnObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"conn_id", "shard", "key", "vlan", "c_addr", "c_port", "s_addr", "s_port", "ts", NULL};
+    long long conn_id;
+    int shard, c_port, s_port;
+    PyObject *key, *vlan, *c_addr, *s_addr;
+    double ts;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LiOOSiSid", kwlist, &conn_id, &shard, &key, &vlan, &c_addr,
+                                     &c_port, &s_addr, &s_port, &ts))
+        return -1;
+    self->id = conn_id;
+    self->shard = shard;
+    Py_SETREF(self->key, Py_NewRef(key));
+    Py_SETREF(self->vlan, Py_NewRef(vlan));
+    Py_SETREF(self->c_addr, Py_NewRef(c_addr));
+    Py_SETREF(self->s_addr, Py_NewRef(s_addr));
+    self->c_port = c_port;
+    self->s_port = s_port;
+    self->first = self->last = ts;
+    return 0;
+}
+
+static void conn_dealloc(ConnObject *self) {
+    Py_XDECREF(self->key);
+    Py_XDECREF(self->vlan);
+    Py_XDECREF(self->c_addr);
+    Py_XDECREF(self->s_addr);
+    Py_XDECREF(self->ended);
+    Py_XDECREF(self->rst_by);
+    Py_XDECREF(self->history);
+    Py_XDECREF(self->log);
+    Py_XDECREF(self->c);
+    Py_XDECREF(self->s);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+#define CONN_OPT_DOUBLE(NAME)                                                                                   \
+    static PyObject *conn_get_##NAME(ConnObject *self, void *c) { return get_opt_double(self->NAME); }         \
+    static int conn_set_##NAME(ConnObject *self, PyObject *v, void *c) { return set_opt_double(v, &self->NAME); }
+CONN_OPT_DOUBLE(end_ts)
+CONN_OPT_DOUBLE(syn_ts)
+CONN_OPT_DOUBLE(synack_ts)
+CONN_OPT_DOUBLE(rtt_server)
+CONN_OPT_DOUBLE(rtt_client)
+
+static PyObject *conn_get_side(SideObject *side) { return Py_NewRef((PyObject *)side); }
+static int conn_set_side(SideObject **slot, PyObject *v) {
+    if (v == NULL || !PyObject_TypeCheck(v, &SideType)) {
+        PyErr_SetString(PyExc_TypeError, "a connection's side must be a Side");
+        return -1;
+    }
+    Py_INCREF(v);
+    Py_SETREF(*slot, (SideObject *)v);
+    return 0;
+}
+static PyObject *conn_get_c(ConnObject *self, void *c) { return conn_get_side(self->c); }
+static int conn_set_c(ConnObject *self, PyObject *v, void *c) { return conn_set_side(&self->c, v); }
+static PyObject *conn_get_s(ConnObject *self, void *c) { return conn_get_side(self->s); }
+static int conn_set_s(ConnObject *self, PyObject *v, void *c) { return conn_set_side(&self->s, v); }
+
+static PyObject *conn_get_history(ConnObject *self, void *c) { return Py_NewRef(self->history); }
+static int conn_set_history(ConnObject *self, PyObject *v, void *c) {
+    if (v != NULL && !PyUnicode_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "history must be a str");
+        return -1;
+    }
+    return set_object(&self->history, v);
+}
+
+static PyObject *conn_get_log(ConnObject *self, void *c) { return Py_NewRef(self->log); }
+static int conn_set_log(ConnObject *self, PyObject *v, void *c) {
+    if (v != NULL && v != Py_None && !PyByteArray_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "_log must be a bytearray or None");
+        return -1;
+    }
+    return set_object(&self->log, v);
+}
+
+static PyObject *conn_get_client_state(ConnObject *self, void *c) {
+    int st = self->c->state;
+    if (st < 0 || st >= N_STATES)
+        return PyLong_FromLong(st);
+    return Py_NewRef(state_names[st]);
+}
+
+static PyObject *conn_get_server_state(ConnObject *self, void *c) {
+    int st = self->s->state;
+    if (st < 0 || st >= N_STATES)
+        return PyLong_FromLong(st);
+    return Py_NewRef(state_names[st]);
+}
+
+static inline void put_u32(unsigned char *p, uint32_t v) {
+    p[0] = v & 0xFF; p[1] = (v >> 8) & 0xFF; p[2] = (v >> 16) & 0xFF; p[3] = (v >> 24) & 0xFF;
+}
+static inline uint32_t get_u32(const unsigned char *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static PyObject *transition_tuple(const unsigned char *p) {
+    double ts;
+    memcpy(&ts, p, 8);   /* little-endian machines only: checked at import */
+    int16_t flags = (int16_t)(p[12] | (p[13] << 8));
+    return Py_BuildValue("(diiiiikkk)", ts, p[8], p[9], p[10], p[11], (int)flags, (unsigned long)get_u32(p + 14),
+                         (unsigned long)get_u32(p + 18), (unsigned long)get_u32(p + 22));
+}
+
+static PyObject *conn_get_transitions(ConnObject *self, void *c) {
+    PyObject *out = PyList_New(0);
+    if (out == NULL || self->log == Py_None)
+        return out;
+    Py_ssize_t size = PyByteArray_GET_SIZE(self->log);
+    const unsigned char *buf = (const unsigned char *)PyByteArray_AS_STRING(self->log);
+    for (Py_ssize_t at = 0; at + TRANSITION_SIZE <= size; at += TRANSITION_SIZE) {
+        PyObject *entry = transition_tuple(buf + at);
+        if (entry == NULL || PyList_Append(out, entry) < 0) {
+            Py_XDECREF(entry);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(entry);
+    }
+    return out;
+}
+
+/* Append one transition to the packed log (capped: the handshake's first entries are kept, then the newest) and
+ * return it as a tuple. */
+static PyObject *record(ConnObject *conn, double ts, int side, int old, int new_state, int direction, int flags,
+                        uint32_t seq, uint32_t ack, uint32_t length) {
+    if (conn->log == Py_None) {
+        PyObject *log = PyByteArray_FromStringAndSize(NULL, 0);
+        if (log == NULL)
+            return NULL;
+        Py_SETREF(conn->log, log);
+    }
+    PyObject *log = conn->log;
+    Py_ssize_t size = PyByteArray_GET_SIZE(log);
+    if (size >= HISTORY_CAP * TRANSITION_SIZE) {
+        char *buf = PyByteArray_AS_STRING(log);
+        Py_ssize_t start = HISTORY_HEAD * TRANSITION_SIZE;
+        memmove(buf + start, buf + start + TRANSITION_SIZE, size - start - TRANSITION_SIZE);
+        size -= TRANSITION_SIZE;
+        conn->transitions_dropped++;
+    }
+    if (PyByteArray_Resize(log, size + TRANSITION_SIZE) < 0)
+        return NULL;
+    unsigned char *p = (unsigned char *)PyByteArray_AS_STRING(log) + size;
+    memcpy(p, &ts, 8);
+    p[8] = (unsigned char)side;
+    p[9] = (unsigned char)old;
+    p[10] = (unsigned char)new_state;
+    p[11] = (unsigned char)direction;
+    p[12] = (unsigned char)(flags & 0xFF);
+    p[13] = (unsigned char)((flags >> 8) & 0xFF);
+    put_u32(p + 14, seq);
+    put_u32(p + 18, ack);
+    put_u32(p + 22, length);
+    return Py_BuildValue("(diiiiikkk)", ts, side, old, new_state, direction, flags, (unsigned long)seq,
+                         (unsigned long)ack, (unsigned long)length);
+}
+
+static PyObject *conn_record(ConnObject *self, PyObject *args) {
+    double ts;
+    int side, old, new_state, direction, flags;
+    unsigned long seq, ack, length;
+    if (!PyArg_ParseTuple(args, "diiiiikkk", &ts, &side, &old, &new_state, &direction, &flags, &seq, &ack, &length))
+        return NULL;
+    return record(self, ts, side, old, new_state, direction, flags, (uint32_t)seq, (uint32_t)ack, (uint32_t)length);
+}
+
+static PyObject *conn_side(ConnObject *self, PyObject *index) {
+    long i = PyLong_AsLong(index);
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    return Py_NewRef((PyObject *)(i == 0 ? self->c : self->s));
+}
+
+static const char *CONN_FIELDS[] = {
+    "c", "s", "last", "midstream", "flipped", "ended", "end_ts", "rst_by", "syn_ts", "synack_ts", "rtt_server",
+    "rtt_client", "history", "_log", "transitions_dropped", "suspicious_rst", "odd_rst", "bad_flags",
+    "bad_checksum", "deadline", NULL,
+};
+
+static PyObject *conn_reduce(PyObject *op, PyObject *unused) {
+    ConnObject *self = (ConnObject *)op;
+    PyObject *state = fields_state(op, CONN_FIELDS);
+    if (state == NULL)
+        return NULL;
+    return Py_BuildValue("(O(LiOOOiOid)N)", (PyObject *)Py_TYPE(op), self->id, self->shard, self->key, self->vlan,
+                         self->c_addr, self->c_port, self->s_addr, self->s_port, self->first, state);
+}
+
+static PyObject *conn_setstate(PyObject *self, PyObject *state) { return fields_restore(self, state, CONN_FIELDS); }
+
+static PyMethodDef conn_methods[] = {
+    {"side", (PyCFunction)conn_side, METH_O, "The client's (0) or the server's (1) Side."},
+    {"record", (PyCFunction)conn_record, METH_VARARGS,
+     "record(ts, side, old, new, direction, flags, seq, ack, length): log one transition, return it."},
+    {"__reduce__", conn_reduce, METH_NOARGS, NULL},
+    {"__setstate__", conn_setstate, METH_O, NULL},
+    {NULL},
+};
+
+#define CG(NAME) {#NAME, (getter)conn_get_##NAME, (setter)conn_set_##NAME, NULL, NULL}
+static PyGetSetDef conn_getset[] = {
+    CG(end_ts), CG(syn_ts), CG(synack_ts), CG(rtt_server), CG(rtt_client), CG(c), CG(s), CG(history),
+    {"_log", (getter)conn_get_log, (setter)conn_set_log, NULL, NULL},
+    {"client_state", (getter)conn_get_client_state, NULL, NULL, NULL},
+    {"server_state", (getter)conn_get_server_state, NULL, NULL, NULL},
+    {"transitions", (getter)conn_get_transitions, NULL,
+     "The state history: (ts, side, from, to, dir, flags, seq, ack, len) per transition, oldest first.", NULL},
+    {NULL},
+};
+#undef CG
+
+#define CM(NAME, TYPE) {#NAME, TYPE, offsetof(ConnObject, NAME), 0, NULL}
+static PyMemberDef conn_members[] = {
+    CM(id, T_LONGLONG), CM(shard, T_INT), CM(key, T_OBJECT), CM(vlan, T_OBJECT), CM(c_addr, T_OBJECT),
+    CM(s_addr, T_OBJECT), CM(c_port, T_INT), CM(s_port, T_INT), CM(first, T_DOUBLE), CM(last, T_DOUBLE),
+    CM(midstream, T_BOOL), CM(flipped, T_BOOL), CM(ended, T_OBJECT), CM(rst_by, T_OBJECT),
+    CM(transitions_dropped, T_LONGLONG), CM(suspicious_rst, T_LONGLONG), CM(odd_rst, T_LONGLONG),
+    CM(bad_flags, T_LONGLONG), CM(bad_checksum, T_LONGLONG), CM(deadline, T_DOUBLE),
+    {NULL},
+};
+#undef CM
+
+static PyTypeObject ConnType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "midstat_tui._core.Connection",
+    .tp_doc = "One TCP connection (one incarnation of a 4-tuple + VLAN); the compiled twin of "
+              "midstat_tui.tcp.connection.PyConnection.",
+    .tp_basicsize = sizeof(ConnObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = conn_new,
+    .tp_init = (initproc)conn_init,
+    .tp_dealloc = (destructor)conn_dealloc,
+    .tp_getset = conn_getset,
+    .tp_members = conn_members,
+    .tp_methods = conn_methods,
+};
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * One segment
+ * ------------------------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    double ts;
+    uint32_t seq, ack, payload, ip_len;
+    const unsigned char *mac;     /* the sender's link-layer address, mac_len bytes */
+    PyObject *mac_obj;            /* or that address as a bytes object, when the caller has one */
+    Py_ssize_t mac_len;
+    int flags, win, ttl, truncated;
+} Seg;
+
+typedef struct {
+    ConnObject *conn;
+    PyObject *changes;            /* list of transition tuples, made at the first one */
+    double ts;
+    int direction, flags;
+    uint32_t seq, ack, length;
+} Mover;
+
+static int move(Mover *m, SideObject *side, int index, int new_state) {
+    int old = side->state;
+    if (old == new_state)
+        return 0;
+    side->state = new_state;
+    if (new_state == TIME_WAIT)
+        side->tw_since = m->ts;
+    PyObject *entry = record(m->conn, m->ts, index, old, new_state, m->direction, m->flags, m->seq, m->ack,
+                             m->length);
+    if (entry == NULL)
+        return -1;
+    if (m->changes == NULL && (m->changes = PyList_New(0)) == NULL) {
+        Py_DECREF(entry);
+        return -1;
+    }
+    int rc = PyList_Append(m->changes, entry);
+    Py_DECREF(entry);
+    return rc;
+}
+
+#define MOVE(SIDE, INDEX, STATE) do { if (move(&m, SIDE, INDEX, STATE) < 0) goto error; } while (0)
+
+static inline int covers(uint32_t ack, int64_t fin_seq) {
+    return fin_seq != NONE && seq_geq(ack, ((uint32_t)fin_seq + 1) & MASK32);
+}
+
+static int rst_acceptable(SideObject *sender, SideObject *receiver, const Seg *seg, int64_t expected) {
+    if (receiver->state == SYN_SENT)
+        return (seg->flags & ACK) && receiver->isn != NONE && seg->ack == (((uint32_t)receiver->isn + 1) & MASK32);
+    if (receiver->state == CLOSED)
+        return 1;
+    int64_t acked = receiver->rcv_ack;
+    if (expected == NONE && acked == NONE)
+        return 1;
+    int64_t seq = seg->seq;
+    if (seq == expected || seq == acked)
+        return 1;
+    if (receiver->state == CLOSE_WAIT || receiver->state == LAST_ACK || receiver->state == CLOSING)
+        return (expected != NONE && seq == (((uint32_t)expected - 1) & MASK32)) ||
+               (acked != NONE && seq == (((uint32_t)acked - 1) & MASK32));
+    return 0;
+}
+
+static void track_content(SideObject *sender, SideObject *receiver, const Seg *seg, uint32_t seq_end) {
+    uint32_t seq = seg->seq;
+    int flags = seg->flags;
+    int64_t delivered = sender->delivered;
+    if (delivered == NONE || ((flags & SYN) && delivered == seq))
+        delivered = (flags & SYN) ? ((seq + 1) & MASK32) : seq;
+    if (seg->payload && !seg->truncated && !seq_lt((uint32_t)delivered, seq) && seq_lt((uint32_t)delivered, seq_end))
+        delivered = (flags & FIN) ? ((seq_end - 1) & MASK32) : seq_end;
+    int64_t fin_seq = sender->fin_seq;
+    if (fin_seq == NONE && (flags & FIN))
+        fin_seq = (seq_end - 1) & MASK32;
+    if (fin_seq != NONE && delivered == fin_seq)
+        delivered = ((uint32_t)fin_seq + 1) & MASK32;
+    sender->delivered = delivered;
+    if ((flags & ACK) && !(flags & RST) && receiver->delivered != NONE) {
+        uint32_t missing = (seg->ack - (uint32_t)receiver->delivered) & MASK32;
+        if (missing > 0 && missing < 0x80000000u) {
+            receiver->gaps++;
+            receiver->missed += missing;
+            receiver->delivered = seg->ack;
+        }
+    }
+}
+
+/* -- Zeek's history letters and endpoint states (zeek.py) ------------------------------------------------------ */
+
+static int z_add(ConnObject *conn, char letter, int is_orig) {
+    PyObject *ch = letters[is_orig ? (letter - 'a' + 'A') : letter];
+    PyUnicode_Append(&conn->history, ch);
+    return conn->history == NULL ? -1 : 0;
+}
+
+static int z_once(ConnObject *conn, SideObject *side, char letter, int is_orig) {
+    unsigned bit = 1u << (strchr(ONCE_LETTERS, letter) - ONCE_LETTERS);
+    if (side->z_once & bit)
+        return 0;
+    side->z_once |= bit;
+    return z_add(conn, letter, is_orig);
+}
+
+static int z_per_seq(ConnObject *conn, int64_t *slot, char letter, uint32_t seq, int is_orig) {
+    if (*slot == (int64_t)seq)
+        return 0;
+    *slot = seq;
+    return z_add(conn, letter, is_orig);
+}
+
+static int z_logarithmic(ConnObject *conn, SideObject *side, char letter, int is_orig) {
+    if (side->z_counts == Py_None) {
+        PyObject *counts = PyDict_New();
+        if (counts == NULL)
+            return -1;
+        Py_SETREF(side->z_counts, counts);
+    }
+    PyObject *key = letters[(int)letter];
+    PyObject *old = PyDict_GetItemWithError(side->z_counts, key);
+    if (old == NULL && PyErr_Occurred())
+        return -1;
+    long long n = old ? PyLong_AsLongLong(old) + 1 : 1;
+    if (n == 0 && PyErr_Occurred())
+        return -1;
+    PyObject *value = PyLong_FromLongLong(n);
+    if (value == NULL || PyDict_SetItem(side->z_counts, key, value) < 0) {
+        Py_XDECREF(value);
+        return -1;
+    }
+    Py_DECREF(value);
+    while (n % 10 == 0)
+        n /= 10;
+    return n == 1 ? z_add(conn, letter, is_orig) : 0;
+}
+
+static inline void z_set(SideObject *side, int state) {
+    side->zprev = side->zstate;
+    side->zstate = state;
+}
+
+static void z_update_endpoint(ConnObject *conn, SideObject *side, SideObject *peer, int flags, uint32_t length,
+                              int is_orig) {
+    int syn = flags & SYN, fin = flags & FIN, rst = flags & RST, ack = flags & ACK;
+    int state = side->zstate;
+    if (state == Z_INACTIVE) {
+        if (syn) {
+            if (is_orig) {
+                z_set(side, ack ? Z_SYN_ACK_SENT : Z_SYN_SENT);
+            } else {
+                if (peer->zstate == Z_SYN_SENT || peer->zstate == Z_SYN_ACK_SENT)
+                    z_set(peer, Z_ESTABLISHED);
+                z_set(side, Z_ESTABLISHED);
+            }
+        }
+        if (fin)
+            z_set(side, Z_CLOSED);
+        if (rst)
+            z_set(side, Z_RESET);
+        if (side->zstate == Z_INACTIVE) {
+            if (!is_orig && length == 0 && conn->c->zstate == Z_SYN_SENT)
+                ;  /* an early ACK of the initial SYN does not make a partial connection */
+            else if (ack && peer->zstate == Z_ESTABLISHED)
+                z_set(side, Z_ESTABLISHED);
+            else
+                z_set(side, Z_PARTIAL);
+        }
+    } else if (state == Z_SYN_SENT || state == Z_SYN_ACK_SENT) {
+        if (fin)
+            z_set(side, Z_CLOSED);
+        if (rst)
+            z_set(side, Z_RESET);
+        else if (!fin && ack && peer->zstate != Z_INACTIVE && peer->zstate != Z_PARTIAL)
+            z_set(side, Z_ESTABLISHED);
+    } else if (state == Z_ESTABLISHED || state == Z_PARTIAL) {
+        if (fin && !rst) {
+            z_set(side, Z_CLOSED);
+            if (peer->zstate == Z_RESET && peer->zprev == Z_CLOSED)
+                z_set(peer, Z_CLOSED);
+        }
+        if (rst)
+            z_set(side, Z_RESET);
+    } else if (state == Z_CLOSED) {
+        if (rst && peer->zstate != Z_CLOSED)
+            z_set(side, Z_RESET);
+    }
+}
+
+static int z_note_segment(ConnObject *conn, const Seg *seg, int from_client, int retransmitted, int gap_c,
+                          int gap_s, int rst_obeyed) {
+    SideObject *side = from_client ? conn->c : conn->s;
+    SideObject *peer = from_client ? conn->s : conn->c;
+    int flags = seg->flags;
+    int syn = flags & SYN, fin = flags & FIN, rst = flags & RST, ack = flags & ACK;
+    uint32_t length = seg->payload;
+    if (syn) {
+        if (ack ? z_per_seq(conn, &side->z_h, 'h', seg->seq, from_client)
+                : z_per_seq(conn, &side->z_s, 's', seg->seq, from_client))
+            return -1;
+        if ((fin || rst) && z_once(conn, side, 'q', from_client))
+            return -1;
+    }
+    if (fin && rst && z_once(conn, side, 'i', from_client))
+        return -1;
+    if (fin && z_per_seq(conn, &side->z_f, 'f', seg->seq, from_client))
+        return -1;
+    if (rst && z_per_seq(conn, &side->z_r, 'r', seg->seq, from_client))
+        return -1;
+    if (ack && !(syn || fin || rst) && length == 0 && z_once(conn, side, 'a', from_client))
+        return -1;
+    if (length && z_once(conn, side, 'd', from_client))
+        return -1;
+    if (gap_c && z_logarithmic(conn, conn->c, 'g', 1))
+        return -1;
+    if (gap_s && z_logarithmic(conn, conn->s, 'g', 0))
+        return -1;
+    if (retransmitted && z_logarithmic(conn, side, 't', from_client))
+        return -1;
+    if (seg->win == 0 && !(syn || rst) && z_logarithmic(conn, side, 'w', from_client))
+        return -1;
+    if (rst && !rst_obeyed)
+        flags &= ~RST;
+    z_update_endpoint(conn, side, peer, flags, length, from_client);
+    return 0;
+}
+
+/* -- the two endpoint machines (machine.py's apply_segment), then the Zeek view and conn.last -------------------
+ * Returns 0 (with *changes_out: NULL, or a new list of the transitions) or -1 with an exception set.
+ * *alerts_out gets bit 0 for a new suspicious RST, bit 1 for a new odd RST. */
+static int apply(ConnObject *conn, const Seg *seg, int from_client, PyObject **changes_out, int *alerts_out) {
+    SideObject *sender, *receiver;
+    int s_idx, r_idx;
+    if (from_client) {
+        sender = conn->c; receiver = conn->s; s_idx = 0; r_idx = 1;
+    } else {
+        sender = conn->s; receiver = conn->c; s_idx = 1; r_idx = 0;
+    }
+    double ts = seg->ts;
+    int flags = seg->flags;
+    int syn = flags & SYN, fin = flags & FIN, rst = flags & RST, has_ack = flags & ACK;
+    uint32_t seq = seg->seq, ack = seg->ack, length = seg->payload;
+    Mover m = {conn, NULL, ts, from_client ? 0 : 1, flags, seq, ack, length};
+    long long retrans_before = sender->retrans, gaps_c = conn->c->gaps, gaps_s = conn->s->gaps;
+    long long suspicious_before = conn->suspicious_rst, odd_before = conn->odd_rst;
+
+    /* counters, sequence bookkeeping, retransmissions */
+    sender->packets++;
+    sender->ip_bytes += seg->ip_len;
+    sender->payload += length;
+    if (seg->win == 0 && !(syn || fin || rst))
+        sender->zero_win++;
+    uint32_t seq_end = (seq + length + (syn ? 1 : 0) + (fin ? 1 : 0)) & MASK32;
+    int64_t expected = sender->snd_nxt;
+    if (length && expected != NONE && !rst) {
+        uint32_t exp = (uint32_t)expected;
+        if (seq_lt(seq, exp)) {
+            if (sender->gap_open && ts - sender->last_data_ts < REORDER_THRESHOLD) {
+                sender->ooo++;
+            } else {
+                sender->retrans++;
+                uint32_t overlap = (exp - seq) & MASK32;
+                sender->retrans_bytes += overlap < length ? overlap : length;
+            }
+            if (!seq_lt(seq_end, exp))
+                sender->gap_open = 0;
+        } else if (seq_lt(exp, seq)) {
+            sender->gap_open = 1;
+        }
+    }
+    if (length)
+        sender->last_data_ts = ts;
+    if (!rst) {
+        sender->ttl = seg->ttl;
+        if (seg->mac_obj != NULL) {
+            if (sender->mac != seg->mac_obj)
+                Py_SETREF(sender->mac, Py_NewRef(seg->mac_obj));
+        } else if (PyBytes_GET_SIZE(sender->mac) != seg->mac_len ||
+                   memcmp(PyBytes_AS_STRING(sender->mac), seg->mac, seg->mac_len) != 0) {
+            PyObject *mac = PyBytes_FromStringAndSize((const char *)seg->mac, seg->mac_len);
+            if (mac == NULL)
+                return -1;
+            Py_SETREF(sender->mac, mac);
+        }
+    }
+    if (!rst && (expected == NONE || seq_lt((uint32_t)expected, seq_end)))
+        sender->snd_nxt = seq_end;
+    if (has_ack && (sender->rcv_ack == NONE || seq_lt((uint32_t)sender->rcv_ack, ack))) {
+        sender->rcv_ack = ack;
+        if (sender->fin_ack_seq == NONE && covers(ack, receiver->fin_seq))
+            sender->fin_ack_seq = seq;
+    }
+    track_content(sender, receiver, seg, seq_end);
+
+    if (rst) {
+        if (sender->ttl != NONE) {
+            int other_mac = 0;
+            Py_ssize_t have = PyBytes_GET_SIZE(sender->mac);
+            if (seg->mac_len && have) {
+                const char *mine = PyBytes_AS_STRING(sender->mac);
+                const unsigned char *theirs = seg->mac_obj ? (const unsigned char *)PyBytes_AS_STRING(seg->mac_obj)
+                                                           : seg->mac;
+                other_mac = have != seg->mac_len || memcmp(mine, theirs, have) != 0;
+            }
+            if (seg->ttl != sender->ttl || other_mac)
+                conn->odd_rst++;
+        }
+        if (!rst_acceptable(sender, receiver, seg, expected)) {
+            conn->suspicious_rst++;
+            goto done;
+        }
+        if (sender->state != CLOSED || receiver->state != CLOSED) {
+            PyObject *who = PyUnicode_InternFromString(from_client ? "client" : "server");
+            if (who == NULL)
+                goto error;
+            Py_SETREF(conn->rst_by, who);
+        }
+        MOVE(sender, s_idx, CLOSED);
+        MOVE(receiver, r_idx, CLOSED);
+        goto done;
+    }
+
+    /* the sender's side */
+    int new_fin = 0;
+    uint32_t fin_pos = 0;
+    if (fin) {
+        fin_pos = (seq + length + (syn ? 1 : 0)) & MASK32;
+        if (sender->fin_seq == NONE) {
+            sender->fin_seq = fin_pos;
+            new_fin = 1;
+        } else if (fin_pos == sender->fin_seq) {
+            sender->retrans++;
+        }
+    }
+    if (syn) {
+        if (!has_ack) {
+            if (sender->state == CLOSED) {
+                sender->isn = seq;
+                MOVE(sender, s_idx, SYN_SENT);
+                if (receiver->state == SYN_SENT)
+                    MOVE(sender, s_idx, SYN_RCVD);
+            } else if ((sender->state == SYN_SENT || sender->state == SYN_RCVD) && seq == sender->isn) {
+                sender->retrans++;
+            }
+        } else {
+            int first_synack = !sender->synack_sent;
+            sender->synack_sent = 1;
+            if (sender->state == CLOSED || sender->state == SYN_SENT) {
+                if (sender->isn == NONE)
+                    sender->isn = seq;
+                MOVE(sender, s_idx, SYN_RCVD);
+            } else if (seq == sender->isn && !(first_synack && sender->state == SYN_RCVD)) {
+                sender->retrans++;
+            }
+        }
+    } else if (sender->state == SYN_SENT && (has_ack || fin)) {
+        MOVE(sender, s_idx, ESTABLISHED);
+        if (receiver->state == CLOSED && receiver->packets == 0)
+            MOVE(receiver, r_idx, ESTABLISHED);
+    }
+    if (new_fin) {
+        int state = sender->state;
+        if (state == ESTABLISHED || state == SYN_RCVD) {
+            MOVE(sender, s_idx, FIN_WAIT_1);
+        } else if (state == CLOSE_WAIT) {
+            int64_t first_ack = sender->fin_ack_seq;
+            int sent_before = first_ack != NONE && seq_lt(fin_pos, (uint32_t)first_ack);
+            if (has_ack && covers(ack, receiver->fin_seq) && !sent_before)
+                MOVE(sender, s_idx, LAST_ACK);
+            else
+                MOVE(sender, s_idx, CLOSING);
+        }
+    }
+
+    /* the receiver's side: ACK field first, then SYN, then FIN */
+    if (has_ack) {
+        int state = receiver->state;
+        if (state == SYN_SENT) {
+            if (syn && receiver->isn != NONE && ack == (((uint32_t)receiver->isn + 1) & MASK32))
+                MOVE(receiver, r_idx, ESTABLISHED);
+        } else if (state == SYN_RCVD) {
+            if (receiver->isn != NONE && seq_geq(ack, ((uint32_t)receiver->isn + 1) & MASK32))
+                MOVE(receiver, r_idx, ESTABLISHED);
+        } else if (state == FIN_WAIT_1) {
+            if (covers(ack, receiver->fin_seq))
+                MOVE(receiver, r_idx, FIN_WAIT_2);
+        } else if (state == CLOSING) {
+            if (covers(ack, receiver->fin_seq))
+                MOVE(receiver, r_idx, TIME_WAIT);
+        } else if (state == LAST_ACK) {
+            if (covers(ack, receiver->fin_seq))
+                MOVE(receiver, r_idx, CLOSED);
+        }
+    } else if (syn && receiver->state == SYN_SENT) {
+        MOVE(receiver, r_idx, SYN_RCVD);
+    }
+    if (new_fin) {
+        int state = receiver->state;
+        if (state == ESTABLISHED || state == SYN_RCVD)
+            MOVE(receiver, r_idx, CLOSE_WAIT);
+        else if (state == FIN_WAIT_1)
+            MOVE(receiver, r_idx, CLOSING);
+        else if (state == FIN_WAIT_2)
+            MOVE(receiver, r_idx, TIME_WAIT);
+    }
+
+    /* handshake RTT legs */
+    if (syn) {
+        if (from_client && !has_ack) {
+            if (isnan(conn->synack_ts))
+                conn->syn_ts = ts;
+        } else if (!from_client && has_ack && isnan(conn->synack_ts) && conn->c->isn != NONE &&
+                   ack == (((uint32_t)conn->c->isn + 1) & MASK32)) {
+            conn->synack_ts = ts;
+            if (!isnan(conn->syn_ts))
+                conn->rtt_server = ts - conn->syn_ts;
+        }
+    } else if (from_client && has_ack && isnan(conn->rtt_client) && !isnan(conn->synack_ts) &&
+               conn->s->isn != NONE && ack == (((uint32_t)conn->s->isn + 1) & MASK32)) {
+        conn->rtt_client = ts - conn->synack_ts;
+    }
+
+done:
+    conn->last = ts;
+    if (z_note_segment(conn, seg, from_client, sender->retrans > retrans_before && length > 0,
+                       conn->c->gaps > gaps_c, conn->s->gaps > gaps_s, conn->suspicious_rst == suspicious_before) < 0)
+        goto error;
+    *changes_out = m.changes;
+    *alerts_out = (conn->suspicious_rst > suspicious_before ? 1 : 0) | (conn->odd_rst > odd_before ? 2 : 0);
+    return 0;
+error:
+    Py_XDECREF(m.changes);
+    return -1;
+}
+
+/* -- apply(conn, seg, from_client) for the Python tracker -------------------------------------------------------- */
+
+static PyObject *s_ts, *s_flags, *s_seq, *s_ack, *s_win, *s_payload, *s_ip_len, *s_ttl, *s_mac, *s_truncated;
+
+static int get_long(PyObject *obj, PyObject *name, long long *out) {
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    *out = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static PyObject *py_apply(PyObject *module, PyObject *args) {
+    PyObject *conn_obj, *seg_obj;
+    int from_client;
+    if (!PyArg_ParseTuple(args, "O!Op", &ConnType, &conn_obj, &seg_obj, &from_client))
+        return NULL;
+    Seg seg;
+    long long v[8];
+    PyObject *names[8] = {s_flags, s_seq, s_ack, s_win, s_payload, s_ip_len, s_ttl, s_truncated};
+    for (int i = 0; i < 8; i++)
+        if (get_long(seg_obj, names[i], &v[i]) < 0)
+            return NULL;
+    PyObject *ts = PyObject_GetAttr(seg_obj, s_ts);
+    if (ts == NULL)
+        return NULL;
+    seg.ts = PyFloat_AsDouble(ts);
+    Py_DECREF(ts);
+    if (seg.ts == -1.0 && PyErr_Occurred())
+        return NULL;
+    seg.flags = (int)v[0];
+    seg.seq = (uint32_t)v[1];
+    seg.ack = (uint32_t)v[2];
+    seg.win = (int)v[3];
+    seg.payload = (uint32_t)v[4];
+    seg.ip_len = (uint32_t)v[5];
+    seg.ttl = (int)v[6];
+    seg.truncated = v[7] != 0;
+    PyObject *mac = PyObject_GetAttr(seg_obj, s_mac);
+    if (mac == NULL)
+        return NULL;
+    if (!PyBytes_Check(mac)) {
+        Py_DECREF(mac);
+        PyErr_SetString(PyExc_TypeError, "Segment.mac must be bytes");
+        return NULL;
+    }
+    seg.mac_obj = mac;
+    seg.mac = (const unsigned char *)PyBytes_AS_STRING(mac);
+    seg.mac_len = PyBytes_GET_SIZE(mac);
+    PyObject *changes = NULL;
+    int alerts = 0;
+    int rc = apply((ConnObject *)conn_obj, &seg, from_client, &changes, &alerts);
+    Py_DECREF(mac);
+    if (rc < 0)
+        return NULL;
+    if (changes == NULL)
+        return PyList_New(0);
+    return changes;
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * The packet loop
+ * ------------------------------------------------------------------------------------------------------------ */
+
+static inline uint16_t be16(const unsigned char *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* The one's-complement sum test of checksum.py: the bytes, read as 16-bit big-endian words (a trailing odd byte
+ * padded with zero), sum to 0 modulo 0xFFFF. */
+static uint64_t sum16(const unsigned char *p, Py_ssize_t n) {
+    uint64_t sum = 0;
+    Py_ssize_t i = 0;
+    for (; i + 1 < n; i += 2)
+        sum += ((uint32_t)p[i] << 8) | p[i + 1];
+    if (i < n)
+        sum += (uint32_t)p[i] << 8;
+    return sum;
+}
+
+typedef struct {
+    Seg seg;
+    const unsigned char *src, *dst;
+    int addr_len;
+    uint16_t sport, dport;
+    uint16_t vlan[2];
+    int n_vlan;
+    int csum;                     /* 1 right, 0 wrong, -1 not checked */
+    PyObject *key;                /* borrowed: the flow key, while the packet is handled */
+} Frame;
+
+/* fastpath.decode_ethernet: 1 when the frame is the plain shape, 0 when it is anything else (left to dpkt). */
+static int decode_ethernet(const unsigned char *f, Py_ssize_t size, int verify, Frame *out) {
+    if (size < 54)
+        return 0;
+    unsigned etype = be16(f + 12);
+    Py_ssize_t off = 14;
+    out->n_vlan = 0;
+    if (etype == 0x8100 || etype == 0x88A8 || etype == 0x9100) {
+        unsigned tci = be16(f + 14);
+        etype = be16(f + 16);
+        off = 18;
+        if (etype == 0x8100) {
+            unsigned tci2 = be16(f + 18);
+            etype = be16(f + 20);
+            off = 22;
+            out->vlan[0] = tci & 0x0FFF;
+            out->vlan[1] = tci2 & 0x0FFF;
+            out->n_vlan = 2;
+        } else {
+            out->vlan[0] = tci & 0x0FFF;
+            out->n_vlan = 1;
+        }
+        if (etype == 0x8100 || etype == 0x88A8 || etype == 0x9100)
+            return 0;
+    }
+    const unsigned char *tcp;
+    Py_ssize_t end;
+    uint32_t hdr_len;
+    Seg *seg = &out->seg;
+    uint64_t pseudo;
+    if (etype == 0x0800) {
+        if (size < off + 40 || f[off] != 0x45)
+            return 0;
+        const unsigned char *ip = f + off;
+        uint32_t ip_len = be16(ip + 2);
+        unsigned frag = be16(ip + 6);
+        if (ip[9] != 6 || (frag & 0x3FFF) || ip_len < 40)
+            return 0;
+        tcp = ip + 20;
+        hdr_len = (tcp[12] >> 4) << 2;
+        if (hdr_len < 20 || (int64_t)ip_len - 20 - hdr_len < 0 || size < off + 20 + (Py_ssize_t)hdr_len)
+            return 0;
+        seg->payload = ip_len - 20 - hdr_len;
+        seg->ip_len = ip_len;
+        seg->ttl = ip[8];
+        end = off + ip_len;
+        out->src = ip + 12;
+        out->dst = ip + 16;
+        out->addr_len = 4;
+        pseudo = sum16(ip + 12, 8) + 6 + (ip_len - 20);
+    } else if (etype == 0x86DD) {
+        if (size < off + 60 || (f[off] >> 4) != 6)
+            return 0;
+        const unsigned char *ip = f + off;
+        uint32_t plen = be16(ip + 4);
+        if (ip[6] != 6 || plen < 20)
+            return 0;
+        tcp = ip + 40;
+        hdr_len = (tcp[12] >> 4) << 2;
+        if (hdr_len < 20 || (int64_t)plen - hdr_len < 0 || size < off + 40 + (Py_ssize_t)hdr_len)
+            return 0;
+        seg->payload = plen - hdr_len;
+        seg->ip_len = 40 + plen;
+        seg->ttl = ip[7];
+        end = off + 40 + plen;
+        out->src = ip + 8;
+        out->dst = ip + 24;
+        out->addr_len = 16;
+        /* the pseudo-header as checksum.py builds it: addresses, then "!IxxxB" % (plen, 6) */
+        pseudo = sum16(ip + 8, 32) + (plen >> 16) + (plen & 0xFFFF) + 6;
+    } else {
+        return 0;
+    }
+    out->sport = be16(tcp);
+    out->dport = be16(tcp + 2);
+    seg->seq = be32(tcp + 4);
+    seg->ack = be32(tcp + 8);
+    seg->flags = tcp[13];
+    seg->win = be16(tcp + 14);
+    seg->truncated = size < end;
+    seg->mac = f + 6;
+    seg->mac_len = 6;
+    seg->mac_obj = NULL;
+    out->csum = -1;
+    if (verify && !seg->truncated)
+        out->csum = (pseudo + sum16(tcp, end - (tcp - f))) % 0xFFFF == 0;
+    return 1;
+}
+
+/* Tracker.key_of: the lower endpoint (address, then port) first, then the VLAN ids and their count. */
+static PyObject *flow_key(const Frame *fr) {
+    unsigned char a[18], b[18], key[36 + 5];
+    int n = fr->addr_len;
+    memcpy(a, fr->src, n);
+    a[n] = fr->sport >> 8;
+    a[n + 1] = fr->sport & 0xFF;
+    memcpy(b, fr->dst, n);
+    b[n] = fr->dport >> 8;
+    b[n + 1] = fr->dport & 0xFF;
+    int half = n + 2;
+    if (memcmp(a, b, half) <= 0) {
+        memcpy(key, a, half);
+        memcpy(key + half, b, half);
+    } else {
+        memcpy(key, b, half);
+        memcpy(key + half, a, half);
+    }
+    int len = 2 * half;
+    if (fr->n_vlan) {
+        for (int i = 0; i < fr->n_vlan; i++) {
+            key[len++] = fr->vlan[i] >> 8;
+            key[len++] = fr->vlan[i] & 0xFF;
+        }
+        key[len++] = (unsigned char)fr->n_vlan;
+    }
+    return PyBytes_FromStringAndSize((const char *)key, len);
+}
+
+enum { STOP_END, STOP_SLOW, STOP_TIME, STOP_CHANGED };
+
+static PyObject *s_table, *s_touched, *s_on_event, *s_handshakes, *s_timers, *s_tw_hold, *s_idle;
+
+#define TIMER_SLACK 4096          /* tracker.TIMER_SLACK: past it, Python compacts the timer heap */
+
+static PyObject *s_config, *s_max_conns, *s_next_id, *s_shard, *s_shard_count, *s_on_start;
+
+/* What Tracker._new needs, read from the tracker at the first new connection of a call of `run`. */
+typedef struct {
+    PyObject *on_start;
+    long long max_conns, next_id, shard, shard_count;
+    int ready;
+} Fresh;
+
+static int get_attr_ll(PyObject *obj, PyObject *name, long long *out) {
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    *out = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static PyObject *bytes_of(const unsigned char *p, int n) { return PyBytes_FromStringAndSize((const char *)p, n); }
+
+/* Tracker._new for a pure SYN on a free tuple, when the table has room and the timer heap needs no compaction
+ * (else Python does it, evicting or compacting first). Returns 1 with *out the new connection (borrowed from the
+ * table), 0 when it is left to Python, -1 on error. */
+static int new_connection(Fresh *f, PyObject *tracker, PyObject *table, const Frame *fr, double ts, PyObject **out) {
+    if (!f->ready) {
+        PyObject *config = PyObject_GetAttr(tracker, s_config);
+        if (config == NULL)
+            return -1;
+        int rc = get_attr_ll(config, s_max_conns, &f->max_conns);
+        Py_DECREF(config);
+        if (rc < 0 || get_attr_ll(tracker, s_shard, &f->shard) < 0 ||
+            get_attr_ll(tracker, s_shard_count, &f->shard_count) < 0 ||
+            (f->on_start = PyObject_GetAttr(tracker, s_on_start)) == NULL)
+            return -1;
+        f->ready = 1;
+    }
+    Py_ssize_t size = PyDict_GET_SIZE(table);
+    if (size >= f->max_conns)
+        return 0;
+    PyObject *timers = PyObject_GetAttr(tracker, s_timers);
+    if (timers == NULL)
+        return -1;
+    Py_ssize_t pending = PyList_Check(timers) ? PyList_GET_SIZE(timers) : PY_SSIZE_T_MAX;
+    Py_DECREF(timers);
+    if (pending > size + (size >> 1) + TIMER_SLACK)
+        return 0;
+    PyObject *handshakes = PyObject_GetAttr(tracker, s_handshakes);
+    if (handshakes == NULL)
+        return -1;
+    long long next_id;
+    if (get_attr_ll(tracker, s_next_id, &next_id) < 0) {
+        Py_DECREF(handshakes);
+        return -1;
+    }
+    next_id++;
+    PyObject *vlan = PyTuple_New(fr->n_vlan);
+    PyObject *src = bytes_of(fr->src, fr->addr_len), *dst = bytes_of(fr->dst, fr->addr_len);
+    ConnObject *conn = (ConnObject *)conn_new(&ConnType, NULL, NULL);
+    PyObject *id_obj = PyLong_FromLongLong(next_id);
+    int rc = -1;
+    if (vlan == NULL || src == NULL || dst == NULL || conn == NULL || id_obj == NULL)
+        goto done;
+    for (int i = 0; i < fr->n_vlan; i++) {
+        PyObject *v = PyLong_FromLong(fr->vlan[i]);
+        if (v == NULL)
+            goto done;
+        PyTuple_SET_ITEM(vlan, i, v);
+    }
+    if (PyObject_SetAttr(tracker, s_next_id, id_obj) < 0)
+        goto done;
+    conn->id = next_id * f->shard_count + f->shard;
+    conn->shard = (int)f->shard;
+    Py_SETREF(conn->key, Py_NewRef(fr->key));
+    Py_SETREF(conn->vlan, Py_NewRef(vlan));
+    Py_SETREF(conn->c_addr, Py_NewRef(src));
+    Py_SETREF(conn->s_addr, Py_NewRef(dst));
+    conn->c_port = fr->sport;
+    conn->s_port = fr->dport;
+    conn->first = conn->last = ts;
+    conn->deadline = INFINITY;    /* scheduled once its first packet is applied */
+    if (PyDict_SetItem(table, fr->key, (PyObject *)conn) < 0 ||
+        PyObject_SetItem(handshakes, fr->key, (PyObject *)conn) < 0)
+        goto done;
+    if (f->on_start != Py_None) {
+        PyObject *r = PyObject_CallOneArg(f->on_start, (PyObject *)conn);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+    }
+    *out = (PyObject *)conn;      /* the table holds it */
+    rc = 1;
+done:
+    Py_XDECREF(handshakes);
+    Py_XDECREF(vlan);
+    Py_XDECREF(src);
+    Py_XDECREF(dst);
+    Py_XDECREF(id_obj);
+    Py_XDECREF(conn);
+    return rc;
+}
+
+static PyObject *heappush;        /* _heapq.heappush */
+
+/* What Tracker._after_change needs, read from the tracker once per call of `run`. */
+typedef struct {
+    PyObject *handshakes, *timers, *idle_dict;
+    double tw_hold;
+    double idle[N_STATES];
+    int idle_ready;
+} Timers;
+
+static inline int in_handshake(int state) { return state == SYN_SENT || state == SYN_RCVD || state == CLOSED; }
+
+static int load_idle(Timers *t) {
+    for (int st = 0; st < N_STATES; st++) {
+        PyObject *key = PyLong_FromLong(st);
+        if (key == NULL)
+            return -1;
+        PyObject *value = PyDict_GetItemWithError(t->idle_dict, key);
+        Py_DECREF(key);
+        if (value == NULL && PyErr_Occurred())
+            return -1;
+        t->idle[st] = value ? PyFloat_AsDouble(value) : 0.0;
+        if (t->idle[st] == -1.0 && PyErr_Occurred())
+            return -1;
+    }
+    t->idle_ready = 1;
+    return 0;
+}
+
+static double side_done(Timers *t, ConnObject *conn, SideObject *side) {
+    if (side->state == TIME_WAIT)
+        return (isnan(side->tw_since) || side->tw_since == 0.0 ? conn->last : side->tw_since) + t->tw_hold;
+    if (side->state == CLOSED)
+        return 0.0;
+    return conn->last + (side->state >= 0 && side->state < N_STATES ? t->idle[side->state] : 0.0);
+}
+
+/* Tracker._after_change for a connection its packet did not end: leave the handshake pool once both sides are
+ * past it, and bring the timer forward. Returns 1 when the connection ended (Python's business), 0, or -1. */
+static int after_change(Timers *t, ConnObject *conn) {
+    int c = conn->c->state, s = conn->s->state;
+    if (c == CLOSED && s == CLOSED)
+        return 1;
+    if (!t->idle_ready && load_idle(t) < 0)
+        return -1;
+    if (!in_handshake(c) && !in_handshake(s)) {
+        PyObject *pooled = PyDict_GetItemWithError(t->handshakes, conn->key);
+        if (pooled == NULL && PyErr_Occurred())
+            return -1;
+        if (pooled == (PyObject *)conn && PyObject_DelItem(t->handshakes, conn->key) < 0)
+            return -1;
+    }
+    double a = side_done(t, conn, conn->c), b = side_done(t, conn, conn->s);
+    double deadline = a > b ? a : b;
+    if (deadline < conn->deadline) {
+        conn->deadline = deadline;
+        PyObject *entry = Py_BuildValue("(dLO)", deadline, conn->id, conn->key);
+        if (entry == NULL)
+            return -1;
+        PyObject *rc = PyObject_CallFunctionObjArgs(heappush, t->timers, entry, NULL);
+        Py_DECREF(entry);
+        if (rc == NULL)
+            return -1;
+        Py_DECREF(rc);
+    }
+    return 0;
+}
+
+/* run(batch, start, limit, tracker, verify) -> (reason, index, packets, frame_bytes, suspicious, odd, last_ts,
+ *                                              conn, changes, states_before)
+ *
+ * Feeds batch[start:] (a list of (ts, frame) from an Ethernet capture) to the connections of the tracker's table
+ * while it can: the packet's timestamp is below `limit` (the next tick or timer), the frame is the plain shape
+ * with no bad checksum, and it belongs to a live connection and is neither a SYN without ACK nor a flag
+ * combination no stack sends. A packet that moves a state is finished here (handshake pool, timer) unless the
+ * tracker has an event sink or the packet ended the connection. It stops at the first packet it may not take
+ * (reason SLOW or TIME: `index` is that packet, not fed), right after a packet whose change Python must finish
+ * (CHANGED: `index` is that packet, `changes` its transitions, `states_before` the (client, server) states before
+ * it; then Tracker.changed), or at the batch's end (END). The counts are those of the packets fed in this call. */
+static PyObject *py_run(PyObject *module, PyObject *args) {
+    PyObject *batch, *tracker;
+    Py_ssize_t start;
+    double limit;
+    int verify;
+    if (!PyArg_ParseTuple(args, "O!ndOp", &PyList_Type, &batch, &start, &limit, &tracker, &verify))
+        return NULL;
+    PyObject *table = NULL, *touched = NULL, *on_event = NULL, *tw = NULL, *result = NULL;
+    Timers timers = {NULL, NULL, NULL, 0.0, {0}, 0};
+    if ((table = PyObject_GetAttr(tracker, s_table)) == NULL || (touched = PyObject_GetAttr(tracker, s_touched)) == NULL
+        || (on_event = PyObject_GetAttr(tracker, s_on_event)) == NULL)
+        goto out;
+    if (!PyDict_Check(table) || (touched != Py_None && !PySet_Check(touched))) {
+        PyErr_SetString(PyExc_TypeError, "tracker.table must be a dict and tracker.touched a set or None");
+        goto out;
+    }
+    int events = on_event != Py_None;
+    if (!events) {
+        if ((timers.handshakes = PyObject_GetAttr(tracker, s_handshakes)) == NULL ||
+            (timers.timers = PyObject_GetAttr(tracker, s_timers)) == NULL ||
+            (timers.idle_dict = PyObject_GetAttr(tracker, s_idle)) == NULL ||
+            (tw = PyObject_GetAttr(tracker, s_tw_hold)) == NULL)
+            goto out;
+        if (!PyDict_Check(timers.handshakes) || !PyList_Check(timers.timers) || !PyDict_Check(timers.idle_dict)) {
+            PyErr_SetString(PyExc_TypeError, "tracker's pools and timers are not what the compiled core expects");
+            goto out;
+        }
+        timers.tw_hold = PyFloat_AsDouble(tw);
+        if (timers.tw_hold == -1.0 && PyErr_Occurred())
+            goto out;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(batch);
+    Py_ssize_t i = start;
+    long long packets = 0, nbytes = 0, suspicious = 0, odd = 0, started = 0;
+    Fresh fresh = {0};
+    double last_ts = -INFINITY;
+    int reason = STOP_END;
+    ConnObject *changed = NULL;
+    PyObject *changes = NULL;
+    int before_c = 0, before_s = 0;
+    Frame fr;
+    for (; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(batch, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyFloat_CheckExact(PyTuple_GET_ITEM(item, 0)) ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(item, 1))) {
+            reason = STOP_SLOW;
+            break;
+        }
+        double ts = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(item, 0));
+        if (!(ts < limit)) {
+            reason = STOP_TIME;
+            break;
+        }
+        PyObject *frame = PyTuple_GET_ITEM(item, 1);
+        const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
+        Py_ssize_t size = PyBytes_GET_SIZE(frame);
+        if (!decode_ethernet(f, size, verify, &fr) || fr.csum == 0) {
+            reason = STOP_SLOW;
+            break;
+        }
+        int flags = fr.seg.flags;
+        int bogus = ((flags & SYN) && (flags & (FIN | RST))) || ((flags & FIN) && (flags & RST)) ||
+                    !(flags & (SYN | RST | ACK));
+        if (bogus) {
+            reason = STOP_SLOW;
+            break;
+        }
+        PyObject *key = flow_key(&fr);
+        if (key == NULL)
+            goto out;
+        PyObject *found = PyDict_GetItemWithError(table, key);
+        if (found == NULL && PyErr_Occurred()) {
+            Py_DECREF(key);
+            goto out;
+        }
+        if (found != NULL && (flags & (SYN | ACK | RST)) == SYN) {
+            /* a SYN on a known tuple: a retransmission, a crossing or a new incarnation (Python's business) */
+            Py_DECREF(key);
+            reason = STOP_SLOW;
+            break;
+        }
+        fr.key = key;
+        if (found == NULL && !events && (flags & (SYN | ACK | RST)) == SYN) {
+            /* a connection attempt on a free tuple: Tracker._new's first branch */
+            int rc = new_connection(&fresh, tracker, table, &fr, ts, &found);
+            if (rc < 0)
+                goto out;
+            started += rc;
+        }
+        Py_DECREF(key);
+        if (found == NULL || !PyObject_TypeCheck(found, &ConnType) || ((ConnObject *)found)->ended != Py_None) {
+            reason = STOP_SLOW;
+            break;
+        }
+        ConnObject *conn = (ConnObject *)found;
+        int from_client = fr.sport == conn->c_port && PyBytes_GET_SIZE(conn->c_addr) == fr.addr_len &&
+                          memcmp(PyBytes_AS_STRING(conn->c_addr), fr.src, fr.addr_len) == 0;
+        fr.seg.ts = ts;
+        int c_state = conn->c->state, s_state = conn->s->state;
+        PyObject *moves = NULL;
+        int alerts = 0;
+        if (apply(conn, &fr.seg, from_client, &moves, &alerts) < 0)
+            goto out;
+        packets++;
+        nbytes += size;
+        suspicious += alerts & 1;
+        odd += (alerts >> 1) & 1;
+        last_ts = ts;
+        if (touched != Py_None && PySet_Add(touched, (PyObject *)conn) < 0) {
+            Py_XDECREF(moves);
+            goto out;
+        }
+        if (moves != NULL && !events) {
+            int rc = after_change(&timers, conn);
+            if (rc < 0) {
+                Py_DECREF(moves);
+                goto out;
+            }
+            if (rc == 0) {
+                Py_CLEAR(moves);
+                continue;
+            }
+        }
+        if (moves != NULL) {
+            reason = STOP_CHANGED;
+            changed = conn;
+            changes = moves;
+            before_c = c_state;
+            before_s = s_state;
+            break;
+        }
+    }
+    if (changed == NULL)
+        result = Py_BuildValue("(inLLLLLdOOO)", reason, i, packets, nbytes, suspicious, odd, started, last_ts, Py_None,
+                               Py_None, Py_None);
+    else
+        result = Py_BuildValue("(inLLLLLdONN)", reason, i, packets, nbytes, suspicious, odd, started, last_ts,
+                               (PyObject *)changed, changes, Py_BuildValue("(ii)", before_c, before_s));
+out:
+    Py_XDECREF(table);
+    Py_XDECREF(touched);
+    Py_XDECREF(on_event);
+    Py_XDECREF(tw);
+    Py_XDECREF(timers.handshakes);
+    Py_XDECREF(timers.timers);
+    Py_XDECREF(timers.idle_dict);
+    Py_XDECREF(fresh.on_start);
+    return result;
+}
+
+/* split(data, meta) -> [(ts, frame), ...]: pcapy-ng's next_batch result as the list the engine takes. `meta`
+ * packs (sec, usec, offset, caplen) per packet as native unsigned ints; ts is sec + usec * 1e-6, as in Python. */
+static PyObject *py_split(PyObject *module, PyObject *args) {
+    Py_buffer data, meta;
+    if (!PyArg_ParseTuple(args, "y*y*", &data, &meta))
+        return NULL;
+    PyObject *out = NULL;
+    if (meta.len % 16 != 0) {
+        PyErr_SetString(PyExc_ValueError, "meta must hold 16 bytes per packet");
+        goto done;
+    }
+    Py_ssize_t n = meta.len / 16;
+    out = PyList_New(n);
+    if (out == NULL)
+        goto done;
+    const unsigned char *m = meta.buf;
+    for (Py_ssize_t i = 0; i < n; i++, m += 16) {
+        uint32_t field[4];
+        memcpy(field, m, 16);
+        if ((Py_ssize_t)field[2] + (Py_ssize_t)field[3] > data.len) {
+            PyErr_SetString(PyExc_ValueError, "a packet lies outside the batch's data");
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyObject *item = Py_BuildValue("(dy#)", (double)field[0] + (double)field[1] * 1e-6,
+                                       (const char *)data.buf + field[2], (Py_ssize_t)field[3]);
+        if (item == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, item);
+    }
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&meta);
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"split", py_split, METH_VARARGS, "split(data, meta): a next_batch result as a list of (ts, frame)."},
+    {"apply", py_apply, METH_VARARGS,
+     "apply(conn, segment, from_client) -> transitions: both endpoint machines, the Zeek view and conn.last "
+     "(machine.apply_segment + zeek.note_segment)."},
+    {"run", py_run, METH_VARARGS, "Feed a batch of Ethernet frames to live connections while nothing else is needed."},
+    {NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT, "_core", "midstat's compiled core: connection records, state machines, packet loop.", -1,
+    module_methods,
+};
+
+PyMODINIT_FUNC PyInit__core(void) {
+    const uint16_t probe = 1;
+    if (*(const unsigned char *)&probe != 1) {
+        PyErr_SetString(PyExc_ImportError, "midstat's compiled core supports little-endian machines only");
+        return NULL;
+    }
+    if (PyType_Ready(&SideType) < 0 || PyType_Ready(&ConnType) < 0)
+        return NULL;
+    empty_bytes = PyBytes_FromStringAndSize("", 0);
+    if (empty_bytes == NULL)
+        return NULL;
+    for (int i = 0; i < N_STATES; i++)
+        if ((state_names[i] = PyUnicode_InternFromString(STATE_NAMES[i])) == NULL)
+            return NULL;
+    for (int i = 1; i < 128; i++) {
+        char ch = (char)i;
+        if ((letters[i] = PyUnicode_FromStringAndSize(&ch, 1)) == NULL)
+            return NULL;
+        PyUnicode_InternInPlace(&letters[i]);
+    }
+    PyObject *heapq = PyImport_ImportModule("_heapq");
+    if (heapq == NULL)
+        return NULL;
+    heappush = PyObject_GetAttrString(heapq, "heappush");
+    Py_DECREF(heapq);
+    if (heappush == NULL)
+        return NULL;
+    PyObject **more[] = {&s_config, &s_max_conns, &s_next_id, &s_shard, &s_shard_count, &s_on_start};
+    const char *more_texts[] = {"config", "max_conns", "_next_id", "shard", "shard_count", "on_start"};
+    for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
+        if ((*more[i] = PyUnicode_InternFromString(more_texts[i])) == NULL)
+            return NULL;
+    PyObject **attrs[] = {&s_table, &s_touched, &s_on_event, &s_handshakes, &s_timers, &s_tw_hold, &s_idle};
+    const char *attr_texts[] = {"table", "touched", "on_event", "_handshakes", "_timers", "_tw_hold", "_idle"};
+    for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++)
+        if ((*attrs[i] = PyUnicode_InternFromString(attr_texts[i])) == NULL)
+            return NULL;
+    PyObject **names[] = {&s_ts, &s_flags, &s_seq, &s_ack, &s_win, &s_payload, &s_ip_len, &s_ttl, &s_mac,
+                          &s_truncated};
+    const char *texts[] = {"ts", "flags", "seq", "ack", "win", "payload", "ip_len", "ttl", "mac", "truncated"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if ((*names[i] = PyUnicode_InternFromString(texts[i])) == NULL)
+            return NULL;
+    PyObject *m = PyModule_Create(&core_module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Side", (PyObject *)&SideType) < 0 ||
+        PyModule_AddObjectRef(m, "Connection", (PyObject *)&ConnType) < 0 ||
+        PyModule_AddIntConstant(m, "STOP_END", STOP_END) < 0 || PyModule_AddIntConstant(m, "STOP_SLOW", STOP_SLOW) < 0 ||
+        PyModule_AddIntConstant(m, "STOP_TIME", STOP_TIME) < 0 || PyModule_AddIntConstant(m, "TIMER_SLACK", TIMER_SLACK) < 0 ||
+        PyModule_AddIntConstant(m, "STOP_CHANGED", STOP_CHANGED) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

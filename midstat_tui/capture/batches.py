@@ -1,0 +1,19 @@
+"""What a pcapy-ng `next_batch` returns, as the engine takes it: a list of (timestamp, frame bytes)."""
+
+from __future__ import annotations
+
+import struct
+
+try:
+    from midstat_tui._core import split as _compiled_split
+except ImportError:  # no compiled core: the same list, made in Python
+    _compiled_split = None
+
+META = struct.Struct("=IIII")  # sec, usec, offset, caplen: what next_batch packs per packet
+Packet = tuple[float, bytes]
+
+
+def split_batch(data: bytes, meta: bytes) -> list[Packet]:
+    if _compiled_split is not None:
+        return _compiled_split(data, meta)
+    return [(sec + usec * 1e-6, data[off:off + caplen]) for sec, usec, off, caplen in META.iter_unpack(meta)]
