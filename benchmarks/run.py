@@ -2,12 +2,14 @@
 """Throughput and memory of midstat on 1 and N cores against the tools users would pick instead, on the same file
 in the same run.
 
-    python3 benchmarks/run.py [--packets 1000000] [--conns 50000] [--cores 2] [--runs 3]
+    python3 benchmarks/run.py [--packets 1000000] [--conns 50000] [--cores 2] [--runs 3] [--no-python]
 
 Makes (once, in benchmarks/data/) the deterministic synthetic capture of benchmarks/synth.py, then times
-`midstat --summary --json` (full tracking: checksums, both state machines, every metric) on 1 and N cores,
-`tcptrace -n` and `tshark -q -z conv,tcp` when installed. Prints packets/s, connections/s, peak RSS (of the whole
-process tree) and each tool's time as a ratio of midstat's on 1 core. Medians over --runs.
+`midstat --summary --json` (full tracking: checksums, both state machines, every metric) on 1 and N cores, with
+every connection written and with none (a --match no connection passes: the tracking without the JSON), the
+pure-Python engine (MIDSTAT_PURE_PYTHON=1: what the compiled core replaced), `tcptrace -n` and
+`tshark -q -z conv,tcp` when installed. Prints packets/s, connections/s, peak RSS (the largest process) and each
+run's time as a ratio of midstat's on 1 core. Medians over --runs, taken round-robin.
 """
 
 from __future__ import annotations
@@ -26,15 +28,20 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def peak_rss_kb(cmd: list[str]) -> tuple[float, int, bytes]:
+def peak_rss_kb(cmd: list[str], env: dict | None = None) -> tuple[float, int, bytes]:
     """Wall time, peak RSS of the process and its children (GNU time), and stdout."""
     start = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, cwd=ROOT)
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, cwd=ROOT,
+                          env=None if env is None else {**os.environ, **env})
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.decode()[-500:]}")
     rss = int(proc.stderr.decode().strip().splitlines()[-1])
     return wall, rss, proc.stdout
+
+
+# a filter no connection matches (nothing midstat tracks is in LISTEN): full tracking, next to no output
+NOTHING = ["--match", "state LISTEN"]
 
 
 def main() -> int:
@@ -43,6 +50,7 @@ def main() -> int:
     parser.add_argument("--conns", type=int, default=50_000)
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-python", action="store_true", help="skip the pure-Python engine (slow)")
     args = parser.parse_args()
     data = HERE / "data"
     data.mkdir(exist_ok=True)
@@ -50,31 +58,40 @@ def main() -> int:
     if not path.exists():
         subprocess.run([sys.executable, str(HERE / "synth.py"), str(path), "--packets", str(args.packets),
                         "--conns", str(args.conns)], check=True)
-    midstat = [sys.executable, "-m", "midstat_tui", "-r", str(path), "--summary", "--json"]
-    tools = {"midstat, 1 core": midstat + ["--cores", "1"],
-             f"midstat, {args.cores} cores": midstat + ["--cores", str(args.cores)]}
+    midstat = [sys.executable, "-m", "midstat_tui", "-r", str(path), "--summary", "--json", "--user", "root"]
+    cores = ["--cores", str(args.cores)]
+    tools: dict[str, tuple[list[str], dict | None]] = {
+        "midstat, 1 core": (midstat + ["--cores", "1"], None),
+        f"midstat, {args.cores} cores": (midstat + cores, None),
+        "midstat, 1 core, no output": (midstat + ["--cores", "1"] + NOTHING, None),
+        f"midstat, {args.cores} cores, no output": (midstat + cores + NOTHING, None),
+    }
+    if not args.no_python:
+        tools["midstat, pure Python, 1 core"] = (midstat + ["--cores", "1"], {"MIDSTAT_PURE_PYTHON": "1"})
     if shutil.which("tcptrace"):
-        tools["tcptrace -n"] = ["tcptrace", "-n", str(path)]
+        tools["tcptrace -n"] = (["tcptrace", "-n", str(path)], None)
     if shutil.which("tshark"):
-        tools["tshark -z conv,tcp"] = ["tshark", "-q", "-n", "-z", "conv,tcp", "-r", str(path)]
-    results = {}
-    for name, cmd in tools.items():
-        walls, rsss = [], []
-        for _ in range(args.runs):
-            wall, rss, out = peak_rss_kb(cmd)
-            walls.append(wall)
-            rsss.append(rss)
-            if name.startswith("midstat"):
+        tools["tshark -z conv,tcp"] = (["tshark", "-q", "-n", "-z", "conv,tcp", "-r", str(path)], None)
+    walls: dict[str, list[float]] = {name: [] for name in tools}
+    rsss: dict[str, list[int]] = {name: [] for name in tools}
+    conns = 0
+    for _ in range(args.runs):  # round-robin, so that a noisy moment hits every tool alike
+        for name, (cmd, env) in tools.items():
+            wall, rss, out = peak_rss_kb(cmd, env)
+            walls[name].append(wall)
+            rsss[name].append(rss)
+            if name == "midstat, 1 core":
                 conns = len(json.loads(out)["connections"])
-        results[name] = (statistics.median(walls), max(rsss))
+    results = {name: (statistics.median(walls[name]), max(rsss[name])) for name in tools}
     base = results["midstat, 1 core"][0]
     print(f"capture: {path.name} ({args.packets:,} packets, {conns:,} connections); medians of {args.runs} runs")
-    print(f"{'tool':24} {'seconds':>8} {'packets/s':>11} {'conns/s':>9} {'peak RSS MB*':>12} "
+    print(f"{'tool':38} {'seconds':>8} {'packets/s':>11} {'conns/s':>9} {'peak RSS MB*':>12} "
           f"{'time / midstat 1 core':>22}")
     for name, (wall, rss) in results.items():
-        print(f"{name:24} {wall:>8.2f} {args.packets / wall:>11,.0f} {conns / wall:>9,.0f} {rss / 1024:>12.0f} "
+        print(f"{name:38} {wall:>8.2f} {args.packets / wall:>11,.0f} {conns / wall:>9,.0f} {rss / 1024:>12.0f} "
               f"{wall / base:>22.2f}")
     print("* peak RSS: the largest single process (GNU time's maximum resident set size)")
+    print("'no output': --match selecting no connection, so the figure is the tracking, not the JSON of every one")
     return 0
 
 

@@ -43,35 +43,56 @@ static inline int seq_geq(uint32_t a, uint32_t b) { return (uint32_t)(a - b) < 0
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Side: one endpoint
+ *
+ * Compact: an optional 32-bit number (Python None or an int) is a uint32_t and a bit of `have`; counters that
+ * count packets are 32 bits (they wrap past 4 billion), those that count bytes 64; the link-layer address is
+ * kept inline. Python sees the same attributes, with the same types, as the pure-Python PySide.
  * ------------------------------------------------------------------------------------------------------------ */
 
 /* the letters Zeek records once per direction, as bits of Side.z_once */
 static const char ONCE_LETTERS[] = "adiq";
 
+enum { H_isn, H_fin_seq, H_fin_ack_seq, H_snd_nxt, H_rcv_ack, H_delivered, H_z_s, H_z_h, H_z_f, H_z_r };
+
 typedef struct {
     PyObject_HEAD
-    int64_t isn, fin_seq, fin_ack_seq, snd_nxt, rcv_ack, delivered, z_s, z_h, z_f, z_r;   /* NONE: unset */
     double tw_since;              /* NAN: unset */
     double last_data_ts;
-    long long packets, ip_bytes, payload, retrans_bytes, retrans, ooo, zero_win, gaps, missed;
-    PyObject *mac;                /* bytes */
+    unsigned long long packets, ip_bytes, payload, retrans_bytes, missed;
     PyObject *z_counts;           /* None or dict letter -> count */
-    int ttl;                      /* NONE: unset */
-    int state, zstate, zprev;
-    unsigned z_once;
-    char gap_open, synack_sent;
+    uint32_t isn, fin_seq, fin_ack_seq, snd_nxt, rcv_ack, delivered, z_s, z_h, z_f, z_r;
+    uint32_t retrans, ooo, zero_win, gaps;
+    uint16_t have;                /* bit H_x: field x holds a value */
+    int16_t ttl;                  /* NONE: unset */
+    unsigned char mac[8];
+    unsigned char mac_len, state, zstate, zprev, z_once, gap_open, synack_sent;
 } SideObject;
 
-static PyTypeObject SideType;
+/* read an optional field as int64 (NONE when unset); write one (NONE unsets it) */
+#define OPT(SIDE, F) ((((SIDE)->have >> H_##F) & 1) ? (int64_t)(SIDE)->F : (int64_t)NONE)
+#define SET(SIDE, F, V) put_opt(&(SIDE)->F, &(SIDE)->have, H_##F, (V))
 
-static PyObject *empty_bytes;
+static inline void put_opt(uint32_t *slot, uint16_t *have, int bit, int64_t value) {
+    if (value == NONE) {
+        *have &= ~(1u << bit);
+    } else {
+        *slot = (uint32_t)value;
+        *have |= 1u << bit;
+    }
+}
+
+static PyTypeObject SideType;
 
 static int side_init(SideObject *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"state", NULL};
     int state = CLOSED;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|i", kwlist, &state))
         return -1;
-    self->state = state;
+    if (state < 0 || state > 255) {
+        PyErr_SetString(PyExc_ValueError, "state out of range");
+        return -1;
+    }
+    self->state = (unsigned char)state;
     return 0;
 }
 
@@ -79,37 +100,31 @@ static PyObject *side_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     SideObject *self = (SideObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    self->isn = self->fin_seq = self->fin_ack_seq = self->snd_nxt = self->rcv_ack = self->delivered = NONE;
-    self->z_s = self->z_h = self->z_f = self->z_r = NONE;
     self->tw_since = NAN;
     self->ttl = NONE;
-    Py_INCREF(empty_bytes);
-    self->mac = empty_bytes;
-    Py_INCREF(Py_None);
-    self->z_counts = Py_None;
+    self->z_counts = Py_NewRef(Py_None);
     return (PyObject *)self;
 }
 
 static void side_dealloc(SideObject *self) {
-    Py_XDECREF(self->mac);
     Py_XDECREF(self->z_counts);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* An optional 32-bit number (None or 0..2^32-1) kept as int64 with NONE for None. */
 static PyObject *get_opt64(int64_t value) {
     if (value == NONE)
         Py_RETURN_NONE;
     return PyLong_FromLongLong(value);
 }
 
-static int set_opt(PyObject *value, int64_t *slot, int64_t max) {
+/* None -> NONE; an int in 0..max -> itself */
+static int opt_from_python(PyObject *value, int64_t max, int64_t *out) {
     if (value == NULL) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete this attribute");
         return -1;
     }
     if (value == Py_None) {
-        *slot = NONE;
+        *out = NONE;
         return 0;
     }
     long long v = PyLong_AsLongLong(value);
@@ -119,13 +134,19 @@ static int set_opt(PyObject *value, int64_t *slot, int64_t max) {
         PyErr_Format(PyExc_ValueError, "%lld is out of range", v);
         return -1;
     }
-    *slot = v;
+    *out = v;
     return 0;
 }
 
 #define OPT_U32(NAME)                                                                                           \
-    static PyObject *side_get_##NAME(SideObject *self, void *c) { return get_opt64(self->NAME); }              \
-    static int side_set_##NAME(SideObject *self, PyObject *v, void *c) { return set_opt(v, &self->NAME, MASK32); }
+    static PyObject *side_get_##NAME(SideObject *self, void *c) { return get_opt64(OPT(self, NAME)); }         \
+    static int side_set_##NAME(SideObject *self, PyObject *v, void *c) {                                        \
+        int64_t value;                                                                                          \
+        if (opt_from_python(v, MASK32, &value) < 0)                                                             \
+            return -1;                                                                                          \
+        SET(self, NAME, value);                                                                                 \
+        return 0;                                                                                               \
+    }
 OPT_U32(isn)
 OPT_U32(fin_seq)
 OPT_U32(fin_ack_seq)
@@ -139,10 +160,10 @@ OPT_U32(z_r)
 
 static PyObject *side_get_ttl(SideObject *self, void *c) { return get_opt64(self->ttl); }
 static int side_set_ttl(SideObject *self, PyObject *v, void *c) {
-    int64_t slot = self->ttl;
-    if (set_opt(v, &slot, 255) < 0)
+    int64_t value;
+    if (opt_from_python(v, 255, &value) < 0)
         return -1;
-    self->ttl = (int)slot;
+    self->ttl = (int16_t)value;
     return 0;
 }
 
@@ -189,14 +210,14 @@ static int side_set_z_once(SideObject *self, PyObject *v, void *c) {
     Py_ssize_t n = PyUnicode_GET_LENGTH(v);
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_UCS4 ch = PyUnicode_READ_CHAR(v, i);
-        const char *at = ch < 128 ? strchr(ONCE_LETTERS, (int)ch) : NULL;
-        if (at == NULL || ch == 0) {
+        const char *at = ch < 128 && ch != 0 ? strchr(ONCE_LETTERS, (int)ch) : NULL;
+        if (at == NULL) {
             PyErr_Format(PyExc_ValueError, "z_once holds only the letters %s", ONCE_LETTERS);
             return -1;
         }
         bits |= 1u << (at - ONCE_LETTERS);
     }
-    self->z_once = bits;
+    self->z_once = (unsigned char)bits;
     return 0;
 }
 
@@ -210,13 +231,22 @@ static int set_object(PyObject **slot, PyObject *v) {
     return 0;
 }
 
-static PyObject *side_get_mac(SideObject *self, void *c) { return Py_NewRef(self->mac); }
-static int side_set_mac(SideObject *self, PyObject *v, void *c) {
-    if (v != NULL && !PyBytes_Check(v)) {
-        PyErr_SetString(PyExc_TypeError, "mac must be bytes");
+/* bytes of at most `cap` bytes into an inline buffer */
+static int inline_bytes(PyObject *v, unsigned char *buf, unsigned char *len, Py_ssize_t cap, const char *what) {
+    if (v == NULL || !PyBytes_Check(v) || PyBytes_GET_SIZE(v) > cap) {
+        PyErr_Format(PyExc_TypeError, "%s must be bytes of at most %zd bytes", what, cap);
         return -1;
     }
-    return set_object(&self->mac, v);
+    *len = (unsigned char)PyBytes_GET_SIZE(v);
+    memcpy(buf, PyBytes_AS_STRING(v), *len);
+    return 0;
+}
+
+static PyObject *side_get_mac(SideObject *self, void *c) {
+    return PyBytes_FromStringAndSize((const char *)self->mac, self->mac_len);
+}
+static int side_set_mac(SideObject *self, PyObject *v, void *c) {
+    return inline_bytes(v, self->mac, &self->mac_len, sizeof(self->mac), "mac");
 }
 
 static PyObject *side_get_z_counts(SideObject *self, void *c) { return Py_NewRef(self->z_counts); }
@@ -238,10 +268,10 @@ static PyGetSetDef side_getset[] = {
 
 #define SM(NAME, TYPE) {#NAME, TYPE, offsetof(SideObject, NAME), 0, NULL}
 static PyMemberDef side_members[] = {
-    SM(state, T_INT), SM(zstate, T_INT), SM(zprev, T_INT),
-    SM(packets, T_LONGLONG), SM(ip_bytes, T_LONGLONG), SM(payload, T_LONGLONG), SM(retrans_bytes, T_LONGLONG),
-    SM(retrans, T_LONGLONG), SM(ooo, T_LONGLONG), SM(zero_win, T_LONGLONG), SM(gaps, T_LONGLONG),
-    SM(missed, T_LONGLONG), SM(last_data_ts, T_DOUBLE), SM(gap_open, T_BOOL), SM(synack_sent, T_BOOL),
+    SM(state, T_UBYTE), SM(zstate, T_UBYTE), SM(zprev, T_UBYTE),
+    SM(packets, T_ULONGLONG), SM(ip_bytes, T_ULONGLONG), SM(payload, T_ULONGLONG), SM(retrans_bytes, T_ULONGLONG),
+    SM(missed, T_ULONGLONG), SM(retrans, T_UINT), SM(ooo, T_UINT), SM(zero_win, T_UINT), SM(gaps, T_UINT),
+    SM(last_data_ts, T_DOUBLE), SM(gap_open, T_BOOL), SM(synack_sent, T_BOOL),
     {NULL},
 };
 #undef SM
@@ -318,16 +348,25 @@ static PyTypeObject SideType = {
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Connection
+ *
+ * The addresses are inline; the Zeek history and the packed state history are exact-size PyMem buffers (a str
+ * and a bytearray to Python, made when asked for).
  * ------------------------------------------------------------------------------------------------------------ */
 
 typedef struct {
     PyObject_HEAD
     long long id;
-    PyObject *key, *vlan, *c_addr, *s_addr, *ended, *rst_by, *history, *log;
+    PyObject *key, *vlan, *ended, *rst_by;
     SideObject *c, *s;
     double first, last, end_ts, syn_ts, synack_ts, rtt_server, rtt_client, deadline;   /* NAN: unset */
-    long long transitions_dropped, suspicious_rst, odd_rst, bad_flags, bad_checksum;
-    int shard, c_port, s_port;
+    char *hist;                   /* Zeek history letters, hist_len of them */
+    unsigned char *log;           /* log_n packed transitions */
+    uint32_t hist_len;
+    uint32_t transitions_dropped, suspicious_rst, odd_rst, bad_flags, bad_checksum;
+    int shard;
+    uint16_t c_port, s_port, log_n;
+    unsigned char c_addr[16], s_addr[16];
+    unsigned char c_addr_len, s_addr_len;
     char midstream, flipped;
 } ConnObject;
 
@@ -343,11 +382,10 @@ static PyObject *conn_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         Py_DECREF(self);
         return NULL;
     }
-    PyObject **objects[] = {&self->key, &self->vlan, &self->c_addr, &self->s_addr, &self->ended, &self->rst_by,
-                            &self->log};
-    for (size_t i = 0; i < sizeof(objects) / sizeof(objects[0]); i++)
-        *objects[i] = Py_NewRef(Py_None);
-    self->history = PyUnicode_FromStringAndSize("", 0);
+    self->key = Py_NewRef(Py_None);
+    self->vlan = Py_NewRef(Py_None);
+    self->ended = Py_NewRef(Py_None);
+    self->rst_by = Py_NewRef(Py_None);
     self->end_ts = self->syn_ts = self->synack_ts = self->rtt_server = self->rtt_client = NAN;
     return (PyObject *)self;
 }
@@ -361,14 +399,19 @@ static int conn_init(ConnObject *self, PyObject *args, PyObject *kwds) {
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "LiOOSiSid", kwlist, &conn_id, &shard, &key, &vlan, &c_addr,
                                      &c_port, &s_addr, &s_port, &ts))
         return -1;
+    if (c_port < 0 || c_port > 65535 || s_port < 0 || s_port > 65535) {
+        PyErr_SetString(PyExc_ValueError, "a port is 0 to 65535");
+        return -1;
+    }
+    if (inline_bytes(c_addr, self->c_addr, &self->c_addr_len, 16, "c_addr") < 0 ||
+        inline_bytes(s_addr, self->s_addr, &self->s_addr_len, 16, "s_addr") < 0)
+        return -1;
     self->id = conn_id;
     self->shard = shard;
     Py_SETREF(self->key, Py_NewRef(key));
     Py_SETREF(self->vlan, Py_NewRef(vlan));
-    Py_SETREF(self->c_addr, Py_NewRef(c_addr));
-    Py_SETREF(self->s_addr, Py_NewRef(s_addr));
-    self->c_port = c_port;
-    self->s_port = s_port;
+    self->c_port = (uint16_t)c_port;
+    self->s_port = (uint16_t)s_port;
     self->first = self->last = ts;
     return 0;
 }
@@ -376,14 +419,12 @@ static int conn_init(ConnObject *self, PyObject *args, PyObject *kwds) {
 static void conn_dealloc(ConnObject *self) {
     Py_XDECREF(self->key);
     Py_XDECREF(self->vlan);
-    Py_XDECREF(self->c_addr);
-    Py_XDECREF(self->s_addr);
     Py_XDECREF(self->ended);
     Py_XDECREF(self->rst_by);
-    Py_XDECREF(self->history);
-    Py_XDECREF(self->log);
     Py_XDECREF(self->c);
     Py_XDECREF(self->s);
+    PyMem_Free(self->hist);
+    PyMem_Free(self->log);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -396,7 +437,6 @@ CONN_OPT_DOUBLE(synack_ts)
 CONN_OPT_DOUBLE(rtt_server)
 CONN_OPT_DOUBLE(rtt_client)
 
-static PyObject *conn_get_side(SideObject *side) { return Py_NewRef((PyObject *)side); }
 static int conn_set_side(SideObject **slot, PyObject *v) {
     if (v == NULL || !PyObject_TypeCheck(v, &SideType)) {
         PyErr_SetString(PyExc_TypeError, "a connection's side must be a Side");
@@ -406,41 +446,99 @@ static int conn_set_side(SideObject **slot, PyObject *v) {
     Py_SETREF(*slot, (SideObject *)v);
     return 0;
 }
-static PyObject *conn_get_c(ConnObject *self, void *c) { return conn_get_side(self->c); }
+static PyObject *conn_get_c(ConnObject *self, void *c) { return Py_NewRef((PyObject *)self->c); }
 static int conn_set_c(ConnObject *self, PyObject *v, void *c) { return conn_set_side(&self->c, v); }
-static PyObject *conn_get_s(ConnObject *self, void *c) { return conn_get_side(self->s); }
+static PyObject *conn_get_s(ConnObject *self, void *c) { return Py_NewRef((PyObject *)self->s); }
 static int conn_set_s(ConnObject *self, PyObject *v, void *c) { return conn_set_side(&self->s, v); }
 
-static PyObject *conn_get_history(ConnObject *self, void *c) { return Py_NewRef(self->history); }
-static int conn_set_history(ConnObject *self, PyObject *v, void *c) {
-    if (v != NULL && !PyUnicode_Check(v)) {
-        PyErr_SetString(PyExc_TypeError, "history must be a str");
-        return -1;
-    }
-    return set_object(&self->history, v);
+static PyObject *conn_get_c_addr(ConnObject *self, void *c) {
+    return PyBytes_FromStringAndSize((const char *)self->c_addr, self->c_addr_len);
+}
+static PyObject *conn_get_s_addr(ConnObject *self, void *c) {
+    return PyBytes_FromStringAndSize((const char *)self->s_addr, self->s_addr_len);
 }
 
-static PyObject *conn_get_log(ConnObject *self, void *c) { return Py_NewRef(self->log); }
-static int conn_set_log(ConnObject *self, PyObject *v, void *c) {
-    if (v != NULL && v != Py_None && !PyByteArray_Check(v)) {
-        PyErr_SetString(PyExc_TypeError, "_log must be a bytearray or None");
+/* the Zeek history: one letter appended (the only change the packet path makes), or all of it replaced */
+static int hist_append(ConnObject *conn, char letter) {
+    char *grown = PyMem_Realloc(conn->hist, conn->hist_len + 1);
+    if (grown == NULL) {
+        PyErr_NoMemory();
         return -1;
     }
-    return set_object(&self->log, v);
+    grown[conn->hist_len++] = letter;
+    conn->hist = grown;
+    return 0;
+}
+
+static PyObject *conn_get_history(ConnObject *self, void *c) {
+    return PyUnicode_DecodeASCII(self->hist ? self->hist : "", self->hist_len, NULL);
+}
+static int conn_set_history(ConnObject *self, PyObject *v, void *c) {
+    if (v == NULL || !PyUnicode_Check(v) || !PyUnicode_IS_ASCII(v)) {
+        PyErr_SetString(PyExc_TypeError, "history must be an ASCII str");
+        return -1;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(v);
+    char *buf = n ? PyMem_Malloc(n) : NULL;
+    if (n && buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (n)
+        memcpy(buf, PyUnicode_1BYTE_DATA(v), n);
+    PyMem_Free(self->hist);
+    self->hist = buf;
+    self->hist_len = (uint32_t)n;
+    return 0;
+}
+
+static PyObject *conn_get_log(ConnObject *self, void *c) {
+    if (self->log_n == 0)
+        Py_RETURN_NONE;
+    return PyByteArray_FromStringAndSize((const char *)self->log, (Py_ssize_t)self->log_n * TRANSITION_SIZE);
+}
+static int conn_set_log(ConnObject *self, PyObject *v, void *c) {
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete this attribute");
+        return -1;
+    }
+    if (v == Py_None) {
+        PyMem_Free(self->log);
+        self->log = NULL;
+        self->log_n = 0;
+        return 0;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(v, &view, PyBUF_SIMPLE) < 0)
+        return -1;
+    int rc = -1;
+    if (view.len % TRANSITION_SIZE != 0 || view.len / TRANSITION_SIZE > HISTORY_CAP) {
+        PyErr_SetString(PyExc_ValueError, "_log holds whole transitions, at most HISTORY_CAP of them");
+    } else {
+        unsigned char *buf = view.len ? PyMem_Malloc(view.len) : NULL;
+        if (view.len && buf == NULL) {
+            PyErr_NoMemory();
+        } else {
+            if (view.len)
+                memcpy(buf, view.buf, view.len);
+            PyMem_Free(self->log);
+            self->log = buf;
+            self->log_n = (uint16_t)(view.len / TRANSITION_SIZE);
+            rc = 0;
+        }
+    }
+    PyBuffer_Release(&view);
+    return rc;
 }
 
 static PyObject *conn_get_client_state(ConnObject *self, void *c) {
     int st = self->c->state;
-    if (st < 0 || st >= N_STATES)
-        return PyLong_FromLong(st);
-    return Py_NewRef(state_names[st]);
+    return st < N_STATES ? Py_NewRef(state_names[st]) : PyLong_FromLong(st);
 }
 
 static PyObject *conn_get_server_state(ConnObject *self, void *c) {
     int st = self->s->state;
-    if (st < 0 || st >= N_STATES)
-        return PyLong_FromLong(st);
-    return Py_NewRef(state_names[st]);
+    return st < N_STATES ? Py_NewRef(state_names[st]) : PyLong_FromLong(st);
 }
 
 static inline void put_u32(unsigned char *p, uint32_t v) {
@@ -458,20 +556,19 @@ static PyObject *transition_tuple(const unsigned char *p) {
                          (unsigned long)get_u32(p + 18), (unsigned long)get_u32(p + 22));
 }
 
+static PyObject *conn_get_transitions_kept(ConnObject *self, void *c) { return PyLong_FromLong(self->log_n); }
+
 static PyObject *conn_get_transitions(ConnObject *self, void *c) {
-    PyObject *out = PyList_New(0);
-    if (out == NULL || self->log == Py_None)
-        return out;
-    Py_ssize_t size = PyByteArray_GET_SIZE(self->log);
-    const unsigned char *buf = (const unsigned char *)PyByteArray_AS_STRING(self->log);
-    for (Py_ssize_t at = 0; at + TRANSITION_SIZE <= size; at += TRANSITION_SIZE) {
-        PyObject *entry = transition_tuple(buf + at);
-        if (entry == NULL || PyList_Append(out, entry) < 0) {
-            Py_XDECREF(entry);
+    PyObject *out = PyList_New(self->log_n);
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < self->log_n; i++) {
+        PyObject *entry = transition_tuple(self->log + (size_t)i * TRANSITION_SIZE);
+        if (entry == NULL) {
             Py_DECREF(out);
             return NULL;
         }
-        Py_DECREF(entry);
+        PyList_SET_ITEM(out, i, entry);
     }
     return out;
 }
@@ -480,24 +577,20 @@ static PyObject *conn_get_transitions(ConnObject *self, void *c) {
  * return it as a tuple. */
 static PyObject *record(ConnObject *conn, double ts, int side, int old, int new_state, int direction, int flags,
                         uint32_t seq, uint32_t ack, uint32_t length) {
-    if (conn->log == Py_None) {
-        PyObject *log = PyByteArray_FromStringAndSize(NULL, 0);
-        if (log == NULL)
-            return NULL;
-        Py_SETREF(conn->log, log);
-    }
-    PyObject *log = conn->log;
-    Py_ssize_t size = PyByteArray_GET_SIZE(log);
-    if (size >= HISTORY_CAP * TRANSITION_SIZE) {
-        char *buf = PyByteArray_AS_STRING(log);
-        Py_ssize_t start = HISTORY_HEAD * TRANSITION_SIZE;
-        memmove(buf + start, buf + start + TRANSITION_SIZE, size - start - TRANSITION_SIZE);
-        size -= TRANSITION_SIZE;
+    if (conn->log_n >= HISTORY_CAP) {
+        size_t start = (size_t)HISTORY_HEAD * TRANSITION_SIZE;
+        memmove(conn->log + start, conn->log + start + TRANSITION_SIZE,
+                (size_t)conn->log_n * TRANSITION_SIZE - start - TRANSITION_SIZE);
+        conn->log_n--;
         conn->transitions_dropped++;
+    } else {
+        unsigned char *grown = PyMem_Realloc(conn->log, ((size_t)conn->log_n + 1) * TRANSITION_SIZE);
+        if (grown == NULL)
+            return PyErr_NoMemory();
+        conn->log = grown;
     }
-    if (PyByteArray_Resize(log, size + TRANSITION_SIZE) < 0)
-        return NULL;
-    unsigned char *p = (unsigned char *)PyByteArray_AS_STRING(log) + size;
+    unsigned char *p = conn->log + (size_t)conn->log_n * TRANSITION_SIZE;
+    conn->log_n++;
     memcpy(p, &ts, 8);
     p[8] = (unsigned char)side;
     p[9] = (unsigned char)old;
@@ -539,8 +632,10 @@ static PyObject *conn_reduce(PyObject *op, PyObject *unused) {
     PyObject *state = fields_state(op, CONN_FIELDS);
     if (state == NULL)
         return NULL;
-    return Py_BuildValue("(O(LiOOOiOid)N)", (PyObject *)Py_TYPE(op), self->id, self->shard, self->key, self->vlan,
-                         self->c_addr, self->c_port, self->s_addr, self->s_port, self->first, state);
+    return Py_BuildValue("(O(LiOOy#iy#id)N)", (PyObject *)Py_TYPE(op), self->id, self->shard, self->key, self->vlan,
+                         (const char *)self->c_addr, (Py_ssize_t)self->c_addr_len, (int)self->c_port,
+                         (const char *)self->s_addr, (Py_ssize_t)self->s_addr_len, (int)self->s_port, self->first,
+                         state);
 }
 
 static PyObject *conn_setstate(PyObject *self, PyObject *state) { return fields_restore(self, state, CONN_FIELDS); }
@@ -558,8 +653,12 @@ static PyMethodDef conn_methods[] = {
 static PyGetSetDef conn_getset[] = {
     CG(end_ts), CG(syn_ts), CG(synack_ts), CG(rtt_server), CG(rtt_client), CG(c), CG(s), CG(history),
     {"_log", (getter)conn_get_log, (setter)conn_set_log, NULL, NULL},
+    {"c_addr", (getter)conn_get_c_addr, NULL, NULL, NULL},
+    {"s_addr", (getter)conn_get_s_addr, NULL, NULL, NULL},
     {"client_state", (getter)conn_get_client_state, NULL, NULL, NULL},
     {"server_state", (getter)conn_get_server_state, NULL, NULL, NULL},
+    {"transitions_kept", (getter)conn_get_transitions_kept, NULL,
+     "How many transitions the state history holds (transitions_dropped more were dropped past the cap).", NULL},
     {"transitions", (getter)conn_get_transitions, NULL,
      "The state history: (ts, side, from, to, dir, flags, seq, ack, len) per transition, oldest first.", NULL},
     {NULL},
@@ -567,15 +666,17 @@ static PyGetSetDef conn_getset[] = {
 #undef CG
 
 #define CM(NAME, TYPE) {#NAME, TYPE, offsetof(ConnObject, NAME), 0, NULL}
+#define CR(NAME, TYPE) {#NAME, TYPE, offsetof(ConnObject, NAME), READONLY, NULL}
 static PyMemberDef conn_members[] = {
-    CM(id, T_LONGLONG), CM(shard, T_INT), CM(key, T_OBJECT), CM(vlan, T_OBJECT), CM(c_addr, T_OBJECT),
-    CM(s_addr, T_OBJECT), CM(c_port, T_INT), CM(s_port, T_INT), CM(first, T_DOUBLE), CM(last, T_DOUBLE),
+    CR(id, T_LONGLONG), CR(shard, T_INT), CR(key, T_OBJECT), CR(vlan, T_OBJECT), CR(c_port, T_USHORT),
+    CR(s_port, T_USHORT), CM(first, T_DOUBLE), CM(last, T_DOUBLE),
     CM(midstream, T_BOOL), CM(flipped, T_BOOL), CM(ended, T_OBJECT), CM(rst_by, T_OBJECT),
-    CM(transitions_dropped, T_LONGLONG), CM(suspicious_rst, T_LONGLONG), CM(odd_rst, T_LONGLONG),
-    CM(bad_flags, T_LONGLONG), CM(bad_checksum, T_LONGLONG), CM(deadline, T_DOUBLE),
+    CM(transitions_dropped, T_UINT), CM(suspicious_rst, T_UINT), CM(odd_rst, T_UINT),
+    CM(bad_flags, T_UINT), CM(bad_checksum, T_UINT), CM(deadline, T_DOUBLE),
     {NULL},
 };
 #undef CM
+#undef CR
 
 static PyTypeObject ConnType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -591,7 +692,6 @@ static PyTypeObject ConnType = {
     .tp_members = conn_members,
     .tp_methods = conn_methods,
 };
-
 /* ---------------------------------------------------------------------------------------------------------------
  * One segment
  * ------------------------------------------------------------------------------------------------------------ */
@@ -600,7 +700,6 @@ typedef struct {
     double ts;
     uint32_t seq, ack, payload, ip_len;
     const unsigned char *mac;     /* the sender's link-layer address, mac_len bytes */
-    PyObject *mac_obj;            /* or that address as a bytes object, when the caller has one */
     Py_ssize_t mac_len;
     int flags, win, ttl, truncated;
 } Seg;
@@ -641,10 +740,10 @@ static inline int covers(uint32_t ack, int64_t fin_seq) {
 
 static int rst_acceptable(SideObject *sender, SideObject *receiver, const Seg *seg, int64_t expected) {
     if (receiver->state == SYN_SENT)
-        return (seg->flags & ACK) && receiver->isn != NONE && seg->ack == (((uint32_t)receiver->isn + 1) & MASK32);
+        return (seg->flags & ACK) && OPT(receiver, isn) != NONE && seg->ack == (((uint32_t)OPT(receiver, isn) + 1) & MASK32);
     if (receiver->state == CLOSED)
         return 1;
-    int64_t acked = receiver->rcv_ack;
+    int64_t acked = OPT(receiver, rcv_ack);
     if (expected == NONE && acked == NONE)
         return 1;
     int64_t seq = seg->seq;
@@ -659,23 +758,23 @@ static int rst_acceptable(SideObject *sender, SideObject *receiver, const Seg *s
 static void track_content(SideObject *sender, SideObject *receiver, const Seg *seg, uint32_t seq_end) {
     uint32_t seq = seg->seq;
     int flags = seg->flags;
-    int64_t delivered = sender->delivered;
+    int64_t delivered = OPT(sender, delivered);
     if (delivered == NONE || ((flags & SYN) && delivered == seq))
         delivered = (flags & SYN) ? ((seq + 1) & MASK32) : seq;
     if (seg->payload && !seg->truncated && !seq_lt((uint32_t)delivered, seq) && seq_lt((uint32_t)delivered, seq_end))
         delivered = (flags & FIN) ? ((seq_end - 1) & MASK32) : seq_end;
-    int64_t fin_seq = sender->fin_seq;
+    int64_t fin_seq = OPT(sender, fin_seq);
     if (fin_seq == NONE && (flags & FIN))
         fin_seq = (seq_end - 1) & MASK32;
     if (fin_seq != NONE && delivered == fin_seq)
         delivered = ((uint32_t)fin_seq + 1) & MASK32;
-    sender->delivered = delivered;
-    if ((flags & ACK) && !(flags & RST) && receiver->delivered != NONE) {
-        uint32_t missing = (seg->ack - (uint32_t)receiver->delivered) & MASK32;
+    SET(sender, delivered, delivered);
+    if ((flags & ACK) && !(flags & RST) && OPT(receiver, delivered) != NONE) {
+        uint32_t missing = (seg->ack - (uint32_t)OPT(receiver, delivered)) & MASK32;
         if (missing > 0 && missing < 0x80000000u) {
             receiver->gaps++;
             receiver->missed += missing;
-            receiver->delivered = seg->ack;
+            SET(receiver, delivered, seg->ack);
         }
     }
 }
@@ -683,9 +782,7 @@ static void track_content(SideObject *sender, SideObject *receiver, const Seg *s
 /* -- Zeek's history letters and endpoint states (zeek.py) ------------------------------------------------------ */
 
 static int z_add(ConnObject *conn, char letter, int is_orig) {
-    PyObject *ch = letters[is_orig ? (letter - 'a' + 'A') : letter];
-    PyUnicode_Append(&conn->history, ch);
-    return conn->history == NULL ? -1 : 0;
+    return hist_append(conn, is_orig ? (char)(letter - 'a' + 'A') : letter);
 }
 
 static int z_once(ConnObject *conn, SideObject *side, char letter, int is_orig) {
@@ -696,12 +793,16 @@ static int z_once(ConnObject *conn, SideObject *side, char letter, int is_orig) 
     return z_add(conn, letter, is_orig);
 }
 
-static int z_per_seq(ConnObject *conn, int64_t *slot, char letter, uint32_t seq, int is_orig) {
-    if (*slot == (int64_t)seq)
+/* a letter recorded again only for a packet with another sequence number than the last one recorded under it */
+static int z_per_seq(ConnObject *conn, uint32_t *slot, uint16_t *have, int bit, char letter, uint32_t seq,
+                     int is_orig) {
+    if (((*have >> bit) & 1) && *slot == seq)
         return 0;
-    *slot = seq;
+    put_opt(slot, have, bit, seq);
     return z_add(conn, letter, is_orig);
 }
+#define Z_PER_SEQ(CONN, SIDE, F, LETTER, SEQ, ORIG) \
+    z_per_seq(CONN, &(SIDE)->F, &(SIDE)->have, H_##F, LETTER, SEQ, ORIG)
 
 static int z_logarithmic(ConnObject *conn, SideObject *side, char letter, int is_orig) {
     if (side->z_counts == Py_None) {
@@ -788,17 +889,17 @@ static int z_note_segment(ConnObject *conn, const Seg *seg, int from_client, int
     int syn = flags & SYN, fin = flags & FIN, rst = flags & RST, ack = flags & ACK;
     uint32_t length = seg->payload;
     if (syn) {
-        if (ack ? z_per_seq(conn, &side->z_h, 'h', seg->seq, from_client)
-                : z_per_seq(conn, &side->z_s, 's', seg->seq, from_client))
+        if (ack ? Z_PER_SEQ(conn, side, z_h, 'h', seg->seq, from_client)
+                : Z_PER_SEQ(conn, side, z_s, 's', seg->seq, from_client))
             return -1;
         if ((fin || rst) && z_once(conn, side, 'q', from_client))
             return -1;
     }
     if (fin && rst && z_once(conn, side, 'i', from_client))
         return -1;
-    if (fin && z_per_seq(conn, &side->z_f, 'f', seg->seq, from_client))
+    if (fin && Z_PER_SEQ(conn, side, z_f, 'f', seg->seq, from_client))
         return -1;
-    if (rst && z_per_seq(conn, &side->z_r, 'r', seg->seq, from_client))
+    if (rst && Z_PER_SEQ(conn, side, z_r, 'r', seg->seq, from_client))
         return -1;
     if (ack && !(syn || fin || rst) && length == 0 && z_once(conn, side, 'a', from_client))
         return -1;
@@ -844,7 +945,7 @@ static int apply(ConnObject *conn, const Seg *seg, int from_client, PyObject **c
     if (seg->win == 0 && !(syn || fin || rst))
         sender->zero_win++;
     uint32_t seq_end = (seq + length + (syn ? 1 : 0) + (fin ? 1 : 0)) & MASK32;
-    int64_t expected = sender->snd_nxt;
+    int64_t expected = OPT(sender, snd_nxt);
     if (length && expected != NONE && !rst) {
         uint32_t exp = (uint32_t)expected;
         if (seq_lt(seq, exp)) {
@@ -865,36 +966,25 @@ static int apply(ConnObject *conn, const Seg *seg, int from_client, PyObject **c
         sender->last_data_ts = ts;
     if (!rst) {
         sender->ttl = seg->ttl;
-        if (seg->mac_obj != NULL) {
-            if (sender->mac != seg->mac_obj)
-                Py_SETREF(sender->mac, Py_NewRef(seg->mac_obj));
-        } else if (PyBytes_GET_SIZE(sender->mac) != seg->mac_len ||
-                   memcmp(PyBytes_AS_STRING(sender->mac), seg->mac, seg->mac_len) != 0) {
-            PyObject *mac = PyBytes_FromStringAndSize((const char *)seg->mac, seg->mac_len);
-            if (mac == NULL)
-                return -1;
-            Py_SETREF(sender->mac, mac);
-        }
+        Py_ssize_t n = seg->mac_len < (Py_ssize_t)sizeof(sender->mac) ? seg->mac_len : (Py_ssize_t)sizeof(sender->mac);
+        memcpy(sender->mac, seg->mac, n);
+        sender->mac_len = (unsigned char)n;
     }
     if (!rst && (expected == NONE || seq_lt((uint32_t)expected, seq_end)))
-        sender->snd_nxt = seq_end;
-    if (has_ack && (sender->rcv_ack == NONE || seq_lt((uint32_t)sender->rcv_ack, ack))) {
-        sender->rcv_ack = ack;
-        if (sender->fin_ack_seq == NONE && covers(ack, receiver->fin_seq))
-            sender->fin_ack_seq = seq;
+        SET(sender, snd_nxt, seq_end);
+    if (has_ack && (OPT(sender, rcv_ack) == NONE || seq_lt((uint32_t)OPT(sender, rcv_ack), ack))) {
+        SET(sender, rcv_ack, ack);
+        if (OPT(sender, fin_ack_seq) == NONE && covers(ack, OPT(receiver, fin_seq)))
+            SET(sender, fin_ack_seq, seq);
     }
     track_content(sender, receiver, seg, seq_end);
 
     if (rst) {
         if (sender->ttl != NONE) {
             int other_mac = 0;
-            Py_ssize_t have = PyBytes_GET_SIZE(sender->mac);
-            if (seg->mac_len && have) {
-                const char *mine = PyBytes_AS_STRING(sender->mac);
-                const unsigned char *theirs = seg->mac_obj ? (const unsigned char *)PyBytes_AS_STRING(seg->mac_obj)
-                                                           : seg->mac;
-                other_mac = have != seg->mac_len || memcmp(mine, theirs, have) != 0;
-            }
+            Py_ssize_t have = sender->mac_len;
+            if (seg->mac_len && have)
+                other_mac = have != seg->mac_len || memcmp(sender->mac, seg->mac, have) != 0;
             if (seg->ttl != sender->ttl || other_mac)
                 conn->odd_rst++;
         }
@@ -918,31 +1008,31 @@ static int apply(ConnObject *conn, const Seg *seg, int from_client, PyObject **c
     uint32_t fin_pos = 0;
     if (fin) {
         fin_pos = (seq + length + (syn ? 1 : 0)) & MASK32;
-        if (sender->fin_seq == NONE) {
-            sender->fin_seq = fin_pos;
+        if (OPT(sender, fin_seq) == NONE) {
+            SET(sender, fin_seq, fin_pos);
             new_fin = 1;
-        } else if (fin_pos == sender->fin_seq) {
+        } else if (fin_pos == OPT(sender, fin_seq)) {
             sender->retrans++;
         }
     }
     if (syn) {
         if (!has_ack) {
             if (sender->state == CLOSED) {
-                sender->isn = seq;
+                SET(sender, isn, seq);
                 MOVE(sender, s_idx, SYN_SENT);
                 if (receiver->state == SYN_SENT)
                     MOVE(sender, s_idx, SYN_RCVD);
-            } else if ((sender->state == SYN_SENT || sender->state == SYN_RCVD) && seq == sender->isn) {
+            } else if ((sender->state == SYN_SENT || sender->state == SYN_RCVD) && seq == OPT(sender, isn)) {
                 sender->retrans++;
             }
         } else {
             int first_synack = !sender->synack_sent;
             sender->synack_sent = 1;
             if (sender->state == CLOSED || sender->state == SYN_SENT) {
-                if (sender->isn == NONE)
-                    sender->isn = seq;
+                if (OPT(sender, isn) == NONE)
+                    SET(sender, isn, seq);
                 MOVE(sender, s_idx, SYN_RCVD);
-            } else if (seq == sender->isn && !(first_synack && sender->state == SYN_RCVD)) {
+            } else if (seq == OPT(sender, isn) && !(first_synack && sender->state == SYN_RCVD)) {
                 sender->retrans++;
             }
         }
@@ -956,9 +1046,9 @@ static int apply(ConnObject *conn, const Seg *seg, int from_client, PyObject **c
         if (state == ESTABLISHED || state == SYN_RCVD) {
             MOVE(sender, s_idx, FIN_WAIT_1);
         } else if (state == CLOSE_WAIT) {
-            int64_t first_ack = sender->fin_ack_seq;
+            int64_t first_ack = OPT(sender, fin_ack_seq);
             int sent_before = first_ack != NONE && seq_lt(fin_pos, (uint32_t)first_ack);
-            if (has_ack && covers(ack, receiver->fin_seq) && !sent_before)
+            if (has_ack && covers(ack, OPT(receiver, fin_seq)) && !sent_before)
                 MOVE(sender, s_idx, LAST_ACK);
             else
                 MOVE(sender, s_idx, CLOSING);
@@ -969,19 +1059,19 @@ static int apply(ConnObject *conn, const Seg *seg, int from_client, PyObject **c
     if (has_ack) {
         int state = receiver->state;
         if (state == SYN_SENT) {
-            if (syn && receiver->isn != NONE && ack == (((uint32_t)receiver->isn + 1) & MASK32))
+            if (syn && OPT(receiver, isn) != NONE && ack == (((uint32_t)OPT(receiver, isn) + 1) & MASK32))
                 MOVE(receiver, r_idx, ESTABLISHED);
         } else if (state == SYN_RCVD) {
-            if (receiver->isn != NONE && seq_geq(ack, ((uint32_t)receiver->isn + 1) & MASK32))
+            if (OPT(receiver, isn) != NONE && seq_geq(ack, ((uint32_t)OPT(receiver, isn) + 1) & MASK32))
                 MOVE(receiver, r_idx, ESTABLISHED);
         } else if (state == FIN_WAIT_1) {
-            if (covers(ack, receiver->fin_seq))
+            if (covers(ack, OPT(receiver, fin_seq)))
                 MOVE(receiver, r_idx, FIN_WAIT_2);
         } else if (state == CLOSING) {
-            if (covers(ack, receiver->fin_seq))
+            if (covers(ack, OPT(receiver, fin_seq)))
                 MOVE(receiver, r_idx, TIME_WAIT);
         } else if (state == LAST_ACK) {
-            if (covers(ack, receiver->fin_seq))
+            if (covers(ack, OPT(receiver, fin_seq)))
                 MOVE(receiver, r_idx, CLOSED);
         }
     } else if (syn && receiver->state == SYN_SENT) {
@@ -1002,14 +1092,14 @@ static int apply(ConnObject *conn, const Seg *seg, int from_client, PyObject **c
         if (from_client && !has_ack) {
             if (isnan(conn->synack_ts))
                 conn->syn_ts = ts;
-        } else if (!from_client && has_ack && isnan(conn->synack_ts) && conn->c->isn != NONE &&
-                   ack == (((uint32_t)conn->c->isn + 1) & MASK32)) {
+        } else if (!from_client && has_ack && isnan(conn->synack_ts) && OPT(conn->c, isn) != NONE &&
+                   ack == (((uint32_t)OPT(conn->c, isn) + 1) & MASK32)) {
             conn->synack_ts = ts;
             if (!isnan(conn->syn_ts))
                 conn->rtt_server = ts - conn->syn_ts;
         }
     } else if (from_client && has_ack && isnan(conn->rtt_client) && !isnan(conn->synack_ts) &&
-               conn->s->isn != NONE && ack == (((uint32_t)conn->s->isn + 1) & MASK32)) {
+               OPT(conn->s, isn) != NONE && ack == (((uint32_t)OPT(conn->s, isn) + 1) & MASK32)) {
         conn->rtt_client = ts - conn->synack_ts;
     }
 
@@ -1073,7 +1163,6 @@ static PyObject *py_apply(PyObject *module, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "Segment.mac must be bytes");
         return NULL;
     }
-    seg.mac_obj = mac;
     seg.mac = (const unsigned char *)PyBytes_AS_STRING(mac);
     seg.mac_len = PyBytes_GET_SIZE(mac);
     PyObject *changes = NULL;
@@ -1201,7 +1290,6 @@ static int decode_ethernet(const unsigned char *f, Py_ssize_t size, int verify, 
     seg->truncated = size < end;
     seg->mac = f + 6;
     seg->mac_len = 6;
-    seg->mac_obj = NULL;
     out->csum = -1;
     if (verify && !seg->truncated)
         out->csum = (pseudo + sum16(tcp, end - (tcp - f))) % 0xFFFF == 0;
@@ -1261,8 +1349,6 @@ static int get_attr_ll(PyObject *obj, PyObject *name, long long *out) {
     return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
-static PyObject *bytes_of(const unsigned char *p, int n) { return PyBytes_FromStringAndSize((const char *)p, n); }
-
 /* Tracker._new for a pure SYN on a free tuple, when the table has room and the timer heap needs no compaction
  * (else Python does it, evicting or compacting first). Returns 1 with *out the new connection (borrowed from the
  * table), 0 when it is left to Python, -1 on error. */
@@ -1299,11 +1385,10 @@ static int new_connection(Fresh *f, PyObject *tracker, PyObject *table, const Fr
     }
     next_id++;
     PyObject *vlan = PyTuple_New(fr->n_vlan);
-    PyObject *src = bytes_of(fr->src, fr->addr_len), *dst = bytes_of(fr->dst, fr->addr_len);
     ConnObject *conn = (ConnObject *)conn_new(&ConnType, NULL, NULL);
     PyObject *id_obj = PyLong_FromLongLong(next_id);
     int rc = -1;
-    if (vlan == NULL || src == NULL || dst == NULL || conn == NULL || id_obj == NULL)
+    if (vlan == NULL || conn == NULL || id_obj == NULL)
         goto done;
     for (int i = 0; i < fr->n_vlan; i++) {
         PyObject *v = PyLong_FromLong(fr->vlan[i]);
@@ -1317,8 +1402,9 @@ static int new_connection(Fresh *f, PyObject *tracker, PyObject *table, const Fr
     conn->shard = (int)f->shard;
     Py_SETREF(conn->key, Py_NewRef(fr->key));
     Py_SETREF(conn->vlan, Py_NewRef(vlan));
-    Py_SETREF(conn->c_addr, Py_NewRef(src));
-    Py_SETREF(conn->s_addr, Py_NewRef(dst));
+    memcpy(conn->c_addr, fr->src, fr->addr_len);
+    memcpy(conn->s_addr, fr->dst, fr->addr_len);
+    conn->c_addr_len = conn->s_addr_len = (unsigned char)fr->addr_len;
     conn->c_port = fr->sport;
     conn->s_port = fr->dport;
     conn->first = conn->last = ts;
@@ -1337,8 +1423,6 @@ static int new_connection(Fresh *f, PyObject *tracker, PyObject *table, const Fr
 done:
     Py_XDECREF(handshakes);
     Py_XDECREF(vlan);
-    Py_XDECREF(src);
-    Py_XDECREF(dst);
     Py_XDECREF(id_obj);
     Py_XDECREF(conn);
     return rc;
@@ -1400,7 +1484,7 @@ static int after_change(Timers *t, ConnObject *conn) {
     double deadline = a > b ? a : b;
     if (deadline < conn->deadline) {
         conn->deadline = deadline;
-        PyObject *entry = Py_BuildValue("(dLO)", deadline, conn->id, conn->key);
+        PyObject *entry = Py_BuildValue("(dO)", deadline, conn->key);
         if (entry == NULL)
             return -1;
         PyObject *rc = PyObject_CallFunctionObjArgs(heappush, t->timers, entry, NULL);
@@ -1518,8 +1602,8 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
             break;
         }
         ConnObject *conn = (ConnObject *)found;
-        int from_client = fr.sport == conn->c_port && PyBytes_GET_SIZE(conn->c_addr) == fr.addr_len &&
-                          memcmp(PyBytes_AS_STRING(conn->c_addr), fr.src, fr.addr_len) == 0;
+        int from_client = fr.sport == conn->c_port && conn->c_addr_len == fr.addr_len &&
+                          memcmp(conn->c_addr, fr.src, fr.addr_len) == 0;
         fr.seg.ts = ts;
         int c_state = conn->c->state, s_state = conn->s->state;
         PyObject *moves = NULL;
@@ -1632,9 +1716,6 @@ PyMODINIT_FUNC PyInit__core(void) {
         return NULL;
     }
     if (PyType_Ready(&SideType) < 0 || PyType_Ready(&ConnType) < 0)
-        return NULL;
-    empty_bytes = PyBytes_FromStringAndSize("", 0);
-    if (empty_bytes == NULL)
         return NULL;
     for (int i = 0; i < N_STATES; i++)
         if ((state_names[i] = PyUnicode_InternFromString(STATE_NAMES[i])) == NULL)

@@ -142,8 +142,7 @@ def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, fanout_gr
     engine.capture_stats = source.stats
     next_tick = math.floor(time.time()) + 1.0
     for batch in source.batches():
-        for ts, frame in batch:
-            engine.feed(ts, frame)
+        engine.feed_batch(batch)
         now = time.time()
         if now >= next_tick:
             engine.tracker.advance(now)

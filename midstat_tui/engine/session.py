@@ -181,8 +181,7 @@ class Session:
             if self._stop.is_set():
                 break
             with self._lock:
-                for ts, frame in batch:
-                    engine.feed(ts, frame)
+                engine.feed_batch(batch)
                 now = self.clock()
                 if self.first_ts is None and engine.first_ts is not None:
                     self.first_ts = engine.first_ts

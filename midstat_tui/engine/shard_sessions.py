@@ -83,8 +83,7 @@ def _live_worker(job: Job, shard: int, count: int, out, requests, stop, group: i
                     capturing = False
                     out.send(("stopped", shard, source.warning or f"capture on {job.interface} stopped"))
                 else:
-                    for ts, frame in batch:
-                        engine.feed(ts, frame)
+                    engine.feed_batch(batch)
             else:
                 stop.wait(0.1)
             now = time.time()

@@ -131,7 +131,7 @@ def connection_dict(conn: Connection) -> dict:
     out["midstream"] = conn.midstream
     out["ended"] = conn.ended
     out["end_ts"] = conn.end_ts
-    out["transitions"] = len(conn.transitions) + conn.transitions_dropped
+    out["transitions"] = conn.transitions_kept + conn.transitions_dropped
     return out
 
 

@@ -128,6 +128,11 @@ class PyConnection:
         return NAMES[self.s.state]
 
     @property
+    def transitions_kept(self) -> int:
+        """How many transitions the state history holds (`transitions_dropped` more were dropped past the cap)."""
+        return len(self._log) // TRANSITION.size if self._log else 0
+
+    @property
     def transitions(self) -> list[tuple]:
         """The state history: (ts, side, from, to, dir, flags, seq, ack, len) per transition, oldest first."""
         return list(TRANSITION.iter_unpack(self._log)) if self._log else []

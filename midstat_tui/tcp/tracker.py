@@ -135,9 +135,11 @@ class Tracker:
         self._handshakes: OrderedDict[bytes, Connection] = OrderedDict()
         self.stats = TrackerStats()
         self.now = 0.0
-        # (deadline, connection id, key): an entry names its connection rather than holding it, so the entries a
-        # flood's evictions leave behind keep no connection alive; a stale one is skipped when it comes up
-        self._timers: list[tuple[float, int, bytes]] = []
+        # (deadline, key): an entry names its connection rather than holding it, so the entries a flood's
+        # evictions leave behind keep no connection alive. An entry whose time is not its connection's deadline
+        # is stale and skipped; one that names a newer connection on the same key is harmless (the deadline is
+        # computed afresh before anything ends).
+        self._timers: list[tuple[float, bytes]] = []
         self._next_id = 0
         self._tw_hold = self.config.time_wait
         self._idle = self.config.idle_timeouts
@@ -220,7 +222,7 @@ class Tracker:
             self.changed(conn, changes, states_before, ts)
         if conn.deadline == math.inf:  # a new connection that its first packet did not move
             conn.deadline = self._deadline(conn)
-            heapq.heappush(self._timers, (conn.deadline, conn.id, key))
+            heapq.heappush(self._timers, (conn.deadline, key))
         if conn.suspicious_rst > suspicious_before:
             stats.suspicious_rst += 1
         if conn.odd_rst > odd_before:
@@ -333,7 +335,7 @@ class Tracker:
     def _compact_timers(self) -> None:
         """Drop the timer entries of connections that left the table or moved their deadline: under a flood,
         evictions leave one behind per new connection, long before its time comes."""
-        self._timers = [(c.deadline, c.id, key) for key, c in self.table.items() if c.deadline != math.inf]
+        self._timers = [(c.deadline, key) for key, c in self.table.items() if c.deadline != math.inf]
         heapq.heapify(self._timers)
 
     # -- ends, timers, eviction ---------------------------------------------------------------------------
@@ -346,7 +348,7 @@ class Tracker:
         deadline = self._deadline(conn)
         if deadline < conn.deadline:
             conn.deadline = deadline
-            heapq.heappush(self._timers, (deadline, conn.id, conn.key))
+            heapq.heappush(self._timers, (deadline, conn.key))
 
     def _deadline(self, conn: Connection) -> float:
         if conn.ended is not None:
@@ -371,9 +373,9 @@ class Tracker:
             self.now = now
         timers = self._timers
         while timers and timers[0][0] <= now:
-            when, conn_id, key = heapq.heappop(timers)
+            when, key = heapq.heappop(timers)
             conn = self.table.get(key)
-            if conn is None or conn.id != conn_id or when != conn.deadline:
+            if conn is None or when != conn.deadline:
                 continue  # stale entry: the connection left the table or moved its deadline
             if conn.ended is not None:
                 self._remove(conn)
@@ -381,7 +383,7 @@ class Tracker:
             deadline = self._deadline(conn)
             if deadline > now:
                 conn.deadline = deadline
-                heapq.heappush(timers, (deadline, conn.id, key))
+                heapq.heappush(timers, (deadline, key))
                 continue
             tw = conn.c.state == TIME_WAIT or conn.s.state == TIME_WAIT
             idle_side = any(side.state not in (TIME_WAIT, CLOSED) for side in (conn.c, conn.s))
@@ -405,7 +407,7 @@ class Tracker:
         if self.on_event is not None:
             self.on_event("end", conn, None, None)
         conn.deadline = self._deadline(conn)
-        heapq.heappush(self._timers, (conn.deadline, conn.id, conn.key))
+        heapq.heappush(self._timers, (conn.deadline, conn.key))
 
     def _remove(self, conn: Connection) -> None:
         key = conn.key

@@ -53,6 +53,7 @@ def state_of(conn) -> dict:
             value = getattr(side, name)
             out[f"{side_name}.{name}"] = "".join(sorted(value)) if name == "z_once" else value
     out["transitions"] = conn.transitions
+    out["transitions_kept"] = conn.transitions_kept
     out["states"] = (conn.client_state, conn.server_state)
     return out
 
