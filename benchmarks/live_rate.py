@@ -5,7 +5,8 @@
 
 Needs root and tcpreplay (Debian's package). Makes a network namespace with a veth pair, runs
 `midstat -i <one end> --cores N --summary --json` in it, and replays the synthetic capture of benchmarks/synth.py
-onto the other end with `tcpreplay --pps RATE` for --seconds. After each rate it stops midstat (SIGTERM) and reads
+onto the other end with `tcpreplay --pps RATE` for --seconds (the file looped: connections repeat, with their
+own sequence numbers, as retransmissions and new incarnations). After each rate it stops midstat (SIGTERM) and reads
 the capture counters from its summary: packets the handles received, dropped by the kernel (the capture buffer
 overflowed because midstat did not read fast enough) and by the interface, and packets midstat tracked.
 Prints one line per rate and the highest one with zero drops.
@@ -47,7 +48,7 @@ def lab_down() -> None:
 
 def one_rate(capture: Path, rate: int, seconds: float, cores: int, buffer_mib: int) -> dict:
     proc = subprocess.Popen(["ip", "netns", "exec", NS, sys.executable, "-m", "midstat_tui", "-i", "lrcap",
-                             "--cores", str(cores), "--summary", "--json", "--match", "port 1", "--user", "root",
+                             "--cores", str(cores), "--summary", "--json", "--match", "state LISTEN", "--user", "root",
                              "--buffer-size", str(buffer_mib)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stderr is not None
@@ -56,8 +57,9 @@ def one_rate(capture: Path, rate: int, seconds: float, cores: int, buffer_mib: i
         proc.kill()
         raise RuntimeError(f"midstat did not start: {line}")
     limit = int(rate * seconds)
-    replay = sh("ip", "netns", "exec", NS, "tcpreplay", "-i", "lrsend", f"--pps={rate}", f"--limit={limit}",
-                str(capture))
+    # the capture in memory (--preload-pcap) and looped (--loop=0) until --limit: --seconds at the rate asked
+    replay = sh("ip", "netns", "exec", NS, "tcpreplay", "-i", "lrsend", "--preload-pcap", "--loop=0",
+                f"--pps={rate}", f"--limit={limit}", str(capture))
     time.sleep(2.0)  # let midstat drain its buffers
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)

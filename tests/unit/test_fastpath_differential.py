@@ -1,4 +1,5 @@
-"""The struct fast path yields exactly what the dpkt path yields, for every packet it accepts.
+"""The struct fast path yields exactly what the dpkt path yields, for every packet it accepts; the compiled core's
+decoder (midstat_tui/_core.c) yields exactly what the struct fast path yields, checksum verdict included.
 
 Checked on every packet of every capture in fixtures/pcaps and ../shared/pcaps, on hypothesis-generated frames, and
 on damaged copies (bit flips, cuts) of real frames. Everything the fast path declines goes to dpkt anyway.
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from midstat_tui.decode import FrameDecoder, linktypes
 from midstat_tui.decode.fastpath import decode_ethernet
+from midstat_tui.tcp import connection
 from tests.helpers import FIXTURES, SHARED
 from tests.unit.test_decode_properties import _build, segments
 
@@ -41,6 +43,9 @@ def _ethernet_frames(tmp_dir):
 
 def _agree(ts: float, frame: bytes, checksums: bool = True) -> bool:
     fast = decode_ethernet(ts, frame, checksums)
+    if connection.COMPILED_AVAILABLE:  # the compiled packet loop's decoder and checksum: the same, field by field
+        compiled = connection._core.decode_ethernet(ts, frame, checksums)
+        assert compiled == (None if fast is None else fast.fields()), (frame.hex(), compiled, fast)
     if fast is None:
         return False
     slow = FrameDecoder(linktypes.DLT_EN10MB, checksums, fast_path=False).decode(ts, frame)
