@@ -1375,7 +1375,7 @@ static PyObject *s_table, *s_touched, *s_on_event, *s_handshakes, *s_timers, *s_
 
 #define TIMER_SLACK 4096          /* tracker.TIMER_SLACK: past it, Python compacts the timer heap */
 
-static PyObject *s_config, *s_max_conns, *s_next_id, *s_shard, *s_shard_count, *s_on_start;
+static PyObject *s_config, *s_max_conns, *s_next_id, *s_shard, *s_shard_count, *s_on_start, *s_evict_one;
 
 /* What Tracker._new needs, read from the tracker at the first new connection of a call of `run`. */
 typedef struct {
@@ -1393,9 +1393,9 @@ static int get_attr_ll(PyObject *obj, PyObject *name, long long *out) {
     return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
-/* Tracker._new for a pure SYN on a free tuple, when the table has room and the timer heap needs no compaction
- * (else Python does it, evicting or compacting first). Returns 1 with *out the new connection (borrowed from the
- * table), 0 when it is left to Python, -1 on error. */
+/* Tracker._new for a pure SYN on a free tuple: room is made first if the table is full (Tracker._evict_one);
+ * when the timer heap is due for compaction the rest is left to Python. Returns 1 with *out the new connection
+ * (borrowed from the table), 0 when it is left to Python, -1 on error. */
 static int new_connection(Fresh *f, PyObject *tracker, PyObject *table, const Frame *fr, double ts, PyObject **out) {
     if (!f->ready) {
         PyObject *config = PyObject_GetAttr(tracker, s_config);
@@ -1410,8 +1410,16 @@ static int new_connection(Fresh *f, PyObject *tracker, PyObject *table, const Fr
         f->ready = 1;
     }
     Py_ssize_t size = PyDict_GET_SIZE(table);
-    if (size >= f->max_conns)
-        return 0;
+    if (size >= f->max_conns) {
+        /* the table is full: Tracker._evict_one makes room (its policy stays in one place, in Python) */
+        PyObject *when = PyFloat_FromDouble(ts);
+        PyObject *r = when ? PyObject_CallMethodOneArg(tracker, s_evict_one, when) : NULL;
+        Py_XDECREF(when);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+        size = PyDict_GET_SIZE(table);
+    }
     PyObject *timers = PyObject_GetAttr(tracker, s_timers);
     if (timers == NULL)
         return -1;
@@ -1779,8 +1787,9 @@ PyMODINIT_FUNC PyInit__core(void) {
     Py_DECREF(heapq);
     if (heappush == NULL)
         return NULL;
-    PyObject **more[] = {&s_config, &s_max_conns, &s_next_id, &s_shard, &s_shard_count, &s_on_start};
-    const char *more_texts[] = {"config", "max_conns", "_next_id", "shard", "shard_count", "on_start"};
+    PyObject **more[] = {&s_config, &s_max_conns, &s_next_id, &s_shard, &s_shard_count, &s_on_start, &s_evict_one};
+    const char *more_texts[] = {"config", "max_conns", "_next_id", "shard", "shard_count", "on_start",
+                                "_evict_one"};
     for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
         if ((*more[i] = PyUnicode_InternFromString(more_texts[i])) == NULL)
             return NULL;
