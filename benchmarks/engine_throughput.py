@@ -4,9 +4,10 @@
     python3 benchmarks/engine_throughput.py [--runs 5] [--conns 200000]
 
 Prints, for each capture (medians over --runs): packets/s of decoding alone with dpkt only and with the struct fast
-path (dpkt for the rest), and packets/s of full tracking (decode + both state machines + every metric) with each;
-the ratios are fast over dpkt, all measured in the same run so the shared machine's noise cancels in them.
-Then the memory per tracked connection, with tracemalloc over --conns synthetic handshakes.
+path (dpkt for the rest), and packets/s of full tracking (decode + both state machines + every metric) with each on
+the pure-Python engine, then with the compiled core (midstat_tui/_core.c); the ratios are fast over dpkt and
+compiled over fast, all measured in the same run so the shared machine's noise cancels in them. Then the memory
+per tracked connection of each engine, with tracemalloc over --conns synthetic handshakes.
 Speed targets live here, not in unit tests; results and commands are recorded in benchmarks/RESULTS.md.
 """
 
@@ -57,16 +58,16 @@ def time_decode(path: str, fast_path: bool = True) -> tuple[float, int]:
     return time.perf_counter() - start, n
 
 
-def time_track(path: str, fast_path: bool = True) -> tuple[float, int]:
+def time_track(path: str, fast_path: bool = True, compiled: bool = False) -> tuple[float, int]:
     source = FileSource(path)
-    engine = Engine(source.datalink, TrackerConfig(), fast_path=fast_path)
+    engine = Engine(source.datalink, TrackerConfig(), fast_path=fast_path, compiled=compiled)
     start = time.perf_counter()
     run_file(engine, source.batches())
     return time.perf_counter() - start, engine.decode_stats.packets
 
 
-def bytes_per_connection(count: int) -> float:
-    tracker = Tracker(TrackerConfig(max_conns=count + 1))
+def bytes_per_connection(count: int, compiled: bool) -> float:
+    tracker = Tracker(TrackerConfig(max_conns=count + 1), compiled=compiled)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     ts = 1000.0
@@ -89,11 +90,11 @@ def main() -> int:
     parser.add_argument("--conns", type=int, default=200_000)
     args = parser.parse_args()
     print(f"{'capture':42} {'packets':>7} {'dpkt decode':>11} {'fast decode':>11} {'ratio':>5} "
-          f"{'track, dpkt':>11} {'track, fast':>11} {'ratio':>5}")
+          f"{'track, dpkt':>11} {'track, fast':>11} {'ratio':>5} {'compiled':>11} {'ratio':>5}")
     with tempfile.TemporaryDirectory() as tmp:
         for rel in CAPTURES:
             path = _plain_copy(SHARED / rel, tmp)
-            times: dict[str, list[float]] = {"dd": [], "fd": [], "dt": [], "ft": []}
+            times: dict[str, list[float]] = {"dd": [], "fd": [], "dt": [], "ft": [], "ct": []}
             for _ in range(args.runs):
                 t, n = time_decode(path, fast_path=False)
                 times["dd"].append(t)
@@ -103,11 +104,16 @@ def main() -> int:
                 times["dt"].append(t)
                 t, n = time_track(path)
                 times["ft"].append(t)
+                t, n = time_track(path, compiled=True)
+                times["ct"].append(t)
             m = {k: statistics.median(v) for k, v in times.items()}
             print(f"{rel:42} {n:>7} {n / m['dd']:>11,.0f} {n / m['fd']:>11,.0f} {m['dd'] / m['fd']:>5.2f} "
-                  f"{n / m['dt']:>11,.0f} {n / m['ft']:>11,.0f} {m['dt'] / m['ft']:>5.2f}")
-    per_conn = bytes_per_connection(args.conns)
-    print(f"memory: {per_conn:,.0f} bytes per tracked connection ({args.conns:,} synthetic handshakes, tracemalloc)")
+                  f"{n / m['dt']:>11,.0f} {n / m['ft']:>11,.0f} {m['dt'] / m['ft']:>5.2f} "
+                  f"{n / m['ct']:>11,.0f} {m['ft'] / m['ct']:>5.2f}")
+    for compiled in (False, True):
+        per_conn = bytes_per_connection(args.conns, compiled)
+        print(f"memory, {'compiled core' if compiled else 'pure Python'}: {per_conn:,.0f} bytes per tracked "
+              f"connection ({args.conns:,} synthetic handshakes, tracemalloc)")
     return 0
 
 

@@ -20,6 +20,7 @@ from midstat_tui.output.events import write_event
 from midstat_tui.output.plain import midstat_table, summary_table
 from midstat_tui.privileges import Target, choose_user, drop_to, preload_if_unreadable
 from midstat_tui.query import QueryError, compile_query
+from midstat_tui.tcp.connection import engine_name
 from midstat_tui.tcp.states import parse_state
 from midstat_tui.tcp.tracker import TrackerConfig
 
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default 1000000)")
     trk.add_argument("--timeout", action="append", default=[], metavar="STATE=SEC",
                      help="idle timeout of a state, e.g. ESTABLISHED=3600 or syn-sent=30 (repeatable)")
-    p.add_argument("--version", action="version", version=f"midstat {__version__}")
+    p.add_argument("--version", action="version", version=f"midstat {__version__} ({engine_name()})")
     return p
 
 

@@ -48,6 +48,32 @@ class _Checkpoint:
     blob: bytes         # the pickled engine
 
 
+class _Cursor:
+    """A source's packets one at a time, or a run of them through the engine's compiled loop."""
+
+    def __init__(self, batches: Iterator[list[Packet]]) -> None:
+        self._batches = batches
+        self._batch: list[Packet] = []
+        self._pos = 0
+
+    def __iter__(self) -> _Cursor:
+        return self
+
+    def __next__(self) -> Packet:
+        while self._pos >= len(self._batch):
+            self._batch = next(self._batches)
+            self._pos = 0
+        packet = self._batch[self._pos]
+        self._pos += 1
+        return packet
+
+    def feed_run(self, engine: Engine, limit: float) -> int:
+        """Feed what the compiled loop takes of the current batch's rest (packets before `limit`); how many."""
+        start = self._pos
+        self._pos = engine.feed_run(self._batch, start, limit)
+        return self._pos - start
+
+
 class Session:
     def __init__(self, engine: Engine, source, *, live: bool, speed: float = 1.0,
                  clock: Callable[[], float] = time.time) -> None:
@@ -192,10 +218,8 @@ class Session:
         if self.source.warning:
             self.error = self.source.warning
 
-    def _packets(self, start: int) -> Iterator[Packet]:
-        batches = self.source.batches_from(start) if start else self.source.batches(close_at_end=False)
-        for batch in batches:
-            yield from batch
+    def _packets(self, start: int) -> _Cursor:
+        return _Cursor(self.source.batches_from(start) if start else self.source.batches(close_at_end=False))
 
     def _run_file(self) -> None:
         packets = self._packets(0)
@@ -255,6 +279,8 @@ class Session:
                     continue
                 next_tick = self._feed(ts, frame, next_tick, publish=True)
                 pending = None
+                if self.speed == 0 and not stepping:  # as fast as it goes: the packets up to the next tick at once
+                    self._index += packets.feed_run(self.engine, next_tick)
 
     def _feed(self, ts: float, frame: bytes, next_tick: float | None, publish: bool) -> float:
         """One packet, after closing the one-second ticks before it. Returns the next tick."""
@@ -278,8 +304,8 @@ class Session:
         self._index += 1
         return next_tick
 
-    def _seek(self, target: float, packets: Iterator[Packet], pending: Packet | None,
-              next_tick: float | None) -> tuple[Iterator[Packet], Packet | None, float | None]:
+    def _seek(self, target: float, packets: _Cursor, pending: Packet | None,
+              next_tick: float | None) -> tuple[_Cursor, Packet | None, float | None]:
         """Move the replay to packet time `target`: forward by reading on, back from the nearest checkpoint."""
         last = self.engine.last_ts
         if last is not None and target < last and self.source.seekable:
@@ -306,6 +332,7 @@ class Session:
                 break
             next_tick = self._feed(ts, frame, next_tick, publish=False)
             pending = None
+            self._index += packets.feed_run(self.engine, min(next_tick, math.nextafter(target, math.inf)))
         self.engine.tracker.advance(target)
         self._publish(target, reset=True)
         return packets, pending, math.floor(target) + 1.0

@@ -166,4 +166,6 @@ def engine_name() -> str:
     """Which engine runs: what `midstat --version` reports."""
     if COMPILED:
         return "compiled core"
-    return "pure Python (MIDSTAT_PURE_PYTHON set)" if COMPILED_AVAILABLE else "pure Python (no compiled core built)"
+    if COMPILED_AVAILABLE:
+        return "pure-Python engine: MIDSTAT_PURE_PYTHON is set"
+    return "pure-Python engine: the compiled core was not built"

@@ -377,3 +377,15 @@ def test_sigterm_while_a_root_only_file_is_copied_for_the_user(big_capture, core
     assert doc["stats"]["packets"] < 600000
     left = subprocess.run(["pgrep", "-f", str(big)], capture_output=True, text=True).stdout.split()
     assert not left, "a worker outlived the run"
+
+
+def test_version_says_which_engine_runs():
+    import os
+    import sys
+
+    from tests.helpers import ROOT
+
+    for env, expected in (({}, "(compiled core)"), ({"MIDSTAT_PURE_PYTHON": "1"}, "MIDSTAT_PURE_PYTHON is set")):
+        proc = subprocess.run([sys.executable, "-m", "midstat_tui", "--version"], capture_output=True, text=True,
+                              cwd=ROOT, env={**os.environ, **env})
+        assert proc.returncode == 0 and expected in proc.stdout, proc.stdout
