@@ -367,7 +367,7 @@ typedef struct {
     uint16_t c_port, s_port, log_n;
     unsigned char c_addr[16], s_addr[16];
     unsigned char c_addr_len, s_addr_len;
-    char midstream, flipped;
+    char midstream, flipped, pooled;
 } ConnObject;
 
 static PyTypeObject ConnType;
@@ -624,7 +624,7 @@ static PyObject *conn_side(ConnObject *self, PyObject *index) {
 static const char *CONN_FIELDS[] = {
     "c", "s", "last", "midstream", "flipped", "ended", "end_ts", "rst_by", "syn_ts", "synack_ts", "rtt_server",
     "rtt_client", "history", "_log", "transitions_dropped", "suspicious_rst", "odd_rst", "bad_flags",
-    "bad_checksum", "deadline", NULL,
+    "bad_checksum", "deadline", "pooled", NULL,
 };
 
 static PyObject *conn_reduce(PyObject *op, PyObject *unused) {
@@ -672,7 +672,7 @@ static PyMemberDef conn_members[] = {
     CR(s_port, T_USHORT), CM(first, T_DOUBLE), CM(last, T_DOUBLE),
     CM(midstream, T_BOOL), CM(flipped, T_BOOL), CM(ended, T_OBJECT), CM(rst_by, T_OBJECT),
     CM(transitions_dropped, T_UINT), CM(suspicious_rst, T_UINT), CM(odd_rst, T_UINT),
-    CM(bad_flags, T_UINT), CM(bad_checksum, T_UINT), CM(deadline, T_DOUBLE),
+    CM(bad_flags, T_UINT), CM(bad_checksum, T_UINT), CM(deadline, T_DOUBLE), CM(pooled, T_BOOL),
     {NULL},
 };
 #undef CM
@@ -1374,12 +1374,12 @@ enum { STOP_END, STOP_SLOW, STOP_TIME, STOP_CHANGED };
 static PyObject *s_table, *s_touched, *s_on_event, *s_handshakes, *s_timers, *s_tw_hold, *s_idle;
 
 #define TIMER_SLACK 4096          /* tracker.TIMER_SLACK: past it, Python compacts the timer heap */
+#define POOL_SLACK 4096           /* tracker.POOL_SLACK: past it, Python rebuilds the handshake pool */
 
-static PyObject *s_config, *s_max_conns, *s_next_id, *s_shard, *s_shard_count, *s_on_start, *s_evict_one;
+static PyObject *s_config, *s_max_conns, *s_next_id, *s_shard, *s_shard_count, *s_evict_one, *s_append;
 
 /* What Tracker._new needs, read from the tracker at the first new connection of a call of `run`. */
 typedef struct {
-    PyObject *on_start;
     long long max_conns, next_id, shard, shard_count;
     int ready;
 } Fresh;
@@ -1404,8 +1404,7 @@ static int new_connection(Fresh *f, PyObject *tracker, PyObject *table, const Fr
         int rc = get_attr_ll(config, s_max_conns, &f->max_conns);
         Py_DECREF(config);
         if (rc < 0 || get_attr_ll(tracker, s_shard, &f->shard) < 0 ||
-            get_attr_ll(tracker, s_shard_count, &f->shard_count) < 0 ||
-            (f->on_start = PyObject_GetAttr(tracker, s_on_start)) == NULL)
+            get_attr_ll(tracker, s_shard_count, &f->shard_count) < 0)
             return -1;
         f->ready = 1;
     }
@@ -1430,6 +1429,15 @@ static int new_connection(Fresh *f, PyObject *tracker, PyObject *table, const Fr
     PyObject *handshakes = PyObject_GetAttr(tracker, s_handshakes);
     if (handshakes == NULL)
         return -1;
+    Py_ssize_t pooled = PyObject_Length(handshakes);
+    if (pooled < 0) {
+        Py_DECREF(handshakes);
+        return -1;
+    }
+    if (pooled > 2 * (size + 1) + POOL_SLACK) {
+        Py_DECREF(handshakes);
+        return 0;
+    }
     long long next_id;
     if (get_attr_ll(tracker, s_next_id, &next_id) < 0) {
         Py_DECREF(handshakes);
@@ -1461,15 +1469,13 @@ static int new_connection(Fresh *f, PyObject *tracker, PyObject *table, const Fr
     conn->s_port = fr->dport;
     conn->first = conn->last = ts;
     conn->deadline = INFINITY;    /* scheduled once its first packet is applied */
-    if (PyDict_SetItem(table, fr->key, (PyObject *)conn) < 0 ||
-        PyObject_SetItem(handshakes, fr->key, (PyObject *)conn) < 0)
+    if (PyDict_SetItem(table, fr->key, (PyObject *)conn) < 0)
         goto done;
-    if (f->on_start != Py_None) {
-        PyObject *r = PyObject_CallOneArg(f->on_start, (PyObject *)conn);
-        if (r == NULL)
-            goto done;
-        Py_DECREF(r);
-    }
+    PyObject *appended = PyObject_CallMethodOneArg(handshakes, s_append, fr->key);
+    if (appended == NULL)
+        goto done;
+    Py_DECREF(appended);
+    conn->pooled = 1;
     *out = (PyObject *)conn;      /* the table holds it */
     rc = 1;
 done:
@@ -1484,7 +1490,7 @@ static PyObject *heappush;        /* _heapq.heappush */
 
 /* What Tracker._after_change needs, read from the tracker once per call of `run`. */
 typedef struct {
-    PyObject *handshakes, *timers, *idle_dict;
+    PyObject *timers, *idle_dict;
     double tw_hold;
     double idle[N_STATES];
     int idle_ready;
@@ -1525,13 +1531,8 @@ static int after_change(Timers *t, ConnObject *conn) {
         return 1;
     if (!t->idle_ready && load_idle(t) < 0)
         return -1;
-    if (!in_handshake(c) && !in_handshake(s)) {
-        PyObject *pooled = PyDict_GetItemWithError(t->handshakes, conn->key);
-        if (pooled == NULL && PyErr_Occurred())
-            return -1;
-        if (pooled == (PyObject *)conn && PyObject_DelItem(t->handshakes, conn->key) < 0)
-            return -1;
-    }
+    if (conn->pooled && !in_handshake(c) && !in_handshake(s))
+        conn->pooled = 0;  /* out of the handshake pool (its key there is skipped when it comes up) */
     double a = side_done(t, conn, conn->c), b = side_done(t, conn, conn->s);
     double deadline = a > b ? a : b;
     if (deadline < conn->deadline) {
@@ -1567,7 +1568,7 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!ndOp", &PyList_Type, &batch, &start, &limit, &tracker, &verify))
         return NULL;
     PyObject *table = NULL, *touched = NULL, *on_event = NULL, *tw = NULL, *result = NULL;
-    Timers timers = {NULL, NULL, NULL, 0.0, {0}, 0};
+    Timers timers = {NULL, NULL, 0.0, {0}, 0};
     if ((table = PyObject_GetAttr(tracker, s_table)) == NULL || (touched = PyObject_GetAttr(tracker, s_touched)) == NULL
         || (on_event = PyObject_GetAttr(tracker, s_on_event)) == NULL)
         goto out;
@@ -1577,13 +1578,12 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
     }
     int events = on_event != Py_None;
     if (!events) {
-        if ((timers.handshakes = PyObject_GetAttr(tracker, s_handshakes)) == NULL ||
-            (timers.timers = PyObject_GetAttr(tracker, s_timers)) == NULL ||
+        if ((timers.timers = PyObject_GetAttr(tracker, s_timers)) == NULL ||
             (timers.idle_dict = PyObject_GetAttr(tracker, s_idle)) == NULL ||
             (tw = PyObject_GetAttr(tracker, s_tw_hold)) == NULL)
             goto out;
-        if (!PyDict_Check(timers.handshakes) || !PyList_Check(timers.timers) || !PyDict_Check(timers.idle_dict)) {
-            PyErr_SetString(PyExc_TypeError, "tracker's pools and timers are not what the compiled core expects");
+        if (!PyList_Check(timers.timers) || !PyDict_Check(timers.idle_dict)) {
+            PyErr_SetString(PyExc_TypeError, "the tracker's timers are not what the compiled core expects");
             goto out;
         }
         timers.tw_hold = PyFloat_AsDouble(tw);
@@ -1702,10 +1702,8 @@ out:
     Py_XDECREF(touched);
     Py_XDECREF(on_event);
     Py_XDECREF(tw);
-    Py_XDECREF(timers.handshakes);
     Py_XDECREF(timers.timers);
     Py_XDECREF(timers.idle_dict);
-    Py_XDECREF(fresh.on_start);
     return result;
 }
 
@@ -1787,9 +1785,8 @@ PyMODINIT_FUNC PyInit__core(void) {
     Py_DECREF(heapq);
     if (heappush == NULL)
         return NULL;
-    PyObject **more[] = {&s_config, &s_max_conns, &s_next_id, &s_shard, &s_shard_count, &s_on_start, &s_evict_one};
-    const char *more_texts[] = {"config", "max_conns", "_next_id", "shard", "shard_count", "on_start",
-                                "_evict_one"};
+    PyObject **more[] = {&s_config, &s_max_conns, &s_next_id, &s_shard, &s_shard_count, &s_evict_one, &s_append};
+    const char *more_texts[] = {"config", "max_conns", "_next_id", "shard", "shard_count", "_evict_one", "append"};
     for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
         if ((*more[i] = PyUnicode_InternFromString(more_texts[i])) == NULL)
             return NULL;
@@ -1811,6 +1808,7 @@ PyMODINIT_FUNC PyInit__core(void) {
         PyModule_AddObjectRef(m, "Connection", (PyObject *)&ConnType) < 0 ||
         PyModule_AddIntConstant(m, "STOP_END", STOP_END) < 0 || PyModule_AddIntConstant(m, "STOP_SLOW", STOP_SLOW) < 0 ||
         PyModule_AddIntConstant(m, "STOP_TIME", STOP_TIME) < 0 || PyModule_AddIntConstant(m, "TIMER_SLACK", TIMER_SLACK) < 0 ||
+        PyModule_AddIntConstant(m, "POOL_SLACK", POOL_SLACK) < 0 ||
         PyModule_AddIntConstant(m, "STOP_CHANGED", STOP_CHANGED) < 0) {
         Py_DECREF(m);
         return NULL;

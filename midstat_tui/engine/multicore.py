@@ -18,6 +18,7 @@ import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.decode.frame import LinkTypeError
@@ -74,30 +75,31 @@ class Sink:
         """Live shards say what time it is even when quiet, so core 0 can give events out in order as they come."""
 
 
+def _conn_id(conn: Connection) -> int:
+    return conn.id
+
+
 class _Reporter:
     """What one shard reports, whatever its source: the events of the wanted connections, every connection it
-    started (for --summary), and the dict form of a connection list."""
+    started (for --summary: those still in the table and those that left it), and the dict form of a list."""
 
     def __init__(self, job: Job, sink: Sink) -> None:
         self.job = job
         self.sink = sink
         self.predicate = compile_query(job.match) if job.match else None
-        # every connection started, for --summary; one that leaves the table unwanted by --match is let go
-        self.started: dict[int, Connection] = {}
+        # for --summary, the connections that left the table (wanted by --match); the table holds the others
+        self.departed: list[Connection] = []
 
     def wanted(self, conn: Connection) -> bool:
         return self.predicate is None or self.predicate(row_of(conn))
-
-    def on_start(self, conn: Connection) -> None:
-        self.started[conn.id] = conn
 
     def on_event(self, kind: str, conn: Connection, change: tuple | None, states: tuple[int, int] | None) -> None:
         if self.wanted(conn):
             self.sink.event(event_record(kind, conn, change, states))
 
     def on_remove(self, conn: Connection) -> None:
-        if self.predicate is not None and not self.predicate(row_of(conn)):
-            self.started.pop(conn.id, None)
+        if self.wanted(conn):
+            self.departed.append(conn)
 
     def dicts(self, conns) -> list[dict]:
         return [connection_dict(c) for c in conns if self.wanted(c)]
@@ -107,15 +109,14 @@ class _Reporter:
         engine = Engine(datalink, job.config, verify_checksums=job.verify_checksums,
                         on_event=self.on_event if job.events else None, shard=shard, shard_count=count)
         if job.summary:
-            engine.tracker.on_start = self.on_start
-        if job.summary and self.predicate is not None:
             engine.tracker.on_remove = self.on_remove
         return engine
 
     def last(self, engine: Engine, end: float, warning: str | None) -> None:
         snap = engine.snapshot(end)
-        if self.job.summary:  # the summary is every connection started; the table at the end is not written
-            self.sink.last(snap.ts, snap.stats, [], self.dicts(self.started.values()), warning)
+        if self.job.summary:  # every connection started, in the order they started; not the table at the end
+            everything = sorted(chain(self.departed, filter(self.wanted, snap.connections)), key=_conn_id)
+            self.sink.last(snap.ts, snap.stats, [], [connection_dict(c) for c in everything], warning)
         else:
             self.sink.last(snap.ts, snap.stats, self.dicts(snap.connections), [], warning)
 

@@ -80,7 +80,7 @@ class PyConnection:
         "c", "s", "first", "last", "midstream", "flipped", "ended", "end_ts",
         "rst_by", "syn_ts", "synack_ts", "rtt_server", "rtt_client",
         "history", "_log", "transitions_dropped", "suspicious_rst", "odd_rst", "bad_flags", "bad_checksum",
-        "deadline",
+        "deadline", "pooled",
     )
 
     def __init__(self, conn_id: int, shard: int, key: bytes, vlan: tuple[int, ...],
@@ -114,6 +114,7 @@ class PyConnection:
         self.bad_flags = 0        # segments with a flag combination no stack sends (tracker.bogus_flags)
         self.bad_checksum = 0
         self.deadline = 0.0                 # when the timer wheel should look at this connection next
+        self.pooled = False                 # in the tracker's pool of incomplete handshakes (evicted first)
 
     # -- views --------------------------------------------------------------------------------------------------
     def side(self, index: int) -> PySide:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
@@ -28,6 +28,7 @@ from midstat_tui.tcp.states import (
 
 END_REASONS = ("closed", "reset", "time_wait_expired", "idle_timeout", "port_reuse", "evicted", "bad_flags")
 TIMER_SLACK = 4096  # stale timer entries tolerated beyond half the table's size before the heap is rebuilt
+POOL_SLACK = 4096  # stale handshake-pool entries tolerated beyond the table's size before the pool is rebuilt
 EVICTION_SAMPLE = 64  # when only established connections are left: how many of the oldest are looked at
 # A repeat of the ended connection's own SYN (same ISN) this soon after a RST or ICMP error ended it was in
 # flight while the abort travelled the other way: it is counted on the ended connection, not a new attempt.
@@ -125,14 +126,17 @@ class Tracker:
         self.shard = shard
         self.shard_count = shard_count
         self.on_event = on_event
-        self.on_start: Callable[[Connection], None] | None = None  # a connection entered the table
         self.on_remove: Callable[[Connection], None] | None = None  # a connection left the table for good
         self.table: dict[bytes, Connection] = {}
         # the eviction order's first two classes, oldest first: ended connections still lingering, then live ones
         # whose handshake is not complete on both sides (SYN floods and scans live here; conntrack's non-assured).
         # OrderedDicts: a plain dict emptied from the front makes finding its first entry ever slower.
         self._ended: OrderedDict[bytes, Connection] = OrderedDict()
-        self._handshakes: OrderedDict[bytes, Connection] = OrderedDict()
+        # The handshake pool is the keys of such connections in the order they started, and `conn.pooled` says
+        # whether a connection still belongs there: leaving the pool is clearing the flag (8 bytes an entry, not
+        # an ordered dictionary's hundred: under a SYN flood every entry of a full table is one). Stale keys are
+        # skipped when they come up and dropped when the pool is rebuilt.
+        self._handshakes: deque[bytes] = deque()
         self.stats = TrackerStats()
         self.now = 0.0
         # (deadline, key): an entry names its connection rather than holding it, so the entries a flood's
@@ -319,15 +323,17 @@ class Tracker:
             conn.history = "^"
         self.table[key] = conn
         if _in_handshake(conn):
-            self._handshakes[key] = conn
+            handshakes = self._handshakes
+            if len(handshakes) > 2 * len(self.table) + POOL_SLACK:
+                self._handshakes = handshakes = deque(k for k in handshakes if self._pooled(k))
+            handshakes.append(key)
+            conn.pooled = True
         stats.started += 1
         # no timer entry yet: its first packet decides its deadline (`segment` schedules it once applied)
         conn.deadline = math.inf
         table_size = len(self.table)
         if len(self._timers) > table_size + (table_size >> 1) + TIMER_SLACK:
             self._compact_timers()
-        if self.on_start is not None:
-            self.on_start(conn)
         if self.on_event is not None:
             self.on_event("start", conn, None, None)
         return conn
@@ -335,7 +341,11 @@ class Tracker:
     def _compact_timers(self) -> None:
         """Drop the timer entries of connections that left the table or moved their deadline: under a flood,
         evictions leave one behind per new connection, long before its time comes."""
-        self._timers = [(c.deadline, key) for key, c in self.table.items() if c.deadline != math.inf]
+        # the entries that are their connection's own are kept as they are (no new tuples: under a flood this runs
+        # at a million connections, and a fresh list of fresh entries would double the heap's memory for a moment)
+        table = self.table
+        self._timers = [entry for entry in self._timers
+                        if (conn := table.get(entry[1])) is not None and conn.deadline == entry[0]]
         heapq.heapify(self._timers)
 
     # -- ends, timers, eviction ---------------------------------------------------------------------------
@@ -343,8 +353,8 @@ class Tracker:
         c, s = conn.c.state, conn.s.state
         if c == CLOSED and s == CLOSED:
             self._end(conn, "reset" if conn.rst_by else "closed", ts)
-        elif self._handshakes.get(conn.key) is conn and not _in_handshake(conn):
-            del self._handshakes[conn.key]
+        elif conn.pooled and not _in_handshake(conn):
+            conn.pooled = False
         deadline = self._deadline(conn)
         if deadline < conn.deadline:
             conn.deadline = deadline
@@ -394,8 +404,7 @@ class Tracker:
             return
         conn.ended = reason
         conn.end_ts = ts
-        if self._handshakes.get(conn.key) is conn:
-            del self._handshakes[conn.key]
+        conn.pooled = False
         self._ended[conn.key] = conn
         stats = self.stats
         stats.ended += 1
@@ -411,9 +420,9 @@ class Tracker:
 
     def _remove(self, conn: Connection) -> None:
         key = conn.key
-        for pool in (self._ended, self._handshakes):
-            if pool.get(key) is conn:
-                del pool[key]
+        if self._ended.get(key) is conn:
+            del self._ended[key]
+        conn.pooled = False
         if self.table.get(key) is conn:
             del self.table[key]
             if self.on_remove is not None:
@@ -423,16 +432,25 @@ class Tracker:
                 self.removed.append(conn.id)  # type: ignore[union-attr]
         conn.deadline = -1.0  # invalidates its timer entries
 
+    def _pooled(self, key: bytes) -> bool:
+        """Is the connection on this key one of the handshake pool's?"""
+        conn = self.table.get(key)
+        return conn is not None and conn.pooled
+
     def _evict_one(self, ts: float) -> None:
         """Make room: the oldest ended connection, else the oldest incomplete handshake, else the longest idle
         among the oldest entries. An established connection goes only when nothing else is left."""
         best = None
-        for pool in (self._ended, self._handshakes):
-            if pool:
-                best = next(iter(pool.values()))
-                break
+        if self._ended:
+            best = next(iter(self._ended.values()))
         else:
-            best = min(islice(self.table.values(), EVICTION_SAMPLE), key=_last_seen, default=None)
+            handshakes = self._handshakes
+            while handshakes and not self._pooled(handshakes[0]):
+                handshakes.popleft()
+            if handshakes:
+                best = self.table[handshakes.popleft()]
+            else:
+                best = min(islice(self.table.values(), EVICTION_SAMPLE), key=_last_seen, default=None)
         if best is None:
             return
         if best.ended is None:

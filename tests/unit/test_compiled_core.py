@@ -39,6 +39,7 @@ def test_the_compiled_core_is_built():
     """pip builds it wherever there is a C compiler (CI has one); without it midstat runs, slower."""
     assert connection.COMPILED_AVAILABLE, "midstat_tui/_core.c was not built: run `pip install -e .`"
     assert tracker.TIMER_SLACK == connection._core.TIMER_SLACK
+    assert tracker.POOL_SLACK == connection._core.POOL_SLACK
 
 
 def state_of(conn) -> dict:
