@@ -10,7 +10,8 @@ One input is a short packet sequence on one link type: byte 0 picks the link typ
 a frame. Seeds are runs of up to 8 consecutive packets of every capture in fixtures/pcaps/ and ../shared/pcaps/, so
 handshakes and closes are in the corpus for the tracker to chew on. `check_input` is the property, shared with
 tests/unit/test_fuzz.py: decoding never raises, every frame is a segment, an ICMP error or a known reject reason, and
-the tracker takes every segment without an exception, keeps its books and its table bound.
+the tracker takes every segment without an exception, keeps its books and its table bound; and the compiled core's
+packet loop leaves the same table and counters as the pure-Python engine.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ sys.path.insert(0, str(ROOT))
 from midstat_tui.capture.files import FileSource  # noqa: E402
 from midstat_tui.decode import FrameDecoder, IcmpError, LinkTypeError, Segment, linktypes  # noqa: E402
 from midstat_tui.decode.frame import REJECT_REASONS  # noqa: E402
+from midstat_tui.engine.pipeline import Engine  # noqa: E402
 from midstat_tui.errors import MidstatError  # noqa: E402
+from midstat_tui.tcp.connection import COMPILED_AVAILABLE  # noqa: E402
 from midstat_tui.tcp.states import CLOSED, TIME_WAIT  # noqa: E402
 from midstat_tui.tcp.tracker import END_REASONS, Tracker, TrackerConfig  # noqa: E402
 
@@ -90,6 +93,22 @@ def check_input(data: bytes) -> None:
             assert conn.c.packets + conn.s.packets > 0
     tracker.advance(1e12)  # every timer fires: the table empties
     assert not tracker.table
+    if COMPILED_AVAILABLE:
+        check_compiled_loop(dlt, frames)
+
+
+def check_compiled_loop(dlt: int, frames: list[bytes]) -> None:
+    """The compiled core's packet loop and the pure-Python engine leave the same table and counters."""
+    batch = [(1000.0 + i * 0.25, frame) for i, frame in enumerate(frames)]
+    seen = []
+    for compiled in (True, False):
+        engine = Engine(dlt, TrackerConfig(max_conns=TABLE_BOUND), compiled=compiled)
+        engine.feed_batch(batch)
+        engine.tracker.advance(1000.0 + len(frames) * 0.25 + 30.0)
+        seen.append((engine.stats(), sorted(
+            (key, c.id, c.client_state, c.server_state, c.c.packets, c.s.packets, c.c.ip_bytes, c.s.ip_bytes,
+             c.history, c.transitions, c.ended) for key, c in engine.tracker.table.items())))
+    assert seen[0] == seen[1], "the compiled core and the pure-Python engine disagree"
 
 
 def captures() -> list[Path]:
