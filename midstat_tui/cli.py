@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import signal
 import sys
@@ -13,7 +12,15 @@ from typing import TextIO
 from midstat_tui import __version__
 from midstat_tui.decode.frame import FrameDecoder, LinkTypeError
 from midstat_tui.decode.linktypes import link_type_name
-from midstat_tui.engine.multicore import Job, Sink, halt_on_signals, run_live_shard, run_shard, run_sharded
+from midstat_tui.engine.multicore import (
+    Job,
+    SignalFlag,
+    Sink,
+    run_live_shard,
+    run_shard,
+    run_sharded,
+    set_on_signals,
+)
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.errors import MidstatError
 from midstat_tui.output.events import write_event
@@ -237,8 +244,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     # Ctrl-C / SIGTERM, even while a root-only file is being copied for the user: reading stops at the next batch
     # and what was read is reported (on several cores, by every shard, merged)
-    halt = multiprocessing.get_context("fork").RawValue("b", 0)
-    halt_on_signals(halt)
+    halt = SignalFlag()
+    set_on_signals(halt)
     try:
         try:
             if cores > 1:
@@ -272,13 +279,8 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
         FrameDecoder(datalink)
     except LinkTypeError as exc:
         raise MidstatError(f"{args.interface}: {exc}") from None
-    stop = multiprocessing.get_context("fork").Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = SignalFlag()
+    set_on_signals(stop)
     job = Job("", args.filter, config, verify_checksums=not args.no_checksum, match=args.match,
               events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
               interface=args.interface, snaplen=args.snaplen, promisc=not args.no_promisc, buffer_mib=args.buffer_size,

@@ -160,9 +160,10 @@ def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, fanout_gr
     report.last(engine, end, source.warning)
 
 
-def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource | None = None, halt=None) -> None:
-    """One shard's whole run (in this process); `source` if the caller opened the file already. Once `halt.value`
-    is set (Ctrl-C, SIGTERM), it stops reading and reports what it has, as if the capture ended there."""
+def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource | None = None,
+              halt: SignalFlag | None = None) -> None:
+    """One shard's whole run (in this process); `source` if the caller opened the file already. Once `halt` is set
+    (Ctrl-C, SIGTERM), it stops reading and reports what it has, as if the capture ended there."""
     if source is None:
         share = share_filter(shard, count, vlan=job.datalink == 1) if count > 1 else None
         bpf = " and ".join(f"({part})" for part in (job.bpf, share) if part) or None
@@ -221,20 +222,34 @@ class _PipeSink(Sink):
         self.pipe.send(("last", float("inf"), (ts, stats, conns, everything, warning)))
 
 
-def halt_on_signals(halt) -> None:
-    """Ctrl-C and SIGTERM set `halt.value` (a RawValue: setting it takes no lock, safe in a handler); whoever
-    reads files looks at it between batches, stops, and reports what it has."""
+class SignalFlag:
+    """An on/off flag, shared with forked workers, that a signal handler may set: one byte of shared memory and no
+    lock. (A multiprocessing Event takes a lock in set() and is_set(): a handler interrupting is_set() on the same
+    thread would wait for itself forever.)"""
+
+    def __init__(self) -> None:
+        self._byte = multiprocessing.get_context("fork").RawValue("b", 0)
+
+    def set(self) -> None:
+        self._byte.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._byte.value)
+
+
+def set_on_signals(flag: SignalFlag) -> None:
+    """Ctrl-C and SIGTERM set `flag`: whoever reads packets looks at it between batches, stops, and reports."""
 
     def on_signal(signum: int, frame: object) -> None:
-        halt.value = 1
+        flag.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
 
-def _worker(job: Job, shard: int, count: int, pipe, replies, stop, fanout_group: int, halt) -> None:
+def _worker(job: Job, shard: int, count: int, pipe, replies, stop, fanout_group: int, halt: SignalFlag) -> None:
     if job.interface is None:  # a file's shard stops reading on SIGINT (the terminal's) and reports what it has
-        halt_on_signals(halt)
+        set_on_signals(halt)
     try:
         if job.interface is not None:
             run_live_shard(job, shard, count, _PipeSink(pipe, replies), stop, fanout_group)
@@ -293,11 +308,11 @@ def first_timestamp(path: str) -> float | None:
         source.close()
 
 
-def run_sharded(job: Job, count: int, sink: Sink, stop=None, on_ready=None, halt=None) -> None:
+def run_sharded(job: Job, count: int, sink: Sink, stop: SignalFlag | None = None, on_ready=None,
+                halt: SignalFlag | None = None) -> None:
     """Run `count` shard workers and hand `sink` their merged reports, as if one engine had made them.
-    Live, `stop` (a multiprocessing Event) ends the capture, and `on_ready` runs once every shard's handle is open.
-    Files: Ctrl-C or SIGTERM set `halt` (a shared RawValue, made here unless given): every shard stops reading and
-    reports what it has, and the merge goes on."""
+    Live, `stop` ends the capture, and `on_ready` runs once every shard's handle is open. Files: Ctrl-C or SIGTERM
+    set `halt` (made here unless given): every shard stops reading and reports what it has; the merge goes on."""
     import os
 
     if job.until_offset is not None:  # an offset from the first packet of the file, not of each shard's share
@@ -306,9 +321,9 @@ def run_sharded(job: Job, count: int, sink: Sink, stop=None, on_ready=None, halt
         job.until_offset = None
     ctx = multiprocessing.get_context("fork")
     if stop is None:
-        stop = ctx.Event()
+        stop = SignalFlag()
     if halt is None:
-        halt = ctx.RawValue("b", 0)
+        halt = SignalFlag()
     fanout_group = os.getpid() & 0xFFFF
     workers = []
     for shard in range(count):
@@ -325,7 +340,7 @@ def run_sharded(job: Job, count: int, sink: Sink, stop=None, on_ready=None, halt
     handlers = {}
     if job.interface is None and threading.current_thread() is threading.main_thread():
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        halt_on_signals(halt)
+        set_on_signals(halt)
     try:
         if job.interface is not None:
             for shard, (pipe, process, _) in enumerate(workers):

@@ -168,14 +168,14 @@ def run_file(engine: Engine, batches: Iterable[list[tuple[float, bytes]]],
              until_offset: float | None = None, halt=None) -> Snapshot:
     """Feed a capture through the engine on packet time. Returns the last snapshot (at `until`, if given).
 
-    `halt`: anything with a `value` that a signal handler sets (a multiprocessing RawValue: no lock to take in
-    the handler); once true, reading stops at the next batch and the capture counts as ending there."""
+    `halt`: anything with is_set() (a signal handler sets it); once set, reading stops at the next batch and the
+    capture counts as ending there."""
     tracker = engine.tracker
     next_tick: float | None = None
     stop_at = until
     stop_limit = math.inf  # the first packet time past stop_at
     for batch in batches:
-        if halt is not None and halt.value:
+        if halt is not None and halt.is_set():
             break
         index = 0
         size = len(batch)

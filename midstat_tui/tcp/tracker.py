@@ -130,12 +130,12 @@ class Tracker:
         self.table: dict[bytes, Connection] = {}
         # the eviction order's first two classes, oldest first: ended connections still lingering, then live ones
         # whose handshake is not complete on both sides (SYN floods and scans live here; conntrack's non-assured).
-        # OrderedDicts: a plain dict emptied from the front makes finding its first entry ever slower.
-        self._ended: OrderedDict[bytes, Connection] = OrderedDict()
-        # The handshake pool is the keys of such connections in the order they started, and `conn.pooled` says
-        # whether a connection still belongs there: leaving the pool is clearing the flag (8 bytes an entry, not
-        # an ordered dictionary's hundred: under a SYN flood every entry of a full table is one). Stale keys are
+        # The ended ones: an OrderedDict (a plain dict emptied from the front makes finding its first entry ever
+        # slower). The handshake pool: the keys of its connections in the order they started, `conn.pooled` saying
+        # whether a connection still belongs there, so that leaving it is clearing a flag (8 bytes an entry, not an
+        # ordered dictionary's hundred: under a SYN flood every entry of a full table is one). Stale keys are
         # skipped when they come up and dropped when the pool is rebuilt.
+        self._ended: OrderedDict[bytes, Connection] = OrderedDict()
         self._handshakes: deque[bytes] = deque()
         self.stats = TrackerStats()
         self.now = 0.0
