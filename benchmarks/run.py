@@ -74,21 +74,22 @@ def main() -> int:
         tools["tshark -z conv,tcp"] = (["tshark", "-q", "-n", "-z", "conv,tcp", "-r", str(path)], None)
     walls: dict[str, list[float]] = {name: [] for name in tools}
     rsss: dict[str, list[int]] = {name: [] for name in tools}
-    conns = 0
+    conns = packets = 0
     for _ in range(args.runs):  # round-robin, so that a noisy moment hits every tool alike
         for name, (cmd, env) in tools.items():
             wall, rss, out = peak_rss_kb(cmd, env)
             walls[name].append(wall)
             rsss[name].append(rss)
             if name == "midstat, 1 core":
-                conns = len(json.loads(out)["connections"])
+                doc = json.loads(out)
+                conns, packets = len(doc["connections"]), doc["stats"]["packets"]
     results = {name: (statistics.median(walls[name]), max(rsss[name])) for name in tools}
     base = results["midstat, 1 core"][0]
-    print(f"capture: {path.name} ({args.packets:,} packets, {conns:,} connections); medians of {args.runs} runs")
+    print(f"capture: {path.name} ({packets:,} packets, {conns:,} connections); medians of {args.runs} runs")
     print(f"{'tool':38} {'seconds':>8} {'packets/s':>11} {'conns/s':>9} {'peak RSS MB*':>12} "
           f"{'time / midstat 1 core':>22}")
     for name, (wall, rss) in results.items():
-        print(f"{name:38} {wall:>8.2f} {args.packets / wall:>11,.0f} {conns / wall:>9,.0f} {rss / 1024:>12.0f} "
+        print(f"{name:38} {wall:>8.2f} {packets / wall:>11,.0f} {conns / wall:>9,.0f} {rss / 1024:>12.0f} "
               f"{wall / base:>22.2f}")
     print("* peak RSS: the largest single process (GNU time's maximum resident set size)")
     print("'no output': --match selecting no connection, so the figure is the tracking, not the JSON of every one")

@@ -1520,7 +1520,7 @@ static double side_done(Timers *t, ConnObject *conn, SideObject *side) {
         return (isnan(side->tw_since) || side->tw_since == 0.0 ? conn->last : side->tw_since) + t->tw_hold;
     if (side->state == CLOSED)
         return 0.0;
-    return conn->last + (side->state >= 0 && side->state < N_STATES ? t->idle[side->state] : 0.0);
+    return conn->last + (side->state < N_STATES ? t->idle[side->state] : 0.0);
 }
 
 /* Tracker._after_change for a connection its packet did not end: leave the handshake pool once both sides are
