@@ -1524,8 +1524,10 @@ static double side_done(Timers *t, ConnObject *conn, SideObject *side) {
 }
 
 /* Tracker._after_change for a connection its packet did not end: leave the handshake pool once both sides are
- * past it, and bring the timer forward. Returns 1 when the connection ended (Python's business), 0, or -1. */
-static int after_change(Timers *t, ConnObject *conn) {
+ * past it, and bring the timer forward; a deadline before `*limit` becomes the limit, so that it fires before the
+ * first packet at or after it (as it would in Python: `segment` runs the timers due first). Returns 1 when the
+ * connection ended (Python's business), 0, or -1. */
+static int after_change(Timers *t, ConnObject *conn, double *limit) {
     int c = conn->c->state, s = conn->s->state;
     if (c == CLOSED && s == CLOSED)
         return 1;
@@ -1537,6 +1539,8 @@ static int after_change(Timers *t, ConnObject *conn) {
     double deadline = a > b ? a : b;
     if (deadline < conn->deadline) {
         conn->deadline = deadline;
+        if (deadline < *limit)
+            *limit = deadline;
         PyObject *entry = Py_BuildValue("(dO)", deadline, conn->key);
         if (entry == NULL)
             return -1;
@@ -1672,7 +1676,7 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
             goto out;
         }
         if (moves != NULL && !events) {
-            int rc = after_change(&timers, conn);
+            int rc = after_change(&timers, conn, &limit);
             if (rc < 0) {
                 Py_DECREF(moves);
                 goto out;

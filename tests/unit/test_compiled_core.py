@@ -23,6 +23,7 @@ from midstat_tui.decode import linktypes
 from midstat_tui.engine.pipeline import Engine, run_file
 from midstat_tui.tcp import connection, tracker
 from midstat_tui.tcp.connection import PyConnection, PySide
+from midstat_tui.tcp.states import ESTABLISHED
 from midstat_tui.tcp.tracker import TrackerConfig
 from tests.helpers import FIXTURES, ROOT, SHARED
 
@@ -204,3 +205,24 @@ def test_mutated_packet_sequences_give_the_same_connections(seed, flips, max_con
                 frame[(where >> 4) % len(frame)] ^= value
                 frames[where % len(frames)] = bytes(frame)
     assert _feed(frames, dlt, True, max_conns) == _feed(frames, dlt, False, max_conns)
+
+
+@pytest.mark.parametrize("name", ["close_client_first", "close_server_first", "simultaneous_close", "half_close",
+                                  "reset_by_client", "lossy_transfer"])
+def test_a_deadline_set_inside_a_batch_fires_before_the_batch_goes_on(name):
+    """One batch, a packet every 0.7 s, ESTABLISHED's timeout long and every other one 0.5 s: once a connection
+    starts closing, its deadline is earlier than any timer pending when the batch started, and its next packet
+    comes after it. The deadline must fire before that packet, as it does in the Python engine."""
+    source = FileSource(str(FIXTURES / f"{name}.pcap"))
+    frames = [frame for batch in source.batches() for _, frame in batch]
+    batch = [(1000.0 + i * 0.7, frame) for i, frame in enumerate(frames)]
+    timeouts = dict.fromkeys(range(11), 0.5)
+    timeouts[ESTABLISHED] = 100.0
+    config = TrackerConfig(time_wait=0.5, linger=100.0, idle_timeouts=timeouts)
+    seen = []
+    for compiled in (True, False):
+        engine = Engine(source.datalink, config, compiled=compiled)
+        engine.feed_batch(batch)
+        seen.append((engine.stats(), {key: state_of(conn) for key, conn in engine.tracker.table.items()}))
+    assert seen[0] == seen[1]
+    assert {"idle_timeout", "time_wait_expired"} & set(seen[1][0]["end_reasons"])  # the case did come up
