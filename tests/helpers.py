@@ -73,3 +73,14 @@ def apply_pulled(rows: dict, pulled) -> dict:
         else:
             rows[conn_id] = row
     return rows
+
+
+def supported_link_type(path: str | os.PathLike) -> bool:
+    """Is the capture of a link type midstat decodes?"""
+    from midstat_tui.decode import linktypes
+
+    source = FileSource(str(path))
+    try:
+        return source.datalink in linktypes.SUPPORTED
+    finally:
+        source.close()

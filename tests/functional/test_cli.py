@@ -319,34 +319,38 @@ def _read_so_far(path) -> int:
     return furthest
 
 
-@pytest.mark.parametrize("cores", ["1", "2"])
-def test_sigterm_mid_file_prints_the_summary_so_far(big_capture, cores):
-    """A long run stopped with SIGTERM (or Ctrl-C) still prints what it tracked, and exits 0: on several cores
-    core 0 asks every shard for what it has and merges that, leaving no worker behind."""
+def _sigterm_once_read(path, share: float, *options: str) -> dict:
+    """`midstat -r path --summary --json` stopped with SIGTERM once `share` of the file has been read (by any of
+    its processes, whatever the speed): exit 0, no traceback, no process left; returns the JSON it printed."""
     import signal
     import sys
     import time
 
     from tests.helpers import ROOT
 
-    big = big_capture
-    proc = subprocess.Popen([sys.executable, "-m", "midstat_tui", "-r", str(big), "--summary", "--json",
-                             "--cores", cores, "--user", "root"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=ROOT)
-    # mid-file for sure: once a tenth of the file has been read (by any process of the run), whatever the speed
+    proc = subprocess.Popen([sys.executable, "-m", "midstat_tui", "-r", str(path), "--summary", "--json", *options],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     deadline = time.monotonic() + 30
-    while _read_so_far(big) < big.stat().st_size // 10 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    while _read_so_far(path) < path.stat().st_size * share and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    doc = json.loads(out)
+    assert b"Traceback" not in err
+    left = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True).stdout.split()
+    assert not left, "a worker outlived the run"
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("cores", ["1", "2"])
+def test_sigterm_mid_file_prints_the_summary_so_far(big_capture, cores):
+    """A long run stopped with SIGTERM (or Ctrl-C) still prints what it tracked, and exits 0: on several cores
+    core 0 asks every shard for what it has and merges that, leaving no worker behind."""
+    doc = _sigterm_once_read(big_capture, 0.1, "--cores", cores, "--user", "root")  # mid-file for sure
     assert 0 < doc["stats"]["packets"] < 600000
     assert doc["connections"]
     if cores == "2":
         assert {c["shard"] for c in doc["connections"]} == {0, 1}
-    left = subprocess.run(["pgrep", "-f", str(big)], capture_output=True, text=True).stdout.split()
-    assert not left, "a worker outlived the run"
 
 
 @pytest.mark.parametrize("cores", ["1", "2"])
@@ -354,29 +358,13 @@ def test_sigterm_while_a_root_only_file_is_copied_for_the_user(big_capture, core
     """The file is in a folder only root may enter, so it is copied for the unprivileged user first (each shard
     copies its own): a SIGTERM during that copy still ends the run cleanly, with a valid (maybe empty) report,
     exit 0 and no worker left (core 0, already unprivileged, may not signal a shard that is still root)."""
-    import signal
-    import sys
-    import time
-
-    from tests.helpers import ROOT, nobody_uid
+    from tests.helpers import nobody_uid
 
     if nobody_uid() is None:
         pytest.skip("no unprivileged account to drop to")
-    big = big_capture
-    assert big.parent.stat().st_mode & 0o077 == 0  # pytest's tmp folders: root only
-    proc = subprocess.Popen([sys.executable, "-m", "midstat_tui", "-r", str(big), "--summary", "--json",
-                             "--cores", cores], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    deadline = time.monotonic() + 30
-    while _read_so_far(big) < big.stat().st_size // 100 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    assert b"Traceback" not in err
-    doc = json.loads(out)
+    assert big_capture.parent.stat().st_mode & 0o077 == 0  # pytest's tmp folders: root only
+    doc = _sigterm_once_read(big_capture, 0.01, "--cores", cores)
     assert doc["stats"]["packets"] < 600000
-    left = subprocess.run(["pgrep", "-f", str(big)], capture_output=True, text=True).stdout.split()
-    assert not left, "a worker outlived the run"
 
 
 def test_version_says_which_engine_runs():

@@ -25,13 +25,12 @@ from midstat_tui.tcp import connection, tracker
 from midstat_tui.tcp.connection import PyConnection, PySide
 from midstat_tui.tcp.states import ESTABLISHED
 from midstat_tui.tcp.tracker import TrackerConfig
-from tests.helpers import FIXTURES, ROOT, SHARED
+from tests.helpers import FIXTURES, ROOT, SHARED, supported_link_type
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from fuzz import decode_input, seed_inputs  # noqa: E402
+from fuzz import captures, decode_input, seed_inputs  # noqa: E402
 
-CAPTURES = sorted(p for p in SHARED.rglob("*") if p.suffix in (".pcap", ".pcapng", ".gz")) + sorted(
-    FIXTURES.glob("*.pcap"))
+CAPTURES = [p for p in captures() if supported_link_type(p)]
 SIDE_FIELDS = PySide.__slots__
 CONN_FIELDS = tuple(name for name in PyConnection.__slots__ if name not in ("c", "s"))
 
@@ -58,14 +57,6 @@ def state_of(conn) -> dict:
     out["transitions_kept"] = conn.transitions_kept
     out["states"] = (conn.client_state, conn.server_state)
     return out
-
-
-def _supported(path) -> bool:
-    source = FileSource(str(path))
-    try:
-        return source.datalink in linktypes.SUPPORTED
-    finally:
-        source.close()
 
 
 def run_engine(path, compiled: bool, events: bool, config: TrackerConfig | None = None) -> dict:
@@ -100,18 +91,18 @@ def assert_same(path, events: bool, config: TrackerConfig | None = None) -> dict
     return compiled
 
 
-@pytest.mark.parametrize("path", [p for p in CAPTURES if _supported(p)], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
 def test_every_capture_gives_the_same_connections(path):
     result = assert_same(path, events=False)
     assert result["compiled_loop"] == (FileSource(str(path)).datalink == linktypes.DLT_EN10MB)
 
 
-@pytest.mark.parametrize("path", [p for p in CAPTURES if _supported(p)][::3], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CAPTURES[::3], ids=lambda p: p.name)
 def test_the_same_events_in_the_same_order(path):
     assert_same(path, events=True)
 
 
-@pytest.mark.parametrize("path", [p for p in CAPTURES if _supported(p)][1::4], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CAPTURES[1::4], ids=lambda p: p.name)
 def test_the_same_evictions_with_a_small_table(path):
     assert_same(path, events=False, config=TrackerConfig(max_conns=40))
 

@@ -9,24 +9,15 @@ import sys
 import pytest
 
 from midstat_tui.capture.files import FileSource
-from midstat_tui.decode import linktypes
 from midstat_tui.decode.frame import LinkTypeError
 from midstat_tui.engine.pipeline import Engine, run_file
-from tests.helpers import FIXTURES, ROOT, SHARED
+from tests.helpers import FIXTURES, ROOT, SHARED, supported_link_type
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from corrupt_sweep import captures, damage  # noqa: E402
 
-
-def _supported(path) -> bool:
-    source = FileSource(str(path))
-    try:
-        return source.datalink in linktypes.SUPPORTED
-    finally:
-        source.close()
-
-
-DAMAGEABLE = [p for p in captures() if _supported(p)]  # an unsupported link type's error is tested in test_cli
+# (an unsupported link type's error is tested in test_cli)
+DAMAGEABLE = [p for p in captures() if supported_link_type(p)]
 CAPTURES = sorted(p for p in SHARED.rglob("*") if p.suffix in (".pcap", ".pcapng", ".gz")) + sorted(
     FIXTURES.glob("*.pcap"))
 
