@@ -1,15 +1,15 @@
 /* midstat's compiled core: the connection records, the two endpoint state machines with Zeek's history, and the
- * per-packet loop for the common frame (Ethernet, up to two VLAN tags, IPv4 without options or IPv6 without
- * extension headers, TCP), all in C.
+ * per-packet loop for the common frame (Ethernet with up to two VLAN tags, or Linux cooked SLL/SLL2; IPv4 without
+ * options or IPv6 without extension headers; TCP), all in C.
  *
  * It is a translation of the pure-Python engine, which stays the reference: midstat_tui/tcp/machine.py (the state
- * machines), midstat_tui/tcp/zeek.py (history letters and endpoint states), midstat_tui/decode/fastpath.py (the
- * frame) and the live-connection branch of Tracker.segment (midstat_tui/tcp/tracker.py). Every rule here has its
- * explanation there; tests/unit/test_compiled_core.py checks that both engines leave every field of every
- * connection equal, packet by packet, on every capture the project has.
+ * machines), midstat_tui/tcp/zeek.py (history letters and endpoint states), midstat_tui/decode/fastpath.py and
+ * frame.py (the frame), and the live-connection and new-SYN branches of Tracker.segment (midstat_tui/tcp/
+ * tracker.py). Every rule here has its explanation there; tests/unit/test_compiled_core.py checks that both
+ * engines leave every field of every connection equal, packet by packet, on every capture the project has.
  *
- * No I/O and no clock. Anything the loop does not handle (a new connection, a SYN on a known tuple, an ended
- * connection, odd flags, a bad checksum, another frame shape, a due timer) goes back to the Python tracker.
+ * No I/O and no clock. Anything the loop does not handle (a SYN on a known tuple, an ended connection, odd flags,
+ * a bad checksum, another frame shape, a due timer, an event sink) goes back to the Python tracker.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1226,35 +1226,63 @@ typedef struct {
     PyObject *key;                /* borrowed: the flow key, while the packet is handled */
 } Frame;
 
-/* fastpath.decode_ethernet: 1 when the frame is the plain shape, 0 when it is anything else (left to dpkt). */
-static int decode_ethernet(const unsigned char *f, Py_ssize_t size, int verify, Frame *out) {
-    if (size < 54)
-        return 0;
-    unsigned etype = be16(f + 12);
-    Py_ssize_t off = 14;
+enum { DLT_EN10MB = 1, DLT_LINUX_SLL = 113, DLT_LINUX_SLL2 = 276 };
+
+/* 1 when the frame is the plain shape, 0 when it is anything else (left to the Python decoder). Ethernet as
+ * fastpath.decode_ethernet; Linux cooked captures (SLL, SLL2: `tcpdump -i any`) as frame.py's dpkt path reads them,
+ * the link-layer address being the header's, at most 8 bytes; the IP and TCP headers alike for all three. */
+static int decode_frame(int dlt, const unsigned char *f, Py_ssize_t size, int verify, Frame *out) {
+    unsigned etype;
+    Py_ssize_t off;
+    Seg *seg = &out->seg;
     out->n_vlan = 0;
-    if (etype == 0x8100 || etype == 0x88A8 || etype == 0x9100) {
-        unsigned tci = be16(f + 14);
-        etype = be16(f + 16);
-        off = 18;
-        if (etype == 0x8100) {
-            unsigned tci2 = be16(f + 18);
-            etype = be16(f + 20);
-            off = 22;
-            out->vlan[0] = tci & 0x0FFF;
-            out->vlan[1] = tci2 & 0x0FFF;
-            out->n_vlan = 2;
-        } else {
-            out->vlan[0] = tci & 0x0FFF;
-            out->n_vlan = 1;
-        }
-        if (etype == 0x8100 || etype == 0x88A8 || etype == 0x9100)
+    if (dlt == DLT_EN10MB) {
+        if (size < 54)
             return 0;
+        etype = be16(f + 12);
+        off = 14;
+        if (etype == 0x8100 || etype == 0x88A8 || etype == 0x9100) {
+            unsigned tci = be16(f + 14);
+            etype = be16(f + 16);
+            off = 18;
+            if (etype == 0x8100) {
+                unsigned tci2 = be16(f + 18);
+                etype = be16(f + 20);
+                off = 22;
+                out->vlan[0] = tci & 0x0FFF;
+                out->vlan[1] = tci2 & 0x0FFF;
+                out->n_vlan = 2;
+            } else {
+                out->vlan[0] = tci & 0x0FFF;
+                out->n_vlan = 1;
+            }
+            if (etype == 0x8100 || etype == 0x88A8 || etype == 0x9100)
+                return 0;
+        }
+        seg->mac = f + 6;
+        seg->mac_len = 6;
+    } else if (dlt == DLT_LINUX_SLL) {
+        /* packet type, ARPHRD type, address length, 8 address bytes, protocol */
+        if (size < 16)
+            return 0;
+        etype = be16(f + 14);
+        off = 16;
+        seg->mac = f + 6;
+        seg->mac_len = f[5] < 8 ? f[5] : 8;
+    } else if (dlt == DLT_LINUX_SLL2) {
+        /* protocol, reserved, interface index, ARPHRD type, packet type, address length, 8 address bytes */
+        if (size < 20)
+            return 0;
+        etype = be16(f);
+        off = 20;
+        seg->mac = f + 12;
+        seg->mac_len = f[11] < 8 ? f[11] : 8;
+    } else {
+        return 0;
     }
     const unsigned char *tcp;
     Py_ssize_t end;
     uint32_t hdr_len;
-    Seg *seg = &out->seg;
     uint64_t pseudo;
     if (etype == 0x0800) {
         if (size < off + 40 || f[off] != 0x45)
@@ -1306,25 +1334,23 @@ static int decode_ethernet(const unsigned char *f, Py_ssize_t size, int verify, 
     seg->flags = tcp[13];
     seg->win = be16(tcp + 14);
     seg->truncated = size < end;
-    seg->mac = f + 6;
-    seg->mac_len = 6;
     out->csum = -1;
     if (verify && !seg->truncated)
         out->csum = (pseudo + sum16_fast(tcp, end - (tcp - f))) % 0xFFFF == 0;
     return 1;
 }
 
-/* decode_ethernet(ts, frame, verify) -> the fields of fastpath.decode_ethernet's Segment, or None: what the packet
- * loop reads of a frame, for the differential test against the Python decoder. */
-static PyObject *py_decode_ethernet(PyObject *module, PyObject *args) {
+/* decode_frame(ts, frame, dlt, verify) -> the fields of the Segment the Python decoder makes, or None: what the
+ * packet loop reads of a frame, for the differential tests against the Python decoders. */
+static PyObject *py_decode_frame(PyObject *module, PyObject *args) {
     double ts;
     Py_buffer frame;
-    int verify;
-    if (!PyArg_ParseTuple(args, "dy*p", &ts, &frame, &verify))
+    int dlt, verify;
+    if (!PyArg_ParseTuple(args, "dy*ip", &ts, &frame, &dlt, &verify))
         return NULL;
     Frame fr;
     PyObject *out;
-    if (!decode_ethernet(frame.buf, frame.len, verify, &fr)) {
+    if (!decode_frame(dlt, frame.buf, frame.len, verify, &fr)) {
         out = Py_NewRef(Py_None);
     } else {
         PyObject *vlan = fr.n_vlan == 2 ? Py_BuildValue("(ii)", fr.vlan[0], fr.vlan[1])
@@ -1553,10 +1579,10 @@ static int after_change(Timers *t, ConnObject *conn, double *limit) {
     return 0;
 }
 
-/* run(batch, start, limit, tracker, verify) -> (reason, index, packets, frame_bytes, suspicious, odd, last_ts,
- *                                              conn, changes, states_before)
+/* run(batch, start, limit, tracker, verify, dlt) -> (reason, index, packets, frame_bytes, suspicious, odd, started,
+ *                                                   last_ts, conn, changes, states_before)
  *
- * Feeds batch[start:] (a list of (ts, frame) from an Ethernet capture) to the connections of the tracker's table
+ * Feeds batch[start:] (a list of (ts, frame) of link type `dlt`) to the connections of the tracker's table
  * while it can: the packet's timestamp is below `limit` (the next tick or timer), the frame is the plain shape
  * with no bad checksum, and it belongs to a live connection and is neither a SYN without ACK nor a flag
  * combination no stack sends. A packet that moves a state is finished here (handshake pool, timer) unless the
@@ -1568,8 +1594,8 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
     PyObject *batch, *tracker;
     Py_ssize_t start;
     double limit;
-    int verify;
-    if (!PyArg_ParseTuple(args, "O!ndOp", &PyList_Type, &batch, &start, &limit, &tracker, &verify))
+    int verify, dlt;
+    if (!PyArg_ParseTuple(args, "O!ndOpi", &PyList_Type, &batch, &start, &limit, &tracker, &verify, &dlt))
         return NULL;
     PyObject *table = NULL, *touched = NULL, *on_event = NULL, *tw = NULL, *result = NULL;
     Timers timers = {NULL, NULL, 0.0, {0}, 0};
@@ -1619,7 +1645,7 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
         PyObject *frame = PyTuple_GET_ITEM(item, 1);
         const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
         Py_ssize_t size = PyBytes_GET_SIZE(frame);
-        if (!decode_ethernet(f, size, verify, &fr) || fr.csum == 0) {
+        if (!decode_frame(dlt, f, size, verify, &fr) || fr.csum == 0) {
             reason = STOP_SLOW;
             break;
         }
@@ -1750,8 +1776,8 @@ done:
 }
 
 static PyMethodDef module_methods[] = {
-    {"decode_ethernet", py_decode_ethernet, METH_VARARGS,
-     "decode_ethernet(ts, frame, verify): the Segment fields the packet loop reads, or None (another shape)."},
+    {"decode_frame", py_decode_frame, METH_VARARGS,
+     "decode_frame(ts, frame, dlt, verify): the Segment fields the packet loop reads, or None (another shape)."},
     {"split", py_split, METH_VARARGS, "split(data, meta): a next_batch result as a list of (ts, frame)."},
     {"apply", py_apply, METH_VARARGS,
      "apply(conn, segment, from_client) -> transitions: both endpoint machines, the Zeek view and conn.last "

@@ -17,6 +17,9 @@ from midstat_tui.engine.views import connection_dict
 from midstat_tui.tcp.connection import Connection, _core
 from midstat_tui.tcp.tracker import EventSink, Tracker, TrackerConfig
 
+# the link types the compiled packet loop decodes (the others go through the Python decoder, packet by packet)
+_LOOP_LINKS = frozenset({linktypes.DLT_EN10MB, linktypes.DLT_LINUX_SLL, linktypes.DLT_LINUX_SLL2})
+
 
 @dataclass
 class DecodeStats:
@@ -47,8 +50,9 @@ class Engine:
                  fast_path: bool = True, compiled: bool | None = None) -> None:
         self.decoder = FrameDecoder(datalink, verify_checksums, fast_path)
         self.tracker = Tracker(config, shard=shard, shard_count=shard_count, on_event=on_event, compiled=compiled)
-        # the compiled core's packet loop takes the plain Ethernet frames of live connections; the rest is `feed`
-        self._run = _core.run if self.tracker.compiled and fast_path and datalink == linktypes.DLT_EN10MB else None
+        # the compiled core's packet loop takes the plain frames of live connections and new SYNs; the rest is `feed`
+        self._run = _core.run if self.tracker.compiled and fast_path and datalink in _LOOP_LINKS else None
+        self._dlt = datalink
         self.decode_stats = DecodeStats()
         self.capture_stats: Callable[[], dict] | None = None
         self.first_ts: float | None = None
@@ -92,7 +96,7 @@ class Engine:
         while True:
             due = tracker.next_timer()
             reason, index, packets, frame_bytes, suspicious, odd, started, last_ts, conn, changes, before = run(
-                batch, index, limit if limit < due else due, tracker, verify)
+                batch, index, limit if limit < due else due, tracker, verify, self._dlt)
             if packets:
                 stats.started += started
                 decode_stats.packets += packets

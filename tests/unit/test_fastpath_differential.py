@@ -14,7 +14,7 @@ import pcapy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from midstat_tui.decode import FrameDecoder, linktypes
+from midstat_tui.decode import FrameDecoder, Segment, linktypes
 from midstat_tui.decode.fastpath import decode_ethernet
 from midstat_tui.tcp import connection
 from tests.helpers import FIXTURES, SHARED
@@ -22,6 +22,10 @@ from tests.unit.test_decode_properties import _build, segments
 
 
 def _ethernet_frames(tmp_dir):
+    yield from _frames(tmp_dir, {linktypes.DLT_EN10MB})
+
+
+def _frames(tmp_dir, dlts: set[int]):
     paths = sorted(FIXTURES.glob("*.pcap")) + sorted(p for p in SHARED.rglob("*") if p.suffix in (".pcap", ".pcapng"))
     paths.append(SHARED / "zeek/Traces/echo-connections.pcap.gz")
     for path in paths:
@@ -31,20 +35,20 @@ def _ethernet_frames(tmp_dir):
             plain.write_bytes(gzip.decompress(path.read_bytes()))
             name = str(plain)
         reader = pcapy.open_offline(name)
-        if reader.datalink() != linktypes.DLT_EN10MB:
+        if reader.datalink() not in dlts:
             continue
         while True:
             header, frame = reader.next()
             if header is None:
                 break
             sec, usec = header.getts()
-            yield sec + usec * 1e-6, frame
+            yield (sec + usec * 1e-6, frame) if len(dlts) == 1 else (reader.datalink(), sec + usec * 1e-6, frame)
 
 
 def _agree(ts: float, frame: bytes, checksums: bool = True) -> bool:
     fast = decode_ethernet(ts, frame, checksums)
     if connection.COMPILED_AVAILABLE:  # the compiled packet loop's decoder and checksum: the same, field by field
-        compiled = connection._core.decode_ethernet(ts, frame, checksums)
+        compiled = connection._core.decode_frame(ts, frame, linktypes.DLT_EN10MB, checksums)
         assert compiled == (None if fast is None else fast.fields()), (frame.hex(), compiled, fast)
     if fast is None:
         return False
@@ -91,3 +95,44 @@ def test_generated_frames(p, checksums):
 def test_arbitrary_frames_with_plausible_headers(frame, etype, ipv):
     frame = frame[:12] + etype + ipv + frame[15:]
     _agree(2.0, frame)
+
+
+# -- Linux cooked captures (SLL, SLL2): the compiled decoder against the dpkt path --------------------------------
+
+COOKED = (linktypes.DLT_LINUX_SLL, linktypes.DLT_LINUX_SLL2)
+
+
+def _agree_cooked(dlt: int, ts: float, frame: bytes, checksums: bool = True) -> bool:
+    compiled = connection._core.decode_frame(ts, frame, dlt, checksums)
+    if compiled is None:
+        return False
+    slow = FrameDecoder(dlt, checksums).decode(ts, frame)
+    assert isinstance(slow, Segment) and compiled == slow.fields(), (dlt, frame.hex(), compiled, slow)
+    return True
+
+
+def test_every_real_cooked_packet(tmp_path):
+    total = taken = 0
+    rng = random.Random(11)
+    for dlt, ts, frame in _frames(tmp_path, set(COOKED)):
+        total += 1
+        taken += _agree_cooked(dlt, ts, frame)
+        for _ in range(3):  # damaged copies: a flipped bit in the headers, or cut short
+            copy = bytearray(frame)
+            if rng.random() < 0.5 and len(copy) > 1:
+                bit = rng.randrange(min(len(copy), 90) * 8)
+                copy[bit // 8] ^= 1 << (bit % 8)
+            else:
+                del copy[rng.randrange(len(copy)):]
+            _agree_cooked(dlt, ts, bytes(copy))
+    assert total > 700 and taken > 0.5 * total
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@given(p=segments, dlt=st.sampled_from(COOKED), checksums=st.booleans())
+def test_generated_cooked_frames(p, dlt, checksums):
+    p = dict(p, dlt=dlt, vlan=[])
+    frame, _, _, ip_len = _build(p)
+    if p["snap"] is not None:
+        frame = frame[: p["snap"] + (len(frame) - ip_len)]
+    _agree_cooked(dlt, 1.25, frame, checksums)
