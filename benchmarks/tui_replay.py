@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""How long the TUI's engine takes to replay a capture to its end at --speed 0, on one shard and on N.
+"""How long the TUI's engine takes to replay a capture to its end, at --speed 0 or a pace, on one shard and on N.
 
-    python3 benchmarks/tui_replay.py [--cores 2] [--runs 3]
+    python3 benchmarks/tui_replay.py [--cores 2] [--runs 3] [--speed 0]
 
 Times the session the TUI reads (`engine.session.Session` on one shard, `engine.shard_sessions.ShardedFileSession`
 on N) from start to the end of the 1M-packet synthetic capture of benchmarks/synth.py, pulling every 50 ms as the
@@ -47,6 +47,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--speed", type=float, default=0.0, help="0: as fast as possible; 10: ten times the pace")
     args = parser.parse_args()
     path = HERE / "data" / "synth-1000000-50000.pcap"
     if not path.exists():
@@ -55,10 +56,10 @@ def main() -> int:
 
     def one() -> Session:
         source = FileSource(str(path))
-        return Session(Engine(source.datalink), source, live=False, speed=0)
+        return Session(Engine(source.datalink), source, live=False, speed=args.speed)
 
     def many() -> ShardedFileSession:
-        return ShardedFileSession(Job(str(path), None, TrackerConfig()), args.cores, speed=0)
+        return ShardedFileSession(Job(str(path), None, TrackerConfig()), args.cores, speed=args.speed)
 
     results = {}
     for name, make in (("1 shard", one), (f"{args.cores} shards", many)):
@@ -68,6 +69,11 @@ def main() -> int:
               f"connections in the table {runs[0][2]:,}", flush=True)
     times = list(results.values())
     print(f"ratio: {times[0] / times[1]:.2f}x")
+    if args.speed > 0:
+        source = FileSource(str(path))
+        stamps = [ts for batch in source.batches() for ts, _ in batch]
+        print(f"the capture lasts {stamps[-1] - stamps[0]:.2f} s: {(stamps[-1] - stamps[0]) / args.speed:.2f} s "
+              f"at --speed {args.speed:g}")
     return 0
 
 

@@ -279,8 +279,11 @@ class Session:
                     continue
                 next_tick = self._feed(ts, frame, next_tick, publish=True)
                 pending = None
-                if self.speed == 0 and not stepping:  # as fast as it goes: the packets up to the next tick at once
-                    self._index += packets.feed_run(self.engine, next_tick)
+                if not stepping:  # the packets already due (all of them at --speed 0) up to the next tick, at once
+                    limit = next_tick
+                    if self.speed > 0 and pace is not None:
+                        limit = min(limit, pace[1] + (time.monotonic() - pace[0]) * self.speed)
+                    self._index += packets.feed_run(self.engine, limit)
 
     def _feed(self, ts: float, frame: bytes, next_tick: float | None, publish: bool) -> float:
         """One packet, after closing the one-second ticks before it. Returns the next tick."""
