@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -16,6 +15,7 @@ from midstat_tui.engine.multicore import (
     Job,
     SignalFlag,
     Sink,
+    encode_json,
     run_live_shard,
     run_shard,
     run_sharded,
@@ -173,8 +173,9 @@ class OutputWriter(Sink):
         args = self.args
         self.warning = warning
         if args.summary:
-            if args.json:
-                self._json({"stats": stats, "connections": everything})
+            if args.json:  # the connections come as (first packet, id, JSON text), encoded by the shards
+                self.out.write(f'{{"stats":{encode_json(stats)},"connections":['
+                               + ",".join(text for _, _, text in everything) + "]}\n")
             else:
                 _write_lines(self.out, summary_table(everything))
         elif args.at is not None or (not args.events and (args.plain or args.json)):
@@ -182,7 +183,7 @@ class OutputWriter(Sink):
         self.out.flush()
 
     def _json(self, doc: dict) -> None:
-        self.out.write(json.dumps(doc, separators=(",", ":")))
+        self.out.write(encode_json(doc))
         self.out.write("\n")
 
 
@@ -239,7 +240,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     cores = 1 if source.stdin else args.cores
     job = Job(args.read, args.filter, config, verify_checksums=not args.no_checksum, match=args.match, until=at_abs,
               until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
-              summary=bool(args.summary), datalink=source.datalink, user=target)
+              summary=bool(args.summary), summary_json=bool(args.summary and args.json), datalink=source.datalink,
+              user=target)
     writer = OutputWriter(args, out)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     # Ctrl-C / SIGTERM, even while a root-only file is being copied for the user: reading stops at the next batch
@@ -283,8 +285,8 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
     set_on_signals(stop)
     job = Job("", args.filter, config, verify_checksums=not args.no_checksum, match=args.match,
               events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
-              interface=args.interface, snaplen=args.snaplen, promisc=not args.no_promisc, buffer_mib=args.buffer_size,
-              user=target)
+              summary_json=bool(args.summary and args.json), interface=args.interface, snaplen=args.snaplen,
+              promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target)
     writer = OutputWriter(args, out, flush_events=True)
 
     def listening() -> None:

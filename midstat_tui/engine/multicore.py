@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import json
 import multiprocessing
 import signal
 import threading
@@ -45,6 +46,8 @@ class Job:
     events: bool = False
     snapshots: bool = False
     summary: bool = False
+    # --summary --json: each shard writes its connections' JSON text itself (in parallel); core 0 only joins them
+    summary_json: bool = False
     # live capture: the interface and its settings (then `path` is unused); the kernel splits the flows
     interface: str | None = None
     snaplen: int = 262144
@@ -77,6 +80,10 @@ class Sink:
 
 def _conn_id(conn: Connection) -> int:
     return conn.id
+
+
+# the JSON of the outputs: compact separators, made once (json.dumps with arguments builds an encoder per call)
+encode_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class _Reporter:
@@ -116,7 +123,11 @@ class _Reporter:
         snap = engine.snapshot(end)
         if self.job.summary:  # every connection started, in the order they started; not the table at the end
             everything = sorted(chain(self.departed, filter(self.wanted, snap.connections)), key=_conn_id)
-            self.sink.last(snap.ts, snap.stats, [], [connection_dict(c) for c in everything], warning)
+            if self.job.summary_json:  # (first packet, id, JSON text): sorted and joined as they are by core 0
+                records = [(c.first, c.id, encode_json(connection_dict(c))) for c in everything]
+            else:
+                records = [connection_dict(c) for c in everything]
+            self.sink.last(snap.ts, snap.stats, [], records, warning)
         else:
             self.sink.last(snap.ts, snap.stats, self.dicts(snap.connections), [], warning)
 
@@ -439,6 +450,9 @@ def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
     ts = max(p[0] for p in parts)
     stats = add_stats([p[1] for p in parts])
     conns = [c for p in parts for c in p[2]]
-    everything = sorted((c for p in parts for c in p[3]), key=lambda c: (c["first"], c["conn"]))
+    if job.summary_json:
+        everything = sorted(c for p in parts for c in p[3])  # (first packet, id, text)
+    else:
+        everything = sorted((c for p in parts for c in p[3]), key=lambda c: (c["first"], c["conn"]))
     warnings = [p[4] for p in parts if p[4]]
     sink.last(ts, stats, conns, everything, warnings[0] if warnings else None)

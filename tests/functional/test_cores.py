@@ -50,6 +50,8 @@ def test_summary_is_the_same_on_several_cores(path, cores):
     if len(many["connections"]) > 20:
         assert len(shards) == cores  # the work is actually spread
     assert len({c["conn"] for c in many["connections"]}) == len(many["connections"])  # ids stay unique
+    order = [(c["first"], c["conn"]) for c in many["connections"]]
+    assert order == sorted(order)  # merged in the order they started
 
 
 def test_events_stay_in_packet_time_order_across_shards():
