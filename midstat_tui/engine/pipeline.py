@@ -52,7 +52,6 @@ class Engine:
         self.tracker = Tracker(config, shard=shard, shard_count=shard_count, on_event=on_event, compiled=compiled)
         # the compiled core's packet loop takes the plain frames of live connections and new SYNs; the rest is `feed`
         self._run = _core.run if self.tracker.compiled and fast_path and datalink in _LOOP_LINKS else None
-        self._dlt = datalink
         self.decode_stats = DecodeStats()
         self.capture_stats: Callable[[], dict] | None = None
         self.first_ts: float | None = None
@@ -93,10 +92,11 @@ class Engine:
         decode_stats = self.decode_stats
         stats = tracker.stats
         verify = self.decoder.verify_checksums
+        dlt = self.decoder.dlt
         while True:
             due = tracker.next_timer()
             reason, index, packets, frame_bytes, suspicious, odd, started, last_ts, conn, changes, before = run(
-                batch, index, limit if limit < due else due, tracker, verify, self._dlt)
+                batch, index, limit if limit < due else due, tracker, verify, dlt)
             if packets:
                 stats.started += started
                 decode_stats.packets += packets
