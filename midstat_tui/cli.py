@@ -25,9 +25,9 @@ from midstat_tui.engine.pipeline import Engine
 from midstat_tui.errors import MidstatError
 from midstat_tui.output.events import write_event
 from midstat_tui.output.plain import midstat_table, summary_table
-from midstat_tui.privileges import Target, choose_user, drop_to, preload_if_unreadable
+from midstat_tui.privileges import Target, choose_user, drop_to, keep_imports_reachable
 from midstat_tui.query import QueryError, compile_query
-from midstat_tui.tcp.connection import engine_name
+from midstat_tui.tcp.connection import engine_name, engine_notice
 from midstat_tui.tcp.states import parse_state
 from midstat_tui.tcp.tracker import TrackerConfig
 
@@ -193,6 +193,10 @@ def _wants_snapshots(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     headless = args.plain or args.json or args.events or args.summary or args.at is not None
+    notice = engine_notice()
+    if notice:
+        err.write(f"midstat: note: {notice}\n")
+        err.flush()
     config = _tracker_config(args)
     if args.match is not None:
         try:
@@ -205,6 +209,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise MidstatError("--cores must be at least 1")
     at_abs, at_off = _parse_at(args.at) if args.at is not None else (None, None)
     target = choose_user(args.user)
+    if not headless:
+        _load_tui()
+    # before any worker is forked: every process inherits the paths that stay reachable once root is given up
+    keep_imports_reachable(target)
 
     from midstat_tui.capture.files import FileSource
     from midstat_tui.capture.live import LiveSource
@@ -215,7 +223,6 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         live = LiveSource(args.interface, args.filter, snaplen=args.snaplen, promisc=not args.no_promisc,
                           buffer_mib=args.buffer_size)
         if not headless:
-            _load_tui(target)
             if args.cores > 1:
                 live.close()  # the handle said the interface and the filter are fine; the shards open their own
                 return run_tui_sharded(args, config, target, err)
@@ -225,7 +232,6 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     source = FileSource(args.read, args.filter)  # opened here first: a bad file or filter is said once, at once
     if not headless:
-        _load_tui(target)
         if args.cores > 1 and not source.stdin:
             source.close()  # each shard opens the file itself, with the filter that keeps its share
             return run_tui_sharded(args, config, target, err, datalink=source.datalink)
@@ -309,14 +315,11 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
     return EXIT_OK
 
 
-def _load_tui(target: Target | None) -> None:
-    """Import the TUI, and when the user midstat is about to become cannot read the Python installation (an
-    interpreter under /root, pyenv's default), everything Textual could import later, while root still can."""
+def _load_tui() -> None:
+    """Import the TUI's main modules before the capture starts (what it imports later stays importable after the
+    drop: privileges.keep_imports_reachable)."""
     import midstat_tui.engine.session  # noqa: F401
     import midstat_tui.ui.app  # noqa: F401
-
-    if target is not None:
-        preload_if_unreadable(target, ["textual", "rich", "asyncio", "encodings", "concurrent", "email"])
 
 
 def run_tui_sharded(args: argparse.Namespace, config: TrackerConfig, target: Target | None, err: TextIO,

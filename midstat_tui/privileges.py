@@ -8,18 +8,14 @@ else to `nobody` when that account exists.
 
 from __future__ import annotations
 
-import importlib
 import os
-import pkgutil
 import pwd
-import sys
 from dataclasses import dataclass
 
 from midstat_tui.errors import MidstatError
+from midstat_tui.import_reach import reroute_imports
 
 DEFAULT_USER = "nobody"
-# modules never preloaded: entry points, demos, and textual._sleep, which runs a timing loop when imported
-SKIP_MODULES = frozenset({"__main__", "demo", "_sleep"})
 
 
 @dataclass(frozen=True)
@@ -51,10 +47,19 @@ def choose_user(requested: str | None, environ: dict[str, str] | None = None) ->
     return Target(pw.pw_name, pw.pw_uid, pw.pw_gid)
 
 
+def keep_imports_reachable(target: Target | None) -> None:
+    """While still root: make sure every module Python may import later can be imported as `target` (see
+    import_reach). Called once before any worker is forked; `drop_to` calls it too (a no-op the second time)."""
+    if target is not None and os.geteuid() == 0:
+        reroute_imports(target.name, target.uid, lambda: _become(target))
+
+
 def drop_to(target: Target | None) -> None:
-    """Become `target` for good (groups, gid, then uid); verify that root cannot be taken back."""
+    """Become `target` for good (groups, gid, then uid); verify that root cannot be taken back. Imports keep working
+    afterwards, whatever the install layout (keep_imports_reachable)."""
     if target is None or os.geteuid() != 0:
         return
+    keep_imports_reachable(target)
     try:
         _become(target)
     except OSError as exc:
@@ -93,24 +98,3 @@ def can_open_as(path: str, target: Target) -> bool:
         os._exit(status)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) == 0
-
-
-def preload_if_unreadable(target: Target, packages: list[str]) -> int:
-    """Import every module of `packages` now if `target` will not be able to read them later (their files sit
-    where only root may go). Returns how many modules were imported. Demo and entry-point modules are left out."""
-    first = sys.modules[packages[0]] if packages[0] in sys.modules else importlib.import_module(packages[0])
-    if first.__file__ is None or can_open_as(first.__file__, target):
-        return 0
-    count = 0
-    for name in packages:
-        package = importlib.import_module(name)
-        for info in pkgutil.walk_packages(getattr(package, "__path__", []), name + "."):
-            leaf = info.name.rsplit(".", 1)[-1]
-            if leaf in SKIP_MODULES or "win" in leaf or info.name in sys.modules:
-                continue
-            try:
-                importlib.import_module(info.name)
-                count += 1
-            except Exception:  # noqa: BLE001 - optional parts (another platform, a missing extra) are not needed
-                continue
-    return count

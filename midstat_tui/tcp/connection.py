@@ -170,3 +170,13 @@ def engine_name() -> str:
     if COMPILED_AVAILABLE:
         return "pure-Python engine: MIDSTAT_PURE_PYTHON is set"
     return "pure-Python engine: the compiled core was not built"
+
+
+def engine_notice() -> str | None:
+    """What a run says once on stderr when the compiled core could not be built (None when it runs, or when the
+    pure-Python engine was asked for)."""
+    if COMPILED_AVAILABLE:
+        return None
+    return ("the compiled core was not built, so the pure-Python engine runs (same results, about 10 times slower); "
+            "to get it, install gcc and the Python headers (Debian: apt-get install gcc python3-dev) and reinstall "
+            "midstat (README: Set-up)")

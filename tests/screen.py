@@ -1,0 +1,78 @@
+"""The real command in a real terminal, read as a person reads it: tmux runs it, `send-keys` types, `capture-pane`
+gives the screen as text. Needs tmux (CI installs it)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+
+EXIT_MARK = "MIDSTAT-EXITED="
+
+
+def available() -> str | None:
+    return None if shutil.which("tmux") else "needs tmux"
+
+
+class Screen:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.history: list[str] = []  # every screen read, for the failure message
+
+    def text(self) -> str:
+        out = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
+        screen = out.stdout
+        self.history.append(screen)
+        return screen
+
+    def keys(self, *keys: str, literal: bool = False, pause: float = 0.3) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True)
+        time.sleep(pause)
+
+    def type(self, text: str) -> None:
+        self.keys(text, literal=True)
+
+    def wait_for(self, needle: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.text()
+            if needle in screen:
+                return screen
+            assert "Traceback" not in screen, screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} not on the screen after {timeout} s:\n{screen}")
+            time.sleep(0.2)
+
+    def wait_gone(self, needle: str, timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        while needle in (screen := self.text()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} still on the screen after {timeout} s:\n{screen}")
+            time.sleep(0.2)
+        return screen
+
+    def exit_status(self, timeout: float = 20) -> int:
+        screen = self.wait_for(EXIT_MARK, timeout)
+        return int(screen.split(EXIT_MARK, 1)[1].split()[0])
+
+
+@contextlib.contextmanager
+def screen(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None, width: int = 120,
+           height: int = 36) -> Iterator[Screen]:
+    """`argv` in a new tmux session of `width` x `height`; after it ends its exit status stays on the screen."""
+    name = f"midstat-test-{os.getpid()}-{time.monotonic_ns()}"
+    environ = {**os.environ, "TERM": "xterm-256color", **(env or {})}
+    environ.pop("SUDO_USER", None)
+    environ.pop("TMUX", None)
+    command = f"{shlex.join(argv)}; echo {EXIT_MARK}$?; sleep 600"
+    setenv = [x for key, value in environ.items() if key in (env or {}) for x in ("-e", f"{key}={value}")]
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), *setenv,
+                    "-c", cwd or os.getcwd(), command], check=True, env=environ)
+    try:
+        yield Screen(name)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
