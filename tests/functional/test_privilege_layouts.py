@@ -95,8 +95,8 @@ def _pane_pid(term: tmux.Screen) -> int:
     return int(out.stdout.strip())
 
 
-def _every_screen(term: tmux.Screen, cwd: str) -> None:
-    """Open every screen and modal, as a person would, checking each one shows."""
+def _every_screen(term: tmux.Screen, cwd: str, live: bool = False) -> None:
+    """Open every screen and modal, as a person would, checking each one shows (go-to is for files)."""
     term.wait_for("10.231.1.1", timeout=30)
     term.keys("?")
     term.wait_for("midstat keys")
@@ -111,10 +111,11 @@ def _every_screen(term: tmux.Screen, cwd: str) -> None:
     term.wait_for("Columns:")
     term.keys("Escape")
     term.wait_gone("Columns:")
-    term.keys("g")
-    term.wait_for("Go to")
-    term.type("+0.5")
-    term.keys("Escape")  # cancelled: the table stays at the end of the file
+    if not live:
+        term.keys("g")
+        term.wait_for("Go to")
+        term.type("+0.5")
+        term.keys("Escape")  # cancelled: the table stays at the end of the file
     term.keys("e")
     term.wait_for("exported")
     term.keys("E")
@@ -181,4 +182,55 @@ def test_an_installation_nobody_may_not_read_is_refused_at_start_in_one_line():
         assert "help_screen.py" in screen and "--user root" in screen and "Traceback" not in screen, screen
     finally:
         shutil.rmtree(private, ignore_errors=True)
+        shutil.rmtree(cwd, ignore_errors=True)
+
+
+@pytest.fixture
+def lab():
+    from scripts.netlab import NetLab, available
+
+    if available() is not None:
+        pytest.skip(f"network lab: {available()}")
+    net = NetLab(prefix=f"msp{os.getpid() % 10000}").up()
+    yield net
+    net.down()
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+@pytest.mark.parametrize("user", [None, "root"])
+def test_every_screen_works_live_after_the_drop(lab, cores, user):
+    """Live on the router of a namespace lab, with a connection open through it the whole time."""
+    import socket
+
+    from scripts.netlab import ROUTER_CLIENT_IF, SERVER4
+
+    cwd = _writable_folder()
+    listener = lab.socket(lab.server)
+    listener.bind((SERVER4, 7100))
+    listener.listen(8)
+    options = ["--cores", str(cores), *(["--user", user] if user else [])]
+    argv = ["ip", "netns", "exec", lab.router, sys.executable, "-m", "midstat_tui", "-i", ROUTER_CLIENT_IF, *options]
+    client = server = None
+    try:
+        with tmux.screen(argv, env={"PYTHONPATH": str(ROOT)}, cwd=cwd) as term:
+            term.wait_for("live", timeout=30)
+            client = lab.socket(lab.client, socket.AF_INET)
+            client.connect((SERVER4, 7100))
+            server, _ = listener.accept()
+            client.sendall(b"x" * 1000)
+            server.recv(4096)
+            _every_screen(term, cwd, live=True)
+            pids = _midstat_pids(_pane_pid(term))
+            assert len(pids) == (1 if cores == 1 else 1 + cores), pids
+            expected = 0 if user == "root" else nobody_uid()
+            for pid in pids:
+                assert uids(pid) == [expected] * 4, (pid, uids(pid))
+            term.keys("q")
+            status = term.exit_status()
+            assert "Traceback" not in "\n".join(term.history)
+            assert status == 0, term.history[-1]
+    finally:
+        for sock in (client, server, listener):
+            if sock is not None:
+                sock.close()
         shutil.rmtree(cwd, ignore_errors=True)
