@@ -40,7 +40,10 @@ def reroute_imports(user: str, uid: int, become: Callable[[], None]) -> dict[str
     if _done_for == uid:
         return dict(_rerouted)
     roots = _import_roots()
-    blocked = [root for root, ok in zip(roots, _as_user(become, _reachable, roots), strict=True) if not ok]
+    reachable = _as_user(become, _reachable, roots)
+    if reachable is None:  # this process may not switch users at all: the drop itself will say so
+        return {}
+    blocked = [root for root, ok in zip(roots, reachable, strict=True) if not ok]
     for root in blocked:
         flags = os.O_RDONLY | (os.O_DIRECTORY if os.path.isdir(root) else 0)
         fd = os.open(root, flags)  # kept open for the life of the process (and of the workers it forks)
@@ -49,7 +52,7 @@ def reroute_imports(user: str, uid: int, become: Callable[[], None]) -> dict[str
         _rewrite_paths()
     trees = _trees_in_use()
     unreadable = _as_user(become, _first_unreadable, trees)
-    if unreadable:
+    if unreadable:  # (None: the user could not be become after all; the drop will say so)
         tree = _original_path(next((t for t in trees if _under(unreadable, t)), unreadable))
         raise MidstatError(
             f"{user} cannot read {_original_path(unreadable)}, part of the Python installation midstat runs from, "
@@ -168,8 +171,9 @@ def _raise(exc: OSError) -> None:
     raise exc
 
 
-def _as_user(become: Callable[[], None], ask: Callable, arg: list[str]):
-    """`ask(arg)` answered by a child that has become the user (its answer comes back through a pipe)."""
+def _as_user(become: Callable[[], None], ask: Callable[[list[str]], object], arg: list[str]) -> object:
+    """`ask(arg)` answered by a child that has become the user (the answer comes back pickled through a pipe);
+    None when the child could not become the user."""
     import pickle
 
     read_end, write_end = os.pipe()
@@ -178,11 +182,16 @@ def _as_user(become: Callable[[], None], ask: Callable, arg: list[str]):
         status = 1
         try:
             os.close(read_end)
-            become()
+            answer: object = None
             try:
-                answer = ask(arg)
-            except OSError as exc:
-                answer = exc.filename or str(exc) if ask is _first_unreadable else [False] * len(arg)
+                become()
+            except OSError:  # no CAP_SETUID (capabilities dropped): nothing to check
+                pass
+            else:
+                try:
+                    answer = ask(arg)
+                except OSError as exc:  # a folder that cannot be walked
+                    answer = exc.filename or str(exc)
             data = pickle.dumps(answer)
             while data:
                 data = data[os.write(write_end, data):]
@@ -190,10 +199,9 @@ def _as_user(become: Callable[[], None], ask: Callable, arg: list[str]):
         finally:
             os._exit(status)
     os.close(write_end)
-    chunks = []
     with os.fdopen(read_end, "rb") as fh:
-        chunks.append(fh.read())
+        data = fh.read()
     _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0 or not chunks[0]:
-        raise MidstatError(f"could not check what uid {os.geteuid()} can read as the user it is about to become")
-    return pickle.loads(b"".join(chunks))
+    if os.waitstatus_to_exitcode(status) != 0 or not data:
+        raise MidstatError("could not check what the user midstat is about to become can read")
+    return pickle.loads(data)

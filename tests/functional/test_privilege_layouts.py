@@ -95,6 +95,18 @@ def _pane_pid(term: tmux.Screen) -> int:
     return int(out.stdout.strip())
 
 
+def _open_filter_bar(term: tmux.Screen) -> None:
+    """`/`, until the bar shows (a key pressed while the previous screen is still closing is not for the table)."""
+    for _ in range(3):
+        term.keys("/")
+        try:
+            term.wait_for("filter: host", timeout=5)
+            return
+        except AssertionError:
+            continue
+    term.wait_for("filter: host", timeout=1)
+
+
 def _every_screen(term: tmux.Screen, cwd: str, live: bool = False) -> None:
     """Open every screen and modal, as a person would, checking each one shows (go-to is for files)."""
     term.wait_for("10.231.1.1", timeout=30)
@@ -126,7 +138,7 @@ def _every_screen(term: tmux.Screen, cwd: str, live: bool = False) -> None:
     term.wait_for("⇄")
     term.keys("Escape")
     term.wait_gone("⇄")
-    term.keys("/")
+    _open_filter_bar(term)
     term.type("dport (")
     term.keys("Enter")
     term.wait_for("filter not applied")
