@@ -8,7 +8,7 @@ prefix=${MIDSTAT_PREFIX:-/opt/midstat}
 python=/usr/bin/python3
 # python3-venv makes the environment; gcc and python3-dev compile midstat's core (without them the slower
 # pure-Python engine runs, and midstat says so)
-packages="python3-venv python3-dev gcc"
+packages="python3 python3-venv python3-dev gcc"
 extra=""
 if [ "${1:-}" = "--test" ]; then
     # the test hosts (network namespaces, veth, nft, ethtool), reference tools, a terminal for the TUI tests
