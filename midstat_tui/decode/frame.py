@@ -2,7 +2,9 @@
 
 Never raises on frame content: every frame that is not a usable TCP segment comes back as a reason, so the caller
 can count it. Reasons: `non_ip`, `non_tcp`, `fragment`, `truncated` (headers cut off by the snap length),
-`bad_ip_header`, `bad_ipv6_header`, `bad_tcp_header`, `bad_link_header`.
+`bad_ip_header`, `bad_ipv6_header`, `bad_tcp_header`, `bad_link_header`; `too_many_layers` and `too_many_headers`
+(past the bound on the work one frame may cost: `layers.py`); `undecodable` for any other exception the decoding
+raised (none is known: a new one is counted under this name rather than stopping the run).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dpkt.sll import SLL
 from dpkt.sll2 import SLL2
 from dpkt.tcp import TCP
 
-from midstat_tui.decode import linktypes
+from midstat_tui.decode import layers, linktypes
 from midstat_tui.decode.checksum import checksum_ok
 from midstat_tui.decode.fastpath import decode_ethernet
 from midstat_tui.decode.segment import IcmpError, Segment
@@ -34,7 +36,8 @@ _AF_INET6 = (10, 24, 28, 30)  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
 Result = Segment | IcmpError | str
 # Every reason a frame can be turned away for (the str results of `FrameDecoder.decode`), counted by the engine.
 REJECT_REASONS = frozenset({"non_ip", "non_tcp", "fragment", "truncated", "bad_ip_header", "bad_ipv6_header",
-                            "bad_tcp_header", "bad_link_header"})
+                            "bad_tcp_header", "bad_link_header", layers.TOO_MANY_LAYERS, layers.TOO_MANY_HEADERS,
+                            "undecodable"})
 
 
 class LinkTypeError(Exception):
@@ -54,8 +57,9 @@ class FrameDecoder:
             raise LinkTypeError(dlt)
         self.dlt = dlt
         self.verify_checksums = verify_checksums
+        self._fast = decode_ethernet if fast_path and dlt == linktypes.DLT_EN10MB else None
         if dlt == linktypes.DLT_EN10MB:
-            self._link = self._ethernet_fast if fast_path else self._ethernet
+            self._link = self._ethernet
         elif dlt == linktypes.DLT_LINUX_SLL:
             self._link = self._sll
         elif dlt == linktypes.DLT_LINUX_SLL2:
@@ -66,15 +70,23 @@ class FrameDecoder:
             self._link = self._raw
 
     def decode(self, ts: float, frame: bytes) -> Result:
+        """Never raises on a frame: whatever its bytes, a result to count."""
         try:
+            if self._fast is not None:
+                seg = self._fast(ts, frame, self.verify_checksums)
+                if seg is not None:
+                    return seg
+            too_much = layers.check(self.dlt, frame)
+            if too_much is not None:
+                return too_much
             return self._link(ts, frame)
         except (dpkt.Error, struct.error, IndexError, ValueError, TypeError, AttributeError):
             # dpkt raises these on frames too short or too odd for a header it was asked to build
             return "bad_link_header"
-
-    def _ethernet_fast(self, ts: float, frame: bytes) -> Result:
-        seg = decode_ethernet(ts, frame, self.verify_checksums)
-        return seg if seg is not None else self._ethernet(ts, frame)
+        except RecursionError:
+            return layers.TOO_MANY_LAYERS  # nesting the walk in layers.py does not know: dpkt went too deep
+        except Exception:  # noqa: BLE001 - one packet must never stop a run: counted, under its own name
+            return "undecodable"
 
     # -- link layers ------------------------------------------------------------------------------------------
     def _ethernet(self, ts: float, frame: bytes) -> Result:
