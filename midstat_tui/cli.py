@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -95,7 +96,55 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Bounds of every numeric option: (lowest, highest). Seconds stop at about 31 years; past these a value is a typo
+# (or an attack on the timers), and NaN or infinity is never a duration.
+MAX_SECONDS = 1e9
+MAX_CONNS = 1_000_000_000
+MAX_BUFFER_MIB = 2047      # libpcap takes the buffer size in bytes, as a C int
+MAX_SNAPLEN = 262144       # libpcap's largest
+CORES_PER_CPU = 4
+
+
+def max_cores() -> int:
+    """More workers than CPUs only cost memory (each one is a process with its own table and Python): allow a few
+    per CPU, for tests and for machines that will get busier, and no more."""
+    return max(8, CORES_PER_CPU * (os.cpu_count() or 1))
+
+
+def checked_number(name: str, value: float, low: float, high: float, text: str | None = None) -> float:
+    """The one gate of every numeric option: a finite number within [low, high], else a one-line error naming the
+    option and the value as given (`text`, when the option holds more than the number)."""
+    label = f"{name} {_plain(value) if text is None else text}"
+    if not math.isfinite(value):
+        raise MidstatError(f"{label}: expected a finite number")
+    if value < low:
+        raise MidstatError(f"{label}: must be at least {_plain(low)}")
+    if value > high:
+        raise MidstatError(f"{label}: must be at most {_plain(high)}")
+    return value
+
+
+def _plain(x: float) -> str:
+    return str(int(x)) if isinstance(x, int) or (math.isfinite(x) and x.is_integer() and abs(x) < 1e16) else str(x)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every numeric option, checked before anything is opened or started."""
+    checked_number("--speed", args.speed, 0, 1e6)
+    checked_number("--time-wait", args.time_wait, 0, MAX_SECONDS)
+    checked_number("--linger", args.linger, 0, MAX_SECONDS)
+    checked_number("--max-conns", args.max_conns, 1, MAX_CONNS)
+    checked_number("--snaplen", args.snaplen, 1, MAX_SNAPLEN)
+    checked_number("--buffer-size", args.buffer_size, 1, MAX_BUFFER_MIB)
+    if args.cores > max_cores():
+        raise MidstatError(f"--cores {args.cores}: at most {max_cores()} on this machine ({CORES_PER_CPU} per CPU): "
+                           "each core is a worker process with its own table, and more than the CPUs can run only "
+                           "cost memory")
+    checked_number("--cores", args.cores, 1, max_cores())
+
+
 def _tracker_config(args: argparse.Namespace) -> TrackerConfig:
+    check_options(args)
     config = TrackerConfig(time_wait=args.time_wait, linger=args.linger, max_conns=args.max_conns)
     for item in args.timeout:
         name, sep, value = item.partition("=")
@@ -106,14 +155,7 @@ def _tracker_config(args: argparse.Namespace) -> TrackerConfig:
             state = parse_state(name)
         except ValueError:
             raise MidstatError(f"--timeout {item!r}: expected STATE=SECONDS, e.g. ESTABLISHED=3600") from None
-        config.idle_timeouts[state] = seconds
-    if args.speed < 0:
-        raise MidstatError("--speed must not be negative (0 plays as fast as possible)")
-    if config.max_conns < 1:
-        raise MidstatError("--max-conns must be at least 1")
-    for name, value in (("--time-wait", config.time_wait), ("--linger", config.linger)):
-        if value < 0:
-            raise MidstatError(f"{name} must not be negative")
+        config.idle_timeouts[state] = checked_number("--timeout", seconds, 0, MAX_SECONDS, item)
     return config
 
 
@@ -121,8 +163,8 @@ def _parse_at(text: str) -> tuple[float | None, float | None]:
     """`--at` as (absolute time, offset from the first packet)."""
     try:
         if text.startswith("+"):
-            return None, float(text[1:])
-        return float(text), None
+            return None, checked_number("--at", float(text[1:]), 0, MAX_SECONDS, text)
+        return checked_number("--at", float(text), -MAX_SECONDS * 10, MAX_SECONDS * 10, text), None
     except ValueError:
         raise MidstatError(f"--at {text!r}: expected epoch seconds or +SECONDS from the first packet") from None
 
@@ -205,8 +247,6 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise MidstatError(f"--match {args.match!r}: {exc}") from None
     if args.at is not None and args.interface is not None:
         raise MidstatError("--at replays a capture file to a moment: use it with -r FILE")
-    if args.cores < 1:
-        raise MidstatError("--cores must be at least 1")
     at_abs, at_off = _parse_at(args.at) if args.at is not None else (None, None)
     target = choose_user(args.user)
     if not headless:
@@ -218,8 +258,6 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from midstat_tui.capture.live import LiveSource
 
     if args.interface is not None:
-        if args.buffer_size < 1:
-            raise MidstatError("--buffer-size must be at least 1 MiB")
         live = LiveSource(args.interface, args.filter, snaplen=args.snaplen, promisc=not args.no_promisc,
                           buffer_mib=args.buffer_size)
         if not headless:

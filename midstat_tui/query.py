@@ -64,11 +64,21 @@ def _tokenize(text: str) -> list[_Token]:
     return tokens
 
 
+# Parentheses and `not`s nested deeper than this are refused: parsing and matching recurse once per level.
+MAX_NESTING = 64
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.tokens = _tokenize(text)
         self.i = 0
+        self.depth = 0
+
+    def nest(self, tok: _Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise QueryError(f"parentheses and 'not's nested more than {MAX_NESTING} deep", tok.pos)
 
     def peek(self) -> _Token | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -111,15 +121,18 @@ class _Parser:
     def not_expr(self) -> Predicate:
         tok = self.peek()
         if tok is not None and tok.text.lower() in ("not", "!"):
-            self.take()
+            self.nest(self.take())
             inner = self.not_expr()
+            self.depth -= 1
             return lambda conn: not inner(conn)
         return self.atom()
 
     def atom(self) -> Predicate:
         tok = self.take()
         if tok.text == "(":
+            self.nest(tok)
             pred = self.or_expr()
+            self.depth -= 1
             close = self.peek()
             if close is None or close.text != ")":
                 raise QueryError("a '(' is not closed", tok.pos)
