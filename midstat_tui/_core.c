@@ -1397,7 +1397,7 @@ static PyObject *flow_key(const Frame *fr) {
 
 enum { STOP_END, STOP_SLOW, STOP_TIME, STOP_CHANGED };
 
-static PyObject *s_table, *s_touched, *s_on_event, *s_handshakes, *s_timers, *s_tw_hold, *s_idle;
+static PyObject *s_table, *s_touched, *s_on_event, *s_handshakes, *s_timers, *s_tw_hold, *s_idle, *s_latest;
 
 #define TIMER_SLACK 4096          /* tracker.TIMER_SLACK: past it, Python compacts the timer heap */
 #define POOL_SLACK 4096           /* tracker.POOL_SLACK: past it, Python rebuilds the handshake pool */
@@ -1585,7 +1585,7 @@ static int after_change(Timers *t, ConnObject *conn, double *limit) {
  * Feeds batch[start:] (a list of (ts, frame) of link type `dlt`) to the connections of the tracker's table
  * while it can: the packet's timestamp is below `limit` (the next tick or timer), the frame is the plain shape
  * with no bad checksum, and it belongs to a live connection and is neither a SYN without ACK nor a flag
- * combination no stack sends. A packet that moves a state is finished here (handshake pool, timer) unless the
+ * combination no stack sends, nor dated before the tracker's `latest` packet time. A packet that moves a state is finished here (handshake pool, timer) unless the
  * tracker has an event sink or the packet ended the connection. It stops at the first packet it may not take
  * (reason SLOW or TIME: `index` is that packet, not fed), right after a packet whose change Python must finish
  * (CHANGED: `index` is that packet, `changes` its transitions, `states_before` the (client, server) states before
@@ -1620,6 +1620,15 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
         if (timers.tw_hold == -1.0 && PyErr_Occurred())
             goto out;
     }
+    /* the latest packet time the tracker has seen: a packet dated before it (time going backwards) is Python's,
+     * which counts it and dates it at that time */
+    PyObject *latest_obj = PyObject_GetAttr(tracker, s_latest);
+    if (latest_obj == NULL)
+        goto out;
+    double floor_ts = PyFloat_AsDouble(latest_obj);
+    Py_DECREF(latest_obj);
+    if (floor_ts == -1.0 && PyErr_Occurred())
+        goto out;
     Py_ssize_t n = PyList_GET_SIZE(batch);
     Py_ssize_t i = start;
     long long packets = 0, nbytes = 0, suspicious = 0, odd = 0, started = 0;
@@ -1640,6 +1649,10 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
         double ts = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(item, 0));
         if (!(ts < limit)) {
             reason = STOP_TIME;
+            break;
+        }
+        if (ts < floor_ts) {
+            reason = STOP_SLOW;
             break;
         }
         PyObject *frame = PyTuple_GET_ITEM(item, 1);
@@ -1692,6 +1705,7 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
         int alerts = 0;
         if (apply(conn, &fr.seg, from_client, &moves, &alerts) < 0)
             goto out;
+        floor_ts = ts;
         packets++;
         nbytes += size;
         suspicious += alerts & 1;
@@ -1820,8 +1834,10 @@ PyMODINIT_FUNC PyInit__core(void) {
     for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
         if ((*more[i] = PyUnicode_InternFromString(more_texts[i])) == NULL)
             return NULL;
-    PyObject **attrs[] = {&s_table, &s_touched, &s_on_event, &s_handshakes, &s_timers, &s_tw_hold, &s_idle};
-    const char *attr_texts[] = {"table", "touched", "on_event", "_handshakes", "_timers", "_tw_hold", "_idle"};
+    PyObject **attrs[] = {&s_table, &s_touched, &s_on_event, &s_handshakes, &s_timers, &s_tw_hold, &s_idle,
+                          &s_latest};
+    const char *attr_texts[] = {"table", "touched", "on_event", "_handshakes", "_timers", "_tw_hold", "_idle",
+                                "latest"};
     for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++)
         if ((*attrs[i] = PyUnicode_InternFromString(attr_texts[i])) == NULL)
             return NULL;

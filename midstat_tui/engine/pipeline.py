@@ -108,6 +108,8 @@ class Engine:
                 self.last_ts = last_ts
                 if last_ts > tracker.now:
                     tracker.now = last_ts
+                if last_ts > tracker.latest:
+                    tracker.latest = last_ts
                 self.dirty = True
             if reason != _CHANGED:
                 return index
@@ -145,6 +147,7 @@ class Engine:
             "ended": t.ended,
             "evicted": t.evicted,
             "midstream": t.midstream,
+            "time_backwards": t.time_backwards,
             "end_reasons": dict(t.end_reasons),
         }
         if self.capture_stats is not None:

@@ -60,6 +60,7 @@ class TrackerStats:
     bad_flags: int = 0         # segments with a flag combination no stack sends (SYN+FIN, no ACK/SYN/RST, ...)
     odd_rst: int = 0           # RSTs with a TTL or MAC unlike the sender's other packets (possible injection)
     untracked_bad_checksum: int = 0  # bad-checksum packets of unknown tuples (not tracked)
+    time_backwards: int = 0    # packets dated before one seen earlier (dated at that time instead)
     end_reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -139,6 +140,10 @@ class Tracker:
         self._handshakes: deque[bytes] = deque()
         self.stats = TrackerStats()
         self.now = 0.0
+        # The latest packet time seen. A packet dated before it (a clock stepped back, captures merged out of order)
+        # is counted (`time_backwards`) and dated at it instead: no duration, RTT or deadline runs backwards.
+        # Not `now`, which a live capture moves on the wall clock, ahead of the packets' own times.
+        self.latest = -math.inf
         # (deadline, key): an entry names its connection rather than holding it, so the entries a flood's
         # evictions leave behind keep no connection alive. An entry whose time is not its connection's deadline
         # is stale and skipped; one that names a newer connection on the same key is harmless (the deadline is
@@ -176,6 +181,11 @@ class Tracker:
     # -- the per-packet path ------------------------------------------------------------------------------------
     def segment(self, seg: Segment) -> Connection | None:
         ts = seg.ts
+        if ts < self.latest:
+            self.stats.time_backwards += 1
+            seg.ts = ts = self.latest
+        else:
+            self.latest = ts
         if ts > self.now:
             self.advance(ts)
         stats = self.stats
@@ -243,6 +253,11 @@ class Tracker:
 
     def icmp(self, err: IcmpError) -> None:
         """An ICMP unreachable quoting a TCP segment: aborts a handshake it is about."""
+        if err.ts < self.latest:
+            self.stats.time_backwards += 1
+            err.ts = self.latest
+        else:
+            self.latest = err.ts
         if err.ts > self.now:
             self.advance(err.ts)
         self.stats.icmp_errors += 1
