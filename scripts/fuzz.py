@@ -8,7 +8,9 @@
 
 One input is a short packet sequence on one link type: byte 0 picks the link type, then records of a 2-byte length and
 a frame. Seeds are runs of up to 8 consecutive packets of every capture in fixtures/pcaps/ and ../shared/pcaps/, so
-handshakes and closes are in the corpus for the tracker to chew on. `check_input` is the property, shared with
+handshakes and closes are in the corpus for the tracker to chew on, and the frames of scripts/hostile_frames.py
+(encapsulations nested up to hundreds of levels, long chains of IPv6 extension headers and GRE routes; just within
+and just past the decoder's bounds) on Ethernet and raw IP. `check_input` is the property, shared with
 tests/unit/test_fuzz.py: decoding never raises, every frame is a segment, an ICMP error or a known reject reason, and
 the tracker takes every segment without an exception, keeps its books and its table bound; and the compiled core's
 packet loop leaves the same table and counters as the pure-Python engine.
@@ -28,10 +30,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import hostile_frames  # noqa: E402
 
 from midstat_tui.capture.files import FileSource  # noqa: E402
 from midstat_tui.decode import FrameDecoder, IcmpError, LinkTypeError, Segment, linktypes  # noqa: E402
 from midstat_tui.decode.frame import REJECT_REASONS  # noqa: E402
+from midstat_tui.decode.layers import MAX_HEADERS, MAX_LAYERS  # noqa: E402
 from midstat_tui.engine.pipeline import Engine  # noqa: E402
 from midstat_tui.errors import MidstatError  # noqa: E402
 from midstat_tui.tcp.connection import COMPILED_AVAILABLE  # noqa: E402
@@ -116,8 +122,23 @@ def captures() -> list[Path]:
         (ROOT / "fixtures" / "pcaps").glob("*.pcap"))
 
 
+def hostile_inputs() -> Iterator[bytes]:
+    """Every kind of hostile frame at the size the issue reports, a size within the bounds, and just within and
+    just past them; the IP-only kinds on raw IP too. One frame an input, then the kinds together in one input."""
+    for _name, (build, worst, fine) in sorted(hostile_frames.KINDS.items()):
+        for size in sorted({fine, MAX_LAYERS - 2, MAX_LAYERS, MAX_HEADERS + 1, MAX_LAYERS + 1, worst}):
+            yield encode(linktypes.DLT_EN10MB, [build(size)])
+    for build in (hostile_frames.ipip, hostile_frames.ip6ip6, hostile_frames.gre_ip, hostile_frames.gre_ethernet,
+                  hostile_frames.ext_chain, hostile_frames.gre_routes):
+        for size in (3, MAX_LAYERS, MAX_LAYERS + 1, 250):
+            yield encode(linktypes.DLT_RAW, [build(size)])
+    yield encode(linktypes.DLT_EN10MB, [hostile_frames.hostile(name) for name in sorted(hostile_frames.KINDS)])
+
+
 def seed_inputs(max_per_capture: int = 400) -> Iterator[bytes]:
-    """Runs of consecutive packets of every capture, as fuzz inputs (deduplicated by the caller)."""
+    """The hostile frames, then runs of consecutive packets of every capture, as fuzz inputs (deduplicated by the
+    caller)."""
+    yield from hostile_inputs()
     for path in captures():
         try:
             source = FileSource(str(path))
@@ -200,7 +221,7 @@ def main() -> int:
     if not (DATA / "seeds").exists():
         write_seeds(400)
     atheris.instrument_all()  # every function loaded so far: midstat's decoder and tracker, dpkt, struct users
-    libfuzzer_args = [sys.argv[0], f"-runs={args.runs}", "-max_len=4096", "-rss_limit_mb=4096",
+    libfuzzer_args = [sys.argv[0], f"-runs={args.runs}", "-max_len=12288", "-rss_limit_mb=4096",
                       "-print_final_stats=1", str(corpus), str(DATA / "seeds")]
     if args.time:
         libfuzzer_args.insert(2, f"-max_total_time={args.time}")

@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 from tests.helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from fuzz import check_input, decode_input, encode, seed_inputs  # noqa: E402
+from fuzz import check_input, decode_input, encode, hostile_inputs, seed_inputs  # noqa: E402
 
 SEEDS = list(islice(seed_inputs(max_per_capture=6), 400))
+HOSTILE = list(hostile_inputs())
 
 # Inputs the fuzzer found that once broke the property, kept so that they never do again.
 FINDINGS = {
@@ -81,3 +82,16 @@ def test_mutated_packet_sequences_keep_every_invariant(seed, mutations):
 @given(data=st.binary(max_size=600))
 def test_arbitrary_inputs_keep_every_invariant(data):
     check_input(data)
+
+
+def test_the_seeds_hold_the_hostile_frames():
+    assert len(HOSTILE) > 50 and set(HOSTILE) <= set(SEEDS)
+    for data in HOSTILE:
+        check_input(data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.sampled_from(HOSTILE), mutations=st.lists(mutation, min_size=1, max_size=12))
+def test_mutated_hostile_frames_keep_every_invariant(seed, mutations):
+    """Nested encapsulations and long header chains, damaged: a cut, a flipped length, a dropped byte."""
+    check_input(_mutate(seed, mutations))
