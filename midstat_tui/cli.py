@@ -177,6 +177,8 @@ def _write_lines(out: TextIO, lines: list[str]) -> None:
 class OutputWriter(Sink):
     """The headless faces, fed by one shard directly or by core 0's merge of several."""
 
+    streams_summary = True
+
     def __init__(self, args: argparse.Namespace, out: TextIO, flush_events: bool = False) -> None:
         self.args = args
         self.out = out
@@ -216,8 +218,14 @@ class OutputWriter(Sink):
         self.warning = warning
         if args.summary:
             if args.json:  # the connections come as (first packet, id, JSON text), encoded by the shards
-                self.out.write(f'{{"stats":{encode_json(stats)},"connections":['
-                               + ",".join(text for _, _, text in everything) + "]}\n")
+                write = self.out.write
+                write(f'{{"stats":{encode_json(stats)},"connections":[')
+                comma = ""
+                for _, _, text in everything:  # one by one: a flood's million texts are never joined in memory
+                    write(comma)
+                    write(text)
+                    comma = ","
+                write("]}\n")
             else:
                 _write_lines(self.out, summary_table(everything))
         elif args.at is not None or (not args.events and (args.plain or args.json)):

@@ -17,12 +17,12 @@ import multiprocessing
 import signal
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.decode.frame import LinkTypeError
+from midstat_tui.engine.departed import DepartedLog
 from midstat_tui.engine.pipeline import Engine, Snapshot, run_file
 from midstat_tui.engine.shards import share_filter
 from midstat_tui.engine.views import connection_dict, row_of
@@ -60,6 +60,9 @@ class Job:
 class Sink:
     """What a shard reports. The writer of the outputs is one; a pipe to core 0 is another."""
 
+    # Does `last` take `everything` as an iterator, consumed once as it writes (else: a list)?
+    streams_summary = False
+
     def event(self, record: dict) -> None: ...
 
     def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None: ...
@@ -82,6 +85,10 @@ def _conn_id(conn: Connection) -> int:
     return conn.id
 
 
+def _record_id(record: tuple[float, int, str]) -> int:
+    return record[1]
+
+
 # the JSON of the outputs: compact separators, made once (json.dumps with arguments builds an encoder per call)
 encode_json = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -94,8 +101,9 @@ class _Reporter:
         self.job = job
         self.sink = sink
         self.predicate = compile_query(job.match) if job.match else None
-        # for --summary, the connections that left the table (wanted by --match); the table holds the others
-        self.departed: list[Connection] = []
+        # for --summary, the connections that left the table (wanted by --match), as their JSON text in a
+        # temporary file (departed.py: a flood through a small table is millions of them); the table holds the others
+        self.departed = DepartedLog()
 
     def wanted(self, conn: Connection) -> bool:
         return self.predicate is None or self.predicate(row_of(conn))
@@ -106,7 +114,7 @@ class _Reporter:
 
     def on_remove(self, conn: Connection) -> None:
         if self.wanted(conn):
-            self.departed.append(conn)
+            self.departed.add(conn.first, conn.id, encode_json(connection_dict(conn)))
 
     def dicts(self, conns) -> list[dict]:
         return [connection_dict(c) for c in conns if self.wanted(c)]
@@ -122,12 +130,17 @@ class _Reporter:
     def last(self, engine: Engine, end: float, warning: str | None) -> None:
         snap = engine.snapshot(end)
         if self.job.summary:  # every connection started, in the order they started; not the table at the end
-            everything = sorted(chain(self.departed, filter(self.wanted, snap.connections)), key=_conn_id)
-            if self.job.summary_json:  # (first packet, id, JSON text): sorted and joined as they are by core 0
-                records = [(c.first, c.id, encode_json(connection_dict(c))) for c in everything]
-            else:
-                records = [connection_dict(c) for c in everything]
-            self.sink.last(snap.ts, snap.stats, [], records, warning)
+            held = sorted(filter(self.wanted, snap.connections), key=_conn_id)
+            # (first packet, id, JSON text): sorted and joined as they are by core 0
+            texts = heapq.merge(self.departed.records(), ((c.first, c.id, encode_json(connection_dict(c)))
+                                                          for c in held), key=_record_id)
+            records: Iterable = texts if self.job.summary_json else (json.loads(text) for _, _, text in texts)
+            try:
+                # a sink that writes as it goes takes them one by one: the texts are never all in memory at once
+                self.sink.last(snap.ts, snap.stats, [], records if self.sink.streams_summary else list(records),
+                               warning)
+            finally:
+                self.departed.close()
         else:
             self.sink.last(snap.ts, snap.stats, self.dicts(snap.connections), [], warning)
 
