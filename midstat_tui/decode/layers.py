@@ -43,9 +43,21 @@ _FRAGMENT = 44
 _AH = 51
 
 
+_NESTING6 = frozenset(_OPTS_HEADERS) | {_FRAGMENT, _AH, 4, 41, 47}
+
+
 def check(dlt: int, frame: bytes) -> str | None:
     """None when the frame is within the limits, else the reason to count it under."""
     size = len(frame)
+    # the common frame first: IPv4 or IPv6 right after the link header, carrying nothing that nests (what the walk
+    # below would conclude after two steps, at a fraction of the cost)
+    if dlt == linktypes.DLT_EN10MB and size >= 54:
+        etype = (frame[12] << 8) | frame[13]
+        if etype == _IPV4 and frame[14] >> 4 == 4:
+            if frame[23] not in _IP_PROTO_NEXT:
+                return None
+        elif etype == _IPV6 and frame[14] >> 4 == 6 and frame[20] not in _NESTING6:
+            return None
     if dlt == linktypes.DLT_EN10MB:
         kind, off = _ETHERNET, 0
     elif dlt == linktypes.DLT_LINUX_SLL:
