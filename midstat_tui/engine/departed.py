@@ -10,10 +10,10 @@ the file fail (a full disk), the texts stay in memory instead: slower to fill up
 
 from __future__ import annotations
 
-import os
 import tempfile
 from array import array
 from collections.abc import Iterator
+from itertools import islice
 
 
 def _anonymous_file():
@@ -29,53 +29,80 @@ def _anonymous_file():
     raise error
 
 
+_CHUNK = 2048  # texts written at a time
+
+
 class DepartedLog:
+    """Texts (ASCII, as `encode_json` writes JSON) with their connection's id and first packet time."""
+
     def __init__(self) -> None:
         self._file = None
-        self._size = 0
+        self._size = 0                 # bytes handed to the file so far, pending ones included
         self._ids = array("q")
         self._firsts = array("d")
         self._offsets = array("q")     # where each text starts in the file
-        self._in_memory: list[tuple[float, int, str]] = []  # after a failed write
+        self._pending: list[str] = []  # the last texts, not written yet
+        self._in_memory: list[tuple[float, int, str]] = []  # after a failed write, and any text not ASCII
+        self._failed = False
 
     def __len__(self) -> int:
         return len(self._ids) + len(self._in_memory)
 
     def add(self, first: float, conn_id: int, text: str) -> None:
-        data = text.encode() + b"\n"
-        if not self._in_memory:
-            try:
-                if self._file is None:
-                    self._file = _anonymous_file()
-                self._file.write(data)
-            except OSError:
-                self._in_memory.append((first, conn_id, text))
-                return
-            self._ids.append(conn_id)
-            self._firsts.append(first)
-            self._offsets.append(self._size)
-            self._size += len(data)
+        if self._failed or not text.isascii():
+            self._in_memory.append((first, conn_id, text))
             return
-        self._in_memory.append((first, conn_id, text))
+        self._ids.append(conn_id)
+        self._firsts.append(first)
+        self._offsets.append(self._size)
+        self._size += len(text) + 1
+        self._pending.append(text)
+        if len(self._pending) >= _CHUNK:
+            self._write()
+
+    def _write(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        try:
+            if self._file is None:
+                self._file = _anonymous_file()
+            self._file.write(("\n".join(pending) + "\n").encode())
+            self._file.flush()
+        except OSError:
+            # the file is full or gone: these texts and every later one stay in memory
+            self._failed = True
+            n = len(pending)
+            keep = len(self._ids) - n
+            self._in_memory.extend(zip(self._firsts[keep:], self._ids[keep:], pending, strict=True))
+            del self._ids[keep:], self._firsts[keep:], self._offsets[keep:]
 
     def records(self) -> Iterator[tuple[float, int, str]]:
         """(first packet, id, JSON text) of each, ordered by id (within one tracker, also by first packet)."""
-        if self._file is not None:
-            self._file.flush()
-            fd = self._file.fileno()
-            ids, firsts, offsets = self._ids, self._firsts, self._offsets
-            ends = offsets[1:]
-            ends.append(self._size)
-            from_file = ((firsts[i], ids[i], os.pread(fd, ends[i] - offsets[i] - 1, offsets[i]).decode())
-                         for i in sorted(range(len(ids)), key=ids.__getitem__))
-        else:
-            from_file = iter(())
+        self._write()
+        from_file: Iterator[tuple[float, int, str]] = iter(())
+        if self._file is not None and self._ids:
+            from_file = self._read_back()
         if not self._in_memory:
             yield from from_file
         else:
             import heapq
 
             yield from heapq.merge(from_file, sorted(self._in_memory, key=lambda r: r[1]), key=lambda r: r[1])
+
+    def _read_back(self) -> Iterator[tuple[float, int, str]]:
+        ids, firsts, offsets = self._ids, self._firsts, self._offsets
+        count = len(ids)
+        # under a flood the oldest leave first: the file is usually in id order already, and then read straight
+        in_order = all(a < b for a, b in zip(ids, islice(ids, 1, None), strict=False))
+        order = range(count) if in_order else sorted(range(count), key=ids.__getitem__)
+        # a buffered reader of its own: a seek within its buffer is no system call
+        with open(self._file.fileno(), "rb", closefd=False) as reader:
+            reader.seek(0)
+            for i in order:
+                if not in_order:
+                    reader.seek(offsets[i])
+                yield firsts[i], ids[i], reader.readline()[:-1].decode()
 
     def close(self) -> None:
         if self._file is not None:

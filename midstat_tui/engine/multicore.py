@@ -85,7 +85,10 @@ def _conn_id(conn: Connection) -> int:
     return conn.id
 
 
-def _record_id(record: tuple[float, int, str]) -> int:
+_REPEATING = frozenset({"client_state", "server_state", "zeek_state", "history", "ended", "rst_by"})
+
+
+def _record_id(record: tuple) -> int:
     return record[1]
 
 
@@ -104,6 +107,9 @@ class _Reporter:
         # for --summary, the connections that left the table (wanted by --match), as their JSON text in a
         # temporary file (departed.py: a flood through a small table is millions of them); the table holds the others
         self.departed = DepartedLog()
+        self.record_keys: tuple[str, ...] = ()
+        self._repeating: list[int] = []
+        self._shared: dict[str, str] = {}
 
     def wanted(self, conn: Connection) -> bool:
         return self.predicate is None or self.predicate(row_of(conn))
@@ -114,7 +120,25 @@ class _Reporter:
 
     def on_remove(self, conn: Connection) -> None:
         if self.wanted(conn):
-            self.departed.add(conn.first, conn.id, encode_json(connection_dict(conn)))
+            record = connection_dict(conn)
+            if self.job.summary_json:
+                self.departed.add(conn.first, conn.id, encode_json(record))
+            else:  # for the table: the values only, the keys (always the same) are put back at the end
+                if not self.record_keys:
+                    self.record_keys = tuple(record)
+                    self._repeating = [i for i, key in enumerate(self.record_keys) if key in _REPEATING]
+                self.departed.add(conn.first, conn.id, encode_json(list(record.values())))
+
+    def _row(self, text: str) -> dict:
+        """A departed connection's record back, its keys and its repeating values (states, history) shared with
+        the other records' as `connection_dict`'s are, not a million copies of each."""
+        values = json.loads(text)
+        shared = self._shared
+        for i in self._repeating:
+            value = values[i]
+            if value.__class__ is str:
+                values[i] = shared.setdefault(value, value)
+        return dict(zip(self.record_keys, values, strict=True))
 
     def dicts(self, conns) -> list[dict]:
         return [connection_dict(c) for c in conns if self.wanted(c)]
@@ -131,10 +155,14 @@ class _Reporter:
         snap = engine.snapshot(end)
         if self.job.summary:  # every connection started, in the order they started; not the table at the end
             held = sorted(filter(self.wanted, snap.connections), key=_conn_id)
-            # (first packet, id, JSON text): sorted and joined as they are by core 0
-            texts = heapq.merge(self.departed.records(), ((c.first, c.id, encode_json(connection_dict(c)))
-                                                          for c in held), key=_record_id)
-            records: Iterable = texts if self.job.summary_json else (json.loads(text) for _, _, text in texts)
+            records: Iterable
+            if self.job.summary_json:  # (first packet, id, JSON text): sorted and joined as they are by core 0
+                records = heapq.merge(self.departed.records(), ((c.first, c.id, encode_json(connection_dict(c)))
+                                                                for c in held), key=_record_id)
+            else:
+                records = (record for _, _, record in heapq.merge(
+                    ((first, i, self._row(text)) for first, i, text in self.departed.records()),
+                    ((c.first, c.id, connection_dict(c)) for c in held), key=_record_id))
             try:
                 # a sink that writes as it goes takes them one by one: the texts are never all in memory at once
                 self.sink.last(snap.ts, snap.stats, [], records if self.sink.streams_summary else list(records),
