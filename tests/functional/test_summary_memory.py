@@ -79,3 +79,24 @@ def test_a_syn_flood_through_a_small_table_does_not_grow_memory(tmp_path):
     assert grown_mb < 60, (summary[0], without[0])
     # the file was never visible, and nothing of it is left (the root-only capture's copy is files.py's business)
     assert [p for p in tmpdir.iterdir() if p.name.startswith("midstat-departed")] == []
+
+
+def test_a_full_disk_loses_no_departed_connection(tmp_path):
+    """The temporary file cannot grow past 64 KiB (RLIMIT_FSIZE, as a full disk would refuse it): the records it
+    could not take stay in memory, and the summary still lists every connection, in order."""
+    from flood import generate
+
+    syns = 4000
+    path = tmp_path / "flood.pcap"
+    generate(path, syns, 0, scan_ports=0)
+    limited = ("import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+               "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536)); sys.argv = ['midstat'] + sys.argv[1:]; "
+               "runpy.run_module('midstat_tui', run_name='__main__')")
+    for cores in ("1", "2"):
+        proc = subprocess.run([sys.executable, "-c", limited, "-r", str(path), "--summary", "--json", "--max-conns",
+                               "100", "--cores", cores, "--user", "root"], capture_output=True, cwd=ROOT, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        conns = json.loads(proc.stdout)["connections"]
+        assert len(conns) == syns
+        assert [(c["first"], c["conn"]) for c in conns] == sorted((c["first"], c["conn"]) for c in conns)
+        assert len({c["client"] for c in conns}) == syns
