@@ -80,6 +80,11 @@ def check(dlt: int, frame: bytes) -> str | None:
             kind = _IP4
         elif dlt == linktypes.LINKTYPE_IPV6:
             kind = _IP6
+    if kind in (_IP4, _IPV4):  # the common packet again, on the other link types: nothing in it nests
+        if size >= off + 20 and frame[off] >> 4 == 4 and frame[off + 9] not in _IP_PROTO_NEXT:
+            return None
+    elif kind in (_IP6, _IPV6) and size >= off + 40 and frame[off] >> 4 == 6 and frame[off + 6] not in _NESTING6:
+        return None
     layers = 0
     headers = 0
     while True:
