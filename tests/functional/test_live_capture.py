@@ -40,7 +40,7 @@ pytestmark = pytest.mark.skipif(available() is not None, reason=f"network lab: {
 
 @pytest.fixture(scope="module")
 def lab():
-    net = NetLab(prefix="mslive").up()
+    net = NetLab(prefix=f"msl{os.getpid() % 10000}").up()
     yield net
     net.down()
 
@@ -275,7 +275,7 @@ def test_live_capture_gives_up_root_in_every_process(lab):
 @pytest.fixture
 def doomed_lab():
     """A lab of its own: the test deletes the router's capture interface."""
-    net = NetLab(prefix="mslost").up()
+    net = NetLab(prefix=f"mslo{os.getpid() % 10000}").up()
     yield net
     net.down()
 

@@ -51,7 +51,7 @@ def _layout(kind: str, private: Path) -> tuple[list[str], dict[str, str]]:
     """The interpreter command and environment for one install layout."""
     base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     if kind == "as-installed":  # this interpreter as the tests run it, the project from the checkout
-        return [sys.executable, "-m", "midstat_tui"], {}
+        return [sys.executable, "-m", "midstat_tui"], {"PYTHONPATH": str(ROOT)}
     home = private / "home" / "lib"
     home.mkdir(parents=True)
     (home / STDLIB.name).symlink_to(STDLIB)  # a Python under /root: its standard library out of nobody's reach
