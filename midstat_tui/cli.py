@@ -25,6 +25,7 @@ from midstat_tui.engine.pipeline import Engine
 from midstat_tui.errors import MidstatError
 from midstat_tui.output.events import write_event
 from midstat_tui.output.plain import midstat_table, summary_table
+from midstat_tui.output.stream import OutputStream
 from midstat_tui.privileges import Target, choose_user, drop_to, keep_imports_reachable
 from midstat_tui.query import QueryError, compile_query
 from midstat_tui.tcp.connection import engine_name, engine_notice
@@ -375,8 +376,15 @@ def _run_app(session, args: argparse.Namespace, err: TextIO) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    sys.stdout.flush()
+    # every byte of the output goes through one writer: complete writes, or a one-line error (never a short write
+    # lost under PYTHONUNBUFFERED, never a traceback on a full disk)
+    out = OutputStream(sys.stdout.fileno())
     try:
-        return run(args, sys.stdout, sys.stderr)
+        try:
+            return run(args, out, sys.stderr)
+        finally:
+            out.flush()
     except MidstatError as exc:
         sys.stderr.write(f"midstat: {exc}\n")
         return exc.status
