@@ -136,11 +136,20 @@ def _write_lines(out: TextIO, lines: list[str]) -> None:
 class OutputWriter(Sink):
     """The headless faces, fed by one shard directly or by core 0's merge of several."""
 
-    def __init__(self, args: argparse.Namespace, out: TextIO, flush_events: bool = False) -> None:
+    def __init__(self, args: argparse.Namespace, out: TextIO, flush_events: bool = False,
+                 err: TextIO | None = None) -> None:
         self.args = args
         self.out = out
+        self.err = err
         self.flush_events = flush_events  # live: each line as it happens
         self.warning: str | None = None
+        self.lost: list[str] = []  # workers that died: said at once on stderr; the run ends with status 1
+
+    def worker_lost(self, shard: int, reason: str) -> None:
+        self.lost.append(reason)
+        if self.err is not None:
+            self.err.write(f"midstat: warning: {reason}\n")
+            self.err.flush()
 
     def event(self, record: dict) -> None:
         if self.args.events and not self.args.summary and self.args.at is None:
@@ -249,7 +258,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
               until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
               summary=bool(args.summary), summary_json=bool(args.summary and args.json), datalink=source.datalink,
               user=target)
-    writer = OutputWriter(args, out)
+    writer = OutputWriter(args, out, err=err)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     # Ctrl-C / SIGTERM, even while a root-only file is being copied for the user: reading stops at the next batch
     # and what was read is reported (on several cores, by every shard, merged)
@@ -276,7 +285,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if writer.warning:
         err.write(f"midstat: warning: {writer.warning}\n")
         return EXIT_DAMAGED
-    return EXIT_OK
+    return EXIT_DAMAGED if writer.lost else EXIT_OK
 
 
 def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, out: TextIO, err: TextIO,
@@ -294,7 +303,7 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
               events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
               summary_json=bool(args.summary and args.json), interface=args.interface, snaplen=args.snaplen,
               promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target)
-    writer = OutputWriter(args, out, flush_events=True)
+    writer = OutputWriter(args, out, flush_events=True, err=err)
 
     def listening() -> None:
         shards = f" with {args.cores} shards" if args.cores > 1 else ""
@@ -313,7 +322,7 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
     if writer.warning:
         err.write(f"midstat: warning: {writer.warning}\n")
         return EXIT_DAMAGED
-    return EXIT_OK
+    return EXIT_DAMAGED if writer.lost else EXIT_OK
 
 
 def _load_tui() -> None:

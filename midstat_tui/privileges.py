@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from midstat_tui.errors import MidstatError
 from midstat_tui.import_reach import reroute_imports
+from midstat_tui.lifecycle import rearm
 
 DEFAULT_USER = "nobody"
 
@@ -64,6 +65,7 @@ def drop_to(target: Target | None) -> None:
         _become(target)
     except OSError as exc:
         raise MidstatError(f"could not switch to user {target.name}: {exc.strerror}") from None
+    rearm()  # the kernel forgets a worker's parent-death signal when its user changes: ask again
     try:
         os.setuid(0)
     except PermissionError:

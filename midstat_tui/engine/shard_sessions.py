@@ -32,6 +32,7 @@ from midstat_tui.engine.session import SPARK_POINTS, Pulled, Session
 from midstat_tui.engine.shards import share_filter
 from midstat_tui.engine.views import ConnRow, counters, row_of, transition_dict
 from midstat_tui.errors import MidstatError
+from midstat_tui.lifecycle import start_worker
 from midstat_tui.privileges import drop_to
 
 REPLY_TIMEOUT = 1.0  # seconds the face waits for a shard to send one flow's history
@@ -198,10 +199,9 @@ class _ShardedSession:
         for shard in range(self.count):
             out_parent, out_child = self._ctx.Pipe(duplex=False)
             req_parent, req_child = self._ctx.Pipe(duplex=False)
-            process = self._ctx.Process(target=self._worker_target(), name=f"midstat-shard-{shard}", daemon=True,
-                                        args=(self.job, shard, self.count, out_child, req_parent, self._stop,
-                                              *self._worker_args(shard)))
-            process.start()
+            process = start_worker(self._ctx, self._worker_target(),
+                                   (self.job, shard, self.count, out_child, req_parent, self._stop,
+                                    *self._worker_args(shard)), f"midstat-shard-{shard}")
             out_child.close()
             req_parent.close()
             self._workers.append((out_parent, req_child, process))
