@@ -240,7 +240,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return run_tui(args, config, live, err)
         return run_live_headless(args, config, live, out, err, target)
 
-    source = FileSource(args.read, args.filter)  # opened here first: a bad file or filter is said once, at once
+    # opened here first: a bad file or filter is said once, at once
+    source = FileSource(args.read, args.filter, user=target)
     if not headless:
         if args.cores > 1 and not source.stdin:
             source.close()  # each shard opens the file itself, with the filter that keeps its share

@@ -182,7 +182,7 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
     if source is None:
         share = share_filter(shard, count, vlan=job.datalink == 1) if count > 1 else None
         bpf = " and ".join(f"({part})" for part in (job.bpf, share) if part) or None
-        source = FileSource(job.path, bpf)
+        source = FileSource(job.path, bpf, user=job.user)
         source.hand_over(job.user)
         drop_to(job.user)
     report = _Reporter(job, sink)
@@ -315,8 +315,8 @@ def _sum_stats(parts: list[dict]) -> dict:
     return total
 
 
-def first_timestamp(path: str) -> float | None:
-    source = FileSource(path)
+def first_timestamp(path: str, user: Target | None = None) -> float | None:
+    source = FileSource(path, user=user)
     try:
         for batch in source.batches(close_at_end=False):
             return batch[0][0] if batch else None
@@ -333,7 +333,7 @@ def run_sharded(job: Job, count: int, sink: Sink, stop: SignalFlag | None = None
     import os
 
     if job.until_offset is not None:  # an offset from the first packet of the file, not of each shard's share
-        first = first_timestamp(job.path)
+        first = first_timestamp(job.path, job.user)
         job.until = None if first is None else first + job.until_offset
         job.until_offset = None
     ctx = multiprocessing.get_context("fork")

@@ -114,7 +114,7 @@ def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: f
 
     def open_share() -> FileSource:
         bpf = " and ".join(f"({p})" for p in (job.bpf, share_filter(shard, count, vlan=job.datalink == 1)) if p)
-        source = FileSource(job.path, bpf)
+        source = FileSource(job.path, bpf, user=job.user)
         source.hand_over(job.user)  # seeking back reopens the file, as the user
         return source
 
@@ -362,7 +362,7 @@ class ShardedFileSession(_ShardedSession):
         self._loads: list[float] = [0.0] * count
         self._awaiting: set[int] = set()   # shards whose full table after a seek has not come yet
         self._seeking: dict[int, ConnRow | None] = {}
-        self._file_first = first_timestamp(job.path)
+        self._file_first = first_timestamp(job.path, job.user)
         self._start_anchor: tuple[float, float] | None = None
         self._synced_end = False  # every shard has run its timers to the file's last packet
 
