@@ -386,10 +386,14 @@ def _run_app(session, args: argparse.Namespace, err: TextIO) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    sys.stdout.flush()
     # every byte of the output goes through one writer: complete writes, or a one-line error (never a short write
     # lost under PYTHONUNBUFFERED, never a traceback on a full disk)
-    out = OutputStream(sys.stdout.fileno())
+    out: OutputStream | TextIO
+    try:
+        sys.stdout.flush()
+        out = OutputStream(sys.stdout.fileno())
+    except (OSError, ValueError):  # no descriptor: a caller in this process gave its own stream (scripts, tests)
+        out = sys.stdout
     try:
         try:
             return run(args, out, sys.stderr)
