@@ -50,7 +50,7 @@ class Feed:
                 die_with_parent(parent)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)   # the reader stops on Ctrl-C and closes the pipe
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-                drop_to(user)
+                drop_to(user, imports=False)
                 status = _produce(fd, offset, gzip, write_end)
             except BaseException:  # noqa: BLE001 - said by the exit status
                 pass
