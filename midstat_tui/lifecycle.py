@@ -7,8 +7,9 @@ other ends of the pipes. Every worker therefore starts through `start_worker`, w
 there (it may have died before the request was made). Linux clears that request whenever a process's credentials
 change, so `privileges.drop_to` calls `rearm` right after giving up root.
 
-Caveat kept by the callers: the kernel ties the request to the *thread* that forked the worker; workers are started
-from the main thread.
+The kernel ties that request to the *thread* that forked the worker, not to the process: a worker forked from
+another thread (a test's helper thread that enters a network namespace) would die with that thread. Such a worker
+instead watches its parent from a thread of its own, twice a second.
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
 PR_GET_PDEATHSIG = 2
+WATCH_INTERVAL = 0.5  # seconds between two looks at the parent, for a worker forked outside the main thread
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _parent: int | None = None  # the pid that must stay alive for this process to go on (None: not a worker)
+_by_signal = False          # the kernel's parent-death signal watches it (else a thread does)
 
 
 def _prctl(option: int, arg: int) -> int:
@@ -39,11 +44,26 @@ def parent_death_signal() -> int:
     return value.value
 
 
-def die_with_parent(parent: int) -> None:
-    """From now on, the kernel kills this process when `parent` dies; if it is gone already, exit now."""
-    global _parent
+def from_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def die_with_parent(parent: int, forked_from_main_thread: bool = True) -> None:
+    """From now on, this process ends when `parent` dies (the kernel's signal, or a watching thread when it was
+    forked from another thread than the main one); if `parent` is gone already, exit now."""
+    global _parent, _by_signal
     _parent = parent
+    _by_signal = forked_from_main_thread
+    if not _by_signal:
+        threading.Thread(target=_watch, name="midstat-parent-watch", daemon=True).start()
     rearm()
+
+
+def _watch() -> None:
+    while True:
+        time.sleep(WATCH_INTERVAL)
+        if os.getppid() != _parent:
+            os._exit(3)
 
 
 def rearm() -> None:
@@ -51,19 +71,21 @@ def rearm() -> None:
     already gone. Nothing to do in a process that is not a worker."""
     if _parent is None:
         return
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _by_signal:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != _parent:
         os._exit(3)
 
 
-def _guarded(parent: int, target: Callable[..., object], args: tuple) -> None:
-    die_with_parent(parent)
+def _guarded(parent: int, main_thread: bool, target: Callable[..., object], args: tuple) -> None:
+    die_with_parent(parent, main_thread)
     target(*args)
 
 
 def start_worker(ctx, target: Callable[..., object], args: tuple, name: str):
     """Start `target(*args)` in a forked worker process that dies with this one; returns the started Process."""
-    process = ctx.Process(target=_guarded, args=(os.getpid(), target, args), name=name, daemon=True)
+    process = ctx.Process(target=_guarded, args=(os.getpid(), from_main_thread(), target, args), name=name,
+                          daemon=True)
     process.start()
     return process
 

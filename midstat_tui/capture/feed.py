@@ -22,7 +22,7 @@ import signal
 import zlib
 from collections.abc import Iterator
 
-from midstat_tui.lifecycle import die_with_parent
+from midstat_tui.lifecycle import die_with_parent, from_main_thread
 from midstat_tui.privileges import Target, drop_to
 
 CHUNK = 1 << 20
@@ -40,14 +40,14 @@ class Feed:
     `gzip`: decompress; None: decide from the first two bytes."""
 
     def __init__(self, fd: int, offset: int | None, gzip: bool | None, user: Target | None = None) -> None:
-        parent = os.getpid()
+        parent, main_thread = os.getpid(), from_main_thread()
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the feeder's exit status is what the parent sees
             status = FAILED
             try:
                 os.close(read_end)
-                die_with_parent(parent)
+                die_with_parent(parent, main_thread)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)   # the reader stops on Ctrl-C and closes the pipe
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 drop_to(user, imports=False)
