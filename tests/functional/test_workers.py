@@ -210,3 +210,21 @@ def test_live_the_tui_shows_a_dead_shard(lab):
         term.wait_for(b"shard 0 died", timeout=20)
         assert term.quit() == 1
         term.assert_restored()
+
+
+@pytestmark_live
+@pytest.mark.parametrize("cores", ["1", "2"])
+def test_live_output_into_a_full_device_is_one_line_and_status_2(lab, cores):
+    """The output writer live too: --json snapshots into /dev/full end the capture with one line, exit 2."""
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.Popen(["ip", "netns", "exec", lab.router, sys.executable, "-m", "midstat_tui",
+                                 "-i", ROUTER_CLIENT_IF, "--json", "--cores", cores], stdout=full,
+                                stderr=subprocess.PIPE, cwd=ROOT)
+    assert "listening on" in proc.stderr.readline().decode()
+    workers = _children(proc.pid)
+    _talk(lab, 7420 + int(cores), 3)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert err.decode().splitlines() == ["midstat: cannot write the output to standard output: No space left on "
+                                         "device; the output is incomplete"]
+    assert _gone_within(workers, 5) == []
