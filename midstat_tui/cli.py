@@ -261,8 +261,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
               user=target)
     writer = OutputWriter(args, out, err=err)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    # Ctrl-C / SIGTERM, even while a root-only file is being copied for the user: reading stops at the next batch
-    # and what was read is reported (on several cores, by every shard, merged)
+    # Ctrl-C / SIGTERM: reading stops at the next batch and what was read is reported (on several cores, by every
+    # shard, merged)
     halt = SignalFlag()
     set_on_signals(halt)
     try:

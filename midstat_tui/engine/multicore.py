@@ -200,7 +200,7 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
                         until_offset=job.until_offset, halt=halt)
     except KeyboardInterrupt:  # Ctrl-C where nobody set a halt flag: report what was read, as a capture ending here
         last = engine.snapshot(engine.last_ts or 0.0)
-    source.close()  # (removes the copy of a file handed over to the user, if reading stopped before its end)
+    source.close()  # (ends its feeder, if reading stopped before the end of a .gz)
     if threading.current_thread() is threading.main_thread():
         # reading is over: from here on this shard only reports, which an interrupt must not cut in half (the
         # command puts its own handlers back once the output is out)
@@ -377,8 +377,8 @@ def run_sharded(job: Job, count: int, sink: Sink, stop: SignalFlag | None = None
 
 def end_process(process) -> None:
     """Make sure a worker is gone: asked first (SIGTERM), then killed (a reporting shard ignores SIGTERM)."""
-    # (a worker still copying a root-only file for the user is root for that while: core 0, dropped, may not
-    # signal it; it stops by itself once it sees the halt flag)
+    # (a worker still opening its file or handle is root for that while: core 0, dropped, may not signal it; it
+    # stops by itself once it sees the halt flag, and dies with core 0 in any case)
     if process.is_alive():
         with contextlib.suppress(PermissionError):
             process.terminate()
