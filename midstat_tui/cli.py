@@ -26,6 +26,7 @@ from midstat_tui.engine.pipeline import Engine
 from midstat_tui.errors import MidstatError
 from midstat_tui.output.events import write_event
 from midstat_tui.output.plain import midstat_table, summary_table
+from midstat_tui.output.stream import OutputStream
 from midstat_tui.privileges import Target, choose_user, drop_to, keep_imports_reachable
 from midstat_tui.query import QueryError, compile_query
 from midstat_tui.tcp.connection import engine_name, engine_notice
@@ -179,11 +180,20 @@ class OutputWriter(Sink):
 
     streams_summary = True
 
-    def __init__(self, args: argparse.Namespace, out: TextIO, flush_events: bool = False) -> None:
+    def __init__(self, args: argparse.Namespace, out: TextIO, flush_events: bool = False,
+                 err: TextIO | None = None) -> None:
         self.args = args
         self.out = out
+        self.err = err
         self.flush_events = flush_events  # live: each line as it happens
         self.warning: str | None = None
+        self.lost: list[str] = []  # workers that died: said at once on stderr; the run ends with status 1
+
+    def worker_lost(self, shard: int, reason: str) -> None:
+        self.lost.append(reason)
+        if self.err is not None:
+            self.err.write(f"midstat: warning: {reason}\n")
+            self.err.flush()
 
     def event(self, record: dict) -> None:
         if self.args.events and not self.args.summary and self.args.at is None:
@@ -276,7 +286,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return run_tui(args, config, live, err)
         return run_live_headless(args, config, live, out, err, target)
 
-    source = FileSource(args.read, args.filter)  # opened here first: a bad file or filter is said once, at once
+    # opened here first: a bad file or filter is said once, at once
+    source = FileSource(args.read, args.filter, user=target)
     if not headless:
         if args.cores > 1 and not source.stdin:
             source.close()  # each shard opens the file itself, with the filter that keeps its share
@@ -294,10 +305,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
               until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
               summary=bool(args.summary), summary_json=bool(args.summary and args.json), datalink=source.datalink,
               user=target)
-    writer = OutputWriter(args, out)
+    writer = OutputWriter(args, out, err=err)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    # Ctrl-C / SIGTERM, even while a root-only file is being copied for the user: reading stops at the next batch
-    # and what was read is reported (on several cores, by every shard, merged)
+    # Ctrl-C / SIGTERM: reading stops at the next batch and what was read is reported (on several cores, by every
+    # shard, merged)
     halt = SignalFlag()
     set_on_signals(halt)
     try:
@@ -321,7 +332,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if writer.warning:
         err.write(f"midstat: warning: {writer.warning}\n")
         return EXIT_DAMAGED
-    return EXIT_OK
+    return EXIT_DAMAGED if writer.lost else EXIT_OK
 
 
 def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, out: TextIO, err: TextIO,
@@ -339,7 +350,7 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
               events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
               summary_json=bool(args.summary and args.json), interface=args.interface, snaplen=args.snaplen,
               promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target)
-    writer = OutputWriter(args, out, flush_events=True)
+    writer = OutputWriter(args, out, flush_events=True, err=err)
 
     def listening() -> None:
         shards = f" with {args.cores} shards" if args.cores > 1 else ""
@@ -358,7 +369,7 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
     if writer.warning:
         err.write(f"midstat: warning: {writer.warning}\n")
         return EXIT_DAMAGED
-    return EXIT_OK
+    return EXIT_DAMAGED if writer.lost else EXIT_OK
 
 
 def _load_tui() -> None:
@@ -421,8 +432,19 @@ def _run_app(session, args: argparse.Namespace, err: TextIO) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # every byte of the output goes through one writer: complete writes, or a one-line error (never a short write
+    # lost under PYTHONUNBUFFERED, never a traceback on a full disk)
+    out: OutputStream | TextIO
     try:
-        return run(args, sys.stdout, sys.stderr)
+        sys.stdout.flush()
+        out = OutputStream(sys.stdout.fileno())
+    except (OSError, ValueError):  # no descriptor: a caller in this process gave its own stream (scripts, tests)
+        out = sys.stdout
+    try:
+        try:
+            return run(args, out, sys.stderr)
+        finally:
+            out.flush()
     except MidstatError as exc:
         sys.stderr.write(f"midstat: {exc}\n")
         return exc.status

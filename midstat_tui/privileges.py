@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from midstat_tui.errors import MidstatError
 from midstat_tui.import_reach import reroute_imports
+from midstat_tui.lifecycle import rearm
 
 DEFAULT_USER = "nobody"
 
@@ -54,16 +55,19 @@ def keep_imports_reachable(target: Target | None) -> None:
         reroute_imports(target.name, target.uid, lambda: _become(target))
 
 
-def drop_to(target: Target | None) -> None:
+def drop_to(target: Target | None, imports: bool = True) -> None:
     """Become `target` for good (groups, gid, then uid); verify that root cannot be taken back. Imports keep working
-    afterwards, whatever the install layout (keep_imports_reachable)."""
+    afterwards, whatever the install layout (keep_imports_reachable), unless `imports` is False (a process that
+    imports nothing more: a file feeder)."""
     if target is None or os.geteuid() != 0:
         return
-    keep_imports_reachable(target)
+    if imports:
+        keep_imports_reachable(target)
     try:
         _become(target)
     except OSError as exc:
         raise MidstatError(f"could not switch to user {target.name}: {exc.strerror}") from None
+    rearm()  # the kernel forgets a worker's parent-death signal when its user changes: ask again
     try:
         os.setuid(0)
     except PermissionError:

@@ -1,22 +1,25 @@
-"""Reading capture files with pcapy-ng: pcap and pcapng (libpcap), `.gz` transparently, `-` for standard input.
+"""Reading capture files with pcapy-ng: pcap and pcapng (libpcap), `.gz` transparently, `-` for standard input
+(gzip or not).
 
 Batches come from `next_batch` (one C call per batch). A file cut off mid-packet makes libpcap fail the whole batch;
 the reader then reopens the file, skips what it already delivered, and walks packet by packet up to the cut, so
 everything before the damage is delivered, and `warning` says where the damage is.
+
+A `.gz`, standard input, and a file the user midstat becomes may not read are fed to libpcap through a pipe by a
+feeder process (capture.feed) from a descriptor opened once: never a temporary file.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
-import shutil
-import tempfile
+import stat
 from collections.abc import Iterator
 
 import pcapy
 
 from midstat_tui.capture.batches import META, Packet, split_batch
+from midstat_tui.capture.feed import GZIP_MAGIC, Feed
 from midstat_tui.errors import MidstatError
 from midstat_tui.privileges import Target, can_open_as
 
@@ -42,15 +45,20 @@ def _describe_open_error(path: str, err: Exception) -> str:
 class FileSource:
     """Packets of one capture file, in batches of (timestamp, frame bytes)."""
 
-    def __init__(self, path: str, bpf: str | None = None) -> None:
+    def __init__(self, path: str, bpf: str | None = None, user: Target | None = None) -> None:
         self.path = path
         self.bpf = bpf
+        self.user = user  # whom a feeder process becomes (the user midstat gives root up to)
         self.warning: str | None = None
         self.delivered = 0
         self.stdin = path == "-"
-        self._tmp: str | None = None
         self._open_path = path
-        if not self.stdin:
+        self._fd: int | None = None       # a source read through a feeder: its descriptor, opened once
+        self._gzip: bool | None = False   # the feeder decompresses (None: it looks at the first bytes)
+        self._feed: Feed | None = None
+        if self.stdin:
+            self._fd, self._gzip = 0, None
+        else:
             if not os.path.exists(path):
                 raise MidstatError(f"{path}: no such file")
             if os.path.isdir(path):
@@ -58,27 +66,30 @@ class FileSource:
             if not os.access(path, os.R_OK):
                 raise MidstatError(f"{path}: permission denied")
             if _is_gzip(path):
-                self._open_path = self._gunzip(path)
+                try:
+                    self._fd = os.open(path, os.O_RDONLY)
+                except OSError as err:
+                    raise MidstatError(f"{path}: {err.strerror}") from None
+                self._gzip = True
         self._reader = self._open()
         self.datalink = self._reader.datalink()
 
-    def _gunzip(self, path: str) -> str:
-        fd, tmp = tempfile.mkstemp(prefix="midstat-", suffix=".pcap")
-        self._tmp = tmp
-        try:
-            with gzip.open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-        except (OSError, EOFError) as err:
-            # a cut-off .gz still yields what was decompressed before the cut
-            self.warning = f"{path}: compressed data is damaged ({err}); reading what could be decompressed"
-        return tmp
-
     def _open(self) -> pcapy.Reader:
+        if self._feed is not None:
+            self._feed.close()  # a reopen: the previous pass is over
+            self._feed = None
+        path = self._open_path
+        if self._fd is not None:
+            self._feed = Feed(self._fd, None if self.stdin else 0, self._gzip, self.user)
+            path = self._feed.path
         try:
-            reader = pcapy.open_offline(self._open_path)
+            reader = pcapy.open_offline(path)
         except pcapy.PcapError as err:
             self.close()
             raise MidstatError(_describe_open_error(self.path, err)) from None
+        finally:
+            if self._feed is not None:
+                self._feed.opened()
         if self.bpf:
             try:
                 reader.setfilter(self.bpf)
@@ -89,23 +100,32 @@ class FileSource:
 
     def hand_over(self, target: Target | None) -> None:
         """Before root is given up: make sure `target` can reopen what this source reads (seeking, recovery after
-        damage). A file the user may not read is copied to a private temporary file the user owns."""
-        if target is None or self.stdin or os.geteuid() != 0:
+        damage). A file the user may not read stays open here, and each reopen is fed from that descriptor."""
+        if target is None or self._fd is not None or os.geteuid() != 0:
             return
-        if self._tmp is None:
-            if can_open_as(self._open_path, target):
-                return
-            fd, tmp = tempfile.mkstemp(prefix="midstat-", suffix=".pcap")
-            with open(self._open_path, "rb") as src, os.fdopen(fd, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            self._tmp = self._open_path = tmp
-        os.chown(self._tmp, target.uid, target.gid)
+        if can_open_as(self._open_path, target):
+            return
+        self.user = self.user or target
+        try:
+            self._fd = os.open(self._open_path, os.O_RDONLY)
+        except OSError as err:
+            raise MidstatError(f"{self.path}: {err.strerror}") from None
 
     def close(self) -> None:
-        if self._tmp is not None:
+        if self._feed is not None:
+            self._feed.close()
+            self._feed = None
+        if self._fd is not None and not self.stdin:
             with contextlib.suppress(OSError):
-                os.unlink(self._tmp)
-            self._tmp = None
+                os.close(self._fd)
+            self._fd = None
+
+    def _stream_ended(self) -> None:
+        """The reader met the end: a feeder that could not decompress everything is a damaged capture."""
+        damage = self._feed.damage() if self._feed is not None else None
+        if damage and self.warning is None:
+            self.warning = (f"{self.path}: {damage}: read up to the last whole packet ({self.delivered} packets); "
+                            "everything before the damage was processed")
 
     def batches(self, close_at_end: bool = True) -> Iterator[list[Packet]]:
         try:
@@ -142,6 +162,7 @@ class FileSource:
                 yield from self._recover()
                 return
             if not meta:
+                self._stream_ended()
                 return
             batch = split_batch(data, meta)
             self.delivered += len(batch)
@@ -167,10 +188,16 @@ class FileSource:
                 if batch:
                     self.delivered += len(batch)
                     yield batch
-                self.warning = (f"{self.path}: capture cut off after packet {self.delivered}: {err}; "
-                                "everything before the cut was processed")
+                damage = self._feed.damage() if self._feed is not None else None
+                self.warning = (f"{self.path}: capture cut off after packet {self.delivered}: {err}"
+                                f"{f' ({damage})' if damage else ''}; everything before the cut was processed")
                 return
             if header is None:
+                if batch:
+                    self.delivered += len(batch)
+                    yield batch
+                    batch = []
+                self._stream_ended()
                 break
             sec, usec = header.getts()
             batch.append((sec + usec * 1e-6, frame))
@@ -185,7 +212,9 @@ class FileSource:
 
 def _is_gzip(path: str) -> bool:
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False  # a pipe or FIFO: reading its first bytes would take them from libpcap
         with open(path, "rb") as fh:
-            return fh.read(2) == b"\x1f\x8b"
+            return fh.read(2) == GZIP_MAGIC
     except OSError:
         return False

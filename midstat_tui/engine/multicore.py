@@ -27,6 +27,7 @@ from midstat_tui.engine.pipeline import Engine, Snapshot, run_file
 from midstat_tui.engine.shards import share_filter
 from midstat_tui.engine.views import connection_dict, row_of
 from midstat_tui.errors import MidstatError
+from midstat_tui.lifecycle import how_it_ended, start_worker
 from midstat_tui.output.events import event_record
 from midstat_tui.privileges import Target, drop_to
 from midstat_tui.query import compile_query
@@ -79,6 +80,9 @@ class Sink:
 
     def clock(self, now: float) -> None:  # noqa: B027 - optional for sinks
         """Live shards say what time it is even when quiet, so core 0 can give events out in order as they come."""
+
+    def worker_lost(self, shard: int, reason: str) -> None:  # noqa: B027 - optional for sinks
+        """Core 0: a worker died or failed (`reason` says how); the merge goes on with the others."""
 
 
 def _conn_id(conn: Connection) -> int:
@@ -219,7 +223,7 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
     if source is None:
         share = share_filter(shard, count, vlan=job.datalink == 1) if count > 1 else None
         bpf = " and ".join(f"({part})" for part in (job.bpf, share) if part) or None
-        source = FileSource(job.path, bpf)
+        source = FileSource(job.path, bpf, user=job.user)
         source.hand_over(job.user)
         drop_to(job.user)
     report = _Reporter(job, sink)
@@ -237,7 +241,7 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
                         until_offset=job.until_offset, halt=halt)
     except KeyboardInterrupt:  # Ctrl-C where nobody set a halt flag: report what was read, as a capture ending here
         last = engine.snapshot(engine.last_ts or 0.0)
-    source.close()  # (removes the copy of a file handed over to the user, if reading stopped before its end)
+    source.close()  # (ends its feeder, if reading stopped before the end of a .gz)
     if threading.current_thread() is threading.main_thread():
         # reading is over: from here on this shard only reports, which an interrupt must not cut in half (the
         # command puts its own handlers back once the output is out)
@@ -317,12 +321,14 @@ def _worker(job: Job, shard: int, count: int, pipe, replies, stop, fanout_group:
 
 
 def _messages(shard: int, pipe, process) -> Iterator[tuple]:
+    """A worker's reports as merge items. A worker that is gone (its pipe's end: killed, crashed) yields one
+    ("dead", reason) item, ordered first so that core 0 hears of it at once, and nothing more."""
     while True:
         try:
             kind, ts, payload = pipe.recv()
-        except EOFError:
-            process.join(timeout=5)
-            raise MidstatError(f"worker {shard} died (exit status {process.exitcode}) before finishing") from None
+        except (EOFError, OSError):
+            yield float("-inf"), 0, shard, "dead", f"worker {shard} died ({how_it_ended(process)})"
+            return
         yield ts, 0 if kind == "event" else 1, shard, kind, payload
         if kind in ("eof", "last", "error", "ready"):
             return
@@ -350,8 +356,8 @@ def _sum_stats(parts: list[dict]) -> dict:
     return total
 
 
-def first_timestamp(path: str) -> float | None:
-    source = FileSource(path)
+def first_timestamp(path: str, user: Target | None = None) -> float | None:
+    source = FileSource(path, user=user)
     try:
         for batch in source.batches(close_at_end=False):
             return batch[0][0] if batch else None
@@ -368,7 +374,7 @@ def run_sharded(job: Job, count: int, sink: Sink, stop: SignalFlag | None = None
     import os
 
     if job.until_offset is not None:  # an offset from the first packet of the file, not of each shard's share
-        first = first_timestamp(job.path)
+        first = first_timestamp(job.path, job.user)
         job.until = None if first is None else first + job.until_offset
         job.until_offset = None
     ctx = multiprocessing.get_context("fork")
@@ -381,9 +387,8 @@ def run_sharded(job: Job, count: int, sink: Sink, stop: SignalFlag | None = None
     for shard in range(count):
         parent, child = ctx.Pipe(duplex=False)
         reply_in, reply_out = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=_worker, args=(job, shard, count, child, reply_in, stop, fanout_group, halt),
-                              name=f"midstat-shard-{shard}", daemon=True)
-        process.start()
+        process = start_worker(ctx, _worker, (job, shard, count, child, reply_in, stop, fanout_group, halt),
+                               f"midstat-shard-{shard}")
         child.close()
         reply_in.close()
         workers.append((parent, process, reply_out))
@@ -397,7 +402,7 @@ def run_sharded(job: Job, count: int, sink: Sink, stop: SignalFlag | None = None
         if job.interface is not None:
             for shard, (pipe, process, _) in enumerate(workers):
                 for _, _, _, kind, payload in _messages(shard, pipe, process):
-                    if kind == "error":
+                    if kind in ("error", "dead"):  # before every handle is open: nothing to save yet
                         raise MidstatError(payload)
                     if kind == "ready":
                         break
@@ -413,8 +418,8 @@ def run_sharded(job: Job, count: int, sink: Sink, stop: SignalFlag | None = None
 
 def end_process(process) -> None:
     """Make sure a worker is gone: asked first (SIGTERM), then killed (a reporting shard ignores SIGTERM)."""
-    # (a worker still copying a root-only file for the user is root for that while: core 0, dropped, may not
-    # signal it; it stops by itself once it sees the halt flag)
+    # (a worker still opening its file or handle is root for that while: core 0, dropped, may not signal it; it
+    # stops by itself once it sees the halt flag, and dies with core 0 in any case)
     if process.is_alive():
         with contextlib.suppress(PermissionError):
             process.terminate()
@@ -438,6 +443,12 @@ def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
     pending_tick: float | None = None
     ends: dict[int, float] = {}
     lasts: dict[int, tuple] = {}
+    lost: dict[int, str] = {}  # workers that died or failed: reported at once; the others' results still count
+
+    def lose(shard: int, reason: str) -> None:
+        if shard not in lost:
+            lost[shard] = reason
+            sink.worker_lost(shard, f"{reason}; its share of the connections is missing from the output")
 
     def flush_tick() -> None:
         stats = add_stats([s for s, _ in filter(None, latest)])
@@ -445,8 +456,9 @@ def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
         sink.snapshot(pending_tick, stats, conns)  # type: ignore[arg-type]
 
     for ts, _, shard, kind, payload in heapq.merge(*streams):
-        if kind == "error":
-            raise MidstatError(payload)
+        if kind in ("error", "dead"):
+            lose(shard, payload)
+            continue
         if pending_tick is not None and ts > pending_tick:
             flush_tick()
             pending_tick = None
@@ -468,13 +480,20 @@ def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
     if pending_tick is not None:
         flush_tick()
     # every shard has read its share: run all their timers to the same end, then take their last reports
-    end = job.until if job.until is not None else max(ends.values())
-    for _, _, replies in workers:
-        replies.send(end)
+    if len(lost) == count:
+        raise MidstatError(lost[0])
+    end = job.until if job.until is not None else max(ends.values(), default=0.0)
+    for shard, (_, _, replies) in enumerate(workers):
+        if shard not in lost:
+            with contextlib.suppress(OSError):
+                replies.send(end)
     for shard, (pipe, process, _) in enumerate(workers):
+        if shard in lost:
+            continue
         for _, _, _, kind, payload in _messages(shard, pipe, process):
-            if kind == "error":
-                raise MidstatError(payload)
+            if kind in ("error", "dead"):
+                lose(shard, payload)
+                break
             if kind == "event":
                 heapq.heappush(held, (payload["ts"], shard, arrivals, payload))
                 arrivals += 1
@@ -483,11 +502,11 @@ def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
             elif kind == "last":
                 lasts[shard] = payload
                 break
-    if len(lasts) != count:
-        raise MidstatError("a worker ended without its last report")
+    if not lasts:
+        raise MidstatError(lost[min(lost)])
     while held:
         sink.event(heapq.heappop(held)[3])
-    parts = [lasts[i] for i in range(count)]
+    parts = [lasts[i] for i in sorted(lasts)]
     ts = max(p[0] for p in parts)
     stats = add_stats([p[1] for p in parts])
     conns = [c for p in parts for c in p[2]]

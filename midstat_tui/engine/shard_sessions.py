@@ -32,6 +32,7 @@ from midstat_tui.engine.session import SPARK_POINTS, Pulled, Session
 from midstat_tui.engine.shards import share_filter
 from midstat_tui.engine.views import ConnRow, counters, row_of, transition_dict
 from midstat_tui.errors import MidstatError
+from midstat_tui.lifecycle import how_it_ended, start_worker
 from midstat_tui.privileges import drop_to
 
 REPLY_TIMEOUT = 1.0  # seconds the face waits for a shard to send one flow's history
@@ -113,7 +114,7 @@ def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: f
 
     def open_share() -> FileSource:
         bpf = " and ".join(f"({p})" for p in (job.bpf, share_filter(shard, count, vlan=job.datalink == 1)) if p)
-        source = FileSource(job.path, bpf)
+        source = FileSource(job.path, bpf, user=job.user)
         source.hand_over(job.user)  # seeking back reopens the file, as the user
         return source
 
@@ -185,6 +186,7 @@ class _ShardedSession:
         self._stop = self._ctx.Event()
         self._workers: list = []
         self._thread: threading.Thread | None = None
+        self.dead: set[int] = set()  # shards whose worker died: the others go on; the face shows the error
 
     def _worker_args(self, shard: int) -> tuple:
         raise NotImplementedError
@@ -198,10 +200,9 @@ class _ShardedSession:
         for shard in range(self.count):
             out_parent, out_child = self._ctx.Pipe(duplex=False)
             req_parent, req_child = self._ctx.Pipe(duplex=False)
-            process = self._ctx.Process(target=self._worker_target(), name=f"midstat-shard-{shard}", daemon=True,
-                                        args=(self.job, shard, self.count, out_child, req_parent, self._stop,
-                                              *self._worker_args(shard)))
-            process.start()
+            process = start_worker(self._ctx, self._worker_target(),
+                                   (self.job, shard, self.count, out_child, req_parent, self._stop,
+                                    *self._worker_args(shard)), f"midstat-shard-{shard}")
             out_child.close()
             req_parent.close()
             self._workers.append((out_parent, req_child, process))
@@ -267,8 +268,12 @@ class _ShardedSession:
                 except (EOFError, OSError):
                     del pipes[pipe]  # type: ignore[arg-type]
                     if not self._stop.is_set():
-                        code = self._workers[shard][2].exitcode
-                        self.error = f"shard {shard} died (exit status {code}); what it tracked is gone"
+                        how = how_it_ended(self._workers[shard][2])
+                        with self._lock:
+                            self.dead.add(shard)
+                            self.error = (f"shard {shard} died ({how}): its connections stay as it last "
+                                          f"reported them; the other shards go on")
+                            self._lost(shard)
                     continue
                 with self._lock:
                     if message[0] == "reply":
@@ -281,6 +286,9 @@ class _ShardedSession:
 
     def _take(self, message: tuple) -> None:
         raise NotImplementedError
+
+    def _lost(self, shard: int) -> None:
+        """A shard died (the lock is held): the merged picture goes on without it."""
 
     def _publish(self, position: float, loads: list[float]) -> None:
         stats = self._stats = add_stats(self._shard_stats)
@@ -335,8 +343,8 @@ class ShardedLiveSession(_ShardedSession):
         self._pending.update(changes)
         self._shard_stats[shard] = stats
         self._shard_ts[shard] = now
-        # one merged snapshot per second, once every shard has reported that second
-        second = math.floor(min(self._shard_ts))
+        # one merged snapshot per second, once every shard still alive has reported that second
+        second = math.floor(min(t for i, t in enumerate(self._shard_ts) if i not in self.dead))
         if second > self._published:
             self._published = second
             self._publish(max(self._shard_ts), [_cpu_share(p) for _, _, p in self._workers])
@@ -354,7 +362,7 @@ class ShardedFileSession(_ShardedSession):
         self._loads: list[float] = [0.0] * count
         self._awaiting: set[int] = set()   # shards whose full table after a seek has not come yet
         self._seeking: dict[int, ConnRow | None] = {}
-        self._file_first = first_timestamp(job.path)
+        self._file_first = first_timestamp(job.path, job.user)
         self._start_anchor: tuple[float, float] | None = None
         self._synced_end = False  # every shard has run its timers to the file's last packet
 
@@ -396,8 +404,15 @@ class ShardedFileSession(_ShardedSession):
         with self._lock:
             self._seek_all(target)
 
+    def _lost(self, shard: int) -> None:
+        self._ends[shard] = True  # nothing more will come from it: it neither holds the others back nor is awaited
+        if shard in self._awaiting:
+            self._awaiting.discard(shard)
+            if not self._awaiting:
+                self._pending, self._reset, self._seeking = self._seeking, True, {}
+
     def _seek_all(self, target: float) -> None:
-        self._awaiting = set(range(self.count))
+        self._awaiting = set(range(self.count)) - self.dead
         self._seeking = {}
         self._orders(("seek", target))
 
@@ -434,7 +449,8 @@ class ShardedFileSession(_ShardedSession):
             self._seek_all(max(p for p in self._positions if p is not None))
         self.at_end = ends and self._synced_end and not self._awaiting
         # the picture is as of the slowest shard still playing (all of them at the end: the last packet)
-        playing = [p for p, end in zip(self._positions, self._ends, strict=True) if p is not None and not end]
+        playing = [p for i, (p, end) in enumerate(zip(self._positions, self._ends, strict=True))
+                   if p is not None and not end and i not in self.dead]
         known = [p for p in self._positions if p is not None]
         position = min(playing) if playing else max(known, default=0.0)
         if not self._awaiting:

@@ -100,6 +100,9 @@ def _job():
 
 
 class _Collect:
+    def __init__(self):
+        self.lost = []
+
     def event(self, record):
         pass
 
@@ -112,11 +115,22 @@ class _Collect:
     def end_time(self, ts):
         return ts
 
+    def worker_lost(self, shard, reason):
+        self.lost.append((shard, reason))
 
-def test_a_failing_worker_is_reported(monkeypatch):
+
+def _shard_conns(shard: int, count: int = 2) -> set[int]:
     from midstat_tui.engine import multicore
-    from midstat_tui.errors import MidstatError
 
+    sink = _Collect()
+    multicore.run_sharded(_job(), count, sink)
+    return {c["conn"] for c in sink.everything if c["shard"] == shard}
+
+
+def test_a_failing_worker_is_reported_and_the_others_kept(monkeypatch):
+    from midstat_tui.engine import multicore
+
+    kept = _shard_conns(0)
     real = multicore.run_shard
 
     def broken(job, shard, count, sink, source=None, halt=None):
@@ -125,16 +139,19 @@ def test_a_failing_worker_is_reported(monkeypatch):
         return real(job, shard, count, sink, source, halt)
 
     monkeypatch.setattr(multicore, "run_shard", broken)  # the forked workers inherit it
-    with pytest.raises(MidstatError, match="worker 1 failed: RuntimeError: disk on fire"):
-        multicore.run_sharded(_job(), 2, _Collect())
+    sink = _Collect()
+    multicore.run_sharded(_job(), 2, sink)
+    assert [shard for shard, _ in sink.lost] == [1]
+    assert "worker 1 failed: RuntimeError: disk on fire" in sink.lost[0][1]
+    assert kept and {c["conn"] for c in sink.everything} == kept
 
 
 def test_a_dead_worker_is_reported_not_waited_for(monkeypatch):
     import os
 
     from midstat_tui.engine import multicore
-    from midstat_tui.errors import MidstatError
 
+    kept = _shard_conns(1)
     real = multicore.run_shard
 
     def dying(job, shard, count, sink, source=None, halt=None):
@@ -143,7 +160,22 @@ def test_a_dead_worker_is_reported_not_waited_for(monkeypatch):
         return real(job, shard, count, sink, source, halt)
 
     monkeypatch.setattr(multicore, "run_shard", dying)
-    with pytest.raises(MidstatError, match=r"worker 0 died \(exit status 3\)"):
+    sink = _Collect()
+    multicore.run_sharded(_job(), 2, sink)
+    assert sink.lost == [(0, "worker 0 died (exit status 3); its share of the connections is missing from the "
+                             "output")]
+    assert kept and {c["conn"] for c in sink.everything} == kept
+
+
+def test_every_worker_failing_is_an_error(monkeypatch):
+    from midstat_tui.engine import multicore
+    from midstat_tui.errors import MidstatError
+
+    def broken(job, shard, count, sink, source=None, halt=None):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(multicore, "run_shard", broken)
+    with pytest.raises(MidstatError, match="worker 0 failed: RuntimeError: disk on fire"):
         multicore.run_sharded(_job(), 2, _Collect())
 
 

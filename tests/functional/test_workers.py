@@ -1,0 +1,230 @@
+"""Shard workers and core 0 watch each other (issue #10): a worker that dies is reported at once and what the other
+shards hold is still printed; workers never outlive core 0. Files and live (a netns lab), headless and the TUI,
+the default user (root gives up to nobody) and --user root."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers import ROOT, midstat, nobody_uid, shared
+from tests.terminal import tui
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from netlab import CLIENT_CLOSES, ROUTER_CLIENT_IF, SERVER4, NetLab, available, end  # noqa: E402
+
+BIG = str(shared("zeek/Traces/echo-connections.pcap.gz"))  # 1.6 MB of --events: the output pipe fills up
+USERS = [pytest.param([], id="default-user"), pytest.param(["--user", "root"], id="user-root")]
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        return sorted(int(x) for x in fh.read().split())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _gone_within(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(map(_alive, pids)):
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+def _workers(pid: int, count: int = 2, timeout: float = 20) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = _children(pid)
+        if len(kids) == count:
+            return kids
+        time.sleep(0.05)
+    raise AssertionError(f"no {count} workers under {pid}: {_children(pid)}")
+
+
+def _start_blocked(*args: str) -> subprocess.Popen:
+    """`--events` on two cores into a pipe nobody reads yet: core 0 blocks writing, the workers on their pipes."""
+    proc = subprocess.Popen([sys.executable, "-m", "midstat_tui", "-r", BIG, "--events", "--cores", "2", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    _workers(proc.pid)
+    time.sleep(1.5)
+    return proc
+
+
+def _lines_of_shard(out: bytes, shard: int) -> list[dict]:
+    return [r for r in map(json.loads, out.splitlines()) if r["shard"] == shard and r["event"] == "start"]
+
+
+# -- files ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("user", USERS)
+def test_a_killed_worker_is_reported_and_the_other_shard_is_printed(user):
+    whole = midstat("-r", BIG, "--events", "--cores", "2", *user)
+    assert whole.returncode == 0
+    proc = _start_blocked(*user)
+    os.kill(_children(proc.pid)[1], signal.SIGKILL)  # shard 1 (started second)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert err.decode().splitlines() == ["midstat: warning: worker 1 died (killed by signal 9 (SIGKILL)); its share "
+                                         "of the connections is missing from the output"]
+    kept = _lines_of_shard(out, 0)
+    assert kept and kept == _lines_of_shard(whole.stdout, 0)  # shard 0's connections all there, as on a whole run
+
+
+def test_a_killed_worker_with_summary_keeps_the_other_shards_connections():
+    whole = json.loads(midstat("-r", BIG, "--summary", "--json", "--cores", "2").stdout)
+    proc = subprocess.Popen([sys.executable, "-m", "midstat_tui", "-r", BIG, "--summary", "--json", "--cores", "2",
+                             "--speed", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    kids = _workers(proc.pid)
+    os.kill(kids[0], signal.SIGKILL)  # at once: shard 0 dies before or while it reads
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "worker 0 died" in err.decode() and "Traceback" not in err.decode()
+    doc = json.loads(out)
+    assert {c["conn"] for c in doc["connections"]} == {c["conn"] for c in whole["connections"] if c["shard"] == 1}
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_workers_die_with_core_0(user):
+    proc = _start_blocked(*user)
+    workers = _children(proc.pid)
+    proc.kill()  # kill -9: no handler runs in core 0
+    proc.wait()
+    assert _gone_within(workers, 5) == []
+
+
+# -- the TUI on a file ----------------------------------------------------------------------------------------------
+def test_the_tui_shows_a_dead_shard_and_goes_on():
+    with tui("-r", BIG, "--cores", "2", "--speed", "0") as term:
+        term.wait_for(b"127.0.0.1")
+        os.kill(_workers(term.proc.pid)[1], signal.SIGKILL)
+        term.wait_for(b"shard 1 died", timeout=20)
+        os.write(term.master, b"/")  # the face still answers: the filter prompt opens
+        time.sleep(0.3)
+        assert term.quit() == 1
+        term.assert_restored()
+
+
+def test_the_tuis_workers_die_with_it():
+    with tui("-r", BIG, "--cores", "2", "--speed", "0.01") as term:
+        term.wait_for(b"echo-connections")
+        workers = _workers(term.proc.pid)
+        time.sleep(1)
+        term.proc.kill()
+        term.proc.wait()
+        assert _gone_within(workers, 5) == []
+
+
+# -- live -----------------------------------------------------------------------------------------------------------
+pytestmark_live = pytest.mark.skipif(available() is not None, reason=f"network lab: {available()}")
+
+
+@pytest.fixture(scope="module")
+def lab():
+    net = NetLab(prefix=f"mswk{os.getpid() % 10000}").up()
+    yield net
+    net.down()
+
+
+def _start_live(lab: NetLab, *args: str) -> subprocess.Popen:
+    proc = subprocess.Popen(["ip", "netns", "exec", lab.router, sys.executable, "-m", "midstat_tui",
+                             "-i", ROUTER_CLIENT_IF, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=ROOT)
+    assert proc.stderr is not None
+    line = proc.stderr.readline().decode()
+    assert "listening on" in line, line
+    return proc
+
+
+def _talk(lab: NetLab, port: int, count: int) -> None:
+    listener = lab.socket(lab.server)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((SERVER4, port))
+    listener.listen(64)
+    for _ in range(count):
+        client = lab.socket(lab.client)
+        client.connect((SERVER4, port))
+        conn, _ = listener.accept()
+        client.sendall(b"x" * 500)
+        conn.recv(65536)
+        end(CLIENT_CLOSES, client, conn)
+    listener.close()
+
+
+def _promiscuity(lab: NetLab) -> int:
+    text = lab.ns(lab.router, "ip", "-d", "link", "show", ROUTER_CLIENT_IF)
+    return int(re.search(r"promiscuity (\d+)", text).group(1))
+
+
+@pytestmark_live
+@pytest.mark.parametrize("user", USERS)
+def test_live_a_killed_worker_is_reported_at_once_and_the_others_kept(lab, user):
+    proc = _start_live(lab, "--summary", "--json", "--cores", "2", *user)
+    victim = _workers(proc.pid)[1]
+    os.kill(victim, signal.SIGKILL)
+    ready, _, _ = select.select([proc.stderr], [], [], 5)  # at once: not at the end of the run
+    assert ready, "no word of the dead worker within 5 s"
+    assert proc.stderr.readline().decode().startswith("midstat: warning: worker 1 died (killed by signal 9")
+    _talk(lab, 7411, 20)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    conns = [c for c in json.loads(out)["connections"] if c["server"].endswith(":7411")]
+    assert conns and {c["shard"] for c in conns} == {0}  # what shard 0 saw: the kernel's hash sends it some of 20
+
+
+@pytestmark_live
+@pytest.mark.parametrize("user", USERS)
+def test_live_workers_die_with_core_0_and_the_interface_leaves_promiscuous_mode(lab, user):
+    assert _promiscuity(lab) == 0
+    proc = _start_live(lab, "--json", "--cores", "2", *user)
+    workers = _workers(proc.pid)
+    if not user and nobody_uid() is not None:
+        assert all(os.stat(f"/proc/{w}").st_uid == nobody_uid() for w in workers)
+    assert _promiscuity(lab) > 0
+    proc.kill()
+    proc.wait()
+    assert _gone_within(workers, 5) == []
+    assert _promiscuity(lab) == 0
+
+
+@pytestmark_live
+def test_live_the_tui_shows_a_dead_shard(lab):
+    with tui("-i", ROUTER_CLIENT_IF, "--cores", "2", prefix=("ip", "netns", "exec", lab.router)) as term:
+        term.wait_for(b"live")
+        os.kill(_workers(term.proc.pid)[0], signal.SIGKILL)
+        term.wait_for(b"shard 0 died", timeout=20)
+        assert term.quit() == 1
+        term.assert_restored()
+
+
+@pytestmark_live
+@pytest.mark.parametrize("cores", ["1", "2"])
+def test_live_output_into_a_full_device_is_one_line_and_status_2(lab, cores):
+    """The output writer live too: --json snapshots into /dev/full end the capture with one line, exit 2."""
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.Popen(["ip", "netns", "exec", lab.router, sys.executable, "-m", "midstat_tui",
+                                 "-i", ROUTER_CLIENT_IF, "--json", "--cores", cores], stdout=full,
+                                stderr=subprocess.PIPE, cwd=ROOT)
+    assert "listening on" in proc.stderr.readline().decode()
+    workers = _children(proc.pid)
+    _talk(lab, 7420 + int(cores), 3)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert err.decode().splitlines() == ["midstat: cannot write the output to standard output: No space left on "
+                                         "device; the output is incomplete"]
+    assert _gone_within(workers, 5) == []

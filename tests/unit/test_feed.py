@@ -1,0 +1,34 @@
+"""capture.feed through FileSource: a .gz is reread from any packet (a seek feeds it afresh), and no feeder is left
+once the source is closed, whether it was read to the end or not."""
+
+from __future__ import annotations
+
+import os
+
+from midstat_tui.capture.files import FileSource
+from tests.helpers import shared
+
+GZ = str(shared("zeek/Traces/echo-connections.pcap.gz"))
+
+
+def _feeders() -> list[int]:
+    with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as fh:
+        return [int(x) for x in fh.read().split()]
+
+
+def test_a_gz_is_reread_from_any_packet():
+    source = FileSource(GZ)
+    everything = [p for batch in source.batches(close_at_end=False) for p in batch]
+    assert len(everything) == 82_582 and source.warning is None
+    again = [p for batch in source.batches_from(50_000) for p in batch]
+    assert again == everything[50_000:]
+    source.close()
+    assert _feeders() == []
+
+
+def test_a_source_closed_early_leaves_no_feeder():
+    source = FileSource(GZ)
+    first = next(iter(source.batches(close_at_end=False)))
+    assert first and _feeders()  # the feeder is still writing: more than a pipe holds is left
+    source.close()
+    assert _feeders() == []
