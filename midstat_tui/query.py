@@ -6,8 +6,10 @@
                                                                  ss spellings too: estab, fin-wait-2, syn-recv)
     vlan 100           midstream           ended               zeek REJ
     suspicious         (an RST out of window, or with a TTL or MAC unlike the sender's other packets)
-    and, or, not (also &&, ||, !), parentheses; two terms side by side mean `and`.
-    A bare word matches the text of either address or either state: `10.0.0.`, `443`, `wait`.
+    and, or, not (also &&, ||, &, |, !), parentheses; two terms side by side mean `and`.
+    A bare word matches the text of either address or either state: `10.0.0.`, `443`, `wait`; a state's name in
+    any spelling (`time-wait`, `estab`) matches that state on either side. Any other word (`hots`, `dport=80`) is
+    an error that suggests the keyword meant.
 
 `compile_query(text)` returns a predicate over connection rows (engine.views.ConnRow), or raises QueryError, whose
 message says what is wrong and `position` where (0-based column).
@@ -15,6 +17,7 @@ message says what is wrong and `position` where (0-based column).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from collections.abc import Callable
@@ -22,11 +25,16 @@ from dataclasses import dataclass
 
 from midstat_tui.engine.views import ConnRow, format_addr
 from midstat_tui.tcp import zeek
-from midstat_tui.tcp.states import NAMES, parse_state
+from midstat_tui.tcp.states import NAMES, SS_NAMES, parse_state
 
 Predicate = Callable[[ConnRow], bool]
 
-_TOKEN = re.compile(r"\s*(?:(?P<op>\(|\)|&&|\|\||!)|(?P<word>[^\s()!&|]+))")
+_TOKEN = re.compile(r"\s*(?:(?P<op>\(|\)|&&|\|\||&|\||!)|(?P<word>[^\s()!&|]+))")
+_OR = ("or", "||", "|")
+_AND = ("and", "&&", "&")
+# words a bare word may be part of: the states in every spelling, lower case, '-' read as '_'
+_STATE_TEXT = tuple(dict.fromkeys(n.lower().replace("-", "_") for n in (*NAMES, *SS_NAMES)))
+_ADDRESS_WORD = re.compile(r"[0-9a-f.:\[\]/]+")
 KEYWORDS = ("host", "net", "port", "sport", "dport", "state", "cstate", "sstate", "vlan", "midstream", "ended",
             "suspicious", "zeek")
 FLAGS = {"midstream": lambda conn: conn.midstream, "ended": lambda conn: conn.ended is not None,
@@ -74,6 +82,7 @@ class _Parser:
         self.tokens = _tokenize(text)
         self.i = 0
         self.depth = 0
+        self.used: set[str] = set()     # the keywords the expression uses
 
     def nest(self, tok: _Token) -> None:
         self.depth += 1
@@ -101,7 +110,7 @@ class _Parser:
 
     def or_expr(self) -> Predicate:
         parts = [self.and_expr()]
-        while (tok := self.peek()) is not None and tok.text.lower() in ("or", "||"):
+        while (tok := self.peek()) is not None and tok.text.lower() in _OR:
             self.take()
             parts.append(self.and_expr())
         if len(parts) == 1:
@@ -110,8 +119,8 @@ class _Parser:
 
     def and_expr(self) -> Predicate:
         parts = [self.not_expr()]
-        while (tok := self.peek()) is not None and tok.text != ")" and tok.text.lower() not in ("or", "||"):
-            if tok.text.lower() in ("and", "&&"):
+        while (tok := self.peek()) is not None and tok.text != ")" and tok.text.lower() not in _OR:
+            if tok.text.lower() in _AND:
                 self.take()
             parts.append(self.not_expr())
         if len(parts) == 1:
@@ -138,18 +147,20 @@ class _Parser:
                 raise QueryError("a '(' is not closed", tok.pos)
             self.take()
             return pred
-        if tok.op or tok.text.lower() in ("and", "or", "&&", "||"):
+        if tok.op or tok.text.lower() in (*_AND, *_OR):
             raise QueryError(f"expected a filter term, found {tok.text!r}", tok.pos)
         word = tok.text.lower()
         if word in FLAGS:
+            self.used.add(word)
             return FLAGS[word]
         if word in KEYWORDS:
             arg = self.peek()
             if arg is None or arg.op:
                 raise QueryError(f"'{word}' needs a value", arg.pos if arg else len(self.text))
             self.take()
+            self.used.add(word)
             return _primitive(word, arg)
-        return _bare(tok.text)
+        return _bare(tok)
 
 
 def _primitive(word: str, arg: _Token) -> Predicate:
@@ -216,16 +227,47 @@ def _port_range(arg: _Token) -> tuple[int, int]:
     return low, high
 
 
-def _bare(word: str) -> Predicate:
+def _bare(tok: _Token) -> Predicate:
+    """A word that is no keyword: a state's name in any spelling (that state, either side), else a piece of an
+    address or port (`10.0.0.`, `:8080`, `fd00`) or of a state name (`wait`); anything else is a mistake."""
+    word = tok.text
+    try:
+        state = parse_state(word)
+    except ValueError:
+        pass
+    else:
+        return lambda conn: conn.cstate == state or conn.sstate == state
     needle = word.lower()
+    state_needle = needle.replace("-", "_")
+    if not _ADDRESS_WORD.fullmatch(needle) and not any(state_needle in name for name in _STATE_TEXT):
+        raise QueryError(_unknown_word(word), tok.pos)
 
     def matches(conn: ConnRow) -> bool:
         return (needle in f"{format_addr(conn.c_addr)}:{conn.c_port}".lower()
                 or needle in f"{format_addr(conn.s_addr)}:{conn.s_port}".lower()
-                or needle in NAMES[conn.cstate].lower() or needle in NAMES[conn.sstate].lower())
+                or state_needle in NAMES[conn.cstate].lower() or state_needle in NAMES[conn.sstate].lower())
 
     return matches
 
 
+def _unknown_word(word: str) -> str:
+    """What to say about a word that is neither a keyword, an address piece nor a state: suggest the keyword."""
+    head, sep, rest = word.partition("=")
+    if sep and head.lower() in KEYWORDS:
+        value = rest.lstrip("=")
+        return f"unknown word {word!r}: write '{head.lower()} {value}' (a space, not '=')"
+    close = difflib.get_close_matches(word.lower(), KEYWORDS, n=1, cutoff=0.6)
+    if close:
+        return f"unknown word {word!r}: did you mean '{close[0]}'?"
+    return f"unknown word {word!r}: not a keyword, a TCP state, nor part of an address (the keywords: see ?)"
+
+
 def compile_query(text: str) -> Predicate:
     return _Parser(text).parse()
+
+
+def keywords_used(text: str) -> set[str]:
+    """The keywords a valid expression uses (`ended`, `host`...); raises QueryError like compile_query."""
+    parser = _Parser(text)
+    parser.parse()
+    return parser.used

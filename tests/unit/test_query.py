@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from midstat_tui.engine.views import row_of
-from midstat_tui.query import QueryError, compile_query
+from midstat_tui.query import QueryError, compile_query, keywords_used
 from midstat_tui.tcp.tracker import Tracker
 from tests.flows import Flow
 
@@ -67,6 +67,14 @@ def _names(query: str, conns: dict) -> set[str]:
     ("10.0.0.", {"web", "refused", "tagged"}),
     ("wait", {"v6"}),
     (":8080", {"v6"}),
+    ("fd00", {"v6"}),
+    ("dport 443 | dport 22", {"web", "tagged", "middle"}),
+    ("dport 443 & not vlan 100", {"web"}),
+    ("fin-wait-2", {"v6"}),
+    ("FIN_WAIT_2", {"v6"}),
+    ("close-wait", {"v6"}),
+    ("syn-sent", {"tagged"}),
+    ("estab", {"web", "middle"}),
 ])
 def test_forms(query, expected, conns):
     assert _names(query, conns) == expected
@@ -85,6 +93,11 @@ def test_forms(query, expected, conns):
     ("port 80)", 8, "unexpected ')'"),
     ("port 80 and", 12, "ends too soon"),
     ("or port 80", 1, "expected a filter term"),
+    ("hots 1.2.3.4", 1, "did you mean 'host'?"),
+    ("dport=8009", 1, "write 'dport 8009'"),
+    ("port 80 and sstaet closed", 13, "did you mean 'sstate'?"),
+    ("xyzzy", 1, "unknown word 'xyzzy'"),
+    ("| port 80", 1, "expected a filter term"),
 ])
 def test_errors_say_what_and_where(query, column, words):
     with pytest.raises(QueryError) as info:
@@ -92,6 +105,11 @@ def test_errors_say_what_and_where(query, column, words):
     assert info.value.position + 1 == column
     assert words in str(info.value)
     assert f"column {column}" in str(info.value)
+
+
+def test_keywords_used_names_the_flags_and_keywords():
+    assert keywords_used("not ended and (dport 80 | midstream)") == {"ended", "dport", "midstream"}
+    assert keywords_used("time-wait 10.0.0.1") == set()
 
 
 @settings(max_examples=1000)
