@@ -413,6 +413,7 @@ def _run_app(session, args: argparse.Namespace, err: TextIO) -> int:
     from midstat_tui.ui.app import MidstatApp
 
     app = MidstatApp(session)
+    app.view.linger = args.linger  # a replaced incarnation of a reused port stays as long as an ended one
     if args.match:
         try:
             app.view.set_query(args.match)

@@ -42,6 +42,7 @@ class Column:
     right: bool = False                          # right-aligned (numbers)
     default: bool = True                         # shown unless the user hides it
     flip: bool = False                           # ascending on screen is descending in the field (age, idle)
+    fit: bool = False                            # as wide as its widest cell (addresses: IPv6 is long)
 
     def sort(self, row: ConnRow, now: float) -> tuple:
         return tuple(getattr(row, f) for f in self.fields)
@@ -52,11 +53,14 @@ def _addr_key(addr: bytes, port: int) -> tuple:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("cpu", "CPU", 3, lambda r, n: str(r.shard), ("shard",), right=True),
-    Column("client", "Client", 21, lambda r, n: r.client, ("c_addr", "c_port")),
-    Column("cstate", "Client State", 12, lambda r, n: NAMES[r.cstate], ("cstate",)),
-    Column("server", "Server", 21, lambda r, n: r.server, ("s_addr", "s_port")),
-    Column("sstate", "Server State", 12, lambda r, n: NAMES[r.sstate], ("sstate",)),
+    # every width leaves room for the title and the sort arrow
+    Column("alert", "!", 2, lambda r, n: "!" if r.rst_alerts else "", ("rst_alerts",), right=True),
+    Column("cpu", "CPU", 4, lambda r, n: str(r.shard), ("shard",), right=True),
+    Column("client", "Client", 21, lambda r, n: r.client, ("c_addr", "c_port"), fit=True),
+    Column("cstate", "Client State", 13, lambda r, n: NAMES[r.cstate], ("cstate",)),
+    Column("server", "Server", 21, lambda r, n: r.server, ("s_addr", "s_port"), fit=True),
+    Column("sstate", "Server State", 13, lambda r, n: NAMES[r.sstate], ("sstate",)),
+    Column("vlan", "VLAN", 6, lambda r, n: ".".join(map(str, r.vlan)) or "-", ("vlan",), default=False),
     Column("age", "Age", 6, lambda r, n: duration(n - r.first), ("first",), right=True, flip=True),
     Column("idle", "Idle", 6, lambda r, n: duration(n - r.last), ("last",), right=True, flip=True),
     Column("pkts_c2s", "Pkt→", 6, lambda r, n: human(r.pkts_c2s), ("pkts_c2s",), right=True),
@@ -65,10 +69,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("bytes_s2c", "Byte←", 6, lambda r, n: human(r.bytes_s2c), ("bytes_s2c",), right=True),
     Column("rtt", "RTT ms", 7, lambda r, n: "-" if r.rtt < 0 else f"{r.rtt * 1000:.1f}", ("rtt",), right=True),
     Column("zeek", "Zeek", 6, lambda r, n: r.zeek, ("zeek",)),
-    Column("vlan", "VLAN", 6, lambda r, n: ".".join(map(str, r.vlan)) or "-", ("vlan",), default=False),
     Column("history", "History", 12, lambda r, n: r.history or "-", ("history",), default=False),
     Column("retrans", "Retx", 5, lambda r, n: human(r.retrans), ("retrans",), right=True, default=False),
-    Column("midstream", "Mid", 3, lambda r, n: "yes" if r.midstream else "", ("midstream",), default=False),
+    Column("midstream", "Mid", 4, lambda r, n: "yes" if r.midstream else "", ("midstream",), default=False),
     Column("ended", "Ended", 17, lambda r, n: r.ended or "", ("ended_key",), default=False),
 )
 BY_KEY = {c.key: c for c in COLUMNS}

@@ -5,6 +5,9 @@ check the order without a screen. Numbers are kept in numpy columns indexed by a
 at a million connections costs a gather and a stable argsort (which finds last second's order nearly sorted), not
 a million Python comparisons; filter results are cached per row until the row changes. Columns that do not sort as
 numbers (addresses, text) fall back to a Python sort.
+
+When a port is reused, the engine replaces the earlier incarnation on its tuple by the new one; the view keeps the
+earlier one (ended, `port_reuse`) for the linger time, so both stay visible side by side.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ from midstat_tui.engine.views import ConnRow
 from midstat_tui.query import Predicate, compile_query
 
 NUMERIC = ("shard", "cstate", "sstate", "first", "last", "pkts_c2s", "pkts_s2c", "bytes_c2s", "bytes_s2c",
-           "rtt", "retrans", "midstream")
+           "rtt", "retrans", "midstream", "rst_alerts")
+IPV4_ENDPOINT = len("255.255.255.255:65535")
+
+
+def _tuple(row: ConnRow) -> tuple:
+    return (row.vlan, row.c_addr, row.c_port, row.s_addr, row.s_port)
 
 
 class ConnView:
@@ -32,6 +40,10 @@ class ConnView:
         self.query = ""
         self.now = 0.0
         self.version = 0
+        self.linger = 60.0                  # how long a replaced incarnation stays (the tracker's --linger)
+        self.addr_width = IPV4_ENDPOINT     # the widest endpoint text seen (IPv6 rows widen it)
+        self.has_vlan = False               # some row carries VLAN tags
+        self._ghosts: dict[int, float] = {}  # earlier incarnations of a reused tuple -> when they leave
         self._predicate: Predicate | None = None
         self._slot: dict[int, int] = {}
         self._free: list[int] = []
@@ -68,17 +80,20 @@ class ConnView:
             self._order_slots = np.zeros(0, dtype=np.int64)
             self._order_ids = np.zeros(0, dtype=np.int64)
             self._new_slots = []
+            self._ghosts.clear()
+            self.addr_width = IPV4_ENDPOINT
+            self.has_vlan = False
         rows, slots = self.rows, self._slot
         updated_slots: list[int] = []
         updated_rows: list[ConnRow] = []
+        removed: list[ConnRow] = []
+        self.now = pulled.position
         for conn_id, row in pulled.changes.items():
             slot = slots.get(conn_id)
             if row is None:
                 if slot is not None:
-                    del slots[conn_id]
-                    rows.pop(conn_id, None)
-                    self._ids[slot] = -1
-                    self._free.append(slot)
+                    removed.append(rows[conn_id])
+                    self._drop(conn_id)
                 continue
             if slot is None:
                 if self._free:
@@ -94,13 +109,50 @@ class ConnView:
             rows[conn_id] = row
             updated_slots.append(slot)
             updated_rows.append(row)
+            if len(row.c_addr) == 16 or len(row.s_addr) == 16:
+                self.addr_width = max(self.addr_width, len(row.client), len(row.server))
+            if row.vlan:
+                self.has_vlan = True
+        if removed:
+            # an earlier incarnation replaced by a new one on the same tuple stays, ended, for the linger time
+            tuples = {_tuple(row) for row in updated_rows}
+            for row in removed:
+                if _tuple(row) in tuples:
+                    ghost = row if row.ended is not None else row._replace(ended="port_reuse")
+                    self._keep(ghost)
+                    updated_slots.append(self._slot[ghost.id])
+                    updated_rows.append(ghost)
+        for conn_id, leave in list(self._ghosts.items()):
+            if leave <= self.now:
+                self._drop(conn_id)
         if updated_slots:
             index = np.fromiter(updated_slots, dtype=np.int64, count=len(updated_slots))
             for name in NUMERIC:
                 self._cols[name][index] = list(map(attrgetter(name), updated_rows))
             self._ended[index] = [row.ended is not None for row in updated_rows]
             self._match[index] = -1
-        self.now = pulled.position
+
+    def _drop(self, conn_id: int) -> None:
+        slot = self._slot.pop(conn_id)
+        del self.rows[conn_id]
+        self._ghosts.pop(conn_id, None)
+        self._ids[slot] = -1
+        self._free.append(slot)
+
+    def _keep(self, row: ConnRow) -> None:
+        """Hold a replaced incarnation in a slot of its own until the linger time has passed."""
+        if self._free:
+            slot = self._free.pop()
+        else:
+            slot = self._size
+            self._size += 1
+            if slot >= len(self._ids):
+                self._grow(slot + 1)
+        self._slot[row.id] = slot
+        self._ids[slot] = row.id
+        self._new_slots.append(slot)
+        self.rows[row.id] = row
+        self._ghosts[row.id] = self.now + self.linger
 
     # -- what to show --------------------------------------------------------------------------------------------
     def set_query(self, text: str) -> None:
@@ -111,10 +163,12 @@ class ConnView:
         self._match[:] = -1
 
     def sort_by(self, key: str, reverse: bool | None = None) -> None:
+        """Sort by a column: again on the same column reverses; a new column starts in its first direction
+        (numbers largest first, text A to Z)."""
         if key not in BY_KEY:
             raise KeyError(key)
         if reverse is None:
-            reverse = not self.sort_reverse if key == self.sort_key else False
+            reverse = not self.sort_reverse if key == self.sort_key else BY_KEY[key].right
         self.sort_key = key
         self.sort_reverse = reverse
 
@@ -122,6 +176,7 @@ class ConnView:
         keys = [c.key for c in COLUMNS if c.key in visible]
         i = keys.index(self.sort_key) if self.sort_key in keys else -1
         self.sort_key = keys[(i + step) % len(keys)]
+        self.sort_reverse = BY_KEY[self.sort_key].right
 
     def recompute(self) -> list[int]:
         """Sort every live row, starting from last time's order so the stable sort mostly finds it in place;

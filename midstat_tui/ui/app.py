@@ -15,7 +15,7 @@ from textual.widgets import Footer, Input, Static
 
 from midstat_tui.columns import BY_KEY, COLUMNS
 from midstat_tui.engine.session import Session
-from midstat_tui.query import QueryError
+from midstat_tui.query import QueryError, keywords_used
 from midstat_tui.ui.columns_screen import ColumnsScreen
 from midstat_tui.ui.conn_table import ConnTable
 from midstat_tui.ui.export import export_rows
@@ -62,6 +62,9 @@ class MidstatApp(App[None]):
     #status.-error { color: $error; }
     """
     BINDINGS = [
+        # help and quit first: the footer shows as many as fit, from the left, and these must stay on 80 columns
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
         Binding("slash", "open_filter", "Filter"),
         Binding("s", "next_sort", "Sort"),
         Binding("S", "reverse_sort", "Reverse", show=False),
@@ -76,8 +79,6 @@ class MidstatApp(App[None]):
         Binding("left_square_bracket", "seek(-1)", "Back", show=False),
         Binding("right_square_bracket", "seek(1)", "Fwd", show=False),
         Binding("g", "goto", "Go to", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
@@ -90,6 +91,7 @@ class MidstatApp(App[None]):
         self.export_dir = export_dir
         self.view = ConnView()
         self.shown_columns = [c.key for c in COLUMNS if c.default]
+        self.columns_chosen = False   # the user picked the columns: VLAN no longer appears by itself
         self.frozen = False
         self.stats: dict = {}
         self.table = ConnTable(self.view, self._columns(), id="conns")
@@ -102,7 +104,7 @@ class MidstatApp(App[None]):
         yield FilterInput(id="filter")
         yield self.table
         yield Static(id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     _MAIN_ONLY = frozenset({"open_filter", "next_sort", "reverse_sort", "toggle_ended", "pause", "columns",
                             "export", "speed", "step", "seek", "goto", "help"})
@@ -136,6 +138,10 @@ class MidstatApp(App[None]):
             pulled = session.pull()
             self.stats = pulled.stats
             self.view.apply(pulled)
+            if self.view.has_vlan and "vlan" not in self.shown_columns and not self.columns_chosen:
+                # rows that differ only by their VLAN would look identical without it
+                self.shown_columns = [c.key for c in COLUMNS if c.key in self.shown_columns or c.key == "vlan"]
+                self.table.set_columns(self._columns())
         self.view.recompute()
         self.table.refresh_view()
         self._show_header()
@@ -178,10 +184,17 @@ class MidstatApp(App[None]):
             bar.cursor_position = exc.position
             return
         bar.remember(event.value.strip())
-        self._status(f"filter: {self.view.query}" if self.view.query else "")
+        self._show_filter()
         bar.remove_class("-visible")
         self.table.focus()
         self._redraw()
+
+    def _show_filter(self) -> None:
+        query = self.view.query
+        if query and not self.view.show_ended and "ended" in keywords_used(query):
+            self._status(f"filter: {query} · ended connections are hidden: t shows them", error=True)
+        else:
+            self._status(f"filter: {query}" if query else "")
 
     def key_escape(self) -> None:
         bar = self.query_one(FilterInput)
@@ -208,12 +221,16 @@ class MidstatApp(App[None]):
 
     def action_toggle_ended(self) -> None:
         self.view.show_ended = not self.view.show_ended
-        self._status("ended connections shown" if self.view.show_ended else "ended connections hidden")
+        if self.view.query:
+            self._show_filter()
+        else:
+            self._status("ended connections shown" if self.view.show_ended else "ended connections hidden")
         self._redraw()
 
     def action_columns(self) -> None:
         def chosen(keys: list[str] | None) -> None:
             if keys:
+                self.columns_chosen = True
                 self.shown_columns = keys
                 self.table.set_columns(self._columns())
         self.push_screen(ColumnsScreen(self.shown_columns), chosen)
@@ -278,5 +295,6 @@ class MidstatApp(App[None]):
         except OSError as exc:
             self._status(f"export failed: {exc}", error=True)
             return
+        path = os.path.abspath(path)
         self._status(f"exported {len(self.view.order):,} connections to {path}")
         self.notify(f"exported to {path}")

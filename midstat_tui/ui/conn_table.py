@@ -34,7 +34,7 @@ def state_class(state: int) -> str:
 class ConnTable(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {
         "conn-table--header", "conn-table--cursor", "conn-table--handshake", "conn-table--established",
-        "conn-table--closing", "conn-table--closed", "conn-table--ended", "conn-table--odd",
+        "conn-table--closing", "conn-table--closed", "conn-table--ended", "conn-table--odd", "conn-table--alert",
     }
     DEFAULT_CSS = """
     ConnTable { height: 1fr; }
@@ -46,6 +46,7 @@ class ConnTable(ScrollView, can_focus=True):
     ConnTable > .conn-table--closed { color: #e06c75; }
     ConnTable > .conn-table--ended { text-style: dim; }
     ConnTable > .conn-table--odd { background: $boost; }
+    ConnTable > .conn-table--alert { color: $error; text-style: bold reverse; }
     """
     BINDINGS = [
         Binding("up,k", "cursor_up", "Up", show=False),
@@ -54,6 +55,8 @@ class ConnTable(ScrollView, can_focus=True):
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("home", "first", "First", show=False),
         Binding("end", "last", "Last", show=False),
+        Binding("left", "column_left", "Column left", show=False),
+        Binding("right", "column_right", "Column right", show=False),
         Binding("enter", "select", "Open flow"),
     ]
 
@@ -76,6 +79,7 @@ class ConnTable(ScrollView, can_focus=True):
         self._cache: LRUCache[tuple, Strip] = LRUCache(1024)
         self._cursor_id: int | None = None
         self._version = 0
+        self._widths: list[int] = [c.width for c in columns]
 
     # -- data in ---------------------------------------------------------------------------------------------
     def set_columns(self, columns: list[Column]) -> None:
@@ -87,7 +91,8 @@ class ConnTable(ScrollView, can_focus=True):
         order = self.view.order
         self._version += 1
         self._cache.clear()
-        width = sum(c.width + GAP for c in self.columns)
+        self._widths = [max(c.width, self.view.addr_width) if c.fit else c.width for c in self.columns]
+        width = sum(w + GAP for w in self._widths)
         self.virtual_size = Size(width, len(order) + 1)
         if self._cursor_id is not None:
             try:
@@ -129,34 +134,45 @@ class ConnTable(ScrollView, can_focus=True):
         scroll_x, scroll_y = self.scroll_offset
         width = self.size.width
         if y == 0:
-            strip = self._header()
+            strip, fill = self._header(), self.get_component_rich_style("conn-table--header")
         else:
             index = scroll_y + y - 1
             if index >= len(self.view.order):
                 return Strip.blank(width, self.rich_style)
             is_cursor = index == self.cursor
             key = (index, self._version, is_cursor, self.has_focus)
-            strip = self._cache.get(key)
-            if strip is None:
-                strip = self._row(index, is_cursor)
-                self._cache[key] = strip
-        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+            cached = self._cache.get(key)
+            if cached is None:
+                cached = self._row(index, is_cursor)
+                self._cache[key] = cached
+            strip, fill = cached
+        # the row's background (the cursor's highlight, the zebra stripe) runs to the right edge of the screen
+        return strip.crop_extend(scroll_x, scroll_x + width, fill)
 
-    def _cell(self, text: str, column: Column) -> str:
-        text = text[: column.width]
-        return (text.rjust(column.width) if column.right else text.ljust(column.width)) + " " * GAP
+    @staticmethod
+    def _cell(text: str, column: Column, width: int) -> str:
+        text = text[:width]
+        return (text.rjust(width) if column.right else text.ljust(width)) + " " * GAP
+
+    def column_offsets(self) -> list[int]:
+        """Where each shown column starts, in cells from the table's left edge."""
+        offsets, x = [], 0
+        for width in self._widths:
+            offsets.append(x)
+            x += width + GAP
+        return offsets
 
     def _header(self) -> Strip:
         style = self.get_component_rich_style("conn-table--header")
         segments = []
-        for column in self.columns:
+        for column, width in zip(self.columns, self._widths, strict=True):
             title = column.title
             if column.key == self.view.sort_key:
                 title = f"{title}{'▼' if self.view.sort_reverse else '▲'}"
-            segments.append(Segment(self._cell(title, column), style + Style(meta={"header": column.key})))
+            segments.append(Segment(self._cell(title, column, width), style + Style(meta={"header": column.key})))
         return Strip(segments)
 
-    def _row(self, index: int, is_cursor: bool) -> Strip:
+    def _row(self, index: int, is_cursor: bool) -> tuple[Strip, Style]:
         view = self.view
         row = view.rows[view.order[index]]
         base = self.rich_style
@@ -169,14 +185,16 @@ class ConnTable(ScrollView, can_focus=True):
         meta = Style(meta={"row": index})
         segments = []
         now = view.now
-        for column in self.columns:
+        for column, width in zip(self.columns, self._widths, strict=True):
             style = base
             if column.key == "cstate":
                 style = base + self.get_component_rich_style(f"conn-table--{state_class(row.cstate)}")
             elif column.key == "sstate":
                 style = base + self.get_component_rich_style(f"conn-table--{state_class(row.sstate)}")
-            segments.append(Segment(self._cell(column.text(row, now), column), style + meta))
-        return Strip(segments)
+            elif column.key == "alert" and row.rst_alerts:
+                style = base + self.get_component_rich_style("conn-table--alert")
+            segments.append(Segment(self._cell(column.text(row, now), column, width), style + meta))
+        return Strip(segments), base + meta
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
@@ -200,6 +218,19 @@ class ConnTable(ScrollView, can_focus=True):
 
     def action_last(self) -> None:
         self.cursor = len(self.view.order) - 1
+
+    def action_column_left(self) -> None:
+        """Scroll left by one column: the previous column's left edge comes to the screen's left edge."""
+        x = self.scroll_offset.x
+        earlier = [o for o in self.column_offsets() if o < x]
+        self.scroll_to(x=earlier[-1] if earlier else 0, animate=False, immediate=True)
+
+    def action_column_right(self) -> None:
+        """Scroll right by one column, as long as part of the table is still off screen on the right."""
+        x = self.scroll_offset.x
+        later = [o for o in self.column_offsets() if o > x]
+        if later and x < self.max_scroll_x:
+            self.scroll_to(x=min(later[0], self.max_scroll_x), animate=False, immediate=True)
 
     def action_select(self) -> None:
         if self._cursor_id is not None:

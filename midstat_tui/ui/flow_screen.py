@@ -44,8 +44,8 @@ class FlowScreen(Screen[None]):
     FlowScreen .flow-box { height: auto; border: round $accent; padding: 0 1; }
     FlowScreen #flow-sides { width: 1fr; }
     FlowScreen #flow-counters { width: 36; }
-    FlowScreen #flow-zeek { height: auto; border: round $accent; padding: 0 1; }
-    FlowScreen #flow-timeline { height: 1fr; min-height: 6; border: round $accent; }
+    FlowScreen #flow-zeek { height: auto; padding: 0 1; }
+    FlowScreen #flow-timeline { height: 1fr; min-height: 7; border: round $accent; }
     """
     BINDINGS = [Binding("escape,backspace", "back", "Back"), Binding("q", "app.quit", "Quit")]
 
@@ -91,12 +91,16 @@ class FlowScreen(Screen[None]):
             f"[b]connection {row.id}[/b] · {row.client} ⇄ {row.server}{vlan} · shard {row.shard}{status}")
         ended = row.ended or "no (open)"
         rtt_c, rtt_s = counters["rtt_client_ms"], counters["rtt_server_ms"]
+        # compact, so that on 80x24 the timeline below keeps several rows
         self.query_one("#flow-sides", Static).update(
-            f"client {_state(row.cstate)}\nserver {_state(row.sstate)}\n"
+            f"client {_state(row.cstate)} · server {_state(row.sstate)}\n"
             f"ended: {ended} · RST by: {counters['rst_by'] or '-'}\n"
-            f"mid-stream pickup: {'yes' if row.midstream else 'no'}\n"
-            f"RTT client leg {'-' if rtt_c is None else f'{rtt_c:.3f} ms'}\n"
-            f"RTT server leg {'-' if rtt_s is None else f'{rtt_s:.3f} ms'}\n"
+            f"mid-stream: {'yes' if row.midstream else 'no'} · bad csum {counters['bad_checksum']}\n"
+            # blind: out of window, not obeyed; odd: another TTL or MAC than the sender's (possible injection)
+            f"blind RST {counters['suspicious_rst']} · odd RST {counters['odd_rst']} · "
+            f"bad flags {counters['bad_flags']}\n"
+            f"RTT legs: client {'-' if rtt_c is None else f'{rtt_c:.3f} ms'} · "
+            f"server {'-' if rtt_s is None else f'{rtt_s:.3f} ms'}\n"
             f"first {clock_text(row.first)}\nlast  {clock_text(row.last)}")
 
         def line(label: str, key: str) -> str:
@@ -107,9 +111,6 @@ class FlowScreen(Screen[None]):
             line("packets", "packets"), line("IP bytes", "bytes"), line("payload", "payload"),
             line("retx bytes", "retrans"), line("retx segs", "retrans_pkts"), line("out-order", "ooo"),
             line("zero win", "zero_win"),
-            # blind: out of window, not obeyed; odd: another TTL or MAC than the sender's (possible injection)
-            f"blind RST {counters['suspicious_rst']} · odd RST {counters['odd_rst']}",
-            f"bad flags {counters['bad_flags']} · bad csum {counters['bad_checksum']}",
         ]))
         self.query_one("#flow-zeek", Static).update(
             f"Zeek [b]{row.zeek}[/b]: {zeek.CONN_STATES.get(row.zeek, '')} History [b]{row.history or '-'}[/b]: "
