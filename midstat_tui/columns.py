@@ -1,6 +1,6 @@
 """The connection table's columns: titles, widths, how each cell reads and how each column sorts.
 
-Shared by the TUI's table and by exports, so an export holds what the screen shows. No UI import.
+The TUI's table reads them; exports write the raw record instead (engine.views.row_record). No UI import.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from midstat_tui.engine.views import ConnRow, format_addr
+from midstat_tui.engine.views import ConnRow
 from midstat_tui.tcp.states import NAMES
 
 
@@ -75,16 +75,3 @@ COLUMNS: tuple[Column, ...] = (
     Column("ended", "Ended", 17, lambda r, n: r.ended or "", ("ended_key",), default=False),
 )
 BY_KEY = {c.key: c for c in COLUMNS}
-
-
-def plain_text_export_fields(row: ConnRow) -> dict:
-    """Every field of a row, for JSON exports (addresses as text)."""
-    return {
-        "conn": row.id, "shard": row.shard, "client": row.client, "server": row.server,
-        "client_addr": format_addr(row.c_addr), "server_addr": format_addr(row.s_addr),
-        "vlan": list(row.vlan), "client_state": NAMES[row.cstate], "server_state": NAMES[row.sstate],
-        "first": row.first, "last": row.last, "packets_c2s": row.pkts_c2s, "packets_s2c": row.pkts_s2c,
-        "bytes_c2s": row.bytes_c2s, "bytes_s2c": row.bytes_s2c, "retrans_pkts_c2s": row.retrans_c2s,
-        "retrans_pkts_s2c": row.retrans_s2c, "rtt_ms": None if row.rtt < 0 else round(row.rtt * 1000, 3),
-        "zeek_state": row.zeek, "history": row.history, "midstream": row.midstream, "ended": row.ended,
-    }

@@ -6,12 +6,14 @@ at a million connections costs a gather and a stable argsort (which finds last s
 a million Python comparisons; filter results are cached per row until the row changes. Columns that do not sort as
 numbers (addresses, text) fall back to a Python sort.
 
-When a port is reused, the engine replaces the earlier incarnation on its tuple by the new one; the view keeps the
-earlier one (ended, `port_reuse`) for the linger time, so both stay visible side by side.
+When a port is reused, the engine replaces the earlier incarnation on its tuple by the new one and hands over its
+last row (engine.views.departed_row); the view keeps every ended row until its end time plus the linger time, so
+both incarnations stay visible side by side, as any ended connection does.
 """
 
 from __future__ import annotations
 
+import heapq
 from operator import attrgetter
 
 import numpy as np
@@ -24,10 +26,6 @@ from midstat_tui.query import Predicate, compile_query
 NUMERIC = ("shard", "cstate", "sstate", "first", "last", "pkts_c2s", "pkts_s2c", "bytes_c2s", "bytes_s2c",
            "rtt", "retrans", "midstream", "rst_alerts")
 IPV4_ENDPOINT = len("255.255.255.255:65535")
-
-
-def _tuple(row: ConnRow) -> tuple:
-    return (row.vlan, row.c_addr, row.c_port, row.s_addr, row.s_port)
 
 
 class ConnView:
@@ -43,7 +41,7 @@ class ConnView:
         self.linger = 60.0                  # how long a replaced incarnation stays (the tracker's --linger)
         self.addr_width = IPV4_ENDPOINT     # the widest endpoint text seen (IPv6 rows widen it)
         self.has_vlan = False               # some row carries VLAN tags
-        self._ghosts: dict[int, float] = {}  # earlier incarnations of a reused tuple -> when they leave
+        self._leaving: list[tuple[float, int]] = []  # (end_ts + linger, id) of ended rows, a heap
         self._predicate: Predicate | None = None
         self._slot: dict[int, int] = {}
         self._free: list[int] = []
@@ -80,19 +78,17 @@ class ConnView:
             self._order_slots = np.zeros(0, dtype=np.int64)
             self._order_ids = np.zeros(0, dtype=np.int64)
             self._new_slots = []
-            self._ghosts.clear()
+            self._leaving = []
             self.addr_width = IPV4_ENDPOINT
             self.has_vlan = False
         rows, slots = self.rows, self._slot
         updated_slots: list[int] = []
         updated_rows: list[ConnRow] = []
-        removed: list[ConnRow] = []
         self.now = pulled.position
         for conn_id, row in pulled.changes.items():
             slot = slots.get(conn_id)
             if row is None:
                 if slot is not None:
-                    removed.append(rows[conn_id])
                     self._drop(conn_id)
                 continue
             if slot is None:
@@ -113,17 +109,13 @@ class ConnView:
                 self.addr_width = max(self.addr_width, len(row.client), len(row.server))
             if row.vlan:
                 self.has_vlan = True
-        if removed:
-            # an earlier incarnation replaced by a new one on the same tuple stays, ended, for the linger time
-            tuples = {_tuple(row) for row in updated_rows}
-            for row in removed:
-                if _tuple(row) in tuples:
-                    ghost = row if row.ended is not None else row._replace(ended="port_reuse")
-                    self._keep(ghost)
-                    updated_slots.append(self._slot[ghost.id])
-                    updated_rows.append(ghost)
-        for conn_id, leave in list(self._ghosts.items()):
-            if leave <= self.now:
+            if row.end_ts is not None:
+                heapq.heappush(self._leaving, (row.end_ts + self.linger, conn_id))
+        leaving = self._leaving
+        while leaving and leaving[0][0] <= self.now:
+            leave, conn_id = heapq.heappop(leaving)
+            row = rows.get(conn_id)
+            if row is not None and row.end_ts is not None and row.end_ts + self.linger <= self.now:
                 self._drop(conn_id)
         if updated_slots:
             index = np.fromiter(updated_slots, dtype=np.int64, count=len(updated_slots))
@@ -135,24 +127,8 @@ class ConnView:
     def _drop(self, conn_id: int) -> None:
         slot = self._slot.pop(conn_id)
         del self.rows[conn_id]
-        self._ghosts.pop(conn_id, None)
         self._ids[slot] = -1
         self._free.append(slot)
-
-    def _keep(self, row: ConnRow) -> None:
-        """Hold a replaced incarnation in a slot of its own until the linger time has passed."""
-        if self._free:
-            slot = self._free.pop()
-        else:
-            slot = self._size
-            self._size += 1
-            if slot >= len(self._ids):
-                self._grow(slot + 1)
-        self._slot[row.id] = slot
-        self._ids[slot] = row.id
-        self._new_slots.append(slot)
-        self.rows[row.id] = row
-        self._ghosts[row.id] = self.now + self.linger
 
     # -- what to show --------------------------------------------------------------------------------------------
     def set_query(self, text: str) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from midstat_tui.engine.pipeline import Engine
-from midstat_tui.engine.views import ConnRow, counters, row_of, transition_dict
+from midstat_tui.engine.views import ConnRow, counters, departed_row, row_of, transition_dict
 from midstat_tui.tcp.connection import Connection
 
 CHECKPOINT_EVERY = 30.0   # seconds of packet time between kept engine states
@@ -362,8 +362,9 @@ class Session:
                 self._by_id[conn.id] = conn
                 self._pending[conn.id] = row_of(conn)
             for conn_id in tracker.removed or ():
-                self._by_id.pop(conn_id, None)
-                self._pending[conn_id] = None
+                # a port reuse's earlier incarnation stays on the face until its linger time is over
+                self._pending[conn_id] = departed_row(self._by_id.pop(conn_id, None), tracker.now,
+                                                      tracker.config.linger)
         tracker.touched = set()
         tracker.removed = []
         self.position = position

@@ -30,7 +30,7 @@ from midstat_tui.engine.multicore import Job, add_stats, end_process, first_time
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.session import SPARK_POINTS, Pulled, Session
 from midstat_tui.engine.shards import share_filter
-from midstat_tui.engine.views import ConnRow, counters, row_of, transition_dict
+from midstat_tui.engine.views import ConnRow, counters, departed_row, row_of, transition_dict
 from midstat_tui.errors import MidstatError
 from midstat_tui.lifecycle import how_it_ended, start_worker
 from midstat_tui.privileges import drop_to
@@ -95,8 +95,8 @@ def _live_worker(job: Job, shard: int, count: int, out, requests, stop, group: i
                     by_id[conn.id] = conn
                     changes[conn.id] = row_of(conn)
                 for conn_id in tracker.removed or ():
-                    by_id.pop(conn_id, None)
-                    changes[conn_id] = None
+                    # a port reuse's earlier incarnation stays on the face until its linger time is over
+                    changes[conn_id] = departed_row(by_id.pop(conn_id, None), tracker.now, tracker.config.linger)
                 tracker.touched, tracker.removed = set(), []
                 out.send(("tick", shard, now, engine.stats(), changes))
                 next_tick = math.floor(now) + 1.0

@@ -1,4 +1,7 @@
-"""Connection records as the faces show them: addresses as text and the JSON field names of the output formats."""
+"""Connection records as the faces show them: addresses as text and the JSON field names of the output formats.
+
+`row_record` is the one definition of a connection record's fields, names and units (bytes, seconds, milliseconds):
+`--json`, `--summary --json` (through `connection_dict`) and the TUI's CSV and JSON exports all write it."""
 
 from __future__ import annotations
 
@@ -50,6 +53,24 @@ class ConnRow(NamedTuple):
     midstream: bool
     ended: str | None
     rst_alerts: int = 0        # RSTs out of window or with an odd TTL/MAC (blind or injected resets)
+    # the rest of the record (row_record), raw
+    payload_c2s: int = 0
+    payload_s2c: int = 0
+    retrans_bytes_c2s: int = 0
+    retrans_bytes_s2c: int = 0
+    ooo_c2s: int = 0
+    ooo_s2c: int = 0
+    zero_win_c2s: int = 0
+    zero_win_s2c: int = 0
+    rtt_client: float | None = None
+    rtt_server: float | None = None
+    rst_by: str | None = None
+    suspicious_rst: int = 0
+    odd_rst: int = 0
+    bad_flags: int = 0
+    bad_checksum: int = 0
+    end_ts: float | None = None
+    transitions: int = 0       # transitions kept + dropped
 
     @property
     def ended_key(self) -> str:
@@ -69,10 +90,23 @@ def row_of(conn: Connection) -> ConnRow:
     rtt = -1.0
     if conn.rtt_client is not None and conn.rtt_server is not None:
         rtt = conn.rtt_client + conn.rtt_server
+    suspicious, odd = conn.suspicious_rst, conn.odd_rst
     return ConnRow(conn.id, conn.shard, conn.c_addr, conn.c_port, conn.s_addr, conn.s_port, conn.vlan,
                    c.state, s.state, conn.first, conn.last, c.packets, s.packets, c.ip_bytes, s.ip_bytes,
                    c.retrans, s.retrans, c.retrans + s.retrans, rtt, zeek.conn_state(conn), conn.history,
-                   conn.midstream, conn.ended, conn.suspicious_rst + conn.odd_rst)
+                   conn.midstream, conn.ended, suspicious + odd,
+                   c.payload, s.payload, c.retrans_bytes, s.retrans_bytes, c.ooo, s.ooo, c.zero_win, s.zero_win,
+                   conn.rtt_client, conn.rtt_server, conn.rst_by, suspicious, odd, conn.bad_flags, conn.bad_checksum,
+                   conn.end_ts, conn.transitions_kept + conn.transitions_dropped)
+
+
+def departed_row(conn: Connection | None, now: float, linger: float) -> ConnRow | None:
+    """What a face is told about a connection that left the engine's table: None, unless it was replaced by a new
+    incarnation on its tuple (a reused port) before its linger time was over; then its last row, which the face
+    keeps until end_ts + linger, as it would have stayed in the table (ConnView does that)."""
+    if conn is None or conn.ended is None or conn.ended == "evicted" or conn.end_ts is None:
+        return None
+    return row_of(conn) if conn.end_ts + linger > now else None
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -92,47 +126,65 @@ def identity(conn: Connection) -> dict:
     }
 
 
-def counters(conn: Connection) -> dict:
-    c, s = conn.c, conn.s
+def row_counters(row: ConnRow) -> dict:
+    """A record's counters (the `end` event's, the flow screen's): raw numbers, bytes, seconds, milliseconds."""
     return {
-        "first": conn.first,
-        "last": conn.last,
-        "duration": round(conn.last - conn.first, 6),
-        "packets_c2s": c.packets,
-        "packets_s2c": s.packets,
-        "bytes_c2s": c.ip_bytes,
-        "bytes_s2c": s.ip_bytes,
-        "payload_c2s": c.payload,
-        "payload_s2c": s.payload,
-        "retrans_c2s": c.retrans_bytes,
-        "retrans_s2c": s.retrans_bytes,
-        "retrans_pkts_c2s": c.retrans,
-        "retrans_pkts_s2c": s.retrans,
-        "ooo_c2s": c.ooo,
-        "ooo_s2c": s.ooo,
-        "zero_win_c2s": c.zero_win,
-        "zero_win_s2c": s.zero_win,
-        "rtt_client_ms": _ms(conn.rtt_client),
-        "rtt_server_ms": _ms(conn.rtt_server),
-        "rst_by": conn.rst_by,
-        "suspicious_rst": conn.suspicious_rst,
-        "odd_rst": conn.odd_rst,
-        "bad_flags": conn.bad_flags,
-        "bad_checksum": conn.bad_checksum,
-        "zeek_state": zeek.conn_state(conn),
-        "history": conn.history,
+        "first": row.first,
+        "last": row.last,
+        "duration": round(row.last - row.first, 6),
+        "packets_c2s": row.pkts_c2s,
+        "packets_s2c": row.pkts_s2c,
+        "bytes_c2s": row.bytes_c2s,
+        "bytes_s2c": row.bytes_s2c,
+        "payload_c2s": row.payload_c2s,
+        "payload_s2c": row.payload_s2c,
+        "retrans_c2s": row.retrans_bytes_c2s,
+        "retrans_s2c": row.retrans_bytes_s2c,
+        "retrans_pkts_c2s": row.retrans_c2s,
+        "retrans_pkts_s2c": row.retrans_s2c,
+        "ooo_c2s": row.ooo_c2s,
+        "ooo_s2c": row.ooo_s2c,
+        "zero_win_c2s": row.zero_win_c2s,
+        "zero_win_s2c": row.zero_win_s2c,
+        "rtt_client_ms": _ms(row.rtt_client),
+        "rtt_server_ms": _ms(row.rtt_server),
+        "rst_by": row.rst_by,
+        "suspicious_rst": row.suspicious_rst,
+        "odd_rst": row.odd_rst,
+        "bad_flags": row.bad_flags,
+        "bad_checksum": row.bad_checksum,
+        "zeek_state": row.zeek,
+        "history": row.history,
     }
+
+
+def row_record(row: ConnRow) -> dict:
+    """One connection record, every field but the state history: what `--json`, `--summary --json` and the TUI's
+    exports write, under these names and in these units."""
+    out = {
+        "conn": row.id,
+        "client": row.client,
+        "server": row.server,
+        "vlan": list(row.vlan),
+        "shard": row.shard,
+        "client_state": NAMES[row.cstate],
+        "server_state": NAMES[row.sstate],
+    }
+    out.update(row_counters(row))
+    out["midstream"] = row.midstream
+    out["ended"] = row.ended
+    out["end_ts"] = row.end_ts
+    out["transitions"] = row.transitions
+    return out
+
+
+def counters(conn: Connection) -> dict:
+    return row_counters(row_of(conn))
 
 
 def connection_dict(conn: Connection) -> dict:
     """One connection as `--json` and `--summary --json` write it (everything but the state history)."""
-    out = identity(conn)
-    out.update(counters(conn))
-    out["midstream"] = conn.midstream
-    out["ended"] = conn.ended
-    out["end_ts"] = conn.end_ts
-    out["transitions"] = conn.transitions_kept + conn.transitions_dropped
-    return out
+    return row_record(row_of(conn))
 
 
 def transition_dict(entry: tuple) -> dict:

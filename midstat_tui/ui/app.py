@@ -285,7 +285,7 @@ class MidstatApp(App[None]):
     # -- export --------------------------------------------------------------------------------------------------
     def action_export(self, fmt: str) -> None:
         try:
-            path = export_rows(self.view.visible(), self._columns(), self.view.now, fmt, self.export_dir)
+            path = export_rows(self.view.visible(), fmt, self.export_dir)
         except PermissionError:
             user = pwd.getpwuid(os.geteuid()).pw_name
             folder = os.path.abspath(self.export_dir)

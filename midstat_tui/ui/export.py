@@ -1,5 +1,9 @@
 """Write the current view (filtered, sorted) to CSV or JSON: to a temporary file, then renamed into place, never
-over an existing file. No Textual import: the app calls it and shows the result."""
+over an existing file. No Textual import: the app calls it and shows the result.
+
+Both formats hold the same record as `--summary --json` (engine.views.row_record): its field names, raw numbers in
+its units (bytes, seconds since the epoch and seconds, milliseconds). In CSV a VLAN stack reads `100.200`, a missing
+value is empty, and true/false are spelled as in JSON."""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ import os
 import tempfile
 import time
 
-from midstat_tui.columns import Column, plain_text_export_fields
-from midstat_tui.engine.views import ConnRow
+from midstat_tui.engine.views import ConnRow, row_record
+
+_EMPTY = ConnRow(0, 0, bytes(4), 0, bytes(4), 0, (), 0, 0, 0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, -1.0, "", "", False, None)
 
 
 def _free_name(folder: str, stem: str, ext: str) -> str:
@@ -23,18 +28,29 @@ def _free_name(folder: str, stem: str, ext: str) -> str:
     return path
 
 
-def export_rows(rows: list[ConnRow], columns: list[Column], now: float, fmt: str, folder: str = ".",
-                stem: str | None = None) -> str:
+def _csv_value(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ".".join(map(str, value))
+    return value
+
+
+def export_rows(rows: list[ConnRow], fmt: str, folder: str = ".", stem: str | None = None) -> str:
     stem = stem or time.strftime("midstat-%Y%m%d-%H%M%S")
+    records = [row_record(r) for r in rows]
     if fmt == "csv":
         buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow([c.title for c in columns])
-        for row in rows:
-            writer.writerow([c.text(row, now) for c in columns])
+        writer = csv.writer(buf, lineterminator="\n")
+        fields = list(records[0]) if records else list(row_record(_EMPTY))
+        writer.writerow(fields)
+        for record in records:
+            writer.writerow([_csv_value(v) for v in record.values()])
         data = buf.getvalue()
     elif fmt == "json":
-        data = json.dumps([plain_text_export_fields(r) for r in rows], indent=1) + "\n"
+        data = json.dumps(records, indent=1) + "\n"
     else:
         raise ValueError(f"unknown export format {fmt!r}")
     fd, tmp = tempfile.mkstemp(prefix=".midstat-export-", dir=folder)

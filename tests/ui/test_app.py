@@ -39,15 +39,15 @@ async def test_table_shows_the_sessions_connections(app):
 async def test_sort_both_ways_and_by_header_click(app):
     async with app.run_test(size=SIZE) as pilot:
         assert app.view.sort_key == "age"
-        await pilot.press("s")  # next column after age: idle
-        assert app.view.sort_key == "idle" and not app.view.sort_reverse
+        await pilot.press("s")  # next column after age: idle, a number: the largest first
+        assert app.view.sort_key == "idle" and app.view.sort_reverse
         assert _in_order(app, "idle")
         first_before = app.view.order[0]
         await pilot.press("S")
-        assert app.view.sort_reverse and _in_order(app, "idle")
+        assert not app.view.sort_reverse and _in_order(app, "idle")
         assert app.view.order[-1] == first_before
         # click the "Server" header: x offset inside that column
-        x = sum(BY_KEY[k].width + 1 for k in ("cpu", "client", "cstate")) + 2
+        x = sum(BY_KEY[k].width + 1 for k in ("alert", "cpu", "client", "cstate")) + 2
         await pilot.click(ConnTable, offset=(x, 0))
         await pilot.pause()
         assert app.view.sort_key == "server"
@@ -203,7 +203,7 @@ async def test_export_csv_and_json(app, tmp_path):
     json_files = sorted(tmp_path.glob("midstat-*.json"))
     assert len(csv_files) == 1 and len(json_files) == 1
     lines = list(csv.reader(csv_files[0].open()))
-    assert lines[0][:3] == ["CPU", "Client", "Client State"]
+    assert lines[0][:3] == ["conn", "client", "server"]
     shown = app.view.visible()
     assert [row[1] for row in lines[1:]] == [r.client for r in shown]
     doc = json.loads(json_files[0].read_text())
