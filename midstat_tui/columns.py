@@ -56,11 +56,12 @@ COLUMNS: tuple[Column, ...] = (
     # every width leaves room for the title and the sort arrow
     Column("alert", "!", 2, lambda r, n: "!" if r.rst_alerts else "", ("rst_alerts",), right=True),
     Column("cpu", "CPU", 4, lambda r, n: str(r.shard), ("shard",), right=True),
+    # shown by itself as soon as a row carries a VLAN tag: rows that differ only by their VLAN would look the same
+    Column("vlan", "VLAN", 6, lambda r, n: ".".join(map(str, r.vlan)) or "-", ("vlan",), default=False),
     Column("client", "Client", 21, lambda r, n: r.client, ("c_addr", "c_port"), fit=True),
     Column("cstate", "Client State", 13, lambda r, n: NAMES[r.cstate], ("cstate",)),
     Column("server", "Server", 21, lambda r, n: r.server, ("s_addr", "s_port"), fit=True),
     Column("sstate", "Server State", 13, lambda r, n: NAMES[r.sstate], ("sstate",)),
-    Column("vlan", "VLAN", 6, lambda r, n: ".".join(map(str, r.vlan)) or "-", ("vlan",), default=False),
     Column("age", "Age", 6, lambda r, n: duration(n - r.first), ("first",), right=True, flip=True),
     Column("idle", "Idle", 6, lambda r, n: duration(n - r.last), ("last",), right=True, flip=True),
     Column("pkts_c2s", "Pkt→", 6, lambda r, n: human(r.pkts_c2s), ("pkts_c2s",), right=True),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pty
 import select
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
 
@@ -62,13 +65,18 @@ class Terminal:
 
 
 @contextlib.contextmanager
-def tui(*args: str, prefix: tuple[str, ...] = ()) -> Iterator[Terminal]:
-    """`midstat ARGS` in a new pty (`prefix`: e.g. `ip netns exec NS` in front of the interpreter)."""
+def tui(*args: str, prefix: tuple[str, ...] = (), size: tuple[int, int] = (100, 30),
+        cwd: str | os.PathLike | None = None) -> Iterator[Terminal]:
+    """`midstat ARGS` in a new pty (`prefix`: e.g. `ip netns exec NS` in front of the interpreter) of `size`
+    (columns, lines), in the project folder or in `cwd` (where exports go)."""
     master, slave = pty.openpty()
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(size[0]), "LINES": str(size[1])}
     env.pop("SUDO_USER", None)
+    if cwd is not None:
+        env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen([*prefix, sys.executable, "-m", "midstat_tui", *args], stdin=slave, stdout=slave,
-                            stderr=slave, cwd=ROOT, env=env, start_new_session=True)
+                            stderr=slave, cwd=cwd or ROOT, env=env, start_new_session=True)
     os.close(slave)
     try:
         yield Terminal(proc, master)

@@ -96,6 +96,7 @@ class Session:
         self._wake = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._pending: dict[int, ConnRow | None] = {}
+        self._departed: dict[int, ConnRow] = {}  # earlier incarnations of reused ports, for their linger time
         self._reset = False
         self._by_id: dict[int, Connection] = {}
         self._rates: dict = {}
@@ -356,15 +357,24 @@ class Session:
             self._by_id = {conn.id: conn for conn in tracker.table.values()}
             for conn in tracker.table.values():
                 self._pending[conn.id] = row_of(conn)
+            for conn_id, row in self._departed.items():  # replaced on their tuple, still in their linger time
+                if conn_id not in self._by_id and row.first <= position and row.end_ts <= position:
+                    self._pending[conn_id] = row
             self._prev = None
         else:
             for conn in tracker.touched or ():
                 self._by_id[conn.id] = conn
                 self._pending[conn.id] = row_of(conn)
             for conn_id in tracker.removed or ():
-                # a port reuse's earlier incarnation stays on the face until its linger time is over
-                self._pending[conn_id] = departed_row(self._by_id.pop(conn_id, None), tracker.now,
-                                                      tracker.config.linger)
+                # a port reuse's earlier incarnation stays on the face until its linger time is over (after a
+                # seek too: _departed keeps it)
+                row = self._pending[conn_id] = departed_row(self._by_id.pop(conn_id, None), tracker.now,
+                                                            tracker.config.linger)
+                if row is not None:
+                    self._departed[conn_id] = row
+        linger = tracker.config.linger
+        for conn_id in [i for i, row in self._departed.items() if row.end_ts + linger <= position]:
+            del self._departed[conn_id]
         tracker.touched = set()
         tracker.removed = []
         self.position = position

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from midstat_tui.engine.views import ConnRow
+from midstat_tui.engine.views import ConnRow, row_counters
 from midstat_tui.tcp import zeek
 from midstat_tui.tcp.states import NAMES
 from midstat_tui.ui.conn_table import state_class
@@ -77,7 +77,11 @@ class FlowScreen(Screen[None]):
     def refresh_flow(self) -> None:
         found = self.fetch(self.conn_id)
         if found is None:
-            self.gone = self.last is not None and self.conn_id not in self.app_rows()
+            row = self.app_rows().get(self.conn_id)
+            if self.last is None and row is not None:
+                # the engine no longer holds it (a reused port's earlier incarnation): what the table knows
+                self.last = (row, row_counters(row), [])
+            self.gone = self.last is not None and row is None
         else:
             self.gone = False
             self.last = found

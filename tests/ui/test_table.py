@@ -297,3 +297,31 @@ async def test_exports_write_the_summary_json_record(tmp_path):
             assert float(row["rtt_client_ms"]) == want["rtt_client_ms"]  # milliseconds
         assert row["vlan"] == ".".join(map(str, want["vlan"]))
         assert row["ended"] == (want["ended"] or "")
+
+
+async def test_a_seek_keeps_the_earlier_incarnation_in_its_linger_time(cases):
+    """After a seek (and at the end of a file on several cores, which is one) the table comes whole again: with
+    the earlier incarnation of the reused port, while its linger time lasts, and without it before the reuse."""
+    session = finished_session(cases)
+    app = MidstatApp(session, interval=None, show_load=False)
+    async with app.run_test(size=SMALL) as pilot:
+        end = session.position
+        session.toggle_pause()  # else, at --speed 0, a seek back plays on to the end at once
+        reuse_at = next(r.end_ts for r in app.view.rows.values() if r.ended == "port_reuse")
+        for target, expected in ((end, 1), (reuse_at - 0.5, 0), (end, 1)):
+            session.seek(target)
+            await _until_reset(pilot, app, session, target)
+            assert sum(r.ended == "port_reuse" for r in app.view.visible()) == expected, target
+
+
+async def _until_reset(pilot, app, session, target):
+    import asyncio
+
+    for _ in range(300):
+        pulled = session.pull()
+        if pulled.reset:
+            app.view.apply(pulled)
+            app._redraw()
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no reset after the seek to {target}")
