@@ -14,17 +14,18 @@ KEYS = """\
 | key | does |
 |---|---|
 | ↑ ↓ j k, PgUp PgDn, Home End | move in the table |
+| ← → | scroll sideways, a column at a time |
 | Enter (or double click) | open the flow: both sides, counters, its state history |
 | `/` | filter (Enter applies, Esc clears; ↑ ↓ walk the filter history) |
-| `s` / `S` | sort by the next column / reverse the sort (or click a header) |
+| `s` / `S` | sort by the next column / reverse the sort (or click a header); numbers largest first |
 | `t` | show or hide ended connections |
-| `c` | choose columns |
+| `c` | choose columns (each says on or off) |
 | Space | pause: a file's replay stops; live, the view freezes while capture goes on |
 | `.` | one second further, while paused (files) |
 | `+` / `-` | replay faster / slower (files; `0` plays as fast as possible) |
 | `[` / `]` | back / forward 10 seconds of packet time (files: the table as it was then) |
 | `g` | go to a time: epoch seconds, `+SECONDS` from the start, or `HH:MM:SS` (UTC) |
-| `e` / `E` | export the current view (filtered, sorted) to CSV / JSON |
+| `e` / `E` | export the current view (filtered, sorted) to CSV / JSON: the `--summary --json` record, raw numbers |
 | `?` | this help |
 | `q`, Ctrl+C | quit |
 
@@ -32,8 +33,14 @@ KEYS = """\
 
 `host 10.0.0.1` · `net 10.0.0.0/8` · `port 80` · `sport 1024-2000` · `dport 443` · `state ESTABLISHED` (either
 side) · `cstate SYN_SENT` · `sstate close-wait` · `vlan 100` · `midstream` · `ended` · `suspicious` (blind or
-injected RSTs) · `zeek REJ`, combined with `and`, `or`, `not` and parentheses. A bare word matches address or
-state text. `ss` state names work too.
+injected RSTs) · `zeek REJ`, combined with `and` (`&`), `or` (`|`), `not` (`!`) and parentheses. `ss` state
+names work too; a state name alone (`time-wait`) matches that state on either side; another bare word matches a
+piece of an address, port or state (`10.0.0.`, `:8080`, `wait`). An unknown word is an error with a suggestion.
+
+## Table
+
+`!` first column: suspicious RSTs (blind or injected) · VLAN shown by itself when the capture has tags ·
+addresses as wide as the widest · a reused port: the earlier incarnation stays, ended `port_reuse`
 
 ## State colours
 
