@@ -27,7 +27,7 @@ def prompt(key: str, title: str, on: bool) -> Content:
 class ColumnsScreen(ModalScreen[list[str] | None]):
     DEFAULT_CSS = """
     ColumnsScreen { align: center middle; }
-    ColumnsScreen > Vertical { width: 48; height: auto; max-height: 100%; border: round $accent;
+    ColumnsScreen > Vertical { width: 56; height: auto; max-height: 100%; border: round $accent;
                                background: $surface; }
     ColumnsScreen SelectionList { height: auto; max-height: 22; }
     """
@@ -39,7 +39,7 @@ class ColumnsScreen(ModalScreen[list[str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(" Space toggles, Enter applies, Esc cancels")
+            yield Static(" Columns: Space toggles, Enter applies, Esc cancels")
             yield SelectionList[str](*[(prompt(c.key, c.title, c.key in self.shown), c.key, c.key in self.shown)
                                        for c in COLUMNS])
 

@@ -55,8 +55,6 @@ class ConnTable(ScrollView, can_focus=True):
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("home", "first", "First", show=False),
         Binding("end", "last", "Last", show=False),
-        Binding("left", "column_left", "Column left", show=False),
-        Binding("right", "column_right", "Column right", show=False),
         Binding("enter", "select", "Open flow"),
     ]
 
@@ -219,13 +217,14 @@ class ConnTable(ScrollView, can_focus=True):
     def action_last(self) -> None:
         self.cursor = len(self.view.order) - 1
 
-    def action_column_left(self) -> None:
+    # ← → (ScrollableContainer's "Scroll Left" / "Scroll Right" bindings) move a whole column
+    def action_scroll_left(self) -> None:
         """Scroll left by one column: the previous column's left edge comes to the screen's left edge."""
         x = self.scroll_offset.x
         earlier = [o for o in self.column_offsets() if o < x]
         self.scroll_to(x=earlier[-1] if earlier else 0, animate=False, immediate=True)
 
-    def action_column_right(self) -> None:
+    def action_scroll_right(self) -> None:
         """Scroll right by one column, as long as part of the table is still off screen on the right."""
         x = self.scroll_offset.x
         later = [o for o in self.column_offsets() if o > x]
