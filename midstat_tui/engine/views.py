@@ -85,19 +85,22 @@ class ConnRow(NamedTuple):
         return format_endpoint(self.s_addr, self.s_port)
 
 
+_make_row = tuple.__new__  # every field given in order: skips NamedTuple's argument parsing (row_of is per row)
+
+
 def row_of(conn: Connection) -> ConnRow:
     c, s = conn.c, conn.s
     rtt = -1.0
     if conn.rtt_client is not None and conn.rtt_server is not None:
         rtt = conn.rtt_client + conn.rtt_server
     suspicious, odd = conn.suspicious_rst, conn.odd_rst
-    return ConnRow(conn.id, conn.shard, conn.c_addr, conn.c_port, conn.s_addr, conn.s_port, conn.vlan,
+    return _make_row(ConnRow, (conn.id, conn.shard, conn.c_addr, conn.c_port, conn.s_addr, conn.s_port, conn.vlan,
                    c.state, s.state, conn.first, conn.last, c.packets, s.packets, c.ip_bytes, s.ip_bytes,
                    c.retrans, s.retrans, c.retrans + s.retrans, rtt, zeek.conn_state(conn), conn.history,
                    conn.midstream, conn.ended, suspicious + odd,
                    c.payload, s.payload, c.retrans_bytes, s.retrans_bytes, c.ooo, s.ooo, c.zero_win, s.zero_win,
                    conn.rtt_client, conn.rtt_server, conn.rst_by, suspicious, odd, conn.bad_flags, conn.bad_checksum,
-                   conn.end_ts, conn.transitions_kept + conn.transitions_dropped)
+                   conn.end_ts, conn.transitions_kept + conn.transitions_dropped))
 
 
 def departed_row(conn: Connection | None, now: float, linger: float) -> ConnRow | None:
@@ -126,9 +129,19 @@ def identity(conn: Connection) -> dict:
     }
 
 
-def row_counters(row: ConnRow) -> dict:
-    """A record's counters (the `end` event's, the flow screen's): raw numbers, bytes, seconds, milliseconds."""
+def row_record(row: ConnRow) -> dict:
+    """One connection record, every field but the state history: what `--json`, `--summary --json` and the TUI's
+    exports write, under these names and in these units (bytes, seconds since the epoch and seconds, ms)."""
+    rtt_client, rtt_server = row.rtt_client, row.rtt_server
     return {
+        "conn": row.id,
+        "client": row.client,
+        "server": row.server,
+        "vlan": list(row.vlan),
+        "shard": row.shard,
+        "client_state": NAMES[row.cstate],
+        "server_state": NAMES[row.sstate],
+        # the counters (row_counters): from here to history
         "first": row.first,
         "last": row.last,
         "duration": round(row.last - row.first, 6),
@@ -146,8 +159,8 @@ def row_counters(row: ConnRow) -> dict:
         "ooo_s2c": row.ooo_s2c,
         "zero_win_c2s": row.zero_win_c2s,
         "zero_win_s2c": row.zero_win_s2c,
-        "rtt_client_ms": _ms(row.rtt_client),
-        "rtt_server_ms": _ms(row.rtt_server),
+        "rtt_client_ms": None if rtt_client is None else round(rtt_client * 1000.0, 3),
+        "rtt_server_ms": None if rtt_server is None else round(rtt_server * 1000.0, 3),
         "rst_by": row.rst_by,
         "suspicious_rst": row.suspicious_rst,
         "odd_rst": row.odd_rst,
@@ -155,27 +168,19 @@ def row_counters(row: ConnRow) -> dict:
         "bad_checksum": row.bad_checksum,
         "zeek_state": row.zeek,
         "history": row.history,
+        "midstream": row.midstream,
+        "ended": row.ended,
+        "end_ts": row.end_ts,
+        "transitions": row.transitions,
     }
 
 
-def row_record(row: ConnRow) -> dict:
-    """One connection record, every field but the state history: what `--json`, `--summary --json` and the TUI's
-    exports write, under these names and in these units."""
-    out = {
-        "conn": row.id,
-        "client": row.client,
-        "server": row.server,
-        "vlan": list(row.vlan),
-        "shard": row.shard,
-        "client_state": NAMES[row.cstate],
-        "server_state": NAMES[row.sstate],
-    }
-    out.update(row_counters(row))
-    out["midstream"] = row.midstream
-    out["ended"] = row.ended
-    out["end_ts"] = row.end_ts
-    out["transitions"] = row.transitions
-    return out
+_COUNTERS = slice(7, -4)  # the record's fields from "first" to "history"
+
+
+def row_counters(row: ConnRow) -> dict:
+    """A record's counters (the `end` event's, the flow screen's): raw numbers, bytes, seconds, milliseconds."""
+    return dict(list(row_record(row).items())[_COUNTERS])
 
 
 def counters(conn: Connection) -> dict:
