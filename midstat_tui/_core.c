@@ -990,6 +990,12 @@ static int apply(ConnObject *conn, const Seg *seg, int from_client, PyObject **c
         }
         if (!rst_acceptable(sender, receiver, seg, expected)) {
             conn->suspicious_rst++;
+            /* kept in the state history (from = to), so the flow's timeline shows the ignored reset; no event */
+            PyObject *ignored = record(conn, ts, r_idx, receiver->state, receiver->state, m.direction, flags, seq,
+                                       ack, length);
+            if (ignored == NULL)
+                goto error;
+            Py_DECREF(ignored);
             goto done;
         }
         if (sender->state != CLOSED || receiver->state != CLOSED) {

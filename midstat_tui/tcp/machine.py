@@ -160,6 +160,9 @@ def apply_segment(conn: Connection, seg: Segment, from_client: bool) -> list[tup
         sender.snd_nxt = saved
         if not accepted:
             conn.suspicious_rst += 1
+            # kept in the state history (from = to: the receiver's state did not change), so the flow's timeline
+            # shows the reset its stack ignored; not a change: no event
+            conn.record(ts, r_idx, receiver.state, receiver.state, direction, flags, seq, ack, length)
             return changes
         if sender.state != CLOSED or receiver.state != CLOSED:
             conn.rst_by = "client" if from_client else "server"

@@ -124,7 +124,9 @@ class FlowScreen(Screen[None]):
             table.clear()
             for t in transitions:
                 p = t["packet"]
-                table.add_row(clock_text(t["ts"]), t["side"], t["from"], t["to"], p["dir"], p["flags"],
+                # from = to: a reset the receiver's stack ignored (out of its window), kept for the record
+                to = "RST ignored" if t["from"] == t["to"] else t["to"]
+                table.add_row(clock_text(t["ts"]), t["side"], t["from"], to, p["dir"], p["flags"],
                               str(p["seq"]), str(p["ack"]), str(p["len"]))
 
     def app_rows(self) -> dict:

@@ -108,6 +108,12 @@ async def test_rows_with_suspicious_rsts_are_marked(cases):
         assert len(marked) == 1 and "10.9.0.3:40001" in marked[0]
         await pilot.press("slash", *"suspicious", "enter")
         assert [r.client for r in app.view.visible()] == ["10.9.0.3:40001"]
+        await pilot.press("enter")  # its timeline shows the reset the client's stack ignored
+        await pilot.pause()
+        timeline = app.screen.query_one("#flow-timeline")
+        rows = [[str(cell) for cell in timeline.get_row_at(i)] for i in range(timeline.row_count)]
+        ignored = [r for r in rows if r[3] == "RST ignored"]
+        assert len(ignored) == 1 and ignored[0][1:3] == ["client", "ESTABLISHED"] and ignored[0][5] == "R"
 
 
 async def test_every_sort_arrow_fits_its_column(cases):

@@ -28,6 +28,11 @@ def test_blind_rst_out_of_window_is_counted_and_the_connection_kept():
     assert f.conn.suspicious_rst == 2 and f.tracker.stats.suspicious_rst == 2
     assert f.conn.ended is None
     assert SUSPICIOUS(row_of(f.conn))
+    # both ignored resets are in the state history, from = to (the receivers' states), with their packets
+    ignored = [t for t in f.conn.transitions if t[2] == t[3]]
+    assert [(t[1], t[2], t[4], t[6]) for t in ignored] == [(0, 4, 1, f.nxt[1] + 100_000),
+                                                             (1, 4, 0, (f.nxt[0] - 7_000_000) & 0xFFFFFFFF)]
+    assert all(t[5] & 0x04 for t in ignored)  # RST
 
 
 def test_rst_with_another_ttl_is_flagged_but_obeyed_when_in_window():
