@@ -78,6 +78,14 @@ def test_table_interactions_at_80x24(cores, user, export_dir):
         term.wait_for(b"10.231.1.1")
         _wait_text(term, b"Help")  # the footer keeps help and quit on 80 columns
         _wait_text(term, b"Quit")
+        # horizontal scrolling, a column at a time: Age and Idle come into view; `s` sorts by Idle, largest first,
+        # its arrow whole
+        assert b"Idle" not in _text(term)
+        _press(term, b"\x1b[C" * 4)
+        _wait_text(term, b"Age")
+        _press(term, b"s")
+        _wait_text(term, "Idle▼".encode())
+        _press(term, b"\x1b[D" * 4)
         # an unknown keyword: an error with a suggestion, the table unchanged
         _filter(term, b"hots 1.2.3.4")
         _wait_text(term, b"did you mean 'host'?")
@@ -102,10 +110,6 @@ def test_table_interactions_at_80x24(cores, user, export_dir):
         _wait_text(term, b"off  History")
         _wait_text(term, b" on  RTT ms")
         _press(term, b"\x1b")
-        # horizontal scrolling: a column at a time, the Age column comes into view
-        _press(term, b"\x1b[C" * 4)
-        _wait_text(term, b"Age")
-        _press(term, b"\x1b[D" * 4)
         # export: the full path in the message
         _press(term, b"e")
         _wait_text(term, os.path.realpath(export_dir).encode()[-30:])
