@@ -30,15 +30,15 @@ def _users() -> list:
     return USERS
 
 
-def _press(term, keys: bytes, pause: float = 0.3) -> None:
+def _press(term, keys: bytes, pause: float = 0.5) -> None:
     os.write(term.master, keys)
     time.sleep(pause)
 
 
 def _filter(term, text: bytes) -> None:
     """`/`, then the text once the bar has opened, then Enter."""
-    _press(term, b"/", 0.6)
-    _press(term, text, 0.3)
+    _press(term, b"/", 1.0)  # generous: other test runs may share the machine
+    _press(term, text, 0.5)
     _press(term, b"\r", 0.5)
 
 
@@ -103,7 +103,7 @@ def test_table_interactions_at_80x24(cores, user, export_dir):
         _wait_text(term, b"ended connections are hidden")
         _press(term, b"t")
         _press(term, b"\x1b")
-        _press(term, b"/", 0.6)
+        _press(term, b"/", 1.0)
         _press(term, b"\x1b")  # Esc in the bar clears the filter
         # the column chooser says on and off
         _press(term, b"c")
@@ -148,7 +148,7 @@ def test_the_table_shows_long_ipv6_vlans_reuse_and_suspicious_rsts(cores, user, 
         _press(term, b"\r")
         _wait_text(term, b"ended: port_reuse")
         _press(term, b"\x1b")
-        _press(term, b"/", 0.6)
+        _press(term, b"/", 1.0)
         _press(term, b"\x1b")
         _filter(term, b"10.9.0.1:40000 and not ended")
         _wait_text(term, b"filter: 10.9.0.1:40000 and not ended")
