@@ -65,13 +65,13 @@ def screen(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | Non
            height: int = 36) -> Iterator[Screen]:
     """`argv` in a new tmux session of `width` x `height`; after it ends its exit status stays on the screen."""
     name = f"midstat-test-{os.getpid()}-{time.monotonic_ns()}"
-    environ = {**os.environ, "TERM": "xterm-256color", **(env or {})}
-    environ.pop("SUDO_USER", None)
-    environ.pop("TMUX", None)
-    command = f"{shlex.join(argv)}; echo {EXIT_MARK}$?; sleep 600"
-    setenv = [x for key, value in environ.items() if key in (env or {}) for x in ("-e", f"{key}={value}")]
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), *setenv,
-                    "-c", cwd or os.getcwd(), command], check=True, env=environ)
+    client_env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "SUDO_USER")}
+    # the tmux server keeps the environment of whichever test started it: the command sets its own explicitly
+    assignments = [f"{key}={value}" for key, value in {"TERM": "xterm-256color", **(env or {})}.items()]
+    unset = [x for key in ("PYTHONHOME", "PYTHONPATH", "SUDO_USER") if key not in (env or {}) for x in ("-u", key)]
+    command = f"{shlex.join(['env', *unset, *assignments, *argv])}; echo {EXIT_MARK}$?; sleep 600"
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
+                    "-c", cwd or os.getcwd(), command], check=True, env=client_env)
     try:
         yield Screen(name)
     finally:
