@@ -11,24 +11,31 @@ from tests.helpers import shared
 GZ = str(shared("zeek/Traces/echo-connections.pcap.gz"))
 
 
-def _feeders() -> list[int]:
+def _children() -> set[int]:
     with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as fh:
-        return [int(x) for x in fh.read().split()]
+        return {int(x) for x in fh.read().split()}
+
+
+def _feeders(before: set[int]) -> list[int]:
+    """This process's children that were not there `before` (other tests may have left children of their own)."""
+    return sorted(_children() - before)
 
 
 def test_a_gz_is_reread_from_any_packet():
+    before = _children()
     source = FileSource(GZ)
     everything = [p for batch in source.batches(close_at_end=False) for p in batch]
     assert len(everything) == 82_582 and source.warning is None
     again = [p for batch in source.batches_from(50_000) for p in batch]
     assert again == everything[50_000:]
     source.close()
-    assert _feeders() == []
+    assert _feeders(before) == []
 
 
 def test_a_source_closed_early_leaves_no_feeder():
+    before = _children()
     source = FileSource(GZ)
     first = next(iter(source.batches(close_at_end=False)))
-    assert first and _feeders()  # the feeder is still writing: more than a pipe holds is left
+    assert first and _feeders(before)  # the feeder is still writing: more than a pipe holds is left
     source.close()
-    assert _feeders() == []
+    assert _feeders(before) == []
