@@ -137,6 +137,10 @@ class FileSource:
             if close_at_end:
                 self.close()
 
+    def open_reader(self) -> pcapy.Reader:
+        """Another reader of the same packets (the filter applied), for a side scan such as the time range."""
+        return self._open()
+
     @property
     def seekable(self) -> bool:
         return not self.stdin

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from midstat_tui.capture.span import capture_span
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.views import ConnRow, counters, departed_row, row_of, transition_dict
 from midstat_tui.tcp.connection import Connection
@@ -111,15 +112,35 @@ class Session:
         # (monotonic wall time, packet time) the pacing counts from; None: from the first packet played. Shards of
         # one file share theirs, so that they play in step.
         self.pace_anchor: tuple[float, float] | None = None
+        # packet time the replay clock starts from before this session's first packet (a file's shard: the file's
+        # first packet, so that a shard whose share starts later still ticks, and shows, the file's time)
+        self.origin: float | None = None
+        # (first, last) packet time of the whole capture once a side scan has read it (files); None until then
+        self.span: tuple[float, float] | None = None
+        self._opened = False
         engine.tracker.track_changes()
         if live and hasattr(source, "stats"):
             engine.capture_stats = source.stats  # received / dropped counters of the capture handle
         self._stats: dict = engine.stats()
+        # the engine as it was before any packet: seeking before the first checkpoint starts over from it (a copy
+        # keeps what the engine was made with, such as its shard)
+        self._origin_blob: bytes | None = None if live or not getattr(source, "seekable", False) else \
+            self._pickle(engine)
 
     # -- the face's side ----------------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="midstat-engine", daemon=True)
         self._thread.start()
+        if not self.live and getattr(self.source, "seekable", False) and hasattr(self.source, "open_reader"):
+            threading.Thread(target=self._scan_span, name="midstat-span", daemon=True).start()
+
+    def _scan_span(self) -> None:
+        try:
+            span = capture_span(self.source.open_reader(), self._stop)
+        except Exception:  # noqa: BLE001 - the range is a convenience: without it the face shows less
+            return
+        if span is not None:
+            self.span = span
 
     def stop(self) -> None:
         self._stop.set()
@@ -220,12 +241,20 @@ class Session:
             self.error = self.source.warning
 
     def _packets(self, start: int) -> _Cursor:
-        return _Cursor(self.source.batches_from(start) if start else self.source.batches(close_at_end=False))
+        """The packets from number `start` on. The first time from the source as opened; after that, read afresh
+        (the first reader may be at the end of the file already)."""
+        if start or self._opened:
+            return _Cursor(self.source.batches_from(start))
+        self._opened = True
+        return _Cursor(self.source.batches(close_at_end=False))
 
     def _run_file(self) -> None:
         packets = self._packets(0)
         pending: Packet | None = None
         next_tick: float | None = None
+        if self.origin is not None:
+            next_tick = math.floor(self.origin) + 1.0
+            self.first_ts = self.origin
         pace: tuple[float, float] | None = None  # (wall, packet time) the pacing counts from
         while not self._stop.is_set():
             with self._wake:
@@ -243,7 +272,12 @@ class Session:
                 pending = next(packets, None)
                 if pending is None:
                     with self._lock:
-                        self._publish(self.engine.last_ts if self.engine.last_ts is not None else 0.0)
+                        end = self.engine.last_ts
+                        for known in (self.position, self.origin):
+                            if known is not None and (end is None or known > end):
+                                end = known
+                        if end is not None:  # a share with no packet and no origin has no time to show
+                            self._publish(end)
                         self._step_until = self._step_span = None
                         self.at_end = True
                         if self.source.warning:
@@ -311,18 +345,21 @@ class Session:
     def _seek(self, target: float, packets: _Cursor, pending: Packet | None,
               next_tick: float | None) -> tuple[_Cursor, Packet | None, float | None]:
         """Move the replay to packet time `target`: forward by reading on, back from the nearest checkpoint."""
-        last = self.engine.last_ts
-        if last is not None and target < last and self.source.seekable:
+        # where the engine is: its last packet, or later when its timers have run on (a seek past the end)
+        now = self.engine.last_ts
+        if self.position is not None and (now is None or self.position > now):
+            now = self.position
+        if now is not None and target < now and self.source.seekable:
             candidates = [cp for cp in self._checkpoints if cp.position <= target]
             if candidates:
                 restore = candidates[-1]
                 self.engine = pickle.loads(restore.blob)
                 self._index = restore.index
                 next_tick = math.floor(restore.position) + 1.0
-            else:
+            else:  # before the first checkpoint (before the first packet, even): from the very start
                 self.engine = self._fresh_engine()
                 self._index = 0
-                next_tick = None
+                next_tick = None if self.origin is None else math.floor(self.origin) + 1.0
             packets, pending = self._packets(self._index), None
         self.at_end = False
         while True:
@@ -342,10 +379,23 @@ class Session:
         return packets, pending, math.floor(target) + 1.0
 
     def _fresh_engine(self) -> Engine:
+        if self._origin_blob is not None:
+            return pickle.loads(self._origin_blob)
         old = self.engine
-        engine = Engine(old.decoder.dlt, old.tracker.config, verify_checksums=old.decoder.verify_checksums)
+        engine = Engine(old.decoder.dlt, old.tracker.config, verify_checksums=old.decoder.verify_checksums,
+                        shard=old.tracker.shard, shard_count=old.tracker.shard_count)
         engine.tracker.track_changes()
         return engine
+
+    @staticmethod
+    def _pickle(engine: Engine) -> bytes:
+        """The engine's whole state, without its event sink (a face's callback is not part of it)."""
+        tracker = engine.tracker
+        sink, tracker.on_event = tracker.on_event, None
+        try:
+            return pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
+        finally:
+            tracker.on_event = sink
 
     def _publish(self, position: float, reset: bool = False) -> None:
         """Under the lock: hand the changes since the last publish to the face, keep the rates and a checkpoint."""
@@ -413,12 +463,7 @@ class Session:
             return
         if self._checkpoints and position <= self._checkpoints[-1].position:
             return
-        tracker = self.engine.tracker
-        sink, tracker.on_event = tracker.on_event, None
-        try:
-            blob = pickle.dumps(self.engine, protocol=pickle.HIGHEST_PROTOCOL)
-        finally:
-            tracker.on_event = sink
+        blob = self._pickle(self.engine)
         self._checkpoints.append(_Checkpoint(position, self._index, blob))
         if len(self._checkpoints) > MAX_CHECKPOINTS:
             del self._checkpoints[1::2]  # keep every other one: still spread over the whole file

@@ -18,6 +18,7 @@ captured stays browsable; the error is shown by the face.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -26,6 +27,8 @@ import time
 from collections import deque
 from multiprocessing.connection import wait
 
+from midstat_tui.capture.files import FileSource
+from midstat_tui.capture.span import capture_span
 from midstat_tui.engine.multicore import Job, add_stats, end_process, first_timestamp
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.session import SPARK_POINTS, Pulled, Session
@@ -124,6 +127,9 @@ def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: f
     source, engine = opened
     session = Session(engine, source, live=False, speed=speed)
     session.pace_anchor = anchor
+    # the clock starts at the file's first packet, not this share's: a shard whose first packet comes later still
+    # ticks the file's time meanwhile
+    session.origin = anchor[1] if anchor is not None else None
     out.send(("ready", shard, engine.stats()))
     session.start()
     sent_at: tuple | None = None
@@ -143,9 +149,9 @@ def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: f
                 elif kind == "seek":
                     session.seek(order[1])
             pulled = session.pull()
-            state = (pulled.position, session.at_end, session.error)
+            state = (session.position, session.at_end, session.error)
             if pulled.changes or pulled.reset or state != sent_at:
-                out.send(("pull", shard, pulled, session.at_end, session.first_ts, session.error))
+                out.send(("pull", shard, pulled, session.at_end, session.first_ts, session.error, session.position))
                 sent_at = state
     except (BrokenPipeError, EOFError):
         pass  # core 0 is gone
@@ -363,11 +369,29 @@ class ShardedFileSession(_ShardedSession):
         self._awaiting: set[int] = set()   # shards whose full table after a seek has not come yet
         self._seeking: dict[int, ConnRow | None] = {}
         self._file_first = first_timestamp(job.path, job.user)
+        self.span: tuple[float, float] | None = None
         self._start_anchor: tuple[float, float] | None = None
         self._synced_end = False  # every shard has run its timers to the file's last packet
 
     def _worker_target(self):
         return _file_worker
+
+    def start(self) -> None:
+        # the capture's time range, read on the side; the file is opened here, before root is given up
+        try:
+            source = FileSource(self.job.path, self.job.bpf)
+            reader = source.open_reader()
+            source.close()
+        except MidstatError:
+            reader = None  # the shards say what is wrong with the file
+        super().start()
+        if reader is not None:
+            threading.Thread(target=self._scan_span, args=(reader,), name="midstat-span", daemon=True).start()
+
+    def _scan_span(self, reader) -> None:
+        # the range is a convenience: without it the face shows less
+        with contextlib.suppress(Exception):
+            self.span = capture_span(reader, self._stop)
 
     def _worker_args(self, shard: int) -> tuple:
         if shard == 0:
@@ -419,7 +443,7 @@ class ShardedFileSession(_ShardedSession):
     def _take(self, message: tuple) -> None:
         if message[0] != "pull":
             return
-        _, shard, pulled, at_end, first_ts, error = message
+        _, shard, pulled, at_end, first_ts, error, shard_position = message
         if self._awaiting:
             if not pulled.reset:
                 return  # from before the seek: the full table that follows replaces it
@@ -431,7 +455,7 @@ class ShardedFileSession(_ShardedSession):
         else:
             self._pending.update(pulled.changes)
         self._shard_stats[shard] = pulled.stats
-        self._positions[shard] = pulled.position
+        self._positions[shard] = shard_position  # None until the shard's clock has started: not 1970
         self._ends[shard] = at_end
         self._firsts[shard] = first_ts
         self._loads[shard] = (pulled.rates.get("load") or [0.0])[0]
@@ -445,15 +469,21 @@ class ShardedFileSession(_ShardedSession):
         elif not self._synced_end and not self._awaiting:
             # a shard stops at its own last packet; the file ends at the last of all: every shard's timers run
             # to there, as one engine's would (the picture comes whole again, like after a seek)
-            self._synced_end = True
-            self._seek_all(max(p for p in self._positions if p is not None))
+            known = {p for p in self._positions if p is not None}
+            if len(known) == 1:
+                self._synced_end = True  # all at one time already (a seek past the end): nothing to catch up
+            elif known:
+                self._synced_end = True
+                self._seek_all(max(known))
         self.at_end = ends and self._synced_end and not self._awaiting
         # the picture is as of the slowest shard still playing (all of them at the end: the last packet)
         playing = [p for i, (p, end) in enumerate(zip(self._positions, self._ends, strict=True))
                    if p is not None and not end and i not in self.dead]
         known = [p for p in self._positions if p is not None]
-        position = min(playing) if playing else max(known, default=0.0)
-        if not self._awaiting:
+        position = min(playing) if playing else max(known, default=None)
+        if position is None:
+            self._stats = add_stats(self._shard_stats)  # no clock yet: the counters, no time
+        elif not self._awaiting:
             self._publish(position, list(self._loads))
 
 

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from midstat_tui.engine.shards import shard_of, share_filter
-from tests.helpers import FIXTURES, apply_pulled, midstat, shared
+from tests.helpers import FIXTURES, ROOT, apply_pulled, midstat, shared
 
 CAPTURES = [
     shared("zeek/Traces/ssh/ssh.pcap"),
@@ -263,3 +263,89 @@ def test_the_tuis_sharded_file_replay_keeps_capture_pace_pauses_and_steps():
         assert session.paused and not session.at_end
     finally:
         session.stop()
+
+
+def test_the_tuis_sharded_seeks_across_the_start_and_the_end():
+    """Issue 9 §4 on two shards: each seek gives the table of that moment, before the first packet and past the
+    last one too, and a replay resumed from before the start shows the whole file again."""
+    from midstat_tui.engine.multicore import Job
+    from midstat_tui.engine.shard_sessions import ShardedFileSession
+    from midstat_tui.tcp.tracker import TrackerConfig
+    from tests.unit.test_session import SEEKS, _reference_rows
+
+    path = FIXTURES / "mixed_traffic.pcap"
+    whole = _reference_rows(path, until=None)
+    first = min(r.first for r in whole.values())
+    session = ShardedFileSession(Job(str(path), None, TrackerConfig()), 2, speed=0)
+    session.start()
+    try:
+        _pull_until(session, {}, lambda: session.at_end)
+        session.toggle_pause()
+        for offset in SEEKS:
+            session.seek(first + offset)
+            deadline = time.monotonic() + 30
+            while not (pulled := session.pull()).reset:
+                assert time.monotonic() < deadline, "no reset after the seek"
+                time.sleep(0.05)
+            assert pulled.position == first + offset, offset
+            seen = apply_pulled({}, pulled)
+            assert _rows_facts(seen) == _rows_facts(_reference_rows(path, until=first + offset)), offset
+        session.toggle_pause()
+        rows = _pull_until(session, {}, lambda: session.at_end and session.position == max(r.last for r in
+                                                                                               whole.values()))
+        rows = _pull_until(session, rows, lambda: True)
+    finally:
+        session.stop()
+    assert _rows_facts(rows) == _rows_facts(whole)
+
+
+def _late_second_shard(tmp_path) -> str:
+    """A capture whose first 3 s hold one connection (shard 0 or 1) and then connections on both shards."""
+    import sys
+
+    import dpkt
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from synth import ACK, SYN, frame
+
+    c, s = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    t0 = 1_700_000_000.0
+    path = tmp_path / "late.pcap"
+    with open(path, "wb") as fh:
+        writer = dpkt.pcap.Writer(fh, linktype=dpkt.pcap.DLT_EN10MB)
+        for start, ports in ((0.0, [40000]), (3.0, list(range(40001, 40017)))):
+            for i, port in enumerate(ports):
+                t = t0 + start + i * 0.01
+                writer.writepkt(frame(c, s, port, 80, 1, 0, SYN, 0, None), ts=t)
+                writer.writepkt(frame(s, c, 80, port, 100, 2, SYN | ACK, 0, None), ts=t + 0.001)
+                writer.writepkt(frame(c, s, port, 80, 2, 101, ACK, 0, None), ts=t + 0.002)
+    return str(path)
+
+
+def test_the_tuis_sharded_clock_runs_before_every_shard_has_a_packet(tmp_path):
+    """Issue 9 §4: on several shards the clock read 1970-01-01 (position 0) until every shard had seen a packet.
+    Here one shard's first packet comes 3 s in: the clock must show the file's time from the first second on."""
+    from midstat_tui.engine.multicore import Job
+    from midstat_tui.engine.shard_sessions import ShardedFileSession
+    from midstat_tui.tcp.tracker import TrackerConfig
+
+    path = _late_second_shard(tmp_path)
+    t0 = 1_700_000_000.0
+    session = ShardedFileSession(Job(path, None, TrackerConfig()), 2, speed=1.0)
+    session.start()
+    seen: list = []
+    rows: dict = {}
+    try:
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            rows = apply_pulled(rows, session.pull())
+            seen.append(session.position)
+            time.sleep(0.05)
+        assert session.span == (t0, pytest.approx(t0 + 3.152, abs=1e-5))
+        rows = _pull_until(session, rows, lambda: session.at_end)
+    finally:
+        session.stop()
+    assert {r.shard for r in rows.values()} == {0, 1}  # both shards own connections: one of them started late
+    known = [p for p in seen if p is not None]
+    assert known and all(t0 <= p <= t0 + 3.0 for p in known), seen
+    assert known[-1] >= t0 + 1.0  # the clock moved on its own within those 2.5 s

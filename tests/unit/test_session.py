@@ -146,3 +146,56 @@ def test_timers_fire_on_the_replay_clock_between_packets(tmp_path):
         session.stop()
     (closed,) = rows.values()
     assert closed.ended == "time_wait_expired"
+
+
+MIXED = FIXTURES / "mixed_traffic.pcap"  # 2.5 s, two dozen real connections of every kind
+
+
+def _seek_and_pull(session, target: float) -> dict:
+    session.seek(target)
+    deadline = time.monotonic() + 30
+    while not (pulled := session.pull()).reset:
+        assert time.monotonic() < deadline, "no reset after the seek"
+        time.sleep(0.02)
+    assert pulled.position == target
+    return apply_pulled({}, pulled)
+
+
+# before the first packet, in it, before it again, past the last packet, and back inside: each the table as it was
+SEEKS = (-9.0, 1.5, -0.5, 0.5, 2.0, 40.0, 1000.0, 1.0, -3.0, 2.5)
+
+
+def test_seeks_across_the_start_and_the_end_give_the_table_of_that_moment():
+    """Issue 9 §4: a seek before the first packet used to empty the session for good (the reader was at the end of
+    the file; every later seek and the resume showed 0 connections)."""
+    reference = _reference_rows(MIXED, until=None)
+    first = min(r.first for r in reference.values())
+    session = _session(MIXED)
+    try:
+        _wait(lambda: session.at_end)
+        session.pull()
+        session.toggle_pause()
+        for offset in SEEKS:
+            rows = _seek_and_pull(session, first + offset)
+            assert rows == _reference_rows(MIXED, until=first + offset), offset
+            if offset < 0:
+                assert rows == {}
+        # from before the start, resumed: the whole file again, as a replay from scratch shows it
+        _seek_and_pull(session, first - 5)
+        session.toggle_pause()
+        _wait(lambda: session.at_end)
+        rows = apply_pulled({}, session.pull())
+    finally:
+        session.stop()
+    assert len(rows) == len(reference) == 21 and rows == reference
+
+
+def test_the_capture_span_is_read_on_the_side():
+    session = _session(MIXED, speed=1.0, paused=True)
+    try:
+        _wait(lambda: session.span is not None)
+        assert session.position is None  # the replay has not moved: the range comes from a side scan
+    finally:
+        session.stop()
+    reference = _reference_rows(MIXED, until=None)
+    assert session.span == (min(r.first for r in reference.values()), max(r.last for r in reference.values()))
