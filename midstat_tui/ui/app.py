@@ -21,7 +21,7 @@ from midstat_tui.ui.conn_table import ConnTable
 from midstat_tui.ui.export import export_rows
 from midstat_tui.ui.flow_screen import FlowScreen
 from midstat_tui.ui.goto_screen import GotoScreen
-from midstat_tui.ui.header import SummaryHeader
+from midstat_tui.ui.header import HeaderFacts, SummaryHeader
 from midstat_tui.ui.help_screen import HelpScreen
 from midstat_tui.view import ConnView
 
@@ -148,13 +148,28 @@ class MidstatApp(App[None]):
         if session.error:
             self._status(f"{session.error} — what was tracked stays browsable", error=True)
 
+    def capture_range(self) -> tuple[float | None, float | None]:
+        """A file's first and last packet time: from the side scan once it is done, else what the replay knows."""
+        session = self.session
+        span = getattr(session, "span", None)
+        if span is not None:
+            return span
+        last = session.position if session.at_end else None
+        return session.first_ts, last
+
     def _show_header(self) -> None:
         session = self.session
-        self.query_one(SummaryHeader).show(
-            source=session.name, live=session.live, position=session.position, speed=session.speed,
-            paused=session.paused, at_end=session.at_end, stats=self.stats, bpf=session.bpf,
-            rates=dict(session._rates), shown=len(self.view.order), frozen=self.frozen,
-            show_load=self.show_load, spark_active=list(session.spark_active), spark_pps=list(session.spark_pps))
+        first, last = self.capture_range()
+        stopped = None
+        if session.live and (session.error or session.finished):
+            stopped = session.error or "the capture ended"
+        self.query_one(SummaryHeader).show(HeaderFacts(
+            source=session.name, bpf=session.bpf, live=session.live, position=self.view.now if self.frozen else
+            session.position, first=first, last=last, speed=session.speed,
+            paused=self.frozen if session.live else session.paused, at_end=session.at_end, stopped=stopped,
+            stats=self.stats, counters=dict(getattr(session, "_stats", None) or self.stats),
+            rates=dict(session._rates), shown=len(self.view.order), rows=len(self.view.rows),
+            show_load=self.show_load, spark_active=list(session.spark_active), spark_pps=list(session.spark_pps)))
 
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#status", Static)
@@ -271,7 +286,16 @@ class MidstatApp(App[None]):
         position = self.session.position
         if self.session.live or position is None:
             return
-        self.session.seek(position + direction * SEEK_STEP)
+        target = position + direction * SEEK_STEP
+        first, last = self.capture_range()
+        # `[` and `]` stop at the capture's ends (g goes anywhere inside)
+        if first is not None and target < first:
+            target = first
+            self._status("at the first packet of the capture")
+        elif last is not None and target > last:
+            target = last
+            self._status("at the last packet of the capture")
+        self.session.seek(target)
 
     def action_goto(self) -> None:
         if self.session.live:
@@ -280,7 +304,8 @@ class MidstatApp(App[None]):
         def go(target: float | None) -> None:
             if target is not None:
                 self.session.seek(target)
-        self.push_screen(GotoScreen(self.session.first_ts, self.session.position), go)
+        first, last = self.capture_range()
+        self.push_screen(GotoScreen(first, last, self.session.position), go)
 
     # -- export --------------------------------------------------------------------------------------------------
     def action_export(self, fmt: str) -> None:

@@ -1,9 +1,6 @@
-"""`g`: go to a moment of the capture."""
+"""`g`: go to a moment of the capture. The time is read and checked by `midstat_tui.timespec` (no UI there)."""
 
 from __future__ import annotations
-
-import calendar
-import time
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,52 +8,40 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-
-def parse_time(text: str, first: float | None, position: float | None) -> float:
-    """Epoch seconds, `+S` from the first packet, or `HH:MM:SS` (UTC) on the current day of the capture."""
-    text = text.strip()
-    if text.startswith("+"):
-        if first is None:
-            raise ValueError("no packet yet to count from")
-        return first + float(text[1:])
-    if ":" in text:
-        base = position if position is not None else first
-        if base is None:
-            raise ValueError("no packet yet")
-        parts = [float(p) for p in text.split(":")]
-        while len(parts) < 3:
-            parts.append(0.0)
-        hours, minutes, seconds = parts
-        day = time.gmtime(base)
-        midnight = calendar.timegm((day.tm_year, day.tm_mon, day.tm_mday, 0, 0, 0))
-        return midnight + hours * 3600 + minutes * 60 + seconds
-    return float(text)
+from midstat_tui.timespec import TimeSpecError, offset_text, parse_goto, range_text, utc_text
 
 
 class GotoScreen(ModalScreen[float | None]):
     DEFAULT_CSS = """
     GotoScreen { align: center middle; }
-    GotoScreen > Vertical { width: 60; height: auto; border: round $accent; background: $surface; padding: 0 1; }
+    GotoScreen > Vertical { width: 76; height: auto; border: round $accent; background: $surface; padding: 0 1; }
+    GotoScreen #goto-range { color: $text-muted; }
     GotoScreen #goto-error { color: $error; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, first: float | None, position: float | None) -> None:
+    def __init__(self, first: float | None, last: float | None, position: float | None) -> None:
         super().__init__()
         self.first = first
+        self.last = last
         self.position = position
 
     def compose(self) -> ComposeResult:
+        here = ""
+        if self.position is not None and self.first is not None:
+            here = f"\nnow at {utc_text(self.position)} (+{offset_text(self.position - self.first)})"
         with Vertical():
-            yield Static("Go to: epoch seconds, +SECONDS from the start, or HH:MM:SS (UTC)")
+            yield Static("Go to: +SECONDS from the start, HH:MM:SS (UTC), YYYY-MM-DD HH:MM:SS or epoch seconds")
+            yield Static(range_text(self.first, self.last) + here, id="goto-range")
             yield Input(placeholder="+12.5", id="goto-input")
             yield Static(id="goto-error")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
         try:
-            self.dismiss(parse_time(event.value, self.first, self.position))
-        except ValueError as exc:
-            self.query_one("#goto-error", Static).update(f"not a time: {exc}")
+            self.dismiss(parse_goto(event.value, self.first, self.last, self.position))
+        except TimeSpecError as exc:
+            self.query_one("#goto-error", Static).update(str(exc))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
