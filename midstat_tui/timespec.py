@@ -51,11 +51,11 @@ def range_text(first: float | None, last: float | None) -> str:
     if first is None:
         return "the capture's range is not known yet (no packet read)"
     if last is None:
-        return f"the capture starts {utc_text(first)} (its end is still being read)"
+        return f"the capture: from {utc_text(first)} (its end is still being read)"
     end = utc_text(last)
     if end[:10] == utc_text(first)[:10]:
         end = end[11:]  # the same day: the time is enough
-    return f"the capture runs from {utc_text(first)} to {end}, +0.0s to +{offset_text(last - first)}"
+    return f"the capture: {utc_text(first)} to {end} (+0.0s to +{offset_text(last - first)})"
 
 def _clock_seconds(text: str, original: str) -> float:
     match = _CLOCK.fullmatch(text)
@@ -120,7 +120,7 @@ def parse_goto(text: str, first: float | None, last: float | None, position: flo
     if last is not None and last < target <= last + SLACK:
         target = last
     if target < first:
-        raise TimeSpecError(f"{original!r} is before the first packet: {range_text(first, last)}")
+        raise TimeSpecError(f"{original!r} is before the first packet; {range_text(first, last)}")
     if last is not None and target > last:
-        raise TimeSpecError(f"{original!r} is after the last packet: {range_text(first, last)}")
+        raise TimeSpecError(f"{original!r} is after the last packet; {range_text(first, last)}")
     return target

@@ -23,11 +23,23 @@ KEYS = """\
 | Space | pause: a file's replay stops; live, the view freezes while capture goes on |
 | `.` | one second further, while paused (files) |
 | `+` / `-` | replay faster / slower (files; `0` plays as fast as possible) |
-| `[` / `]` | back / forward 10 seconds of packet time (files: the table as it was then) |
-| `g` | go to a time: epoch seconds, `+SECONDS` from the start, or `HH:MM:SS` (UTC) |
+| `[` / `]` | back / forward 10 s of packet time (files: the table as it was then, from first to last packet) |
+| `g` | go to a time of the file: `+SECONDS`, `HH:MM:SS` (UTC), `YYYY-MM-DD HH:MM:SS` or epoch seconds |
 | `e` / `E` | export the current view (filtered, sorted) to CSV / JSON: the `--summary --json` record, raw numbers |
 | `?` | this help |
 | `q`, Ctrl+C | quit |
+
+## The header
+
+1. the file or interface (and its capture filter) · the time of the table, UTC, to the tenth of a second · the
+   state: `▶ playing at ×1` (or as fast as possible), `PAUSED`, `end of the file`; live: `● live`, `PAUSED` (the
+   view is frozen, the capture goes on), `capture stopped` (the interface went away)
+2. files: where the replay is, `at +1.2s of 2.5s`, with a progress bar; live: the capture's counters (received,
+   dropped by the kernel, by the interface), moving even while paused
+3. traffic (packets and bits per second) · open connections · rows shown (filter, `t`) of the rows in the table
+   (ended connections stay a while) · connections new and ended per second · evicted (table full) · CPU per shard
+4. only when there are some: packets not tracked (bad checksum, non-TCP, malformed), and a hint
+5. sparklines of open connections and packets per second, one bar per second from zero to the max in the label
 
 ## Filter language
 

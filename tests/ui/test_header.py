@@ -140,7 +140,7 @@ async def test_goto_refuses_what_is_not_a_time_and_shows_the_range(app):
         await pilot.press("space", "g")
         screen = app.screen
         assert isinstance(screen, GotoScreen)
-        assert "the capture runs from 2026-11-25 23:13:23.3Z to 23:13:25.8Z, +0.0s to +2.5s" in \
+        assert "the capture: 2026-11-25 23:13:23.3Z to 23:13:25.8Z (+0.0s to +2.5s)" in \
             str(screen.query_one("#goto-range", Static).render())
         for text, says in (("25:61:00", "hours go from 00 to 23"), ("-5", "cannot be negative"),
                            ("abc", "is not a time"), ("+500", "after the last packet")):

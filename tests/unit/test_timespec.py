@@ -32,7 +32,7 @@ def test_each_form_inside_the_capture(text, offset):
     ("-5", "cannot be negative"),
     ("abc", "is not a time"),
     ("+abc", "after + comes a number of seconds"),
-    ("+500", "after the last packet: the capture runs from 2026-11-25 23:13:23.3Z to 23:13:25.8Z, +0.0s to +2.5s"),
+    ("+500", "after the last packet; the capture: 2026-11-25 23:13:23.3Z to 23:13:25.8Z (+0.0s to +2.5s)"),
     ("12:00:00", "before the first packet"),
     ("5", "before the first packet"),
     ("2026-02-30 00:00:00", "no such date"),
