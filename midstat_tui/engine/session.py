@@ -26,6 +26,7 @@ from midstat_tui.tcp.connection import Connection
 
 CHECKPOINT_EVERY = 30.0   # seconds of packet time between kept engine states
 MAX_CHECKPOINTS = 64
+RATE_SPAN = 0.5           # seconds of packet time a rate is measured over, at least
 SPARK_POINTS = 300        # seconds of history kept for the sparklines
 
 Packet = tuple[float, bytes]
@@ -438,13 +439,14 @@ class Session:
         cpu = time.thread_time()
         wall = time.monotonic()
         prev = self._prev
-        self._prev = (position, stats, cpu, wall)  # type: ignore[assignment]
         if prev is None:
+            self._prev = (position, stats, cpu, wall)  # type: ignore[assignment]
             return {}
         p_position, p_stats, p_cpu, p_wall = prev  # type: ignore[misc]
         span = position - p_position
-        if span <= 0:
+        if span < RATE_SPAN:  # the last bit of a file: a small count over a short span is no rate
             return dict(self._rates)
+        self._prev = (position, stats, cpu, wall)  # type: ignore[assignment]
         wall_span = max(wall - p_wall, 1e-6)
         return {
             "pps": (stats["packets"] - p_stats["packets"]) / span,

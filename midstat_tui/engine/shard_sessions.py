@@ -39,6 +39,7 @@ from midstat_tui.lifecycle import how_it_ended, start_worker
 from midstat_tui.privileges import drop_to
 
 REPLY_TIMEOUT = 1.0  # seconds the face waits for a shard to send one flow's history
+RATE_SPAN = 0.5     # seconds of packet time a rate is measured over, at least
 START_SLACK = 0.3    # seconds between the pacing anchor and the shards' first packet: time for them to start
 
 
@@ -300,9 +301,12 @@ class _ShardedSession:
         stats = self._stats = add_stats(self._shard_stats)
         self.position = position
         prev = self._prev
-        self._prev = (position, stats)
-        if prev is not None and position > prev[0]:
-            span = position - prev[0]
+        if prev is None or position < prev[0]:
+            self._prev = (position, stats)  # the start, or after a seek back: rates count from here
+            return
+        span = position - prev[0]
+        if span >= RATE_SPAN:  # a shorter span (the last bit of a file) would make a small count a huge rate
+            self._prev = (position, stats)
             self._rates = {
                 "pps": (stats["packets"] - prev[1]["packets"]) / span,
                 "bps": 8 * (stats["bytes"] - prev[1]["bytes"]) / span,
@@ -452,6 +456,7 @@ class ShardedFileSession(_ShardedSession):
                 self._seeking.update(pulled.changes)
                 if not self._awaiting:
                     self._pending, self._reset, self._seeking = self._seeking, True, {}
+                    self._prev = None  # rates start again from the new moment
         else:
             self._pending.update(pulled.changes)
         self._shard_stats[shard] = pulled.stats

@@ -130,10 +130,11 @@ def place_text(f: HeaderFacts) -> str:
 def traffic_text(f: HeaderFacts) -> str:
     stats, rates = f.stats, f.rates
     parts = [
-        f"traffic {human(rates.get('pps', 0))} pkt/s {human(rates.get('bps', 0))}bit/s",
-        f"{stats.get('active', 0):,} open conns",
+        f"{human(rates['pps'])} pkt/s {human(rates['bps'])}bit/s" if "pps" in rates else "-- pkt/s --bit/s",
+        f"{stats.get('active', 0):,} open conn" + ("" if stats.get("active", 0) == 1 else "s"),
         f"{f.shown:,} of {f.rows:,} rows shown",
-        f"new {rates.get('new_per_s', 0):.0f}/s ended {rates.get('ended_per_s', 0):.0f}/s",
+        f"new {rates['new_per_s']:.0f}/s ended {rates['ended_per_s']:.0f}/s" if "pps" in rates else
+        "new --/s ended --/s",
     ]
     if stats.get("evicted"):
         parts.append(f"evicted {stats['evicted']:,}")

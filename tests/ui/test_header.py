@@ -7,10 +7,11 @@ import dpkt
 import pytest
 from textual.widgets import Input, Static
 
+from midstat_tui.columns import human
 from midstat_tui.ui.app import MidstatApp
 from midstat_tui.ui.goto_screen import GotoScreen
 from midstat_tui.ui.header import HeaderFacts, Spark, place_text, spark_text, untracked_text
-from tests.ui.conftest import MIXED, finished_session, make_app
+from tests.ui.conftest import MIXED, finished_session
 from tests.ui.test_app import _until
 from tests.unit.test_session import _reference_rows
 
@@ -29,7 +30,7 @@ async def test_every_header_figure_has_its_label(app):
         stats = app.stats
         # `conns 40 (shown 50)` read as a contradiction: open connections and rows are two labelled figures
         assert f"{stats['active']:,} open conns" in line2 and f"21 of {len(app.view.rows)} rows shown" in line2
-        assert "traffic " in line2 and " pkt/s " in line2 and "bit/s" in line2
+        assert line2.startswith(f"{human(app.session._rates['pps'])} pkt/s ") and "bit/s · " in line2
         assert "new " in line2 and "/s ended " in line2
         active = list(app.session.spark_active)
         assert _text(app, "#spark-active-label") == f"open conns (last {len(active)} s, max {max(active)})"
