@@ -432,7 +432,8 @@ class Session:
         stats = self._stats = engine.stats()
         self._rates = self._rates_since(position, stats)
         self.spark_active.append(stats["active"])
-        self.spark_pps.append(self._rates.get("pps", 0.0))
+        if "pps" in self._rates:  # no rate yet: no bar, rather than a made-up zero
+            self.spark_pps.append(self._rates["pps"])
         self._maybe_checkpoint()
 
     def _rates_since(self, position: float, stats: dict) -> dict:
