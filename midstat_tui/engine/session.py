@@ -118,6 +118,7 @@ class Session:
         self.origin: float | None = None
         # (first, last) packet time of the whole capture once a side scan has read it (files); None until then
         self.span: tuple[float, float] | None = None
+        self.span_scanned = False
         self._opened = False
         engine.tracker.track_changes()
         if live and hasattr(source, "stats"):
@@ -137,11 +138,11 @@ class Session:
 
     def _scan_span(self) -> None:
         try:
-            span = capture_span(self.source.open_reader(), self._stop)
+            self.span = capture_span(self.source.open_reader(), self._stop)
         except Exception:  # noqa: BLE001 - the range is a convenience: without it the face shows less
-            return
-        if span is not None:
-            self.span = span
+            pass
+        finally:
+            self.span_scanned = True
 
     def stop(self) -> None:
         self._stop.set()

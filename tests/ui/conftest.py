@@ -28,6 +28,8 @@ def finished_session_or_error(path, speed: float = 0.0, config: TrackerConfig | 
     deadline = time.monotonic() + 30
     while not (session.at_end or session.finished) and time.monotonic() < deadline:
         time.sleep(0.01)
+    while not session.span_scanned and time.monotonic() < deadline:
+        time.sleep(0.01)  # the capture's range, read on the side: the header shows it (snapshots are stable)
     return session
 
 

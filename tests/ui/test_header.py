@@ -34,7 +34,8 @@ async def test_every_header_figure_has_its_label(app):
         assert "new " in line2 and "/s ended " in line2
         active = list(app.session.spark_active)
         assert _text(app, "#spark-active-label") == f"open conns (last {len(active)} s, max {max(active)})"
-        assert _text(app, "#spark-pps-label").startswith(f"pkt/s (last {len(active)} s, max ")
+        pps = list(app.session.spark_pps)
+        assert _text(app, "#spark-pps-label") == f"pkt/s (last {len(pps)} s, max {human(max(pps))})"
         assert app.query_one("#summary-untracked").display is False  # nothing untracked: no line
 
 
