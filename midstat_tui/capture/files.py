@@ -137,9 +137,19 @@ class FileSource:
             if close_at_end:
                 self.close()
 
-    def open_reader(self) -> pcapy.Reader:
-        """Another reader of the same packets (the filter applied), for a side scan such as the time range."""
-        return self._open()
+    def open_reader(self) -> pcapy.Reader | None:
+        """Another reader of the same packets (the filter applied), for a side scan such as the time range, that
+        leaves this source's own reader alone; None for a source read through a feeder (standard input, a
+        compressed file, a file only root may read): it has one pass at a time."""
+        if self._fd is not None:
+            return None
+        try:
+            reader = pcapy.open_offline(self._open_path)
+            if self.bpf:
+                reader.setfilter(self.bpf)
+        except pcapy.PcapError:
+            return None
+        return reader
 
     @property
     def seekable(self) -> bool:

@@ -138,7 +138,9 @@ class Session:
 
     def _scan_span(self) -> None:
         try:
-            self.span = capture_span(self.source.open_reader(), self._stop)
+            reader = self.source.open_reader()
+            if reader is not None:
+                self.span = capture_span(reader, self._stop)
         except Exception:  # noqa: BLE001 - the range is a convenience: without it the face shows less
             pass
         finally:

@@ -382,12 +382,16 @@ class ShardedFileSession(_ShardedSession):
 
     def start(self) -> None:
         # the capture's time range, read on the side; the file is opened here, before root is given up
+        reader = None
         try:
-            source = FileSource(self.job.path, self.job.bpf)
-            reader = source.open_reader()
-            source.close()
-        except MidstatError:
-            reader = None  # the shards say what is wrong with the file
+            with open(self.job.path, "rb") as fh:
+                compressed = fh.read(2) == b"\x1f\x8b"
+            if not compressed:  # a compressed file has no second pass for free: no range until the end
+                source = FileSource(self.job.path, self.job.bpf)
+                reader = source.open_reader()
+                source.close()
+        except (OSError, MidstatError):
+            pass  # the shards say what is wrong with the file
         super().start()
         if reader is not None:
             threading.Thread(target=self._scan_span, args=(reader,), name="midstat-span", daemon=True).start()

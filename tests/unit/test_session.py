@@ -165,12 +165,19 @@ def _seek_and_pull(session, target: float) -> dict:
 SEEKS = (-9.0, 1.5, -0.5, 0.5, 2.0, 40.0, 1000.0, 1.0, -3.0, 2.5)
 
 
-def test_seeks_across_the_start_and_the_end_give_the_table_of_that_moment():
+@pytest.mark.parametrize("compressed", [False, True])
+def test_seeks_across_the_start_and_the_end_give_the_table_of_that_moment(compressed, tmp_path):
     """Issue 9 §4: a seek before the first packet used to empty the session for good (the reader was at the end of
-    the file; every later seek and the resume showed 0 connections)."""
+    the file; every later seek and the resume showed 0 connections). A .gz capture (read through a feeder) too."""
+    import gzip
+
     reference = _reference_rows(MIXED, until=None)
     first = min(r.first for r in reference.values())
-    session = _session(MIXED)
+    path = MIXED
+    if compressed:
+        path = tmp_path / "mixed.pcap.gz"
+        path.write_bytes(gzip.compress(MIXED.read_bytes()))
+    session = _session(path)
     try:
         _wait(lambda: session.at_end)
         session.pull()
