@@ -289,6 +289,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # opened here first: a bad file or filter is said once, at once
     source = FileSource(args.read, args.filter, user=target)
     if not headless:
+        if source.stdin:
+            _keys_from_the_terminal(source)
         if args.cores > 1 and not source.stdin:
             source.close()  # each shard opens the file itself, with the filter that keeps its share
             return run_tui_sharded(args, config, target, err, datalink=source.datalink)
@@ -370,6 +372,19 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
         err.write(f"midstat: warning: {writer.warning}\n")
         return EXIT_DAMAGED
     return EXIT_DAMAGED if writer.lost else EXIT_OK
+
+
+def _keys_from_the_terminal(source) -> None:
+    """`cat x.pcap | midstat -r -`: the capture came on standard input, where the TUI reads its keys. The source
+    keeps its own copy of that descriptor; standard input becomes the terminal (as `less` does)."""
+    try:
+        tty = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        source.close()
+        raise MidstatError("-r -: the TUI needs a terminal to read keys from, and standard input holds the capture; "
+                           "use a headless output (--summary, --plain, --json, --events)") from None
+    os.dup2(tty, 0)
+    os.close(tty)
 
 
 def _load_tui() -> None:

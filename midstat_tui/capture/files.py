@@ -56,8 +56,8 @@ class FileSource:
         self._fd: int | None = None       # a source read through a feeder: its descriptor, opened once
         self._gzip: bool | None = False   # the feeder decompresses (None: it looks at the first bytes)
         self._feed: Feed | None = None
-        if self.stdin:
-            self._fd, self._gzip = 0, None
+        if self.stdin:  # a copy of the descriptor: the TUI then gives standard input back to the terminal
+            self._fd, self._gzip = os.dup(0), None
         else:
             if not os.path.exists(path):
                 raise MidstatError(f"{path}: no such file")
@@ -115,7 +115,7 @@ class FileSource:
         if self._feed is not None:
             self._feed.close()
             self._feed = None
-        if self._fd is not None and not self.stdin:
+        if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
