@@ -1585,14 +1585,31 @@ static int after_change(Timers *t, ConnObject *conn, double *limit) {
     return 0;
 }
 
-/* run(batch, start, limit, tracker, verify, dlt) -> (reason, index, packets, frame_bytes, suspicious, odd, started,
- *                                                   last_ts, conn, changes, states_before)
+/* Is the frame's source one of `own` (entries of a length byte, then that many address bytes)? */
+static int own_source(const char *own, Py_ssize_t own_len, const Frame *fr) {
+    Py_ssize_t at = 0;
+    while (own != NULL && at < own_len) {
+        int len = (unsigned char)own[at];
+        if (at + 1 + len > own_len)
+            return 0;
+        if (len == fr->addr_len && memcmp(own + at + 1, fr->src, len) == 0)
+            return 1;
+        at += 1 + len;
+    }
+    return 0;
+}
+
+/* run(batch, start, limit, tracker, verify, dlt[, offload_sources])
+ *     -> (reason, index, packets, frame_bytes, suspicious, odd, started, last_ts, conn, changes, states_before,
+ *         offloaded)
  *
  * Feeds batch[start:] (a list of (ts, frame) of link type `dlt`) to the connections of the tracker's table
  * while it can: the packet's timestamp is below `limit` (the next tick or timer), the frame is the plain shape
- * with no bad checksum, and it belongs to a live connection and is neither a SYN without ACK nor a flag
- * combination no stack sends, nor dated before the tracker's `latest` packet time. A packet that moves a state is finished here (handshake pool, timer) unless the
- * tracker has an event sink or the packet ended the connection. It stops at the first packet it may not take
+ * with no bad checksum (but for one sent from an address of `offload_sources`: the capturing host's, whose
+ * checksums its NIC fills in after the capture point; `offloaded` counts them, as Tracker.segment does), and it
+ * belongs to a live connection and is neither a SYN without ACK nor a flag combination no stack sends, nor dated
+ * before the tracker's `latest` packet time. A packet that moves a state is finished here (handshake pool,
+ * timer) unless the tracker has an event sink or the packet ended the connection. It stops at the first packet it may not take
  * (reason SLOW or TIME: `index` is that packet, not fed), right after a packet whose change Python must finish
  * (CHANGED: `index` is that packet, `changes` its transitions, `states_before` the (client, server) states before
  * it; then Tracker.changed), or at the batch's end (END). The counts are those of the packets fed in this call. */
@@ -1601,7 +1618,10 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
     Py_ssize_t start;
     double limit;
     int verify, dlt;
-    if (!PyArg_ParseTuple(args, "O!ndOpi", &PyList_Type, &batch, &start, &limit, &tracker, &verify, &dlt))
+    const char *own = NULL;       /* offload_sources: entries of one length byte (4 or 16), then the address */
+    Py_ssize_t own_len = 0;
+    if (!PyArg_ParseTuple(args, "O!ndOpi|y#", &PyList_Type, &batch, &start, &limit, &tracker, &verify, &dlt, &own,
+                          &own_len))
         return NULL;
     PyObject *table = NULL, *touched = NULL, *on_event = NULL, *tw = NULL, *result = NULL;
     Timers timers = {NULL, NULL, 0.0, {0}, 0};
@@ -1637,7 +1657,7 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
         goto out;
     Py_ssize_t n = PyList_GET_SIZE(batch);
     Py_ssize_t i = start;
-    long long packets = 0, nbytes = 0, suspicious = 0, odd = 0, started = 0;
+    long long packets = 0, nbytes = 0, suspicious = 0, odd = 0, started = 0, offloaded = 0;
     Fresh fresh = {0};
     double last_ts = -INFINITY;
     int reason = STOP_END;
@@ -1664,7 +1684,7 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
         PyObject *frame = PyTuple_GET_ITEM(item, 1);
         const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
         Py_ssize_t size = PyBytes_GET_SIZE(frame);
-        if (!decode_frame(dlt, f, size, verify, &fr) || fr.csum == 0) {
+        if (!decode_frame(dlt, f, size, verify, &fr) || (fr.csum == 0 && !own_source(own, own_len, &fr))) {
             reason = STOP_SLOW;
             break;
         }
@@ -1713,6 +1733,7 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
             goto out;
         floor_ts = ts;
         packets++;
+        offloaded += fr.csum == 0;
         nbytes += size;
         suspicious += alerts & 1;
         odd += (alerts >> 1) & 1;
@@ -1742,11 +1763,11 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
         }
     }
     if (changed == NULL)
-        result = Py_BuildValue("(inLLLLLdOOO)", reason, i, packets, nbytes, suspicious, odd, started, last_ts, Py_None,
-                               Py_None, Py_None);
+        result = Py_BuildValue("(inLLLLLdOOOL)", reason, i, packets, nbytes, suspicious, odd, started, last_ts,
+                               Py_None, Py_None, Py_None, offloaded);
     else
-        result = Py_BuildValue("(inLLLLLdONN)", reason, i, packets, nbytes, suspicious, odd, started, last_ts,
-                               (PyObject *)changed, changes, Py_BuildValue("(ii)", before_c, before_s));
+        result = Py_BuildValue("(inLLLLLdONNL)", reason, i, packets, nbytes, suspicious, odd, started, last_ts,
+                               (PyObject *)changed, changes, Py_BuildValue("(ii)", before_c, before_s), offloaded);
 out:
     Py_XDECREF(table);
     Py_XDECREF(touched);

@@ -10,8 +10,10 @@ import sys
 from typing import TextIO
 
 from midstat_tui import __version__
+from midstat_tui.decode.checksum import MODES, ChecksumPolicy
 from midstat_tui.decode.frame import FrameDecoder, LinkTypeError
 from midstat_tui.decode.linktypes import link_type_name
+from midstat_tui.engine.hints import packet_status
 from midstat_tui.engine.multicore import (
     Job,
     SignalFlag,
@@ -82,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only the snapshot at TIME: epoch seconds, or +SECONDS from the first packet")
 
     trk = p.add_argument_group("tracking")
-    trk.add_argument("--no-checksum", action="store_true",
-                     help="do not verify TCP checksums (captures taken on a host with checksum offload)")
+    trk.add_argument("--checksum", choices=MODES, metavar="MODE",
+                     help="TCP checksums: auto (the default: verify, but live, packets sent by this host with an "
+                          "unfilled checksum, as checksum offload leaves them, are tracked), verify (a bad checksum "
+                          "is never tracked), ignore (not checked)")
+    trk.add_argument("--no-checksum", action="store_true", help="the same as --checksum ignore")
     trk.add_argument("--time-wait", type=float, default=60.0, metavar="SEC",
                      help="how long a side is held in TIME_WAIT (default 60)")
     trk.add_argument("--linger", type=float, default=60.0, metavar="SEC",
@@ -160,6 +165,22 @@ def _tracker_config(args: argparse.Namespace) -> TrackerConfig:
     return config
 
 
+def _checksum_mode(args: argparse.Namespace) -> str:
+    if args.no_checksum and args.checksum not in (None, "ignore"):
+        raise MidstatError(f"--no-checksum and --checksum {args.checksum} contradict each other")
+    return "ignore" if args.no_checksum else args.checksum or "auto"
+
+
+def _checksum_policy(args: argparse.Namespace, mode: str) -> ChecksumPolicy:
+    """Live: the capturing host's own addresses and the interface's offload feature, asked now, while the
+    handle opens (as root, in the capture's network namespace). A file has no host to ask."""
+    if args.interface is None or mode == "ignore":
+        return ChecksumPolicy(mode, interface=args.interface)
+    from midstat_tui.capture.host import host_addresses, tx_checksum_offload
+
+    return ChecksumPolicy(mode, host_addresses(), args.interface, tx_checksum_offload(args.interface))
+
+
 def _parse_at(text: str) -> tuple[float | None, float | None]:
     """`--at` as (absolute time, offset from the first packet)."""
     try:
@@ -219,6 +240,11 @@ class OutputWriter(Sink):
             if stats.get("suspicious_rst") or stats.get("odd_rst"):
                 self.out.write(f"# suspicious resets: {stats.get('suspicious_rst', 0)} out of window (not obeyed), "
                                f"{stats.get('odd_rst', 0)} with another TTL or MAC than their sender's\n")
+            skipped = packet_status(stats)
+            if skipped:  # packets not taken as they came are never silent either
+                self.out.write(f"# {skipped}\n")
+            for hint in stats.get("hints") or ():
+                self.out.write(f"# hint: {hint}\n")
         else:
             self._json({"ts": ts, "stats": stats, "connections": conns})
         self.out.flush()
@@ -266,6 +292,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.at is not None and args.interface is not None:
         raise MidstatError("--at replays a capture file to a moment: use it with -r FILE")
     at_abs, at_off = _parse_at(args.at) if args.at is not None else (None, None)
+    mode = _checksum_mode(args)
     target = choose_user(args.user)
     if not headless:
         _load_tui()
@@ -278,6 +305,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.interface is not None:
         live = LiveSource(args.interface, args.filter, snaplen=args.snaplen, promisc=not args.no_promisc,
                           buffer_mib=args.buffer_size)
+        args.checksums = _checksum_policy(args, mode)
         if not headless:
             if args.cores > 1:
                 live.close()  # the handle said the interface and the filter are fine; the shards open their own
@@ -288,6 +316,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     # opened here first: a bad file or filter is said once, at once
     source = FileSource(args.read, args.filter, user=target)
+    args.checksums = _checksum_policy(args, mode)
     if not headless:
         if source.stdin:
             _keys_from_the_terminal(source)
@@ -303,7 +332,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         source.close()
         raise MidstatError(f"{source.path}: {exc}") from None
     cores = 1 if source.stdin else args.cores
-    job = Job(args.read, args.filter, config, verify_checksums=not args.no_checksum, match=args.match, until=at_abs,
+    job = Job(args.read, args.filter, config, checksums=args.checksums, match=args.match, until=at_abs,
               until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
               summary=bool(args.summary), summary_json=bool(args.summary and args.json), datalink=source.datalink,
               user=target)
@@ -348,7 +377,7 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
         raise MidstatError(f"{args.interface}: {exc}") from None
     stop = SignalFlag()
     set_on_signals(stop)
-    job = Job("", args.filter, config, verify_checksums=not args.no_checksum, match=args.match,
+    job = Job("", args.filter, config, checksums=args.checksums, match=args.match,
               events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
               summary_json=bool(args.summary and args.json), interface=args.interface, snaplen=args.snaplen,
               promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target)
@@ -400,7 +429,7 @@ def run_tui_sharded(args: argparse.Namespace, config: TrackerConfig, target: Tar
     core 0's merge in this process."""
     from midstat_tui.engine.shard_sessions import ShardedFileSession, ShardedLiveSession
 
-    job = Job(args.read or "", args.filter, config, verify_checksums=not args.no_checksum, interface=args.interface,
+    job = Job(args.read or "", args.filter, config, checksums=args.checksums, interface=args.interface,
               snaplen=args.snaplen, promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target,
               datalink=datalink)
     if args.interface is not None:
@@ -413,7 +442,7 @@ def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO
     from midstat_tui.engine.session import Session
 
     try:
-        engine = Engine(source.datalink, config, verify_checksums=not args.no_checksum)
+        engine = Engine(source.datalink, config, checksums=args.checksums)
     except LinkTypeError as exc:
         raise MidstatError(f"{source.path}: {exc}") from None
     session = Session(engine, source, live=args.interface is not None, speed=args.speed)

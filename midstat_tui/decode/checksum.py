@@ -8,9 +8,50 @@ Python's big integers do that in C, several times faster than summing an array o
 
 from __future__ import annotations
 
+import socket
+from dataclasses import dataclass
+
 
 def checksum_ok(pseudo: bytes, segment: bytes) -> bool:
     data = pseudo + segment
     if len(data) & 1:
         data += b"\0"
     return int.from_bytes(data, "big") % 0xFFFF == 0
+
+
+MODES = ("auto", "verify", "ignore")
+
+
+@dataclass(frozen=True)
+class ChecksumPolicy:
+    """How TCP checksums are judged.
+
+    `verify`: a segment whose checksum does not verify is counted and not tracked. `ignore`: checksums are not
+    computed. `auto` (the default): verify, except that the segments sent from the capturing host's own addresses
+    (`host`, read from the kernel while a live capture opens; none for a file) are tracked whatever their checksum
+    says: a host with transmit checksum offload hands them to the capture before the hardware fills it in. They
+    are counted as `offloaded`. `interface` and `tx_offload` (the interface's tx-checksumming, None when unknown)
+    only word the hints."""
+
+    mode: str = "auto"
+    host: tuple[bytes, ...] = ()
+    interface: str | None = None
+    tx_offload: bool | None = None
+
+    @property
+    def verify(self) -> bool:
+        return self.mode != "ignore"
+
+    @property
+    def offload_sources(self) -> frozenset[bytes]:
+        """The sources whose bad checksums are offloaded ones, not damage."""
+        return frozenset(self.host) if self.mode == "auto" else frozenset()
+
+    def describe(self) -> dict:
+        """For the stats: the mode, the host's addresses as text, the interface's offload feature."""
+        return {"mode": self.mode, "host": [address_text(a) for a in self.host], "interface": self.interface,
+                "tx_offload": self.tx_offload}
+
+
+def address_text(address: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(address) == 4 else socket.AF_INET6, address)

@@ -21,8 +21,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from midstat_tui.capture.files import FileSource
+from midstat_tui.decode.checksum import ChecksumPolicy
 from midstat_tui.decode.frame import LinkTypeError
 from midstat_tui.engine.departed import DepartedLog
+from midstat_tui.engine.hints import stats_hints
 from midstat_tui.engine.pipeline import Engine, Snapshot, run_file
 from midstat_tui.engine.shards import share_filter
 from midstat_tui.engine.views import connection_dict, row_of
@@ -56,6 +58,12 @@ class Job:
     buffer_mib: int = 32
     datalink: int = 1  # of the file: whether the share filter may speak of Ethernet and VLAN tags
     user: Target | None = None  # whom every process becomes once its handle or file is open (None: stay)
+    checksums: ChecksumPolicy | None = None  # how checksums are judged (None: as verify_checksums says)
+
+    def checksum_policy(self) -> ChecksumPolicy:
+        if self.checksums is not None:
+            return self.checksums
+        return ChecksumPolicy("verify" if self.verify_checksums else "ignore")
 
 
 class Sink:
@@ -149,7 +157,7 @@ class _Reporter:
 
     def engine(self, datalink: int, shard: int, count: int) -> Engine:
         job = self.job
-        engine = Engine(datalink, job.config, verify_checksums=job.verify_checksums,
+        engine = Engine(datalink, job.config, checksums=job.checksum_policy(),
                         on_event=self.on_event if job.events else None, shard=shard, shard_count=count)
         if job.summary:
             engine.tracker.on_remove = self.on_remove
@@ -340,6 +348,8 @@ def add_stats(parts: list[dict]) -> dict:
     total = _sum_stats(parts)
     if any("capture" in part for part in parts):
         total["capture_shards"] = [part.get("capture") for part in parts]
+    if parts:
+        total["hints"] = stats_hints(total)  # from the sums, not one shard's
     return total
 
 

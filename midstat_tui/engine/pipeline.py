@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from midstat_tui.decode import linktypes
+from midstat_tui.decode.checksum import ChecksumPolicy, address_text
 from midstat_tui.decode.frame import FrameDecoder
 from midstat_tui.decode.segment import IcmpError, Segment
+from midstat_tui.engine.hints import stats_hints
 from midstat_tui.engine.views import connection_dict
 from midstat_tui.tcp.connection import Connection, _core
 from midstat_tui.tcp.tracker import EventSink, Tracker, TrackerConfig
@@ -47,9 +49,16 @@ class Snapshot:
 class Engine:
     def __init__(self, datalink: int, config: TrackerConfig | None = None, verify_checksums: bool = True,
                  on_event: EventSink | None = None, shard: int = 0, shard_count: int = 1,
-                 fast_path: bool = True, compiled: bool | None = None) -> None:
-        self.decoder = FrameDecoder(datalink, verify_checksums, fast_path)
+                 fast_path: bool = True, compiled: bool | None = None, checksums: ChecksumPolicy | None = None) -> None:
+        """`checksums` says how checksums are judged (the default: `verify`, or `ignore` if not verify_checksums)."""
+        if checksums is None:
+            checksums = ChecksumPolicy("verify" if verify_checksums else "ignore")
+        self.checksums = checksums
+        self.decoder = FrameDecoder(datalink, checksums.verify, fast_path)
         self.tracker = Tracker(config, shard=shard, shard_count=shard_count, on_event=on_event, compiled=compiled)
+        self.tracker.offload_sources = checksums.offload_sources
+        # the same addresses for the compiled loop: a length byte, then the address, each
+        self._offload_blob = b"".join(bytes((len(a),)) + a for a in sorted(checksums.offload_sources))
         # the compiled core's packet loop takes the plain frames of live connections and new SYNs; the rest is `feed`
         self._run = _core.run if self.tracker.compiled and fast_path and datalink in _LOOP_LINKS else None
         self.decode_stats = DecodeStats()
@@ -93,12 +102,14 @@ class Engine:
         stats = tracker.stats
         verify = self.decoder.verify_checksums
         dlt = self.decoder.dlt
+        offload = self._offload_blob
         while True:
             due = tracker.next_timer()
-            reason, index, packets, frame_bytes, suspicious, odd, started, last_ts, conn, changes, before = run(
-                batch, index, limit if limit < due else due, tracker, verify, dlt)
+            reason, index, packets, frame_bytes, suspicious, odd, started, last_ts, conn, changes, before, offloaded = \
+                run(batch, index, limit if limit < due else due, tracker, verify, dlt, offload)
             if packets:
                 stats.started += started
+                stats.offloaded_checksum += offloaded
                 decode_stats.packets += packets
                 decode_stats.bytes += frame_bytes
                 decode_stats.tcp_packets += packets
@@ -137,6 +148,9 @@ class Engine:
             "fragments": d.fragments,
             "malformed": dict(d.malformed),
             "bad_checksum": t.bad_checksum,
+            "bad_checksum_from": {address_text(a): n for a, n in t.bad_checksum_from.items()},
+            "offloaded_checksum": t.offloaded_checksum,
+            "checksum": self.checksums.describe(),
             "suspicious_rst": t.suspicious_rst,
             "odd_rst": t.odd_rst,
             "bad_flags": t.bad_flags,
@@ -152,6 +166,7 @@ class Engine:
         }
         if self.capture_stats is not None:
             out["capture"] = self.capture_stats()
+        out["hints"] = stats_hints(out)
         return out
 
     def snapshot(self, ts: float) -> Snapshot:

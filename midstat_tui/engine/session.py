@@ -386,7 +386,7 @@ class Session:
         if self._origin_blob is not None:
             return pickle.loads(self._origin_blob)
         old = self.engine
-        engine = Engine(old.decoder.dlt, old.tracker.config, verify_checksums=old.decoder.verify_checksums,
+        engine = Engine(old.decoder.dlt, old.tracker.config, checksums=old.checksums,
                         shard=old.tracker.shard, shard_count=old.tracker.shard_count)
         engine.tracker.track_changes()
         return engine

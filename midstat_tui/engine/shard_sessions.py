@@ -54,7 +54,7 @@ def _open_shard(job: Job, shard: int, count: int, out, open_source) -> tuple | N
     try:
         source = open_source()
         drop_to(job.user)
-        engine = Engine(source.datalink, job.config, verify_checksums=job.verify_checksums, shard=shard,
+        engine = Engine(source.datalink, job.config, checksums=job.checksum_policy(), shard=shard,
                         shard_count=count)
     except MidstatError as exc:
         out.send(("fatal", shard, str(exc)))

@@ -61,6 +61,8 @@ class TrackerStats:
     odd_rst: int = 0           # RSTs with a TTL or MAC unlike the sender's other packets (possible injection)
     untracked_bad_checksum: int = 0  # bad-checksum packets of unknown tuples (not tracked)
     time_backwards: int = 0    # packets dated before one seen earlier (dated at that time instead)
+    offloaded_checksum: int = 0  # bad-checksum packets sent by the capturing host itself (offload): tracked
+    bad_checksum_from: dict[bytes, int] = field(default_factory=dict)  # bad checksums by source (the first 64)
     end_reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -128,6 +130,9 @@ class Tracker:
         self.shard_count = shard_count
         self.on_event = on_event
         self.on_remove: Callable[[Connection], None] | None = None  # a connection left the table for good
+        # the capturing host's own addresses when their checksums are left to the NIC (ChecksumPolicy): a segment
+        # they sent with a checksum that does not verify is tracked (and counted as offloaded), not dropped
+        self.offload_sources: frozenset[bytes] = frozenset()
         self.table: dict[bytes, Connection] = {}
         # the eviction order's first two classes, oldest first: ended connections still lingering, then live ones
         # whose handshake is not complete on both sides (SYN floods and scans live here; conntrack's non-assured).
@@ -195,8 +200,13 @@ class Tracker:
         flags = seg.flags
         bogus = bogus_flags(flags)
         pure_syn = (flags & (SYN | ACK | RST)) == SYN and not bogus
-        if seg.csum_ok is False:
+        if seg.csum_ok is False and seg.src in self.offload_sources:
+            stats.offloaded_checksum += 1
+        elif seg.csum_ok is False:
             stats.bad_checksum += 1
+            by_source = stats.bad_checksum_from
+            if seg.src in by_source or len(by_source) < 64:
+                by_source[seg.src] = by_source.get(seg.src, 0) + 1
             if conn is None:
                 stats.untracked_bad_checksum += 1
                 return None
