@@ -187,3 +187,37 @@ def test_contradicting_checksum_flags_are_an_error():
     bad = midstat("-r", str(FIXTURES / "close_client_first.pcap"), "--summary", "--checksum", "maybe")
     assert bad.returncode == 2 and b"Traceback" not in bad.stderr
 
+
+
+def test_a_tui_session_keeps_the_policy_across_a_seek(tmp_path):
+    """The TUI's session replays a seek on a fresh engine: the host's offloaded packets must stay tracked there."""
+    import time
+
+    from midstat_tui.engine.session import Session
+    from midstat_tui.engine.views import row_of
+    from tests.helpers import apply_pulled
+
+    spoiled_path = tmp_path / "c.pcap"
+    unfilled_copy(FIXTURES / "lossy_transfer.pcap", spoiled_path, (CLIENT4,))
+    policy = ChecksumPolicy("auto", host=(CLIENT4,))
+    source = FileSource(str(spoiled_path))
+    reference = Engine(source.datalink, checksums=policy)
+    run_file(reference, FileSource(str(spoiled_path)).batches())
+    want = {conn.id: row_of(conn) for conn in reference.tracker.table.values()}
+    session = Session(Engine(source.datalink, checksums=policy), source, live=False, speed=0.0)
+    session.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not session.at_end and time.monotonic() < deadline:
+            time.sleep(0.01)
+        session.pull()
+        session.toggle_pause()
+        session.seek(reference.last_ts)  # back to the end through a fresh engine
+        while not session._reset and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pulled = session.pull()
+    finally:
+        session.stop()
+    assert pulled.reset
+    assert apply_pulled({}, pulled) == want
+    assert pulled.stats["offloaded_checksum"] > 0 and pulled.stats["bad_checksum"] == 0
