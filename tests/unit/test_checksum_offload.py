@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import socket
-import struct
 import subprocess
 
-import dpkt
 import pytest
 
 from midstat_tui.capture.files import FileSource
@@ -20,43 +18,11 @@ from midstat_tui.engine.hints import packet_status, stats_hints
 from midstat_tui.engine.multicore import add_stats
 from midstat_tui.engine.pipeline import Engine, run_file
 from midstat_tui.tcp.connection import COMPILED_AVAILABLE
-from tests.helpers import FIXTURES, midstat
+from tests.helpers import FIXTURES, midstat, unfilled_copy
 from tests.unit.test_compiled_core import state_of
 
 CLIENT4 = socket.inet_aton("10.231.1.1")
 CLIENT6 = socket.inet_pton(socket.AF_INET6, "fd31:1::1")
-
-
-def _tcp_at(frame: bytes) -> tuple[bytes, int] | None:
-    """(source address, offset of the TCP header) of a plain Ethernet (optionally 802.1Q) IPv4/IPv6 TCP frame."""
-    at = 12
-    etype = struct.unpack_from("!H", frame, at)[0]
-    while etype == 0x8100:
-        at += 4
-        etype = struct.unpack_from("!H", frame, at)[0]
-    ip = at + 2
-    if etype == 0x0800 and frame[ip + 9] == 6:
-        return frame[ip + 12:ip + 16], ip + (frame[ip] & 0x0F) * 4
-    if etype == 0x86DD and frame[ip + 6] == 6:
-        return frame[ip + 8:ip + 24], ip + 40
-    return None
-
-
-def unfilled_copy(path, out, sources: tuple[bytes, ...]) -> int:
-    """A copy of a capture in which every TCP segment sent from `sources` has a wrong checksum, as a capture on
-    that host with checksum offload has it. Returns how many were spoiled."""
-    spoiled = 0
-    with open(path, "rb") as src, open(out, "wb") as dst:
-        reader = dpkt.pcap.Reader(src)
-        writer = dpkt.pcap.Writer(dst, snaplen=262144, linktype=reader.datalink())
-        for ts, frame in reader:
-            found = _tcp_at(frame)
-            if found is not None and found[0] in sources:
-                tcp = found[1]
-                frame = frame[:tcp + 16] + bytes((frame[tcp + 16] ^ 0x5A, frame[tcp + 17])) + frame[tcp + 18:]
-                spoiled += 1
-            writer.writepkt(frame, ts)
-    return spoiled
 
 
 def _run(path, policy: ChecksumPolicy, compiled: bool, slow: list | None = None) -> tuple[dict, dict]:

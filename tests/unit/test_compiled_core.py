@@ -59,14 +59,15 @@ def state_of(conn) -> dict:
     return out
 
 
-def run_engine(path, compiled: bool, events: bool, config: TrackerConfig | None = None) -> dict:
+def run_engine(path, compiled: bool, events: bool, config: TrackerConfig | None = None, checksums=None) -> dict:
     source = FileSource(str(path))
     log: list[tuple] = []
 
     def on_event(kind, conn, change, states):
         log.append((kind, conn.id, change, states, conn.client_state, conn.server_state))
 
-    engine = Engine(source.datalink, config, on_event=on_event if events else None, compiled=compiled)
+    engine = Engine(source.datalink, config, on_event=on_event if events else None, compiled=compiled,
+                    checksums=checksums)
     snaps: list[tuple] = []
     last = run_file(engine, source.batches(),
                     lambda snap: snaps.append((snap.ts, snap.stats, sorted(c.id for c in snap.connections))))
@@ -78,9 +79,9 @@ def run_engine(path, compiled: bool, events: bool, config: TrackerConfig | None 
             "after_stats": engine.stats(), "compiled_loop": engine._run is not None}
 
 
-def assert_same(path, events: bool, config: TrackerConfig | None = None) -> dict:
-    compiled = run_engine(path, True, events, config)
-    python = run_engine(path, False, events, config)
+def assert_same(path, events: bool, config: TrackerConfig | None = None, checksums=None) -> dict:
+    compiled = run_engine(path, True, events, config, checksums)
+    python = run_engine(path, False, events, config, checksums)
     assert python["compiled_loop"] is False
     for part in ("stats", "last", "snaps", "events", "after_stats"):
         assert compiled[part] == python[part], part
@@ -106,6 +107,27 @@ def test_the_same_events_in_the_same_order(path):
 @pytest.mark.parametrize("path", CAPTURES[1::4], ids=lambda p: p.name)
 def test_the_same_evictions_with_a_small_table(path):
     assert_same(path, events=False, config=TrackerConfig(max_conns=40))
+
+
+@pytest.mark.parametrize("events", [False, True])
+@pytest.mark.parametrize("name", ["lossy_transfer.pcap", "mixed_traffic.pcap", "ipv6_close.pcap", "vlan_close.pcap"])
+def test_the_same_with_offloaded_checksums(name, events, tmp_path):
+    """The capturing host's own packets with unfilled checksums (checksum offload), tracked by the compiled
+    loop as by Tracker.segment, and a second sender's bad checksums counted alike."""
+    import socket
+
+    from midstat_tui.decode.checksum import ChecksumPolicy
+    from tests.helpers import unfilled_copy
+
+    path = tmp_path / name
+    client4, client6 = socket.inet_aton("10.231.1.1"), socket.inet_pton(socket.AF_INET6, "fd31:1::1")
+    server4, server6 = socket.inet_aton("10.231.2.1"), socket.inet_pton(socket.AF_INET6, "fd31:2::1")
+    spoiled = unfilled_copy(FIXTURES / name, path, (client4, client6, server4, server6))
+    for host in ((client4, client6), (server4, server6)):
+        result = assert_same(path, events=events, checksums=ChecksumPolicy("auto", host=host))
+        stats = result["stats"]
+        assert stats["offloaded_checksum"] + stats["bad_checksum"] == spoiled
+        assert stats["offloaded_checksum"] > 0 and stats["bad_checksum"] > 0
 
 
 def test_a_synthetic_mix(tmp_path):
