@@ -200,21 +200,11 @@ class Tracker:
         flags = seg.flags
         bogus = bogus_flags(flags)
         pure_syn = (flags & (SYN | ACK | RST)) == SYN and not bogus
-        if seg.csum_ok is False and seg.src in self.offload_sources:
-            stats.offloaded_checksum += 1
-        elif seg.csum_ok is False:
-            stats.bad_checksum += 1
-            by_source = stats.bad_checksum_from
-            if seg.src in by_source or len(by_source) < 64:
-                by_source[seg.src] = by_source.get(seg.src, 0) + 1
-            if conn is None:
-                stats.untracked_bad_checksum += 1
-                return None
-            conn.bad_checksum += 1
-            zeek.note_bad_checksum(conn, seg.src == conn.c_addr and seg.sport == conn.c_port)
-            if self.touched is not None:
-                self.touched.add(conn)
-            return conn
+        if seg.csum_ok is False:
+            if seg.src in self.offload_sources:
+                stats.offloaded_checksum += 1  # the capturing host's own packet: its NIC fills the checksum in
+            else:
+                return self._bad_checksum(seg, conn)
         if conn is not None:
             from_client = seg.sport == conn.c_port and seg.src == conn.c_addr
             if conn.ended is not None:
@@ -301,6 +291,22 @@ class Tracker:
             return True
         # a side that never sent a SYN has no ISN to differ from: its SYN is a simultaneous open
         return side.isn is not None and side.state in (CLOSED, SYN_SENT)
+
+    def _bad_checksum(self, seg: Segment, conn: Connection | None) -> Connection | None:
+        """A damaged segment: counted (by source, and on its connection if known), never tracked."""
+        stats = self.stats
+        stats.bad_checksum += 1
+        by_source = stats.bad_checksum_from
+        if seg.src in by_source or len(by_source) < 64:
+            by_source[seg.src] = by_source.get(seg.src, 0) + 1
+        if conn is None:
+            stats.untracked_bad_checksum += 1
+            return None
+        conn.bad_checksum += 1
+        zeek.note_bad_checksum(conn, seg.src == conn.c_addr and seg.sport == conn.c_port)
+        if self.touched is not None:
+            self.touched.add(conn)
+        return conn
 
     def _count_only(self, conn: Connection, seg: Segment, from_client: bool, bogus: bool) -> Connection:
         """A packet counted on its connection that changes no state: late ones after the end, invalid flags."""
