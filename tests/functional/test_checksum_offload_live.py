@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(available() is not None or shutil.which("ethtool
 @pytest.fixture(scope="module")
 def lab():
     """The lab, with the client's interface offloading its checksums as an ordinary host's NIC does."""
-    net = NetLab(prefix="msoff").up()
+    net = NetLab().up()  # a pid-based prefix: runs of several checkouts at once do not collide
     net.ns(net.client, "ethtool", "-K", CLIENT_IF, "tx", "on")
     assert "tx-checksumming: on" in net.ns(net.client, "ethtool", "-k", CLIENT_IF)
     yield net
