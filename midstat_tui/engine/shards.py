@@ -35,8 +35,9 @@ def _forms(hashed: str) -> list[str]:
 _TAGGED = "(ether[12:2] = 0x8100 or ether[12:2] = 0x88a8 or ether[12:2] = 0x9100)"
 
 
-def share_filter(shard: int, count: int, vlan: bool = True) -> str:
-    """The BPF expression that keeps shard `shard`'s share of `count` (plus, for shard 0, all that no form places).
+def share_filter(shard: int, count: int, vlan: bool = True, unplaced: bool | None = None) -> str:
+    """The BPF expression that keeps shard `shard`'s share of `count`, plus all that no form places if `unplaced`
+    (by default, for shard 0 only).
 
     libpcap's `vlan` keyword moves the offsets of every test after it, across `or` too; so the untagged tests come
     first, then one `vlan` for single-tagged frames, then one more for double-tagged ones (whose inner tag the
@@ -44,12 +45,14 @@ def share_filter(shard: int, count: int, vlan: bool = True) -> str:
     """
     if count < 1 or not 0 <= shard < count:
         raise ValueError(f"shard {shard} of {count}")
+    if unplaced is None:
+        unplaced = shard == 0
     mine = " or ".join(_forms(f"(((({{}} ^ {{}} ^ {{}} ^ {{}}) * {_MULTIPLIER}) >> 16 & 0xffff) % {count} = {shard})"))
     anything = " or ".join(_forms("1 = 1"))
     if not vlan:  # a link without Ethernet headers (Linux cooked, raw IP, loopback)
-        return f"({mine})" if shard else f"({mine}) or not ({anything})"
-    untagged = f"({mine})" if shard else f"({mine}) or (not {_TAGGED} and not ({anything}))"
-    inner = f"({mine})" if shard else f"({mine}) or not ({anything})"
+        return f"({mine}) or not ({anything})" if unplaced else f"({mine})"
+    untagged = f"({mine}) or (not {_TAGGED} and not ({anything}))" if unplaced else f"({mine})"
+    inner = f"({mine}) or not ({anything})" if unplaced else f"({mine})"
     single = f"(vlan and not (ether[16:2] = 0x8100 or ether[16:2] = 0x88a8) and ({inner}))"
     double = f"({_TAGGED} and vlan and ({inner}))"
     return f"({untagged}) or {single} or {double}"
