@@ -1,13 +1,15 @@
-"""Splitting the traffic between shards without touching a packet in Python: a symmetric hash written as a BPF
-expression, so each worker's libpcap keeps only its share, in C.
+"""The shard hash: which of `count` shards owns a connection, the same for both directions of it.
 
-The hash XORs the last two bytes of each address with each port, so it is the same for both directions of a
-connection, then spreads that 16-bit value with a multiplicative (Fibonacci) step before taking it modulo the shard
-count: Linux gives connect() even ports, and a plain XOR would put every such flow of a host pair on one shard.
-It is written for IPv4 and for IPv6 (next header TCP, no extension
-headers), untagged and under one or two VLAN tags, and for the ICMP errors that quote a TCP segment (hashed on the
-quoted addresses and ports, so the error reaches the shard that owns the connection). What none of those forms can
-place (IPv4 fragments, IPv6 extension headers, MPLS, anything not TCP) goes to shard 0, which counts it.
+`shard_of` hashes the last two bytes of each address and both ports of a connection key (engine.placement finds the
+key, as the tracker does, and calls it; the compiled core has the same hash). The hash XORs those four values, so it
+is the same for both directions, then spreads that 16-bit value with a multiplicative (Fibonacci) step before taking
+it modulo the shard count: Linux gives connect() even ports, and a plain XOR would put every such flow of a host
+pair on one shard.
+
+`share_filter` writes the same hash as a BPF expression for the plain packet shapes (IPv4, IPv6 without extension
+headers, untagged or under one or two VLAN tags, and the ICMP errors that quote a TCP segment): live, each shard's
+capture handle uses it as a pre-filter in the kernel, so the plain packets of other shards are never copied to it;
+what none of those forms can place reaches every shard, and its decoded key decides.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ _MULTIPLIER = 40503  # 2^16 / golden ratio
 
 
 def shard_of(src: bytes, sport: int, dst: bytes, dport: int, count: int) -> int:
-    """The same hash in Python (for live captures split by the kernel, and for tests)."""
+    """The shard of a connection key's addresses and ports."""
     mixed = int.from_bytes(src[-2:], "big") ^ int.from_bytes(dst[-2:], "big") ^ sport ^ dport
     return (((mixed * _MULTIPLIER) >> 16) & 0xFFFF) % count
 
