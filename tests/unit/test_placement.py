@@ -91,3 +91,13 @@ def test_bad_arguments_are_refused():
             _core.split_share(b"", b"", 1, 2, 2)
         with pytest.raises(TypeError):
             _core.place([(0.0, "not bytes")], 1, 2)
+
+
+def test_the_compiled_core_places_raw_ip_too(tmp_path):
+    """Raw IP (link types 12, 14, 101): each worker would otherwise decode every packet with dpkt just to place it."""
+    if _core is None:
+        pytest.skip("no compiled core")
+    source = FileSource(str(write(tmp_path / "raw14.pcap", "raw14")))
+    batch = [p for b in source.batches() for p in b]
+    assert source.datalink == 14
+    assert 255 not in _core.place(batch, source.datalink, 2)
