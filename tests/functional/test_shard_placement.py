@@ -243,3 +243,15 @@ def test_every_process_reading_a_fifo_on_two_cores_gives_up_root(tmp_path):
             proc.kill()
     assert proc.returncode == 0, err
     assert len(json.loads(out)["connections"]) > 5
+
+
+def test_gzip_on_standard_input_on_two_cores():
+    """Compressed standard input is decompressed once (capture.feed) and handed to the shards by core 0."""
+    import gzip
+
+    path = FIXTURES / "mixed_traffic.pcap"
+    expected = _facts(_summary_of(midstat("-r", str(path), "--summary", "--json", "--cores", "1"))["connections"])
+    two = _summary_of(midstat("-r", "-", "--summary", "--json", "--cores", "2",
+                              stdin=gzip.compress(path.read_bytes())))
+    assert _facts(two["connections"]) == expected
+    assert len({c["shard"] for c in two["connections"]}) == 2
