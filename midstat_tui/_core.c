@@ -1816,6 +1816,123 @@ done:
     return out;
 }
 
+/* ------------------------------------------------------------------------------------------------------------
+ * Placement: which shard owns a frame (engine/placement.py). The shard is a hash of the decoded flow key's
+ * addresses and ports (engine.shards.shard_of: the same for both directions), so only frames this decoder reads as
+ * the plain shape are placed here; anything else is UNPLACED and placed by the Python decoder.
+ * ------------------------------------------------------------------------------------------------------------ */
+
+#define UNPLACED 255
+
+enum { DLT_RAW = 12, DLT_RAW_BSD = 14, LINKTYPE_RAW = 101, LINKTYPE_IPV4 = 228, LINKTYPE_IPV6 = 229 };
+
+static int place_one(int dlt, const unsigned char *f, Py_ssize_t size, int count) {
+    Frame fr;
+    unsigned char eth[14 + 128];
+    if (dlt == DLT_RAW || dlt == DLT_RAW_BSD || dlt == LINKTYPE_RAW || dlt == LINKTYPE_IPV4 || dlt == LINKTYPE_IPV6) {
+        /* raw IP: the headers under an Ethernet header of their type (as frame.py's raw path picks the version),
+         * so the one decoder reads them; without checksums nothing past the TCP header is read */
+        if (size < 1)
+            return UNPLACED;
+        int version = dlt == LINKTYPE_IPV4 ? 4 : dlt == LINKTYPE_IPV6 ? 6 : f[0] >> 4;
+        if (version != 4 && version != 6)
+            return UNPLACED;
+        memset(eth, 0, 12);
+        eth[12] = version == 4 ? 0x08 : 0x86;
+        eth[13] = version == 4 ? 0x00 : 0xDD;
+        memcpy(eth + 14, f, size < 128 ? size : 128);
+        f = eth;
+        size += 14;
+        dlt = DLT_EN10MB;
+    }
+    if (!decode_frame(dlt, f, size, 0, &fr))
+        return UNPLACED;
+    int n = fr.addr_len;
+    unsigned mixed = be16(fr.src + n - 2) ^ be16(fr.dst + n - 2) ^ fr.sport ^ fr.dport;
+    return (int)((((mixed * 40503u) >> 16) & 0xFFFFu) % (unsigned)count);
+}
+
+/* place(batch, dlt, count) -> bytes: each packet's shard, UNPLACED where the Python decoder must say. */
+static PyObject *py_place(PyObject *module, PyObject *args) {
+    PyObject *batch;
+    int dlt, count;
+    if (!PyArg_ParseTuple(args, "O!ii", &PyList_Type, &batch, &dlt, &count))
+        return NULL;
+    if (count < 1 || count >= UNPLACED) {
+        PyErr_SetString(PyExc_ValueError, "count must be between 1 and 254");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(batch);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (out == NULL)
+        return NULL;
+    unsigned char *marks = (unsigned char *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(batch, i);
+        PyObject *frame;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyBytes_Check(frame = PyTuple_GET_ITEM(item, 1))) {
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_TypeError, "batch items must be (ts, frame bytes)");
+            return NULL;
+        }
+        marks[i] = (unsigned char)place_one(dlt, (const unsigned char *)PyBytes_AS_STRING(frame),
+                                            PyBytes_GET_SIZE(frame), count);
+    }
+    return out;
+}
+
+/* split_share(data, meta, dlt, count, shard) -> (packets, unplaced): split's list, keeping only the packets placed
+ * on `shard` and those this decoder cannot place (their indexes in `packets` are listed in `unplaced`). */
+static PyObject *py_split_share(PyObject *module, PyObject *args) {
+    Py_buffer data, meta;
+    int dlt, count, shard;
+    if (!PyArg_ParseTuple(args, "y*y*iii", &data, &meta, &dlt, &count, &shard))
+        return NULL;
+    PyObject *out = NULL, *unplaced = NULL, *result = NULL;
+    if (meta.len % 16 != 0 || count < 1 || count >= UNPLACED || shard < 0 || shard >= count) {
+        PyErr_SetString(PyExc_ValueError, "meta must hold 16 bytes per packet, and 0 <= shard < count < 255");
+        goto done;
+    }
+    Py_ssize_t n = meta.len / 16;
+    if ((out = PyList_New(0)) == NULL || (unplaced = PyList_New(0)) == NULL)
+        goto done;
+    const unsigned char *m = meta.buf;
+    for (Py_ssize_t i = 0; i < n; i++, m += 16) {
+        uint32_t field[4];
+        memcpy(field, m, 16);
+        if ((Py_ssize_t)field[2] + (Py_ssize_t)field[3] > data.len) {
+            PyErr_SetString(PyExc_ValueError, "a packet lies outside the batch's data");
+            goto done;
+        }
+        const unsigned char *f = (const unsigned char *)data.buf + field[2];
+        int where = place_one(dlt, f, (Py_ssize_t)field[3], count);
+        if (where != shard && where != UNPLACED)
+            continue;
+        if (where == UNPLACED) {
+            PyObject *at = PyLong_FromSsize_t(PyList_GET_SIZE(out));
+            if (at == NULL || PyList_Append(unplaced, at) < 0) {
+                Py_XDECREF(at);
+                goto done;
+            }
+            Py_DECREF(at);
+        }
+        PyObject *item = Py_BuildValue("(dy#)", (double)field[0] + (double)field[1] * 1e-6, (const char *)f,
+                                       (Py_ssize_t)field[3]);
+        if (item == NULL || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
+            goto done;
+        }
+        Py_DECREF(item);
+    }
+    result = PyTuple_Pack(2, out, unplaced);
+done:
+    Py_XDECREF(out);
+    Py_XDECREF(unplaced);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&meta);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"decode_frame", py_decode_frame, METH_VARARGS,
      "decode_frame(ts, frame, dlt, verify): the Segment fields the packet loop reads, or None (another shape)."},
@@ -1823,6 +1940,9 @@ static PyMethodDef module_methods[] = {
     {"apply", py_apply, METH_VARARGS,
      "apply(conn, segment, from_client) -> transitions: both endpoint machines, the Zeek view and conn.last "
      "(machine.apply_segment + zeek.note_segment)."},
+    {"place", py_place, METH_VARARGS, "place(batch, dlt, count) -> bytes: each packet's shard (255: not placed here)."},
+    {"split_share", py_split_share, METH_VARARGS,
+     "split_share(data, meta, dlt, count, shard) -> (packets, unplaced): split, keeping one shard's share."},
     {"run", py_run, METH_VARARGS, "Feed a batch of Ethernet frames to live connections while nothing else is needed."},
     {NULL},
 };
@@ -1882,7 +2002,8 @@ PyMODINIT_FUNC PyInit__core(void) {
         PyModule_AddIntConstant(m, "STOP_END", STOP_END) < 0 || PyModule_AddIntConstant(m, "STOP_SLOW", STOP_SLOW) < 0 ||
         PyModule_AddIntConstant(m, "STOP_TIME", STOP_TIME) < 0 || PyModule_AddIntConstant(m, "TIMER_SLACK", TIMER_SLACK) < 0 ||
         PyModule_AddIntConstant(m, "POOL_SLACK", POOL_SLACK) < 0 ||
-        PyModule_AddIntConstant(m, "STOP_CHANGED", STOP_CHANGED) < 0) {
+        PyModule_AddIntConstant(m, "STOP_CHANGED", STOP_CHANGED) < 0 ||
+        PyModule_AddIntConstant(m, "UNPLACED", UNPLACED) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -57,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="live: kernel capture buffer per handle, MiB (default 32; bursts beyond it are dropped and "
                         "counted)")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1, metavar="N",
-                   help="track on N worker processes, each owning a share of the connections (files: a "
-                        "symmetric hash of the 4-tuple in each worker's BPF filter; live: the kernel's fanout "
-                        "hash), merged by core 0; default: the number of CPUs")
+                   help="track on N worker processes, each owning a share of the connections (a symmetric "
+                        "hash of the connection key the decoder finds: the same results as one core), merged by "
+                        "core 0; default: the number of CPUs")
     p.add_argument("--user", metavar="NAME",
                    help="as root: once the capture handles (or the file) are open, run as NAME, the TUI and every "
                         "worker included (default: the user who ran sudo, else nobody; 'root' keeps root)")
@@ -309,7 +309,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if not headless:
             if args.cores > 1:
                 live.close()  # the handle said the interface and the filter are fine; the shards open their own
-                return run_tui_sharded(args, config, target, err)
+                return run_tui_sharded(args, config, target, err, datalink=live.datalink)
             drop_to(target)
             return run_tui(args, config, live, err)
         return run_live_headless(args, config, live, out, err, target)
@@ -320,8 +320,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not headless:
         if source.stdin:
             _keys_from_the_terminal(source)
-        if args.cores > 1 and not source.stdin:
-            source.close()  # each shard opens the file itself, with the filter that keeps its share
+        if args.cores > 1 and not source.stream:
+            source.close()  # each shard opens the file itself and keeps its share
             return run_tui_sharded(args, config, target, err, datalink=source.datalink)
         source.hand_over(target)
         drop_to(target)
@@ -331,7 +331,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except LinkTypeError as exc:
         source.close()
         raise MidstatError(f"{source.path}: {exc}") from None
-    cores = 1 if source.stdin else args.cores
+    cores = args.cores
     job = Job(args.read, args.filter, config, checksums=args.checksums, match=args.match, until=at_abs,
               until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
               summary=bool(args.summary), summary_json=bool(args.summary and args.json), datalink=source.datalink,
@@ -344,7 +344,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     set_on_signals(halt)
     try:
         try:
-            if cores > 1:
+            if cores > 1 and source.stream:  # read once: core 0 reads it and hands each shard its packets
+                run_sharded(job, cores, writer, halt=halt, source=source)
+            elif cores > 1:
                 source.close()  # each worker opens the file itself (then gives up root: job.user)
                 run_sharded(job, cores, writer, halt=halt)
             else:
@@ -368,7 +370,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, out: TextIO, err: TextIO,
                       target: Target | None) -> int:
-    """Live capture, headless, on one core or several (one handle per shard in a kernel fanout group, merged by
+    """Live capture, headless, on one core or several (one handle per shard, keeping its share: merged by
     core 0); timers and snapshots on the clock; SIGINT/SIGTERM stop it and the outputs close."""
     datalink = source.datalink
     try:
@@ -380,7 +382,7 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
     job = Job("", args.filter, config, checksums=args.checksums, match=args.match,
               events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
               summary_json=bool(args.summary and args.json), interface=args.interface, snaplen=args.snaplen,
-              promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target)
+              promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target, datalink=datalink)
     writer = OutputWriter(args, out, flush_events=True, err=err)
 
     def listening() -> None:
@@ -395,7 +397,7 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
     else:
         drop_to(target)
         listening()
-        run_live_shard(job, 0, 1, writer, stop, None, source=source)
+        run_live_shard(job, 0, 1, writer, stop, source=source)
     out.flush()
     if writer.warning:
         err.write(f"midstat: warning: {writer.warning}\n")
@@ -425,7 +427,7 @@ def _load_tui() -> None:
 
 def run_tui_sharded(args: argparse.Namespace, config: TrackerConfig, target: Target | None, err: TextIO,
                     datalink: int = 1) -> int:
-    """The TUI on several cores: shard processes (live: a fanout group; a file: a share each, played in step),
+    """The TUI on several cores: shard processes (live: a handle each; a file: a share each, played in step),
     core 0's merge in this process."""
     from midstat_tui.engine.shard_sessions import ShardedFileSession, ShardedLiveSession
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Protocol
 
 try:
     from midstat_tui._core import split as _compiled_split
@@ -17,3 +18,11 @@ def split_batch(data: bytes, meta: bytes) -> list[Packet]:
     if _compiled_split is not None:
         return _compiled_split(data, meta)
     return [(sec + usec * 1e-6, data[off:off + caplen]) for sec, usec, off, caplen in META.iter_unpack(meta)]
+
+
+class Share(Protocol):
+    """What keeps one shard's packets of each batch a source reads (engine.placement.Share)."""
+
+    def split(self, data: bytes, meta: bytes) -> list[Packet]: ...
+
+    def select(self, batch: list[Packet]) -> list[Packet]: ...

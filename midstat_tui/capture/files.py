@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pcapy
 
-from midstat_tui.capture.batches import META, Packet, split_batch
+from midstat_tui.capture.batches import META, Packet, Share, split_batch
 from midstat_tui.capture.feed import GZIP_MAGIC, Feed
 from midstat_tui.errors import MidstatError
 from midstat_tui.privileges import Target, can_open_as
@@ -52,6 +52,10 @@ class FileSource:
         self.warning: str | None = None
         self.delivered = 0
         self.stdin = path == "-"
+        # a pipe, FIFO or terminal (`-r /dev/stdin`, `-r <(cat x.pcap)`): read once, never reopened
+        self.stream = self.stdin or _is_stream(path)
+        # when set, only one shard's packets are delivered (`delivered` still counts every packet read)
+        self.share: Share | None = None
         self._open_path = path
         self._fd: int | None = None       # a source read through a feeder: its descriptor, opened once
         self._gzip: bool | None = False   # the feeder decompresses (None: it looks at the first bytes)
@@ -101,7 +105,7 @@ class FileSource:
     def hand_over(self, target: Target | None) -> None:
         """Before root is given up: make sure `target` can reopen what this source reads (seeking, recovery after
         damage). A file the user may not read stays open here, and each reopen is fed from that descriptor."""
-        if target is None or self._fd is not None or os.geteuid() != 0:
+        if target is None or self._fd is not None or self.stream or os.geteuid() != 0:
             return
         if can_open_as(self._open_path, target):
             return
@@ -129,7 +133,7 @@ class FileSource:
 
     def batches(self, close_at_end: bool = True) -> Iterator[list[Packet]]:
         try:
-            if self.stdin:
+            if self.stream:
                 yield from self._one_by_one(self._reader)
             else:
                 yield from self._batched()
@@ -153,13 +157,25 @@ class FileSource:
 
     @property
     def seekable(self) -> bool:
-        return not self.stdin
+        return not self.stream
 
     def batches_from(self, index: int) -> Iterator[list[Packet]]:
-        """The packets from packet number `index` on, read afresh (the file stays open for more seeks)."""
+        """The packets from packet number `index` on, read afresh (the file stays open for more seeks). With a
+        share, `index` counts the packets of the share."""
         self._reader = self._open()
         self.delivered = 0
         self.warning = None
+        if self.share is not None:
+            kept = 0
+            for batch in self._batched():
+                if kept >= index:
+                    yield batch
+                elif kept + len(batch) > index:
+                    yield batch[index - kept:]
+                    kept = index
+                else:
+                    kept += len(batch)
+            return
         while self.delivered < index:
             _, meta = self._reader.next_batch(min(index - self.delivered, BATCH))
             if not meta:
@@ -178,9 +194,8 @@ class FileSource:
             if not meta:
                 self._stream_ended()
                 return
-            batch = split_batch(data, meta)
-            self.delivered += len(batch)
-            yield batch
+            self.delivered += len(meta) // META.size
+            yield split_batch(data, meta) if self.share is None else self.share.split(data, meta)
 
     def _recover(self) -> Iterator[list[Packet]]:
         """The batch that met the damage was lost: reread up to it, then packet by packet to the cut."""
@@ -201,7 +216,7 @@ class FileSource:
             except pcapy.PcapError as err:
                 if batch:
                     self.delivered += len(batch)
-                    yield batch
+                    yield self._mine(batch)
                 damage = self._feed.damage() if self._feed is not None else None
                 self.warning = (f"{self.path}: capture cut off after packet {self.delivered}: {err}"
                                 f"{f' ({damage})' if damage else ''}; everything before the cut was processed")
@@ -209,7 +224,7 @@ class FileSource:
             if header is None:
                 if batch:
                     self.delivered += len(batch)
-                    yield batch
+                    yield self._mine(batch)
                     batch = []
                 self._stream_ended()
                 break
@@ -217,11 +232,23 @@ class FileSource:
             batch.append((sec + usec * 1e-6, frame))
             if len(batch) >= BATCH:
                 self.delivered += len(batch)
-                yield batch
+                yield self._mine(batch)
                 batch = []
         if batch:
             self.delivered += len(batch)
-            yield batch
+            yield self._mine(batch)
+
+    def _mine(self, batch: list[Packet]) -> list[Packet]:
+        return batch if self.share is None else self.share.select(batch)
+
+
+def _is_stream(path: str) -> bool:
+    """Is `path` something that can be read only once (a pipe, a FIFO, a character device)?"""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def _is_gzip(path: str) -> bool:

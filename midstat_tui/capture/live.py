@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pcapy
 
-from midstat_tui.capture.batches import Packet, split_batch
+from midstat_tui.capture.batches import Packet, Share, split_batch
 from midstat_tui.errors import MidstatError
 
 BATCH = 1024
@@ -41,7 +41,7 @@ class LiveSource:
     """Packets from a live interface, in batches; an empty batch means nothing arrived within `poll` seconds."""
 
     def __init__(self, iface: str, bpf: str | None = None, snaplen: int = 262144, promisc: bool = True,
-                 poll: float = 0.1, fanout_group: int | None = None, buffer_mib: int = 32) -> None:
+                 poll: float = 0.1, buffer_mib: int = 32) -> None:
         self.path = iface
         self.iface = iface
         self.bpf = bpf
@@ -68,15 +68,14 @@ class LiveSource:
                 raise MidstatError(f"invalid capture filter {bpf!r}: {err}") from None
         try:
             handle.setnonblock(1)
-            if fanout_group is not None:
-                # the kernel spreads the flows over every handle of the group, both directions of a flow together
-                handle.set_fanout(fanout_group, pcapy.PACKET_FANOUT_HASH)
         except pcapy.PcapError as err:
             raise MidstatError(_describe_live_error(iface, err)) from None
         self._handle = handle
         self.datalink = handle.datalink()
         self._stopped = False
         self._last_stats: dict[str, int] = {}
+        # on several shards: share.split(data, meta) keeps this shard's packets of each batch (engine.placement)
+        self.share: Share | None = None
 
     def stop(self) -> None:
         self._stopped = True
@@ -96,6 +95,7 @@ class LiveSource:
     def batches(self) -> Iterator[list[Packet]]:
         handle = self._handle
         fd = handle.getfd()
+        share = self.share
         while not self._stopped:
             try:
                 ready, _, _ = select.select([fd], [], [], self.poll)
@@ -109,4 +109,4 @@ class LiveSource:
             except pcapy.PcapError as err:
                 self.warning = f"capture on {self.iface} stopped: {err}"
                 return
-            yield split_batch(data, meta)
+            yield split_batch(data, meta) if share is None else share.split(data, meta)

@@ -1,11 +1,12 @@
 """Headless runs over capture files, on one core or several.
 
-A run is a number of shards. Each shard reads the file with a BPF filter that keeps its share of the connections
-(engine.shards: a symmetric hash, in C), tracks them with its own engine, and reports what the faces need to a sink:
-events as they happen, a snapshot at each second of packet time that changed something, and a last word at the end.
-With one shard that sink writes the output directly; with several, each shard is a worker process that sends its
-reports through a pipe, and core 0 (this process) merges them: events in packet-time order, snapshots per second
-(each shard's latest state as of that second), counters added up.
+A run is a number of shards. Each shard reads the whole file and keeps its share of the connections (decided by
+engine.placement from the decoded connection key, mostly in C; a pipe or FIFO is read once, by core 0, which hands
+each shard its packets), tracks them with its own engine, and reports what the faces need to a sink: events as they
+happen, a snapshot at each second of packet time that changed something, and a last word at the end. With one shard
+that sink writes the output directly; with several, each shard is a worker process that sends its reports through a
+pipe, and core 0 (this process) merges them: events in packet-time order, snapshots per second (each shard's latest
+state as of that second), counters added up.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.decode.checksum import ChecksumPolicy
@@ -26,6 +28,7 @@ from midstat_tui.decode.frame import LinkTypeError
 from midstat_tui.engine.departed import DepartedLog
 from midstat_tui.engine.hints import stats_hints
 from midstat_tui.engine.pipeline import Engine, Snapshot, run_file
+from midstat_tui.engine.placement import Placer, Share
 from midstat_tui.engine.shards import share_filter
 from midstat_tui.engine.views import connection_dict, row_of
 from midstat_tui.errors import MidstatError
@@ -185,18 +188,43 @@ class _Reporter:
             self.sink.last(snap.ts, snap.stats, self.dicts(snap.connections), [], warning)
 
 
-def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, fanout_group: int | None,
-                   source=None) -> None:
-    """One shard of a live capture (its own handle in the kernel's fanout group, unless `source` is given);
-    timers and ticks on the clock; `stop` (anything with is_set()) ends it."""
+def open_live_share(job: Job, shard: int, count: int):
+    """A live shard's capture handle. Each shard has its own, seeing the whole link (no kernel fanout: its hash does
+    not look at a packet as the decoder does); in the kernel, a BPF pre-filter drops the plain packets that hash to
+    another shard (engine.shards), so only this shard's plain packets and the few others (MPLS, IPv6 extension
+    headers, non-TCP...) are copied to it; then the decoded key decides (engine.placement). Each shard reads its
+    packets in capture order, and all of them place every packet alike."""
+    from midstat_tui.capture.live import LiveSource
+
+    def open_with(bpf: str | None) -> LiveSource:
+        return LiveSource(job.interface, bpf, snaplen=job.snaplen, promisc=job.promisc, buffer_mib=job.buffer_mib)
+
+    source = None
+    if count > 1:
+        try:
+            prefilter = share_filter(shard, count, vlan=job.datalink == 1, unplaced=True)
+            source = open_with(" and ".join(f"({part})" for part in (job.bpf, prefilter) if part))
+        except MidstatError:
+            source = None  # a link the pre-filter cannot speak of: the decoded key alone decides, in user space
+    if source is None:
+        source = open_with(job.bpf)
+    if count > 1:
+        try:
+            source.share = Share(Placer(source.datalink, count), shard)
+        except LinkTypeError as exc:
+            source.close()
+            raise MidstatError(f"{job.interface}: {exc}") from None
+    return source
+
+
+def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, source=None) -> None:
+    """One shard of a live capture: `source` if given, else its own handle (open_live_share); timers and ticks on
+    the clock; `stop` (anything with is_set()) ends it."""
     import math
     import time
 
-    from midstat_tui.capture.live import LiveSource
-
     if source is None:
-        source = LiveSource(job.interface, job.bpf, snaplen=job.snaplen, promisc=job.promisc,
-                            fanout_group=fanout_group, buffer_mib=job.buffer_mib)
+        source = open_live_share(job, shard, count)
         drop_to(job.user)
     sink.ready()
     report = _Reporter(job, sink)
@@ -229,9 +257,13 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
     """One shard's whole run (in this process); `source` if the caller opened the file already. Once `halt` is set
     (Ctrl-C, SIGTERM), it stops reading and reports what it has, as if the capture ended there."""
     if source is None:
-        share = share_filter(shard, count, vlan=job.datalink == 1) if count > 1 else None
-        bpf = " and ".join(f"({part})" for part in (job.bpf, share) if part) or None
-        source = FileSource(job.path, bpf, user=job.user)
+        source = FileSource(job.path, job.bpf, user=job.user)
+        if count > 1:
+            try:
+                source.share = Share(Placer(source.datalink, count), shard)
+            except LinkTypeError as exc:
+                source.close()
+                raise MidstatError(f"{job.path}: {exc}") from None
         source.hand_over(job.user)
         drop_to(job.user)
     report = _Reporter(job, sink)
@@ -311,12 +343,63 @@ def set_on_signals(flag: SignalFlag) -> None:
     signal.signal(signal.SIGTERM, on_signal)
 
 
-def _worker(job: Job, shard: int, count: int, pipe, replies, stop, fanout_group: int, halt: SignalFlag) -> None:
+class HandedSource:
+    """A shard's packets as core 0 reads them from a source that can be read only once (a pipe, a FIFO: see
+    `_dispatch`), in batches; the source's damage warning comes with the end."""
+
+    def __init__(self, path: str, datalink: int, packets) -> None:
+        self.path = path
+        self.datalink = datalink
+        self.warning: str | None = None
+        self._packets = packets
+
+    def batches(self) -> Iterator[list]:
+        while True:
+            try:
+                kind, payload = self._packets.recv()
+            except EOFError:
+                self.warning = f"{self.path}: core 0 stopped handing packets out"
+                return
+            if kind == "end":
+                self.warning = payload
+                return
+            yield payload
+
+    def close(self) -> None:
+        self._packets.close()
+
+
+def _dispatch(source: FileSource, batches, placer: Placer, outs: list, halt: SignalFlag) -> None:
+    """Core 0 reads a once-only source and hands each shard its packets (placed as the file shards place theirs)."""
+    warning = None
+    try:
+        for batch in batches:
+            if halt.is_set():
+                break
+            for out, part in zip(outs, placer.split(batch), strict=True):
+                if part:
+                    out.send(("packets", part))
+        warning = source.warning
+    except OSError:  # a shard is gone: core 0's merge says so
+        return
+    finally:
+        source.close()
+    for out in outs:
+        with contextlib.suppress(OSError):
+            out.send(("end", warning))
+            out.close()
+
+
+def _worker(job: Job, shard: int, count: int, pipe, replies, stop, halt: SignalFlag, packets=None) -> None:
     if job.interface is None:  # a file's shard stops reading on SIGINT (the terminal's) and reports what it has
         set_on_signals(halt)
     try:
         if job.interface is not None:
-            run_live_shard(job, shard, count, _PipeSink(pipe, replies), stop, fanout_group)
+            run_live_shard(job, shard, count, _PipeSink(pipe, replies), stop)
+        elif packets is not None:
+            drop_to(job.user)  # core 0 holds the source; this shard opens nothing
+            run_shard(job, shard, count, _PipeSink(pipe, replies), halt=halt,
+                      source=HandedSource(job.path, job.datalink, packets))
         else:
             run_shard(job, shard, count, _PipeSink(pipe, replies), halt=halt)
     except MidstatError as exc:
@@ -347,7 +430,7 @@ def add_stats(parts: list[dict]) -> dict:
     too, under `capture_shards`."""
     total = _sum_stats(parts)
     if any("capture" in part for part in parts):
-        total["capture_shards"] = [part.get("capture") for part in parts]
+        total["capture_shards"] = [part["capture"] for part in parts if "capture" in part]
     if parts:
         total["hints"] = stats_hints(total)  # from the sums, not one shard's
     return total
@@ -377,14 +460,28 @@ def first_timestamp(path: str, user: Target | None = None) -> float | None:
 
 
 def run_sharded(job: Job, count: int, sink: Sink, stop: SignalFlag | None = None, on_ready=None,
-                halt: SignalFlag | None = None) -> None:
+                halt: SignalFlag | None = None, source: FileSource | None = None) -> None:
     """Run `count` shard workers and hand `sink` their merged reports, as if one engine had made them.
     Live, `stop` ends the capture, and `on_ready` runs once every shard's handle is open. Files: Ctrl-C or SIGTERM
-    set `halt` (made here unless given): every shard stops reading and reports what it has; the merge goes on."""
-    import os
+    set `halt` (made here unless given): every shard stops reading and reports what it has; the merge goes on.
+    `source`: a file that can be read only once (a pipe, a FIFO), opened already: core 0 reads it and hands each
+    shard its packets."""
 
-    if job.until_offset is not None:  # an offset from the first packet of the file, not of each shard's share
+    batches = None
+    placer = None
+    if source is not None:
+        try:
+            placer = Placer(source.datalink, count)
+        except LinkTypeError as exc:
+            source.close()
+            raise MidstatError(f"{job.path}: {exc}") from None
+        batches = source.batches()
+        first_batch = next(batches, None)
+        batches = chain([first_batch] if first_batch else [], batches)
+        first = first_batch[0][0] if first_batch else None
+    elif job.until_offset is not None:
         first = first_timestamp(job.path, job.user)
+    if job.until_offset is not None:  # an offset from the first packet of the file, not of each shard's share
         job.until = None if first is None else first + job.until_offset
         job.until_offset = None
     ctx = multiprocessing.get_context("fork")
@@ -392,17 +489,24 @@ def run_sharded(job: Job, count: int, sink: Sink, stop: SignalFlag | None = None
         stop = SignalFlag()
     if halt is None:
         halt = SignalFlag()
-    fanout_group = os.getpid() & 0xFFFF
     workers = []
+    outs = []
     for shard in range(count):
         parent, child = ctx.Pipe(duplex=False)
         reply_in, reply_out = ctx.Pipe(duplex=False)
-        process = start_worker(ctx, _worker, (job, shard, count, child, reply_in, stop, fanout_group, halt),
+        packets_in, packets_out = ctx.Pipe(duplex=False) if source is not None else (None, None)
+        process = start_worker(ctx, _worker, (job, shard, count, child, reply_in, stop, halt, packets_in),
                                f"midstat-shard-{shard}")
         child.close()
         reply_in.close()
+        if packets_in is not None:
+            packets_in.close()
+            outs.append(packets_out)
         workers.append((parent, process, reply_out))
     drop_to(job.user)  # core 0 opens nothing more; each worker gives up root after opening its own handle
+    if source is not None:
+        threading.Thread(target=_dispatch, args=(source, batches, placer, outs, halt), name="midstat-dispatch",
+                         daemon=True).start()
 
     handlers = {}
     if job.interface is None and threading.current_thread() is threading.main_thread():

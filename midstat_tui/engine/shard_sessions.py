@@ -1,11 +1,11 @@
 """The TUI on several cores: shard worker processes and core 0's merge, behind the pull interface of
 `session.Session`.
 
-Each worker owns a share of the connections: live, one capture handle in the kernel's fanout group (both directions of
-a flow land on one handle); from a file, the file read through a BPF filter that keeps its share. Core 0 is a thread
-of the face's process: it merges what the shards send into one picture (changed rows, added-up counters, rates,
-sparklines) that the face pulls once a second. A flow's full state history stays in its shard and is fetched from
-there when the face asks for it (the id says which shard: id % shards).
+Each worker owns a share of the connections (engine.placement decides from the decoded connection key): live, its own
+capture handle, pre-filtered in the kernel (multicore.open_live_share); from a file, the whole file read, keeping the
+shard's share. Core 0 is a thread of the face's process: it merges what the shards send into one picture (changed
+rows, added-up counters, rates, sparklines) that the face pulls once a second. A flow's full state history stays in
+its shard and is fetched from there when the face asks for it (the id says which shard: id % shards).
 
 Live, each shard sends its changes once a second on the clock. A file's shard runs a `Session` of its own (pacing,
 pause, step, seek with checkpoints) on its share; core 0 gives them all one pacing anchor, so they play in step, and
@@ -29,10 +29,10 @@ from multiprocessing.connection import wait
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.capture.span import capture_span
-from midstat_tui.engine.multicore import Job, add_stats, end_process, first_timestamp
+from midstat_tui.engine.multicore import Job, add_stats, end_process, first_timestamp, open_live_share
 from midstat_tui.engine.pipeline import Engine
+from midstat_tui.engine.placement import Placer, Share
 from midstat_tui.engine.session import SPARK_POINTS, Pulled, Session
-from midstat_tui.engine.shards import share_filter
 from midstat_tui.engine.views import ConnRow, counters, departed_row, row_of, transition_dict
 from midstat_tui.errors import MidstatError
 from midstat_tui.lifecycle import how_it_ended, start_worker
@@ -62,13 +62,10 @@ def _open_shard(job: Job, shard: int, count: int, out, open_source) -> tuple | N
     return source, engine
 
 
-def _live_worker(job: Job, shard: int, count: int, out, requests, stop, group: int) -> None:
-    """One live shard: capture, track, and every second send core 0 ("tick", shard, now, stats, changes)."""
-    from midstat_tui.capture.live import LiveSource
-
-    opened = _open_shard(job, shard, count, out, lambda: LiveSource(
-        job.interface, job.bpf, snaplen=job.snaplen, promisc=job.promisc, fanout_group=group,
-        buffer_mib=job.buffer_mib))
+def _live_worker(job: Job, shard: int, count: int, out, requests, stop) -> None:
+    """One live shard: capture its share, track, and every second send core 0 ("tick", shard, now, stats,
+    changes)."""
+    opened = _open_shard(job, shard, count, out, lambda: open_live_share(job, shard, count))
     if opened is None:
         return
     source, engine = opened
@@ -86,7 +83,8 @@ def _live_worker(job: Job, shard: int, count: int, out, requests, stop, group: i
                 batch = next(batches, None)
                 if batch is None:
                     capturing = False
-                    out.send(("stopped", shard, source.warning or f"capture on {job.interface} stopped"))
+                    if not stop.is_set():  # (a capture ended by the order to stop is not a lost one)
+                        out.send(("stopped", shard, source.warning or f"capture on {job.interface} stopped"))
                 else:
                     engine.feed_batch(batch)
             else:
@@ -117,8 +115,14 @@ def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: f
     from midstat_tui.capture.files import FileSource
 
     def open_share() -> FileSource:
-        bpf = " and ".join(f"({p})" for p in (job.bpf, share_filter(shard, count, vlan=job.datalink == 1)) if p)
-        source = FileSource(job.path, bpf, user=job.user)
+        from midstat_tui.decode.frame import LinkTypeError
+
+        source = FileSource(job.path, job.bpf, user=job.user)
+        try:
+            source.share = Share(Placer(source.datalink, count), shard)
+        except LinkTypeError as exc:
+            source.close()
+            raise MidstatError(f"{job.path}: {exc}") from None
         source.hand_over(job.user)  # seeking back reopens the file, as the user
         return source
 
@@ -319,7 +323,8 @@ class _ShardedSession:
 
 
 class ShardedLiveSession(_ShardedSession):
-    """A live capture tracked by `count` shard processes, each with its handle in one kernel fanout group."""
+    """A live capture tracked by `count` shard processes, each with its own handle keeping its share
+    (multicore.open_live_share)."""
 
     live = True
 
@@ -332,7 +337,7 @@ class ShardedLiveSession(_ShardedSession):
         return _live_worker
 
     def _worker_args(self, shard: int) -> tuple:
-        return (os.getpid() & 0xFFFF,)
+        return ()
 
     def toggle_pause(self) -> None:
         self.paused = not self.paused  # live: only the face freezes; the shards go on capturing

@@ -1,13 +1,15 @@
-"""Splitting the traffic between shards without touching a packet in Python: a symmetric hash written as a BPF
-expression, so each worker's libpcap keeps only its share, in C.
+"""The shard hash: which of `count` shards owns a connection, the same for both directions of it.
 
-The hash XORs the last two bytes of each address with each port, so it is the same for both directions of a
-connection, then spreads that 16-bit value with a multiplicative (Fibonacci) step before taking it modulo the shard
-count: Linux gives connect() even ports, and a plain XOR would put every such flow of a host pair on one shard.
-It is written for IPv4 and for IPv6 (next header TCP, no extension
-headers), untagged and under one or two VLAN tags, and for the ICMP errors that quote a TCP segment (hashed on the
-quoted addresses and ports, so the error reaches the shard that owns the connection). What none of those forms can
-place (IPv4 fragments, IPv6 extension headers, MPLS, anything not TCP) goes to shard 0, which counts it.
+`shard_of` hashes the last two bytes of each address and both ports of a connection key (engine.placement finds the
+key, as the tracker does, and calls it; the compiled core has the same hash). The hash XORs those four values, so it
+is the same for both directions, then spreads that 16-bit value with a multiplicative (Fibonacci) step before taking
+it modulo the shard count: Linux gives connect() even ports, and a plain XOR would put every such flow of a host
+pair on one shard.
+
+`share_filter` writes the same hash as a BPF expression for the plain packet shapes (IPv4, IPv6 without extension
+headers, untagged or under one or two VLAN tags, and the ICMP errors that quote a TCP segment): live, each shard's
+capture handle uses it as a pre-filter in the kernel, so the plain packets of other shards are never copied to it;
+what none of those forms can place reaches every shard, and its decoded key decides.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ _MULTIPLIER = 40503  # 2^16 / golden ratio
 
 
 def shard_of(src: bytes, sport: int, dst: bytes, dport: int, count: int) -> int:
-    """The same hash in Python (for live captures split by the kernel, and for tests)."""
+    """The shard of a connection key's addresses and ports."""
     mixed = int.from_bytes(src[-2:], "big") ^ int.from_bytes(dst[-2:], "big") ^ sport ^ dport
     return (((mixed * _MULTIPLIER) >> 16) & 0xFFFF) % count
 
@@ -35,8 +37,9 @@ def _forms(hashed: str) -> list[str]:
 _TAGGED = "(ether[12:2] = 0x8100 or ether[12:2] = 0x88a8 or ether[12:2] = 0x9100)"
 
 
-def share_filter(shard: int, count: int, vlan: bool = True) -> str:
-    """The BPF expression that keeps shard `shard`'s share of `count` (plus, for shard 0, all that no form places).
+def share_filter(shard: int, count: int, vlan: bool = True, unplaced: bool | None = None) -> str:
+    """The BPF expression that keeps shard `shard`'s share of `count`, plus all that no form places if `unplaced`
+    (by default, for shard 0 only).
 
     libpcap's `vlan` keyword moves the offsets of every test after it, across `or` too; so the untagged tests come
     first, then one `vlan` for single-tagged frames, then one more for double-tagged ones (whose inner tag the
@@ -44,12 +47,14 @@ def share_filter(shard: int, count: int, vlan: bool = True) -> str:
     """
     if count < 1 or not 0 <= shard < count:
         raise ValueError(f"shard {shard} of {count}")
+    if unplaced is None:
+        unplaced = shard == 0
     mine = " or ".join(_forms(f"(((({{}} ^ {{}} ^ {{}} ^ {{}}) * {_MULTIPLIER}) >> 16 & 0xffff) % {count} = {shard})"))
     anything = " or ".join(_forms("1 = 1"))
     if not vlan:  # a link without Ethernet headers (Linux cooked, raw IP, loopback)
-        return f"({mine})" if shard else f"({mine}) or not ({anything})"
-    untagged = f"({mine})" if shard else f"({mine}) or (not {_TAGGED} and not ({anything}))"
-    inner = f"({mine})" if shard else f"({mine}) or not ({anything})"
+        return f"({mine}) or not ({anything})" if unplaced else f"({mine})"
+    untagged = f"({mine}) or (not {_TAGGED} and not ({anything}))" if unplaced else f"({mine})"
+    inner = f"({mine}) or not ({anything})" if unplaced else f"({mine})"
     single = f"(vlan and not (ether[16:2] = 0x8100 or ether[16:2] = 0x88a8) and ({inner}))"
     double = f"({_TAGGED} and vlan and ({inner}))"
     return f"({untagged}) or {single} or {double}"

@@ -167,7 +167,7 @@ def test_gzip_and_stdin_read_the_same(tmp_path):
     gz = tmp_path / "close.pcap.gz"
     gz.write_bytes(gzip.compress(CLOSE.read_bytes()))
     assert midstat("-r", str(gz), "--events", "--cores", "1").stdout == plain
-    assert midstat("-r", "-", "--events", stdin=CLOSE.read_bytes()).stdout == plain  # stdin: one shard
+    assert midstat("-r", "-", "--events", "--cores", "1", stdin=CLOSE.read_bytes()).stdout == plain
 
 
 @pytest.mark.parametrize("rel", ["zeek/Traces/irc-dcc-send.pcapng", "tcpdump/tests/tcp-handshake-nano.pcap",

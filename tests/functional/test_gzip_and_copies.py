@@ -124,7 +124,7 @@ def test_gzip_on_standard_input_is_decompressed(tmp_path, tmpdir_private, payloa
     raw = GZ.read_bytes()
     data = {"gz": raw, "cut-gz": raw[: len(raw) // 2], "plain": _decompressible(raw)}[payload]
     by_file = _run("-r", str(GZ), "--summary", "--json", "--cores", "1", tmpdir=tmpdir_private)
-    proc = _run("-r", "-", "--summary", "--json", stdin=data, tmpdir=tmpdir_private)
+    proc = _run("-r", "-", "--summary", "--json", "--cores", "1", stdin=data, tmpdir=tmpdir_private)
     if payload == "cut-gz":
         assert proc.returncode == 1 and "compressed data ends early" in proc.stderr.decode()
         assert _packets(proc) == _whole_packets(_decompressible(data))
