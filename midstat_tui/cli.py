@@ -27,7 +27,7 @@ from midstat_tui.engine.multicore import (
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.errors import MidstatError
 from midstat_tui.output.events import write_event
-from midstat_tui.output.plain import midstat_table, summary_table
+from midstat_tui.output.plain import midstat_table, summary_lines
 from midstat_tui.output.stream import OutputStream
 from midstat_tui.privileges import Target, choose_user, drop_to, keep_imports_reachable
 from midstat_tui.query import QueryError, compile_query
@@ -263,7 +263,10 @@ class OutputWriter(Sink):
                     comma = ","
                 write("]}\n")
             else:
-                _write_lines(self.out, summary_table(everything))
+                write = self.out.write
+                for line in summary_lines(everything):  # as they come: the rows wait on disk, not in memory
+                    write(line)
+                    write("\n")
         elif args.at is not None or (not args.events and (args.plain or args.json)):
             self.snapshot(ts, stats, conns)  # the one at --at, or the last one at the end of the capture
         self.out.flush()

@@ -293,6 +293,9 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
 
 
 # -- several shards: worker processes and core 0's merge -----------------------------------------------------------
+SUMMARY_CHUNK = 1024  # --summary records per message from a shard: core 0 holds about one chunk per shard
+
+
 class _PipeSink(Sink):
     def __init__(self, pipe, replies) -> None:
         self.pipe = pipe
@@ -314,8 +317,18 @@ class _PipeSink(Sink):
     def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
         self.pipe.send(("snap", ts, (stats, conns)))
 
+    streams_summary = True  # --summary's records follow the last report in chunks, as the shard reads them back
+
     def last(self, ts, stats, conns, everything, warning) -> None:
-        self.pipe.send(("last", float("inf"), (ts, stats, conns, everything, warning)))
+        self.pipe.send(("last", float("inf"), (ts, stats, conns, warning)))
+        chunk: list = []
+        for record in everything:
+            chunk.append(record)
+            if len(chunk) == SUMMARY_CHUNK:
+                self.pipe.send(("rows", float("inf"), chunk))
+                chunk = []
+        self.pipe.send(("rows", float("inf"), chunk))
+        self.pipe.send(("rows_end", float("inf"), None))
 
 
 class SignalFlag:
@@ -624,9 +637,31 @@ def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
     ts = max(p[0] for p in parts)
     stats = add_stats([p[1] for p in parts])
     conns = [c for p in parts for c in p[2]]
-    if job.summary_json:
-        everything = sorted(c for p in parts for c in p[3])  # (first packet, id, text)
-    else:
-        everything = sorted((c for p in parts for c in p[3]), key=lambda c: (c["first"], c["conn"]))
-    warnings = [p[4] for p in parts if p[4]]
-    sink.last(ts, stats, conns, everything, warnings[0] if warnings else None)
+    # each shard sends its --summary records in order (first packet, id): merged as they come, never all held
+    order = (lambda c: (c[0], c[1])) if job.summary_json else (lambda c: (c["first"], c["conn"]))
+    streams_of_rows = [_summary_rows(shard, workers[shard][0], workers[shard][1], lose) for shard in sorted(lasts)]
+    everything: Iterable = heapq.merge(*streams_of_rows, key=order)
+    warnings = [p[3] for p in parts if p[3]]
+    try:
+        sink.last(ts, stats, conns, everything if getattr(sink, "streams_summary", False) else list(everything),
+                  warnings[0] if warnings else None)
+    finally:
+        for rows in streams_of_rows:
+            rows.close()
+
+
+def _summary_rows(shard: int, pipe, process, lose) -> Iterator:
+    """A shard's --summary records, chunk by chunk as it sends them after its last report."""
+    while True:
+        try:
+            kind, _, payload = pipe.recv()
+        except (EOFError, OSError):
+            lose(shard, f"worker {shard} died ({how_it_ended(process)}) while sending its connections")
+            return
+        if kind == "rows":
+            yield from payload
+        elif kind == "rows_end":
+            return
+        elif kind == "error":
+            lose(shard, payload)
+            return

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import json
+import tempfile
+from collections.abc import Iterable, Iterator
 
 ADDR_WIDTH = 21
 STATE_WIDTH = 12
@@ -34,24 +37,51 @@ SUMMARY_COLUMNS = (
 )
 
 
-def summary_table(connections: Iterable[dict]) -> list[str]:
-    """Every connection of the run, one line each, like Zeek's conn.log or tshark's conversation table."""
-    rows = []
-    for c in connections:
-        rtt = None
-        if c["rtt_client_ms"] is not None and c["rtt_server_ms"] is not None:
-            rtt = c["rtt_client_ms"] + c["rtt_server_ms"]
-        rows.append((
-            str(c["conn"]), f"{c['first']:.6f}", f"{c['last'] - c['first']:.6f}", c["client"], c["server"],
-            ".".join(str(v) for v in c["vlan"]) or "-", c["client_state"], c["server_state"], c["zeek_state"],
-            c["history"] or "-", str(c["packets_c2s"]), str(c["packets_s2c"]), str(c["bytes_c2s"]),
-            str(c["bytes_s2c"]), "-" if rtt is None else f"{rtt:.3f}", c["ended"] or "-",
-        ))
+SPILL_ROWS = 100_000  # --summary table rows held in memory; past that, in an unlinked temporary file
+
+
+def summary_row(c: dict) -> list[str]:
+    """One connection's cells of the --summary table."""
+    rtt = None
+    if c["rtt_client_ms"] is not None and c["rtt_server_ms"] is not None:
+        rtt = c["rtt_client_ms"] + c["rtt_server_ms"]
+    return [
+        str(c["conn"]), f"{c['first']:.6f}", f"{c['last'] - c['first']:.6f}", c["client"], c["server"],
+        ".".join(str(v) for v in c["vlan"]) or "-", c["client_state"], c["server_state"], c["zeek_state"],
+        c["history"] or "-", str(c["packets_c2s"]), str(c["packets_s2c"]), str(c["bytes_c2s"]),
+        str(c["bytes_s2c"]), "-" if rtt is None else f"{rtt:.3f}", c["ended"] or "-",
+    ]
+
+
+def summary_lines(connections: Iterable[dict]) -> Iterator[str]:
+    """Every connection of the run, one line each, like Zeek's conn.log or tshark's conversation table. The
+    columns are as wide as their widest cell, so every row is seen before the first line: past SPILL_ROWS rows
+    they wait in an unlinked temporary file, not in memory (a flood's million connections)."""
     names = [name for name, _ in SUMMARY_COLUMNS]
-    widths = [max([len(name)] + [len(row[i]) for row in rows]) for i, name in enumerate(names)]
+    widths = [len(name) for name in names]
+    held: list[list[str]] = []
+    with contextlib.ExitStack() as stack:
+        spill = None
+        for c in connections:
+            row = summary_row(c)
+            widths = [w if w >= len(v) else len(v) for w, v in zip(widths, row, strict=True)]
+            if spill is None:
+                held.append(row)
+                if len(held) > SPILL_ROWS:
+                    spill = stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8"))
+                    spill.writelines(json.dumps(r) + "\n" for r in held)
+                    held = []
+            else:
+                spill.write(json.dumps(row) + "\n")
+        formats = [f"{{:{align}{w}}}" for (_, align), w in zip(SUMMARY_COLUMNS, widths, strict=True)]
 
-    def line(values: Iterable[str]) -> str:
-        cells = [f"{v:{align}{w}}" for v, (_, align), w in zip(values, SUMMARY_COLUMNS, widths, strict=True)]
-        return "  ".join(cells).rstrip()
+        def line(values: list[str]) -> str:
+            return "  ".join(f.format(v) for f, v in zip(formats, values, strict=True)).rstrip()
 
-    return [line(names)] + [line(row) for row in rows]
+        yield line(names)
+        if spill is not None:
+            spill.seek(0)
+            for text in spill:
+                yield line(json.loads(text))
+        for row in held:
+            yield line(row)
