@@ -176,9 +176,10 @@ def _checksum_policy(args: argparse.Namespace, mode: str) -> ChecksumPolicy:
     handle opens (as root, in the capture's network namespace). A file has no host to ask."""
     if args.interface is None or mode == "ignore":
         return ChecksumPolicy(mode, interface=args.interface)
-    from midstat_tui.capture.host import host_addresses, tx_checksum_offload
+    from midstat_tui.capture.host import host_addresses, tx_checksum_offload, virtual_link
 
-    return ChecksumPolicy(mode, host_addresses(), args.interface, tx_checksum_offload(args.interface))
+    return ChecksumPolicy(mode, host_addresses(), args.interface, tx_checksum_offload(args.interface),
+                          virtual_link(args.interface))
 
 
 def _parse_at(text: str) -> tuple[float | None, float | None]:

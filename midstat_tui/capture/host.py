@@ -92,3 +92,11 @@ def tx_checksum_offload(iface: str) -> bool | None:
     except OSError:
         return None
     return struct.unpack("=II", value.raw)[1] != 0
+
+
+def virtual_link(interface: str) -> bool:
+    """Is `interface` a link to other stacks of this machine (veth, bridge, tun, loopback, `any`), not a device?
+    Such an interface has no device behind it in sysfs (as `ip netns exec` mounts it for the namespace)."""
+    import os
+
+    return interface == "any" or not os.path.exists(f"/sys/class/net/{interface}/device")

@@ -22,6 +22,16 @@ def checksum_ok(pseudo: bytes, segment: bytes) -> bool:
 MODES = ("auto", "verify", "ignore")
 
 
+class EverySource(frozenset):
+    """Every address: on a virtual link no stack fills checksums in, whoever sent the packet."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+EVERY_SOURCE = EverySource()
+
+
 @dataclass(frozen=True)
 class ChecksumPolicy:
     """How TCP checksums are judged.
@@ -30,13 +40,16 @@ class ChecksumPolicy:
     computed. `auto` (the default): verify, except that the segments sent from the capturing host's own addresses
     (`host`, read from the kernel while a live capture opens; none for a file) are tracked whatever their checksum
     says: a host with transmit checksum offload hands them to the capture before the hardware fills it in. They
-    are counted as `offloaded`. `interface` and `tx_offload` (the interface's tx-checksumming, None when unknown)
-    only word the hints."""
+    are counted as `offloaded`. On a virtual link (`virtual_link`: veth, bridge, tun, `any`: a link to other stacks
+    of the same machine, containers and namespaces) no stack fills checksums in, whichever sends: every segment with
+    an unfilled checksum is taken that way. `interface` and `tx_offload` (the interface's tx-checksumming, None
+    when unknown) only word the hints."""
 
     mode: str = "auto"
     host: tuple[bytes, ...] = ()
     interface: str | None = None
     tx_offload: bool | None = None
+    virtual_link: bool = False
 
     @property
     def verify(self) -> bool:
@@ -45,12 +58,14 @@ class ChecksumPolicy:
     @property
     def offload_sources(self) -> frozenset[bytes]:
         """The sources whose bad checksums are offloaded ones, not damage."""
-        return frozenset(self.host) if self.mode == "auto" else frozenset()
+        if self.mode != "auto":
+            return frozenset()
+        return EVERY_SOURCE if self.virtual_link else frozenset(self.host)
 
     def describe(self) -> dict:
         """For the stats: the mode, the host's addresses as text, the interface's offload feature."""
         return {"mode": self.mode, "host": [address_text(a) for a in self.host], "interface": self.interface,
-                "tx_offload": self.tx_offload}
+                "tx_offload": self.tx_offload, "virtual_link": self.virtual_link}
 
 
 def address_text(address: bytes) -> str:

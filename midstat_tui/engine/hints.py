@@ -14,12 +14,6 @@ def stats_hints(stats: dict) -> list[str]:
     hints: list[str] = []
     policy = stats.get("checksum") or {}
     mode = policy.get("mode", "verify")
-    offloaded = stats.get("offloaded_checksum", 0)
-    if offloaded:
-        iface = policy.get("interface")
-        where = f", tx-checksumming on {iface}" if iface and policy.get("tx_offload") else ""
-        hints.append(f"{_plural(offloaded, 'packet', 'packets')} sent by this host carried a checksum its network "
-                     f"card fills in later (checksum offload{where}): tracked; --checksum verify drops them")
     bad = stats.get("bad_checksum", 0)
     if bad and mode != "ignore":
         sources = stats.get("bad_checksum_from") or {}
@@ -38,6 +32,18 @@ def stats_hints(stats: dict) -> list[str]:
             address, count = top
             hints.append(f"{what} ({count} from {address}): a capture taken on {address} with checksum offload? "
                          "--checksum ignore tracks them")
+    offloaded = stats.get("offloaded_checksum", 0)
+    if offloaded:  # after the packets lost, which matter more
+        iface = policy.get("interface")
+        if policy.get("virtual_link"):
+            hints.append(f"{_plural(offloaded, 'packet', 'packets')} with a checksum left unfilled on {iface}, a "
+                         "virtual link (veth, bridge, tun) whose stacks never fill it in: tracked; --checksum "
+                         "verify drops them")
+        else:
+            where = f", tx-checksumming on {iface}" if iface and policy.get("tx_offload") else ""
+            hints.append(f"{_plural(offloaded, 'packet', 'packets')} sent by this host carried a checksum its "
+                         f"network card fills in later (checksum offload{where}): tracked; --checksum verify drops "
+                         "them")
     return hints
 
 

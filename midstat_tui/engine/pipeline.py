@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from midstat_tui.decode import linktypes
-from midstat_tui.decode.checksum import ChecksumPolicy, address_text
+from midstat_tui.decode.checksum import ChecksumPolicy, EverySource, address_text
 from midstat_tui.decode.frame import FrameDecoder
 from midstat_tui.decode.segment import IcmpError, Segment
 from midstat_tui.engine.hints import stats_hints
@@ -58,7 +58,9 @@ class Engine:
         self.tracker = Tracker(config, shard=shard, shard_count=shard_count, on_event=on_event, compiled=compiled)
         self.tracker.offload_sources = checksums.offload_sources
         # the same addresses for the compiled loop: a length byte, then the address, each
-        self._offload_blob = b"".join(bytes((len(a),)) + a for a in sorted(checksums.offload_sources))
+        sources = checksums.offload_sources  # for the compiled loop: a length byte and the address each; 0: any
+        self._offload_blob = b"\0" if isinstance(sources, EverySource) else b"".join(
+            bytes((len(a),)) + a for a in sorted(sources))
         # the compiled core's packet loop takes the plain frames of live connections and new SYNs; the rest is `feed`
         self._run = _core.run if self.tracker.compiled and fast_path and datalink in _LOOP_LINKS else None
         self.decode_stats = DecodeStats()
