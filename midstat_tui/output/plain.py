@@ -37,7 +37,7 @@ SUMMARY_COLUMNS = (
 )
 
 
-SPILL_ROWS = 100_000  # --summary table rows held in memory; past that, in an unlinked temporary file
+SPILL_ROWS = 20_000  # --summary table rows held in memory (about 1 KB each); past that, in an unlinked temporary file
 
 
 def summary_row(c: dict) -> list[str]:
