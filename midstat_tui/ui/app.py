@@ -287,6 +287,8 @@ class MidstatApp(App[None]):
         if self.session.live or position is None:
             return
         target = position + direction * SEEK_STEP
+        if target < position and not self._rewindable():
+            return
         first, last = self.capture_range()
         # `[` and `]` stop at the capture's ends (g goes anywhere inside)
         if first is not None and target < first:
@@ -297,13 +299,23 @@ class MidstatApp(App[None]):
             self._status("at the last packet of the capture")
         self.session.seek(target)
 
+    def _rewindable(self) -> bool:
+        """Can the replay go back? Not on a pipe or standard input, which are read once (said in the status)."""
+        source = getattr(self.session, "source", None)
+        if source is None or getattr(source, "seekable", True):
+            return True
+        self._status("a pipe or standard input is read once: going back needs a capture file (-r FILE)", error=True)
+        return False
+
     def action_goto(self) -> None:
         if self.session.live:
             return
 
         def go(target: float | None) -> None:
-            if target is not None:
-                self.session.seek(target)
+            position = self.session.position
+            if target is None or (position is not None and target < position and not self._rewindable()):
+                return
+            self.session.seek(target)
         first, last = self.capture_range()
         self.push_screen(GotoScreen(first, last, self.session.position), go)
 

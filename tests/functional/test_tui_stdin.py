@@ -24,6 +24,10 @@ def test_the_tui_reads_the_capture_from_a_pipe_and_the_keys_from_the_terminal(co
         term.keys("?")
         term.wait_for("midstat keys")  # a key read from the terminal, not from the capture
         term.keys("Escape")
+        term.wait_gone("midstat keys")
+        term.keys("[")  # a pipe cannot be read again: said, and the table stays as it is
+        term.wait_for("going back needs a capture file")
+        assert "10.231.2.1:6001" in term.text()
         term.keys("q")
         assert term.exit_status() == 0
         assert "Traceback" not in "\n".join(term.history)
