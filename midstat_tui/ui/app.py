@@ -213,6 +213,9 @@ class MidstatApp(App[None]):
 
     def key_escape(self) -> None:
         bar = self.query_one(FilterInput)
+        if self.screen.query("HelpPanel"):  # the command palette's Keys panel: Esc closes it, as other panels
+            self.action_hide_help_panel()
+            return
         if bar.has_focus:
             self.view.set_query("")
             bar.value = ""

@@ -119,6 +119,8 @@ def _every_screen(term: tmux.Screen, cwd: str, live: bool = False) -> None:
     term.wait_for("Keys")
     term.keys("Enter")
     term.wait_for("Scroll Left")
+    term.keys("Escape")  # Esc closes the Keys panel
+    term.wait_gone("Scroll Left")
     term.keys("c")
     term.wait_for("Columns:")
     term.keys("Escape")
