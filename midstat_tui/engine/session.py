@@ -349,6 +349,7 @@ class Session:
     def _seek(self, target: float, packets: _Cursor, pending: Packet | None,
               next_tick: float | None) -> tuple[_Cursor, Packet | None, float | None]:
         """Move the replay to packet time `target`: forward by reading on, back from the nearest checkpoint."""
+        self._prev, self._rates = None, {}  # rates count afresh from where the seek lands
         # where the engine is: its last packet, or later when its timers have run on (a seek past the end)
         now = self.engine.last_ts
         if self.position is not None and (now is None or self.position > now):
@@ -448,6 +449,9 @@ class Session:
             return {}
         p_position, p_stats, p_cpu, p_wall = prev  # type: ignore[misc]
         span = position - p_position
+        if span < 0:  # a seek back: rates count afresh from here, none until then
+            self._prev = (position, stats, cpu, wall)  # type: ignore[assignment]
+            return {}
         if span < RATE_SPAN:  # the last bit of a file: a small count over a short span is no rate
             return dict(self._rates)
         self._prev = (position, stats, cpu, wall)  # type: ignore[assignment]

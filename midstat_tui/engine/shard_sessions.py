@@ -307,6 +307,7 @@ class _ShardedSession:
         prev = self._prev
         if prev is None or position < prev[0]:
             self._prev = (position, stats)  # the start, or after a seek back: rates count from here
+            self._rates = {}
             return
         span = position - prev[0]
         if span >= RATE_SPAN:  # a shorter span (the last bit of a file) would make a small count a huge rate
@@ -439,6 +440,7 @@ class ShardedFileSession(_ShardedSession):
 
     def seek(self, target: float) -> None:
         with self._lock:
+            self._prev, self._rates = None, {}  # rates count afresh from where the seek lands
             self._seek_all(target)
 
     def _lost(self, shard: int) -> None:
