@@ -209,12 +209,17 @@ def open_live_share(job: Job, shard: int, count: int):
     if source is None:
         source = open_with(job.bpf)
     if count > 1:
-        try:
-            source.share = Share(Placer(source.datalink, count), shard)
-        except LinkTypeError as exc:
-            source.close()
-            raise MidstatError(f"{job.interface}: {exc}") from None
+        _keep_share(source, shard, count, job.interface or "")
     return source
+
+
+def _keep_share(source: FileSource, shard: int, count: int, name: str) -> None:
+    """From now on `source` delivers only the packets whose decoded key places them on `shard`."""
+    try:
+        source.share = Share(Placer(source.datalink, count), shard)
+    except LinkTypeError as exc:
+        source.close()
+        raise MidstatError(f"{name}: {exc}") from None
 
 
 def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, source=None) -> None:
@@ -259,11 +264,7 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
     if source is None:
         source = FileSource(job.path, job.bpf, user=job.user)
         if count > 1:
-            try:
-                source.share = Share(Placer(source.datalink, count), shard)
-            except LinkTypeError as exc:
-                source.close()
-                raise MidstatError(f"{job.path}: {exc}") from None
+            _keep_share(source, shard, count, job.path)
         source.hand_over(job.user)
         drop_to(job.user)
     report = _Reporter(job, sink)
