@@ -336,5 +336,6 @@ class MidstatApp(App[None]):
             self._status(f"export failed: {exc}", error=True)
             return
         path = os.path.abspath(path)
-        self._status(f"exported {len(self.view.order):,} connections to {path}")
+        count = len(self.view.order)
+        self._status(f"exported {count:,} connection{'' if count == 1 else 's'} to {path}")
         self.notify(f"exported to {path}")

@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 import time
+from decimal import Decimal
 
 from midstat_tui.engine.views import ConnRow, row_record
 
@@ -35,6 +37,8 @@ def _csv_value(value: object) -> object:
         return "true" if value else "false"
     if isinstance(value, list):
         return ".".join(map(str, value))
+    if isinstance(value, float):  # positional, never 1.8e-05: what a spreadsheet or awk reads as a number
+        return format(Decimal(repr(value)), "f") if math.isfinite(value) else ""
     return value
 
 

@@ -5,6 +5,7 @@ scrolling, the filter's errors and the exports' record."""
 from __future__ import annotations
 
 import csv
+import re
 import json
 import subprocess
 import sys
@@ -292,6 +293,7 @@ async def test_exports_write_the_summary_json_record(tmp_path):
         assert list(rec) == list(want)
         want.pop("conn"), rec.pop("conn")  # ids are per run
         assert rec == want
+    assert not re.search(r"\d[eE][-+]?\d", csv_path.read_text())  # positional numbers, never 1.8e-05
     rows = list(csv.DictReader(csv_path.open()))
     assert list(rows[0]) == list(summary["connections"][0])
     for row in rows:
