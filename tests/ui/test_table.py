@@ -5,8 +5,8 @@ scrolling, the filter's errors and the exports' record."""
 from __future__ import annotations
 
 import csv
-import re
 import json
+import re
 import subprocess
 import sys
 
