@@ -75,6 +75,12 @@ class FileSource:
                 except OSError as err:
                     raise MidstatError(f"{path}: {err.strerror}") from None
                 self._gzip = True
+            elif self.stream:  # a pipe or FIFO named by its path: read once through a feeder, which sniffs gzip
+                try:
+                    self._fd = os.open(path, os.O_RDONLY)
+                except OSError as err:
+                    raise MidstatError(f"{path}: {err.strerror}") from None
+                self._gzip = None
         self._reader = self._open()
         self.datalink = self._reader.datalink()
 
@@ -84,7 +90,7 @@ class FileSource:
             self._feed = None
         path = self._open_path
         if self._fd is not None:
-            self._feed = Feed(self._fd, None if self.stdin else 0, self._gzip, self.user)
+            self._feed = Feed(self._fd, None if self.stream else 0, self._gzip, self.user)
             path = self._feed.path
         try:
             reader = pcapy.open_offline(path)

@@ -155,3 +155,34 @@ def test_a_root_only_capture_is_read_as_nobody_without_a_copy(tmp_path, tmpdir_p
         assert proc.returncode == 0, proc.stderr
         assert _packets(proc) == _whole_packets(plain)
     assert list(tmpdir_private.iterdir()) == []
+
+
+@pytest.mark.parametrize("cores", ["1", "2"])
+@pytest.mark.parametrize("how", ["/dev/stdin", "process substitution", "named fifo"])
+def test_gzip_through_a_pipe_named_by_its_path(tmp_path, how, cores):
+    """A pipe named by a path (`-r /dev/stdin`, `-r <(gzip -c x)`, a FIFO) is read once and decompressed like
+    `-r -` (it used to say "not a pcap")."""
+    import gzip
+    import shlex
+
+    from tests.helpers import FIXTURES
+
+    plain = FIXTURES / "mixed_traffic.pcap"
+    packed = tmp_path / "mixed.pcap.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    midstat = shlex.join([sys.executable, "-m", "midstat_tui", "--summary", "--json", "--cores", cores])
+    if how == "/dev/stdin":
+        command = f"cat {shlex.quote(str(packed))} | {midstat} -r /dev/stdin"
+    elif how == "process substitution":
+        command = f"{midstat} -r <(cat {shlex.quote(str(packed))})"
+    else:
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+        command = f"cat {shlex.quote(str(packed))} > {shlex.quote(str(fifo))} & {midstat} -r {shlex.quote(str(fifo))}"
+    proc = subprocess.run(["bash", "-c", command], capture_output=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    whole = subprocess.run([sys.executable, "-m", "midstat_tui", "-r", str(plain), "--summary", "--json"],
+                           capture_output=True, cwd=ROOT, timeout=120)
+    got, want = json.loads(proc.stdout), json.loads(whole.stdout)
+    assert [c["client"] for c in got["connections"]] == [c["client"] for c in want["connections"]]
+    assert got["stats"]["packets"] == want["stats"]["packets"]
