@@ -15,6 +15,7 @@ import contextlib
 import heapq
 import json
 import multiprocessing
+import os
 import signal
 import threading
 import traceback
@@ -563,6 +564,48 @@ def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
     packet-time order, and an event is given out as soon as no shard can still send an earlier one. The exception
     is a shard's end: it runs its last timers only once every shard is done and the common end time is known, so
     from the first shard's end on, later events are held until those last timers have run."""
+    lost: dict[int, str] = {}  # workers that died or failed: reported at once; the others' results still count
+    losing = threading.Lock()
+    merged = threading.Event()
+
+    def lose(shard: int, reason: str) -> None:
+        with losing:
+            if shard in lost or merged.is_set():
+                return
+            lost[shard] = reason
+        sink.worker_lost(shard, f"{reason}; its share of the connections is missing from the output")
+
+    # a worker killed while the merge waits on another one's pipe is said at once, not when its turn comes
+    threading.Thread(target=_watch_for_kills, args=(workers, lose, merged), name="midstat-watch",
+                     daemon=True).start()
+    try:
+        _merge_reports(job, count, workers, sink, lost, lose)
+    finally:
+        merged.set()
+
+
+def _watch_for_kills(workers: list, lose, merged: threading.Event) -> None:
+    """Until the merge is over: a worker that a signal killed (kill -9, the OOM killer) is lost at once. (One that
+    failed says why itself, through its pipe; the process is not reaped here: core 0's join does that.)"""
+    from multiprocessing.connection import wait
+
+    waiting = {process.sentinel: (shard, process) for shard, (_, process, _) in enumerate(workers)}
+    while waiting and not merged.is_set():
+        for sentinel in wait(list(waiting), timeout=0.5):
+            shard, process = waiting.pop(sentinel)
+            try:
+                info = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                continue
+            if info is not None and info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) and not merged.is_set():
+                try:
+                    name = signal.Signals(info.si_status).name
+                except ValueError:
+                    name = "?"
+                lose(shard, f"worker {shard} died (killed by signal {info.si_status} ({name}))")
+
+
+def _merge_reports(job: Job, count: int, workers: list, sink: Sink, lost: dict[int, str], lose) -> None:
     streams = [_messages(i, pipe, process) for i, (pipe, process, _) in enumerate(workers)]
     held: list[tuple[float, int, int, dict]] = []  # a heap: (ts, shard, arrival, record)
     arrivals = 0
@@ -571,12 +614,6 @@ def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
     pending_tick: float | None = None
     ends: dict[int, float] = {}
     lasts: dict[int, tuple] = {}
-    lost: dict[int, str] = {}  # workers that died or failed: reported at once; the others' results still count
-
-    def lose(shard: int, reason: str) -> None:
-        if shard not in lost:
-            lost[shard] = reason
-            sink.worker_lost(shard, f"{reason}; its share of the connections is missing from the output")
 
     def flush_tick() -> None:
         stats = add_stats([s for s, _ in filter(None, latest)])

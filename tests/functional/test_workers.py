@@ -84,6 +84,24 @@ def test_a_killed_worker_is_reported_and_the_other_shard_is_printed(user):
     assert kept and kept == _lines_of_shard(whole.stdout, 0)  # shard 0's connections all there, as on a whole run
 
 
+def test_a_killed_worker_is_said_at_once_while_core_0_is_busy_elsewhere():
+    """Core 0 blocked (here on its own output, which nobody reads yet): the warning comes at once all the same,
+    not when the merge next looks at that worker's pipe."""
+    import select
+
+    proc = _start_blocked()
+    try:
+        os.kill(_children(proc.pid)[1], signal.SIGKILL)
+        ready, _, _ = select.select([proc.stderr], [], [], 5.0)
+        assert ready, "no word of the dead worker within 5 s"
+        line = os.read(proc.stderr.fileno(), 4096).decode()
+        assert "worker 1 died (killed by signal 9 (SIGKILL))" in line, line
+    finally:
+        proc.stdout.read()
+        proc.wait(timeout=120)
+    assert proc.returncode == 1
+
+
 def test_a_killed_worker_with_summary_keeps_the_other_shards_connections():
     whole = json.loads(midstat("-r", BIG, "--summary", "--json", "--cores", "2").stdout)
     proc = subprocess.Popen([sys.executable, "-m", "midstat_tui", "-r", BIG, "--summary", "--json", "--cores", "2",
