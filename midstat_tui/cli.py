@@ -7,7 +7,7 @@ import math
 import os
 import signal
 import sys
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from midstat_tui import __version__
 from midstat_tui.decode.checksum import MODES, ChecksumPolicy
@@ -40,8 +40,15 @@ EXIT_DAMAGED = 1   # the capture was damaged; everything before the damage was p
 EXIT_ERROR = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in midstat's form: one line on stderr, status 2 (not the whole usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"midstat: {message} (midstat --help lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="midstat",
         description="A middlebox netstat: the TCP state of both sides of every connection seen on a link "
                     "or in a capture file.",

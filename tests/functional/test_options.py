@@ -106,3 +106,13 @@ def test_nan_can_no_longer_stall_the_timers():
     assert proc.returncode == 2
     config = cli._tracker_config(_args("--linger", "0", "--time-wait", "0"))
     assert math.isfinite(config.linger) and config.linger == 0
+
+
+@pytest.mark.parametrize("argv", [["--max-conns", "1e9"], ["--cores", "nan"], ["--checksum", "maybe"], []])
+def test_what_argparse_refuses_is_one_line_too(argv):
+    """A value argparse itself cannot read (an int option given a float, an unknown choice, no source at all) is
+    said the way midstat says every other error: one line, status 2, not the usage block."""
+    proc = midstat(*(["-r", str(FIXTURES / "close_client_first.pcap")] if argv else []), *argv, "--summary")
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("midstat: ") and "--help" in lines[0]
