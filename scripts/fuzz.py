@@ -39,6 +39,7 @@ from midstat_tui.decode import FrameDecoder, IcmpError, LinkTypeError, Segment, 
 from midstat_tui.decode.frame import REJECT_REASONS  # noqa: E402
 from midstat_tui.decode.layers import MAX_HEADERS, MAX_LAYERS  # noqa: E402
 from midstat_tui.engine.pipeline import Engine  # noqa: E402
+from midstat_tui.engine.placement import Placer  # noqa: E402
 from midstat_tui.errors import MidstatError  # noqa: E402
 from midstat_tui.tcp.connection import COMPILED_AVAILABLE  # noqa: E402
 from midstat_tui.tcp.states import CLOSED, TIME_WAIT  # noqa: E402
@@ -101,6 +102,7 @@ def check_input(data: bytes) -> None:
     assert not tracker.table
     if COMPILED_AVAILABLE:
         check_compiled_loop(dlt, frames)
+    check_shards_agree(dlt, frames)
 
 
 def check_compiled_loop(dlt: int, frames: list[bytes]) -> None:
@@ -115,6 +117,31 @@ def check_compiled_loop(dlt: int, frames: list[bytes]) -> None:
             (key, c.id, c.client_state, c.server_state, c.c.packets, c.s.packets, c.c.ip_bytes, c.s.ip_bytes,
              c.history, c.transitions, c.ended) for key, c in engine.tracker.table.items())))
     assert seen[0] == seen[1], "the compiled core and the pure-Python engine disagree"
+
+
+def check_shards_agree(dlt: int, frames: list[bytes], count: int = 2) -> None:
+    """One engine and `count` shards (each packet placed by its decoded key, engine.placement) end with the same
+    connections and the same counts (ids and shard numbers aside; a table large enough that none is evicted)."""
+    batch = [(1000.0 + i * 0.25, frame) for i, frame in enumerate(frames)]
+    end = 1000.0 + len(frames) * 0.25 + 30.0
+    one = Engine(dlt, TrackerConfig())
+    one.feed_batch(batch)
+    shards = [Engine(dlt, TrackerConfig(), shard=i, shard_count=count) for i in range(count)]
+    for engine, part in zip(shards, Placer(dlt, count).split(batch), strict=True):
+        engine.feed_batch(part)
+
+    def facts(engines: list[Engine]) -> tuple[list, dict]:
+        conns, totals = [], {}
+        for engine in engines:
+            engine.tracker.advance(end)
+            conns += [(key, c.client_state, c.server_state, c.c.packets, c.s.packets, c.c.ip_bytes, c.s.ip_bytes,
+                       c.history, c.ended, c.midstream) for key, c in engine.tracker.table.items()]
+            for name in ("packets", "tcp_packets", "non_tcp", "bad_checksum", "started", "ended", "active",
+                         "suspicious_rst", "bad_flags", "icmp_errors"):
+                totals[name] = totals.get(name, 0) + engine.stats().get(name, 0)
+        return sorted(conns), totals
+
+    assert facts([one]) == facts(shards), "one core and several shards disagree"
 
 
 def captures() -> list[Path]:
