@@ -17,7 +17,7 @@ from tests.helpers import FIXTURES, ROOT
 
 def _readme_command(step: str) -> str:
     readme = (ROOT / "README.md").read_text()
-    block = re.search(rf"<!-- ci:{step} -->\s*```\n(.*?)```\s*<!-- /ci:{step} -->", readme, re.S)
+    block = re.search(rf"<!-- ci:{step} -->\s*```[a-z]*\n(.*?)```\s*<!-- /ci:{step} -->", readme, re.S)
     assert block, f"README.md has no ci:{step} block"
     return block.group(1).strip()
 
