@@ -119,3 +119,18 @@ def unfilled_copy(path, out, sources: tuple[bytes, ...]) -> int:
                 spoiled += 1
             writer.writepkt(frame, ts)
     return spoiled
+
+
+def children(pid: int) -> list[int]:
+    """A process's children, sorted (from /proc)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        return sorted(int(x) for x in fh.read().split())
+
+
+def alive(pid: int) -> bool:
+    """Is the process there and not a zombie?"""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.helpers import ROOT, midstat, nobody_uid, shared
+from tests.helpers import ROOT, alive, children, midstat, nobody_uid, shared
 from tests.terminal import tui
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -26,34 +26,21 @@ BIG = str(shared("zeek/Traces/echo-connections.pcap.gz"))  # 1.6 MB of --events:
 USERS = [pytest.param([], id="default-user"), pytest.param(["--user", "root"], id="user-root")]
 
 
-def _children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as fh:
-        return sorted(int(x) for x in fh.read().split())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _gone_within(pids: list[int], seconds: float) -> list[int]:
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(map(_alive, pids)):
+    while time.monotonic() < deadline and any(map(alive, pids)):
         time.sleep(0.05)
-    return [p for p in pids if _alive(p)]
+    return [p for p in pids if alive(p)]
 
 
 def _workers(pid: int, count: int = 2, timeout: float = 20) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        kids = _children(pid)
+        kids = children(pid)
         if len(kids) == count:
             return kids
         time.sleep(0.05)
-    raise AssertionError(f"no {count} workers under {pid}: {_children(pid)}")
+    raise AssertionError(f"no {count} workers under {pid}: {children(pid)}")
 
 
 def _start_blocked(*args: str) -> subprocess.Popen:
@@ -75,7 +62,7 @@ def test_a_killed_worker_is_reported_and_the_other_shard_is_printed(user):
     whole = midstat("-r", BIG, "--events", "--cores", "2", *user)
     assert whole.returncode == 0
     proc = _start_blocked(*user)
-    os.kill(_children(proc.pid)[1], signal.SIGKILL)  # shard 1 (started second)
+    os.kill(children(proc.pid)[1], signal.SIGKILL)  # shard 1 (started second)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
     assert err.decode().splitlines() == ["midstat: warning: worker 1 died (killed by signal 9 (SIGKILL)); its share "
@@ -91,7 +78,7 @@ def test_a_killed_worker_is_said_at_once_while_core_0_is_busy_elsewhere():
 
     proc = _start_blocked()
     try:
-        os.kill(_children(proc.pid)[1], signal.SIGKILL)
+        os.kill(children(proc.pid)[1], signal.SIGKILL)
         ready, _, _ = select.select([proc.stderr], [], [], 5.0)
         assert ready, "no word of the dead worker within 5 s"
         line = os.read(proc.stderr.fileno(), 4096).decode()
@@ -118,7 +105,7 @@ def test_a_killed_worker_with_summary_keeps_the_other_shards_connections():
 @pytest.mark.parametrize("user", USERS)
 def test_workers_die_with_core_0(user):
     proc = _start_blocked(*user)
-    workers = _children(proc.pid)
+    workers = children(proc.pid)
     proc.kill()  # kill -9: no handler runs in core 0
     proc.wait()
     assert _gone_within(workers, 5) == []
@@ -239,7 +226,7 @@ def test_live_output_into_a_full_device_is_one_line_and_status_2(lab, cores):
                                  "-i", ROUTER_CLIENT_IF, "--json", "--cores", cores], stdout=full,
                                 stderr=subprocess.PIPE, cwd=ROOT)
     assert "listening on" in proc.stderr.readline().decode()
-    workers = _children(proc.pid)
+    workers = children(proc.pid)
     _talk(lab, 7420 + int(cores), 3)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2

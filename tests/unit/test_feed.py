@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 
 from midstat_tui.capture.files import FileSource
-from tests.helpers import shared
+from tests.helpers import children, shared
 
 GZ = str(shared("zeek/Traces/echo-connections.pcap.gz"))
 
 
 def _children() -> set[int]:
-    with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as fh:
-        return {int(x) for x in fh.read().split()}
+    return set(children(os.getpid()))
 
 
 def _feeders(before: set[int]) -> list[int]:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, alive
 
 SCRIPT = """
 import multiprocessing, sys, threading, time
@@ -32,27 +32,19 @@ time.sleep(600)
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.parametrize("starter", ["main", "thread"])
 def test_a_worker_outlives_its_starting_thread_but_not_its_process(starter):
     parent = subprocess.Popen([sys.executable, "-c", SCRIPT, starter], stdout=subprocess.PIPE, cwd=ROOT)
     try:
         worker = int(parent.stdout.readline())
         time.sleep(1.5)  # past a watch interval: a worker tied to the ended thread would be dead by now
-        assert _alive(worker)
+        assert alive(worker)
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
         deadline = time.monotonic() + 5
-        while _alive(worker) and time.monotonic() < deadline:
+        while alive(worker) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(worker)
+        assert not alive(worker)
     finally:
         parent.kill()
         parent.wait()
