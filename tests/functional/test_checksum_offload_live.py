@@ -214,9 +214,10 @@ def offloading_lab():
     net.down()
 
 
-@pytest.mark.parametrize("cores", ["1", "2"])
-def test_a_virtual_link_where_every_stack_offloads(offloading_lab, tmp_path, cores):
-    doc, counts, clients = _capture_both(offloading_lab, tmp_path, 7480 + int(cores), "--cores", cores)
+@pytest.mark.parametrize("cores,user", [("1", None), ("2", None), ("2", "root")])
+def test_a_virtual_link_where_every_stack_offloads(offloading_lab, tmp_path, cores, user):
+    extra = ("--user", user) if user else ()
+    doc, counts, clients = _capture_both(offloading_lab, tmp_path, 7480 + int(cores), "--cores", cores, *extra)
     conns = {c["client"]: c for c in doc["connections"]}
     for client in clients:
         conn = conns[client]
