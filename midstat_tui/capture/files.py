@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import pcapy
 
 from midstat_tui.capture.batches import META, Packet, Share, split_batch
+from midstat_tui.capture.clock import PacketClock
 from midstat_tui.capture.feed import GZIP_MAGIC, Feed
 from midstat_tui.errors import MidstatError
 from midstat_tui.privileges import Target, can_open_as
@@ -56,6 +57,10 @@ class FileSource:
         self.stream = self.stdin or _is_stream(path)
         # when set, only one shard's packets are delivered (`delivered` still counts every packet read)
         self.share: Share | None = None
+        # the file's one clock (capture.clock): late packets dated at the latest time read, and counted
+        self.clock = PacketClock()
+        # the indices of the late packets in the batch last delivered (without a share: core 0 hands them out)
+        self.last_late: list[int] = []
         self._open_path = path
         self._fd: int | None = None       # a source read through a feeder: its descriptor, opened once
         self._gzip: bool | None = False   # the feeder decompresses (None: it looks at the first bytes)
@@ -171,6 +176,7 @@ class FileSource:
         self._reader = self._open()
         self.delivered = 0
         self.warning = None
+        self.clock.reset()  # a new pass: the packets skipped are dated (and counted) as they were before
         if self.share is not None:
             kept = 0
             for batch in self._batched():
@@ -187,6 +193,7 @@ class FileSource:
             if not meta:
                 return
             self.delivered += len(meta) // META.size
+            self.clock.late += len(self.clock.late_in_meta(meta))
         yield from self._batched()
 
     def _batched(self) -> Iterator[list[Packet]]:
@@ -201,7 +208,15 @@ class FileSource:
                 self._stream_ended()
                 return
             self.delivered += len(meta) // META.size
-            yield split_batch(data, meta) if self.share is None else self.share.split(data, meta)
+            late = self.clock.late_in_meta(meta)
+            if not late:
+                self.last_late = []
+                yield split_batch(data, meta) if self.share is None else self.share.split(data, meta)
+                continue
+            batch = split_batch(data, meta)
+            for i, ts in late:
+                batch[i] = (ts, batch[i][1])
+            yield self._mine(batch, [i for i, _ in late])
 
     def _recover(self) -> Iterator[list[Packet]]:
         """The batch that met the damage was lost: reread up to it, then packet by packet to the cut."""
@@ -216,13 +231,15 @@ class FileSource:
 
     def _one_by_one(self, reader: pcapy.Reader) -> Iterator[list[Packet]]:
         batch: list[Packet] = []
+        late: list[int] = []
+        date = self.clock.date
         while True:
             try:
                 header, frame = reader.next()
             except pcapy.PcapError as err:
                 if batch:
                     self.delivered += len(batch)
-                    yield self._mine(batch)
+                    yield self._mine(batch, late)
                 damage = self._feed.damage() if self._feed is not None else None
                 self.warning = (f"{self.path}: capture cut off after packet {self.delivered}: {err}"
                                 f"{f' ({damage})' if damage else ''}; everything before the cut was processed")
@@ -230,22 +247,36 @@ class FileSource:
             if header is None:
                 if batch:
                     self.delivered += len(batch)
-                    yield self._mine(batch)
-                    batch = []
+                    yield self._mine(batch, late)
+                    batch, late = [], []
                 self._stream_ended()
                 break
             sec, usec = header.getts()
-            batch.append((sec + usec * 1e-6, frame))
+            dated = date(sec, usec)
+            if dated is None:
+                batch.append((sec + usec * 1e-6, frame))
+            else:
+                late.append(len(batch))
+                batch.append((dated, frame))
             if len(batch) >= BATCH:
                 self.delivered += len(batch)
-                yield self._mine(batch)
-                batch = []
+                yield self._mine(batch, late)
+                batch, late = [], []
         if batch:
             self.delivered += len(batch)
-            yield self._mine(batch)
+            yield self._mine(batch, late)
 
-    def _mine(self, batch: list[Packet]) -> list[Packet]:
-        return batch if self.share is None else self.share.select(batch)
+    def _mine(self, batch: list[Packet], late: list[int]) -> list[Packet]:
+        """This source's packets of a batch (its share's, if it has one), the late ones among them counted."""
+        if self.share is None:
+            self.clock.late += len(late)
+            self.last_late = late
+            return batch
+        if not late:
+            return self.share.select(batch)
+        kept, late_kept = self.share.keep(batch, late)
+        self.clock.late += late_kept
+        return kept
 
 
 def _is_stream(path: str) -> bool:

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 
+from midstat_tui.capture.clock import PacketClock
 from midstat_tui.capture.files import FileSource
 from midstat_tui.decode.checksum import ChecksumPolicy
 from midstat_tui.decode.frame import LinkTypeError
@@ -30,7 +31,7 @@ from midstat_tui.engine.departed import DepartedLog
 from midstat_tui.engine.hints import stats_hints
 from midstat_tui.engine.pipeline import Engine, Snapshot, run_file
 from midstat_tui.engine.placement import Placer, Share
-from midstat_tui.engine.shards import share_filter
+from midstat_tui.engine.shards import LINK_HEADERS, share_filter
 from midstat_tui.engine.views import connection_dict, row_of
 from midstat_tui.errors import MidstatError
 from midstat_tui.lifecycle import how_it_ended, start_worker
@@ -203,7 +204,8 @@ def open_live_share(job: Job, shard: int, count: int):
     source = None
     if count > 1:
         try:
-            prefilter = share_filter(shard, count, vlan=job.datalink == 1, unplaced=True)
+            prefilter = share_filter(shard, count, vlan=job.datalink == 1, unplaced=True,
+                                     header=LINK_HEADERS.get(job.datalink))
             source = open_with(" and ".join(f"({part})" for part in (job.bpf, prefilter) if part))
         except MidstatError:
             source = None  # a link the pre-filter cannot speak of: the decoded key alone decides, in user space
@@ -278,6 +280,7 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
     except LinkTypeError as exc:
         source.close()
         raise MidstatError(f"{job.path}: {exc}") from None
+    engine.clock = source.clock  # the file's late packets, counted where it is read (capture.clock)
     try:
         last = run_file(engine, source.batches(), on_snapshot if job.snapshots else None, until=job.until,
                         until_offset=job.until_offset, halt=halt)
@@ -367,6 +370,7 @@ class HandedSource:
         self.datalink = datalink
         self.warning: str | None = None
         self._packets = packets
+        self.clock = PacketClock()  # its late packets, as core 0's clock found them
 
     def batches(self) -> Iterator[list]:
         while True:
@@ -378,7 +382,9 @@ class HandedSource:
             if kind == "end":
                 self.warning = payload
                 return
-            yield payload
+            batch, late = payload
+            self.clock.late += late
+            yield batch
 
     def close(self) -> None:
         self._packets.close()
@@ -391,9 +397,15 @@ def _dispatch(source: FileSource, batches, placer: Placer, outs: list, halt: Sig
         for batch in batches:
             if halt.is_set():
                 break
-            for out, part in zip(outs, placer.split(batch), strict=True):
+            parts = placer.split(batch)
+            late = [0] * len(parts)
+            if source.last_late:  # the late packets core 0's clock dated: each counted by the shard that gets it
+                marks = placer.marks(batch)
+                for i in source.last_late:
+                    late[marks[i]] += 1
+            for out, part, n in zip(outs, parts, late, strict=True):
                 if part:
-                    out.send(("packets", part))
+                    out.send(("packets", (part, n)))
         warning = source.warning
     except OSError:  # a shard is gone: core 0's merge says so
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from midstat_tui.decode import linktypes
 from midstat_tui.decode.checksum import ChecksumPolicy, EverySource, address_text
@@ -18,6 +19,9 @@ from midstat_tui.engine.hints import stats_hints
 from midstat_tui.engine.views import connection_dict
 from midstat_tui.tcp.connection import Connection, _core
 from midstat_tui.tcp.tracker import EventSink, Tracker, TrackerConfig
+
+if TYPE_CHECKING:
+    from midstat_tui.capture.clock import PacketClock
 
 # the link types the compiled packet loop decodes (the others go through the Python decoder, packet by packet)
 _LOOP_LINKS = frozenset({linktypes.DLT_EN10MB, linktypes.DLT_LINUX_SLL, linktypes.DLT_LINUX_SLL2})
@@ -65,6 +69,9 @@ class Engine:
         self._run = _core.run if self.tracker.compiled and fast_path and datalink in _LOOP_LINKS else None
         self.decode_stats = DecodeStats()
         self.capture_stats: Callable[[], dict] | None = None
+        # a capture file's clock (capture.clock): the file's late packets are counted there, on every shard alike;
+        # the source's own, not part of a checkpoint (a seek rereads the file, which counts them again)
+        self.clock: PacketClock | None = None
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self.dirty = False
@@ -163,13 +170,18 @@ class Engine:
             "ended": t.ended,
             "evicted": t.evicted,
             "midstream": t.midstream,
-            "time_backwards": t.time_backwards,
+            "time_backwards": t.time_backwards + (self.clock.late if self.clock is not None else 0),
             "end_reasons": dict(t.end_reasons),
         }
         if self.capture_stats is not None:
             out["capture"] = self.capture_stats()
         out["hints"] = stats_hints(out)
         return out
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["clock"] = None
+        return state
 
     def snapshot(self, ts: float) -> Snapshot:
         self.mark_clean()

@@ -87,3 +87,10 @@ class Share:
         """This shard's packets of a batch."""
         shard = self.shard
         return [p for p, where in zip(batch, self.placer.marks(batch), strict=True) if where == shard]
+
+    def keep(self, batch: list[Packet], late: list[int]) -> tuple[list[Packet], int]:
+        """This shard's packets of a batch, and how many of the packets at the indices `late` it keeps."""
+        shard = self.shard
+        marks = self.placer.marks(batch)
+        return [p for p, where in zip(batch, marks, strict=True) if where == shard], \
+            sum(1 for i in late if marks[i] == shard)

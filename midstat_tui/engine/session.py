@@ -121,6 +121,8 @@ class Session:
         self.span_scanned = False
         self._opened = False
         engine.tracker.track_changes()
+        if not live:  # a file's late packets are counted where it is read (capture.clock), for every pass
+            engine.clock = getattr(source, "clock", None)
         if live and hasattr(source, "stats"):
             engine.capture_stats = source.stats  # received / dropped counters of the capture handle
         self._stats: dict = engine.stats()
@@ -359,10 +361,12 @@ class Session:
             if candidates:
                 restore = candidates[-1]
                 self.engine = pickle.loads(restore.blob)
+                self.engine.clock = getattr(self.source, "clock", None)
                 self._index = restore.index
                 next_tick = math.floor(restore.position) + 1.0
             else:  # before the first checkpoint (before the first packet, even): from the very start
                 self.engine = self._fresh_engine()
+                self.engine.clock = getattr(self.source, "clock", None)
                 self._index = 0
                 next_tick = None if self.origin is None else math.floor(self.origin) + 1.0
             packets, pending = self._packets(self._index), None

@@ -36,10 +36,26 @@ def _forms(hashed: str) -> list[str]:
 
 _TAGGED = "(ether[12:2] = 0x8100 or ether[12:2] = 0x88a8 or ether[12:2] = 0x9100)"
 
+# link header bytes before the network layer, for the links without Ethernet's (the `vlan` keyword moves Ethernet's)
+LINK_HEADERS = {0: 4, 108: 4, 12: 0, 14: 0, 101: 0, 113: 16, 276: 20}
 
-def share_filter(shard: int, count: int, vlan: bool = True, unplaced: bool | None = None) -> str:
+
+def _too_short(header: int) -> str:
+    """The frames too short for a load the forms make, their network layer `header` bytes in. A BPF load past the
+    end of a frame rejects it at once, whatever the `or`s after it say: without this, every handle would drop a
+    frame cut short inside its IP or TCP header (which one core counts as malformed). Each load is guarded by a
+    length test before it (BPF evaluates `and`/`or` in order)."""
+    ihl = "((ip[0] & 0xf) << 2)"
+    return (f"len < {header + 1} or (ip and (len < {header + 20} or len < {header + 4} + {ihl} "
+            f"or (ip[9] = 1 and len < {header + 32} + {ihl}))) "
+            f"or (ip6 and (len < {header + 44} or (ip6[6] = 58 and len < {header + 92})))")
+
+
+def share_filter(shard: int, count: int, vlan: bool = True, unplaced: bool | None = None,
+                 header: int | None = None) -> str:
     """The BPF expression that keeps shard `shard`'s share of `count`, plus all that no form places if `unplaced`
-    (by default, for shard 0 only).
+    (by default, for shard 0 only), the frames too short for the forms' loads included (`header`: the link header's
+    length on a link without Ethernet headers; unknown: every packet is kept, and the decoded key decides).
 
     libpcap's `vlan` keyword moves the offsets of every test after it, across `or` too; so the untagged tests come
     first, then one `vlan` for single-tagged frames, then one more for double-tagged ones (whose inner tag the
@@ -52,9 +68,19 @@ def share_filter(shard: int, count: int, vlan: bool = True, unplaced: bool | Non
     mine = " or ".join(_forms(f"(((({{}} ^ {{}} ^ {{}} ^ {{}}) * {_MULTIPLIER}) >> 16 & 0xffff) % {count} = {shard})"))
     anything = " or ".join(_forms("1 = 1"))
     if not vlan:  # a link without Ethernet headers (Linux cooked, raw IP, loopback)
-        return f"({mine}) or not ({anything})" if unplaced else f"({mine})"
-    untagged = f"({mine}) or (not {_TAGGED} and not ({anything}))" if unplaced else f"({mine})"
-    inner = f"({mine}) or not ({anything})" if unplaced else f"({mine})"
-    single = f"(vlan and not (ether[16:2] = 0x8100 or ether[16:2] = 0x88a8) and ({inner}))"
-    double = f"({_TAGGED} and vlan and ({inner}))"
-    return f"({untagged}) or {single} or {double}"
+        if not unplaced:
+            return f"({mine})"
+        if header is None:
+            return "1 = 1"
+        return f"{_too_short(header)} or ({mine}) or not ({anything})"
+    if not unplaced:
+        return f"({mine}) or {_vlan_forms(mine, mine)}"
+    untagged = f"{_too_short(14)} or ({_TAGGED} and len < 24) or ({mine}) or (not {_TAGGED} and not ({anything}))"
+    inner = f"({mine}) or not ({anything})"
+    return f"({untagged}) or {_vlan_forms(f'{_too_short(18)} or {inner}', f'{_too_short(22)} or {inner}')}"
+
+
+def _vlan_forms(single: str, double: str) -> str:
+    """Single-tagged frames tested by `single`, double-tagged ones by `double` (after one `vlan`, then another)."""
+    return (f"(vlan and not (ether[16:2] = 0x8100 or ether[16:2] = 0x88a8) and ({single})) "
+            f"or ({_TAGGED} and vlan and ({double}))")
