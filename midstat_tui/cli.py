@@ -10,6 +10,7 @@ import sys
 from typing import NoReturn, TextIO
 
 from midstat_tui import __version__
+from midstat_tui.capture.span import capture_span
 from midstat_tui.decode.checksum import MODES, ChecksumPolicy
 from midstat_tui.decode.frame import FrameDecoder, LinkTypeError
 from midstat_tui.decode.linktypes import link_type_name
@@ -19,6 +20,7 @@ from midstat_tui.engine.multicore import (
     SignalFlag,
     Sink,
     encode_json,
+    first_timestamp,
     run_live_shard,
     run_shard,
     run_sharded,
@@ -34,6 +36,7 @@ from midstat_tui.query import QueryError, compile_query
 from midstat_tui.tcp.connection import engine_name, engine_notice
 from midstat_tui.tcp.states import parse_state
 from midstat_tui.tcp.tracker import TrackerConfig
+from midstat_tui.timespec import FORMS, TimeSpecError, parse_goto
 
 EXIT_OK = 0
 EXIT_DAMAGED = 1   # the capture was damaged; everything before the damage was processed and reported
@@ -88,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="TUI, files: replay speed (1 = capture pace, 10 = ten times faster, 0 = as fast as "
                           "possible; default 1)")
     out.add_argument("--at", metavar="TIME",
-                     help="only the snapshot at TIME: epoch seconds, or +SECONDS from the first packet")
+                     help="only the snapshot at TIME: +SECONDS from the first packet, HH:MM:SS (UTC, on the first "
+                          "packet's day), 'YYYY-MM-DD HH:MM:SS' or epoch seconds (as the TUI's g takes it)")
 
     trk = p.add_argument_group("tracking")
     trk.add_argument("--checksum", choices=MODES, metavar="MODE",
@@ -190,13 +194,32 @@ def _checksum_policy(args: argparse.Namespace, mode: str) -> ChecksumPolicy:
 
 
 def _parse_at(text: str) -> tuple[float | None, float | None]:
-    """`--at` as (absolute time, offset from the first packet)."""
+    """`--at` as (absolute time, offset from the first packet); (None, None) for a time of day or a date, which
+    `_resolve_at` places once the capture's first packet is known."""
     try:
         if text.startswith("+"):
             return None, checked_number("--at", float(text[1:]), 0, MAX_SECONDS, text)
         return checked_number("--at", float(text), -MAX_SECONDS * 10, MAX_SECONDS * 10, text), None
     except ValueError:
-        raise MidstatError(f"--at {text!r}: expected epoch seconds or +SECONDS from the first packet") from None
+        if ":" in text:
+            return None, None
+        raise MidstatError(f"--at {text!r}: expected {FORMS}") from None
+
+
+def _resolve_at(text: str, source) -> float:
+    """A time of day (`HH:MM:SS`, UTC, on the first packet's day) or a date and time, as the TUI's `g` reads it."""
+    if source.stream:
+        raise MidstatError(f"--at {text!r}: a time of day needs the capture's first packet before it is read; from "
+                           "a pipe, give +SECONDS from the first packet or epoch seconds")
+    reader = source.open_reader()
+    span = capture_span(reader) if reader is not None else None
+    first, last = span if span is not None else (first_timestamp(source.path), None)
+    if first is None:
+        raise MidstatError(f"--at {text!r}: {source.path} holds no packet")
+    try:
+        return parse_goto(text, first, last)
+    except TimeSpecError as exc:
+        raise MidstatError(f"--at: {exc}") from None
 
 
 def _write_lines(out: TextIO, lines: list[str]) -> None:
@@ -327,6 +350,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     # opened here first: a bad file or filter is said once, at once
     source = FileSource(args.read, args.filter, user=target)
+    if args.at is not None and at_abs is None and at_off is None:
+        at_abs = _resolve_at(args.at, source)
     args.checksums = _checksum_policy(args, mode)
     if not headless:
         if source.stdin:

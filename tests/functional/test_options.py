@@ -4,7 +4,11 @@ nesting is bounded, `--cores` is capped; each refusal is one line and exit statu
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import math
+import time
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +67,9 @@ def test_timeouts_go_through_the_same_gate(value):
     (["--max-conns", "99999999999999999999"], "--max-conns 99999999999999999999: must be at most 1000000000"),
     (["--at", "nan"], "--at nan: expected a finite number"),
     (["--at", "+inf"], "--at +inf: expected a finite number"),
+    (["--at", "25:00"], "--at: '25:00': hours go from 00 to 23"),
+    (["--at", "00:00:01"], "is before the first packet; the capture: "),
+    (["--at", "noon"], "--at 'noon': expected +SECONDS from the start, HH:MM:SS (UTC)"),
     (["--cores", "1000"], "--cores 1000: at most"),
     (["--cores", "0"], "--cores 0: must be at least 1"),
     (["--match", "(" * 250 + "port 80" + ")" * 250], f"nested more than {MAX_NESTING} deep"),
@@ -116,3 +123,30 @@ def test_what_argparse_refuses_is_one_line_too(argv):
     lines = proc.stderr.decode().strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("midstat: ") and "--help" in lines[0]
+
+
+def _first_packet_time(path: str) -> float:
+    proc = midstat("-r", path, "--summary", "--json", "--cores", "1")
+    return min(c["first"] for c in json.loads(proc.stdout)["connections"])
+
+
+@pytest.mark.parametrize("cores", ["1", "2"])
+def test_at_takes_a_time_of_day_and_a_date_as_the_tui_g_does(tmp_path, cores):
+    mixed = str(FIXTURES / "mixed_traffic.pcap")
+    moment = _first_packet_time(mixed) + 1.25
+    clock = time.strftime("%H:%M:%S", time.gmtime(moment)) + f"{moment % 1:.6f}"[1:]
+    date = time.strftime("%Y-%m-%d ", time.gmtime(moment)) + clock
+    gz = tmp_path / "mixed.pcap.gz"
+    gz.write_bytes(gzip.compress(Path(mixed).read_bytes()))
+    by_offset = midstat("-r", mixed, "--plain", "--cores", cores, "--at", "+1.25")
+    assert by_offset.returncode == 0 and by_offset.stdout.count(b"\n") > 3, by_offset.stderr
+    for path, at in ((mixed, clock), (mixed, date), (str(gz), clock)):
+        proc = midstat("-r", path, "--plain", "--cores", cores, "--at", at)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == by_offset.stdout, (path, at)
+
+
+def test_at_a_time_of_day_from_a_pipe_says_what_works():
+    proc = midstat("-r", "-", "--plain", "--at", "12:00:00", stdin=(FIXTURES / "mixed_traffic.pcap").read_bytes())
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1 and "+SECONDS" in err, err
