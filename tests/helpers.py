@@ -25,6 +25,15 @@ def shared(rel: str) -> Path:
     return SHARED / rel
 
 
+def fixture_packets(name: str) -> list[tuple[float, bytes]]:
+    """Every (timestamp, frame) of a capture in fixtures/pcaps, as the file source delivers them."""
+    source = FileSource(str(FIXTURES / name))
+    try:
+        return [item for batch in source.batches() for item in batch]
+    finally:
+        source.close()
+
+
 def replay(path: str | os.PathLike, until: float | None = None, checksums: bool = True,
            config: TrackerConfig | None = None) -> tuple[Engine, Snapshot, list[Connection]]:
     """Run a capture through the engine; returns the engine, the last snapshot and every connection started."""

@@ -53,22 +53,22 @@ def _talk(lab: NetLab, port: int, count: int) -> None:
     listener.close()
 
 
-@pytest.mark.parametrize("cores", ["1", "2"])
-def test_hostile_frames_on_the_wire_stop_nothing(lab, tmp_path, cores):
-    frames = [hf.hostile(name) for name in sorted(hf.KINDS)] * 3
-    assert max(len(f) for f in frames) > 5000
-    path = tmp_path / "hostile.pcap"
+def _replayed_among_connections(lab: NetLab, tmp_path, cores: str, frames: list[bytes], port: int,
+                                talks: int) -> dict:
+    """`--summary --json` of a live capture on the router (`cores` shards) while the client makes `talks`
+    connections to `port`, replays `frames` with tcpreplay, then makes `talks` more to `port + 1`; checks that the
+    capture never stopped and that every connection was tracked."""
+    path = tmp_path / "frames.pcap"
     hf.write_pcap(str(path), [(1000.0 + i / 100, f) for i, f in enumerate(frames)])
     proc = subprocess.Popen(["ip", "netns", "exec", lab.router, sys.executable, "-m", "midstat_tui", "-i",
                              ROUTER_CLIENT_IF, "--summary", "--json", "--cores", cores], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=ROOT)
     assert proc.stderr is not None
     assert "listening on" in proc.stderr.readline().decode()
-    port = 7400 + int(cores) * 10
-    _talk(lab, port, 4)
+    _talk(lab, port, talks)
     sent = lab.ns(lab.client, "tcpreplay", "-i", "c0", "--topspeed", str(path))
     assert f"Successful packets:        {len(frames)}" in sent, sent
-    _talk(lab, port + 1, 4)  # after the frames: still captured, still tracked
+    _talk(lab, port + 1, talks)  # after the frames: still captured, still tracked
     time.sleep(1.0)
     assert proc.poll() is None  # nothing stopped
     proc.send_signal(signal.SIGINT)
@@ -77,7 +77,15 @@ def test_hostile_frames_on_the_wire_stop_nothing(lab, tmp_path, cores):
     assert b"Traceback" not in err and b"failed" not in err
     doc = json.loads(out)
     servers = [c["server"] for c in doc["connections"]]
-    assert servers.count(f"{SERVER4}:{port}") == 4 and servers.count(f"{SERVER4}:{port + 1}") == 4
+    assert servers.count(f"{SERVER4}:{port}") == talks and servers.count(f"{SERVER4}:{port + 1}") == talks
+    return doc
+
+
+@pytest.mark.parametrize("cores", ["1", "2"])
+def test_hostile_frames_on_the_wire_stop_nothing(lab, tmp_path, cores):
+    frames = [hf.hostile(name) for name in sorted(hf.KINDS)] * 3
+    assert max(len(f) for f in frames) > 5000
+    doc = _replayed_among_connections(lab, tmp_path, cores, frames, 7400 + int(cores) * 10, 4)
     malformed = doc["stats"]["malformed"]
     assert malformed.get(layers.TOO_MANY_LAYERS, 0) + malformed.get(layers.TOO_MANY_HEADERS, 0) == len(frames)
     if cores == "2":
@@ -88,9 +96,9 @@ def _cut_frames() -> list[bytes]:
     """Frames cut short inside their IP or TCP header (IPv4, IPv6, VLAN-tagged): too short for the live pre-filter's
     loads, which used to make every shard's handle drop them on two cores, where one core counts them."""
     v4 = hf.ethernet(0x0800, bytes(dpkt.ip.IP(src=b"\x0a\x00\x00\x01", dst=b"\x0a\x00\x00\x02", p=6,
-                                                 data=dpkt.tcp.TCP(sport=5, dport=6))))
+                                              data=dpkt.tcp.TCP(sport=5, dport=6))))
     v6 = hf.ethernet(0x86DD, bytes(dpkt.ip6.IP6(src=b"\x20" + b"\x00" * 15, dst=b"\x20" + b"\x00" * 14 + b"\x02",
-                                                   nxt=6, plen=20, hlim=9)) + bytes(dpkt.tcp.TCP()))
+                                                nxt=6, plen=20, hlim=9)) + bytes(dpkt.tcp.TCP()))
     tagged = v4[:12] + b"\x81\x00\x00\x07" + v4[12:]
     return [v4[:36], v4[:30], v6[:56], v6[:40], tagged[:40], tagged[:24]]
 
@@ -98,23 +106,5 @@ def _cut_frames() -> list[bytes]:
 @pytest.mark.parametrize("cores", ["1", "2"])
 def test_frames_cut_short_are_counted_on_every_core_count(lab, tmp_path, cores):
     frames = _cut_frames() * 2
-    path = tmp_path / "cut.pcap"
-    hf.write_pcap(str(path), [(1000.0 + i / 100, f) for i, f in enumerate(frames)])
-    proc = subprocess.Popen(["ip", "netns", "exec", lab.router, sys.executable, "-m", "midstat_tui", "-i",
-                             ROUTER_CLIENT_IF, "--summary", "--json", "--cores", cores], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=ROOT)
-    assert proc.stderr is not None
-    assert "listening on" in proc.stderr.readline().decode()
-    port = 7500 + int(cores) * 10
-    _talk(lab, port, 2)
-    sent = lab.ns(lab.client, "tcpreplay", "-i", "c0", "--topspeed", str(path))
-    assert f"Successful packets:        {len(frames)}" in sent, sent
-    _talk(lab, port + 1, 2)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    doc = json.loads(out)
+    doc = _replayed_among_connections(lab, tmp_path, cores, frames, 7500 + int(cores) * 10, 2)
     assert sum(doc["stats"]["malformed"].values()) == len(frames), doc["stats"]["malformed"]
-    servers = [c["server"] for c in doc["connections"]]
-    assert servers.count(f"{SERVER4}:{port}") == 2 and servers.count(f"{SERVER4}:{port + 1}") == 2

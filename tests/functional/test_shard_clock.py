@@ -15,8 +15,7 @@ from collections import Counter
 import pytest
 
 from midstat_tui.capture.clock import PacketClock
-from midstat_tui.capture.files import FileSource
-from tests.helpers import FIXTURES, ROOT, midstat
+from tests.helpers import ROOT, fixture_packets, midstat
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import hostile_frames as hf  # noqa: E402
@@ -24,12 +23,7 @@ import hostile_frames as hf  # noqa: E402
 TEN_DAYS = 10 * 86400.0
 
 
-def _packets(name: str) -> list[tuple[float, bytes]]:
-    source = FileSource(str(FIXTURES / name))
-    try:
-        return [item for batch in source.batches() for item in batch]
-    finally:
-        source.close()
+_packets = fixture_packets
 
 
 def _time_travelled() -> list[tuple[float, bytes]]:

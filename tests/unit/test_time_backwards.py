@@ -8,10 +8,9 @@ import sys
 
 import pytest
 
-from midstat_tui.capture.files import FileSource
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.tcp.connection import COMPILED_AVAILABLE
-from tests.helpers import FIXTURES, ROOT, midstat
+from tests.helpers import ROOT, fixture_packets, midstat
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import hostile_frames as hf  # noqa: E402
@@ -19,12 +18,7 @@ import hostile_frames as hf  # noqa: E402
 STEP = 7200.0
 
 
-def _packets(name: str) -> list[tuple[float, bytes]]:
-    source = FileSource(str(FIXTURES / name))
-    try:
-        return [item for batch in source.batches() for item in batch]
-    finally:
-        source.close()
+_packets = fixture_packets
 
 
 def _stepped_back(name: str, at: int) -> list[tuple[float, bytes]]:
