@@ -14,6 +14,10 @@ both incarnations stay visible side by side, as any ended connection does.
 from __future__ import annotations
 
 import heapq
+import math
+from collections import deque
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from operator import attrgetter
 
 import numpy as np
@@ -53,6 +57,9 @@ class ConnView:
         self._order_slots = np.zeros(0, dtype=np.int64)
         self._order_ids = np.zeros(0, dtype=np.int64)
         self._new_slots: list[int] = []
+        # pulls taken and not yet applied (take / catch_up), the first one's changes iterated as they are applied
+        self._backlog: deque[tuple[Pulled, Iterator | None]] = deque()
+        self._applied_of_first = 0
 
     # -- rows in -------------------------------------------------------------------------------------------------
     def _grow(self, need: int) -> None:
@@ -69,6 +76,45 @@ class ConnView:
             self._cols[name] = np.concatenate([col, np.zeros(extra, dtype=np.float64)])
 
     def apply(self, pulled: Pulled) -> None:
+        """Take a pull's changes, all of them now."""
+        self.take(pulled)
+        self.catch_up()
+
+    def take(self, pulled: Pulled) -> None:
+        """Queue a pull's changes; `catch_up` applies them, a slice at a time if asked (a flood's hundreds of
+        thousands of new rows in one pull would otherwise hold the face for seconds)."""
+        if pulled.reset:
+            self._backlog.clear()  # a reset replaces everything queued before it
+        self._backlog.append((pulled, None))
+
+    @property
+    def behind(self) -> int:
+        """Changes taken and not applied yet (a pull's count is known once its application started)."""
+        return sum(len(p.changes) for p, _ in self._backlog) - self._applied_of_first
+
+    def catch_up(self, limit: int | None = None) -> bool:
+        """Apply the queued changes, at most `limit` rows this call; True once none is left."""
+        budget = math.inf if limit is None else limit
+        backlog = self._backlog
+        while backlog and budget > 0:
+            pulled, items = backlog[0]
+            if items is None:  # its first slice
+                self._start(pulled)
+                items = iter(pulled.changes.items())
+                backlog[0] = (pulled, items)
+                self._applied_of_first = 0
+            count = len(pulled.changes) - self._applied_of_first
+            take = count if budget >= count else int(budget)
+            self._apply_rows(islice(items, take))
+            self._applied_of_first += take
+            budget -= take
+            if self._applied_of_first >= len(pulled.changes):
+                backlog.popleft()
+                self._applied_of_first = 0
+                self._leave()
+        return not backlog
+
+    def _start(self, pulled: Pulled) -> None:
         if pulled.reset:
             self.rows.clear()
             self._slot.clear()
@@ -81,11 +127,13 @@ class ConnView:
             self._leaving = []
             self.addr_width = IPV4_ENDPOINT
             self.has_vlan = False
+        self.now = pulled.position
+
+    def _apply_rows(self, changes: Iterable[tuple[int, ConnRow | None]]) -> None:
         rows, slots = self.rows, self._slot
         updated_slots: list[int] = []
         updated_rows: list[ConnRow] = []
-        self.now = pulled.position
-        for conn_id, row in pulled.changes.items():
+        for conn_id, row in changes:
             slot = slots.get(conn_id)
             if row is None:
                 if slot is not None:
@@ -111,18 +159,22 @@ class ConnView:
                 self.has_vlan = True
             if row.end_ts is not None:
                 heapq.heappush(self._leaving, (row.end_ts + self.linger, conn_id))
-        leaving = self._leaving
-        while leaving and leaving[0][0] <= self.now:
-            leave, conn_id = heapq.heappop(leaving)
-            row = rows.get(conn_id)
-            if row is not None and row.end_ts is not None and row.end_ts + self.linger <= self.now:
-                self._drop(conn_id)
         if updated_slots:
             index = np.fromiter(updated_slots, dtype=np.int64, count=len(updated_slots))
             for name in NUMERIC:
                 self._cols[name][index] = list(map(attrgetter(name), updated_rows))
             self._ended[index] = [row.ended is not None for row in updated_rows]
             self._match[index] = -1
+
+    def _leave(self) -> None:
+        """Drop the ended rows whose linger time is over."""
+        rows = self.rows
+        leaving = self._leaving
+        while leaving and leaving[0][0] <= self.now:
+            leave, conn_id = heapq.heappop(leaving)
+            row = rows.get(conn_id)
+            if row is not None and row.end_ts is not None and row.end_ts + self.linger <= self.now:
+                self._drop(conn_id)
 
     def _drop(self, conn_id: int) -> None:
         slot = self._slot.pop(conn_id)

@@ -2,7 +2,8 @@
 
 Files are replayed on packet time at a chosen speed (0: as fast as possible), and can be paused, stepped one second
 at a time and sought to any packet time (time travel): every CHECKPOINT_EVERY seconds of packet time the engine's
-whole state is kept (pickled), so seeking back restarts from the nearest checkpoint instead of the file's start.
+whole state is kept (engine.checkpoints: in slices, and only while checkpoints cost at most a tenth of the replay's
+time), so seeking back restarts from the nearest checkpoint instead of the file's start.
 Live capture runs on the clock; pausing a live session only freezes what the face shows.
 
 The face calls `pull()` once a second: it gets the changed rows since its last pull (or, after a seek, all of them),
@@ -12,7 +13,6 @@ the counters, and the rates for its sparklines. No UI import here.
 from __future__ import annotations
 
 import math
-import pickle
 import threading
 import time
 from collections import deque
@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from midstat_tui.capture.span import capture_span
+from midstat_tui.engine.checkpoints import CheckpointBudget, Frozen, freeze, thaw
+from midstat_tui.engine.collector import building
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.views import ConnRow, counters, departed_row, row_of, transition_dict
 from midstat_tui.tcp.connection import Connection
@@ -47,7 +49,7 @@ class Pulled:
 class _Checkpoint:
     position: float
     index: int          # packets consumed so far
-    blob: bytes         # the pickled engine
+    blob: Frozen        # the engine's state (engine.checkpoints)
 
 
 class _Cursor:
@@ -128,8 +130,9 @@ class Session:
         self._stats: dict = engine.stats()
         # the engine as it was before any packet: seeking before the first checkpoint starts over from it (a copy
         # keeps what the engine was made with, such as its shard)
-        self._origin_blob: bytes | None = None if live or not getattr(source, "seekable", False) else \
-            self._pickle(engine)
+        self._origin_blob: Frozen | None = None if live or not getattr(source, "seekable", False) else \
+            freeze(engine)
+        self._budget = CheckpointBudget()
 
     # -- the face's side ----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -360,7 +363,7 @@ class Session:
             candidates = [cp for cp in self._checkpoints if cp.position <= target]
             if candidates:
                 restore = candidates[-1]
-                self.engine = pickle.loads(restore.blob)
+                self.engine = thaw(restore.blob)
                 self.engine.clock = getattr(self.source, "clock", None)
                 self._index = restore.index
                 next_tick = math.floor(restore.position) + 1.0
@@ -389,22 +392,12 @@ class Session:
 
     def _fresh_engine(self) -> Engine:
         if self._origin_blob is not None:
-            return pickle.loads(self._origin_blob)
+            return thaw(self._origin_blob)
         old = self.engine
         engine = Engine(old.decoder.dlt, old.tracker.config, checksums=old.checksums,
                         shard=old.tracker.shard, shard_count=old.tracker.shard_count)
         engine.tracker.track_changes()
         return engine
-
-    @staticmethod
-    def _pickle(engine: Engine) -> bytes:
-        """The engine's whole state, without its event sink (a face's callback is not part of it)."""
-        tracker = engine.tracker
-        sink, tracker.on_event = tracker.on_event, None
-        try:
-            return pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
-        finally:
-            tracker.on_event = sink
 
     def _publish(self, position: float, reset: bool = False) -> None:
         """Under the lock: hand the changes since the last publish to the face, keep the rates and a checkpoint."""
@@ -414,16 +407,19 @@ class Session:
             self._pending = {}
             self._reset = True
             self._by_id = {conn.id: conn for conn in tracker.table.values()}
-            for conn in tracker.table.values():
-                self._pending[conn.id] = row_of(conn)
+            with building(len(tracker.table)):
+                for conn in tracker.table.values():
+                    self._pending[conn.id] = row_of(conn)
             for conn_id, row in self._departed.items():  # replaced on their tuple, still in their linger time
                 if conn_id not in self._by_id and row.first <= position and row.end_ts <= position:
                     self._pending[conn_id] = row
             self._prev = None
         else:
-            for conn in tracker.touched or ():
-                self._by_id[conn.id] = conn
-                self._pending[conn.id] = row_of(conn)
+            touched = tracker.touched or ()
+            with building(len(touched)):  # a flood's hundreds of thousands of rows at once (engine.collector)
+                for conn in touched:
+                    self._by_id[conn.id] = conn
+                    self._pending[conn.id] = row_of(conn)
             for conn_id in tracker.removed or ():
                 # a port reuse's earlier incarnation stays on the face until its linger time is over (after a
                 # seek too: _departed keeps it)
@@ -477,7 +473,12 @@ class Session:
             return
         if self._checkpoints and position <= self._checkpoints[-1].position:
             return
-        blob = self._pickle(self.engine)
+        size = len(self.engine.tracker.table)
+        if not self._budget.allows(size):
+            return  # not worth its price now (engine.checkpoints): a seek back replays from an earlier state
+        started = time.monotonic()
+        blob = freeze(self.engine)
+        self._budget.paid(time.monotonic() - started, size)
         self._checkpoints.append(_Checkpoint(position, self._index, blob))
         if len(self._checkpoints) > MAX_CHECKPOINTS:
             del self._checkpoints[1::2]  # keep every other one: still spread over the whole file

@@ -8,12 +8,15 @@ import contextlib
 import os
 import pwd
 import signal
+import time
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
 from midstat_tui.columns import BY_KEY, COLUMNS
+from midstat_tui.engine.collector import settle
 from midstat_tui.engine.session import Session
 from midstat_tui.query import QueryError, keywords_used
 from midstat_tui.ui.columns_screen import ColumnsScreen
@@ -27,6 +30,7 @@ from midstat_tui.view import ConnView
 
 SPEEDS = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
 SEEK_STEP = 10.0
+APPLY_SLICE = 10_000  # rows applied from a pull before the loop answers keys again (some 50-100 ms)
 
 
 class FilterInput(Input):
@@ -94,6 +98,8 @@ class MidstatApp(App[None]):
         self.columns_chosen = False   # the user picked the columns: VLAN no longer appears by itself
         self.frozen = False
         self.stats: dict = {}
+        self._drawn_at = 0.0              # monotonic time the table was last sorted and drawn
+        self._catching_up: Timer | None = None  # the next slice of a big pull, when one is due
         self.table = ConnTable(self.view, self._columns(), id="conns")
 
     def _columns(self):
@@ -137,16 +143,37 @@ class MidstatApp(App[None]):
         if not self.frozen:
             pulled = session.pull()
             self.stats = pulled.stats
-            self.view.apply(pulled)
-            if self.view.has_vlan and "vlan" not in self.shown_columns and not self.columns_chosen:
-                # rows that differ only by their VLAN would look identical without it
-                self.shown_columns = [c.key for c in COLUMNS if c.key in self.shown_columns or c.key == "vlan"]
-                self.table.set_columns(self._columns())
-        self.view.recompute()
-        self.table.refresh_view()
-        self._show_header()
+            self.view.take(pulled)
+        if self._catching_up is not None:  # this tick applies the next slice itself
+            self._catching_up.stop()
+        self._apply_slice(first=True)
         if session.error:
             self._status(f"{session.error} — what was tracked stays browsable", error=True)
+
+    def _apply_slice(self, first: bool = False) -> None:
+        """Apply what was pulled. The usual second's changes at once, then the table is sorted and drawn. A flood
+        hands hundreds of thousands of new rows over in one pull: those are applied APPLY_SLICE at a time, the loop
+        answering keys between slices, and what is applied so far is drawn once a second meanwhile."""
+        self._catching_up = None
+        view = self.view
+        if view.behind <= APPLY_SLICE:
+            view.catch_up()
+            self._applied()
+            self._redraw()
+            return
+        if not first and time.monotonic() - self._drawn_at >= 1.0:
+            self._redraw()
+        else:
+            view.catch_up(APPLY_SLICE)
+            self._applied()
+        self._catching_up = self.set_timer(0.005, self._apply_slice)
+
+    def _applied(self) -> None:
+        settle(len(self.view.rows))  # a big table stays out of the collector's passes (engine.collector)
+        if self.view.has_vlan and "vlan" not in self.shown_columns and not self.columns_chosen:
+            # rows that differ only by their VLAN would look identical without it
+            self.shown_columns = [c.key for c in COLUMNS if c.key in self.shown_columns or c.key == "vlan"]
+            self.table.set_columns(self._columns())
 
     def capture_range(self) -> tuple[float | None, float | None]:
         """A file's first and last packet time: from the side scan once it is done, else what the replay knows."""
@@ -177,6 +204,7 @@ class MidstatApp(App[None]):
         status.set_class(error, "-error")
 
     def _redraw(self) -> None:
+        self._drawn_at = time.monotonic()
         self.view.recompute()
         self.table.refresh_view()
         self._show_header()

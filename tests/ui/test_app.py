@@ -310,3 +310,30 @@ async def test_an_unexpected_engine_error_is_shown_and_what_was_tracked_stays(mo
         await pilot.press("slash", *"port 5001", "enter")  # still filters
         await pilot.press("q")
     assert app.return_code in (0, None)
+
+
+async def test_a_big_pull_is_applied_in_slices_and_the_keys_still_work(monkeypatch, tmp_path):
+    """A flood's pull is applied APPLY_SLICE rows at a time, the loop answering keys between slices
+    (benchmarks/tui_flood.py measures the real case: a million rows); in the end the table is the same."""
+    import midstat_tui.ui.app as app_module
+    from midstat_tui.view import ConnView
+
+    monkeypatch.setattr(app_module, "APPLY_SLICE", 3)
+    slices: list[int] = []
+    catch_up = ConnView.catch_up
+
+    def counted(self, limit=None):
+        slices.append(len(self.rows))
+        return catch_up(self, limit)
+
+    monkeypatch.setattr(ConnView, "catch_up", counted)
+    app = make_app(tmp_path=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")  # answered while rows are still coming in
+        for _ in range(50):
+            if not app.view.behind:
+                break
+            await pilot.pause(0.05)
+        assert len(app.view.order) == app.session.engine.stats()["in_table"] == 21
+        assert len(slices) >= 7 and slices[:3] == [0, 3, 6]
+        assert app.screen.query(HelpScreen) or isinstance(app.screen, HelpScreen)
