@@ -1,0 +1,260 @@
+"""One connection's packets, re-read from the capture file on demand (nothing is kept while tracking).
+
+A connection is named by what the tracker knows of it (`FlowRef`: its tuple, VLAN ids and first/last packet time).
+The file is read again through a BPF filter on the tuple (fast on large files: libpcap drops the rest before
+Python sees it), every packet of the tuple is decoded and run through a private tracker with the same settings, and
+the packets that tracker counts on the incarnation starting at `first` are the flow's: a reused port's other
+incarnations, and the same tuple on another VLAN, stay apart exactly as the tracker kept them apart.
+
+Each packet comes back with the two endpoint states right after it (the real state machine ran over it) and marks
+for what the tracker counted on it (retransmission, out of order, zero window, ignored or odd RST, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from midstat_tui.capture.files import FileSource
+from midstat_tui.decode.checksum import ChecksumPolicy
+from midstat_tui.decode.frame import FrameDecoder
+from midstat_tui.decode.linktypes import DLT_EN10MB
+from midstat_tui.decode.segment import ACK, FIN, RST, SYN, IcmpError, Segment
+from midstat_tui.engine.views import ConnRow, format_addr
+from midstat_tui.errors import MidstatError
+from midstat_tui.tcp.connection import Connection
+from midstat_tui.tcp.states import CLOSED, ESTABLISHED, SYN_SENT
+from midstat_tui.tcp.tracker import Tracker, TrackerConfig
+
+# the marks a packet can carry (FlowPacket.marks)
+RETRANS = "retrans"        # carries payload (or a SYN/FIN) its sender had sent before
+OOO = "ooo"                # fills a hole soon after a later segment: reordered, not resent
+ZERO_WIN = "zero_win"      # advertises a zero window
+DUP_ACK = "dup_ack"        # a pure ACK repeating its sender's last ACK and window while data is outstanding
+RST_IGNORED = "rst_ignored"  # an RST the receiver's stack would ignore (out of window)
+RST_ODD = "rst_odd"        # an RST with another TTL or MAC than its sender's other packets (possible injection)
+BAD_CSUM = "bad_csum"      # a bad checksum: counted, never tracked
+BAD_FLAGS = "bad_flags"    # a flag combination no stack sends
+LATE = "late"              # after the connection ended: counted, changes nothing
+MARKS = (RETRANS, OOO, ZERO_WIN, DUP_ACK, RST_IGNORED, RST_ODD, BAD_CSUM, BAD_FLAGS, LATE)
+
+
+@dataclass(frozen=True)
+class FlowRef:
+    """One incarnation of a connection, as the tracker knew it."""
+
+    c_addr: bytes
+    c_port: int
+    s_addr: bytes
+    s_port: int
+    vlan: tuple[int, ...]
+    first: float
+    last: float
+
+    @classmethod
+    def of(cls, conn: ConnRow | Connection) -> FlowRef:
+        return cls(conn.c_addr, conn.c_port, conn.s_addr, conn.s_port, tuple(conn.vlan), conn.first, conn.last)
+
+    @property
+    def key(self) -> bytes:
+        return Tracker.key_of(self.vlan, self.c_addr, self.c_port, self.s_addr, self.s_port)
+
+
+@dataclass(slots=True)
+class FlowPacket:
+    """One packet of the flow, with what the state machines made of it."""
+
+    index: int                  # its number in the flow, from 0
+    ts: float
+    frame: bytes | None         # the captured bytes (None unless asked for: `read_flow(keep_frames=True)`)
+    seg: Segment | IcmpError
+    from_client: bool
+    states: tuple[int, int]     # (client, server) state right after it
+    changed: bool               # did it move either state
+    marks: tuple[str, ...]
+
+
+@dataclass
+class Flow:
+    ref: FlowRef
+    packets: list[FlowPacket]
+    midstream: bool = False
+    initial: tuple[int, int] = (CLOSED, CLOSED)  # the states before the first packet (both taken as ESTABLISHED mid-stream)
+    conn: Connection | None = None      # the private tracker's record of it, at the end of the flow
+
+
+def flow_bpf(ref: FlowRef, datalink: int) -> str:
+    """A filter that lets through the tuple's TCP packets and the ICMP errors sent to either end (under up to two
+    VLAN tags on Ethernet). A pre-filter only: the decoded tuple decides."""
+    a, b = format_addr(ref.c_addr), format_addr(ref.s_addr)
+    tcp = f"(tcp and host {a} and host {b} and port {ref.c_port} and port {ref.s_port})"
+    icmp = "icmp6" if len(ref.c_addr) == 16 else "icmp"
+    base = f"({tcp} or ({icmp} and (dst host {a} or dst host {b})))"
+    if datalink != DLT_EN10MB:
+        return base
+    # 'vlan' moves the offsets of what follows it: the untagged form first, then one tag, then two
+    return f"{base} or (vlan and ({base} or (vlan and {base})))"
+
+
+def _packets(source: FileSource) -> Iterator[tuple[float, bytes]]:
+    try:
+        for batch in source.batches():
+            yield from batch
+    finally:
+        source.close()
+
+
+def read_flow(path: str, ref: FlowRef, config: TrackerConfig | None = None,
+              checksums: ChecksumPolicy | None = None, keep_frames: bool = False, user=None,
+              datalink: int | None = None, packets: Iterable[tuple[float, bytes]] | None = None) -> Flow:
+    """The packets of the incarnation `ref` in the capture at `path` (or in `packets`, if given: (ts, frame) in
+    capture order, for a caller that read them already). Raises MidstatError if the file cannot be read."""
+    if packets is None:
+        if datalink is None:
+            probe = FileSource(path, None, user=user)
+            datalink = probe.datalink
+            probe.close()
+        try:
+            source = FileSource(path, flow_bpf(ref, datalink), user=user)
+        except MidstatError as exc:
+            if "invalid capture filter" not in str(exc):
+                raise
+            source = FileSource(path, None, user=user)  # a link type the filter cannot say: every packet, decoded
+        stream: Iterable[tuple[float, bytes]] = _packets(source)
+    else:
+        stream = packets
+        if datalink is None:
+            raise ValueError("datalink is needed with packets")
+    return attribute(stream, ref, datalink, config, checksums, keep_frames)
+
+
+def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int, config: TrackerConfig | None,
+              checksums: ChecksumPolicy | None, keep_frames: bool) -> Flow:
+    """Run the tuple's packets through a private tracker; keep those it counts on the incarnation `ref`."""
+    policy = checksums or ChecksumPolicy("verify")
+    decoder = FrameDecoder(datalink, policy.verify)
+    tracker = Tracker(config)
+    tracker.offload_sources = policy.offload_sources
+    key = ref.key
+    key_of = Tracker.key_of
+    flow = Flow(ref, [])
+    out = flow.packets
+    target: Connection | None = None
+    last_ack: dict[bool, tuple[int, int]] = {}
+    for ts, frame in stream:
+        if ts > ref.last and target is not None:
+            break  # the tracker counted nothing on this incarnation after `last`: what follows is another's
+        result = decoder.decode(ts, frame)
+        if type(result) is Segment:
+            if key_of(result.vlan, result.src, result.sport, result.dst, result.dport) != key:
+                continue
+            before = tracker.table.get(key)
+            snap = _counters(before) if before is not None else None
+            was_ended = before is not None and before.ended is not None
+            conn = tracker.segment(result)
+            if conn is None:
+                continue
+            if conn is not before:
+                snap = None  # a new incarnation started with this packet
+                was_ended = False
+            if target is None:
+                if abs(conn.first - ref.first) > 1e-6:
+                    continue
+                target = conn
+                flow.midstream = conn.midstream
+                flow.conn = conn
+            elif conn is not target:
+                break  # the next incarnation on the tuple: ours is over
+            from_client = result.sport == conn.c_port and result.src == conn.c_addr
+            marks = _marks(conn, snap, result, from_client, was_ended, last_ack)
+            states = (conn.c.state, conn.s.state)
+            prev = out[-1].states if out else None
+            if prev is None:
+                if conn.midstream:  # both taken as ESTABLISHED, or a SYN/ACK first: the client's SYN implied
+                    flow.initial = (SYN_SENT, CLOSED) if result.flags & SYN else (ESTABLISHED, ESTABLISHED)
+                prev = flow.initial
+            out.append(FlowPacket(len(out), result.ts, frame if keep_frames else None, result, from_client,
+                                  states, states != prev, marks))
+        elif type(result) is IcmpError:
+            if key_of(result.vlan, result.src, result.sport, result.dst, result.dport) != key or target is None:
+                continue
+            before_states = (target.c.state, target.s.state)
+            tracker.icmp(result)
+            if tracker.table.get(key) is not target:
+                continue
+            from_client = result.sport == target.c_port and result.src == target.c_addr
+            states = (target.c.state, target.s.state)
+            out.append(FlowPacket(len(out), result.ts, frame if keep_frames else None, result, from_client,
+                                  states, states != before_states, ()))
+    return flow
+
+
+def _counters(conn: Connection) -> tuple[int, ...]:
+    c, s = conn.c, conn.s
+    return (c.retrans, s.retrans, c.ooo, s.ooo, c.zero_win, s.zero_win, conn.suspicious_rst, conn.odd_rst,
+            conn.bad_checksum, conn.bad_flags)
+
+
+def _marks(conn: Connection, before: tuple[int, ...] | None, seg: Segment, from_client: bool, was_ended: bool,
+           last_ack: dict[bool, tuple[int, int]]) -> tuple[str, ...]:
+    after = _counters(conn)
+    if before is None:
+        before = (0,) * len(after)
+    d = [a - b for a, b in zip(after, before, strict=True)]
+    own = 0 if from_client else 1
+    marks: list[str] = []
+    if d[own]:
+        marks.append(RETRANS)
+    if d[2 + own]:
+        marks.append(OOO)
+    if d[4 + own]:
+        marks.append(ZERO_WIN)
+    flags = seg.flags
+    pure_ack = flags & ACK and not flags & (SYN | FIN | RST) and seg.payload == 0
+    if pure_ack:
+        previous = last_ack.get(from_client)
+        peer = conn.s if from_client else conn.c
+        outstanding = peer.snd_nxt is not None and peer.snd_nxt != seg.ack
+        if previous == (seg.ack, seg.win) and outstanding and seg.win:
+            marks.append(DUP_ACK)
+    if flags & ACK and not flags & RST:
+        last_ack[from_client] = (seg.ack, seg.win)
+    if d[6]:
+        marks.append(RST_IGNORED)
+    if d[7]:
+        marks.append(RST_ODD)
+    if d[8]:
+        marks.append(BAD_CSUM)
+    if d[9]:
+        marks.append(BAD_FLAGS)
+    if was_ended:
+        marks.append(LATE)
+    return tuple(marks)
+
+
+def select_flows(path: str, match: str | None, config: TrackerConfig | None = None,
+                 checksums: ChecksumPolicy | None = None, user=None, bpf: str | None = None) -> tuple[list[ConnRow], int, str | None]:
+    """The first pass: every connection of the capture the filter expression `match` picks (all of them for None),
+    as the tracker knew it at its end, in the order they started; with the capture's link type and the warning of a
+    damaged capture (None when whole)."""
+    from midstat_tui.engine.pipeline import Engine, run_file
+    from midstat_tui.engine.views import row_of
+    from midstat_tui.query import compile_query
+
+    predicate = compile_query(match) if match else None
+    chosen: list[ConnRow] = []
+
+    def keep(conn: Connection) -> None:
+        row = row_of(conn)
+        if predicate is None or predicate(row):
+            chosen.append(row)
+
+    source = FileSource(path, bpf, user=user)
+    engine = Engine(source.datalink, config, checksums=checksums)
+    engine.tracker.on_remove = keep
+    run_file(engine, source.batches())
+    source.close()
+    for conn in engine.tracker.table.values():
+        keep(conn)
+    chosen.sort(key=lambda row: (row.first, row.id))
+    return chosen, source.datalink, source.warning
