@@ -94,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only the snapshot at TIME: +SECONDS from the first packet, HH:MM:SS (UTC, on the first "
                           "packet's day), 'YYYY-MM-DD HH:MM:SS' or epoch seconds (as the TUI's g takes it)")
 
+    flows = p.add_argument_group("a connection's packets (with -r FILE; --match picks the connections)")
+    flows.add_argument("--ladder", action="store_true",
+                       help="print each matching connection as a ladder diagram: its packets as arrows between the "
+                            "client and the server, each side's state where it changes (ASCII only with --plain)")
+    flows.add_argument("--absolute-seq", action="store_true",
+                       help="--ladder: sequence and ACK numbers as on the wire (default: relative to each side's ISN)")
+    flows.add_argument("--write", metavar="FILE.pcap",
+                       help="write the packets of every matching connection (whole connections) to a pcap file")
+
     trk = p.add_argument_group("tracking")
     trk.add_argument("--checksum", choices=MODES, metavar="MODE",
                      help="TCP checksums: auto (the default: verify, but live, packets sent by this host with an "
@@ -328,6 +337,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     at_abs, at_off = _parse_at(args.at) if args.at is not None else (None, None)
     mode = _checksum_mode(args)
     target = choose_user(args.user)
+    if args.ladder or args.write is not None:
+        return run_flows(args, config, mode, target, out, err)
     if not headless:
         _load_tui()
     # before any worker is forked: every process inherits the paths that stay reachable once root is given up
@@ -402,6 +413,61 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"midstat: warning: {writer.warning}\n")
         return EXIT_DAMAGED
     return EXIT_DAMAGED if writer.lost else EXIT_OK
+
+
+def run_flows(args: argparse.Namespace, config: TrackerConfig, mode: str, target: Target | None, out: TextIO,
+              err: TextIO) -> int:
+    """`--ladder` and `--write`: a first pass picks the connections (--match), then their packets are read again."""
+    from midstat_tui.engine.flow_packets import FlowReader, FlowRef
+    from midstat_tui.output.ladder import ladder_text
+    from midstat_tui.output.pcap_write import PcapWriter, open_output, write_connections
+
+    what = "--ladder" if args.ladder else "--write"
+    if args.interface is not None:
+        raise MidstatError(f"{what} reads the connections' packets from a capture file: use it with -r FILE "
+                           "(live, the flow screen of the TUI shows a connection's ladder and 'w' writes it)")
+    others = [name for name, on in (("--json", args.json), ("--events", args.events), ("--summary", args.summary),
+                                    ("--at", args.at is not None)) if on]
+    if others:
+        raise MidstatError(f"{what} prints its own output: not with {', '.join(others)}")
+    if args.absolute_seq and not args.ladder:
+        raise MidstatError("--absolute-seq goes with --ladder")
+    args.checksums = _checksum_policy(args, mode)
+    reader = FlowReader(args.read, config, args.checksums, user=target, bpf=args.filter)
+    fd = open_output(args.write) if args.write is not None else None  # before root is given up
+    try:
+        try:
+            FrameDecoder(reader.datalink)
+        except LinkTypeError as exc:
+            raise MidstatError(f"{args.read}: {exc}") from None
+        reader.hand_over(target)
+        drop_to(target)
+        rows = reader.select(args.match)
+        if args.ladder:
+            for row in rows:
+                flow = reader.flow(FlowRef.of(row))
+                out.write(ladder_text(flow, plain=args.plain, absolute=args.absolute_seq, row=row))
+                out.write("\n")
+        if fd is not None:
+            writer = PcapWriter(fd, reader.datalink, args.write)
+            fd = None
+            try:
+                written = write_connections(reader, rows, writer)
+            finally:
+                writer.close()
+            err.write(f"midstat: wrote {written} packets of {len(rows)} connections to {args.write}\n")
+        if not rows:
+            err.write(f"midstat: no connection{' matches ' + repr(args.match) if args.match else ''} in "
+                      f"{args.read}\n")
+    finally:
+        reader.close()
+        if fd is not None:
+            os.close(fd)
+    out.flush()
+    if reader.warning:
+        err.write(f"midstat: warning: {reader.warning}\n")
+        return EXIT_DAMAGED
+    return EXIT_OK
 
 
 def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, out: TextIO, err: TextIO,

@@ -66,7 +66,7 @@ class FlowPacket:
 
     index: int                  # its number in the flow, from 0
     ts: float
-    frame: bytes | None         # the captured bytes (None unless asked for: `read_flow(keep_frames=True)`)
+    frame: bytes | None         # the captured bytes (None unless asked for: keep_frames)
     seg: Segment | IcmpError
     from_client: bool
     states: tuple[int, int]     # (client, server) state right after it
@@ -79,53 +79,99 @@ class Flow:
     ref: FlowRef
     packets: list[FlowPacket]
     midstream: bool = False
-    initial: tuple[int, int] = (CLOSED, CLOSED)  # the states before the first packet (both taken as ESTABLISHED mid-stream)
+    initial: tuple[int, int] = (CLOSED, CLOSED)  # the states before the first packet (inferred mid-stream)
     conn: Connection | None = None      # the private tracker's record of it, at the end of the flow
 
 
-def flow_bpf(ref: FlowRef, datalink: int) -> str:
-    """A filter that lets through the tuple's TCP packets and the ICMP errors sent to either end (under up to two
+def flow_bpf(refs: FlowRef | Iterable[FlowRef], datalink: int) -> str:
+    """A filter that lets through the tuples' TCP packets and the ICMP errors sent to their ends (under up to two
     VLAN tags on Ethernet). A pre-filter only: the decoded tuple decides."""
-    a, b = format_addr(ref.c_addr), format_addr(ref.s_addr)
-    tcp = f"(tcp and host {a} and host {b} and port {ref.c_port} and port {ref.s_port})"
-    icmp = "icmp6" if len(ref.c_addr) == 16 else "icmp"
-    base = f"({tcp} or ({icmp} and (dst host {a} or dst host {b})))"
+    terms = []
+    for ref in [refs] if isinstance(refs, FlowRef) else refs:
+        a, b = format_addr(ref.c_addr), format_addr(ref.s_addr)
+        icmp = "icmp6" if len(ref.c_addr) == 16 else "icmp"
+        terms.append(f"(tcp and host {a} and host {b} and port {ref.c_port} and port {ref.s_port}) or "
+                     f"({icmp} and (dst host {a} or dst host {b}))")
+    base = "(" + " or ".join(terms) + ")"
     if datalink != DLT_EN10MB:
         return base
-    # 'vlan' moves the offsets of what follows it: the untagged form first, then one tag, then two
+    # 'vlan' moves the offsets of everything after it in the expression: the untagged forms first, then one tag,
+    # then two
     return f"{base} or (vlan and ({base} or (vlan and {base})))"
 
 
-def _packets(source: FileSource) -> Iterator[tuple[float, bytes]]:
-    try:
-        for batch in source.batches():
-            yield from batch
-    finally:
-        source.close()
+class FlowReader:
+    """One capture file, read again for each question (the first pass that picks the connections, then one pass
+    per flow through its filter). Opened once: as root, before root is given up (FileSource.hand_over), a file
+    only root may read stays readable."""
 
+    def __init__(self, path: str, config: TrackerConfig | None = None, checksums: ChecksumPolicy | None = None,
+                 user=None, bpf: str | None = None) -> None:
+        self.path = path
+        self.config = config
+        self.checksums = checksums
+        self.bpf = bpf  # the user's own capture filter (-f): every pass keeps to it
+        self.source = FileSource(path, bpf, user=user)
+        if self.source.stream:
+            self.source.close()
+            raise MidstatError(f"{path}: the flows' packets are read from the file again, and standard input or a "
+                               "pipe can be read only once: give a capture file")
+        self.datalink = self.source.datalink
+        self.warning: str | None = None
 
-def read_flow(path: str, ref: FlowRef, config: TrackerConfig | None = None,
-              checksums: ChecksumPolicy | None = None, keep_frames: bool = False, user=None,
-              datalink: int | None = None, packets: Iterable[tuple[float, bytes]] | None = None) -> Flow:
-    """The packets of the incarnation `ref` in the capture at `path` (or in `packets`, if given: (ts, frame) in
-    capture order, for a caller that read them already). Raises MidstatError if the file cannot be read."""
-    if packets is None:
-        if datalink is None:
-            probe = FileSource(path, None, user=user)
-            datalink = probe.datalink
-            probe.close()
+    def hand_over(self, target) -> None:
+        self.source.hand_over(target)
+
+    def close(self) -> None:
+        self.source.close()
+
+    def packets(self, bpf: str | None = None) -> Iterator[tuple[float, bytes]]:
+        """Every packet of the file (through `bpf` and the user's filter, when given), in capture order."""
+        source = self.source
+        both = bpf if not self.bpf else f"({self.bpf}) and ({bpf})" if bpf else self.bpf
+        source.bpf = both
         try:
-            source = FileSource(path, flow_bpf(ref, datalink), user=user)
+            batches = source.batches_from(0)
         except MidstatError as exc:
-            if "invalid capture filter" not in str(exc):
+            if bpf is None or "invalid capture filter" not in str(exc):
                 raise
-            source = FileSource(path, None, user=user)  # a link type the filter cannot say: every packet, decoded
-        stream: Iterable[tuple[float, bytes]] = _packets(source)
-    else:
-        stream = packets
-        if datalink is None:
-            raise ValueError("datalink is needed with packets")
-    return attribute(stream, ref, datalink, config, checksums, keep_frames)
+            source.bpf = self.bpf  # a link type the pre-filter cannot say: every packet, the decoder decides
+            batches = source.batches_from(0)
+        for batch in batches:
+            yield from batch
+        if source.warning and self.warning is None:
+            self.warning = source.warning
+
+    def select(self, match: str | None) -> list[ConnRow]:
+        """The first pass: every connection the filter expression `match` picks (all for None), as the tracker
+        knew it at its end (or when it left the table), in the order they started."""
+        from midstat_tui.engine.pipeline import Engine, run_file
+        from midstat_tui.engine.views import row_of
+        from midstat_tui.query import compile_query
+
+        predicate = compile_query(match) if match else None
+        chosen: list[ConnRow] = []
+
+        def keep(conn: Connection) -> None:
+            row = row_of(conn)
+            if predicate is None or predicate(row):
+                chosen.append(row)
+
+        engine = Engine(self.datalink, self.config, checksums=self.checksums)
+        engine.tracker.on_remove = keep
+        self.source.bpf = self.bpf
+        last = run_file(engine, self.source.batches_from(0))
+        self.warning = self.source.warning
+        engine.tracker.advance(last.ts)
+        for conn in engine.tracker.table.values():
+            keep(conn)
+        chosen.sort(key=lambda row: (row.first, row.id))
+        return chosen
+
+    def flow(self, ref: FlowRef, keep_frames: bool = False) -> Flow:
+        """The packets of one incarnation, through a filter on its tuple."""
+        return attribute(self.packets(flow_bpf(ref, self.datalink)), ref, self.datalink, self.config,
+                         self.checksums, keep_frames)
 
 
 def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int, config: TrackerConfig | None,
@@ -231,30 +277,3 @@ def _marks(conn: Connection, before: tuple[int, ...] | None, seg: Segment, from_
         marks.append(LATE)
     return tuple(marks)
 
-
-def select_flows(path: str, match: str | None, config: TrackerConfig | None = None,
-                 checksums: ChecksumPolicy | None = None, user=None, bpf: str | None = None) -> tuple[list[ConnRow], int, str | None]:
-    """The first pass: every connection of the capture the filter expression `match` picks (all of them for None),
-    as the tracker knew it at its end, in the order they started; with the capture's link type and the warning of a
-    damaged capture (None when whole)."""
-    from midstat_tui.engine.pipeline import Engine, run_file
-    from midstat_tui.engine.views import row_of
-    from midstat_tui.query import compile_query
-
-    predicate = compile_query(match) if match else None
-    chosen: list[ConnRow] = []
-
-    def keep(conn: Connection) -> None:
-        row = row_of(conn)
-        if predicate is None or predicate(row):
-            chosen.append(row)
-
-    source = FileSource(path, bpf, user=user)
-    engine = Engine(source.datalink, config, checksums=checksums)
-    engine.tracker.on_remove = keep
-    run_file(engine, source.batches())
-    source.close()
-    for conn in engine.tracker.table.values():
-        keep(conn)
-    chosen.sort(key=lambda row: (row.first, row.id))
-    return chosen, source.datalink, source.warning

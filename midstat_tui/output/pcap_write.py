@@ -1,0 +1,117 @@
+"""Writing packets to a pcap file (the classic format: microsecond timestamps, which every tool opens), and the
+`--write` pass that picks the packets of chosen connections out of a capture.
+
+The writer takes a descriptor opened by the caller (as root, before root is given up, the file is opened there and
+written by the user midstat becomes).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import struct
+from collections.abc import Iterable
+
+from midstat_tui.decode.frame import FrameDecoder
+from midstat_tui.decode.segment import IcmpError, Segment
+from midstat_tui.engine.flow_packets import FlowPacket, FlowReader, FlowRef, flow_bpf
+from midstat_tui.engine.views import ConnRow
+from midstat_tui.errors import MidstatError
+from midstat_tui.tcp.tracker import Tracker
+
+PCAP_MAGIC = 0xA1B2C3D4
+SNAPLEN = 262144
+_HEADER = struct.Struct("<IHHiIII")
+_RECORD = struct.Struct("<IIII")
+BUFFER = 1 << 20
+# at most this many connections get a pre-filter of their own tuples (libpcap compiles one program for them all);
+# past it every packet is decoded and its tuple looked up
+UNION_MAX = 64
+
+
+def open_output(path: str) -> int:
+    """The output file, created or truncated, as a descriptor (MidstatError with the reason when it cannot be)."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError as err:
+        raise MidstatError(f"--write {path}: {err.strerror}") from None
+
+
+class PcapWriter:
+    def __init__(self, fd: int, datalink: int, path: str = "") -> None:
+        self.fd = fd
+        self.path = path
+        self.packets = 0
+        self._buf = bytearray(_HEADER.pack(PCAP_MAGIC, 2, 4, 0, 0, SNAPLEN, datalink))
+
+    def write(self, ts: float, frame: bytes) -> None:
+        sec = int(ts)
+        usec = round((ts - sec) * 1e6)
+        if usec >= 1_000_000:
+            sec += 1
+            usec -= 1_000_000
+        buf = self._buf
+        buf += _RECORD.pack(sec, usec, len(frame), len(frame))
+        buf += frame
+        self.packets += 1
+        if len(buf) >= BUFFER:
+            self.flush()
+
+    def flush(self) -> None:
+        view = memoryview(self._buf)
+        try:
+            while view:
+                written = os.write(self.fd, view)
+                view = view[written:]
+        except OSError as err:
+            raise MidstatError(f"--write {self.path}: {err.strerror}") from None
+        finally:
+            view.release()
+        self._buf.clear()
+
+    def close(self) -> None:
+        self.flush()
+        os.close(self.fd)
+
+
+def write_flow(writer: PcapWriter, packets: Iterable[FlowPacket]) -> None:
+    """One flow's packets (read with keep_frames)."""
+    for packet in packets:
+        if packet.frame is not None:
+            writer.write(packet.ts, packet.frame)
+
+
+def write_connections(reader: FlowReader, rows: list[ConnRow], writer: PcapWriter) -> int:
+    """One more pass over the capture: every packet (TCP segments and the ICMP errors quoting them) the tracker
+    counted on one of `rows`: its tuple and VLANs, between its first and last packet (a tuple's incarnations follow
+    one another: each owns the packets from its first to its last). Returns the packets written."""
+    spans: dict[bytes, tuple[list[float], list[float]]] = {}
+    for row in sorted(rows, key=lambda r: r.first):
+        ref = FlowRef.of(row)
+        firsts, lasts = spans.setdefault(ref.key, ([], []))
+        firsts.append(ref.first)
+        lasts.append(ref.last)
+    if not spans:
+        return 0
+    bpf = None
+    if len(rows) <= UNION_MAX:
+        bpf = flow_bpf([FlowRef.of(row) for row in rows], reader.datalink)
+    decoder = FrameDecoder(reader.datalink, False)
+    decode = decoder.decode
+    key_of = Tracker.key_of
+    get = spans.get
+    written = 0
+    for ts, frame in reader.packets(bpf):
+        result = decode(ts, frame)
+        kind = type(result)
+        if kind is not Segment and kind is not IcmpError:
+            continue
+        span = get(key_of(result.vlan, result.src, result.sport, result.dst, result.dport))
+        if span is None:
+            continue
+        firsts, lasts = span
+        i = bisect.bisect_right(firsts, ts) - 1
+        if i >= 0 and ts <= lasts[i]:
+            writer.write(ts, frame)
+            written += 1
+    return written
