@@ -217,17 +217,24 @@ def runs(flow: Flow, fold_min: int = FOLD_MIN) -> dict[int, int]:
     return found
 
 
-def fold_summary(packets: list[FlowPacket]) -> tuple[str, str]:
-    """A folded run in words: its main line ('1,204 data packets, 1.7 MB in 2.3 s, 3 retransmitted') and the
-    rest (directions, ACKs, other marks)."""
+def human_span(seconds: float) -> str:
+    if seconds < 1.0:
+        return f"{seconds * 1000:.3g} ms"
+    return f"{seconds:.3g} s" if seconds < 1000 else f"{seconds:,.0f} s"
+
+
+def fold_summary(packets: list[FlowPacket]) -> list[str]:
+    """A folded run in words: '1,204 data packets', '1.7 MB in 2.3 s', '3 retransmitted', then the directions,
+    the ACKs and the other marks."""
     data = [p for p in packets if p.seg.payload]
     size = sum(p.seg.payload for p in data)
     span = packets[-1].ts - packets[0].ts
     retrans = sum(1 for p in data if RETRANS in p.marks)
-    main = f"{len(data):,} data packets, {human_bytes(size)} in {span:.3g} s, {retrans:,} retransmitted"
+    parts = [f"{len(data):,} data packets", f"{human_bytes(size)} in {human_span(span)}",
+             f"{retrans:,} retransmitted"]
     c2s = sum(p.seg.payload for p in data if p.from_client)
     s2c = size - c2s
-    extra = []
+    extra = parts
     if c2s:
         extra.append(f"client->server {human_bytes(c2s)}")
     if s2c:
@@ -239,7 +246,18 @@ def fold_summary(packets: list[FlowPacket]) -> tuple[str, str]:
         count = sum(1 for p in packets if mark in p.marks)
         if count:
             extra.append(f"{count:,} {words}")
-    return main, ", ".join(extra)
+    return parts
+
+
+def _pack(parts: list[str], room: int) -> list[str]:
+    """Phrases joined with ', ' into lines of at most `room` characters (a phrase is never cut)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + 2 + len(part) <= room:
+            lines[-1] += ", " + part
+        else:
+            lines.append(part)
+    return lines
 
 
 def ladder(flow: Flow, width: int = 80, plain: bool = False, absolute: bool = False, fold: bool = True,
@@ -260,7 +278,7 @@ def ladder(flow: Flow, width: int = 80, plain: bool = False, absolute: bool = Fa
     if ref.vlan:
         lines.append(Line(paint.inside("vlan " + ".".join(map(str, ref.vlan))), "head"))
     if flow.midstream:
-        lines.append(Line(paint.inside("picked up mid-stream: the states before it are inferred"), "head"))
+        lines.append(Line(paint.inside("picked up mid-stream: states inferred"), "head"))
     lines.append(Line(paint.states(NAMES[flow.initial[0]], NAMES[flow.initial[1]]), "states"))
     packets = flow.packets
     if not packets:
@@ -279,13 +297,10 @@ def ladder(flow: Flow, width: int = 80, plain: bool = False, absolute: bool = Fa
             for p in run:
                 if isinstance(p.seg, Segment):
                     bases.see(p.seg, p.from_client)
-            main, extra = fold_summary(run)
-            main, more = _split(main, paint.inner - 4)
-            extra = f"{more}, {extra}" if more and extra else more or extra
+            main, *extra = _pack(fold_summary(run), paint.inner - 4)
             lines.append(Line(paint.inside(main, run[0].ts - t0, run[0].ts - prev_ts, lead=f"{g['fold']} "),
                               "fold", i, end, i))
-            while extra:
-                part, extra = _split(extra, paint.inner - 4)
+            for part in extra:
                 lines.append(Line(paint.inside(part, lead="   "), "more", i, end, i))
             prev_ts = run[-1].ts
             i = end + 1
