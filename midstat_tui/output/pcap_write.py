@@ -13,6 +13,7 @@ import struct
 from collections.abc import Iterable
 
 from midstat_tui.decode.frame import FrameDecoder
+from midstat_tui.decode.linktypes import DLT_EN10MB
 from midstat_tui.decode.segment import IcmpError, Segment
 from midstat_tui.engine.flow_packets import FlowPacket, FlowReader, FlowRef, flow_bpf
 from midstat_tui.engine.views import ConnRow
@@ -100,8 +101,13 @@ def write_connections(reader: FlowReader, rows: list[ConnRow], writer: PcapWrite
     decode = decoder.decode
     key_of = Tracker.key_of
     get = spans.get
+    quick = quick_key if reader.datalink == DLT_EN10MB else None
     written = 0
     for ts, frame in reader.packets(bpf):
+        if quick is not None:
+            key = quick(frame)
+            if key is not None and key not in spans:
+                continue  # a plain TCP frame of another tuple: no need to decode it
         result = decode(ts, frame)
         kind = type(result)
         if kind is not Segment and kind is not IcmpError:
@@ -115,3 +121,28 @@ def write_connections(reader: FlowReader, rows: list[ConnRow], writer: PcapWrite
             writer.write(ts, frame)
             written += 1
     return written
+
+
+_PORT = tuple(port.to_bytes(2, "big") for port in range(65536))
+
+
+def quick_key(frame: bytes) -> bytes | None:
+    """The tracker's key of a plain Ethernet frame (untagged, IPv4 without options or IPv6, TCP), read straight
+    from the bytes; None for any other frame (the decoder then decides). Only a pre-filter: a frame whose key is
+    wanted is decoded in full before it is written."""
+    if len(frame) < 54:
+        return None
+    etype = frame[12:14]
+    if etype == b"\x08\x00":
+        if frame[14] != 0x45 or frame[23] != 6:
+            return None
+        a = frame[26:30] + frame[34:36]
+        b = frame[30:34] + frame[36:38]
+    elif etype == b"\x86\xdd":
+        if len(frame) < 74 or frame[20] != 6:
+            return None
+        a = frame[22:38] + frame[54:56]
+        b = frame[38:54] + frame[56:58]
+    else:
+        return None
+    return a + b if a <= b else b + a

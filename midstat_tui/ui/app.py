@@ -22,7 +22,7 @@ from midstat_tui.query import QueryError, keywords_used
 from midstat_tui.ui.columns_screen import ColumnsScreen
 from midstat_tui.ui.conn_table import ConnTable
 from midstat_tui.ui.export import export_rows
-from midstat_tui.ui.flow_screen import FlowScreen
+from midstat_tui.ui.flow_screen import FlowScreen, reader_for
 from midstat_tui.ui.goto_screen import GotoScreen
 from midstat_tui.ui.header import HeaderFacts, SummaryHeader
 from midstat_tui.ui.help_screen import HelpScreen
@@ -93,6 +93,7 @@ class MidstatApp(App[None]):
         self.interval = interval
         self.show_load = show_load
         self.export_dir = export_dir
+        self.flow_reader = None  # the capture file a flow screen reads packets from (made when one opens)
         self.view = ConnView()
         self.shown_columns = [c.key for c in COLUMNS if c.default]
         self.columns_chosen = False   # the user picked the columns: VLAN no longer appears by itself
@@ -283,7 +284,10 @@ class MidstatApp(App[None]):
 
     # -- flow, help ----------------------------------------------------------------------------------------
     def on_conn_table_selected(self, message: ConnTable.Selected) -> None:
-        self.push_screen(FlowScreen(message.conn_id, self.session.connection, interval=self.interval))
+        if self.flow_reader is None:
+            self.flow_reader = reader_for(self.session)
+        self.push_screen(FlowScreen(message.conn_id, self.session.connection, interval=self.interval,
+                                    reader=self.flow_reader, export_dir=self.export_dir))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

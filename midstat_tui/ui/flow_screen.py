@@ -1,20 +1,30 @@
 """Enter on a row: one flow's story. Both endpoints, both states, counters, RTT legs, the Zeek view with its
 letters explained, and the state timeline: every transition with the packet that caused it. Updates while the
-flow lives; Esc goes back to the table, on the same row."""
+flow lives; Esc goes back to the table, on the same row.
+
+`l` switches to the ladder (the flow's packets, re-read from the capture file: engine.flow_packets, drawn by
+output.ladder), `a` shows absolute sequence numbers there, Enter unfolds a folded run, `w` writes the flow's packets
+to a pcap file."""
 
 from __future__ import annotations
+
+import os
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer, OptionList, Static
 
+from midstat_tui.engine.flow_packets import Flow, FlowReader, FlowRef
 from midstat_tui.engine.views import ConnRow, row_counters
+from midstat_tui.errors import MidstatError
+from midstat_tui.output.pcap_write import PcapWriter, open_output
 from midstat_tui.tcp import zeek
 from midstat_tui.tcp.states import NAMES
 from midstat_tui.ui.conn_table import state_class
 from midstat_tui.ui.header import clock_text
+from midstat_tui.ui.ladder_view import LadderView
 
 STATE_COLOURS = {"handshake": "yellow", "established": "green", "closing": "magenta", "closed": "red"}
 
@@ -46,16 +56,27 @@ class FlowScreen(Screen[None]):
     FlowScreen #flow-counters { width: 36; }
     FlowScreen #flow-zeek { height: auto; padding: 0 1; }
     FlowScreen #flow-timeline { height: 1fr; min-height: 7; border: round $accent; }
+    FlowScreen #flow-ladder { display: none; }
+    FlowScreen.ladder #flow-ladder { display: block; }
+    FlowScreen.ladder #flow-top, FlowScreen.ladder #flow-zeek, FlowScreen.ladder #flow-timeline { display: none; }
     """
-    BINDINGS = [Binding("escape,backspace", "back", "Back"), Binding("q", "app.quit", "Quit")]
+    BINDINGS = [Binding("escape,backspace", "back", "Back"), Binding("q", "app.quit", "Quit"),
+                Binding("l", "ladder", "Ladder/story"), Binding("a", "absolute", "Absolute seq", show=False),
+                Binding("w", "write", "Write pcap")]
 
-    def __init__(self, conn_id: int, fetch, interval: float | None = 1.0) -> None:
+    def __init__(self, conn_id: int, fetch, interval: float | None = 1.0, reader: FlowReader | None = None,
+                 export_dir: str = ".") -> None:
         super().__init__()
         self.conn_id = conn_id
         self.fetch = fetch  # conn id -> (row, counters, transitions) or None
         self.interval = interval
+        self.reader = reader  # the capture file the flow's packets are read from (None live)
+        self.export_dir = export_dir
         self.last: tuple[ConnRow, dict, list[dict]] | None = None
         self.gone = False
+        self.flow: Flow | None = None
+        self.flow_last: float | None = None  # the row's last packet time when the flow was read
+        self.status = ""
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -67,6 +88,7 @@ class FlowScreen(Screen[None]):
             table = DataTable(id="flow-timeline", cursor_type="row", zebra_stripes=True)
             table.add_columns("time (UTC)", "side", "from", "to", "dir", "flags", "seq", "ack", "len")
             yield table
+            yield LadderView(id="flow-ladder")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -129,9 +151,93 @@ class FlowScreen(Screen[None]):
                 table.add_row(clock_text(t["ts"]), t["side"], t["from"], to, p["dir"], p["flags"],
                               str(p["seq"]), str(p["ack"]), str(p["len"]))
 
+    # -- the ladder and the packets ---------------------------------------------------------------------------
+    def load_flow(self) -> str:
+        """Read the flow's packets (again, if it moved on since); '' or why there are none."""
+        if self.last is None:
+            return "the connection has left the table"
+        if self.reader is None:
+            return "the ladder reads the flow's packets from a capture file (-r FILE); live capture keeps none"
+        row = self.last[0]
+        if self.flow is None or self.flow_last != row.last:
+            try:
+                self.flow = self.reader.flow(FlowRef.of(row), keep_frames=True)
+            except MidstatError as exc:
+                self.flow = None
+                return str(exc)
+            self.flow_last = row.last
+        return ""
+
+    def action_ladder(self) -> None:
+        if self.has_class("ladder"):
+            self.remove_class("ladder")
+            return
+        self.add_class("ladder")
+        note = self.load_flow()
+        view = self.query_one(LadderView)
+        view.show(self.flow, note)
+        view.focus()
+
+    def action_absolute(self) -> None:
+        view = self.query_one(LadderView)
+        if self.has_class("ladder"):
+            view.set_absolute(not view.absolute)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if isinstance(event.option_list, LadderView):
+            event.option_list.toggle_fold(event.option_index)
+
+    def action_write(self) -> None:
+        note = self.load_flow()
+        if note or self.flow is None:
+            self.notify(f"nothing written: {note}", severity="error")
+            return
+        row = self.last[0]  # type: ignore[index]
+        path = os.path.abspath(_free_name(self.export_dir, f"midstat-flow-{row.id}", "pcap"))
+        try:
+            writer = PcapWriter(open_output(path), self.reader.datalink, path)  # type: ignore[union-attr]
+            for packet in self.flow.packets:
+                if packet.frame is not None:
+                    writer.write(packet.ts, packet.frame)
+            writer.close()
+        except MidstatError as exc:
+            self.status = f"write failed: {exc}"
+            self.notify(self.status, severity="error")
+            return
+        self.status = f"wrote {writer.packets:,} packets to {path}"
+        self.notify(self.status)
+
     def app_rows(self) -> dict:
         view = getattr(self.app, "view", None)
         return view.rows if view is not None else {}
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+
+def _free_name(folder: str, stem: str, ext: str) -> str:
+    path = os.path.join(folder, f"{stem}.{ext}")
+    n = 1
+    while os.path.exists(path):
+        path = os.path.join(folder, f"{stem}-{n}.{ext}")
+        n += 1
+    return path
+
+
+def reader_for(session) -> FlowReader | None:
+    """The capture file a session replays, to read a flow's packets from again (None live or for a stream)."""
+    if getattr(session, "live", True):
+        return None
+    job = getattr(session, "job", None)
+    path = job.path if job is not None else getattr(session, "name", None)
+    if not path or path == "-":
+        return None
+    engine = getattr(session, "engine", None)
+    if engine is not None:
+        config, checksums, bpf = engine.tracker.config, engine.checksums, getattr(session, "bpf", None)
+    else:
+        config, checksums, bpf = job.config, job.checksum_policy(), job.bpf
+    try:
+        return FlowReader(path, config, checksums, bpf=bpf)
+    except MidstatError:
+        return None

@@ -1,0 +1,123 @@
+"""#13 in the flow screen: `l` switches the story and the ladder, the ladder scrolls, Enter unfolds a folded run,
+`a` shows absolute numbers, `w` writes the flow's packets (read back with dpkt: the same frames as the capture's)."""
+
+from __future__ import annotations
+
+import dpkt
+import pytest
+
+from midstat_tui.engine.flow_packets import FlowReader, FlowRef
+from midstat_tui.ui.flow_screen import FlowScreen
+from midstat_tui.ui.ladder_view import LadderView
+from tests.helpers import FIXTURES
+from tests.ui.conftest import make_app
+
+SIZES = [(80, 24), (160, 40)]
+CASES = ["close_client_first", "simultaneous_close", "lossy_transfer", "reset_by_server", "midstream"]
+
+
+def _capture_frames(path) -> list[tuple[float, bytes]]:
+    with open(path, "rb") as fh:
+        return [(ts, bytes(frame)) for ts, frame in dpkt.pcap.Reader(fh)]
+
+
+async def _open_ladder(app, pilot) -> LadderView:
+    await pilot.press("enter")
+    await pilot.pause()
+    assert isinstance(app.screen, FlowScreen)
+    await pilot.press("l")
+    await pilot.pause()
+    view = app.screen.query_one(LadderView)
+    assert view.display and app.screen.has_class("ladder")
+    return view
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("name", CASES)
+async def test_ladder_shows_every_packet_and_fits(tmp_path, name, size):
+    app = make_app(FIXTURES / f"{name}.pcap", tmp_path)
+    async with app.run_test(size=size) as pilot:
+        view = await _open_ladder(app, pilot)
+        flow = view.flow
+        row = app.screen.last[0]
+        assert flow is not None and len(flow.packets) == row.pkts_c2s + row.pkts_s2c
+        shown = sum(1 for line in view.lines if line.kind == "packet")
+        folded = sum(line.last - line.first + 1 for line in view.lines if line.kind == "fold" and
+                     line.fold not in view.unfolded)
+        assert shown + folded == len(flow.packets)
+        assert max(len(line.text) for line in view.lines) <= view.scrollable_content_region.width
+        await pilot.press("l")
+        assert not app.screen.has_class("ladder")
+        assert app.screen.query_one("#flow-timeline").display
+
+
+async def test_enter_unfolds_and_folds_back(tmp_path):
+    app = make_app(FIXTURES / "lossy_transfer.pcap", tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        view = await _open_ladder(app, pilot)
+        folded = [i for i, line in enumerate(view.lines) if line.kind == "fold"]
+        assert len(folded) == 1
+        before = len(view.lines)
+        view.highlighted = folded[0]
+        await pilot.press("enter")
+        await pilot.pause()
+        assert len(view.lines) > before + 100
+        assert sum(1 for line in view.lines if line.kind == "packet") == len(view.flow.packets)
+        # scrolls: the end of the unfolded ladder is reachable
+        await pilot.press("end")
+        await pilot.pause()
+        assert view.highlighted == len(view.lines) - 1
+        assert view.scroll_offset.y > 0
+        heading = next(i for i, line in enumerate(view.lines) if line.kind == "fold")
+        view.highlighted = heading
+        await pilot.press("enter")
+        await pilot.pause()
+        assert len(view.lines) == before
+
+
+async def test_a_switches_absolute_numbers(tmp_path):
+    app = make_app(FIXTURES / "close_client_first.pcap", tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        view = await _open_ladder(app, pilot)
+        syn = view.flow.packets[0].seg
+        first = next(line.text for line in view.lines if line.kind == "packet")
+        assert "seq=0 " in first
+        await pilot.press("a")
+        first = next(line.text for line in view.lines if line.kind == "packet")
+        assert f"seq={syn.seq} " in first
+
+
+async def test_w_writes_the_flow_packets(tmp_path):
+    capture = FIXTURES / "reset_by_server.pcap"
+    app = make_app(capture, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("w")
+        await pilot.pause()
+        screen = app.screen
+        assert "wrote 12 packets" in screen.status
+    written = list(tmp_path.glob("midstat-flow-*.pcap"))
+    assert len(written) == 1
+    tcp = [(pytest.approx(ts, abs=1e-6), frame) for ts, frame in _capture_frames(capture)
+           if isinstance(getattr(dpkt.ethernet.Ethernet(frame).data, "data", None), dpkt.tcp.TCP)]
+    assert len(tcp) == 12
+    assert _capture_frames(written[0]) == tcp
+
+
+async def test_w_in_a_folder_it_cannot_write_says_so(tmp_path):
+    app = make_app(FIXTURES / "refused.pcap", tmp_path)
+    app.export_dir = str(tmp_path / "missing")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("w")
+        await pilot.pause()
+        assert "write failed" in app.screen.status
+
+
+def test_flow_reader_is_what_the_screen_uses():
+    reader = FlowReader(str(FIXTURES / "midstream.pcap"))
+    (row,) = reader.select(None)
+    flow = reader.flow(FlowRef.of(row), keep_frames=True)
+    assert flow.midstream and all(p.frame for p in flow.packets)
