@@ -187,21 +187,28 @@ def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int
     out = flow.packets
     target: Connection | None = None
     last_ack: dict[bool, tuple[int, int]] = {}
+    table = tracker.table
+    segment = tracker.segment
+    decode = decoder.decode
+    snap = _NONE
+    was_ended = False
     for ts, frame in stream:
         if ts > ref.last and target is not None:
             break  # the tracker counted nothing on this incarnation after `last`: what follows is another's
-        result = decoder.decode(ts, frame)
+        result = decode(ts, frame)
         if type(result) is Segment:
             if key_of(result.vlan, result.src, result.sport, result.dst, result.dport) != key:
                 continue
-            before = tracker.table.get(key)
-            snap = _counters(before) if before is not None else None
-            was_ended = before is not None and before.ended is not None
-            conn = tracker.segment(result)
+            before = table.get(key)
+            if before is not None:
+                sent_by_client = result.sport == before.c_port and result.src == before.c_addr
+                snap = _counters(before, sent_by_client)
+                was_ended = before.ended is not None
+            conn = segment(result)
             if conn is None:
                 continue
             if conn is not before:
-                snap = None  # a new incarnation started with this packet
+                snap = _NONE  # a new incarnation started with this packet
                 was_ended = False
             if target is None:
                 if abs(conn.first - ref.first) > 1e-6:
@@ -235,45 +242,37 @@ def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int
     return flow
 
 
-def _counters(conn: Connection) -> tuple[int, ...]:
-    c, s = conn.c, conn.s
-    return (c.retrans, s.retrans, c.ooo, s.ooo, c.zero_win, s.zero_win, conn.suspicious_rst, conn.odd_rst,
-            conn.bad_checksum, conn.bad_flags)
+_NONE: tuple[int, ...] = (0,) * 7
+_NO_MARKS: tuple[str, ...] = ()
 
 
-def _marks(conn: Connection, before: tuple[int, ...] | None, seg: Segment, from_client: bool, was_ended: bool,
+def _counters(conn: Connection, from_client: bool) -> tuple[int, ...]:
+    """The counters a packet can move: its sender's retransmissions, out-of-order segments and zero windows, and
+    the connection's odd resets, bad checksums and bad flags."""
+    side = conn.c if from_client else conn.s
+    return (side.retrans, side.ooo, side.zero_win, conn.suspicious_rst, conn.odd_rst, conn.bad_checksum,
+            conn.bad_flags)
+
+
+_MARK_ORDER = (RETRANS, OOO, ZERO_WIN, RST_IGNORED, RST_ODD, BAD_CSUM, BAD_FLAGS)
+
+
+def _marks(conn: Connection, before: tuple[int, ...], seg: Segment, from_client: bool, was_ended: bool,
            last_ack: dict[bool, tuple[int, int]]) -> tuple[str, ...]:
-    after = _counters(conn)
-    if before is None:
-        before = (0,) * len(after)
-    d = [a - b for a, b in zip(after, before, strict=True)]
-    own = 0 if from_client else 1
-    marks: list[str] = []
-    if d[own]:
-        marks.append(RETRANS)
-    if d[2 + own]:
-        marks.append(OOO)
-    if d[4 + own]:
-        marks.append(ZERO_WIN)
+    after = _counters(conn, from_client)
+    marks: list[str] | None = None
+    if after != before:
+        marks = [mark for mark, a, b in zip(_MARK_ORDER, after, before, strict=True) if a != b]
     flags = seg.flags
-    pure_ack = flags & ACK and not flags & (SYN | FIN | RST) and seg.payload == 0
-    if pure_ack:
-        previous = last_ack.get(from_client)
-        peer = conn.s if from_client else conn.c
-        outstanding = peer.snd_nxt is not None and peer.snd_nxt != seg.ack
-        if previous == (seg.ack, seg.win) and outstanding and seg.win:
-            marks.append(DUP_ACK)
     if flags & ACK and not flags & RST:
-        last_ack[from_client] = (seg.ack, seg.win)
-    if d[6]:
-        marks.append(RST_IGNORED)
-    if d[7]:
-        marks.append(RST_ODD)
-    if d[8]:
-        marks.append(BAD_CSUM)
-    if d[9]:
-        marks.append(BAD_FLAGS)
+        ack_win = (seg.ack, seg.win)
+        if not flags & (SYN | FIN) and seg.payload == 0 and seg.win and last_ack.get(from_client) == ack_win:
+            peer = conn.s if from_client else conn.c
+            if peer.snd_nxt is not None and peer.snd_nxt != seg.ack:  # data outstanding
+                marks = marks or []
+                marks.append(DUP_ACK)
+        last_ack[from_client] = ack_win
     if was_ended:
+        marks = marks or []
         marks.append(LATE)
-    return tuple(marks)
-
+    return tuple(marks) if marks else _NO_MARKS
