@@ -267,3 +267,21 @@ def test_write_as_root_gives_the_file_to_the_dropped_user(tmp_path):
     assert out.stat().st_size > 24
     if TSHARK:
         assert sum(f1 + f2 for f1, _, f2, _ in _conversations(out).values()) == 12
+
+
+def test_write_to_a_full_device_is_a_one_line_error():
+    proc = midstat("-r", str(FIXTURES / "lossy_transfer.pcap"), "--write", "/dev/full")
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert err.strip() == "midstat: --write /dev/full: No space left on device", err
+
+
+def test_ladder_of_a_damaged_capture_says_so_and_exits_1(tmp_path):
+    data = (FIXTURES / "lossy_transfer.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    proc = midstat("-r", str(cut), "--ladder", "--plain")
+    assert proc.returncode == 1
+    err = proc.stderr.decode()
+    assert "Traceback" not in err and "warning" in err
+    assert proc.stdout.decode().startswith("# 10.231.1.1:36258 -> 10.231.2.1:5010")
