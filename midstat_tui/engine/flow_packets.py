@@ -50,10 +50,12 @@ class FlowRef:
     vlan: tuple[int, ...]
     first: float
     last: float
+    bad_checksum: int = -1  # bad-checksum packets the tracker counted on it (-1: not known)
 
     @classmethod
     def of(cls, conn: ConnRow | Connection) -> FlowRef:
-        return cls(conn.c_addr, conn.c_port, conn.s_addr, conn.s_port, tuple(conn.vlan), conn.first, conn.last)
+        return cls(conn.c_addr, conn.c_port, conn.s_addr, conn.s_port, tuple(conn.vlan), conn.first, conn.last,
+                   conn.bad_checksum)
 
     @property
     def key(self) -> bytes:
@@ -176,9 +178,15 @@ class FlowReader:
 
 def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int, config: TrackerConfig | None,
               checksums: ChecksumPolicy | None, keep_frames: bool) -> Flow:
-    """Run the tuple's packets through a private tracker; keep those it counts on the incarnation `ref`."""
+    """Run the tuple's packets through a private tracker; keep those it counts on the incarnation `ref`.
+
+    The tracker made the incarnation at its first packet, whatever came before on the tuple: the packets before
+    `ref.first` are skipped, and the first one at `ref.first` makes it again. Between its first and last packet
+    the connection is on its tuple's table entry, so every bad-checksum packet of the tuple then was counted on it:
+    when the tracker counted none, checksums need no checking."""
     policy = checksums or ChecksumPolicy("verify")
-    decoder = FrameDecoder(datalink, policy.verify)
+    decoder = FrameDecoder(datalink, policy.verify and ref.bad_checksum != 0)
+    first = ref.first
     tracker = Tracker(config)
     tracker.offload_sources = policy.offload_sources
     key = ref.key
@@ -192,13 +200,22 @@ def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int
     decode = decoder.decode
     snap = _NONE
     was_ended = False
+    last = ref.last
+    bad_seen = 0
     for ts, frame in stream:
-        if ts > ref.last and target is not None:
-            break  # the tracker counted nothing on this incarnation after `last`: what follows is another's
+        if ts < first:
+            continue
+        late = ts > last and target is not None
+        if late and bad_seen >= ref.bad_checksum:
+            break  # the tracker counted nothing more on this incarnation after `last`: what follows is another's
         result = decode(ts, frame)
         if type(result) is Segment:
             if key_of(result.vlan, result.src, result.sport, result.dst, result.dport) != key:
                 continue
+            if late and result.csum_ok is not False:
+                continue  # after `last` only a bad checksum (which moves no time) can still be the connection's
+            if result.csum_ok is False:
+                bad_seen += 1
             before = table.get(key)
             if before is not None:
                 sent_by_client = result.sport == before.c_port and result.src == before.c_addr
@@ -229,7 +246,8 @@ def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int
             out.append(FlowPacket(len(out), result.ts, frame if keep_frames else None, result, from_client,
                                   states, states != prev, marks))
         elif type(result) is IcmpError:
-            if key_of(result.vlan, result.src, result.sport, result.dst, result.dport) != key or target is None:
+            if late or key_of(result.vlan, result.src, result.sport, result.dst, result.dport) != key or \
+                    target is None:
                 continue
             before_states = (target.c.state, target.s.state)
             tracker.icmp(result)

@@ -16,7 +16,7 @@ KEYS = """\
 | ↑ ↓ j k, PgUp PgDn, Home End | move in the table |
 | ← → | scroll sideways, a column at a time |
 | Enter (or double click) | open the flow: both sides, counters, its state history |
-| `l` / `a` / `w` (flow) | the flow as a ladder of its packets (Enter unfolds a run) / absolute seq / write its packets to a pcap |
+| `l` `a` `w` (flow) | ladder of its packets (Enter unfolds a run) / absolute seq / write its packets (pcap) |
 | `/` | filter (Enter applies, Esc clears; ↑ ↓ walk the filter history) |
 | `s` / `S` | sort by the next column / reverse the sort (or click a header); numbers largest first |
 | `t` | show or hide ended connections |

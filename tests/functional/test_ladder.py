@@ -285,3 +285,31 @@ def test_ladder_of_a_damaged_capture_says_so_and_exits_1(tmp_path):
     err = proc.stderr.decode()
     assert "Traceback" not in err and "warning" in err
     assert proc.stdout.decode().startswith("# 10.231.1.1:36258 -> 10.231.2.1:5010")
+
+
+def test_a_bad_checksum_packet_is_shown_marked_and_tracked_as_the_tracker_did(tmp_path):
+    """The tracker counts a bad-checksum packet on its connection and does not track it: the ladder shows it,
+    marked, with the states unmoved; the packets before the connection's first are not its own."""
+    import dpkt
+
+    with open(FIXTURES / "reset_by_client.pcap", "rb") as fh:
+        reader = dpkt.pcap.Reader(fh)
+        packets = [(ts, bytes(frame)) for ts, frame in reader]
+        link = reader.datalink()
+    rst = next(i for i, (_, frame) in enumerate(packets)
+               if isinstance(getattr(dpkt.ethernet.Ethernet(frame).data, "data", None), dpkt.tcp.TCP)
+               and dpkt.ethernet.Ethernet(frame).data.data.flags & dpkt.tcp.TH_RST)
+    out = tmp_path / "bad.pcap"
+    with open(out, "wb") as fh:
+        writer = dpkt.pcap.Writer(fh, linktype=link)
+        for i, (ts, frame) in enumerate(packets):
+            if i == rst:  # the RST, damaged (its TCP checksum): its receiver never sees a valid one
+                frame = frame[:50] + bytes([frame[50] ^ 0xFF]) + frame[51:]
+            writer.writepkt(frame, ts)
+    flows = FlowReader(str(out))
+    (row,) = flows.select(None)
+    assert row.bad_checksum == 1 and row.ended is None
+    flow = flows.flow(FlowRef.of(row))
+    last = flow.packets[-1]
+    assert "bad_csum" in last.marks and not last.changed
+    assert any("[bad csum]" in line.text for line in ladder(flow))
