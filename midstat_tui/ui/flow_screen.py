@@ -3,8 +3,8 @@ letters explained, and the state timeline: every transition with the packet that
 flow lives; Esc goes back to the table, on the same row.
 
 `l` switches to the ladder (the flow's packets, re-read from the capture file: engine.flow_packets, drawn by
-output.ladder), `a` shows absolute sequence numbers there, Enter unfolds a folded run, `w` writes the flow's packets
-to a pcap file."""
+output.ladder), `a` shows absolute sequence numbers there, Enter unfolds a folded run; `t` switches to the
+time-sequence picture (output.timeseq), `z` zooms it to the data; `w` writes the flow's packets to a pcap file."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from midstat_tui.tcp.states import NAMES
 from midstat_tui.ui.conn_table import state_class
 from midstat_tui.ui.header import clock_text
 from midstat_tui.ui.ladder_view import LadderView
+from midstat_tui.ui.timeseq_view import TimeSeqView
 
 STATE_COLOURS = {"handshake": "yellow", "established": "green", "closing": "magenta", "closed": "red"}
 
@@ -56,12 +57,17 @@ class FlowScreen(Screen[None]):
     FlowScreen #flow-counters { width: 36; }
     FlowScreen #flow-zeek { height: auto; padding: 0 1; }
     FlowScreen #flow-timeline { height: 1fr; min-height: 7; border: round $accent; }
-    FlowScreen #flow-ladder { display: none; }
+    FlowScreen #flow-ladder, FlowScreen #flow-timeseq { display: none; }
     FlowScreen.ladder #flow-ladder { display: block; }
+    FlowScreen.timeseq #flow-timeseq { display: block; }
     FlowScreen.ladder #flow-top, FlowScreen.ladder #flow-zeek, FlowScreen.ladder #flow-timeline { display: none; }
+    FlowScreen.timeseq #flow-top, FlowScreen.timeseq #flow-zeek, FlowScreen.timeseq #flow-timeline {
+        display: none;
+    }
     """
     BINDINGS = [Binding("escape,backspace", "back", "Back"), Binding("q", "app.quit", "Quit"),
                 Binding("l", "ladder", "Ladder/story"), Binding("a", "absolute", "Absolute seq", show=False),
+                Binding("t", "timeseq", "Time-seq"), Binding("z", "zoom", "Zoom to data", show=False),
                 Binding("w", "write", "Write pcap")]
 
     def __init__(self, conn_id: int, fetch, interval: float | None = 1.0, reader: FlowReader | None = None,
@@ -89,6 +95,7 @@ class FlowScreen(Screen[None]):
             table.add_columns("time (UTC)", "side", "from", "to", "dir", "flags", "seq", "ack", "len")
             yield table
             yield LadderView(id="flow-ladder")
+            yield TimeSeqView(id="flow-timeseq")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -169,6 +176,7 @@ class FlowScreen(Screen[None]):
         return ""
 
     def action_ladder(self) -> None:
+        self.remove_class("timeseq")
         if self.has_class("ladder"):
             self.remove_class("ladder")
             return
@@ -177,6 +185,19 @@ class FlowScreen(Screen[None]):
         view = self.query_one(LadderView)
         view.show(self.flow, note)
         view.focus()
+
+    def action_timeseq(self) -> None:
+        self.remove_class("ladder")
+        if self.has_class("timeseq"):
+            self.remove_class("timeseq")
+            return
+        self.add_class("timeseq")
+        note = self.load_flow()
+        self.query_one(TimeSeqView).show(self.flow, note)
+
+    def action_zoom(self) -> None:
+        if self.has_class("timeseq"):
+            self.query_one(TimeSeqView).toggle_zoom()
 
     def action_absolute(self) -> None:
         view = self.query_one(LadderView)

@@ -121,3 +121,26 @@ def test_flow_reader_is_what_the_screen_uses():
     (row,) = reader.select(None)
     flow = reader.flow(FlowRef.of(row), keep_frames=True)
     assert flow.midstream and all(p.frame for p in flow.packets)
+
+
+async def test_t_shows_the_time_sequence_picture_and_z_zooms(tmp_path):
+    from midstat_tui.ui.timeseq_view import TimeSeqView
+
+    app = make_app(FIXTURES / "lossy_transfer.pcap", tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("t")
+        await pilot.pause()
+        screen = app.screen
+        view = screen.query_one(TimeSeqView)
+        assert screen.has_class("timeseq") and view.display and not screen.query_one("#flow-timeline").display
+        whole = str(view.render())
+        assert "300.0 kB" in whole and "0.839400 s" in whole
+        await pilot.press("z")
+        zoomed = str(view.render())
+        assert zoomed != whole and "0.007677 s" in zoomed
+        await pilot.press("l")  # to the ladder, and back to the story
+        assert screen.has_class("ladder") and not screen.has_class("timeseq")
+        await pilot.press("l")
+        assert screen.query_one("#flow-timeline").display

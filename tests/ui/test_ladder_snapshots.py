@@ -40,3 +40,15 @@ def test_ladder_unfolded_snapshot(snap_compare, tmp_path):
 
     assert snap_compare(make_app(FIXTURES / "lossy_transfer.pcap", tmp_path), terminal_size=SIZES["160"],
                         run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_time_sequence_snapshot(snap_compare, tmp_path, size):
+    async def run_before(pilot):
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("t", "z")
+        await pilot.pause()
+
+    assert snap_compare(make_app(FIXTURES / "lossy_transfer.pcap", tmp_path), terminal_size=SIZES[size],
+                        run_before=run_before)
