@@ -16,7 +16,7 @@ from midstat_tui.decode.frame import FrameDecoder
 from midstat_tui.decode.linktypes import DLT_EN10MB
 from midstat_tui.decode.segment import IcmpError, Segment
 from midstat_tui.engine.flow_packets import FlowPacket, FlowReader, FlowRef, flow_bpf
-from midstat_tui.engine.views import ConnRow
+from midstat_tui.engine.views import ConnRow, format_addr
 from midstat_tui.errors import MidstatError
 from midstat_tui.tcp.tracker import Tracker
 
@@ -82,6 +82,26 @@ def write_flow(writer: PcapWriter, packets: Iterable[FlowPacket]) -> None:
             writer.write(packet.ts, packet.frame)
 
 
+def prefilter(rows: list[ConnRow], datalink: int) -> str | None:
+    """A BPF filter that keeps at least every packet of `rows` (and drops most others in libpcap, before Python sees
+    them): their tuples when they are few, else their server ports, else their server addresses; None when there
+    are too many of each."""
+    if len(rows) <= UNION_MAX:
+        return flow_bpf([FlowRef.of(row) for row in rows], datalink)
+    ports = sorted({row.s_port for row in rows})
+    if len(ports) <= UNION_MAX:
+        terms = " or ".join(f"port {port}" for port in ports)
+    else:
+        hosts = sorted({format_addr(row.s_addr) for row in rows})
+        if len(hosts) > UNION_MAX:
+            return None
+        terms = " or ".join(f"host {host}" for host in hosts)
+    base = f"((tcp and ({terms})) or icmp or icmp6)"
+    if datalink != DLT_EN10MB:
+        return base
+    return f"{base} or (vlan and ({base} or (vlan and {base})))"
+
+
 def write_connections(reader: FlowReader, rows: list[ConnRow], writer: PcapWriter) -> int:
     """One more pass over the capture: every packet (TCP segments and the ICMP errors quoting them) the tracker
     counted on one of `rows`: its tuple and VLANs, between its first and last packet (a tuple's incarnations follow
@@ -94,9 +114,7 @@ def write_connections(reader: FlowReader, rows: list[ConnRow], writer: PcapWrite
         lasts.append(ref.last)
     if not spans:
         return 0
-    bpf = None
-    if len(rows) <= UNION_MAX:
-        bpf = flow_bpf([FlowRef.of(row) for row in rows], reader.datalink)
+    bpf = prefilter(rows, reader.datalink)
     decoder = FrameDecoder(reader.datalink, False)
     decode = decoder.decode
     key_of = Tracker.key_of

@@ -17,6 +17,7 @@ KEYS = """\
 | ← → | scroll sideways, a column at a time |
 | Enter (or double click) | open the flow: both sides, counters, its state history |
 | `l` `a` `w` (flow) | ladder of its packets (Enter unfolds a run) / absolute seq / write its packets (pcap) |
+| `t` `z` (flow) | time-sequence picture of the flow / zoom it to the data |
 | `/` | filter (Enter applies, Esc clears; ↑ ↓ walk the filter history) |
 | `s` / `S` | sort by the next column / reverse the sort (or click a header); numbers largest first |
 | `t` | show or hide ended connections |

@@ -313,3 +313,23 @@ def test_a_bad_checksum_packet_is_shown_marked_and_tracked_as_the_tracker_did(tm
     last = flow.packets[-1]
     assert "bad_csum" in last.marks and not last.changed
     assert any("[bad csum]" in line.text for line in ladder(flow))
+
+
+@pytest.mark.parametrize("union_max", [64, 3, 2, 1])
+def test_write_prefilters_all_keep_the_same_packets(tmp_path, monkeypatch, union_max):
+    """The pre-filter of the second pass (the tuples, their server ports, their server addresses, or none) only
+    saves time: the file written is the same byte for byte."""
+    from midstat_tui.output import pcap_write
+
+    def written(name: str) -> bytes:
+        reader = FlowReader(str(FIXTURES / "mixed_traffic.pcap"))
+        rows = reader.select("dport 6001 or dport 6002")
+        writer = pcap_write.PcapWriter(pcap_write.open_output(str(tmp_path / name)), reader.datalink)
+        count = pcap_write.write_connections(reader, rows, writer)
+        writer.close()
+        assert count == sum(r.pkts_c2s + r.pkts_s2c for r in rows)
+        return (tmp_path / name).read_bytes()
+
+    reference = written("all.pcap")
+    monkeypatch.setattr(pcap_write, "UNION_MAX", union_max)
+    assert written("pre.pcap") == reference
