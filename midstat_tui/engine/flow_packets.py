@@ -12,6 +12,9 @@ for what the tracker counted on it (retransmission, out of order, zero window, i
 
 from __future__ import annotations
 
+import math
+import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -177,7 +180,7 @@ class FlowReader:
 
 
 def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int, config: TrackerConfig | None,
-              checksums: ChecksumPolicy | None, keep_frames: bool) -> Flow:
+              checksums: ChecksumPolicy | None, keep_frames: bool, tail: bool = False) -> Flow:
     """Run the tuple's packets through a private tracker; keep those it counts on the incarnation `ref`.
 
     The tracker made the incarnation at its first packet, whatever came before on the tuple: the packets before
@@ -186,7 +189,7 @@ def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int
     when the tracker counted none, checksums need no checking."""
     policy = checksums or ChecksumPolicy("verify")
     decoder = FrameDecoder(datalink, policy.verify and ref.bad_checksum != 0)
-    first = ref.first
+    first = -math.inf if tail else ref.first
     tracker = Tracker(config)
     tracker.offload_sources = policy.offload_sources
     key = ref.key
@@ -200,7 +203,7 @@ def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int
     decode = decoder.decode
     snap = _NONE
     was_ended = False
-    last = ref.last
+    last = math.inf if tail else ref.last
     bad_seen = 0
     for ts, frame in stream:
         if ts < first:
@@ -228,7 +231,7 @@ def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int
                 snap = _NONE  # a new incarnation started with this packet
                 was_ended = False
             if target is None:
-                if abs(conn.first - ref.first) > 1e-6:
+                if not tail and abs(conn.first - ref.first) > 1e-6:
                     continue
                 target = conn
                 flow.midstream = conn.midstream
@@ -294,3 +297,85 @@ def _marks(conn: Connection, before: tuple[int, ...], seg: Segment, from_client:
         marks = marks or []
         marks.append(LATE)
     return tuple(marks) if marks else _NO_MARKS
+
+
+# Live: every packet of a watched flow from the moment its screen opens, up to these bounds (the oldest go first)
+WATCH_PACKETS = 200_000
+WATCH_BYTES = 256 << 20
+
+
+class FlowWatch:
+    """The packets of one tuple as a live capture sees them, from the moment the watch starts, bounded in count
+    and bytes. Filled by the capture thread (`add`), read by the face (`flow`)."""
+
+    def __init__(self, ref: FlowRef, datalink: int, config: TrackerConfig | None = None,
+                 checksums: ChecksumPolicy | None = None, max_packets: int = WATCH_PACKETS,
+                 max_bytes: int = WATCH_BYTES) -> None:
+        self.ref = ref
+        self.key = ref.key
+        self.datalink = datalink
+        self.config = config
+        self.checksums = checksums
+        self.max_bytes = max_bytes
+        self.packets: deque[tuple[float, bytes]] = deque(maxlen=max_packets)
+        self.bytes = 0
+        self.seen = 0      # packets added since the start
+        self.dropped = 0   # the oldest, let go past the bounds
+        self._lock = threading.Lock()
+
+    def add(self, ts: float, frame: bytes) -> None:
+        with self._lock:
+            packets = self.packets
+            if len(packets) == packets.maxlen:
+                self.bytes -= len(packets[0][1])
+                self.dropped += 1
+            packets.append((ts, frame))
+            self.bytes += len(frame)
+            self.seen += 1
+            while self.bytes > self.max_bytes and len(packets) > 1:
+                self.bytes -= len(packets.popleft()[1])
+                self.dropped += 1
+
+    def flow(self) -> Flow:
+        """What the watch holds, through a private tracker (picked up as mid-stream: the states before the first
+        packet it holds are inferred)."""
+        with self._lock:
+            held = list(self.packets)
+        return attribute(held, self.ref, self.datalink, self.config, self.checksums, keep_frames=True, tail=True)
+
+
+class Tap:
+    """Hands the frames of watched tuples to their watches. `tap(batch)` costs nothing while no watch is on;
+    then a look at each plain Ethernet frame's bytes (output.pcap_write.quick_key), a decode for the others."""
+
+    def __init__(self, datalink: int) -> None:
+        self.datalink = datalink
+        self.watches: dict[bytes, FlowWatch] = {}
+        self._decoder = FrameDecoder(datalink, False)
+
+    def watch(self, watch: FlowWatch) -> FlowWatch:
+        self.watches = {**self.watches, watch.key: watch}  # a new dict: the capture thread reads it unlocked
+        return watch
+
+    def unwatch(self, watch: FlowWatch) -> None:
+        self.watches = {k: w for k, w in self.watches.items() if w is not watch}
+
+    def tap(self, batch: list[tuple[float, bytes]]) -> None:
+        watches = self.watches
+        if not watches:
+            return
+        from midstat_tui.output.pcap_write import quick_key
+
+        quick = quick_key if self.datalink == DLT_EN10MB else None
+        decode = self._decoder.decode
+        key_of = Tracker.key_of
+        for ts, frame in batch:
+            key = quick(frame) if quick is not None else None
+            if key is None:
+                result = decode(ts, frame)
+                if type(result) is not Segment and type(result) is not IcmpError:
+                    continue
+                key = key_of(result.vlan, result.src, result.sport, result.dst, result.dport)
+            watch = watches.get(key)
+            if watch is not None:
+                watch.add(ts, frame)

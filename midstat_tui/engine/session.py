@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from midstat_tui.capture.span import capture_span
 from midstat_tui.engine.checkpoints import CheckpointBudget, Frozen, freeze, thaw
 from midstat_tui.engine.collector import building
+from midstat_tui.engine.flow_packets import FlowRef, FlowWatch, Tap
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.views import ConnRow, counters, departed_row, row_of, transition_dict
 from midstat_tui.tcp.connection import Connection
@@ -125,6 +126,7 @@ class Session:
         engine.tracker.track_changes()
         if not live:  # a file's late packets are counted where it is read (capture.clock), for every pass
             engine.clock = getattr(source, "clock", None)
+        self.tap = Tap(engine.decoder.dlt)  # live: the packets of the flows whose screen is open
         if live and hasattr(source, "stats"):
             engine.capture_stats = source.stats  # received / dropped counters of the capture handle
         self._stats: dict = engine.stats()
@@ -184,6 +186,17 @@ class Session:
         finally:
             self._lock.release()
 
+    def watch(self, ref: FlowRef) -> FlowWatch | None:
+        """Live: keep every packet of this flow from now on (bounded: FlowWatch); None for a file (its packets are
+        read from the file again)."""
+        if not self.live:
+            return None
+        engine = self.engine
+        return self.tap.watch(FlowWatch(ref, engine.decoder.dlt, engine.tracker.config, engine.checksums))
+
+    def unwatch(self, watch: FlowWatch) -> None:
+        self.tap.unwatch(watch)
+
     def toggle_pause(self) -> None:
         self.set_paused(not self.paused)
 
@@ -239,6 +252,7 @@ class Session:
                 break
             with self._lock:
                 engine.feed_batch(batch)
+                self.tap.tap(batch)
                 now = self.clock()
                 if self.first_ts is None and engine.first_ts is not None:
                     self.first_ts = engine.first_ts

@@ -287,7 +287,8 @@ class MidstatApp(App[None]):
         if self.flow_reader is None:
             self.flow_reader = reader_for(self.session)
         self.push_screen(FlowScreen(message.conn_id, self.session.connection, interval=self.interval,
-                                    reader=self.flow_reader, export_dir=self.export_dir))
+                                    reader=self.flow_reader, export_dir=self.export_dir,
+                                    watcher=self.session if hasattr(self.session, "watch") else None))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, Static
 
-from midstat_tui.engine.flow_packets import Flow, FlowReader, FlowRef
+from midstat_tui.engine.flow_packets import Flow, FlowReader, FlowRef, FlowWatch
 from midstat_tui.engine.views import ConnRow, row_counters
 from midstat_tui.errors import MidstatError
 from midstat_tui.output.pcap_write import PcapWriter, open_output
@@ -71,7 +71,7 @@ class FlowScreen(Screen[None]):
                 Binding("w", "write", "Write pcap")]
 
     def __init__(self, conn_id: int, fetch, interval: float | None = 1.0, reader: FlowReader | None = None,
-                 export_dir: str = ".") -> None:
+                 export_dir: str = ".", watcher=None) -> None:
         super().__init__()
         self.conn_id = conn_id
         self.fetch = fetch  # conn id -> (row, counters, transitions) or None
@@ -82,6 +82,9 @@ class FlowScreen(Screen[None]):
         self.gone = False
         self.flow: Flow | None = None
         self.flow_last: float | None = None  # the row's last packet time when the flow was read
+        self.watcher = watcher  # live: the session, which keeps the flow's packets from when this screen opens
+        self.watch: FlowWatch | None = None
+        self.watch_seen = -1
         self.status = ""
 
     def compose(self) -> ComposeResult:
@@ -100,6 +103,8 @@ class FlowScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.refresh_flow()
+        if self.watcher is not None and self.reader is None and self.last is not None:
+            self.watch = self.watcher.watch(FlowRef.of(self.last[0]))
         if self.interval:
             self.set_interval(self.interval, self.refresh_flow)
 
@@ -158,13 +163,46 @@ class FlowScreen(Screen[None]):
                 table.add_row(clock_text(t["ts"]), t["side"], t["from"], to, p["dir"], p["flags"],
                               str(p["seq"]), str(p["ack"]), str(p["len"]))
 
+        self._follow()
+
     # -- the ladder and the packets ---------------------------------------------------------------------------
+    def _follow(self) -> None:
+        """Live: the ladder or the picture on screen takes the packets that came since."""
+        watch = self.watch
+        if watch is None or watch.seen == self.watch_seen:
+            return
+        if self.has_class("ladder"):
+            self.load_flow()
+            view = self.query_one(LadderView)
+            at_end = view.highlighted is None or view.highlighted >= len(view.lines) - 1
+            view.flow = self.flow
+            view.redraw()
+            if at_end and view.lines:
+                view.highlighted = len(view.lines) - 1
+        elif self.has_class("timeseq"):
+            self.load_flow()
+            self.query_one(TimeSeqView).show(self.flow)
+
+    def on_unmount(self) -> None:
+        if self.watch is not None and self.watcher is not None:
+            self.watcher.unwatch(self.watch)
+            self.watch = None
+
     def load_flow(self) -> str:
         """Read the flow's packets (again, if it moved on since); '' or why there are none."""
         if self.last is None:
             return "the connection has left the table"
+        if self.watch is not None:
+            if self.watch.seen != self.watch_seen:
+                self.watch_seen = self.watch.seen
+                self.flow = self.watch.flow()
+            if not self.flow.packets:
+                return "live: no packet of this connection since its screen opened (its packets are kept from then)"
+            return ""
         if self.reader is None:
-            return "the ladder reads the flow's packets from a capture file (-r FILE); live capture keeps none"
+            return ("the flow's packets are read from the capture file again, and this one cannot be reopened "
+                    "(standard input, or a live capture on several cores: --cores 1 keeps them from when the "
+                    "screen opens)")
         row = self.last[0]
         if self.flow is None or self.flow_last != row.last:
             try:
