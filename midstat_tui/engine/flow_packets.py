@@ -163,6 +163,7 @@ class FlowReader:
                 chosen.append(row)
 
         engine = Engine(self.datalink, self.config, checksums=self.checksums)
+        engine.clock = getattr(self.source, "clock", None)  # the file's late packets, dated where it is read
         engine.tracker.on_remove = keep
         self.source.bpf = self.bpf
         last = run_file(engine, self.source.batches_from(0))
