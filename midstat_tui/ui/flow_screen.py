@@ -254,7 +254,8 @@ class FlowScreen(Screen[None]):
         row = self.last[0]  # type: ignore[index]
         path = os.path.abspath(_free_name(self.export_dir, f"midstat-flow-{row.id}", "pcap"))
         try:
-            writer = PcapWriter(open_output(path), self.reader.datalink, path)  # type: ignore[union-attr]
+            datalink = self.reader.datalink if self.reader is not None else self.watch.datalink  # type: ignore[union-attr]
+            writer = PcapWriter(open_output(path), datalink, path)
             for packet in self.flow.packets:
                 if packet.frame is not None:
                     writer.write(packet.ts, packet.frame)

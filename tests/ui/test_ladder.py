@@ -144,3 +144,35 @@ async def test_t_shows_the_time_sequence_picture_and_z_zooms(tmp_path):
         assert screen.has_class("ladder") and not screen.has_class("timeseq")
         await pilot.press("l")
         assert screen.query_one("#flow-timeline").display
+
+
+async def test_a_watched_flow_is_drawn_followed_and_written(tmp_path):
+    """Live, the screen draws what its watch holds (FlowWatch, filled by the capture thread: here with the frames of
+    a real capture) and follows it as packets come; `w` writes them."""
+    from midstat_tui.engine.flow_packets import FlowWatch
+
+    capture = FIXTURES / "reset_by_server.pcap"
+    frames = _capture_frames(capture)
+    app = make_app(capture, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("enter")
+        await pilot.pause()
+        screen = app.screen
+        row = screen.last[0]
+        screen.reader = None
+        screen.watch = watch = FlowWatch(FlowRef.of(row), 1)
+        for ts, frame in frames[:6]:
+            watch.add(ts, frame)
+        await pilot.press("l")
+        await pilot.pause()
+        view = screen.query_one(LadderView)
+        first = sum(1 for line in view.lines if line.kind == "packet")
+        assert 0 < first <= 6
+        for ts, frame in frames[6:]:
+            watch.add(ts, frame)
+        screen.refresh_flow()  # the screen's one-second refresh
+        await pilot.pause()
+        assert sum(1 for line in view.lines if line.kind == "packet") == 12
+        await pilot.press("w")
+        await pilot.pause()
+        assert "wrote 12 packets" in screen.status
