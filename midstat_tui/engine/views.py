@@ -85,6 +85,8 @@ class ConnRow(NamedTuple):
         return format_endpoint(self.s_addr, self.s_port)
 
 
+RENAMED: dict[str, str] = {}
+
 _make_row = tuple.__new__  # every field given in order: skips NamedTuple's argument parsing (row_of is per row)
 
 
