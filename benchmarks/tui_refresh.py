@@ -93,7 +93,7 @@ class BenchSession:
             self.next_id += 1
             self.rows[self.next_id] = changed[self.next_id] = self._row(self.next_id)
         for i in picked[replace:]:
-            row = self.rows[i]._replace(last=self.position, pkts_c2s=self.rows[i].pkts_c2s + 1)
+            row = self.rows[i]._replace(last=self.position, packets_c2s=self.rows[i].packets_c2s + 1)
             self.rows[i] = changed[i] = row
         return Pulled(self.position, {}, changed)
 

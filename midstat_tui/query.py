@@ -211,7 +211,7 @@ def _primitive(word: str, arg: _Token) -> Predicate:
     code = value.upper()
     if code not in zeek.CONN_STATES:
         raise QueryError(f"'{value}' is not a Zeek conn_state ({', '.join(zeek.CONN_STATES)})", arg.pos)
-    return lambda conn: conn.zeek == code
+    return lambda conn: conn.zeek_state == code
 
 
 def _port_range(arg: _Token) -> tuple[int, int]:

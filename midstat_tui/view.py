@@ -27,8 +27,8 @@ from midstat_tui.engine.session import Pulled
 from midstat_tui.engine.views import ConnRow
 from midstat_tui.query import Predicate, compile_query
 
-NUMERIC = ("shard", "cstate", "sstate", "first", "last", "pkts_c2s", "pkts_s2c", "bytes_c2s", "bytes_s2c",
-           "rtt", "retrans", "midstream", "rst_alerts")
+NUMERIC = ("shard", "cstate", "sstate", "first", "last", "packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c",
+           "rtt_s", "retrans_packets", "midstream", "rst_alerts")
 IPV4_ENDPOINT = len("255.255.255.255:65535")
 
 

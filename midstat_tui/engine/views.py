@@ -40,15 +40,15 @@ class ConnRow(NamedTuple):
     sstate: int
     first: float
     last: float
-    pkts_c2s: int
-    pkts_s2c: int
-    bytes_c2s: int
+    packets_c2s: int
+    packets_s2c: int
+    bytes_c2s: int             # IP bytes
     bytes_s2c: int
-    retrans_c2s: int
-    retrans_s2c: int
-    retrans: int               # both directions
-    rtt: float                 # the whole handshake RTT, client leg + server leg, seconds; -1.0 when unknown
-    zeek: str
+    retrans_packets_c2s: int   # retransmitted segments (retrans_bytes_*: their payload bytes)
+    retrans_packets_s2c: int
+    retrans_packets: int       # both directions
+    rtt_s: float               # the whole handshake RTT, client leg + server leg, seconds; -1.0 when unknown
+    zeek_state: str
     history: str
     midstream: bool
     ended: str | None
@@ -85,7 +85,65 @@ class ConnRow(NamedTuple):
         return format_endpoint(self.s_addr, self.s_port)
 
 
-RENAMED: dict[str, str] = {}
+# The field fixes of issue #11 (README, "Changes"): the old name of a record field -> its name now. The values are
+# the same; the name says the unit (before, `retrans_c2s` counted bytes in the JSON and segments in the TUI's rows).
+RENAMED: dict[str, str] = {
+    "retrans_c2s": "retrans_bytes_c2s",
+    "retrans_s2c": "retrans_bytes_s2c",
+    "retrans_pkts_c2s": "retrans_packets_c2s",
+    "retrans_pkts_s2c": "retrans_packets_s2c",
+}
+
+class Field(NamedTuple):
+    name: str
+    unit: str       # what a value counts or measures ("" for text and flags)
+    meaning: str
+
+
+# The one definition of a connection record: every face writes these fields, under these names, in this order and
+# these units (`--json`, `--summary --json`, the `end` event's counters, the TUI's CSV and JSON exports; the
+# `--summary` table's columns and the TUI's are cells of these). A ConnRow field of the same name holds the same value.
+FIELDS: tuple[Field, ...] = (
+    Field("conn", "id", "the connection's number, in the order connections started (per shard: id = n * shards + shard)"),
+    Field("client", "address:port", "the client's endpoint ([v6]:port for IPv6)"),
+    Field("server", "address:port", "the server's endpoint"),
+    Field("vlan", "tags", "the VLAN tags, outermost first"),
+    Field("shard", "shard", "the core that tracked it"),
+    Field("client_state", "", "the client side's TCP state"),
+    Field("server_state", "", "the server side's TCP state"),
+    Field("first", "s since the epoch", "time of the first packet"),
+    Field("last", "s since the epoch", "time of the last packet"),
+    Field("duration", "s", "last - first, rounded to 1 µs"),
+    Field("packets_c2s", "packets", "packets client to server"),
+    Field("packets_s2c", "packets", "packets server to client"),
+    Field("bytes_c2s", "bytes", "IP bytes (headers included) client to server"),
+    Field("bytes_s2c", "bytes", "IP bytes server to client"),
+    Field("payload_c2s", "bytes", "TCP payload bytes client to server"),
+    Field("payload_s2c", "bytes", "TCP payload bytes server to client"),
+    Field("retrans_bytes_c2s", "bytes", "payload bytes sent again client to server"),
+    Field("retrans_bytes_s2c", "bytes", "payload bytes sent again server to client"),
+    Field("retrans_packets_c2s", "packets", "retransmitted segments client to server"),
+    Field("retrans_packets_s2c", "packets", "retransmitted segments server to client"),
+    Field("ooo_c2s", "packets", "segments out of order client to server"),
+    Field("ooo_s2c", "packets", "segments out of order server to client"),
+    Field("zero_win_c2s", "packets", "zero-window segments client to server"),
+    Field("zero_win_s2c", "packets", "zero-window segments server to client"),
+    Field("rtt_client_ms", "ms", "handshake RTT, the client's leg (SYN/ACK to ACK), rounded to 1 µs; null if unknown"),
+    Field("rtt_server_ms", "ms", "handshake RTT, the server's leg (SYN to SYN/ACK); null if unknown"),
+    Field("rst_by", "", "who reset it: client, server or null"),
+    Field("suspicious_rst", "packets", "RSTs out of window (blind resets)"),
+    Field("odd_rst", "packets", "RSTs with another TTL or MAC than their sender's"),
+    Field("bad_flags", "packets", "segments with an impossible flag combination"),
+    Field("bad_checksum", "packets", "segments with a bad checksum"),
+    Field("zeek_state", "", "Zeek's conn_state (S0, SF, REJ...)"),
+    Field("history", "", "Zeek's history letters"),
+    Field("midstream", "", "true if the capture began after its handshake"),
+    Field("ended", "", "why it ended (closed, reset, time_wait_expired, idle_timeout, port_reuse, evicted, bad_flags) or null"),
+    Field("end_ts", "s since the epoch", "when it ended, or null"),
+    Field("transitions", "transitions", "state changes of both sides"),
+)
+RECORD_KEYS: tuple[str, ...] = tuple(f.name for f in FIELDS)
+
 
 _make_row = tuple.__new__  # every field given in order: skips NamedTuple's argument parsing (row_of is per row)
 
@@ -147,16 +205,16 @@ def row_record(row: ConnRow) -> dict:
         "first": row.first,
         "last": row.last,
         "duration": round(row.last - row.first, 6),
-        "packets_c2s": row.pkts_c2s,
-        "packets_s2c": row.pkts_s2c,
+        "packets_c2s": row.packets_c2s,
+        "packets_s2c": row.packets_s2c,
         "bytes_c2s": row.bytes_c2s,
         "bytes_s2c": row.bytes_s2c,
         "payload_c2s": row.payload_c2s,
         "payload_s2c": row.payload_s2c,
-        "retrans_c2s": row.retrans_bytes_c2s,
-        "retrans_s2c": row.retrans_bytes_s2c,
-        "retrans_pkts_c2s": row.retrans_c2s,
-        "retrans_pkts_s2c": row.retrans_s2c,
+        "retrans_bytes_c2s": row.retrans_bytes_c2s,
+        "retrans_bytes_s2c": row.retrans_bytes_s2c,
+        "retrans_packets_c2s": row.retrans_packets_c2s,
+        "retrans_packets_s2c": row.retrans_packets_s2c,
         "ooo_c2s": row.ooo_c2s,
         "ooo_s2c": row.ooo_s2c,
         "zero_win_c2s": row.zero_win_c2s,
@@ -168,7 +226,7 @@ def row_record(row: ConnRow) -> dict:
         "odd_rst": row.odd_rst,
         "bad_flags": row.bad_flags,
         "bad_checksum": row.bad_checksum,
-        "zeek_state": row.zeek,
+        "zeek_state": row.zeek_state,
         "history": row.history,
         "midstream": row.midstream,
         "ended": row.ended,

@@ -32,8 +32,8 @@ def midstat_table(connections: Iterable[dict]) -> list[str]:
 
 SUMMARY_COLUMNS = (
     ("conn", ">"), ("first", ">"), ("duration", ">"), ("client", "<"), ("server", "<"), ("vlan", "<"),
-    ("client_state", "<"), ("server_state", "<"), ("zeek", "<"), ("history", "<"), ("pkts_c2s", ">"),
-    ("pkts_s2c", ">"), ("bytes_c2s", ">"), ("bytes_s2c", ">"), ("rtt_ms", ">"), ("ended", "<"),
+    ("client_state", "<"), ("server_state", "<"), ("zeek_state", "<"), ("history", "<"), ("packets_c2s", ">"),
+    ("packets_s2c", ">"), ("bytes_c2s", ">"), ("bytes_s2c", ">"), ("rtt_ms", ">"), ("ended", "<"),
 )
 
 

@@ -147,11 +147,11 @@ class FlowScreen(Screen[None]):
         self.query_one("#flow-counters", Static).update("\n".join([
             f"{'':<11}{'c→s':>10}{'s→c':>10}",
             line("packets", "packets"), line("IP bytes", "bytes"), line("payload", "payload"),
-            line("retx bytes", "retrans"), line("retx segs", "retrans_pkts"), line("out-order", "ooo"),
+            line("retx bytes", "retrans_bytes"), line("retx segs", "retrans_packets"), line("out-order", "ooo"),
             line("zero win", "zero_win"),
         ]))
         self.query_one("#flow-zeek", Static).update(
-            f"Zeek [b]{row.zeek}[/b]: {zeek.CONN_STATES.get(row.zeek, '')} History [b]{row.history or '-'}[/b]: "
+            f"Zeek [b]{row.zeek_state}[/b]: {zeek.CONN_STATES.get(row.zeek_state, '')} History [b]{row.history or '-'}[/b]: "
             f"{explain_history(row.history)}")
         table = self.query_one("#flow-timeline", DataTable)
         if table.row_count != len(transitions):

@@ -113,8 +113,8 @@ def test_events_end_carries_reason_and_counters():
 
 
 FIELDS = {"conn", "shard", "client", "server", "vlan", "client_state", "server_state", "first", "last",
-          "packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c", "payload_c2s", "payload_s2c", "retrans_c2s",
-          "retrans_s2c", "rtt_client_ms", "rtt_server_ms", "zeek_state", "history", "midstream", "ended"}
+          "packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c", "payload_c2s", "payload_s2c", "retrans_bytes_c2s",
+          "retrans_bytes_s2c", "rtt_client_ms", "rtt_server_ms", "zeek_state", "history", "midstream", "ended"}
 
 
 def test_json_snapshots_every_second_and_at_the_end():

@@ -24,7 +24,7 @@ CAPTURES = [
     FIXTURES / "unreachable.pcap",
 ]
 SAME = ("client", "server", "vlan", "client_state", "server_state", "first", "last", "packets_c2s", "packets_s2c",
-        "bytes_c2s", "bytes_s2c", "retrans_c2s", "retrans_s2c", "zeek_state", "history", "midstream", "ended")
+        "bytes_c2s", "bytes_s2c", "retrans_bytes_c2s", "retrans_bytes_s2c", "zeek_state", "history", "midstream", "ended")
 
 
 def _summary(path, cores: int) -> dict:
@@ -192,7 +192,7 @@ def test_in_process_merge_gives_every_connection():
 
 def _rows_facts(rows) -> Counter:
     """What a replay shows, whatever the shard numbering: endpoints, first packet, both states, packet counts."""
-    return Counter((r.client, r.server, r.first, r.cstate, r.sstate, r.pkts_c2s, r.pkts_s2c, r.ended)
+    return Counter((r.client, r.server, r.first, r.cstate, r.sstate, r.packets_c2s, r.packets_s2c, r.ended)
                    for r in rows.values())
 
 

@@ -339,7 +339,7 @@ def test_the_tuis_sharded_session_matches_the_kernels(lab):
             detail = session.connection(rows[name].id)
             assert detail is not None
             row, counters, history = detail
-            assert row.id == rows[name].id and counters["packets_c2s"] == row.pkts_c2s
+            assert row.id == rows[name].id and counters["packets_c2s"] == row.packets_c2s
             assert history[0]["to"] == "SYN_SENT"
             assert history[-1]["to"] in (NAMES[row.cstate], NAMES[row.sstate])
         stats = session.pull().stats
