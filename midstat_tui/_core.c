@@ -17,6 +17,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 
 #define MASK32 0xFFFFFFFFu
 #define NONE (-1)                 /* an unset sequence number, ISN, TTL... (Python's None) */
@@ -1935,6 +1937,332 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * One connection record as JSON text (issue #11)
+ *
+ * The text json.JSONEncoder(separators=(",", ":")).encode(engine.views.connection_dict(conn)) gives, byte for
+ * byte, written straight from the C record: no row tuple, no dict, no encoder walk. The field list, names and
+ * order are engine/views.py's FIELDS (tests/unit/test_record_contract.py holds them equal on every capture);
+ * floats are written as Python's repr writes them, and rounded as round() rounds (dtoa mode 3, then back).
+ * The Zeek conn_state comes from the caller (tcp/zeek.py is its one definition). Anything unusual (a string that
+ * would need escaping, a VLAN stack that is not a tuple of ints) returns None: the caller encodes it in Python.
+ * ------------------------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+    char local[1024];
+    int failed;
+} TextBuf;
+
+static int tb_grow(TextBuf *b, size_t more) {
+    if (b->len + more <= b->cap)
+        return 0;
+    size_t cap = b->cap * 2;
+    while (cap < b->len + more)
+        cap *= 2;
+    char *grown = b->p == b->local ? PyMem_Malloc(cap) : PyMem_Realloc(b->p, cap);
+    if (grown == NULL) {
+        b->failed = 1;
+        return -1;
+    }
+    if (b->p == b->local)
+        memcpy(grown, b->local, b->len);
+    b->p = grown;
+    b->cap = cap;
+    return 0;
+}
+
+static void tb_put(TextBuf *b, const char *s, size_t n) {
+    if (tb_grow(b, n) < 0)
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+#define TB_LIT(B, S) tb_put((B), (S), sizeof(S) - 1)
+
+static void tb_ull(TextBuf *b, unsigned long long v) {
+    char tmp[24];
+    char *end = tmp + sizeof tmp, *p = end;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    tb_put(b, p, (size_t)(end - p));
+}
+
+static void tb_ll(TextBuf *b, long long v) {
+    if (v < 0) {
+        tb_put(b, "-", 1);
+        tb_ull(b, 0ULL - (unsigned long long)v);
+    } else {
+        tb_ull(b, (unsigned long long)v);
+    }
+}
+
+/* The fast case of repr(v): 1e-4 <= |v| < 2^32 with at most 6 decimals (a capture's microsecond timestamps,
+ * durations, milliseconds rounded to 3). There, doubles are less than 1e-6 apart, so at most one number of 6
+ * decimals reads back as v, and repr (the shortest text that does) is that number without its trailing zeros.
+ * m / 1e6 with m < 2^53 is what reading "m/1e6" back gives (both exact, the division correctly rounded), so the
+ * test is exact. Returns 0 when v is not such a number (the caller asks dtoa). */
+static int tb_float_short(TextBuf *b, double v) {
+    double a = fabs(v);
+    if (!(a >= 1e-4 && a < 4294967296.0))
+        return 0;
+    unsigned long long m = (unsigned long long)llround(a * 1e6);
+    if ((double)m / 1e6 != a)
+        return 0;
+    char tmp[40];
+    char *end = tmp + sizeof tmp, *p = end;
+    int decimals = 6;
+    while (decimals > 1 && m % 10 == 0) {  /* trailing zeros go; one decimal stays (1.0) */
+        m /= 10;
+        decimals--;
+    }
+    for (int i = 0; i < decimals; i++) {
+        *--p = (char)('0' + m % 10);
+        m /= 10;
+    }
+    *--p = '.';
+    do {
+        *--p = (char)('0' + m % 10);
+        m /= 10;
+    } while (m);
+    if (v < 0)
+        *--p = '-';
+    tb_put(b, p, (size_t)(end - p));
+    return 1;
+}
+
+/* repr(v), as the json module writes a float (NaN and infinities as it spells them) */
+static void tb_float(TextBuf *b, double v) {
+    if (isnan(v)) {
+        TB_LIT(b, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        if (v > 0)
+            TB_LIT(b, "Infinity");
+        else
+            TB_LIT(b, "-Infinity");
+        return;
+    }
+    if (tb_float_short(b, v))
+        return;
+    char *text = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (text == NULL) {
+        b->failed = 1;
+        return;
+    }
+    tb_put(b, text, strlen(text));
+    PyMem_Free(text);
+}
+
+/* round(v, digits) as Python rounds a float: the correctly rounded decimal, read back. The fast case: |v * 10^digits|
+ * < 2^40 (its rounding error is below 2^-12) and not within 1e-3 of a half, rounded to the integer m; m / 10^digits
+ * is then what reading the decimal back gives (m exact, the division correctly rounded). */
+static double round_digits(double v, int digits, int *failed) {
+    if (!isfinite(v))
+        return v;
+    static const double POW10[] = {1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6};
+    if (digits >= 0 && digits <= 6) {
+        double scaled = v * POW10[digits];
+        double frac = scaled - floor(scaled);
+        if (fabs(scaled) < 1099511627776.0 && fabs(frac - 0.5) > 1e-3) {
+            double out = (double)llround(scaled) / POW10[digits];
+            return out == 0.0 ? copysign(0.0, v) : out;
+        }
+    }
+    char *text = PyOS_double_to_string(v, 'f', digits, 0, NULL);
+    if (text == NULL) {
+        *failed = 1;
+        return v;
+    }
+    double out = PyOS_string_to_double(text, NULL, NULL);
+    PyMem_Free(text);
+    if (out == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        *failed = 1;
+    }
+    return out;
+}
+
+/* a JSON string that needs no escaping (printable ASCII but '"' and '\\'), else failed */
+static void tb_plain_chars(TextBuf *b, const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch >= 0x7F || ch == '"' || ch == '\\') {
+            b->failed = 1;
+            return;
+        }
+    }
+    tb_put(b, "\"", 1);
+    tb_put(b, s, n);
+    tb_put(b, "\"", 1);
+}
+
+static void tb_str_or_null(TextBuf *b, PyObject *v) {
+    if (v == Py_None) {
+        TB_LIT(b, "null");
+        return;
+    }
+    if (!PyUnicode_Check(v) || !PyUnicode_IS_ASCII(v)) {
+        b->failed = 1;
+        return;
+    }
+    tb_plain_chars(b, (const char *)PyUnicode_1BYTE_DATA(v), (size_t)PyUnicode_GET_LENGTH(v));
+}
+
+static void tb_endpoint(TextBuf *b, const unsigned char *addr, int len, int port) {
+    char text[INET6_ADDRSTRLEN + 1];
+    char tmp[INET6_ADDRSTRLEN + 16];
+    int n;
+    if (len == 4) {
+        tb_put(b, "\"", 1);
+        for (int i = 0; i < 4; i++) {
+            if (i)
+                tb_put(b, ".", 1);
+            tb_ull(b, addr[i]);
+        }
+        tb_put(b, ":", 1);
+        tb_ull(b, (unsigned long long)port);
+        tb_put(b, "\"", 1);
+        return;
+    } else if (len == 16) {
+        if (inet_ntop(AF_INET6, addr, text, sizeof text) == NULL) {
+            b->failed = 1;
+            return;
+        }
+        n = snprintf(tmp, sizeof tmp, "\"[%s]:%d\"", text, port);
+    } else {
+        b->failed = 1;
+        return;
+    }
+    tb_put(b, tmp, (size_t)n);
+}
+
+static void tb_opt_ms(TextBuf *b, double seconds) {
+    if (isnan(seconds))
+        TB_LIT(b, "null");
+    else
+        tb_float(b, round_digits(seconds * 1000.0, 3, &b->failed));
+}
+
+static PyObject *py_record_json(PyObject *module, PyObject *args) {
+    PyObject *obj, *zeek_state;
+    if (!PyArg_ParseTuple(args, "O!U", &ConnType, &obj, &zeek_state))
+        return NULL;
+    ConnObject *conn = (ConnObject *)obj;
+    SideObject *c = conn->c, *s = conn->s;
+    TextBuf b = {.p = NULL, .len = 0, .cap = sizeof b.local, .failed = 0};
+    b.p = b.local;
+
+    TB_LIT(&b, "{\"conn\":");
+    tb_ll(&b, conn->id);
+    TB_LIT(&b, ",\"client\":");
+    tb_endpoint(&b, conn->c_addr, conn->c_addr_len, conn->c_port);
+    TB_LIT(&b, ",\"server\":");
+    tb_endpoint(&b, conn->s_addr, conn->s_addr_len, conn->s_port);
+    TB_LIT(&b, ",\"vlan\":[");
+    if (!PyTuple_Check(conn->vlan)) {
+        b.failed = 1;
+    } else {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(conn->vlan); i++) {
+            PyObject *tag = PyTuple_GET_ITEM(conn->vlan, i);
+            if (!PyLong_CheckExact(tag)) {
+                b.failed = 1;
+                break;
+            }
+            long long v = PyLong_AsLongLong(tag);
+            if (v == -1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                b.failed = 1;
+                break;
+            }
+            if (i)
+                TB_LIT(&b, ",");
+            tb_ll(&b, v);
+        }
+    }
+    TB_LIT(&b, "],\"shard\":");
+    tb_ll(&b, conn->shard);
+    if (c->state >= N_STATES || s->state >= N_STATES) {
+        b.failed = 1;
+    } else {
+        TB_LIT(&b, ",\"client_state\":\"");
+        tb_put(&b, STATE_NAMES[c->state], strlen(STATE_NAMES[c->state]));
+        TB_LIT(&b, "\",\"server_state\":\"");
+        tb_put(&b, STATE_NAMES[s->state], strlen(STATE_NAMES[s->state]));
+        TB_LIT(&b, "\"");
+    }
+    TB_LIT(&b, ",\"first\":");
+    tb_float(&b, conn->first);
+    TB_LIT(&b, ",\"last\":");
+    tb_float(&b, conn->last);
+    TB_LIT(&b, ",\"duration\":");
+    tb_float(&b, round_digits(conn->last - conn->first, 6, &b.failed));
+#define SIDES(NAME, FIELD)                                                                                      \
+    TB_LIT(&b, ",\"" NAME "_c2s\":");                                                                           \
+    tb_ull(&b, (unsigned long long)c->FIELD);                                                                   \
+    TB_LIT(&b, ",\"" NAME "_s2c\":");                                                                           \
+    tb_ull(&b, (unsigned long long)s->FIELD);
+    SIDES("packets", packets)
+    SIDES("bytes", ip_bytes)
+    SIDES("payload", payload)
+    SIDES("retrans_bytes", retrans_bytes)
+    SIDES("retrans_packets", retrans)
+    SIDES("ooo", ooo)
+    SIDES("zero_win", zero_win)
+#undef SIDES
+    TB_LIT(&b, ",\"rtt_client_ms\":");
+    tb_opt_ms(&b, conn->rtt_client);
+    TB_LIT(&b, ",\"rtt_server_ms\":");
+    tb_opt_ms(&b, conn->rtt_server);
+    TB_LIT(&b, ",\"rst_by\":");
+    tb_str_or_null(&b, conn->rst_by);
+    TB_LIT(&b, ",\"suspicious_rst\":");
+    tb_ull(&b, conn->suspicious_rst);
+    TB_LIT(&b, ",\"odd_rst\":");
+    tb_ull(&b, conn->odd_rst);
+    TB_LIT(&b, ",\"bad_flags\":");
+    tb_ull(&b, conn->bad_flags);
+    TB_LIT(&b, ",\"bad_checksum\":");
+    tb_ull(&b, conn->bad_checksum);
+    TB_LIT(&b, ",\"zeek_state\":");
+    tb_str_or_null(&b, zeek_state);
+    TB_LIT(&b, ",\"history\":");
+    tb_plain_chars(&b, conn->hist ? conn->hist : "", conn->hist_len);
+    if (conn->midstream)
+        TB_LIT(&b, ",\"midstream\":true,\"ended\":");
+    else
+        TB_LIT(&b, ",\"midstream\":false,\"ended\":");
+    tb_str_or_null(&b, conn->ended);
+    TB_LIT(&b, ",\"end_ts\":");
+    if (isnan(conn->end_ts))
+        TB_LIT(&b, "null");
+    else
+        tb_float(&b, conn->end_ts);
+    TB_LIT(&b, ",\"transitions\":");
+    tb_ull(&b, (unsigned long long)conn->log_n + conn->transitions_dropped);
+    TB_LIT(&b, "}");
+
+    PyObject *out;
+    if (b.failed) {
+        if (PyErr_Occurred() && PyErr_ExceptionMatches(PyExc_MemoryError))
+            out = NULL;
+        else {
+            PyErr_Clear();
+            out = Py_NewRef(Py_None);
+        }
+    } else {
+        out = PyUnicode_DecodeASCII(b.p, (Py_ssize_t)b.len, NULL);
+    }
+    if (b.p != b.local)
+        PyMem_Free(b.p);
+    return out;
+}
+
 static PyMethodDef module_methods[] = {
     {"decode_frame", py_decode_frame, METH_VARARGS,
      "decode_frame(ts, frame, dlt, verify): the Segment fields the packet loop reads, or None (another shape)."},
@@ -1946,6 +2274,9 @@ static PyMethodDef module_methods[] = {
     {"split_share", py_split_share, METH_VARARGS,
      "split_share(data, meta, dlt, count, shard) -> (packets, unplaced): split, keeping one shard's share."},
     {"run", py_run, METH_VARARGS, "Feed a batch of Ethernet frames to live connections while nothing else is needed."},
+    {"record_json", py_record_json, METH_VARARGS,
+     "record_json(conn, zeek_state) -> str: the connection's record as compact JSON (engine.views.FIELDS), the "
+     "bytes json would write; None if a value needs the Python encoder."},
     {NULL},
 };
 

@@ -32,7 +32,7 @@ from midstat_tui.engine.hints import stats_hints
 from midstat_tui.engine.pipeline import Engine, Snapshot, run_file
 from midstat_tui.engine.placement import Placer, Share
 from midstat_tui.engine.shards import LINK_HEADERS, share_filter
-from midstat_tui.engine.views import connection_dict, row_of
+from midstat_tui.engine.views import connection_dict, encode_json, record_text, row_of
 from midstat_tui.errors import MidstatError
 from midstat_tui.lifecycle import how_it_ended, start_worker
 from midstat_tui.output.events import event_record
@@ -109,10 +109,6 @@ def _record_id(record: tuple) -> int:
     return record[1]
 
 
-# the JSON of the outputs: compact separators, made once (json.dumps with arguments builds an encoder per call)
-encode_json = json.JSONEncoder(separators=(",", ":")).encode
-
-
 class _Reporter:
     """What one shard reports, whatever its source: the events of the wanted connections, every connection it
     started (for --summary: those still in the table and those that left it), and the dict form of a list."""
@@ -137,10 +133,10 @@ class _Reporter:
 
     def on_remove(self, conn: Connection) -> None:
         if self.wanted(conn):
-            record = connection_dict(conn)
             if self.job.summary_json:
-                self.departed.add(conn.first, conn.id, encode_json(record))
-            else:  # for the table: the values only, the keys (always the same) are put back at the end
+                self.departed.add(conn.first, conn.id, record_text(conn))
+            else:
+                record = connection_dict(conn)  # for the table: the values only, the keys (always the same) are put back at the end
                 if not self.record_keys:
                     self.record_keys = tuple(record)
                     self._repeating = [i for i, key in enumerate(self.record_keys) if key in _REPEATING]
@@ -174,8 +170,8 @@ class _Reporter:
             held = sorted(filter(self.wanted, snap.connections), key=_conn_id)
             records: Iterable
             if self.job.summary_json:  # (first packet, id, JSON text): sorted and joined as they are by core 0
-                records = heapq.merge(self.departed.records(), ((c.first, c.id, encode_json(connection_dict(c)))
-                                                                for c in held), key=_record_id)
+                records = heapq.merge(self.departed.records(), ((c.first, c.id, record_text(c)) for c in held),
+                                      key=_record_id)
             else:
                 records = (record for _, _, record in heapq.merge(
                     ((first, i, self._row(text)) for first, i, text in self.departed.records()),

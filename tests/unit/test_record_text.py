@@ -1,0 +1,69 @@
+"""The compiled core's record encoder (_core.record_json, through engine.views.record_text) writes the bytes the
+json module writes for the same record (issue #11: the output must not change), on real captures and on hostile
+values (floats repr writes in exponent form, half-way roundings, IPv6, VLAN stacks, odd strings)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from midstat_tui.engine.views import encode_json, record_text, row_of, row_record
+from midstat_tui.tcp.connection import COMPILED
+from tests.helpers import FIXTURES, replay, shared
+
+pytestmark = pytest.mark.skipif(not COMPILED, reason="no compiled core (or MIDSTAT_PURE_PYTHON)")
+
+CAPTURES = [*sorted(FIXTURES.glob("*.pcap")), shared("zeek/Traces/vlan-collisions.pcap"),
+            shared("zeek/Traces/ftp/ipv6.pcap"), shared("zeek/Traces/tcp/rst-inject-rae.pcap"),
+            shared("zeek/Traces/echo-connections.pcap.gz")]
+
+
+def _python_text(conn) -> str:
+    return encode_json(row_record(row_of(conn)))
+
+
+@pytest.mark.parametrize("path", [p for p in CAPTURES if p.exists()], ids=lambda p: p.name)
+def test_every_connection_of_a_capture(path):
+    _, _, started = replay(path)
+    assert started
+    for conn in started:
+        assert conn.__class__.__name__ == "Connection"
+        assert record_text(conn) == _python_text(conn)
+
+
+def _a_connection():
+    _, _, started = replay(FIXTURES / "vlan_close.pcap")
+    return started[0]
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e20, max_value=1e20)
+times = st.one_of(finite, st.integers(0, 4_000_000_000_000_000).map(lambda n: n / 1e6),
+                  st.integers(0, 10**9).map(lambda n: n / 2e6),  # halves at the 6th decimal
+                  st.sampled_from([0.0, -0.0, 1e-4, 9.99e-5, 1.8e-05, 1e16, 4294967296.0, 1099511.6277765]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(first=times, last=times, rtt_c=st.one_of(st.none(), finite, times), rtt_s=st.one_of(st.none(), times),
+       end_ts=st.one_of(st.none(), times))
+def test_floats_as_repr_and_round_write_them(first, last, rtt_c, rtt_s, end_ts):
+    conn = _a_connection()
+    conn.first, conn.last, conn.rtt_client, conn.rtt_server, conn.end_ts = first, last, rtt_c, rtt_s, end_ts
+    assert record_text(conn) == _python_text(conn)
+
+
+def test_strings_that_need_escaping_fall_back_to_python():
+    conn = _a_connection()
+    for ended in ("a\"b", "back\\slash", "é", "tab\t", None, "closed"):
+        conn.ended = ended
+        assert record_text(conn) == _python_text(conn)
+    conn.history = "Sh\"AD"
+    assert record_text(conn) == _python_text(conn)
+
+
+def test_not_finite_floats():
+    conn = _a_connection()
+    conn.last = math.inf
+    assert record_text(conn) == _python_text(conn)
