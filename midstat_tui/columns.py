@@ -71,7 +71,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("rtt", "RTT ms", 7, lambda r, n: "-" if r.rtt_s < 0 else f"{r.rtt_s * 1000:.1f}", ("rtt_s",), right=True),
     Column("zeek", "Zeek", 6, lambda r, n: r.zeek_state, ("zeek_state",)),
     Column("history", "History", 12, lambda r, n: r.history or "-", ("history",), default=False),
-    Column("retrans", "Retx", 5, lambda r, n: human(r.retrans_packets), ("retrans_packets",), right=True, default=False),
+    Column("retrans", "Retx", 5, lambda r, n: human(r.retrans_packets), ("retrans_packets",), right=True,
+           default=False),
     Column("midstream", "Mid", 4, lambda r, n: "yes" if r.midstream else "", ("midstream",), default=False),
     Column("ended", "Ended", 17, lambda r, n: r.ended or "", ("ended_key",), default=False),
 )

@@ -136,7 +136,8 @@ class _Reporter:
             if self.job.summary_json:
                 self.departed.add(conn.first, conn.id, record_text(conn))
             else:
-                record = connection_dict(conn)  # for the table: the values only, the keys (always the same) are put back at the end
+                # for the table: the values only, the keys (always the same) are put back at the end
+                record = connection_dict(conn)
                 if not self.record_keys:
                     self.record_keys = tuple(record)
                     self._repeating = [i for i, key in enumerate(self.record_keys) if key in _REPEATING]

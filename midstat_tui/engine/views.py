@@ -105,7 +105,7 @@ class Field(NamedTuple):
 # these units (`--json`, `--summary --json`, the `end` event's counters, the TUI's CSV and JSON exports; the
 # `--summary` table's columns and the TUI's are cells of these). A ConnRow field of the same name holds the same value.
 FIELDS: tuple[Field, ...] = (
-    Field("conn", "id", "the connection's number, in the order connections started (per shard: id = n * shards + shard)"),
+    Field("conn", "id", "the connection's number: unique in the run, rising as connections start on a shard"),
     Field("client", "address:port", "the client's endpoint ([v6]:port for IPv6)"),
     Field("server", "address:port", "the server's endpoint"),
     Field("vlan", "tags", "the VLAN tags, outermost first"),
@@ -139,7 +139,8 @@ FIELDS: tuple[Field, ...] = (
     Field("zeek_state", "", "Zeek's conn_state (S0, SF, REJ...)"),
     Field("history", "", "Zeek's history letters"),
     Field("midstream", "", "true if the capture began after its handshake"),
-    Field("ended", "", "why it ended (closed, reset, time_wait_expired, idle_timeout, port_reuse, evicted, bad_flags) or null"),
+    Field("ended", "", "why it ended (closed, reset, time_wait_expired, idle_timeout, port_reuse, evicted, "
+                       "bad_flags) or null"),
     Field("end_ts", "s since the epoch", "when it ended, or null"),
     Field("transitions", "transitions", "state changes of both sides"),
 )

@@ -151,7 +151,8 @@ class FlowScreen(Screen[None]):
             line("zero win", "zero_win"),
         ]))
         self.query_one("#flow-zeek", Static).update(
-            f"Zeek [b]{row.zeek_state}[/b]: {zeek.CONN_STATES.get(row.zeek_state, '')} History [b]{row.history or '-'}[/b]: "
+            f"Zeek [b]{row.zeek_state}[/b]: {zeek.CONN_STATES.get(row.zeek_state, '')} "
+            f"History [b]{row.history or '-'}[/b]: "
             f"{explain_history(row.history)}")
         table = self.query_one("#flow-timeline", DataTable)
         if table.row_count != len(transitions):

@@ -24,7 +24,8 @@ CAPTURES = [
     FIXTURES / "unreachable.pcap",
 ]
 SAME = ("client", "server", "vlan", "client_state", "server_state", "first", "last", "packets_c2s", "packets_s2c",
-        "bytes_c2s", "bytes_s2c", "retrans_bytes_c2s", "retrans_bytes_s2c", "zeek_state", "history", "midstream", "ended")
+        "bytes_c2s", "bytes_s2c", "retrans_bytes_c2s", "retrans_bytes_s2c", "zeek_state", "history", "midstream",
+        "ended")
 
 
 def _summary(path, cores: int) -> dict:

@@ -31,7 +31,8 @@ from tests.helpers import FIXTURES, SHARED, apply_pulled, midstat, nobody_uid, u
 CAPTURES = sorted(FIXTURES.glob("*.pcap")) + sorted(
     p for p in SHARED.rglob("*") if p.suffix in (".pcap", ".pcapng", ".gz", ".cap"))
 SAME = ("client", "server", "vlan", "client_state", "server_state", "first", "last", "packets_c2s", "packets_s2c",
-        "bytes_c2s", "bytes_s2c", "retrans_bytes_c2s", "retrans_bytes_s2c", "zeek_state", "history", "midstream", "ended")
+        "bytes_c2s", "bytes_s2c", "retrans_bytes_c2s", "retrans_bytes_s2c", "zeek_state", "history", "midstream",
+        "ended")
 STATS = ("packets", "tcp_packets", "bytes", "non_tcp", "fragments", "malformed", "bad_checksum", "icmp_errors",
          "started", "ended", "midstream", "end_reasons")
 
