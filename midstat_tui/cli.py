@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import sys
+from itertools import islice
 from typing import NoReturn, TextIO
 
 from midstat_tui import __version__
@@ -296,10 +297,12 @@ class OutputWriter(Sink):
             if args.json:  # the connections come as (first packet, id, JSON text), encoded by the shards
                 write = self.out.write
                 write(f'{{"stats":{encode_json(stats)},"connections":[')
+                texts = (text for _, _, text in everything)
                 comma = ""
-                for _, _, text in everything:  # one by one: a flood's million texts are never joined in memory
+                # a chunk at a time: a flood's million texts are never joined in memory
+                while chunk := list(islice(texts, 1024)):
                     write(comma)
-                    write(text)
+                    write(",".join(chunk))
                     comma = ","
                 write("]}\n")
             else:
