@@ -2263,6 +2263,161 @@ static PyObject *py_record_json(PyObject *module, PyObject *args) {
     return out;
 }
 
+/* format(v, ".<digits>f") as Python writes it; the fast case as in round_digits (the sign kept for a negative
+ * value that rounds to zero, as Python keeps it) */
+static void tb_fixed(TextBuf *b, double v, int digits) {
+    static const double POW10[] = {1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6};
+    if (isfinite(v) && digits >= 1 && digits <= 6) {
+        double scaled = fabs(v) * POW10[digits];
+        double frac = scaled - floor(scaled);
+        if (scaled < 1099511627776.0 && fabs(frac - 0.5) > 1e-3) {
+            unsigned long long m = (unsigned long long)llround(scaled);
+            char tmp[40];
+            char *end = tmp + sizeof tmp, *p = end;
+            for (int i = 0; i < digits; i++) {
+                *--p = (char)('0' + m % 10);
+                m /= 10;
+            }
+            *--p = '.';
+            do {
+                *--p = (char)('0' + m % 10);
+                m /= 10;
+            } while (m);
+            if (signbit(v))
+                *--p = '-';
+            tb_put(b, p, (size_t)(end - p));
+            return;
+        }
+    }
+    char *text = PyOS_double_to_string(v, 'f', digits, 0, NULL);
+    if (text == NULL) {
+        b->failed = 1;
+        return;
+    }
+    tb_put(b, text, strlen(text));
+    PyMem_Free(text);
+}
+
+/* a table cell: ASCII text without tabs or line ends; empty (or None) as `dash` says */
+static void tb_cell(TextBuf *b, PyObject *v, int dash) {
+    if (v == Py_None || (PyUnicode_Check(v) && PyUnicode_GET_LENGTH(v) == 0 && dash)) {
+        tb_put(b, "-", 1);
+        return;
+    }
+    if (!PyUnicode_Check(v) || !PyUnicode_IS_ASCII(v)) {
+        b->failed = 1;
+        return;
+    }
+    const char *s = (const char *)PyUnicode_1BYTE_DATA(v);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(v);
+    if (memchr(s, '\t', n) || memchr(s, '\n', n) || memchr(s, '\r', n)) {
+        b->failed = 1;
+        return;
+    }
+    tb_put(b, s, (size_t)n);
+}
+
+/* the --summary table's cells of one connection (output/plain.py summary_row), tab-separated */
+static PyObject *py_summary_cells(PyObject *module, PyObject *args) {
+    PyObject *obj, *zeek_state;
+    if (!PyArg_ParseTuple(args, "O!U", &ConnType, &obj, &zeek_state))
+        return NULL;
+    ConnObject *conn = (ConnObject *)obj;
+    SideObject *c = conn->c, *s = conn->s;
+    TextBuf b = {.p = NULL, .len = 0, .cap = sizeof b.local, .failed = 0};
+    b.p = b.local;
+    tb_ll(&b, conn->id);
+    tb_put(&b, "\t", 1);
+    tb_fixed(&b, conn->first, 6);
+    tb_put(&b, "\t", 1);
+    tb_fixed(&b, conn->last - conn->first, 6);
+    tb_put(&b, "\t", 1);
+    /* the endpoints as record_json writes them, without the quotes */
+    TextBuf *bp = &b;
+    size_t at = bp->len;
+    tb_endpoint(bp, conn->c_addr, conn->c_addr_len, conn->c_port);
+    if (!bp->failed) {  /* drop the quotes */
+        memmove(bp->p + at, bp->p + at + 1, bp->len - at - 2);
+        bp->len -= 2;
+    }
+    tb_put(&b, "\t", 1);
+    at = bp->len;
+    tb_endpoint(bp, conn->s_addr, conn->s_addr_len, conn->s_port);
+    if (!bp->failed) {
+        memmove(bp->p + at, bp->p + at + 1, bp->len - at - 2);
+        bp->len -= 2;
+    }
+    tb_put(&b, "\t", 1);
+    if (!PyTuple_Check(conn->vlan)) {
+        b.failed = 1;
+    } else if (PyTuple_GET_SIZE(conn->vlan) == 0) {
+        tb_put(&b, "-", 1);
+    } else {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(conn->vlan); i++) {
+            PyObject *tag = PyTuple_GET_ITEM(conn->vlan, i);
+            long long v = PyLong_CheckExact(tag) ? PyLong_AsLongLong(tag) : -1;
+            if (v == -1) {
+                PyErr_Clear();
+                b.failed = 1;
+                break;
+            }
+            if (i)
+                tb_put(&b, ".", 1);
+            tb_ll(&b, v);
+        }
+    }
+    if (c->state >= N_STATES || s->state >= N_STATES) {
+        b.failed = 1;
+    } else {
+        tb_put(&b, "\t", 1);
+        tb_put(&b, STATE_NAMES[c->state], strlen(STATE_NAMES[c->state]));
+        tb_put(&b, "\t", 1);
+        tb_put(&b, STATE_NAMES[s->state], strlen(STATE_NAMES[s->state]));
+    }
+    tb_put(&b, "\t", 1);
+    tb_cell(&b, zeek_state, 0);
+    tb_put(&b, "\t", 1);
+    if (conn->hist_len == 0) {
+        tb_put(&b, "-", 1);
+    } else {
+        for (uint32_t i = 0; i < conn->hist_len; i++)
+            if (conn->hist[i] == '\t' || conn->hist[i] == '\n' || conn->hist[i] == '\r')
+                b.failed = 1;
+        tb_put(&b, conn->hist, conn->hist_len);
+    }
+    tb_put(&b, "\t", 1);
+    tb_ull(&b, c->packets);
+    tb_put(&b, "\t", 1);
+    tb_ull(&b, s->packets);
+    tb_put(&b, "\t", 1);
+    tb_ull(&b, c->ip_bytes);
+    tb_put(&b, "\t", 1);
+    tb_ull(&b, s->ip_bytes);
+    tb_put(&b, "\t", 1);
+    if (isnan(conn->rtt_client) || isnan(conn->rtt_server))
+        tb_put(&b, "-", 1);
+    else
+        tb_fixed(&b, round_digits(conn->rtt_client * 1000.0, 3, &b.failed) +
+                         round_digits(conn->rtt_server * 1000.0, 3, &b.failed), 3);
+    tb_put(&b, "\t", 1);
+    tb_cell(&b, conn->ended, 1);
+
+    PyObject *out;
+    if (b.failed) {
+        if (PyErr_Occurred() && PyErr_ExceptionMatches(PyExc_MemoryError))
+            out = NULL;
+        else {
+            PyErr_Clear();
+            out = Py_NewRef(Py_None);
+        }
+    } else {
+        out = PyUnicode_DecodeASCII(b.p, (Py_ssize_t)b.len, NULL);
+    }
+    if (b.p != b.local)
+        PyMem_Free(b.p);
+    return out;
+}
+
 static PyMethodDef module_methods[] = {
     {"decode_frame", py_decode_frame, METH_VARARGS,
      "decode_frame(ts, frame, dlt, verify): the Segment fields the packet loop reads, or None (another shape)."},
@@ -2274,6 +2429,9 @@ static PyMethodDef module_methods[] = {
     {"split_share", py_split_share, METH_VARARGS,
      "split_share(data, meta, dlt, count, shard) -> (packets, unplaced): split, keeping one shard's share."},
     {"run", py_run, METH_VARARGS, "Feed a batch of Ethernet frames to live connections while nothing else is needed."},
+    {"summary_cells", py_summary_cells, METH_VARARGS,
+     "summary_cells(conn, zeek_state) -> str: the --summary table's cells of the connection, tab-separated (as "
+     "output.plain.summary_row writes them); None if a value needs Python."},
     {"record_json", py_record_json, METH_VARARGS,
      "record_json(conn, zeek_state) -> str: the connection's record as compact JSON (engine.views.FIELDS), the "
      "bytes json would write; None if a value needs the Python encoder."},

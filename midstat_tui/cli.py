@@ -307,7 +307,8 @@ class OutputWriter(Sink):
                 write("]}\n")
             else:
                 write = self.out.write
-                for line in summary_lines(everything):  # as they come: the rows wait on disk, not in memory
+                # as they come: (first packet, id, table cells), the rows wait on disk, not in memory
+                for line in summary_lines(cells for _, _, cells in everything):
                     write(line)
                     write("\n")
         elif args.at is not None or (not args.events and (args.plain or args.json)):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import json
 import multiprocessing
 import os
 import signal
@@ -32,10 +31,11 @@ from midstat_tui.engine.hints import stats_hints
 from midstat_tui.engine.pipeline import Engine, Snapshot, run_file
 from midstat_tui.engine.placement import Placer, Share
 from midstat_tui.engine.shards import LINK_HEADERS, share_filter
-from midstat_tui.engine.views import connection_dict, encode_json, record_text, row_of
+from midstat_tui.engine.views import connection_dict, encode_json, record_text, row_of  # noqa: F401 - encode_json: cli
 from midstat_tui.errors import MidstatError
 from midstat_tui.lifecycle import how_it_ended, start_worker
 from midstat_tui.output.events import event_record
+from midstat_tui.output.plain import table_cells
 from midstat_tui.privileges import Target, drop_to
 from midstat_tui.query import compile_query
 from midstat_tui.tcp.connection import Connection
@@ -102,11 +102,12 @@ def _conn_id(conn: Connection) -> int:
     return conn.id
 
 
-_REPEATING = frozenset({"client_state", "server_state", "zeek_state", "history", "ended", "rst_by"})
-
-
 def _record_id(record: tuple) -> int:
     return record[1]
+
+
+def _first_and_id(record: tuple) -> tuple[float, int]:
+    return record[0], record[1]
 
 
 class _Reporter:
@@ -120,9 +121,8 @@ class _Reporter:
         # for --summary, the connections that left the table (wanted by --match), as their JSON text in a
         # temporary file (departed.py: a flood through a small table is millions of them); the table holds the others
         self.departed = DepartedLog()
-        self.record_keys: tuple[str, ...] = ()
-        self._repeating: list[int] = []
-        self._shared: dict[str, str] = {}
+        # what --summary keeps of a connection: its record's JSON text, or its table cells (tab-separated)
+        self.summary_text = record_text if job.summary_json else table_cells
 
     def wanted(self, conn: Connection) -> bool:
         return self.predicate is None or self.predicate(row_of(conn))
@@ -133,26 +133,7 @@ class _Reporter:
 
     def on_remove(self, conn: Connection) -> None:
         if self.wanted(conn):
-            if self.job.summary_json:
-                self.departed.add(conn.first, conn.id, record_text(conn))
-            else:
-                # for the table: the values only, the keys (always the same) are put back at the end
-                record = connection_dict(conn)
-                if not self.record_keys:
-                    self.record_keys = tuple(record)
-                    self._repeating = [i for i, key in enumerate(self.record_keys) if key in _REPEATING]
-                self.departed.add(conn.first, conn.id, encode_json(list(record.values())))
-
-    def _row(self, text: str) -> dict:
-        """A departed connection's record back, its keys and its repeating values (states, history) shared with
-        the other records' as `connection_dict`'s are, not a million copies of each."""
-        values = json.loads(text)
-        shared = self._shared
-        for i in self._repeating:
-            value = values[i]
-            if value.__class__ is str:
-                values[i] = shared.setdefault(value, value)
-        return dict(zip(self.record_keys, values, strict=True))
+            self.departed.add(conn.first, conn.id, self.summary_text(conn))
 
     def dicts(self, conns) -> list[dict]:
         return [connection_dict(c) for c in conns if self.wanted(c)]
@@ -169,14 +150,9 @@ class _Reporter:
         snap = engine.snapshot(end)
         if self.job.summary:  # every connection started, in the order they started; not the table at the end
             held = sorted(filter(self.wanted, snap.connections), key=_conn_id)
-            records: Iterable
-            if self.job.summary_json:  # (first packet, id, JSON text): sorted and joined as they are by core 0
-                records = heapq.merge(self.departed.records(), ((c.first, c.id, record_text(c)) for c in held),
-                                      key=_record_id)
-            else:
-                records = (record for _, _, record in heapq.merge(
-                    ((first, i, self._row(text)) for first, i, text in self.departed.records()),
-                    ((c.first, c.id, connection_dict(c)) for c in held), key=_record_id))
+            text = self.summary_text
+            # (first packet, id, text) in id order: merged as they are by core 0 and written in turn
+            records = heapq.merge(self.departed.records(), ((c.first, c.id, text(c)) for c in held), key=_record_id)
             try:
                 # a sink that writes as it goes takes them one by one: the texts are never all in memory at once
                 self.sink.last(snap.ts, snap.stats, [], records if self.sink.streams_summary else list(records),
@@ -685,9 +661,8 @@ def _merge_reports(job: Job, count: int, workers: list, sink: Sink, lost: dict[i
     stats = add_stats([p[1] for p in parts])
     conns = [c for p in parts for c in p[2]]
     # each shard sends its --summary records in order (first packet, id): merged as they come, never all held
-    order = (lambda c: (c[0], c[1])) if job.summary_json else (lambda c: (c["first"], c["conn"]))
     streams_of_rows = [_summary_rows(shard, workers[shard][0], workers[shard][1], lose) for shard in sorted(lasts)]
-    everything: Iterable = heapq.merge(*streams_of_rows, key=order)
+    everything: Iterable = heapq.merge(*streams_of_rows, key=_first_and_id)
     warnings = [p[3] for p in parts if p[3]]
     try:
         sink.last(ts, stats, conns, everything if getattr(sink, "streams_summary", False) else list(everything),

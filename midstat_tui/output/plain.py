@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 from collections.abc import Iterable, Iterator
+
+from midstat_tui.engine.views import connection_dict
+from midstat_tui.tcp import zeek
+from midstat_tui.tcp.connection import Connection
 
 ADDR_WIDTH = 21
 STATE_WIDTH = 12
@@ -37,11 +40,11 @@ SUMMARY_COLUMNS = (
 )
 
 
-SPILL_ROWS = 20_000  # --summary table rows held in memory (about 1 KB each); past that, in an unlinked temporary file
+SPILL_ROWS = 20_000  # --summary table rows held in memory (some 200 bytes each); past that, in an unlinked temp file
 
 
 def summary_row(c: dict) -> list[str]:
-    """One connection's cells of the --summary table."""
+    """One connection's cells of the --summary table, from its record (engine.views.row_record)."""
     rtt = None
     if c["rtt_client_ms"] is not None and c["rtt_server_ms"] is not None:
         rtt = c["rtt_client_ms"] + c["rtt_server_ms"]
@@ -53,35 +56,55 @@ def summary_row(c: dict) -> list[str]:
     ]
 
 
-def summary_lines(connections: Iterable[dict]) -> Iterator[str]:
-    """Every connection of the run, one line each, like Zeek's conn.log or tshark's conversation table. The
-    columns are as wide as their widest cell, so every row is seen before the first line: past SPILL_ROWS rows
-    they wait in an unlinked temporary file, not in memory (a flood's million connections)."""
+try:
+    from midstat_tui._core import Connection as _CompiledConnection
+    from midstat_tui._core import summary_cells as _summary_cells
+except ImportError:
+    _CompiledConnection = _summary_cells = None  # type: ignore[assignment,misc]
+
+
+def table_cells(conn: Connection) -> str:
+    """`summary_row(connection_dict(conn))` joined by tabs (no cell holds one): what a shard keeps of a connection
+    for the --summary table; the compiled core writes it straight from its C record, the same text."""
+    if conn.__class__ is _CompiledConnection:
+        text = _summary_cells(conn, zeek.conn_state(conn))
+        if text is not None:
+            return text
+    return "\t".join(summary_row(connection_dict(conn)))
+
+
+def summary_lines(rows: Iterable[str]) -> Iterator[str]:
+    """Every connection of the run, one line each (its cells as `table_cells` gives them), like Zeek's conn.log or
+    tshark's conversation table. The columns are as wide as their widest cell, so every row is seen before the
+    first line: past SPILL_ROWS rows they wait in an unlinked temporary file, not in memory (a flood's million
+    connections)."""
     names = [name for name, _ in SUMMARY_COLUMNS]
     widths = [len(name) for name in names]
-    held: list[list[str]] = []
+    held: list[str] = []
     with contextlib.ExitStack() as stack:
         spill = None
-        for c in connections:
-            row = summary_row(c)
-            widths = [w if w >= len(v) else len(v) for w, v in zip(widths, row, strict=True)]
+        for row in rows:
+            for i, cell in enumerate(row.split("\t")):
+                if len(cell) > widths[i]:
+                    widths[i] = len(cell)
             if spill is None:
                 held.append(row)
                 if len(held) > SPILL_ROWS:
                     spill = stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8"))
-                    spill.writelines(json.dumps(r) + "\n" for r in held)
+                    spill.writelines(r + "\n" for r in held)
                     held = []
             else:
-                spill.write(json.dumps(row) + "\n")
-        formats = [f"{{:{align}{w}}}" for (_, align), w in zip(SUMMARY_COLUMNS, widths, strict=True)]
+                spill.write(row + "\n")
+        pads = [(str.rjust if align == ">" else str.ljust, w) for (_, align), w in zip(SUMMARY_COLUMNS, widths,
+                                                                                           strict=True)]
 
-        def line(values: list[str]) -> str:
-            return "  ".join(f.format(v) for f, v in zip(formats, values, strict=True)).rstrip()
+        def line(cells: list[str]) -> str:
+            return "  ".join([pad(v, w) for (pad, w), v in zip(pads, cells, strict=True)]).rstrip()
 
         yield line(names)
         if spill is not None:
             spill.seek(0)
             for text in spill:
-                yield line(json.loads(text))
+                yield line(text[:-1].split("\t"))
         for row in held:
-            yield line(row)
+            yield line(row.split("\t"))

@@ -10,7 +10,7 @@ import pytest
 
 from midstat_tui.columns import COLUMNS
 from midstat_tui.engine.views import FIELDS, RECORD_KEYS, RENAMED, ConnRow, row_counters, row_of, row_record
-from midstat_tui.output.plain import SUMMARY_COLUMNS, summary_lines
+from midstat_tui.output.plain import SUMMARY_COLUMNS, summary_lines, summary_row
 from midstat_tui.ui.export import export_rows
 from tests.helpers import FIXTURES, midstat, replay, shared
 
@@ -136,7 +136,7 @@ def test_summary_table_columns_are_record_fields():
     names = [name for name, _ in SUMMARY_COLUMNS]
     assert all(n in RECORD_KEYS or n in TABLE_ONLY for n in names), names
     records = list(_records(CAPTURES[0]).values())
-    lines = list(summary_lines(records))
+    lines = list(summary_lines("\t".join(summary_row(r)) for r in records))
     assert lines[0].split() == names
     for line, record in zip(lines[1:], records, strict=True):
         cells = dict(zip(names, line.split(), strict=True))

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from midstat_tui.engine.views import encode_json, record_text, row_of, row_record
+from midstat_tui.engine.views import connection_dict, encode_json, record_text, row_of, row_record
+from midstat_tui.output.plain import summary_row, table_cells
 from midstat_tui.tcp.connection import COMPILED
 from tests.helpers import FIXTURES, replay, shared
 
@@ -67,3 +68,30 @@ def test_not_finite_floats():
     conn = _a_connection()
     conn.last = math.inf
     assert record_text(conn) == _python_text(conn)
+
+
+def _python_cells(conn) -> str:
+    return "\t".join(summary_row(connection_dict(conn)))
+
+
+@pytest.mark.parametrize("path", [p for p in CAPTURES if p.exists()], ids=lambda p: p.name)
+def test_table_cells_of_every_connection_of_a_capture(path):
+    _, _, started = replay(path)
+    for conn in started:
+        assert table_cells(conn) == _python_cells(conn)
+
+
+@settings(max_examples=400, deadline=None)
+@given(first=times, last=times, rtt_c=st.one_of(st.none(), times), rtt_s=st.one_of(st.none(), finite, times))
+def test_table_cells_format_floats_as_python(first, last, rtt_c, rtt_s):
+    conn = _a_connection()
+    conn.first, conn.last, conn.rtt_client, conn.rtt_server = first, last, rtt_c, rtt_s
+    assert table_cells(conn) == _python_cells(conn)
+
+
+def test_table_cells_empty_and_odd_strings():
+    conn = _a_connection()
+    for ended in ("", None, "closed", "é", "a\tb"):
+        conn.ended = ended
+        conn.history = ""
+        assert table_cells(conn) == _python_cells(conn)
