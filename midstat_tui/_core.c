@@ -2008,6 +2008,13 @@ static void tb_ll(TextBuf *b, long long v) {
  * test is exact. Returns 0 when v is not such a number (the caller asks dtoa). */
 static int tb_float_short(TextBuf *b, double v) {
     double a = fabs(v);
+    if (a == 0.0) {
+        if (signbit(v))
+            TB_LIT(b, "-0.0");
+        else
+            TB_LIT(b, "0.0");
+        return 1;
+    }
     if (!(a >= 1e-4 && a < 4294967296.0))
         return 0;
     unsigned long long m = (unsigned long long)llround(a * 1e6);

@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
+from operator import attrgetter
 
 from midstat_tui.capture.clock import PacketClock
 from midstat_tui.capture.files import FileSource
@@ -98,8 +99,7 @@ class Sink:
         """Core 0: a worker died or failed (`reason` says how); the merge goes on with the others."""
 
 
-def _conn_id(conn: Connection) -> int:
-    return conn.id
+_CONN_ID = attrgetter("id")
 
 
 def _record_id(record: tuple) -> int:
@@ -149,10 +149,13 @@ class _Reporter:
     def last(self, engine: Engine, end: float, warning: str | None) -> None:
         snap = engine.snapshot(end)
         if self.job.summary:  # every connection started, in the order they started; not the table at the end
-            held = sorted(filter(self.wanted, snap.connections), key=_conn_id)
+            conns = snap.connections
+            held = sorted(conns if self.predicate is None else filter(self.wanted, conns), key=_CONN_ID)
             text = self.summary_text
             # (first packet, id, text) in id order: merged as they are by core 0 and written in turn
-            records = heapq.merge(self.departed.records(), ((c.first, c.id, text(c)) for c in held), key=_record_id)
+            records: Iterable = ((c.first, c.id, text(c)) for c in held)
+            if len(self.departed):
+                records = heapq.merge(self.departed.records(), records, key=_record_id)
             try:
                 # a sink that writes as it goes takes them one by one: the texts are never all in memory at once
                 self.sink.last(snap.ts, snap.stats, [], records if self.sink.streams_summary else list(records),
