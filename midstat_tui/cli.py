@@ -241,6 +241,7 @@ class OutputWriter(Sink):
     """The headless faces, fed by one shard directly or by core 0's merge of several."""
 
     streams_summary = True
+    streams_snapshot = True
 
     def __init__(self, args: argparse.Namespace, out: TextIO, flush_events: bool = False,
                  err: TextIO | None = None) -> None:
@@ -286,8 +287,16 @@ class OutputWriter(Sink):
                 self.out.write(f"# {skipped}\n")
             for hint in stats.get("hints") or ():
                 self.out.write(f"# hint: {hint}\n")
-        else:
-            self._json({"ts": ts, "stats": stats, "connections": conns})
+        else:  # the connections come as their records' JSON texts, made as they are written
+            write = self.out.write
+            write(f'{{"ts":{encode_json(ts)},"stats":{encode_json(stats)},"connections":[')
+            texts = iter(conns)
+            comma = ""
+            while chunk := list(islice(texts, 1024)):
+                write(comma)
+                write(",".join(chunk))
+                comma = ","
+            write("]}\n")
         self.out.flush()
 
     def last(self, ts: float, stats: dict, conns: list[dict], everything: list[dict], warning: str | None) -> None:
@@ -314,10 +323,6 @@ class OutputWriter(Sink):
         elif args.at is not None or (not args.events and (args.plain or args.json)):
             self.snapshot(ts, stats, conns)  # the one at --at, or the last one at the end of the capture
         self.out.flush()
-
-    def _json(self, doc: dict) -> None:
-        self.out.write(encode_json(doc))
-        self.out.write("\n")
 
 
 def _wants_snapshots(args: argparse.Namespace) -> bool:
@@ -386,6 +391,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     job = Job(args.read, args.filter, config, checksums=args.checksums, match=args.match, until=at_abs,
               until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
               summary=bool(args.summary), summary_json=bool(args.summary and args.json), datalink=source.datalink,
+              snapshot_json=not args.plain,
               user=target)
     writer = OutputWriter(args, out, err=err)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -488,6 +494,7 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
     job = Job("", args.filter, config, checksums=args.checksums, match=args.match,
               events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
               summary_json=bool(args.summary and args.json), interface=args.interface, snaplen=args.snaplen,
+              snapshot_json=not args.plain,
               promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target, datalink=datalink)
     writer = OutputWriter(args, out, flush_events=True, err=err)
 

@@ -57,6 +57,9 @@ class Job:
     summary: bool = False
     # --summary --json: each shard writes its connections' JSON text itself (in parallel); core 0 only joins them
     summary_json: bool = False
+    # --json snapshots: each connection goes to the sink as its record's JSON text, not as a dict (--plain's table
+    # reads the dict's fields)
+    snapshot_json: bool = False
     # live capture: the interface and its settings (then `path` is unused); the kernel splits the flows
     interface: str | None = None
     snaplen: int = 262144
@@ -77,6 +80,8 @@ class Sink:
 
     # Does `last` take `everything` as an iterator, consumed once as it writes (else: a list)?
     streams_summary = False
+    # Do `snapshot` and `last` take `conns` as an iterator, consumed (at most once) before they return?
+    streams_snapshot = False
 
     def event(self, record: dict) -> None: ...
 
@@ -135,8 +140,14 @@ class _Reporter:
         if self.wanted(conn):
             self.departed.add(conn.first, conn.id, self.summary_text(conn))
 
-    def dicts(self, conns) -> list[dict]:
-        return [connection_dict(c) for c in conns if self.wanted(c)]
+    def dicts(self, conns) -> Iterable:
+        """A snapshot's connections as the sink takes them: their records' JSON texts (--json) or dicts, a list, or
+        made one by one as the sink writes them if it streams (the texts of a million are never all in memory)."""
+        wanted = conns if self.predicate is None else filter(self.wanted, conns)
+        made = (record_text if self.job.snapshot_json else connection_dict)
+        if getattr(self.sink, "streams_snapshot", False):
+            return map(made, wanted)
+        return list(map(made, wanted))
 
     def engine(self, datalink: int, shard: int, count: int) -> Engine:
         job = self.job

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import TextIO
 
-from midstat_tui.engine.views import counters, identity, transition_dict
+from midstat_tui.engine.views import counters, encode_json, identity, transition_dict
 from midstat_tui.tcp.connection import Connection
 from midstat_tui.tcp.states import NAMES
 
@@ -25,8 +24,7 @@ def event_record(kind: str, conn: Connection, change: tuple | None, states: tupl
 
 
 def write_event(out: TextIO, record: dict) -> None:
-    out.write(json.dumps(record, separators=(",", ":")))
-    out.write("\n")
+    out.write(encode_json(record) + "\n")
 
 
 class EventWriter:

@@ -97,7 +97,7 @@ def _job():
     from midstat_tui.engine.multicore import Job
     from midstat_tui.tcp.tracker import TrackerConfig
 
-    return Job(str(FIXTURES / "mixed_traffic.pcap"), None, TrackerConfig(), summary=True)
+    return Job(str(FIXTURES / "mixed_traffic.pcap"), None, TrackerConfig(), summary=True, summary_json=True)
 
 
 class _Collect:
@@ -111,7 +111,7 @@ class _Collect:
         pass
 
     def last(self, ts, stats, conns, everything, warning):
-        self.everything = everything
+        self.everything = [json.loads(text) for _, _, text in everything]  # (first packet, id, JSON text)
 
     def end_time(self, ts):
         return ts

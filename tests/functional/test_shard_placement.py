@@ -42,7 +42,8 @@ class _Collect(Sink):
         self.result: tuple | None = None
 
     def last(self, ts, stats, conns, everything, warning) -> None:
-        self.result = (stats, everything, warning)
+        # --summary --json: (first packet, id, the record's JSON text) per connection
+        self.result = (stats, [json.loads(text) for _, _, text in everything], warning)
 
 
 def _facts(conns: list[dict]) -> Counter:
@@ -50,7 +51,7 @@ def _facts(conns: list[dict]) -> Counter:
 
 
 def _run(path: Path, cores: int) -> tuple[dict, list[dict], str | None]:
-    job = Job(str(path), None, TrackerConfig(), summary=True)
+    job = Job(str(path), None, TrackerConfig(), summary=True, summary_json=True)
     sink = _Collect()
     if cores == 1:
         run_shard(job, 0, 1, sink)
