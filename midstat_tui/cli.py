@@ -317,9 +317,9 @@ class OutputWriter(Sink):
             else:
                 write = self.out.write
                 # as they come: (first packet, id, table cells), the rows wait on disk, not in memory
-                for line in summary_lines(cells for _, _, cells in everything):
-                    write(line)
-                    write("\n")
+                lines = summary_lines(cells for _, _, cells in everything)
+                while chunk := list(islice(lines, 1024)):
+                    write("\n".join(chunk) + "\n")
         elif args.at is not None or (not args.events and (args.plain or args.json)):
             self.snapshot(ts, stats, conns)  # the one at --at, or the last one at the end of the capture
         self.out.flush()
