@@ -1,4 +1,5 @@
-"""The connections that left the table, kept for `--summary` as their record's JSON text, not as live objects.
+"""The connections that left the table, kept for `--summary` as text (their record's JSON, or their table cells),
+not as live objects.
 
 Under a SYN flood with a small `--max-conns`, a million connections pass through a thousand-entry table, and
 `--summary` must still list every one at the end. Held as `Connection` objects they took 2.8 GB. Here each is
@@ -33,7 +34,8 @@ _CHUNK = 2048  # texts written at a time
 
 
 class DepartedLog:
-    """Texts (ASCII, as `encode_json` writes JSON) with their connection's id and first packet time."""
+    """Texts (ASCII, as engine.views.record_text and output.plain.table_cells write them; one line each) with their
+    connection's id and first packet time."""
 
     def __init__(self) -> None:
         self._file = None
