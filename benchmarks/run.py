@@ -28,16 +28,17 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def peak_rss_kb(cmd: list[str], env: dict | None = None) -> tuple[float, int, bytes]:
-    """Wall time, peak RSS of the process and its children (GNU time), and stdout."""
+def peak_rss_kb(cmd: list[str], env: dict | None = None) -> tuple[float, int, bytes, float]:
+    """Wall time, peak RSS of the process and its children (GNU time), stdout, and CPU time (user + system of the
+    process and its children: what a loaded machine's wall time hides)."""
     start = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, cwd=ROOT,
+    proc = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", *cmd], capture_output=True, cwd=ROOT,
                           env=None if env is None else {**os.environ, **env})
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.decode()[-500:]}")
-    rss = int(proc.stderr.decode().strip().splitlines()[-1])
-    return wall, rss, proc.stdout
+    user, system, rss = proc.stderr.decode().strip().splitlines()[-1].split()
+    return wall, int(rss), proc.stdout, float(user) + float(system)
 
 
 # a filter no connection matches (nothing midstat tracks is in LISTEN): full tracking, next to no output
@@ -74,25 +75,33 @@ def main() -> int:
         tools["tshark -z conv,tcp"] = (["tshark", "-q", "-n", "-z", "conv,tcp", "-r", str(path)], None)
     walls: dict[str, list[float]] = {name: [] for name in tools}
     rsss: dict[str, list[int]] = {name: [] for name in tools}
+    cpus: dict[str, list[float]] = {name: [] for name in tools}
+    ratios: dict[str, list[float]] = {name: [] for name in tools}  # tcptrace's wall / this one's, same round
     conns = packets = 0
     for _ in range(args.runs):  # round-robin, so that a noisy moment hits every tool alike
         for name, (cmd, env) in tools.items():
-            wall, rss, out = peak_rss_kb(cmd, env)
+            wall, rss, out, cpu = peak_rss_kb(cmd, env)
             walls[name].append(wall)
             rsss[name].append(rss)
+            cpus[name].append(cpu)
             if name == "midstat, 1 core":
                 doc = json.loads(out)
                 conns, packets = len(doc["connections"]), doc["stats"]["packets"]
+        if "tcptrace -n" in tools:
+            for name in tools:
+                ratios[name].append(walls["tcptrace -n"][-1] / walls[name][-1])
     results = {name: (statistics.median(walls[name]), max(rsss[name])) for name in tools}
     base = results["midstat, 1 core"][0]
     print(f"capture: {path.name} ({packets:,} packets, {conns:,} connections); medians of {args.runs} runs")
     print(f"{'tool':38} {'seconds':>8} {'packets/s':>11} {'conns/s':>9} {'peak RSS MB*':>12} "
-          f"{'time / midstat 1 core':>22}")
+          f"{'time / midstat 1 core':>22} {'CPU s':>6} {'tcptrace / this**':>18}")
     for name, (wall, rss) in results.items():
+        ratio = f"{statistics.median(ratios[name]):.2f}" if ratios[name] else "-"
         print(f"{name:38} {wall:>8.2f} {packets / wall:>11,.0f} {conns / wall:>9,.0f} {rss / 1024:>12.0f} "
-              f"{wall / base:>22.2f}")
+              f"{wall / base:>22.2f} {statistics.median(cpus[name]):>6.2f} {ratio:>18}")
     print("* peak RSS: the largest single process (GNU time's maximum resident set size)")
     print("'no output': --match selecting no connection, so the figure is the tracking, not the JSON of every one")
+    print("** tcptrace's wall time over this one's in the same round (above 1: faster than tcptrace), median")
     return 0
 
 
