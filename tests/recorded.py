@@ -1,8 +1,10 @@
 """Outputs recorded before a change, to hold a later run to them byte for byte (issue #11).
 
 `python -m tests.recorded` (from the project root, MIDSTAT_SHARED set) runs every capture of fixtures/pcaps and of
-the shared captures through `--summary --json` and `--events` on one core and writes the outputs, gzipped, into
-tests/data/recorded/. tests/functional/test_recorded_outputs.py runs the same commands and compares.
+the shared captures through `--summary --json`, `--events` and `--summary` on one core and writes the outputs,
+gzipped, into tests/data/recorded/. (Those there were recorded from main at cdf253b, before issue #11's output
+work; the tables from a `git archive` of it.) tests/functional/test_recorded_outputs.py runs the same commands
+and compares.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from tests.helpers import FIXTURES, ROOT, SHARED
 
 RECORDED = ROOT / "tests" / "data" / "recorded"
-FACES = {"summary": ("--summary", "--json"), "events": ("--events",)}
+FACES = {"summary": ("--summary", "--json"), "events": ("--events",), "table": ("--summary",)}
 _CAPTURE = re.compile(r"\.(pcap|pcapng|cap)(\.gz)?$")
 
 
