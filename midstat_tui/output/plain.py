@@ -79,7 +79,7 @@ def summary_lines(rows: Iterable[str]) -> Iterator[str]:
     """Every connection of the run, one line each (its cells as `table_cells` gives them), like Zeek's conn.log or
     tshark's conversation table. The columns are as wide as their widest cell, so every row is seen before the
     first line: past SPILL_ROWS rows they wait in an unlinked temporary file, not in memory (a flood's million
-    connections). Rows are measured and formatted a chunk at a time, by C loops (split, zip, max, str.format)."""
+    connections). Rows are measured a chunk at a time, by C loops (split, zip, max), and laid out by one %."""
     names = [name for name, _ in SUMMARY_COLUMNS]
     widths = [len(name) for name in names]
     held: list[str] = []
@@ -87,7 +87,8 @@ def summary_lines(rows: Iterable[str]) -> Iterator[str]:
     with contextlib.ExitStack() as stack:
         spill = None
         while chunk := list(islice(rows, _CHUNK)):
-            for i, column in enumerate(zip(*[row.split("\t") for row in chunk], strict=True)):
+            # (every row has every cell: strict would only slow the transposition down)
+            for i, column in enumerate(zip(*[row.split("\t") for row in chunk], strict=False)):
                 widest = max(map(len, column))
                 if widest > widths[i]:
                     widths[i] = widest
@@ -99,12 +100,13 @@ def summary_lines(rows: Iterable[str]) -> Iterator[str]:
                     held = []
             else:
                 spill.write("\n".join(chunk) + "\n")
-        form = "  ".join(f"{{:{align}{w}}}" for (_, align), w in zip(SUMMARY_COLUMNS, widths, strict=True)).format
+        form = "  ".join(f"%{'' if align == '>' else '-'}{w}s"
+                         for (_, align), w in zip(SUMMARY_COLUMNS, widths, strict=True))
 
-        yield form(*names).rstrip()
+        yield (form % tuple(names)).rstrip()
         if spill is not None:
             spill.seek(0)
             for text in spill:
-                yield form(*text[:-1].split("\t")).rstrip()
+                yield (form % tuple(text[:-1].split("\t"))).rstrip()
         for row in held:
-            yield form(*row.split("\t")).rstrip()
+            yield (form % tuple(row.split("\t"))).rstrip()
