@@ -2425,6 +2425,94 @@ static PyObject *py_summary_cells(PyObject *module, PyObject *args) {
     return out;
 }
 
+/* The --summary table's two passes over tab-separated rows (output/plain.py summary_lines). */
+
+/* measure_cells(row, widths): widths (a writable buffer of signed 64-bit ints, one per column) grows to the
+ * longest cell seen in each column; returns how many cells the row has */
+static PyObject *py_measure_cells(PyObject *module, PyObject *args) {
+    const char *row;
+    Py_ssize_t n;
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "s#w*", &row, &n, &view))
+        return NULL;
+    int64_t *widths = (int64_t *)view.buf;
+    Py_ssize_t columns = view.len / (Py_ssize_t)sizeof(int64_t);
+    Py_ssize_t column = 0, start = 0;
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        if (i == n || row[i] == '\t') {
+            if (column < columns) {
+                /* a cell's width is its length in characters: count UTF-8 lead bytes only */
+                int64_t len = 0;
+                for (Py_ssize_t j = start; j < i; j++)
+                    len += ((unsigned char)row[j] & 0xC0) != 0x80;
+                if (len > widths[column])
+                    widths[column] = len;
+            }
+            column++;
+            start = i + 1;
+        }
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(column);
+}
+
+/* lay_out(row, widths, right) -> str: the cells padded to their column's width (right-aligned where right[i] is
+ * nonzero), two spaces apart, trailing spaces dropped, as "%*s  %-*s..." % cells then rstrip() writes them; None if
+ * the row has another number of cells than there are columns */
+static PyObject *py_lay_out(PyObject *module, PyObject *args) {
+    const char *row;
+    Py_ssize_t n;
+    Py_buffer wview, rview;
+    if (!PyArg_ParseTuple(args, "s#y*y*", &row, &n, &wview, &rview))
+        return NULL;
+    const int64_t *widths = (const int64_t *)wview.buf;
+    const unsigned char *right = (const unsigned char *)rview.buf;
+    Py_ssize_t columns = wview.len / (Py_ssize_t)sizeof(int64_t);
+    TextBuf b = {.p = NULL, .len = 0, .cap = sizeof b.local, .failed = 0};
+    b.p = b.local;
+    Py_ssize_t column = 0, start = 0;
+    int ok = rview.len >= columns;
+    for (Py_ssize_t i = 0; ok && i <= n; i++) {
+        if (i != n && row[i] != '\t')
+            continue;
+        if (column >= columns) {
+            ok = 0;
+            break;
+        }
+        int64_t len = 0;
+        for (Py_ssize_t j = start; j < i; j++)
+            len += ((unsigned char)row[j] & 0xC0) != 0x80;
+        int64_t pad = widths[column] > len ? widths[column] - len : 0;
+        if (column)
+            tb_put(&b, "  ", 2);
+        if (right[column])
+            for (int64_t k = 0; k < pad; k++)
+                tb_put(&b, " ", 1);
+        tb_put(&b, row + start, (size_t)(i - start));
+        if (!right[column])
+            for (int64_t k = 0; k < pad; k++)
+                tb_put(&b, " ", 1);
+        column++;
+        start = i + 1;
+    }
+    PyBuffer_Release(&wview);
+    PyBuffer_Release(&rview);
+    PyObject *out;
+    if (b.failed) {
+        out = PyErr_NoMemory();
+    } else if (!ok || column != columns) {
+        out = Py_NewRef(Py_None);
+    } else {
+        size_t len = b.len;
+        while (len && (b.p[len - 1] == ' ' || b.p[len - 1] == '\t'))
+            len--;
+        out = PyUnicode_DecodeUTF8(b.p, (Py_ssize_t)len, NULL);
+    }
+    if (b.p != b.local)
+        PyMem_Free(b.p);
+    return out;
+}
+
 static PyMethodDef module_methods[] = {
     {"decode_frame", py_decode_frame, METH_VARARGS,
      "decode_frame(ts, frame, dlt, verify): the Segment fields the packet loop reads, or None (another shape)."},
@@ -2436,6 +2524,12 @@ static PyMethodDef module_methods[] = {
     {"split_share", py_split_share, METH_VARARGS,
      "split_share(data, meta, dlt, count, shard) -> (packets, unplaced): split, keeping one shard's share."},
     {"run", py_run, METH_VARARGS, "Feed a batch of Ethernet frames to live connections while nothing else is needed."},
+    {"measure_cells", py_measure_cells, METH_VARARGS,
+     "measure_cells(row, widths) -> cells: widths (int64 buffer, one per column) grows to the row's tab-separated "
+     "cells' lengths."},
+    {"lay_out", py_lay_out, METH_VARARGS,
+     "lay_out(row, widths, right) -> str: the row's tab-separated cells padded to widths (right-aligned where "
+     "right[i]), two spaces apart, rstripped; None if the cell count differs."},
     {"summary_cells", py_summary_cells, METH_VARARGS,
      "summary_cells(conn, zeek_state) -> str: the --summary table's cells of the connection, tab-separated (as "
      "output.plain.summary_row writes them); None if a value needs Python."},

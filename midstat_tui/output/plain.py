@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from array import array
 from collections.abc import Iterable, Iterator
 from itertools import islice
 
@@ -60,9 +61,11 @@ def summary_row(c: dict) -> list[str]:
 
 try:
     from midstat_tui._core import Connection as _CompiledConnection
+    from midstat_tui._core import lay_out as _lay_out
+    from midstat_tui._core import measure_cells as _measure_cells
     from midstat_tui._core import summary_cells as _summary_cells
 except ImportError:
-    _CompiledConnection = _summary_cells = None  # type: ignore[assignment,misc]
+    _CompiledConnection = _summary_cells = _lay_out = _measure_cells = None  # type: ignore[assignment,misc]
 
 
 def table_cells(conn: Connection) -> str:
@@ -79,19 +82,21 @@ def summary_lines(rows: Iterable[str]) -> Iterator[str]:
     """Every connection of the run, one line each (its cells as `table_cells` gives them), like Zeek's conn.log or
     tshark's conversation table. The columns are as wide as their widest cell, so every row is seen before the
     first line: past SPILL_ROWS rows they wait in an unlinked temporary file, not in memory (a flood's million
-    connections). Rows are measured a chunk at a time, by C loops (split, zip, max), and laid out by one %."""
+    connections). The compiled core measures and lays out each row (_core.measure_cells, lay_out); without it,
+    rows are measured a chunk at a time (split, zip, max) and laid out by one % format."""
     names = [name for name, _ in SUMMARY_COLUMNS]
-    widths = [len(name) for name in names]
+    widths = array("q", (len(name) for name in names))
     held: list[str] = []
     rows = iter(rows)
     with contextlib.ExitStack() as stack:
         spill = None
         while chunk := list(islice(rows, _CHUNK)):
-            # (every row has every cell: strict would only slow the transposition down)
-            for i, column in enumerate(zip(*[row.split("\t") for row in chunk], strict=False)):
-                widest = max(map(len, column))
-                if widest > widths[i]:
-                    widths[i] = widest
+            if _measure_cells is not None:
+                for row in chunk:
+                    _measure_cells(row, widths)
+            else:  # (every row has every cell: strict would only slow the transposition down)
+                for i, column in enumerate(zip(*[row.split("\t") for row in chunk], strict=False)):
+                    widths[i] = max(widths[i], max(map(len, column)))
             if spill is None:
                 held.extend(chunk)
                 if len(held) > SPILL_ROWS:
@@ -102,11 +107,19 @@ def summary_lines(rows: Iterable[str]) -> Iterator[str]:
                 spill.write("\n".join(chunk) + "\n")
         form = "  ".join(f"%{'' if align == '>' else '-'}{w}s"
                          for (_, align), w in zip(SUMMARY_COLUMNS, widths, strict=True))
+        sizes, right = widths.tobytes(), bytes(align == ">" for _, align in SUMMARY_COLUMNS)
 
-        yield (form % tuple(names)).rstrip()
+        def line(row: str) -> str:
+            if _lay_out is not None:
+                text = _lay_out(row, sizes, right)
+                if text is not None:
+                    return text
+            return (form % tuple(row.split("\t"))).rstrip()
+
+        yield line("\t".join(names))
         if spill is not None:
             spill.seek(0)
             for text in spill:
-                yield (form % tuple(text[:-1].split("\t"))).rstrip()
+                yield line(text[:-1])
         for row in held:
-            yield (form % tuple(row.split("\t"))).rstrip()
+            yield line(row)

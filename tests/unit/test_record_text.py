@@ -95,3 +95,22 @@ def test_table_cells_empty_and_odd_strings():
         conn.ended = ended
         conn.history = ""
         assert table_cells(conn) == _python_cells(conn)
+
+
+def test_table_layout_in_c_is_the_python_one(monkeypatch):
+    """summary_lines lays rows out in C (measure_cells, lay_out) or in Python: the same lines, wide and odd cells
+    (IPv6, non-ASCII, empty) included, past the spill to disk too."""
+    from midstat_tui.output import plain
+
+    rows = []
+    for path in [p for p in CAPTURES if p.exists()]:
+        _, _, started = replay(path)
+        rows += [table_cells(c) for c in started]
+    rows.append("\t".join(["7", "1.000000", "0.000000", "[fe80::1]:1", "é:2", "-", "CLOSED", "CLOSED", "", "-", "1",
+                           "0", "40", "0", "-", "-"]))
+    monkeypatch.setattr(plain, "SPILL_ROWS", 50)
+    in_c = list(plain.summary_lines(iter(rows)))
+    monkeypatch.setattr(plain, "_lay_out", None)
+    monkeypatch.setattr(plain, "_measure_cells", None)
+    in_python = list(plain.summary_lines(iter(rows)))
+    assert len(in_c) == len(rows) + 1 and in_c == in_python
