@@ -327,7 +327,7 @@ def test_write_prefilters_all_keep_the_same_packets(tmp_path, monkeypatch, union
         writer = pcap_write.PcapWriter(pcap_write.open_output(str(tmp_path / name)), reader.datalink)
         count = pcap_write.write_connections(reader, rows, writer)
         writer.close()
-        assert count == sum(r.pkts_c2s + r.pkts_s2c for r in rows)
+        assert count == sum(r.packets_c2s + r.packets_s2c for r in rows)
         return (tmp_path / name).read_bytes()
 
     reference = written("all.pcap")

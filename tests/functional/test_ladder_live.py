@@ -57,7 +57,7 @@ def test_a_watched_live_flow_holds_every_packet_since_the_watch(lab):
         view.apply(session.pull())
         view.recompute()
         (row,) = [r for r in view.visible() if (r.client, r.server) == name]
-        before = row.pkts_c2s + row.pkts_s2c
+        before = row.packets_c2s + row.packets_s2c
         watch = session.watch(FlowRef.of(row))  # the flow screen opens
         for _ in range(3):
             client.sendall(b"x" * 3000)
@@ -72,7 +72,7 @@ def test_a_watched_live_flow_holds_every_packet_since_the_watch(lab):
     finally:
         listener.close()
         session.stop()
-    after = row.pkts_c2s + row.pkts_s2c
+    after = row.packets_c2s + row.packets_s2c
     assert len(flow.packets) == watch.seen == after - before > 6
     assert flow.midstream  # picked up when the screen opened: the states before are inferred
     assert any(p.seg.flags & FIN for p in flow.packets)

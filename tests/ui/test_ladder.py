@@ -40,7 +40,7 @@ async def test_ladder_shows_every_packet_and_fits(tmp_path, name, size):
         view = await _open_ladder(app, pilot)
         flow = view.flow
         row = app.screen.last[0]
-        assert flow is not None and len(flow.packets) == row.pkts_c2s + row.pkts_s2c
+        assert flow is not None and len(flow.packets) == row.packets_c2s + row.packets_s2c
         shown = sum(1 for line in view.lines if line.kind == "packet")
         folded = sum(line.last - line.first + 1 for line in view.lines if line.kind == "fold" and
                      line.fold not in view.unfolded)
