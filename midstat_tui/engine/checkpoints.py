@@ -7,7 +7,7 @@ the engine is pickled with the tracker's references to connections (its table, t
 set) written as keys, and put back from the connections by key.
 
 `CheckpointBudget` says when a checkpoint is worth its price: what they have cost so far, plus the estimate for the
-next one, must stay within a share of the replay's time. A replay that races through a flood takes none while its
+next one, must stay within a share of the replay's time (one expected to take under SMALL is always taken). A replay that races through a flood takes none while its
 table is huge (seeking back then replays from an earlier state: the time a replay takes, not more); a replay at a
 pace takes them as usual.
 """
@@ -24,6 +24,7 @@ from midstat_tui.engine.pipeline import Engine
 CHUNK = 2048            # connections per pickle slice (some 50 ms): the lock is given back between slices
 SHARE = 0.1             # checkpoints may take this share of a replay's time
 FIRST_GUESS = 30e-6     # seconds to keep one connection, until a checkpoint has measured it
+SMALL = 0.005           # seconds: a checkpoint expected to take less is always taken
 
 
 @dataclass
@@ -89,6 +90,8 @@ class CheckpointBudget:
 
     def allows(self, connections: int) -> bool:
         guess = connections * self.per_connection
+        if guess <= SMALL:  # a small table: always worth it (a seek back then costs nothing)
+            return True
         elapsed = self._clock() - self._started
         if self.spent + guess <= SHARE * (elapsed + guess):
             return True

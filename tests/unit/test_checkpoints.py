@@ -58,6 +58,7 @@ def test_the_budget_keeps_checkpoints_to_their_share():
     assert budget.per_connection == pytest.approx(1e-5)
     assert not budget.allows(1_000_000)         # 10 s more, when 0.5 s of 10 s are spent: not now
     assert budget.skipped == 1
+    assert budget.allows(400)                   # 4 ms: small ones are always taken
     now[0] = 200.0
     assert budget.allows(1_000_000)             # 10.5 s of 210 s: within a tenth
     assert budget.allows(0)
