@@ -7,9 +7,9 @@ the engine is pickled with the tracker's references to connections (its table, t
 set) written as keys, and put back from the connections by key.
 
 `CheckpointBudget` says when a checkpoint is worth its price: what they have cost so far, plus the estimate for the
-next one, must stay within a share of the replay's time (one expected to take under SMALL is always taken). A replay that races through a flood takes none while its
-table is huge (seeking back then replays from an earlier state: the time a replay takes, not more); a replay at a
-pace takes them as usual.
+next one, must stay within a share of the replay's time (one expected to take under SMALL is always taken). A
+replay that races through a flood takes none while its table is huge (seeking back then replays from an earlier
+state: the time a replay takes, not more); a replay at a pace takes them as usual.
 """
 
 from __future__ import annotations
