@@ -59,7 +59,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("one_way", "value", 2.0, "seconds",
          "Only one direction of an established flow is seen: asymmetric routing, or the capture point misses "
          "one leg (check the span port or tap)."),
-    Kind("retransmissions", "value", 0.02, "share",
+    Kind("retransmissions", "value", 0.05, "share",
          "A large share of the bytes was sent again: loss on the path (check the links, queues and duplex "
          "between the two hosts)."),
     Kind("zero_window", "time", 2.0, "seconds",
@@ -293,7 +293,7 @@ def matrix_of(rows: list[ConnRow]) -> np.ndarray:
 
 def report(rows: Iterable[ConnRow], now: float, thresholds: dict[str, float] | None = None,
            kinds: Iterable[str] | None = None) -> Report:
-    """Every problem of these rows at `now`, ordered by kind (KINDS order), then since, then connection id."""
+    """Every problem of these rows at `now`, ordered by kind (KINDS order), then since, then connection."""
     rows = list(rows)
     matrix = matrix_of(rows)
     found = detect(matrix, now, thresholds_vector(thresholds))
@@ -305,9 +305,11 @@ def report(rows: Iterable[ConnRow], now: float, thresholds: dict[str, float] | N
             continue
         hits = np.flatnonzero(found[:, k])
         counts[name] = len(hits)
-        items = [(float(matrix[i, k]), rows[i].id, rows[i]) for i in hits.tolist()]
-        items.sort(key=lambda item: (item[0], item[1]))
-        problems.extend(Problem(name, row, since, detail(row, name, now)) for since, _, row in items)
+        # in an order that does not depend on the shards (connection ids do): since, then the connection
+        items = [(float(matrix[i, k]), rows[i]) for i in hits.tolist()]
+        items.sort(key=lambda item: (item[0], item[1].first, item[1].c_addr, item[1].c_port, item[1].s_addr,
+                                     item[1].s_port, item[1].vlan))
+        problems.extend(Problem(name, row, since, detail(row, name, now)) for since, row in items)
     syn_rows = [p.row for p in problems if p.kind == "unanswered_syn"]
     by_dest = Counter(row.server for row in syn_rows)
     by_src = Counter(format_addr(row.c_addr) for row in syn_rows)
