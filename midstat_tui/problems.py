@@ -73,8 +73,10 @@ KIND_NAMES = tuple(k.name for k in KINDS)
 BY_NAME = {k.name: k for k in KINDS}
 INDEX = {name: i for i, name in enumerate(KIND_NAMES)}
 COUNT = len(KINDS)
-TIME_KINDS = np.array([k.measure == "time" for k in KINDS])
-FLAG_KINDS = np.array([k.measure == "flag" for k in KINDS])
+TIME_INDEX = tuple(i for i, k in enumerate(KINDS) if k.measure == "time")
+FLAG_INDEX = tuple(i for i, k in enumerate(KINDS) if k.measure == "flag")
+VALUE_INDEX = tuple(i for i, k in enumerate(KINDS) if k.measure == "value")
+WIDTH = COUNT + len(VALUE_INDEX) + 1  # a row's signals: since per kind, the measures, the end
 DEFAULTS: dict[str, float] = {k.name: k.default for k in KINDS if k.default is not None}
 
 (CLOSE_WAIT_K, FIN_WAIT_2_K, UNANSWERED_SYN_K, REFUSED_K, RESET_K, SUSPICIOUS_K, ONE_WAY_K, RETRANS_K,
@@ -119,8 +121,9 @@ def thresholds_vector(thresholds: dict[str, float] | None = None) -> np.ndarray:
 # -- one row's signals ------------------------------------------------------------------------------------------
 
 def signals(row: ConnRow) -> tuple[float, ...]:
-    """2*COUNT + 1 numbers: per kind since when it applies (NaN: not), per kind its measure (NaN for the kinds on
-    time: measured at the moment asked), and the time the row ended (NaN: it did not). Depends on the row only."""
+    """WIDTH numbers: per kind since when it applies (NaN: it does not), the measure of each kind judged on one
+    (VALUE_INDEX: one_way, retransmissions, half_open), and the time the row ended (NaN: it did not). Depends on
+    the row only; the kinds on time are measured at the moment asked."""
     since = [NAN] * COUNT
     value = [NAN] * COUNT
     cs, ss = row.cstate, row.sstate
@@ -165,19 +168,24 @@ def signals(row: ConnRow) -> tuple[float, ...]:
         if best > 0.0:
             since[HALF_OPEN_K] = gone_at
             value[HALF_OPEN_K] = best
-    return (*since, *value, end)
+    return (*since, value[ONE_WAY_K], value[RETRANS_K], value[HALF_OPEN_K], end)
 
 
 def detect(matrix: np.ndarray, now: float, thresholds: np.ndarray) -> np.ndarray:
-    """Rows of signals (N x (2*COUNT+1)) -> N x COUNT booleans: which kinds each row shows at `now`."""
+    """Rows of signals (N x WIDTH) -> N x COUNT booleans: which kinds each row shows at `now`. The matrix may hold
+    float32 times relative to some base, with `now` relative to the same base (the TUI's, to halve the memory)."""
     since = matrix[:, :COUNT]
-    value = matrix[:, COUNT:2 * COUNT].copy()
-    end = matrix[:, 2 * COUNT]
-    ref = np.where(np.isnan(end), now, end)
-    value[:, TIME_KINDS] = ref[:, None] - since[:, TIME_KINDS]
-    value[:, FLAG_KINDS] = 0.0
+    end = matrix[:, WIDTH - 1]
+    found = np.zeros(since.shape, dtype=bool)
     with np.errstate(invalid="ignore"):
-        return ~np.isnan(since) & (value >= thresholds)
+        ref = np.where(np.isnan(end), now, end)
+        for k in TIME_INDEX:
+            found[:, k] = ref - since[:, k] >= thresholds[k]
+        for k in FLAG_INDEX:
+            found[:, k] = ~np.isnan(since[:, k])
+        for column, k in enumerate(VALUE_INDEX, COUNT):
+            found[:, k] = matrix[:, column] >= thresholds[k]
+    return found
 
 
 def row_kinds(row: ConnRow, now: float, thresholds: dict[str, float] | None = None) -> list[str]:
@@ -285,9 +293,8 @@ class Report:
 
 
 def matrix_of(rows: list[ConnRow]) -> np.ndarray:
-    width = 2 * COUNT + 1
     if not rows:
-        return np.zeros((0, width), dtype=np.float64)
+        return np.zeros((0, WIDTH), dtype=np.float64)
     return np.array([signals(row) for row in rows], dtype=np.float64)
 
 
@@ -368,6 +375,6 @@ def row_has(row: ConnRow, k: int, now: float, thresholds: dict[str, float]) -> b
     if kind.measure == "flag":
         return True
     if kind.measure == "time":
-        end = sig[2 * COUNT]
+        end = sig[WIDTH - 1]
         return (now if end != end else end) - since >= thresholds[kind.name]
-    return sig[COUNT + k] >= thresholds[kind.name]
+    return sig[COUNT + VALUE_INDEX.index(k)] >= thresholds[kind.name]

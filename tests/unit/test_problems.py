@@ -15,6 +15,7 @@ from midstat_tui.problems import (
     DEFAULTS,
     KIND_NAMES,
     KINDS,
+    WIDTH,
     ThresholdError,
     detect,
     matrix_of,
@@ -205,7 +206,7 @@ def test_vectorised_detection_equals_the_per_row_rule(path):
     _, snap, started = replay(path)
     rows = [row_of(c) for c in started]
     matrix = matrix_of(rows)
-    assert matrix.shape == (len(rows), 2 * COUNT + 1)
+    assert matrix.shape == (len(rows), WIDTH)
     end = max(r.last for r in rows)
     for now in (end - 5, end, end + 3, end + 100):
         for thresholds in ({}, {"close_wait": 0, "zero_window": 0.5, "retransmissions": 0.01, "one_way": 0},
