@@ -600,6 +600,7 @@ def _run_app(session, args: argparse.Namespace, err: TextIO) -> int:
 
     app = MidstatApp(session)
     app.view.linger = args.linger  # a replaced incarnation of a reused port stays as long as an ended one
+    app.view.set_thresholds(args.thresholds)
     if args.match:
         try:
             app.view.set_query(args.match)

@@ -25,7 +25,8 @@ import numpy as np
 from midstat_tui.columns import BY_KEY, COLUMNS
 from midstat_tui.engine.session import Pulled
 from midstat_tui.engine.views import ConnRow
-from midstat_tui.query import Predicate, compile_query
+from midstat_tui.problems import COUNT, KIND_NAMES, WIDTH, Lens, detect, signals, thresholds_vector
+from midstat_tui.query import Predicate, compile_query, keywords_used
 
 NUMERIC = ("shard", "cstate", "sstate", "first", "last", "pkts_c2s", "pkts_s2c", "bytes_c2s", "bytes_s2c",
            "rtt", "retrans", "midstream", "rst_alerts")
@@ -60,6 +61,14 @@ class ConnView:
         # pulls taken and not yet applied (take / catch_up), the first one's changes iterated as they are applied
         self._backlog: deque[tuple[Pulled, Iterator | None]] = deque()
         self._applied_of_first = 0
+        # the problems lens: every slot's signals (problems.signals), float32 times relative to `_base`; the
+        # detection at `now` is redone on the matrix at each recompute (a few vector operations at 1M rows)
+        self.lens = Lens()
+        self._base: float | None = None
+        self._signals = np.full((0, WIDTH), np.nan, dtype=np.float32)
+        self._problems = np.zeros((0, COUNT), dtype=bool)  # per slot and kind, at the last recompute
+        self.problem_counts: dict[str, int] = dict.fromkeys(KIND_NAMES, 0)
+        self._uses_problem = False
 
     # -- rows in -------------------------------------------------------------------------------------------------
     def _grow(self, need: int) -> None:
@@ -74,6 +83,7 @@ class ConnView:
         self._match = np.concatenate([self._match, np.full(extra, -1, dtype=np.int8)])
         for name, col in self._cols.items():
             self._cols[name] = np.concatenate([col, np.zeros(extra, dtype=np.float64)])
+        self._signals = np.concatenate([self._signals, np.full((extra, WIDTH), np.nan, dtype=np.float32)])
 
     def apply(self, pulled: Pulled) -> None:
         """Take a pull's changes, all of them now."""
@@ -165,6 +175,12 @@ class ConnView:
                 self._cols[name][index] = list(map(attrgetter(name), updated_rows))
             self._ended[index] = [row.ended is not None for row in updated_rows]
             self._match[index] = -1
+            if self._base is None:
+                self._base = updated_rows[0].first
+            sig = np.array(list(map(signals, updated_rows)), dtype=np.float64)
+            sig -= self._base  # times relative to the base (the measures in the middle are set back below)
+            sig[:, COUNT:WIDTH - 1] += self._base
+            self._signals[index] = sig
 
     def _leave(self) -> None:
         """Drop the ended rows whose linger time is over."""
@@ -178,6 +194,7 @@ class ConnView:
 
     def _drop(self, conn_id: int) -> None:
         slot = self._slot.pop(conn_id)
+        self._signals[slot] = np.nan
         del self.rows[conn_id]
         self._ids[slot] = -1
         self._free.append(slot)
@@ -185,7 +202,8 @@ class ConnView:
     # -- what to show --------------------------------------------------------------------------------------------
     def set_query(self, text: str) -> None:
         """Raises QueryError (with the position) and keeps the previous filter if the text does not parse."""
-        predicate = compile_query(text) if text.strip() else None
+        predicate = compile_query(text, self.lens) if text.strip() else None
+        self._uses_problem = predicate is not None and "problem" in keywords_used(text)
         self.query = text.strip()
         self._predicate = predicate
         self._match[:] = -1
@@ -229,11 +247,14 @@ class ConnView:
             cand = np.asarray(listed, dtype=np.int64)
         self._order_slots = cand
         self._order_ids = ids[cand]
+        self.detect_problems()
         shown = cand
         if not self.show_ended:
             shown = shown[~self._ended[shown]]
         predicate = self._predicate
         if predicate is not None:
+            if self._uses_problem:
+                self._match[:] = -1  # a problem is a matter of time too: judged again at each refresh
             match = self._match
             rows = self.rows
             for slot in shown[match[shown] < 0].tolist():
@@ -242,6 +263,48 @@ class ConnView:
         self.order = ids[shown].tolist()
         self.version += 1
         return self.order
+
+    # -- the problems lens ------------------------------------------------------------------------------------
+    def set_thresholds(self, thresholds: dict[str, float]) -> None:
+        self.lens.thresholds = dict(thresholds)
+        self.detect_problems()
+
+    def detect_problems(self) -> dict[str, int]:
+        """Which rows show which kind at `now` (the counts, and the ids for the filter term `problem KIND`)."""
+        size = self._size
+        live = self._ids[:size] >= 0
+        if self._base is None or not size:
+            found = np.zeros((size, COUNT), dtype=bool)
+        else:
+            found = detect(self._signals[:size], self.now - self._base, thresholds_vector(self.lens.thresholds))
+            found &= live[:, None]
+        self._problems = found
+        counts = found.sum(axis=0)
+        self.problem_counts = {name: int(counts[k]) for k, name in enumerate(KIND_NAMES)}
+        if self._uses_problem:
+            ids = self._ids
+            self.lens.flagged = {name: set(ids[np.flatnonzero(found[:, k])].tolist())
+                                 for k, name in enumerate(KIND_NAMES)}
+        return self.problem_counts
+
+    def problem_rows(self, kind: str | None = None, limit: int = 1000) -> list[tuple[str, ConnRow, float]]:
+        """(kind, row, since) of the problems found at the last detection, of one kind or all, the oldest first."""
+        found = self._problems
+        out: list[tuple[float, str, ConnRow]] = []
+        for k, name in enumerate(KIND_NAMES):
+            if kind is not None and name != kind:
+                continue
+            slots = np.flatnonzero(found[:, k])
+            if not len(slots):
+                continue
+            since = self._signals[slots, k]
+            order = np.argsort(since, kind="stable")[:limit]
+            for slot, t in zip(slots[order].tolist(), since[order].tolist(), strict=True):
+                out.append((t, name, self.rows[int(self._ids[slot])]))
+        if kind is None:
+            out.sort(key=lambda item: item[0])
+        base = self._base or 0.0
+        return [(name, row, since + base) for since, name, row in out[:limit]]
 
     def visible(self) -> list[ConnRow]:
         return [self.rows[i] for i in self.order]
