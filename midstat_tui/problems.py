@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +77,7 @@ TIME_INDEX = tuple(i for i, k in enumerate(KINDS) if k.measure == "time")
 FLAG_INDEX = tuple(i for i, k in enumerate(KINDS) if k.measure == "flag")
 VALUE_INDEX = tuple(i for i, k in enumerate(KINDS) if k.measure == "value")
 WIDTH = COUNT + len(VALUE_INDEX) + 1  # a row's signals: since per kind, the measures, the end
+NONE = (math.nan,) * WIDTH  # the signals of a row with none
 DEFAULTS: dict[str, float] = {k.name: k.default for k in KINDS if k.default is not None}
 
 (CLOSE_WAIT_K, FIN_WAIT_2_K, UNANSWERED_SYN_K, REFUSED_K, RESET_K, SUSPICIOUS_K, ONE_WAY_K, RETRANS_K,
@@ -124,9 +125,14 @@ def signals(row: ConnRow) -> tuple[float, ...]:
     """WIDTH numbers: per kind since when it applies (NaN: it does not), the measure of each kind judged on one
     (VALUE_INDEX: one_way, retransmissions, half_open), and the time the row ended (NaN: it did not). Depends on
     the row only; the kinds on time are measured at the moment asked."""
+    cs, ss = row.cstate, row.sstate
+    if (cs == ESTABLISHED and ss == ESTABLISHED and row.ended is None and not row.rst_alerts and row.pkts_c2s
+            and row.pkts_s2c and not row.retrans_bytes_c2s and not row.retrans_bytes_s2c
+            and row.zw_since_c is None and row.zw_since_s is None and row.last_data_s <= row.last_ts_c
+            and row.last_data_c <= row.last_ts_s):
+        return NONE  # the common row, quickly: established both ways, nothing odd, each side answered its peer
     since = [NAN] * COUNT
     value = [NAN] * COUNT
-    cs, ss = row.cstate, row.sstate
     end = NAN if row.end_ts is None else row.end_ts
     if cs == CLOSE_WAIT or ss == CLOSE_WAIT:
         since[CLOSE_WAIT_K] = min(t for t, st in ((row.since_c, cs), (row.since_s, ss)) if st == CLOSE_WAIT)
@@ -176,7 +182,7 @@ def detect(matrix: np.ndarray, now: float, thresholds: np.ndarray) -> np.ndarray
     float32 times relative to some base, with `now` relative to the same base (the TUI's, to halve the memory)."""
     since = matrix[:, :COUNT]
     end = matrix[:, WIDTH - 1]
-    found = np.zeros(since.shape, dtype=bool)
+    found = np.zeros(since.shape, dtype=bool, order="F")  # filled a column at a time
     with np.errstate(invalid="ignore"):
         ref = np.where(np.isnan(end), now, end)
         for k in TIME_INDEX:
@@ -351,16 +357,17 @@ def table_lines(rep: Report) -> list[str]:
 class Lens:
     """What the filter term `problem KIND` judges with: the moment (None: each row's own last packet) and the
     thresholds. A face that knows its moment (the TUI's position, a snapshot's time) sets `now`; `flagged`, when
-    set, holds per kind the ids a vectorised detection already found at `now` (the TUI), so the term is a lookup."""
+    set, answers (connection id, kind number) from a vectorised detection already made at `now` (the TUI's view),
+    so the term is a lookup."""
 
     now: float | None = None
     thresholds: dict[str, float] | None = None
-    flagged: dict[str, set[int]] | None = None
+    flagged: Callable[[int, int], bool] | None = None
 
     def has(self, row: ConnRow, kind: str) -> bool:
         flagged = self.flagged
         if flagged is not None:
-            return row.id in flagged[kind]
+            return flagged(row.id, INDEX[kind])
         return row_has(row, INDEX[kind], row.last if self.now is None else self.now,
                        {**DEFAULTS, **(self.thresholds or {})})
 

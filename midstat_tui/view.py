@@ -25,7 +25,7 @@ import numpy as np
 from midstat_tui.columns import BY_KEY, COLUMNS
 from midstat_tui.engine.session import Pulled
 from midstat_tui.engine.views import ConnRow
-from midstat_tui.problems import COUNT, KIND_NAMES, WIDTH, Lens, detect, signals, thresholds_vector
+from midstat_tui.problems import COUNT, KIND_NAMES, NONE, WIDTH, Lens, detect, signals, thresholds_vector
 from midstat_tui.query import Predicate, compile_query, keywords_used
 
 NUMERIC = ("shard", "cstate", "sstate", "first", "last", "pkts_c2s", "pkts_s2c", "bytes_c2s", "bytes_s2c",
@@ -65,10 +65,12 @@ class ConnView:
         # detection at `now` is redone on the matrix at each recompute (a few vector operations at 1M rows)
         self.lens = Lens()
         self._base: float | None = None
-        self._signals = np.full((0, WIDTH), np.nan, dtype=np.float32)
+        # column-major (WIDTH x slots): detect reads whole columns
+        self._signals = np.full((WIDTH, 0), np.nan, dtype=np.float32)
         self._problems = np.zeros((0, COUNT), dtype=bool)  # per slot and kind, at the last recompute
         self.problem_counts: dict[str, int] = dict.fromkeys(KIND_NAMES, 0)
         self._uses_problem = False
+        self._problems_matched: np.ndarray | None = None  # the detection the filter's cached matches were made at
 
     # -- rows in -------------------------------------------------------------------------------------------------
     def _grow(self, need: int) -> None:
@@ -83,7 +85,7 @@ class ConnView:
         self._match = np.concatenate([self._match, np.full(extra, -1, dtype=np.int8)])
         for name, col in self._cols.items():
             self._cols[name] = np.concatenate([col, np.zeros(extra, dtype=np.float64)])
-        self._signals = np.concatenate([self._signals, np.full((extra, WIDTH), np.nan, dtype=np.float32)])
+        self._signals = np.concatenate([self._signals, np.full((WIDTH, extra), np.nan, dtype=np.float32)], axis=1)
 
     def apply(self, pulled: Pulled) -> None:
         """Take a pull's changes, all of them now."""
@@ -177,10 +179,14 @@ class ConnView:
             self._match[index] = -1
             if self._base is None:
                 self._base = updated_rows[0].first
-            sig = np.array(list(map(signals, updated_rows)), dtype=np.float64)
-            sig -= self._base  # times relative to the base (the measures in the middle are set back below)
-            sig[:, COUNT:WIDTH - 1] += self._base
-            self._signals[index] = sig
+            self._signals[:, index] = np.nan
+            some = [(slot, sig) for slot, sig in zip(updated_slots, map(signals, updated_rows), strict=True)
+                    if sig is not NONE]
+            if some:
+                sig = np.array([s for _, s in some], dtype=np.float64)
+                sig -= self._base  # times relative to the base (the measures in the middle are set back below)
+                sig[:, COUNT:WIDTH - 1] += self._base
+                self._signals[:, [slot for slot, _ in some]] = sig.T
 
     def _leave(self) -> None:
         """Drop the ended rows whose linger time is over."""
@@ -194,7 +200,7 @@ class ConnView:
 
     def _drop(self, conn_id: int) -> None:
         slot = self._slot.pop(conn_id)
-        self._signals[slot] = np.nan
+        self._signals[:, slot] = np.nan
         del self.rows[conn_id]
         self._ids[slot] = -1
         self._free.append(slot)
@@ -204,6 +210,7 @@ class ConnView:
         """Raises QueryError (with the position) and keeps the previous filter if the text does not parse."""
         predicate = compile_query(text, self.lens) if text.strip() else None
         self._uses_problem = predicate is not None and "problem" in keywords_used(text)
+        self._problems_matched = None
         self.query = text.strip()
         self._predicate = predicate
         self._match[:] = -1
@@ -253,8 +260,6 @@ class ConnView:
             shown = shown[~self._ended[shown]]
         predicate = self._predicate
         if predicate is not None:
-            if self._uses_problem:
-                self._match[:] = -1  # a problem is a matter of time too: judged again at each refresh
             match = self._match
             rows = self.rows
             for slot in shown[match[shown] < 0].tolist():
@@ -276,15 +281,22 @@ class ConnView:
         if self._base is None or not size:
             found = np.zeros((size, COUNT), dtype=bool)
         else:
-            found = detect(self._signals[:size], self.now - self._base, thresholds_vector(self.lens.thresholds))
+            found = detect(self._signals[:, :size].T, self.now - self._base, thresholds_vector(self.lens.thresholds))
             found &= live[:, None]
         self._problems = found
         counts = found.sum(axis=0)
         self.problem_counts = {name: int(counts[k]) for k, name in enumerate(KIND_NAMES)}
         if self._uses_problem:
-            ids = self._ids
-            self.lens.flagged = {name: set(ids[np.flatnonzero(found[:, k])].tolist())
-                                 for k, name in enumerate(KIND_NAMES)}
+            # the rows whose problems changed since the last detection are matched against the filter again
+            previous = self._problems_matched
+            if previous is None:
+                self._match[:size] = -1
+            else:  # (slots past the previous detection's are new: not matched yet anyway)
+                n = min(len(previous), size)
+                self._match[np.flatnonzero((found[:n] != previous[:n]).any(axis=1))] = -1
+            self._problems_matched = found
+            slots = self._slot
+            self.lens.flagged = lambda conn_id, k: bool(found[slots[conn_id], k])
         return self.problem_counts
 
     def problem_rows(self, kind: str | None = None, limit: int = 1000) -> list[tuple[str, ConnRow, float]]:
@@ -297,8 +309,11 @@ class ConnView:
             slots = np.flatnonzero(found[:, k])
             if not len(slots):
                 continue
-            since = self._signals[slots, k]
-            order = np.argsort(since, kind="stable")[:limit]
+            since = self._signals[k, slots]
+            if len(slots) > limit:  # the `limit` oldest, without sorting them all
+                keep = np.argpartition(since, limit - 1)[:limit]
+                slots, since = slots[keep], since[keep]
+            order = np.argsort(since, kind="stable")
             for slot, t in zip(slots[order].tolist(), since[order].tolist(), strict=True):
                 out.append((t, name, self.rows[int(self._ids[slot])]))
         if kind is None:

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from midstat_tui.problems import BY_NAME, DEFAULTS, KINDS, ThresholdError, detail, parse_threshold
 from midstat_tui.timespec import offset_text
 
-LISTED = 500  # connections listed per refresh (the counts above are complete)
+LISTED = 200  # connections listed per refresh (the counts above are complete; Enter on a kind filters to all)
 
 
 def threshold_text(name: str, thresholds: dict[str, float]) -> str:
@@ -101,7 +101,7 @@ class ProblemsScreen(Screen[str | None]):
 
     def refresh_lens(self) -> None:
         view = self.app.view  # type: ignore[attr-defined]
-        counts = view.detect_problems()
+        counts = view.problem_counts  # detected at the app's last refresh (and again when a threshold changes)
         thresholds = view.lens.thresholds or {}
         table = self.query_one("#problems-kinds", DataTable)
         for kind in KINDS:
