@@ -193,6 +193,8 @@ def test_the_filter_term():
         compile_query("problem zero-windw")
     with pytest.raises(QueryError, match="needs a value"):
         compile_query("problem")
+    with pytest.raises(QueryError, match="did you mean 'problem'"):
+        compile_query("problme close_wait")
 
 
 CAPTURES = [FIXTURES / "mixed_traffic.pcap", FIXTURES / "problems" / "half_open.pcap",
