@@ -60,6 +60,8 @@ typedef struct {
     PyObject_HEAD
     double tw_since;              /* NAN: unset */
     double last_data_ts;
+    double since, last_ts;        /* when it entered its current state; when it last sent a packet */
+    double zw_since;              /* since when it advertises a zero window (NAN: its window is open) */
     unsigned long long packets, ip_bytes, payload, retrans_bytes, missed;
     PyObject *z_counts;           /* None or dict letter -> count */
     uint32_t isn, fin_seq, fin_ack_seq, snd_nxt, rcv_ack, delivered, z_s, z_h, z_f, z_r;
@@ -103,6 +105,7 @@ static PyObject *side_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (self == NULL)
         return NULL;
     self->tw_since = NAN;
+    self->zw_since = NAN;
     self->ttl = NONE;
     self->z_counts = Py_NewRef(Py_None);
     return (PyObject *)self;
@@ -193,6 +196,8 @@ static int set_opt_double(PyObject *value, double *slot) {
 
 static PyObject *side_get_tw_since(SideObject *self, void *c) { return get_opt_double(self->tw_since); }
 static int side_set_tw_since(SideObject *self, PyObject *v, void *c) { return set_opt_double(v, &self->tw_since); }
+static PyObject *side_get_zw_since(SideObject *self, void *c) { return get_opt_double(self->zw_since); }
+static int side_set_zw_since(SideObject *self, PyObject *v, void *c) { return set_opt_double(v, &self->zw_since); }
 
 static PyObject *side_get_z_once(SideObject *self, void *c) {
     char text[8];
@@ -263,7 +268,7 @@ static int side_set_z_counts(SideObject *self, PyObject *v, void *c) {
 #define GS(NAME) {#NAME, (getter)side_get_##NAME, (setter)side_set_##NAME, NULL, NULL}
 static PyGetSetDef side_getset[] = {
     GS(isn), GS(fin_seq), GS(fin_ack_seq), GS(snd_nxt), GS(rcv_ack), GS(delivered),
-    GS(z_s), GS(z_h), GS(z_f), GS(z_r), GS(ttl), GS(tw_since), GS(z_once), GS(mac), GS(z_counts),
+    GS(z_s), GS(z_h), GS(z_f), GS(z_r), GS(ttl), GS(tw_since), GS(zw_since), GS(z_once), GS(mac), GS(z_counts),
     {NULL},
 };
 #undef GS
@@ -273,7 +278,7 @@ static PyMemberDef side_members[] = {
     SM(state, T_UBYTE), SM(zstate, T_UBYTE), SM(zprev, T_UBYTE),
     SM(packets, T_ULONGLONG), SM(ip_bytes, T_ULONGLONG), SM(payload, T_ULONGLONG), SM(retrans_bytes, T_ULONGLONG),
     SM(missed, T_ULONGLONG), SM(retrans, T_UINT), SM(ooo, T_UINT), SM(zero_win, T_UINT), SM(gaps, T_UINT),
-    SM(last_data_ts, T_DOUBLE), SM(gap_open, T_BOOL), SM(synack_sent, T_BOOL),
+    SM(last_data_ts, T_DOUBLE), SM(since, T_DOUBLE), SM(last_ts, T_DOUBLE), SM(gap_open, T_BOOL), SM(synack_sent, T_BOOL),
     {NULL},
 };
 #undef SM
@@ -283,7 +288,7 @@ static const char *SIDE_FIELDS[] = {
     "state", "isn", "fin_seq", "fin_ack_seq", "snd_nxt", "rcv_ack", "tw_since",
     "packets", "ip_bytes", "payload", "retrans_bytes", "retrans", "ooo", "zero_win", "gap_open",
     "last_data_ts", "delivered", "gaps", "missed", "synack_sent", "ttl", "mac",
-    "zstate", "zprev", "z_once", "z_s", "z_h", "z_f", "z_r", "z_counts", NULL,
+    "zstate", "zprev", "z_once", "z_s", "z_h", "z_f", "z_r", "z_counts", "since", "zw_since", "last_ts", NULL,
 };
 
 static PyObject *fields_state(PyObject *self, const char **names) {
@@ -719,6 +724,7 @@ static int move(Mover *m, SideObject *side, int index, int new_state) {
     if (old == new_state)
         return 0;
     side->state = new_state;
+    side->since = m->ts;
     if (new_state == TIME_WAIT)
         side->tw_since = m->ts;
     PyObject *entry = record(m->conn, m->ts, index, old, new_state, m->direction, m->flags, m->seq, m->ack,
@@ -944,8 +950,16 @@ static int apply(ConnObject *conn, const Seg *seg, int from_client, PyObject **c
     sender->packets++;
     sender->ip_bytes += seg->ip_len;
     sender->payload += length;
-    if (seg->win == 0 && !(syn || fin || rst))
-        sender->zero_win++;
+    sender->last_ts = ts;
+    if (seg->win == 0) {
+        if (!(syn || fin || rst)) {
+            sender->zero_win++;
+            if (isnan(sender->zw_since))
+                sender->zw_since = ts;
+        }
+    } else if (!rst) {
+        sender->zw_since = NAN;
+    }
     uint32_t seq_end = (seq + length + (syn ? 1 : 0) + (fin ? 1 : 0)) & MASK32;
     int64_t expected = OPT(sender, snd_nxt);
     if (length && expected != NONE && !rst) {

@@ -33,6 +33,7 @@ from midstat_tui.output.events import write_event
 from midstat_tui.output.plain import midstat_table, summary_lines
 from midstat_tui.output.stream import OutputStream
 from midstat_tui.privileges import Target, choose_user, drop_to, keep_imports_reachable
+from midstat_tui.problems import DEFAULTS, Lens, ThresholdError, parse_threshold, report, table_lines
 from midstat_tui.query import QueryError, compile_query
 from midstat_tui.tcp.connection import engine_name, engine_notice
 from midstat_tui.tcp.states import parse_state
@@ -104,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     flows.add_argument("--write", metavar="FILE.pcap",
                        help="write the packets of every matching connection (whole connections) to a pcap file")
 
+    lens = p.add_argument_group("the problems lens")
+    lens.add_argument("--problems", action="store_true",
+                      help="the connections that look wrong, by kind, with what each kind usually means (a table, "
+                           "or one JSON document with --json); at the end of a file or at --at, every second live")
+    lens.add_argument("--threshold", action="append", default=[], metavar="KIND=VALUE",
+                      help="a problem kind's threshold, e.g. close_wait=30 (seconds) or retransmissions=0.05 "
+                           "(a share); repeatable; the TUI's too (defaults: "
+                           + ", ".join(f"{k}={_plain(v)}" for k, v in DEFAULTS.items()) + ")")
     trk = p.add_argument_group("tracking")
     trk.add_argument("--checksum", choices=MODES, metavar="MODE",
                      help="TCP checksums: auto (the default: verify, but live, packets sent by this host with an "
@@ -170,8 +179,22 @@ def check_options(args: argparse.Namespace) -> None:
     checked_number("--cores", args.cores, 1, max_cores())
 
 
+def _thresholds(args: argparse.Namespace) -> dict[str, float]:
+    thresholds: dict[str, float] = {}
+    for item in args.threshold:
+        try:
+            kind, value = parse_threshold(item)
+        except ThresholdError as exc:
+            raise MidstatError(f"--threshold {item!r}: {exc}") from None
+        thresholds[kind] = value
+    return thresholds
+
+
 def _tracker_config(args: argparse.Namespace) -> TrackerConfig:
     check_options(args)
+    args.thresholds = _thresholds(args)
+    if args.problems and (args.summary or args.events or args.plain):
+        raise MidstatError("--problems is a report of its own: not with --summary, --events or --plain")
     config = TrackerConfig(time_wait=args.time_wait, linger=args.linger, max_conns=args.max_conns)
     for item in args.timeout:
         name, sep, value = item.partition("=")
@@ -264,7 +287,19 @@ class OutputWriter(Sink):
             if self.flush_events:
                 self.out.flush()
 
+    def problems(self, ts: float, rows: list) -> None:
+        """--problems: the lens's report on these rows (ConnRow: Job.rows) at `ts`."""
+        rep = report(rows, ts, self.args.thresholds)
+        if self.args.json:
+            self._json(rep.document())
+        else:
+            _write_lines(self.out, table_lines(rep))
+        self.out.flush()
+
     def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
+        if self.args.problems:
+            self.problems(ts, conns)
+            return
         if self.args.plain:
             _write_lines(self.out, midstat_table(conns))
             capture = stats.get("capture")
@@ -320,17 +355,23 @@ class OutputWriter(Sink):
                 lines = summary_lines(cells for _, _, cells in everything)
                 while chunk := list(islice(lines, 1024)):
                     write("\n".join(chunk) + "\n")
-        elif args.at is not None or (not args.events and (args.plain or args.json)):
+        elif args.at is not None or args.problems or (not args.events and (args.plain or args.json)):
             self.snapshot(ts, stats, conns)  # the one at --at, or the last one at the end of the capture
         self.out.flush()
 
+    def _json(self, doc: dict) -> None:
+        self.out.write(encode_json(doc))
+        self.out.write("\n")
+
 
 def _wants_snapshots(args: argparse.Namespace) -> bool:
+    if args.problems:
+        return args.interface is not None and args.at is None  # a file: one report, at the end or at --at
     return args.at is None and not args.summary and (args.plain or (args.json and not args.events))
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    headless = args.plain or args.json or args.events or args.summary or args.at is not None
+    headless = args.plain or args.json or args.events or args.summary or args.problems or args.at is not None
     notice = engine_notice()
     if notice:
         err.write(f"midstat: note: {notice}\n")
@@ -338,7 +379,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = _tracker_config(args)
     if args.match is not None:
         try:
-            compile_query(args.match)
+            compile_query(args.match, Lens(thresholds=args.thresholds))
         except QueryError as exc:
             raise MidstatError(f"--match {args.match!r}: {exc}") from None
     if args.at is not None and args.interface is not None:
@@ -391,8 +432,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     job = Job(args.read, args.filter, config, checksums=args.checksums, match=args.match, until=at_abs,
               until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
               summary=bool(args.summary), summary_json=bool(args.summary and args.json), datalink=source.datalink,
-              snapshot_json=not args.plain,
-              user=target)
+              snapshot_json=not args.plain, user=target, rows=bool(args.problems), thresholds=args.thresholds)
     writer = OutputWriter(args, out, err=err)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     # Ctrl-C / SIGTERM: reading stops at the next batch and what was read is reported (on several cores, by every
@@ -494,8 +534,8 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
     job = Job("", args.filter, config, checksums=args.checksums, match=args.match,
               events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
               summary_json=bool(args.summary and args.json), interface=args.interface, snaplen=args.snaplen,
-              snapshot_json=not args.plain,
-              promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target, datalink=datalink)
+              snapshot_json=not args.plain, promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target,
+              datalink=datalink, rows=bool(args.problems), thresholds=args.thresholds)
     writer = OutputWriter(args, out, flush_events=True, err=err)
 
     def listening() -> None:
@@ -573,6 +613,7 @@ def _run_app(session, args: argparse.Namespace, err: TextIO) -> int:
 
     app = MidstatApp(session)
     app.view.linger = args.linger  # a replaced incarnation of a reused port stays as long as an ended one
+    app.view.set_thresholds(args.thresholds)
     if args.match:
         try:
             app.view.set_query(args.match)

@@ -6,12 +6,14 @@
                                                                  ss spellings too: estab, fin-wait-2, syn-recv)
     vlan 100           midstream           ended               zeek REJ
     suspicious         (an RST out of window, or with a TTL or MAC unlike the sender's other packets)
+    problem close_wait (a kind of the problems lens: close_wait, fin_wait_2, unanswered_syn, refused, reset,
+                        suspicious_rst, one_way, retransmissions, zero_window, half_open; `problem any`: any kind)
     and, or, not (also &&, ||, &, |, !), parentheses; two terms side by side mean `and`.
     A bare word matches the text of either address or either state: `10.0.0.`, `443`, `wait`; a state's name in
     any spelling (`time-wait`, `estab`) matches that state on either side. Any other word (`hots`, `dport=80`) is
     an error that suggests the keyword meant.
 
-`compile_query(text)` returns a predicate over connection rows (engine.views.ConnRow), or raises QueryError, whose
+`compile_query(text, lens)` returns a predicate over connection rows (engine.views.ConnRow), or raises QueryError, whose
 message says what is wrong and `position` where (0-based column).
 """
 
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from midstat_tui.engine.views import ConnRow, format_addr
+from midstat_tui.problems import KIND_NAMES, Lens
 from midstat_tui.tcp import zeek
 from midstat_tui.tcp.states import NAMES, SS_NAMES, parse_state
 
@@ -36,7 +39,7 @@ _AND = ("and", "&&", "&")
 _STATE_TEXT = tuple(dict.fromkeys(n.lower().replace("-", "_") for n in (*NAMES, *SS_NAMES)))
 _ADDRESS_WORD = re.compile(r"[0-9a-f.:\[\]/]+")
 KEYWORDS = ("host", "net", "port", "sport", "dport", "state", "cstate", "sstate", "vlan", "midstream", "ended",
-            "suspicious", "zeek")
+            "suspicious", "zeek", "problem")
 FLAGS = {"midstream": lambda conn: conn.midstream, "ended": lambda conn: conn.ended is not None,
          "suspicious": lambda conn: conn.rst_alerts > 0}
 
@@ -77,8 +80,9 @@ MAX_NESTING = 64
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, lens: Lens | None = None) -> None:
         self.text = text
+        self.lens = lens or Lens()
         self.tokens = _tokenize(text)
         self.i = 0
         self.depth = 0
@@ -159,6 +163,8 @@ class _Parser:
                 raise QueryError(f"'{word}' needs a value", arg.pos if arg else len(self.text))
             self.take()
             self.used.add(word)
+            if word == "problem":
+                return _problem(arg, self.lens)
             return _primitive(word, arg)
         return _bare(tok)
 
@@ -214,6 +220,17 @@ def _primitive(word: str, arg: _Token) -> Predicate:
     return lambda conn: conn.zeek_state == code
 
 
+def _problem(arg: _Token, lens: Lens) -> Predicate:
+    kind = arg.text.lower().replace("-", "_")
+    if kind == "any":
+        return lambda conn: any(lens.has(conn, name) for name in KIND_NAMES)
+    if kind not in KIND_NAMES:
+        close = difflib.get_close_matches(kind, KIND_NAMES, n=1, cutoff=0.6)
+        hint = f": did you mean '{close[0]}'?" if close else f" ({', '.join(KIND_NAMES)}, or any)"
+        raise QueryError(f"'{arg.text}' is not a problem kind{hint}", arg.pos)
+    return lambda conn: lens.has(conn, kind)
+
+
 def _port_range(arg: _Token) -> tuple[int, int]:
     text = arg.text
     low_text, sep, high_text = text.partition("-")
@@ -262,8 +279,10 @@ def _unknown_word(word: str) -> str:
     return f"unknown word {word!r}: not a keyword, a TCP state, nor part of an address (the keywords: see ?)"
 
 
-def compile_query(text: str) -> Predicate:
-    return _Parser(text).parse()
+def compile_query(text: str, lens: Lens | None = None) -> Predicate:
+    """`lens`: the moment and thresholds the term `problem KIND` judges with (default: each row's last packet,
+    the default thresholds)."""
+    return _Parser(text, lens).parse()
 
 
 def keywords_used(text: str) -> set[str]:

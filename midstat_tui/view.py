@@ -25,7 +25,8 @@ import numpy as np
 from midstat_tui.columns import BY_KEY, COLUMNS
 from midstat_tui.engine.session import Pulled
 from midstat_tui.engine.views import ConnRow
-from midstat_tui.query import Predicate, compile_query
+from midstat_tui.problems import COUNT, KIND_NAMES, NONE, WIDTH, Lens, detect, signals, thresholds_vector
+from midstat_tui.query import Predicate, compile_query, keywords_used
 
 NUMERIC = ("shard", "cstate", "sstate", "first", "last", "packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c",
            "rtt_s", "retrans_packets", "midstream", "rst_alerts")
@@ -60,6 +61,16 @@ class ConnView:
         # pulls taken and not yet applied (take / catch_up), the first one's changes iterated as they are applied
         self._backlog: deque[tuple[Pulled, Iterator | None]] = deque()
         self._applied_of_first = 0
+        # the problems lens: every slot's signals (problems.signals), float32 times relative to `_base`; the
+        # detection at `now` is redone on the matrix at each recompute (a few vector operations at 1M rows)
+        self.lens = Lens()
+        self._base: float | None = None
+        # column-major (WIDTH x slots): detect reads whole columns
+        self._signals = np.full((WIDTH, 0), np.nan, dtype=np.float32)
+        self._problems = np.zeros((0, COUNT), dtype=bool)  # per slot and kind, at the last recompute
+        self.problem_counts: dict[str, int] = dict.fromkeys(KIND_NAMES, 0)
+        self._uses_problem = False
+        self._problems_matched: np.ndarray | None = None  # the detection the filter's cached matches were made at
 
     # -- rows in -------------------------------------------------------------------------------------------------
     def _grow(self, need: int) -> None:
@@ -74,6 +85,7 @@ class ConnView:
         self._match = np.concatenate([self._match, np.full(extra, -1, dtype=np.int8)])
         for name, col in self._cols.items():
             self._cols[name] = np.concatenate([col, np.zeros(extra, dtype=np.float64)])
+        self._signals = np.concatenate([self._signals, np.full((WIDTH, extra), np.nan, dtype=np.float32)], axis=1)
 
     def apply(self, pulled: Pulled) -> None:
         """Take a pull's changes, all of them now."""
@@ -165,6 +177,16 @@ class ConnView:
                 self._cols[name][index] = list(map(attrgetter(name), updated_rows))
             self._ended[index] = [row.ended is not None for row in updated_rows]
             self._match[index] = -1
+            if self._base is None:
+                self._base = updated_rows[0].first
+            self._signals[:, index] = np.nan
+            some = [(slot, sig) for slot, sig in zip(updated_slots, map(signals, updated_rows), strict=True)
+                    if sig is not NONE]
+            if some:
+                sig = np.array([s for _, s in some], dtype=np.float64)
+                sig -= self._base  # times relative to the base (the measures in the middle are set back below)
+                sig[:, COUNT:WIDTH - 1] += self._base
+                self._signals[:, [slot for slot, _ in some]] = sig.T
 
     def _leave(self) -> None:
         """Drop the ended rows whose linger time is over."""
@@ -178,6 +200,7 @@ class ConnView:
 
     def _drop(self, conn_id: int) -> None:
         slot = self._slot.pop(conn_id)
+        self._signals[:, slot] = np.nan
         del self.rows[conn_id]
         self._ids[slot] = -1
         self._free.append(slot)
@@ -185,7 +208,9 @@ class ConnView:
     # -- what to show --------------------------------------------------------------------------------------------
     def set_query(self, text: str) -> None:
         """Raises QueryError (with the position) and keeps the previous filter if the text does not parse."""
-        predicate = compile_query(text) if text.strip() else None
+        predicate = compile_query(text, self.lens) if text.strip() else None
+        self._uses_problem = predicate is not None and "problem" in keywords_used(text)
+        self._problems_matched = None
         self.query = text.strip()
         self._predicate = predicate
         self._match[:] = -1
@@ -229,6 +254,7 @@ class ConnView:
             cand = np.asarray(listed, dtype=np.int64)
         self._order_slots = cand
         self._order_ids = ids[cand]
+        self.detect_problems()
         shown = cand
         if not self.show_ended:
             shown = shown[~self._ended[shown]]
@@ -242,6 +268,58 @@ class ConnView:
         self.order = ids[shown].tolist()
         self.version += 1
         return self.order
+
+    # -- the problems lens ------------------------------------------------------------------------------------
+    def set_thresholds(self, thresholds: dict[str, float]) -> None:
+        self.lens.thresholds = dict(thresholds)
+        self.detect_problems()
+
+    def detect_problems(self) -> dict[str, int]:
+        """Which rows show which kind at `now` (the counts, and the ids for the filter term `problem KIND`)."""
+        size = self._size
+        live = self._ids[:size] >= 0
+        if self._base is None or not size:
+            found = np.zeros((size, COUNT), dtype=bool)
+        else:
+            found = detect(self._signals[:, :size].T, self.now - self._base, thresholds_vector(self.lens.thresholds))
+            found &= live[:, None]
+        self._problems = found
+        counts = found.sum(axis=0)
+        self.problem_counts = {name: int(counts[k]) for k, name in enumerate(KIND_NAMES)}
+        if self._uses_problem:
+            # the rows whose problems changed since the last detection are matched against the filter again
+            previous = self._problems_matched
+            if previous is None:
+                self._match[:size] = -1
+            else:  # (slots past the previous detection's are new: not matched yet anyway)
+                n = min(len(previous), size)
+                self._match[np.flatnonzero((found[:n] != previous[:n]).any(axis=1))] = -1
+            self._problems_matched = found
+            slots = self._slot
+            self.lens.flagged = lambda conn_id, k: bool(found[slots[conn_id], k])
+        return self.problem_counts
+
+    def problem_rows(self, kind: str | None = None, limit: int = 1000) -> list[tuple[str, ConnRow, float]]:
+        """(kind, row, since) of the problems found at the last detection, of one kind or all, the oldest first."""
+        found = self._problems
+        out: list[tuple[float, str, ConnRow]] = []
+        for k, name in enumerate(KIND_NAMES):
+            if kind is not None and name != kind:
+                continue
+            slots = np.flatnonzero(found[:, k])
+            if not len(slots):
+                continue
+            since = self._signals[k, slots]
+            if len(slots) > limit:  # the `limit` oldest, without sorting them all
+                keep = np.argpartition(since, limit - 1)[:limit]
+                slots, since = slots[keep], since[keep]
+            order = np.argsort(since, kind="stable")
+            for slot, t in zip(slots[order].tolist(), since[order].tolist(), strict=True):
+                out.append((t, name, self.rows[int(self._ids[slot])]))
+        if kind is None:
+            out.sort(key=lambda item: item[0])
+        base = self._base or 0.0
+        return [(name, row, since + base) for since, name, row in out[:limit]]
 
     def visible(self) -> list[ConnRow]:
         return [self.rows[i] for i in self.order]

@@ -38,6 +38,7 @@ from midstat_tui.lifecycle import how_it_ended, start_worker
 from midstat_tui.output.events import event_record
 from midstat_tui.output.plain import table_cells
 from midstat_tui.privileges import Target, drop_to
+from midstat_tui.problems import Lens
 from midstat_tui.query import compile_query
 from midstat_tui.tcp.connection import Connection
 from midstat_tui.tcp.tracker import TrackerConfig
@@ -68,6 +69,9 @@ class Job:
     datalink: int = 1  # of the file: whether the share filter may speak of Ethernet and VLAN tags
     user: Target | None = None  # whom every process becomes once its handle or file is open (None: stay)
     checksums: ChecksumPolicy | None = None  # how checksums are judged (None: as verify_checksums says)
+    # --problems: the last report carries the connections' rows (ConnRow), not their JSON records, for the lens
+    rows: bool = False
+    thresholds: dict[str, float] | None = None  # the problems lens's (--threshold), for `problem KIND` too
 
     def checksum_policy(self) -> ChecksumPolicy:
         if self.checksums is not None:
@@ -122,7 +126,8 @@ class _Reporter:
     def __init__(self, job: Job, sink: Sink) -> None:
         self.job = job
         self.sink = sink
-        self.predicate = compile_query(job.match) if job.match else None
+        self.lens = Lens(thresholds=job.thresholds)
+        self.predicate = compile_query(job.match, self.lens) if job.match else None
         # for --summary, the connections that left the table (wanted by --match), as their JSON text in a
         # temporary file (departed.py: a flood through a small table is millions of them); the table holds the others
         self.departed = DepartedLog()
@@ -140,9 +145,13 @@ class _Reporter:
         if self.wanted(conn):
             self.departed.add(conn.first, conn.id, self.summary_text(conn))
 
-    def dicts(self, conns) -> Iterable:
-        """A snapshot's connections as the sink takes them: their records' JSON texts (--json) or dicts, a list, or
-        made one by one as the sink writes them if it streams (the texts of a million are never all in memory)."""
+    def dicts(self, conns, now: float | None = None) -> Iterable:
+        """A snapshot's connections as the sink takes them: their rows (--problems), their records' JSON texts
+        (--json) or dicts; a list, or made one by one as the sink writes them if it streams (the texts of a million
+        are never all in memory). `now`: the snapshot's moment, which the filter term `problem KIND` judges at."""
+        self.lens.now = now
+        if self.job.rows:
+            return [row for row in map(row_of, conns) if self.predicate is None or self.predicate(row)]
         wanted = conns if self.predicate is None else filter(self.wanted, conns)
         made = (record_text if self.job.snapshot_json else connection_dict)
         if getattr(self.sink, "streams_snapshot", False):
@@ -174,7 +183,7 @@ class _Reporter:
             finally:
                 self.departed.close()
         else:
-            self.sink.last(snap.ts, snap.stats, self.dicts(snap.connections), [], warning)
+            self.sink.last(snap.ts, snap.stats, self.dicts(snap.connections, snap.ts), [], warning)
 
 
 def open_live_share(job: Job, shard: int, count: int):
@@ -236,7 +245,7 @@ def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, source=No
             engine.tracker.advance(now)
             if job.snapshots:
                 snap = engine.snapshot(math.floor(now))
-                sink.snapshot(snap.ts, snap.stats, report.dicts(snap.connections))
+                sink.snapshot(snap.ts, snap.stats, report.dicts(snap.connections, snap.ts))
             next_tick = math.floor(now) + 1.0
         sink.clock(now)
         if stop.is_set():
@@ -260,7 +269,7 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
     report = _Reporter(job, sink)
 
     def on_snapshot(snap: Snapshot) -> None:
-        sink.snapshot(snap.ts, snap.stats, report.dicts(snap.connections))
+        sink.snapshot(snap.ts, snap.stats, report.dicts(snap.connections, snap.ts))
 
     try:
         engine = report.engine(source.datalink, shard, count)

@@ -72,6 +72,16 @@ class ConnRow(NamedTuple):
     bad_checksum: int = 0
     end_ts: float | None = None
     transitions: int = 0       # transitions kept + dropped
+    # for the problems lens (midstat_tui/problems.py): per side, when it entered its state, since when it
+    # advertises a zero window (None: open), its last data and its last packet
+    since_c: float = 0.0
+    since_s: float = 0.0
+    zw_since_c: float | None = None
+    zw_since_s: float | None = None
+    last_data_c: float = 0.0
+    last_data_s: float = 0.0
+    last_ts_c: float = 0.0
+    last_ts_s: float = 0.0
 
     @property
     def ended_key(self) -> str:
@@ -162,7 +172,8 @@ def row_of(conn: Connection) -> ConnRow:
                    conn.midstream, conn.ended, suspicious + odd,
                    c.payload, s.payload, c.retrans_bytes, s.retrans_bytes, c.ooo, s.ooo, c.zero_win, s.zero_win,
                    conn.rtt_client, conn.rtt_server, conn.rst_by, suspicious, odd, conn.bad_flags, conn.bad_checksum,
-                   conn.end_ts, conn.transitions_kept + conn.transitions_dropped))
+                   conn.end_ts, conn.transitions_kept + conn.transitions_dropped,
+                   c.since, s.since, c.zw_since, s.zw_since, c.last_data_ts, s.last_data_ts, c.last_ts, s.last_ts))
 
 
 def departed_row(conn: Connection | None, now: float, linger: float) -> ConnRow | None:

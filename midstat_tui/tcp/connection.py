@@ -36,6 +36,7 @@ class PySide:
         "packets", "ip_bytes", "payload", "retrans_bytes", "retrans", "ooo", "zero_win", "gap_open",
         "last_data_ts", "delivered", "gaps", "missed", "synack_sent", "ttl", "mac",
         "zstate", "zprev", "z_once", "z_s", "z_h", "z_f", "z_r", "z_counts",
+        "since", "zw_since", "last_ts",
     )
 
     def __init__(self, state: int = CLOSED) -> None:
@@ -70,6 +71,10 @@ class PySide:
         self.z_f: int | None = None
         self.z_r: int | None = None
         self.z_counts: dict[str, int] | None = None  # counts of logarithmic letters (c g t w)
+        # for the problems lens (midstat_tui/problems.py)
+        self.since = 0.0                   # when this side entered its current state (0.0: never moved)
+        self.zw_since: float | None = None  # since when it advertises a zero window (None: its window is open)
+        self.last_ts = 0.0                 # when it last sent a packet
 
 
 class PyConnection:

@@ -110,6 +110,7 @@ def apply_segment(conn: Connection, seg: Segment, from_client: bool) -> list[tup
         old = side.state
         if old != new:
             side.state = new
+            side.since = ts
             if new == TIME_WAIT:
                 side.tw_since = ts
             changes.append(conn.record(ts, index, old, new, direction, flags, seq, ack, length))
@@ -118,8 +119,14 @@ def apply_segment(conn: Connection, seg: Segment, from_client: bool) -> list[tup
     sender.packets += 1
     sender.ip_bytes += seg.ip_len
     sender.payload += length
-    if seg.win == 0 and not (syn or fin or rst):
-        sender.zero_win += 1
+    sender.last_ts = ts
+    if seg.win == 0:
+        if not (syn or fin or rst):
+            sender.zero_win += 1
+            if sender.zw_since is None:
+                sender.zw_since = ts
+    elif not rst:
+        sender.zw_since = None
     seq_end = (seq + length + (1 if syn else 0) + (1 if fin else 0)) & MASK
     expected = sender.snd_nxt  # before this packet: what RST acceptance is judged against
     if length and expected is not None and not rst:
@@ -275,4 +282,5 @@ def apply_icmp_unreachable(conn: Connection, from_client: bool, quoted_seq: int,
         return []
     old = side.state
     side.state = CLOSED
+    side.since = ts
     return [conn.record(ts, index, old, CLOSED, 1 - index, -1, quoted_seq, 0, 0)]  # flags -1: ICMP

@@ -314,6 +314,9 @@ class Tracker:
         side.packets += 1
         side.ip_bytes += seg.ip_len
         side.payload += seg.payload
+        side.last_ts = seg.ts
+        if seg.payload and not bogus:
+            side.last_data_ts = seg.ts  # a side that still sends after the end (the problems lens's half_open)
         conn.last = seg.ts
         if bogus:
             conn.bad_flags += 1

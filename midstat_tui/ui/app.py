@@ -26,6 +26,7 @@ from midstat_tui.ui.flow_screen import FlowScreen, reader_for
 from midstat_tui.ui.goto_screen import GotoScreen
 from midstat_tui.ui.header import HeaderFacts, SummaryHeader
 from midstat_tui.ui.help_screen import HelpScreen
+from midstat_tui.ui.problems_screen import ProblemsScreen
 from midstat_tui.view import ConnView
 
 SPEEDS = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
@@ -40,7 +41,7 @@ class FilterInput(Input):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(placeholder="filter: host, net, port, sport, dport, state, cstate, sstate, vlan, "
-                                     "midstream, ended, zeek; and/or/not", **kwargs)
+                                     "midstream, ended, zeek, problem; and/or/not", **kwargs)
         self.history: list[str] = []
         self._at = 0
 
@@ -83,6 +84,7 @@ class MidstatApp(App[None]):
         Binding("left_square_bracket", "seek(-1)", "Back", show=False),
         Binding("right_square_bracket", "seek(1)", "Fwd", show=False),
         Binding("g", "goto", "Go to", show=False),
+        Binding("p", "problems", "Problems"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
@@ -114,7 +116,7 @@ class MidstatApp(App[None]):
         yield Footer(compact=True)
 
     _MAIN_ONLY = frozenset({"open_filter", "next_sort", "reverse_sort", "toggle_ended", "pause", "columns",
-                            "export", "speed", "step", "seek", "goto", "help"})
+                            "export", "speed", "step", "seek", "goto", "help", "problems"})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The table's keys belong to the main screen: hidden and inactive over the flow and dialog screens."""
@@ -197,7 +199,8 @@ class MidstatApp(App[None]):
             paused=self.frozen if session.live else session.paused, at_end=session.at_end, stopped=stopped,
             stats=self.stats, counters=dict(getattr(session, "_stats", None) or self.stats),
             rates=dict(session._rates), shown=len(self.view.order), rows=len(self.view.rows),
-            show_load=self.show_load, spark_active=list(session.spark_active), spark_pps=list(session.spark_pps)))
+            show_load=self.show_load, spark_active=list(session.spark_active), spark_pps=list(session.spark_pps),
+            problems=sum(self.view.problem_counts.values())))
 
     def _status(self, text: str, error: bool = False) -> None:
         status = self.query_one("#status", Static)
@@ -354,6 +357,18 @@ class MidstatApp(App[None]):
             self.session.seek(target)
         first, last = self.capture_range()
         self.push_screen(GotoScreen(first, last, self.session.position), go)
+
+    # -- the problems lens ---------------------------------------------------------------------------------------
+    def action_problems(self) -> None:
+        def chosen(kind: str | None) -> None:
+            if kind is None:
+                self._redraw()
+                return
+            self.view.set_query(f"problem {kind}")
+            self.query_one(FilterInput).remember(self.view.query)
+            self._show_filter()
+            self._redraw()
+        self.push_screen(ProblemsScreen(interval=self.interval), chosen)
 
     # -- export --------------------------------------------------------------------------------------------------
     def action_export(self, fmt: str) -> None:

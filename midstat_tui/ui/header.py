@@ -90,6 +90,7 @@ class HeaderFacts:
     show_load: bool = True
     spark_active: list = field(default_factory=list)
     spark_pps: list = field(default_factory=list)
+    problems: int = 0                   # connections the problems lens flags (the badge; `p` lists them)
 
 
 def mode_text(f: HeaderFacts) -> str:
@@ -156,6 +157,11 @@ def untracked_text(stats: dict) -> str:
     return text
 
 
+def problems_badge(count: int) -> str:
+    """The header's badge: how many problems the lens finds (p opens it)."""
+    return f" ⚠ {count:,} problem{'' if count == 1 else 's'} (p) "
+
+
 def spark_label(name: str, data: list[float]) -> str:
     if not data:
         return name
@@ -187,7 +193,11 @@ class SummaryHeader(Vertical):
         f = facts
         name = f.source.rsplit("/", 1)[-1] + (f" [{f.bpf}]" if f.bpf else "")
         clock = utc_text(f.position) if f.position is not None else "--"
-        self.query_one("#summary-line1", Static).update(Text(f"midstat {name} · {clock} · {mode_text(f)}"))
+        line1 = Text(f"midstat {name} · {clock} · {mode_text(f)}")
+        if f.problems:
+            line1.append("  ")
+            line1.append(problems_badge(f.problems), style="bold reverse yellow")
+        self.query_one("#summary-line1", Static).update(line1)
         self.query_one("#summary-place", Static).update(Text(place_text(f)))
         self.query_one("#summary-line2", Static).update(Text(traffic_text(f)))
         untracked = self.query_one("#summary-untracked", Static)

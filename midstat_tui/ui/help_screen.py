@@ -27,6 +27,7 @@ KEYS = """\
 | `+` / `-` | replay faster / slower (files; `0` plays as fast as possible) |
 | `[` / `]` | back / forward 10 s of packet time (files: the table as it was then, from first to last packet) |
 | `g` | go to a time of the file: `+SECONDS`, `HH:MM:SS` (UTC), `YYYY-MM-DD HH:MM:SS` or epoch seconds |
+| `p` | the problems lens: per kind its count, threshold, meaning, connections (Enter: filter; `T`: threshold) |
 | `e` / `E` | export the current view (filtered, sorted) to CSV / JSON: the `--summary --json` record, raw numbers |
 | `?` | this help |
 | `q`, Ctrl+C | quit |
@@ -35,7 +36,8 @@ KEYS = """\
 
 1. the file or interface (and its capture filter) · the time of the table, UTC, to the tenth of a second · the
    state: `▶ playing at ×1` (or as fast as possible), `PAUSED`, `end of the file`; live: `● live`, `PAUSED` (the
-   view is frozen, the capture goes on), `capture stopped` (the interface went away)
+   view is frozen, the capture goes on), `capture stopped` (the interface went away) · `⚠ N problems (p)` when
+   the problems lens finds some
 2. files: where the replay is, `at +1.2s of 2.5s`, with a progress bar; live: the capture's counters (received,
    dropped by the kernel, by the interface), moving even while paused
 3. traffic (packets and bits per second) · open connections · rows shown (filter, `t`) of the rows in the table
@@ -47,9 +49,10 @@ KEYS = """\
 
 `host 10.0.0.1` · `net 10.0.0.0/8` · `port 80` · `sport 1024-2000` · `dport 443` · `state ESTABLISHED` (either
 side) · `cstate SYN_SENT` · `sstate close-wait` · `vlan 100` · `midstream` · `ended` · `suspicious` (blind or
-injected RSTs) · `zeek REJ`, combined with `and` (`&`), `or` (`|`), `not` (`!`) and parentheses. `ss` state
-names work too; a state name alone (`time-wait`) matches that state on either side; another bare word matches a
-piece of an address, port or state (`10.0.0.`, `:8080`, `wait`). An unknown word is an error with a suggestion.
+injected RSTs) · `zeek REJ` · `problem close_wait` (a kind of the problems lens, or `problem any`),
+combined with `and` (`&`), `or` (`|`), `not` (`!`) and parentheses. `ss` state names work too; a state name
+alone (`time-wait`) matches that state on either side; another bare word matches a piece of an address, port or
+state (`10.0.0.`, `:8080`, `wait`). An unknown word is an error with a suggestion.
 
 ## Table
 
