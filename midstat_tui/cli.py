@@ -128,6 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default 1000000)")
     trk.add_argument("--timeout", action="append", default=[], metavar="STATE=SEC",
                      help="idle timeout of a state, e.g. ESTABLISHED=3600 or syn-sent=30 (repeatable)")
+    exp = p.add_argument_group("export (alongside any output or the TUI; README: Feeding collectors)")
+    exp.add_argument("--ipfix", metavar="HOST:PORT",
+                     help="send one IPFIX record per connection to a collector (nfcapd, ntopng, GoFlow2...): UDP, or "
+                          "tcp://HOST:PORT")
+    exp.add_argument("--ipfix-active-timeout", type=float, default=60.0, metavar="SEC",
+                     help="a long connection's record goes out every SEC seconds before its end (default 60)")
+    exp.add_argument("--ipfix-domain", type=int, default=1, metavar="ID",
+                     help="IPFIX observation domain; on N cores, core k exports as ID+k (default 1)")
+    exp.add_argument("--ipfix-source", metavar="ADDR", help="the exporter's address (the socket's source)")
+    exp.add_argument("--metrics", metavar="HOST:PORT",
+                     help="serve Prometheus metrics on http://HOST:PORT/metrics")
     p.add_argument("--version", action="version", version=f"midstat {__version__} ({engine_name()})")
     return p
 
@@ -172,6 +183,8 @@ def check_options(args: argparse.Namespace) -> None:
     checked_number("--max-conns", args.max_conns, 1, MAX_CONNS)
     checked_number("--snaplen", args.snaplen, 1, MAX_SNAPLEN)
     checked_number("--buffer-size", args.buffer_size, 1, MAX_BUFFER_MIB)
+    checked_number("--ipfix-active-timeout", args.ipfix_active_timeout, 1, MAX_SECONDS)
+    checked_number("--ipfix-domain", args.ipfix_domain, 1, 0xFFFFFFFF - max_cores())
     if args.cores > max_cores():
         raise MidstatError(f"--cores {args.cores}: at most {max_cores()} on this machine ({CORES_PER_CPU} per CPU): "
                            "each core is a worker process with its own table, and more than the CPUs can run only "
@@ -226,6 +239,28 @@ def _checksum_policy(args: argparse.Namespace, mode: str) -> ChecksumPolicy:
                           virtual_link(args.interface))
 
 
+def _export_settings(args: argparse.Namespace) -> dict:
+    """The Job fields of --ipfix and --metrics (the collector checked and resolved now: a bad one is said at once)."""
+    collector = None
+    if args.ipfix is not None:
+        from midstat_tui.export.sender import check_source, parse_collector, resolve
+
+        collector = parse_collector(args.ipfix)
+        family, _ = resolve(collector)
+        if args.ipfix_source is not None:
+            check_source(args.ipfix_source, family)
+    return {"ipfix": collector, "ipfix_domain": args.ipfix_domain, "ipfix_source": args.ipfix_source,
+            "ipfix_active_timeout": args.ipfix_active_timeout, "metrics": args.metrics is not None}
+
+
+def _start_metrics(args: argparse.Namespace):
+    if args.metrics is None:
+        return None
+    from midstat_tui.export.metrics import MetricsServer
+
+    return MetricsServer(args.metrics)
+
+
 def _parse_at(text: str) -> tuple[float | None, float | None]:
     """`--at` as (absolute time, offset from the first packet); (None, None) for a time of day or a date, which
     `_resolve_at` places once the capture's first packet is known."""
@@ -274,6 +309,7 @@ class OutputWriter(Sink):
         self.flush_events = flush_events  # live: each line as it happens
         self.warning: str | None = None
         self.lost: list[str] = []  # workers that died: said at once on stderr; the run ends with status 1
+        self.metrics = None  # export.metrics.MetricsServer, with --metrics: given every report's stats
 
     def worker_lost(self, shard: int, reason: str) -> None:
         self.lost.append(reason)
@@ -297,6 +333,13 @@ class OutputWriter(Sink):
         self.out.flush()
 
     def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
+        if self.metrics is not None:
+            self.metrics.update(ts, stats)
+            if not _wants_snapshots(self.args) and not self.args.problems:
+                return  # a tick for the metrics only
+        self._snapshot(ts, stats, conns)
+
+    def _snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
         if self.args.problems:
             self.problems(ts, conns)
             return
@@ -322,6 +365,15 @@ class OutputWriter(Sink):
                 self.out.write(f"# {skipped}\n")
             for hint in stats.get("hints") or ():
                 self.out.write(f"# hint: {hint}\n")
+            ipfix = stats.get("ipfix")
+            if ipfix is not None:
+                self.out.write(f"# ipfix: {ipfix.get('sent', 0)} records sent to {self.args.ipfix}, "
+                               f"{ipfix.get('dropped', 0)} dropped (collector down or slow), "
+                               f"{ipfix.get('queued', 0)} queued\n")
+            if self.metrics is not None:
+                self.out.write(f"# totals: {stats.get('packets', 0)} packets, {stats.get('bytes', 0)} bytes, "
+                               f"{stats.get('started', 0)} connections started, {stats.get('ended', 0)} ended, "
+                               f"{stats.get('active', 0)} open\n")
         else:  # the connections come as their records' JSON texts, made as they are written
             write = self.out.write
             write(f'{{"ts":{encode_json(ts)},"stats":{encode_json(stats)},"connections":[')
@@ -337,6 +389,8 @@ class OutputWriter(Sink):
     def last(self, ts: float, stats: dict, conns: list[dict], everything: list[dict], warning: str | None) -> None:
         args = self.args
         self.warning = warning
+        if self.metrics is not None:
+            self.metrics.update(ts, stats)
         if args.summary:
             if args.json:  # the connections come as (first packet, id, JSON text), encoded by the shards
                 write = self.out.write
@@ -356,7 +410,7 @@ class OutputWriter(Sink):
                 while chunk := list(islice(lines, 1024)):
                     write("\n".join(chunk) + "\n")
         elif args.at is not None or args.problems or (not args.events and (args.plain or args.json)):
-            self.snapshot(ts, stats, conns)  # the one at --at, or the last one at the end of the capture
+            self._snapshot(ts, stats, conns)  # the one at --at, or the last one at the end of the capture
         self.out.flush()
 
     def _json(self, doc: dict) -> None:
@@ -386,6 +440,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise MidstatError("--at replays a capture file to a moment: use it with -r FILE")
     at_abs, at_off = _parse_at(args.at) if args.at is not None else (None, None)
     mode = _checksum_mode(args)
+    export = _export_settings(args)
     target = choose_user(args.user)
     if args.ladder or args.write is not None:
         return run_flows(args, config, mode, target, out, err)
@@ -404,10 +459,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if not headless:
             if args.cores > 1:
                 live.close()  # the handle said the interface and the filter are fine; the shards open their own
-                return run_tui_sharded(args, config, target, err, datalink=live.datalink)
+                return run_tui_sharded(args, config, target, err, datalink=live.datalink, export=export)
             drop_to(target)
-            return run_tui(args, config, live, err)
-        return run_live_headless(args, config, live, out, err, target)
+            return run_tui(args, config, live, err, export)
+        return run_live_headless(args, config, live, out, err, target, export)
 
     # opened here first: a bad file or filter is said once, at once
     source = FileSource(args.read, args.filter, user=target)
@@ -419,10 +474,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             _keys_from_the_terminal(source)
         if args.cores > 1 and not source.stream:
             source.close()  # each shard opens the file itself and keeps its share
-            return run_tui_sharded(args, config, target, err, datalink=source.datalink)
+            return run_tui_sharded(args, config, target, err, datalink=source.datalink, export=export)
         source.hand_over(target)
         drop_to(target)
-        return run_tui(args, config, source, err)
+        return run_tui(args, config, source, err, export)
     try:
         FrameDecoder(source.datalink)
     except LinkTypeError as exc:
@@ -432,8 +487,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     job = Job(args.read, args.filter, config, checksums=args.checksums, match=args.match, until=at_abs,
               until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
               summary=bool(args.summary), summary_json=bool(args.summary and args.json), datalink=source.datalink,
-              snapshot_json=not args.plain, user=target, rows=bool(args.problems), thresholds=args.thresholds)
+              snapshot_json=not args.plain, user=target, rows=bool(args.problems), thresholds=args.thresholds,
+              **export)
     writer = OutputWriter(args, out, err=err)
+    writer.metrics = _start_metrics(args)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     # Ctrl-C / SIGTERM: reading stops at the next batch and what was read is reported (on several cores, by every
     # shard, merged)
@@ -459,6 +516,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if writer.metrics is not None:
+            writer.metrics.close()
     if writer.warning:
         err.write(f"midstat: warning: {writer.warning}\n")
         return EXIT_DAMAGED
@@ -521,7 +580,7 @@ def run_flows(args: argparse.Namespace, config: TrackerConfig, mode: str, target
 
 
 def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, out: TextIO, err: TextIO,
-                      target: Target | None) -> int:
+                      target: Target | None, export: dict | None = None) -> int:
     """Live capture, headless, on one core or several (one handle per shard, keeping its share: merged by
     core 0); timers and snapshots on the clock; SIGINT/SIGTERM stop it and the outputs close."""
     datalink = source.datalink
@@ -535,8 +594,9 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
               events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
               summary_json=bool(args.summary and args.json), interface=args.interface, snaplen=args.snaplen,
               snapshot_json=not args.plain, promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target,
-              datalink=datalink, rows=bool(args.problems), thresholds=args.thresholds)
+              datalink=datalink, rows=bool(args.problems), thresholds=args.thresholds, **(export or {}))
     writer = OutputWriter(args, out, flush_events=True, err=err)
+    writer.metrics = _start_metrics(args)
 
     def listening() -> None:
         shards = f" with {args.cores} shards" if args.cores > 1 else ""
@@ -544,13 +604,17 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
                   f"{', filter ' + repr(args.filter) if args.filter else ''}\n")
         err.flush()
 
-    if args.cores > 1:
-        source.close()  # the handle said the interface and the filter are fine; the shards open their own
-        run_sharded(job, args.cores, writer, stop, on_ready=listening)
-    else:
-        drop_to(target)
-        listening()
-        run_live_shard(job, 0, 1, writer, stop, source=source)
+    try:
+        if args.cores > 1:
+            source.close()  # the handle said the interface and the filter are fine; the shards open their own
+            run_sharded(job, args.cores, writer, stop, on_ready=listening)
+        else:
+            drop_to(target)
+            listening()
+            run_live_shard(job, 0, 1, writer, stop, source=source)
+    finally:
+        if writer.metrics is not None:
+            writer.metrics.close()
     out.flush()
     if writer.warning:
         err.write(f"midstat: warning: {writer.warning}\n")
@@ -579,20 +643,20 @@ def _load_tui() -> None:
 
 
 def run_tui_sharded(args: argparse.Namespace, config: TrackerConfig, target: Target | None, err: TextIO,
-                    datalink: int = 1) -> int:
+                    datalink: int = 1, export: dict | None = None) -> int:
     """The TUI on several cores: shard processes (live: a handle each; a file: a share each, played in step),
     core 0's merge in this process."""
     from midstat_tui.engine.shard_sessions import ShardedFileSession, ShardedLiveSession
 
     job = Job(args.read or "", args.filter, config, checksums=args.checksums, interface=args.interface,
               snaplen=args.snaplen, promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target,
-              datalink=datalink)
+              datalink=datalink, **(export or {}))
     if args.interface is not None:
         return _run_app(ShardedLiveSession(job, args.cores), args, err)
     return _run_app(ShardedFileSession(job, args.cores, speed=args.speed), args, err)
 
 
-def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO) -> int:
+def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO, export: dict | None = None) -> int:
     """The interactive face: the engine runs in a background session, the Textual app reads its snapshots."""
     from midstat_tui.engine.session import Session
 
@@ -601,6 +665,10 @@ def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO
     except LinkTypeError as exc:
         raise MidstatError(f"{source.path}: {exc}") from None
     session = Session(engine, source, live=args.interface is not None, speed=args.speed)
+    if export and export["ipfix"] is not None:
+        from midstat_tui.engine.multicore import start_export
+
+        session.exporter = start_export(Job("", None, config, **export), engine, 0)
     try:
         return _run_app(session, args, err)
     finally:

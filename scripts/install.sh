@@ -12,7 +12,7 @@ packages="python3 python3-venv python3-dev gcc"
 extra=""
 if [ "${1:-}" = "--test" ]; then
     # the test hosts (network namespaces, veth, nft, ethtool), reference tools, a terminal for the TUI tests
-    packages="$packages tcpdump iproute2 nftables ethtool util-linux tmux tcpreplay tshark"
+    packages="$packages tcpdump iproute2 nftables ethtool util-linux tmux tcpreplay tshark nfdump"
     extra="[test]"
 fi
 if [ "$(id -u)" -ne 0 ]; then

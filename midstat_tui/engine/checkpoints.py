@@ -50,15 +50,18 @@ def freeze(engine: Engine) -> Frozen:
         slices.append(pickle.dumps(conns[start:start + CHUNK], protocol=pickle.HIGHEST_PROTOCOL))
         _yield_lock()
     ended, touched, sink = tracker._ended, tracker.touched, tracker.on_event
+    # the export's hooks (engine.multicore.start_export) are not part of the state either: a thawed engine has none
+    hooks = (tracker.on_end, tracker.on_remove, engine.on_tick, engine.export_stats)
     # every ended and every changed connection is one of the table's (they are kept by key): written as keys
     tracker.table = {}
     tracker._ended = list(ended)  # type: ignore[assignment]
     tracker.touched = None if touched is None else [c.key for c in touched]  # type: ignore[assignment]
-    tracker.on_event = None
+    tracker.on_event = tracker.on_end = tracker.on_remove = engine.on_tick = engine.export_stats = None
     try:
         head = pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
     finally:
         tracker.table, tracker._ended, tracker.touched, tracker.on_event = table, ended, touched, sink
+        tracker.on_end, tracker.on_remove, engine.on_tick, engine.export_stats = hooks
     return Frozen(head, slices, len(conns))
 
 

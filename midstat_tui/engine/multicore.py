@@ -34,6 +34,7 @@ from midstat_tui.engine.placement import Placer, Share
 from midstat_tui.engine.shards import LINK_HEADERS, share_filter
 from midstat_tui.engine.views import connection_dict, encode_json, record_text, row_of  # noqa: F401 - encode_json: cli
 from midstat_tui.errors import MidstatError
+from midstat_tui.export.sender import Collector
 from midstat_tui.lifecycle import how_it_ended, start_worker
 from midstat_tui.output.events import event_record
 from midstat_tui.output.plain import table_cells
@@ -72,6 +73,13 @@ class Job:
     # --problems: the last report carries the connections' rows (ConnRow), not their JSON records, for the lens
     rows: bool = False
     thresholds: dict[str, float] | None = None  # the problems lens's (--threshold), for `problem KIND` too
+    # IPFIX export (export.flows): the collector (None: none), each shard its own exporting process with
+    # observation domain ipfix_domain + shard; metrics: each shard's stats say its load and state pairs
+    ipfix: Collector | None = None
+    ipfix_domain: int = 1
+    ipfix_source: str | None = None
+    ipfix_active_timeout: float = 60.0
+    metrics: bool = False
 
     def checksum_policy(self) -> ChecksumPolicy:
         if self.checksums is not None:
@@ -133,6 +141,7 @@ class _Reporter:
         self.departed = DepartedLog()
         # what --summary keeps of a connection: its record's JSON text, or its table cells (tab-separated)
         self.summary_text = record_text if job.summary_json else table_cells
+        self.exporter = None  # export.flows.FlowExporter, with --ipfix
 
     def wanted(self, conn: Connection) -> bool:
         return self.predicate is None or self.predicate(row_of(conn))
@@ -164,9 +173,24 @@ class _Reporter:
                         on_event=self.on_event if job.events else None, shard=shard, shard_count=count)
         if job.summary:
             engine.tracker.on_remove = self.on_remove
+        if job.ipfix is not None:
+            self.exporter = start_export(job, engine, shard)
+        engine.load_stats = job.metrics
+        engine.pairs_every = 0.0 if job.snapshots else 1.0
         return engine
 
+    def ticks(self) -> bool:
+        """Does this shard report every second (a snapshot for the outputs, or stats for the metrics)?"""
+        return self.job.snapshots or self.job.metrics
+
+    def snapshot_dicts(self, snap: Snapshot) -> Iterable:
+        return self.dicts(snap.connections, snap.ts) if self.job.snapshots else []
+
     def last(self, engine: Engine, end: float, warning: str | None) -> None:
+        if self.exporter is not None:  # every connection still in the table goes out, then the queue is sent
+            self.exporter.finish(engine.tracker.table.values(), end)
+            self.exporter.sender.close()
+        engine.pairs_every = 0.0  # the last report's figures are exact
         snap = engine.snapshot(end)
         if self.job.summary:  # every connection started, in the order they started; not the table at the end
             conns = snap.connections
@@ -243,9 +267,11 @@ def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, source=No
         now = time.time()
         if now >= next_tick:
             engine.tracker.advance(now)
-            if job.snapshots:
+            if engine.on_tick is not None:
+                engine.on_tick(now)
+            if report.ticks():
                 snap = engine.snapshot(math.floor(now))
-                sink.snapshot(snap.ts, snap.stats, report.dicts(snap.connections, snap.ts))
+                sink.snapshot(snap.ts, snap.stats, report.snapshot_dicts(snap))
             next_tick = math.floor(now) + 1.0
         sink.clock(now)
         if stop.is_set():
@@ -269,7 +295,7 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
     report = _Reporter(job, sink)
 
     def on_snapshot(snap: Snapshot) -> None:
-        sink.snapshot(snap.ts, snap.stats, report.dicts(snap.connections, snap.ts))
+        sink.snapshot(snap.ts, snap.stats, report.snapshot_dicts(snap))
 
     try:
         engine = report.engine(source.datalink, shard, count)
@@ -278,7 +304,7 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
         raise MidstatError(f"{job.path}: {exc}") from None
     engine.clock = source.clock  # the file's late packets, counted where it is read (capture.clock)
     try:
-        last = run_file(engine, source.batches(), on_snapshot if job.snapshots else None, until=job.until,
+        last = run_file(engine, source.batches(), on_snapshot if report.ticks() else None, until=job.until,
                         until_offset=job.until_offset, halt=halt)
     except KeyboardInterrupt:  # Ctrl-C where nobody set a halt flag: report what was read, as a capture ending here
         last = engine.snapshot(engine.last_ts or 0.0)
@@ -291,6 +317,22 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
     end = max(last.ts, sink.end_time(last.ts))
     engine.tracker.advance(end)
     report.last(engine, end, source.warning)
+
+
+def start_export(job: Job, engine: Engine, shard: int):
+    """This shard's IPFIX exporting process: its own socket and sequence stream, observation domain
+    job.ipfix_domain + shard (RFC 7011 allows one per exporting process), fed by the tracker's ends and the
+    engine's ticks."""
+    from midstat_tui.export.flows import FlowExporter
+    from midstat_tui.export.sender import Sender
+
+    sender = Sender(job.ipfix, job.ipfix_domain + shard, source=job.ipfix_source)  # type: ignore[arg-type]
+    exporter = FlowExporter(sender, job.ipfix_active_timeout, shard)
+    tracker = engine.tracker
+    exporter.attach(tracker)
+    engine.on_tick = lambda now: exporter.tick(now, tracker.table.values())
+    engine.export_stats = sender.stats
+    return exporter
 
 
 # -- several shards: worker processes and core 0's merge -----------------------------------------------------------
@@ -454,6 +496,8 @@ def add_stats(parts: list[dict]) -> dict:
     total = _sum_stats(parts)
     if any("capture" in part for part in parts):
         total["capture_shards"] = [part["capture"] for part in parts if "capture" in part]
+    if any("shards" in part for part in parts):  # each shard's load, side by side (metrics)
+        total["shards"] = [load for part in parts for load in part.get("shards", ())]
     if parts:
         total["hints"] = stats_hints(total)  # from the sums, not one shard's
     return total

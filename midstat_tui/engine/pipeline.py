@@ -7,6 +7,7 @@ fire on packet time); live capture (engine.multicore, engine.session) runs its t
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -76,6 +77,16 @@ class Engine:
         self.last_ts: float | None = None
         self.dirty = False
         self._ended_seen = 0
+        # export (IPFIX, metrics): called at each tick of the engine's clock; what `stats` adds under "ipfix";
+        # whether `stats` counts the open connections by state pair and says this shard's load
+        self.on_tick: Callable[[float], None] | None = None
+        self.export_stats: Callable[[], dict] | None = None
+        self.load_stats = False
+        # how often (wall seconds) the state pairs are counted afresh, a walk over the table: 0 at every `stats`
+        # (when an output prints the table of the same moment); metrics alone take them at most once a second
+        self.pairs_every = 0.0
+        self._pairs: dict[str, int] | None = None
+        self._pairs_due = 0.0
 
     def feed(self, ts: float, frame: bytes) -> None:
         stats = self.decode_stats
@@ -175,6 +186,16 @@ class Engine:
         }
         if self.capture_stats is not None:
             out["capture"] = self.capture_stats()
+        if self.export_stats is not None:
+            out["ipfix"] = self.export_stats()
+        if self.load_stats:
+            now = time.monotonic()
+            if self._pairs is None or self.pairs_every <= 0 or now >= self._pairs_due:
+                self._pairs = self.tracker.state_pairs()
+                self._pairs_due = now + self.pairs_every
+            out["state_pairs"] = dict(self._pairs)
+            out["shards"] = [{"shard": self.tracker.shard, "packets": self.decode_stats.packets,
+                              "bytes": self.decode_stats.bytes, "in_table": len(self.tracker.table)}]
         out["hints"] = stats_hints(out)
         return out
 
@@ -245,6 +266,8 @@ def _ticks(engine: Engine, next_tick: float, ts: float, on_snapshot: Callable[[S
     tracker = engine.tracker
     while next_tick <= ts:
         tracker.advance(next_tick)
+        if engine.on_tick is not None:
+            engine.on_tick(next_tick)
         if engine.changed():
             if on_snapshot is not None:
                 on_snapshot(engine.snapshot(next_tick))

@@ -123,6 +123,11 @@ class Session:
         self.span: tuple[float, float] | None = None
         self.span_scanned = False
         self._opened = False
+        # --ipfix: the engine's exporter (engine.multicore.start_export). A file replay exports as it plays
+        # forward; once a seek goes back, what is open goes out (forced end) and the export stops there
+        # (`export_stopped`; the restored engine has no exporter): a record already sent is never sent again
+        self.exporter = None
+        self.export_stopped = False
         engine.tracker.track_changes()
         if not live:  # a file's late packets are counted where it is read (capture.clock), for every pass
             engine.clock = getattr(source, "clock", None)
@@ -161,6 +166,18 @@ class Session:
             self._wake.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.finish_export()
+
+    def finish_export(self) -> None:
+        """The face is closing: every connection still open goes out (forced end), then the queue is sent."""
+        exporter, self.exporter = self.exporter, None
+        if exporter is None:
+            return
+        with self._lock:
+            if not self.export_stopped:
+                tracker = self.engine.tracker
+                exporter.finish(tracker.table.values(), max(tracker.now, self.engine.last_ts or 0.0))
+        exporter.sender.close()
 
     def pull(self) -> Pulled:
         """The changes since the last pull. Never waits for the engine: while it is busy (a seek, a long batch)
@@ -374,6 +391,9 @@ class Session:
         if self.position is not None and (now is None or self.position > now):
             now = self.position
         if now is not None and target < now and self.source.seekable:
+            if self.exporter is not None and not self.export_stopped:  # the export ends where the replay was
+                self.exporter.finish(self.engine.tracker.table.values(), now)
+                self.export_stopped = True
             candidates = [cp for cp in self._checkpoints if cp.position <= target]
             if candidates:
                 restore = candidates[-1]
@@ -417,6 +437,8 @@ class Session:
         """Under the lock: hand the changes since the last publish to the face, keep the rates and a checkpoint."""
         engine = self.engine
         tracker = engine.tracker
+        if engine.on_tick is not None:
+            engine.on_tick(position)
         if reset:
             self._pending = {}
             self._reset = True
@@ -448,6 +470,9 @@ class Session:
         tracker.removed = []
         self.position = position
         stats = self._stats = engine.stats()
+        if self.exporter is not None and "ipfix" not in stats:  # a seek went back: the export stopped there
+            self.export_stopped = True
+            stats["ipfix"] = {**self.exporter.sender.stats(), "stopped": True}
         self._rates = self._rates_since(position, stats)
         self.spark_active.append(stats["active"])
         if "pps" in self._rates:  # no rate yet: no bar, rather than a made-up zero

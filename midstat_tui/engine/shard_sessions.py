@@ -29,7 +29,14 @@ from multiprocessing.connection import wait
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.capture.span import capture_span
-from midstat_tui.engine.multicore import Job, add_stats, end_process, first_timestamp, open_live_share
+from midstat_tui.engine.multicore import (
+    Job,
+    add_stats,
+    end_process,
+    first_timestamp,
+    open_live_share,
+    start_export,
+)
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.placement import Placer, Share
 from midstat_tui.engine.session import SPARK_POINTS, Pulled, Session
@@ -71,6 +78,7 @@ def _live_worker(job: Job, shard: int, count: int, out, requests, stop) -> None:
     source, engine = opened
     engine.capture_stats = source.stats
     tracker = engine.tracker
+    exporter = start_export(job, engine, shard) if job.ipfix is not None else None
     tracker.track_changes()
     by_id = {conn.id: conn for conn in tracker.table.values()}
     out.send(("ready", shard, engine.stats()))
@@ -92,6 +100,8 @@ def _live_worker(job: Job, shard: int, count: int, out, requests, stop) -> None:
             now = time.time()
             if now >= next_tick:
                 tracker.advance(now)
+                if engine.on_tick is not None:
+                    engine.on_tick(now)
                 changes: dict[int, ConnRow | None] = {}
                 for conn in tracker.touched or ():
                     by_id[conn.id] = conn
@@ -107,6 +117,10 @@ def _live_worker(job: Job, shard: int, count: int, out, requests, stop) -> None:
                 out.send(("reply", shard, req_id, _detail(by_id.get(conn_id))))
     except (BrokenPipeError, EOFError):
         return  # core 0 is gone
+    finally:
+        if exporter is not None:  # what is still open goes out (forced end)
+            exporter.finish(tracker.table.values(), time.time())
+            exporter.sender.close()
 
 
 def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: float,
@@ -131,6 +145,8 @@ def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: f
         return
     source, engine = opened
     session = Session(engine, source, live=False, speed=speed)
+    if job.ipfix is not None:
+        session.exporter = start_export(job, engine, shard)
     session.pace_anchor = anchor
     # the clock starts at the file's first packet, not this share's: a shard whose first packet comes later still
     # ticks the file's time meanwhile

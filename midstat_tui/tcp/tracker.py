@@ -21,6 +21,7 @@ from midstat_tui.tcp.states import (
     CLOSED,
     DEFAULT_IDLE_TIMEOUTS,
     ESTABLISHED,
+    NAMES,
     SYN_RCVD,
     SYN_SENT,
     TIME_WAIT,
@@ -130,6 +131,7 @@ class Tracker:
         self.shard_count = shard_count
         self.on_event = on_event
         self.on_remove: Callable[[Connection], None] | None = None  # a connection left the table for good
+        self.on_end: Callable[[Connection], None] | None = None  # a connection ended (export.flows: its record)
         # the capturing host's own addresses when their checksums are left to the NIC (ChecksumPolicy): a segment
         # they sent with a checksum that does not verify is tracked (and counted as offloaded), not dropped
         self.offload_sources: frozenset[bytes] = frozenset()
@@ -182,6 +184,15 @@ class Tracker:
     def active(self) -> int:
         """Connections started and not ended (live ones, not those lingering after their end)."""
         return self.stats.started - self.stats.ended
+
+    def state_pairs(self) -> dict[str, int]:
+        """The open connections (not ended) by "CLIENT_STATE/SERVER_STATE": the metrics' gauge."""
+        pairs: dict[tuple[int, int], int] = {}
+        for conn in self.table.values():
+            if conn.ended is None:
+                pair = (conn.c.state, conn.s.state)
+                pairs[pair] = pairs.get(pair, 0) + 1
+        return {f"{NAMES[c]}/{NAMES[s]}": n for (c, s), n in pairs.items()}
 
     # -- the per-packet path ------------------------------------------------------------------------------------
     def segment(self, seg: Segment) -> Connection | None:
@@ -449,6 +460,8 @@ class Tracker:
             self.touched.add(conn)
         if self.on_event is not None:
             self.on_event("end", conn, None, None)
+        if self.on_end is not None:
+            self.on_end(conn)
         conn.deadline = self._deadline(conn)
         heapq.heappush(self._timers, (conn.deadline, conn.key))
 
