@@ -68,7 +68,7 @@ def test_enterprise_elements_say_what_summary_says(capture):
                          "reversePacketDeltaCount", "octetDeltaCount", "reverseOctetDeltaCount"):
                 total[name] += r[name]
         assert (total["midstatRetransOctetsInitiator"], total["midstatRetransOctetsResponder"]) == \
-            (c["retrans_c2s"], c["retrans_s2c"])
+            (c["retrans_bytes_c2s"], c["retrans_bytes_s2c"])
         assert (total["midstatPayloadOctetsInitiator"], total["midstatPayloadOctetsResponder"]) == \
             (c["payload_c2s"], c["payload_s2c"])
         assert (total["packetDeltaCount"], total["reversePacketDeltaCount"]) == (c["packets_c2s"], c["packets_s2c"])
