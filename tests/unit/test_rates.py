@@ -79,3 +79,16 @@ def test_rates_start_afresh_after_a_seek():
     t, rows = ticks[9]
     view.apply(Pulled(t, {}, dict(rows), reset=True))  # a seek: the rows come afresh, their bytes are no news
     assert all(view.rate(k, i) == 0 for i in view.rows for k in ("rate_c2s", "rate_s2c"))
+
+
+def test_a_pull_applied_in_slices_gives_the_same_rates():
+    """A big pull is applied a slice at a time (view.catch_up): the rates are those of the pull applied at once."""
+    whole, sliced = ConnView(), ConnView()
+    for t, rows in list(_ticks(CAPTURE))[:10]:
+        whole.apply(Pulled(t, {}, dict(rows)))
+        sliced.take(Pulled(t, {}, dict(rows)))
+        while not sliced.catch_up(3):
+            pass
+    assert whole.rows.keys() == sliced.rows.keys()
+    rates = [(whole.rate(k, i), sliced.rate(k, i)) for i in whole.rows for k in ("rate_c2s", "rate_s2c")]
+    assert all(a == pytest.approx(b) for a, b in rates) and any(a > 0 for a, _ in rates)
