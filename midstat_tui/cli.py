@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -308,9 +309,12 @@ class OutputWriter(Sink):
         args = self.args
         self.warning = warning
         if args.group_by:
-            table = group_records(args.group_by, everything if args.summary else conns)
+            # --summary: every connection of the run, as the JSON texts the shards made (read back one by one)
+            records = (json.loads(text) for _, _, text in everything) if args.summary else conns
+            table = group_records(args.group_by, records)
             if args.json:
-                self._json({"group_by": args.group_by, "groups": table.records()})
+                self.out.write(encode_json({"group_by": args.group_by, "groups": table.records()}))
+                self.out.write("\n")
             else:
                 _write_lines(self.out, group_lines(table))
         elif args.summary:
@@ -405,9 +409,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     cores = args.cores
     job = Job(args.read, args.filter, config, checksums=args.checksums, match=args.match, until=at_abs,
               until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
-              summary=bool(args.summary), summary_json=bool(args.summary and args.json and not args.group_by),
+              summary=bool(args.summary), summary_json=bool(args.summary and (args.json or args.group_by)),
               datalink=source.datalink,
-              snapshot_json=not args.plain,
+              snapshot_json=not args.plain and not args.group_by,  # --group-by reads the records
               user=target)
     writer = OutputWriter(args, out, err=err)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -509,9 +513,9 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
     set_on_signals(stop)
     job = Job("", args.filter, config, checksums=args.checksums, match=args.match,
               events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
-              summary_json=bool(args.summary and args.json and not args.group_by), interface=args.interface,
+              summary_json=bool(args.summary and (args.json or args.group_by)), interface=args.interface,
               snaplen=args.snaplen,
-              snapshot_json=not args.plain,
+              snapshot_json=not args.plain and not args.group_by,  # --group-by reads the records
               promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target, datalink=datalink)
     writer = OutputWriter(args, out, flush_events=True, err=err)
 
