@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -15,6 +16,7 @@ from midstat_tui.capture.span import capture_span
 from midstat_tui.decode.checksum import MODES, ChecksumPolicy
 from midstat_tui.decode.frame import FrameDecoder, LinkTypeError
 from midstat_tui.decode.linktypes import link_type_name
+from midstat_tui.engine.groups import GROUP_KEYS, group_lines, group_records
 from midstat_tui.engine.hints import packet_status
 from midstat_tui.engine.multicore import (
     Job,
@@ -88,13 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--match", metavar="EXPR",
                      help="only connections matching a filter expression, e.g. 'dport 443 and sstate close-wait' "
                           "(see README: host, net, port, sport, dport, state, cstate, sstate, vlan, midstream, "
-                          "ended, suspicious, zeek; and, or, not)")
+                          "ended, suspicious, zeek, server, client; and, or, not)")
     out.add_argument("--speed", type=float, default=1.0, metavar="X",
                      help="TUI, files: replay speed (1 = capture pace, 10 = ten times faster, 0 = as fast as "
                           "possible; default 1)")
     out.add_argument("--at", metavar="TIME",
                      help="only the snapshot at TIME: +SECONDS from the first packet, HH:MM:SS (UTC, on the first "
                           "packet's day), 'YYYY-MM-DD HH:MM:SS' or epoch seconds (as the TUI's g takes it)")
+    out.add_argument("--group-by", choices=GROUP_KEYS, metavar="KEY",
+                     help="one report of the connections grouped by KEY: server, server-host, client-host, states "
+                          "(the client/server state pairs, like ss -s), vlan or zeek; at the end, at --at, or with "
+                          "--summary over every connection seen (a table, or one JSON object with --json)")
 
     flows = p.add_argument_group("a connection's packets (with -r FILE; --match picks the connections)")
     flows.add_argument("--ladder", action="store_true",
@@ -391,7 +397,16 @@ class OutputWriter(Sink):
         self.warning = warning
         if self.metrics is not None:
             self.metrics.update(ts, stats)
-        if args.summary:
+        if args.group_by:
+            # --summary: every connection of the run, as the JSON texts the shards made (read back one by one)
+            records = (json.loads(text) for _, _, text in everything) if args.summary else conns
+            table = group_records(args.group_by, records)
+            if args.json:
+                self.out.write(encode_json({"group_by": args.group_by, "groups": table.records()}))
+                self.out.write("\n")
+            else:
+                _write_lines(self.out, group_lines(table))
+        elif args.summary:
             if args.json:  # the connections come as (first packet, id, JSON text), encoded by the shards
                 write = self.out.write
                 write(f'{{"stats":{encode_json(stats)},"connections":[')
@@ -421,11 +436,16 @@ class OutputWriter(Sink):
 def _wants_snapshots(args: argparse.Namespace) -> bool:
     if args.problems:
         return args.interface is not None and args.at is None  # a file: one report, at the end or at --at
-    return args.at is None and not args.summary and (args.plain or (args.json and not args.events))
+    return (args.at is None and not args.summary and not args.group_by
+            and (args.plain or (args.json and not args.events)))
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    headless = args.plain or args.json or args.events or args.summary or args.problems or args.at is not None
+    headless = (args.plain or args.json or args.events or args.summary or args.problems or args.at is not None
+                or bool(args.group_by))
+    if args.group_by and (args.events or args.plain or args.problems):
+        other = "--events" if args.events else "--plain" if args.plain else "--problems"
+        raise MidstatError(f"--group-by writes one report: it does not go with {other}")
     notice = engine_notice()
     if notice:
         err.write(f"midstat: note: {notice}\n")
@@ -486,9 +506,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     cores = args.cores
     job = Job(args.read, args.filter, config, checksums=args.checksums, match=args.match, until=at_abs,
               until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
-              summary=bool(args.summary), summary_json=bool(args.summary and args.json), datalink=source.datalink,
-              snapshot_json=not args.plain, user=target, rows=bool(args.problems), thresholds=args.thresholds,
-              **export)
+              summary=bool(args.summary), summary_json=bool(args.summary and (args.json or args.group_by)),
+              datalink=source.datalink,
+              snapshot_json=not args.plain and not args.group_by,  # --group-by reads the records
+              user=target, rows=bool(args.problems), thresholds=args.thresholds, **export)
     writer = OutputWriter(args, out, err=err)
     writer.metrics = _start_metrics(args)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -592,9 +613,11 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
     set_on_signals(stop)
     job = Job("", args.filter, config, checksums=args.checksums, match=args.match,
               events=bool(args.events), snapshots=_wants_snapshots(args), summary=bool(args.summary),
-              summary_json=bool(args.summary and args.json), interface=args.interface, snaplen=args.snaplen,
-              snapshot_json=not args.plain, promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target,
-              datalink=datalink, rows=bool(args.problems), thresholds=args.thresholds, **(export or {}))
+              summary_json=bool(args.summary and (args.json or args.group_by)), interface=args.interface,
+              snaplen=args.snaplen,
+              snapshot_json=not args.plain and not args.group_by,  # --group-by reads the records
+              promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target, datalink=datalink,
+              rows=bool(args.problems), thresholds=args.thresholds, **(export or {}))
     writer = OutputWriter(args, out, flush_events=True, err=err)
     writer.metrics = _start_metrics(args)
 

@@ -43,6 +43,7 @@ class Column:
     default: bool = True                         # shown unless the user hides it
     flip: bool = False                           # ascending on screen is descending in the field (age, idle)
     fit: bool = False                            # as wide as its widest cell (addresses: IPv6 is long)
+    per_view: bool = False                       # a number the view keeps per connection (rates), not in the row
 
     def sort(self, row: ConnRow, now: float) -> tuple:
         return tuple(getattr(row, f) for f in self.fields)
@@ -68,6 +69,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("pkts_s2c", "Pkt←", 6, lambda r, n: human(r.packets_s2c), ("packets_s2c",), right=True),
     Column("bytes_c2s", "Byte→", 6, lambda r, n: human(r.bytes_c2s), ("bytes_c2s",), right=True),
     Column("bytes_s2c", "Byte←", 6, lambda r, n: human(r.bytes_s2c), ("bytes_s2c",), right=True),
+    # bytes/s over the last few seconds (view.RATE_WINDOW): sorting on them gives the top talkers
+    Column("rate_c2s", "B/s→", 6, lambda r, n: "", ("rate_c2s",), right=True, per_view=True),
+    Column("rate_s2c", "B/s←", 6, lambda r, n: "", ("rate_s2c",), right=True, per_view=True),
     Column("rtt", "RTT ms", 7, lambda r, n: "-" if r.rtt_s < 0 else f"{r.rtt_s * 1000:.1f}", ("rtt_s",), right=True),
     Column("zeek", "Zeek", 6, lambda r, n: r.zeek_state, ("zeek_state",)),
     Column("history", "History", 12, lambda r, n: r.history or "-", ("history",), default=False),

@@ -5,6 +5,7 @@
     state ESTABLISHED  cstate SYN_SENT     sstate close-wait   (either side / client side / server side;
                                                                  ss spellings too: estab, fin-wait-2, syn-recv)
     vlan 100           midstream           ended               zeek REJ
+    server 10.0.0.1:443   server 10.0.0.1   client [fd00::1]:5000   client fd00::1   (that side's address[:port])
     suspicious         (an RST out of window, or with a TTL or MAC unlike the sender's other packets)
     problem close_wait (a kind of the problems lens: close_wait, fin_wait_2, unanswered_syn, refused, reset,
                         suspicious_rst, one_way, retransmissions, zero_window, half_open; `problem any`: any kind)
@@ -25,6 +26,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from midstat_tui import query_columns as qc
 from midstat_tui.engine.views import ConnRow, format_addr
 from midstat_tui.problems import KIND_NAMES, Lens
 from midstat_tui.tcp import zeek
@@ -39,9 +41,10 @@ _AND = ("and", "&&", "&")
 _STATE_TEXT = tuple(dict.fromkeys(n.lower().replace("-", "_") for n in (*NAMES, *SS_NAMES)))
 _ADDRESS_WORD = re.compile(r"[0-9a-f.:\[\]/]+")
 KEYWORDS = ("host", "net", "port", "sport", "dport", "state", "cstate", "sstate", "vlan", "midstream", "ended",
-            "suspicious", "zeek", "problem")
-FLAGS = {"midstream": lambda conn: conn.midstream, "ended": lambda conn: conn.ended is not None,
-         "suspicious": lambda conn: conn.rst_alerts > 0}
+            "suspicious", "zeek", "problem", "server", "client")
+FLAGS = {"midstream": qc.with_vec(lambda conn: conn.midstream, qc.flag("midstream")),
+         "ended": qc.with_vec(lambda conn: conn.ended is not None, qc.flag("ended")),
+         "suspicious": qc.with_vec(lambda conn: conn.rst_alerts > 0, qc.flag("rst_alerts"))}
 
 
 class QueryError(ValueError):
@@ -119,7 +122,7 @@ class _Parser:
             parts.append(self.and_expr())
         if len(parts) == 1:
             return parts[0]
-        return lambda conn: any(p(conn) for p in parts)
+        return qc.with_vec(lambda conn: any(p(conn) for p in parts), qc.any_of(parts))
 
     def and_expr(self) -> Predicate:
         parts = [self.not_expr()]
@@ -129,7 +132,7 @@ class _Parser:
             parts.append(self.not_expr())
         if len(parts) == 1:
             return parts[0]
-        return lambda conn: all(p(conn) for p in parts)
+        return qc.with_vec(lambda conn: all(p(conn) for p in parts), qc.all_of(parts))
 
     def not_expr(self) -> Predicate:
         tok = self.peek()
@@ -137,7 +140,7 @@ class _Parser:
             self.nest(self.take())
             inner = self.not_expr()
             self.depth -= 1
-            return lambda conn: not inner(conn)
+            return qc.with_vec(lambda conn: not inner(conn), qc.none_of(inner))
         return self.atom()
 
     def atom(self) -> Predicate:
@@ -176,7 +179,8 @@ def _primitive(word: str, arg: _Token) -> Predicate:
             packed = ipaddress.ip_address(value).packed
         except ValueError:
             raise QueryError(f"'{value}' is not an IP address", arg.pos) from None
-        return lambda conn: conn.c_addr == packed or conn.s_addr == packed
+        return qc.with_vec(lambda conn: conn.c_addr == packed or conn.s_addr == packed,
+                           qc.either(qc.exact("client-host", packed), qc.exact("server-host", packed)))
     if word == "net":
         try:
             net = ipaddress.ip_network(value, strict=False)
@@ -189,35 +193,76 @@ def _primitive(word: str, arg: _Token) -> Predicate:
         def in_net(addr: bytes) -> bool:
             return len(addr) == size and low <= int.from_bytes(addr, "big") <= high
 
-        return lambda conn: in_net(conn.c_addr) or in_net(conn.s_addr)
+        return qc.with_vec(lambda conn: in_net(conn.c_addr) or in_net(conn.s_addr),
+                           qc.either(qc.in_net("client-host", size, low, high),
+                                     qc.in_net("server-host", size, low, high)))
     if word in ("port", "sport", "dport"):
         low, high = _port_range(arg)
+        client, server = qc.in_range("c_port", low, high), qc.in_range("s_port", low, high)
         if word == "sport":
-            return lambda conn: low <= conn.c_port <= high
+            return qc.with_vec(lambda conn: low <= conn.c_port <= high, client)
         if word == "dport":
-            return lambda conn: low <= conn.s_port <= high
-        return lambda conn: low <= conn.c_port <= high or low <= conn.s_port <= high
+            return qc.with_vec(lambda conn: low <= conn.s_port <= high, server)
+        return qc.with_vec(lambda conn: low <= conn.c_port <= high or low <= conn.s_port <= high,
+                           qc.either(client, server))
     if word in ("state", "cstate", "sstate"):
         try:
             state = parse_state(value)
         except ValueError:
             raise QueryError(f"'{value}' is not a TCP state (ESTABLISHED, syn-sent, fin-wait-2, ...)",
                              arg.pos) from None
-        if word == "cstate":
-            return lambda conn: conn.cstate == state
-        if word == "sstate":
-            return lambda conn: conn.sstate == state
-        return lambda conn: conn.cstate == state or conn.sstate == state
+        return _state(word, state)
+    if word in ("server", "client"):
+        return _endpoint(word, arg)
     if word == "vlan":
         if not value.isdigit() or int(value) > 4095:
             raise QueryError(f"'{value}' is not a VLAN id (0-4095)", arg.pos)
         vid = int(value)
-        return lambda conn: vid in conn.vlan
+        return qc.with_vec(lambda conn: vid in conn.vlan, qc.keyed("vlan", lambda tags: vid in tags))  # type: ignore
     # zeek
     code = value.upper()
     if code not in zeek.CONN_STATES:
         raise QueryError(f"'{value}' is not a Zeek conn_state ({', '.join(zeek.CONN_STATES)})", arg.pos)
-    return lambda conn: conn.zeek_state == code
+    return qc.with_vec(lambda conn: conn.zeek_state == code, qc.keyed("zeek", code.__eq__))
+
+
+def _state(word: str, state: int) -> Predicate:
+    client, server = qc.in_range("cstate", state, state), qc.in_range("sstate", state, state)
+    if word == "cstate":
+        return qc.with_vec(lambda conn: conn.cstate == state, client)
+    if word == "sstate":
+        return qc.with_vec(lambda conn: conn.sstate == state, server)
+    return qc.with_vec(lambda conn: conn.cstate == state or conn.sstate == state, qc.either(client, server))
+
+
+def _endpoint(word: str, arg: _Token) -> Predicate:
+    """`server 10.0.0.1:443`, `server [fd00::1]:443`, or the address alone (any port): one side, exactly."""
+    text = arg.text
+    host, port = text, None
+    if text.startswith("["):
+        host, closed, rest = text[1:].partition("]")
+        if rest or not closed:
+            port = rest[1:] if rest.startswith(":") and closed else "x"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        packed = ipaddress.ip_address(host).packed
+        number = None if port is None else int(port)
+    except ValueError:
+        raise QueryError(f"'{text}' is not an address or address:port (10.0.0.1:443, [fd00::1]:443)",
+                         arg.pos) from None
+    if number is not None and not 0 <= number <= 65535:
+        raise QueryError(f"'{text}': the port is not within 0-65535", arg.pos)
+    host = qc.exact(f"{word}-host", packed)
+    port = host if number is None else qc.both(host, qc.in_range("s_port" if word == "server" else "c_port",
+                                                                 number, number))
+    if word == "server":
+        if number is None:
+            return qc.with_vec(lambda conn: conn.s_addr == packed, host)
+        return qc.with_vec(lambda conn: conn.s_addr == packed and conn.s_port == number, port)
+    if number is None:
+        return qc.with_vec(lambda conn: conn.c_addr == packed, host)
+    return qc.with_vec(lambda conn: conn.c_addr == packed and conn.c_port == number, port)
 
 
 def _problem(arg: _Token, lens: Lens) -> Predicate:
@@ -253,7 +298,7 @@ def _bare(tok: _Token) -> Predicate:
     except ValueError:
         pass
     else:
-        return lambda conn: conn.cstate == state or conn.sstate == state
+        return _state("state", state)
     needle = word.lower()
     state_needle = needle.replace("-", "_")
     if not _ADDRESS_WORD.fullmatch(needle) and not any(state_needle in name for name in _STATE_TEXT):

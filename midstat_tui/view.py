@@ -16,21 +16,48 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from itertools import islice
 from operator import attrgetter
+from typing import NamedTuple
 
 import numpy as np
 
 from midstat_tui.columns import BY_KEY, COLUMNS
+from midstat_tui.engine.groups import (
+    GroupTable,
+    Interner,
+    aggregate,
+    categorize,
+    row_interners,
+    row_raw,
+    state_codes,
+    state_labels,
+)
 from midstat_tui.engine.session import Pulled
 from midstat_tui.engine.views import ConnRow
 from midstat_tui.problems import COUNT, KIND_NAMES, NONE, WIDTH, Lens, detect, signals, thresholds_vector
 from midstat_tui.query import Predicate, compile_query, keywords_used
+from midstat_tui.query_columns import vec_of
 
 NUMERIC = ("shard", "cstate", "sstate", "first", "last", "packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c",
            "rtt_s", "retrans_packets", "midstream", "rst_alerts")
+RATES = ("rate_c2s", "rate_s2c")           # bytes/s each way over the last RATE_WINDOW seconds: per slot, not in rows
+RATE_WINDOW = 5.0
 IPV4_ENDPOINT = len("255.255.255.255:65535")
+# groupings whose key a connection keeps all its life: coded once, when its row arrives (zeek: at every change)
+FIXED_KEYS = ("server", "server-host", "client-host", "vlan")
+
+
+class _Traffic(NamedTuple):
+    """The bytes one refresh added, per connection that moved: kept while inside the rate window."""
+
+    prev: float              # the refresh before (the interval is prev..now)
+    now: float
+    slots: np.ndarray
+    ids: np.ndarray
+    c2s: np.ndarray
+    s2c: np.ndarray
 
 
 class ConnView:
@@ -54,7 +81,23 @@ class ConnView:
         self._ids = np.full(0, -1, dtype=np.int64)
         self._ended = np.zeros(0, dtype=bool)
         self._match = np.zeros(0, dtype=np.int8)          # -1 unknown, 0 no, 1 yes
-        self._cols = {name: np.zeros(0, dtype=np.float64) for name in NUMERIC}
+        self._cols = {name: np.zeros(0, dtype=np.float64) for name in (*NUMERIC, *RATES)}
+        self._reset_col = np.zeros(0, dtype=bool)     # an RST was seen on the connection
+        self._category = np.zeros(0, dtype=np.int8)   # groups.categorize: open, handshake... of each row
+        self._marks = np.zeros(0, dtype=np.int8)
+        self._ports = {"c_port": np.zeros(0, dtype=np.int32), "s_port": np.zeros(0, dtype=np.int32)}
+        self._key_tests: dict[tuple[str, int], tuple[Callable, int, np.ndarray]] = {}
+        self._host_ints: dict[str, tuple[np.ndarray, list[tuple[int, int]]]] = {}  # per host interner: IPv4 as ints
+        self._interners: dict[str, Interner] = row_interners()
+        self._codes = {key: np.zeros(0, dtype=np.int64) for key in self._interners}
+        self._state_labels = state_labels()
+        self._shown = np.zeros(0, dtype=np.int64)     # the slots that passed the filter, in display order
+        self.pin: tuple[str, int, str] | None = None  # only one group's connections: (grouping, code, label)
+        # rates: the bytes each connection moved in the window (sums of _window's entries), and the entries
+        self._win = (np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.float64))
+        self._window: deque[_Traffic] = deque()
+        self._rate_since: float | None = None         # None: the next refresh is a baseline (start, after a seek)
+        self._counting = False                        # this pull's changes count towards the rates
         self._order_slots = np.zeros(0, dtype=np.int64)
         self._order_ids = np.zeros(0, dtype=np.int64)
         self._new_slots: list[int] = []
@@ -86,6 +129,14 @@ class ConnView:
         for name, col in self._cols.items():
             self._cols[name] = np.concatenate([col, np.zeros(extra, dtype=np.float64)])
         self._signals = np.concatenate([self._signals, np.full((WIDTH, extra), np.nan, dtype=np.float32)], axis=1)
+        self._reset_col = np.concatenate([self._reset_col, np.zeros(extra, dtype=bool)])
+        self._category = np.concatenate([self._category, np.zeros(extra, dtype=np.int8)])
+        self._marks = np.concatenate([self._marks, np.zeros(extra, dtype=np.int8)])
+        for name, ports in self._ports.items():
+            self._ports[name] = np.concatenate([ports, np.zeros(extra, dtype=np.int32)])
+        for key, codes in self._codes.items():
+            self._codes[key] = np.concatenate([codes, np.zeros(extra, dtype=np.int64)])
+        self._win = tuple(np.concatenate([w, np.zeros(extra, dtype=np.float64)]) for w in self._win)  # type: ignore
 
     def apply(self, pulled: Pulled) -> None:
         """Take a pull's changes, all of them now."""
@@ -139,12 +190,19 @@ class ConnView:
             self._leaving = []
             self.addr_width = IPV4_ENDPOINT
             self.has_vlan = False
+            self._window.clear()
+        if pulled.reset or self._rate_since is None:  # rates count afresh: this pull is a baseline
+            self._rate_since = pulled.position
+            self._counting = False
+        else:
+            self._counting = True
         self.now = pulled.position
 
     def _apply_rows(self, changes: Iterable[tuple[int, ConnRow | None]]) -> None:
         rows, slots = self.rows, self._slot
         updated_slots: list[int] = []
         updated_rows: list[ConnRow] = []
+        arrived: list[tuple[int, ConnRow]] = []
         for conn_id, row in changes:
             slot = slots.get(conn_id)
             if row is None:
@@ -162,6 +220,7 @@ class ConnView:
                 slots[conn_id] = slot
                 self._ids[slot] = conn_id
                 self._new_slots.append(slot)
+                arrived.append((slot, row))
             rows[conn_id] = row
             updated_slots.append(slot)
             updated_rows.append(row)
@@ -171,11 +230,30 @@ class ConnView:
                 self.has_vlan = True
             if row.end_ts is not None:
                 heapq.heappush(self._leaving, (row.end_ts + self.linger, conn_id))
+        if arrived:
+            new = np.fromiter((slot for slot, _ in arrived), dtype=np.int64, count=len(arrived))
+            for key in FIXED_KEYS:
+                code = self._interners[key].code
+                self._codes[key][new] = [code(row_raw(key, row)) for _, row in arrived]
+            self._ports["c_port"][new] = [row.c_port for _, row in arrived]
+            self._ports["s_port"][new] = [row.s_port for _, row in arrived]
+            for name in ("bytes_c2s", "bytes_s2c", *RATES):  # a free slot's last values belong to another connection
+                self._cols[name][new] = 0.0
+            self._win[0][new] = 0.0
+            self._win[1][new] = 0.0
+        index = np.fromiter(updated_slots, dtype=np.int64, count=len(updated_slots))
+        before = (self._cols["bytes_c2s"][index], self._cols["bytes_s2c"][index])
         if updated_slots:
-            index = np.fromiter(updated_slots, dtype=np.int64, count=len(updated_slots))
             for name in NUMERIC:
                 self._cols[name][index] = list(map(attrgetter(name), updated_rows))
             self._ended[index] = [row.ended is not None for row in updated_rows]
+            self._reset_col[index] = [row.rst_by is not None for row in updated_rows]
+            cols = self._cols
+            self._category[index], self._marks[index] = categorize(
+                cols["cstate"][index], cols["sstate"][index], self._reset_col[index], self._ended[index],
+                cols["midstream"][index])
+            zeek = self._interners["zeek"].code
+            self._codes["zeek"][index] = [zeek(row.zeek_state) for row in updated_rows]
             self._match[index] = -1
             if self._base is None:
                 self._base = updated_rows[0].first
@@ -187,6 +265,37 @@ class ConnView:
                 sig -= self._base  # times relative to the base (the measures in the middle are set back below)
                 sig[:, COUNT:WIDTH - 1] += self._base
                 self._signals[:, [slot for slot, _ in some]] = sig.T
+        self._count_traffic(index, before)
+
+    def _count_traffic(self, index: np.ndarray, before: tuple[np.ndarray, np.ndarray]) -> None:
+        """Rates: what each changed connection moved since the last refresh joins the window; what left the window
+        (older than RATE_WINDOW) is taken back out."""
+        now = self.now
+        if not self._counting:  # the first pull, or the first after a seek (in one slice or several): a baseline
+            return
+        c2s = self._cols["bytes_c2s"][index] - before[0]
+        s2c = self._cols["bytes_s2c"][index] - before[1]
+        moved = (c2s != 0) | (s2c != 0)
+        index, c2s, s2c = index[moved], c2s[moved], s2c[moved]
+        self._win[0][index] += c2s
+        self._win[1][index] += s2c
+        prev = self._window[-1].now if self._window else self._rate_since
+        self._window.append(_Traffic(prev, now, index, self._ids[index], c2s, s2c))
+        window = self._window
+        while len(window) > 1 and window[0].now <= now - RATE_WINDOW:
+            old = window.popleft()
+            same = self._ids[old.slots] == old.ids  # a slot since given to another connection keeps its own
+            self._win[0][old.slots[same]] -= old.c2s[same]
+            self._win[1][old.slots[same]] -= old.s2c[same]
+        span = now - window[0].prev
+        if span > 0:
+            np.divide(self._win[0], span, out=self._cols["rate_c2s"])
+            np.divide(self._win[1], span, out=self._cols["rate_s2c"])
+
+    def rate(self, key: str, conn_id: int) -> float:
+        """A connection's bytes/s one way (key rate_c2s or rate_s2c) over the last RATE_WINDOW seconds."""
+        slot = self._slot.get(conn_id)
+        return 0.0 if slot is None else float(self._cols[key][slot])
 
     def _leave(self) -> None:
         """Drop the ended rows whose linger time is over."""
@@ -213,6 +322,7 @@ class ConnView:
         self._problems_matched = None
         self.query = text.strip()
         self._predicate = predicate
+        self._key_tests.clear()
         self._match[:] = -1
 
     def sort_by(self, key: str, reverse: bool | None = None) -> None:
@@ -231,9 +341,10 @@ class ConnView:
         self.sort_key = keys[(i + step) % len(keys)]
         self.sort_reverse = BY_KEY[self.sort_key].right
 
-    def recompute(self) -> list[int]:
+    def recompute(self, sort: bool = True) -> list[int]:
         """Sort every live row, starting from last time's order so the stable sort mostly finds it in place;
-        then keep the rows the filter and the ended switch let through."""
+        then keep the rows the filter and the ended switch let through. `sort=False` (the grouped view, where the
+        connections are not on screen) keeps last time's order, new rows at the end."""
         ids = self._ids
         prev = self._order_slots
         still = prev[ids[prev] == self._order_ids] if len(prev) else prev
@@ -243,7 +354,9 @@ class ConnView:
         cand = np.concatenate([still, fresh]) if len(fresh) else still
         column = BY_KEY[self.sort_key]
         descending = self.sort_reverse != column.flip
-        if len(column.fields) == 1 and column.fields[0] in self._cols:
+        if not sort:
+            pass
+        elif len(column.fields) == 1 and column.fields[0] in self._cols:
             keys = self._cols[column.fields[0]][cand]
             cand = cand[np.argsort(-keys if descending else keys, kind="stable")]
         else:
@@ -261,10 +374,14 @@ class ConnView:
         predicate = self._predicate
         if predicate is not None:
             match = self._match
-            rows = self.rows
-            for slot in shown[match[shown] < 0].tolist():
-                match[slot] = 1 if predicate(rows[int(ids[slot])]) else 0
+            unknown = shown[match[shown] < 0]
+            if len(unknown):  # the rows that changed since, or every row for a new filter: on the columns
+                match[unknown] = vec_of(predicate)(self, unknown)
             shown = shown[match[shown] == 1]
+        self._shown = shown
+        if self.pin is not None:
+            grouping, code, _ = self.pin
+            shown = shown[self._group_codes(grouping, shown) == code]
         self.order = ids[shown].tolist()
         self.version += 1
         return self.order
@@ -323,3 +440,69 @@ class ConnView:
 
     def visible(self) -> list[ConnRow]:
         return [self.rows[i] for i in self.order]
+
+    # -- groups ----------------------------------------------------------------------------------------------------
+    def _group_codes(self, grouping: str, slots: np.ndarray) -> np.ndarray:
+        if grouping == "states":
+            return state_codes(self._cols["cstate"][slots], self._cols["sstate"][slots])
+        return self._codes[grouping][slots]
+
+    def groups(self, grouping: str) -> GroupTable:
+        """The groups of the connections the filter and the ended switch let through (as of the last recompute;
+        a pinned group does not narrow them), not sorted yet (GroupTable.sort). The whole columns go in, the rows
+        not shown under a code of no group: a scatter of the shown slots instead of a gather of every column."""
+        labels = self._state_labels if grouping == "states" else self._interners[grouping].labels
+        capacity = len(self._ids)
+        codes = np.full(capacity, len(labels), dtype=np.int64)
+        codes[self._shown] = self._group_codes(grouping, self._shown)
+        cols = {"pkts_c2s": self._cols["packets_c2s"], "pkts_s2c": self._cols["packets_s2c"],
+                "bytes_c2s": self._cols["bytes_c2s"], "bytes_s2c": self._cols["bytes_s2c"]}
+        cols["category"] = self._category
+        cols["marks"] = self._marks
+        rates = (self._cols["rate_c2s"], self._cols["rate_s2c"])
+        return aggregate(grouping, codes, labels, cols, rates, sort=False)
+
+    # -- the filter on the columns (query_columns.ColumnSource) ---------------------------------------------------
+    def column(self, name: str) -> np.ndarray:
+        if name in self._ports:
+            return self._ports[name]
+        if name == "ended":
+            return self._ended
+        return self._cols[name]
+
+    def codes(self, grouping: str) -> np.ndarray:
+        return self._codes[grouping]
+
+    def key_codes(self, grouping: str, wanted: Callable[[Hashable], bool]) -> np.ndarray:
+        """The codes of the keys a test accepts, each key tested once (keys seen since are tested as they come)."""
+        raws = self._interners[grouping].raws
+        cache = self._key_tests.get((grouping, id(wanted)))
+        seen, codes = (cache[1], cache[2]) if cache is not None and cache[0] is wanted else (0, np.zeros(0, np.int64))
+        if seen < len(raws):
+            more = np.fromiter((i for i in range(seen, len(raws)) if wanted(raws[i])), dtype=np.int64)
+            codes = np.concatenate([codes, more]) if len(more) else codes
+            self._key_tests[(grouping, id(wanted))] = (wanted, len(raws), codes)
+        return codes
+
+    def code_of(self, grouping: str, raw: Hashable) -> int:
+        return self._interners[grouping].codes.get(raw, -1)
+
+    def host_codes_in(self, grouping: str, size: int, low: int, high: int) -> np.ndarray:
+        """The codes of the addresses (server-host or client-host) of `size` bytes within [low, high]: IPv4 as
+        one comparison over an array of every address seen, IPv6 one by one over the IPv6 ones only."""
+        raws = self._interners[grouping].raws
+        ints, v6 = self._host_ints.get(grouping, (np.zeros(0, dtype=np.int64), []))
+        if len(ints) < len(raws):
+            seen = len(ints)
+            more = [int.from_bytes(raw, "big") if len(raw) == 4 else -1 for raw in raws[seen:]]  # type: ignore
+            v6 = v6 + [(seen + i, int.from_bytes(raws[seen + i], "big"))  # type: ignore[arg-type]
+                       for i, value in enumerate(more) if value < 0]
+            ints = np.concatenate([ints, np.asarray(more, dtype=np.int64)])
+            self._host_ints[grouping] = (ints, v6)
+        if size == 4:
+            return np.flatnonzero((ints >= low) & (ints <= high))
+        return np.asarray([code for code, value in v6 if low <= value <= high], dtype=np.int64)
+
+    def rows_at(self, slots: np.ndarray) -> list[ConnRow]:
+        rows = self.rows
+        return [rows[i] for i in self._ids[slots].tolist()]

@@ -17,21 +17,26 @@ from textual.widgets import Footer, Input, Static
 
 from midstat_tui.columns import BY_KEY, COLUMNS
 from midstat_tui.engine.collector import settle
+from midstat_tui.engine.groups import GROUP_KEYS, GROUP_TITLES
 from midstat_tui.engine.session import Session
 from midstat_tui.query import QueryError, keywords_used
+from midstat_tui.services import Services, load_services
 from midstat_tui.ui.columns_screen import ColumnsScreen
 from midstat_tui.ui.conn_table import ConnTable
 from midstat_tui.ui.export import export_rows
 from midstat_tui.ui.flow_screen import FlowScreen, reader_for
 from midstat_tui.ui.goto_screen import GotoScreen
+from midstat_tui.ui.group_table import SORT_FIELDS, GroupsTable
 from midstat_tui.ui.header import HeaderFacts, SummaryHeader
 from midstat_tui.ui.help_screen import HelpScreen
 from midstat_tui.ui.problems_screen import ProblemsScreen
+from midstat_tui.ui.quick_filter import QuickFilterScreen, combined, quick_term
 from midstat_tui.view import ConnView
 
 SPEEDS = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
 SEEK_STEP = 10.0
 APPLY_SLICE = 10_000  # rows applied from a pull before the loop answers keys again (some 50-100 ms)
+GG_SECONDS = 0.6   # live: two `g`s this close are `gg`
 
 
 class FilterInput(Input):
@@ -65,6 +70,10 @@ class MidstatApp(App[None]):
     #filter.-visible { display: block; }
     #status { height: 1; padding: 0 1; color: $text-muted; }
     #status.-error { color: $error; }
+    #groups, #states { display: none; }
+    #states { height: 1; padding: 0 1; }
+    .-grouped #groups, .-grouped #states { display: block; }
+    .-grouped #conns { display: none; }
     """
     BINDINGS = [
         # help and quit first: the footer shows as many as fit, from the left, and these must stay on 80 columns
@@ -76,6 +85,10 @@ class MidstatApp(App[None]):
         Binding("t", "toggle_ended", "Ended"),
         Binding("space", "pause", "Pause"),
         Binding("c", "columns", "Columns"),
+        Binding("v", "cycle_view", "Group"),
+        Binding("f", "quick_filter", "Quick filter", show=False),
+        Binding("G", "last_row", "Last row", show=False),
+        Binding("n", "toggle_names", "Names", show=False),
         Binding("e", "export('csv')", "Export"),
         Binding("E", "export('json')", "JSON", show=False),
         Binding("plus", "speed(1)", "Faster", show=False),
@@ -104,6 +117,11 @@ class MidstatApp(App[None]):
         self._drawn_at = 0.0              # monotonic time the table was last sorted and drawn
         self._catching_up: Timer | None = None  # the next slice of a big pull, when one is due
         self.table = ConnTable(self.view, self._columns(), id="conns")
+        self.groups = GroupsTable(id="groups")
+        self.grouping: str | None = None       # the grouped view's key (engine.groups.GROUP_KEYS), None: connections
+        self._last_g = 0.0
+        self._filter_before = ""
+        self._services: Services | None = None  # read once, at the first `n`
 
     def _columns(self):
         return [BY_KEY[k] for k in self.shown_columns]
@@ -111,12 +129,15 @@ class MidstatApp(App[None]):
     def compose(self) -> ComposeResult:
         yield SummaryHeader(id="summary")
         yield FilterInput(id="filter")
+        yield Static(id="states")
+        yield self.groups
         yield self.table
         yield Static(id="status")
         yield Footer(compact=True)
 
     _MAIN_ONLY = frozenset({"open_filter", "next_sort", "reverse_sort", "toggle_ended", "pause", "columns",
-                            "export", "speed", "step", "seek", "goto", "help", "problems"})
+                            "export", "speed", "step", "seek", "goto", "help", "problems", "cycle_view",
+                            "quick_filter", "last_row", "toggle_names"})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The table's keys belong to the main screen: hidden and inactive over the flow and dialog screens."""
@@ -209,13 +230,66 @@ class MidstatApp(App[None]):
 
     def _redraw(self) -> None:
         self._drawn_at = time.monotonic()
-        self.view.recompute()
+        self.view.recompute(sort=not self._grouped())
         self.table.refresh_view()
+        self._show_groups()
         self._show_header()
+
+    # -- grouped view ----------------------------------------------------------------------------------------------
+    def _show_groups(self) -> None:
+        """In the grouped view: the groups of what the filter passes, and the state-pair summary line (`ss -s`)."""
+        if self.grouping is None:
+            return
+        self.groups.show(self.view.groups(self.grouping))
+        states = self.view.groups("states")
+        states.sort("connections", True)
+        total = int(states.columns["connections"].sum()) if len(states) else 0
+        pairs = " · ".join(f"{int(states.columns['connections'][i])} {states.label(i)}"
+                           for i in states.order[:6].tolist())
+        more = f" · {len(states) - 6} more" if len(states) > 6 else ""
+        self.query_one("#states", Static).update(f"{total} connections: {pairs}{more}" if total else
+                                                  "no connections pass the filter")
+
+    def action_cycle_view(self) -> None:
+        """v: connections -> by server -> server host -> client host -> state pair -> VLAN -> Zeek -> connections."""
+        order = [None, *GROUP_KEYS]
+        self.grouping = order[(order.index(self.grouping) + 1) % len(order)]
+        self.view.pin = None
+        self._enter_view()
+
+    def _enter_view(self) -> None:
+        grouped = self.grouping is not None and self.view.pin is None
+        self.screen.set_class(grouped, "-grouped")
+        if grouped:
+            self.groups.focus()
+            self._status(f"grouped by {GROUP_TITLES[self.grouping].lower()} · v: next grouping · Enter: its "
+                         "connections")
+        else:
+            self.table.focus()
+            if self.view.pin is not None:
+                grouping, _, label = self.view.pin
+                self._status(f"{GROUP_TITLES[grouping].lower()} {label} · Esc: back to the groups")
+            else:
+                self._status(f"filter: {self.view.query}" if self.view.query else "")
+        self._redraw()
+
+    def on_groups_table_selected(self, message: GroupsTable.Selected) -> None:
+        self.view.pin = (message.grouping, message.code, message.label)
+        self.table.cursor = 0
+        self._enter_view()
+
+    def on_groups_table_sort_requested(self, message: GroupsTable.SortRequested) -> None:
+        groups = self.groups
+        if message.field == groups.sort_field:
+            groups.sort_reverse = not groups.sort_reverse
+        else:
+            groups.sort_field, groups.sort_reverse = message.field, message.field != "key"
+        self._redraw()
 
     # -- filter -----------------------------------------------------------------------------------------------
     def action_open_filter(self) -> None:
         bar = self.query_one(FilterInput)
+        self._filter_before = self.view.query  # what an invalid Enter goes back to (typing applies as it goes)
         bar.add_class("-visible")
         bar.value = self.view.query
         bar.focus()
@@ -227,14 +301,45 @@ class MidstatApp(App[None]):
         try:
             self.view.set_query(event.value)
         except QueryError as exc:
+            self.view.set_query(self._filter_before)
+            self._redraw()
             self._status(f"filter not applied: {exc}; the previous filter stays", error=True)
             bar.cursor_position = exc.position
             return
         bar.remember(event.value.strip())
-        self._show_filter()
         bar.remove_class("-visible")
-        self.table.focus()
+        self._enter_view()
+        self._show_filter()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Search as you type: each valid expression applies at once (Enter keeps it in the history, Esc clears);
+        one that does not parse yet leaves the last valid one."""
+        if event.input.id != "filter" or not event.input.has_class("-visible"):
+            return
+        try:
+            self.view.set_query(event.value)
+        except QueryError:
+            return
         self._redraw()
+
+    def action_quick_filter(self) -> None:
+        """f, then s / c / p / t: keep the connections with the selected row's server, client host, server port or
+        state pair (added to the current filter)."""
+        conn_id = self.table.cursor_id
+        if self._grouped() or conn_id is None or conn_id not in self.view.rows:
+            self._status("quick filters take a connection row: select one in the connection table", error=True)
+            return
+        row = self.view.rows[conn_id]
+
+        def picked(choice: str | None) -> None:
+            if not choice:
+                return
+            query = combined(self.view.query, quick_term(choice, row))
+            self.view.set_query(query)
+            self.query_one(FilterInput).remember(query)
+            self._show_filter()
+            self._redraw()
+        self.push_screen(QuickFilterScreen(row), picked)
 
     def _show_filter(self) -> None:
         query = self.view.query
@@ -253,17 +358,30 @@ class MidstatApp(App[None]):
             bar.value = ""
             bar.remove_class("-visible")
             self._status("")
-            self.table.focus()
-            self._redraw()
+            self._enter_view()
+        elif self.view.pin is not None and len(self.screen_stack) == 1:  # a group's connections: back to the groups
+            self.view.pin = None
+            self._enter_view()
 
     # -- sort, columns, ended -------------------------------------------------------------------------------
     def action_next_sort(self) -> None:
-        self.view.next_sort(self.shown_columns)
+        if self._grouped():
+            groups = self.groups
+            field = SORT_FIELDS[(SORT_FIELDS.index(groups.sort_field) + 1) % len(SORT_FIELDS)]
+            groups.sort_field, groups.sort_reverse = field, field != "key"
+        else:
+            self.view.next_sort(self.shown_columns)
         self._redraw()
 
     def action_reverse_sort(self) -> None:
-        self.view.sort_reverse = not self.view.sort_reverse
+        if self._grouped():
+            self.groups.sort_reverse = not self.groups.sort_reverse
+        else:
+            self.view.sort_reverse = not self.view.sort_reverse
         self._redraw()
+
+    def _grouped(self) -> bool:
+        return self.grouping is not None and self.view.pin is None
 
     def on_conn_table_sort_requested(self, message: ConnTable.SortRequested) -> None:
         self.view.sort_by(message.key)
@@ -346,8 +464,33 @@ class MidstatApp(App[None]):
         self._status("a pipe or standard input is read once: going back needs a capture file (-r FILE)", error=True)
         return False
 
+    def action_toggle_names(self) -> None:
+        """n: ports as service names (from /etc/services, or the shipped list when it is missing), or numbers."""
+        if self.table.services is not None:
+            self.table.services = None
+            self._status("ports as numbers")
+        else:
+            if self._services is None:
+                self._services = load_services()
+            self.table.services = self._services
+            self._status(f"ports as service names, from {self._services.source} · n: numbers")
+        self.table.refresh_view()
+
+    def action_last_row(self) -> None:
+        """G: to the last row (of the groups, in the grouped view)."""
+        (self.groups if self._grouped() else self.table).action_last()
+
+    def first_row(self) -> None:
+        """gg: to the first row."""
+        (self.groups if self._grouped() else self.table).action_first()
+
     def action_goto(self) -> None:
-        if self.session.live:
+        if self.session.live:  # no time to go to: `g` `g` is the first row
+            now = time.monotonic()
+            if now - self._last_g < GG_SECONDS:
+                self.first_row()
+                now = 0.0
+            self._last_g = now
             return
 
         def go(target: float | None) -> None:
@@ -356,7 +499,8 @@ class MidstatApp(App[None]):
                 return
             self.session.seek(target)
         first, last = self.capture_range()
-        self.push_screen(GotoScreen(first, last, self.session.position), go)
+        # a second `g` (no time has one) closes the dialog and goes to the first row: `gg`
+        self.push_screen(GotoScreen(first, last, self.session.position, on_g=self.first_row), go)
 
     # -- the problems lens ---------------------------------------------------------------------------------------
     def action_problems(self) -> None:

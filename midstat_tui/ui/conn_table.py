@@ -14,11 +14,22 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from midstat_tui.columns import Column
+from midstat_tui.columns import Column, human
+from midstat_tui.engine.views import format_addr
+from midstat_tui.services import Services
 from midstat_tui.tcp import states
 from midstat_tui.view import ConnView
 
 GAP = 1
+NAMES_EXTRA = 8   # the endpoint columns widen by this much when ports show as names (`microsoft-ds` for 445)
+
+
+def named_endpoint(addr: bytes, port: int, services: Services) -> str:
+    """`10.0.0.1:https`, `[fd00::1]:ssh`; a port with no name stays a number."""
+    host = format_addr(addr)
+    if len(addr) == 16:
+        host = f"[{host}]"
+    return f"{host}:{services.name(port) or port}"
 
 
 def state_class(state: int) -> str:
@@ -78,6 +89,7 @@ class ConnTable(ScrollView, can_focus=True):
         self._cursor_id: int | None = None
         self._version = 0
         self._widths: list[int] = [c.width for c in columns]
+        self.services: Services | None = None   # ports as service names (`n`), else numbers
 
     # -- data in ---------------------------------------------------------------------------------------------
     def set_columns(self, columns: list[Column]) -> None:
@@ -89,7 +101,8 @@ class ConnTable(ScrollView, can_focus=True):
         order = self.view.order
         self._version += 1
         self._cache.clear()
-        self._widths = [max(c.width, self.view.addr_width) if c.fit else c.width for c in self.columns]
+        extra = NAMES_EXTRA if self.services is not None else 0
+        self._widths = [max(c.width, self.view.addr_width + extra) if c.fit else c.width for c in self.columns]
         width = sum(w + GAP for w in self._widths)
         self.virtual_size = Size(width, len(order) + 1)
         if self._cursor_id is not None:
@@ -191,7 +204,14 @@ class ConnTable(ScrollView, can_focus=True):
                 style = base + self.get_component_rich_style(f"conn-table--{state_class(row.sstate)}")
             elif column.key == "alert" and row.rst_alerts:
                 style = base + self.get_component_rich_style("conn-table--alert")
-            segments.append(Segment(self._cell(column.text(row, now), column, width), style + meta))
+            if column.per_view:
+                text = human(view.rate(column.key, row.id))
+            elif self.services is not None and column.key in ("client", "server"):
+                text = (named_endpoint(row.c_addr, row.c_port, self.services) if column.key == "client" else
+                        named_endpoint(row.s_addr, row.s_port, self.services))
+            else:
+                text = column.text(row, now)
+            segments.append(Segment(self._cell(text, column, width), style + meta))
         return Strip(segments), base + meta
 
     def notify_style_update(self) -> None:

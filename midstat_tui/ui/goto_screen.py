@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -20,8 +22,10 @@ class GotoScreen(ModalScreen[float | None]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, first: float | None, last: float | None, position: float | None) -> None:
+    def __init__(self, first: float | None, last: float | None, position: float | None,
+                 on_g: Callable[[], None] | None = None) -> None:
         super().__init__()
+        self.on_g = on_g
         self.first = first
         self.last = last
         self.position = position
@@ -42,6 +46,13 @@ class GotoScreen(ModalScreen[float | None]):
             self.dismiss(parse_goto(event.value, self.first, self.last, self.position))
         except TimeSpecError as exc:
             self.query_one("#goto-error", Static).update(str(exc))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """`g` typed first is no time: it is `gg`, the first row of the table."""
+        if event.value == "g" and self.on_g is not None:
+            event.stop()
+            self.dismiss(None)
+            self.on_g()
 
     def action_cancel(self) -> None:
         self.dismiss(None)

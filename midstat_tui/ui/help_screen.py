@@ -18,7 +18,12 @@ KEYS = """\
 | Enter (or double click) | open the flow: both sides, counters, its state history |
 | `l` `a` `w` (flow) | ladder of its packets (Enter unfolds a run) / absolute seq / write its packets (pcap) |
 | `t` `z` (flow) | time-sequence picture of the flow / zoom it to the data |
-| `/` | filter (Enter applies, Esc clears; ↑ ↓ walk the filter history) |
+| `/` | filter, applied as you type (Enter keeps it, Esc clears; ↑ ↓ walk the filter history) |
+| `f`, then `s` `c` `p` `t` | quick filter: this row's server, client host, server port or state pair |
+| `v` | group by server, server host, client host, state pair, VLAN, Zeek state, then connections again |
+| Enter, Esc (grouped) | open a group's connections, come back to the groups |
+| `G` / `gg` | to the last / first row |
+| `n` | ports as service names (from /etc/services, or a shipped list of common ones without it) or numbers |
 | `s` / `S` | sort by the next column / reverse the sort (or click a header); numbers largest first |
 | `t` | show or hide ended connections |
 | `c` | choose columns (each says on or off) |
@@ -48,11 +53,12 @@ KEYS = """\
 ## Filter language
 
 `host 10.0.0.1` · `net 10.0.0.0/8` · `port 80` · `sport 1024-2000` · `dport 443` · `state ESTABLISHED` (either
-side) · `cstate SYN_SENT` · `sstate close-wait` · `vlan 100` · `midstream` · `ended` · `suspicious` (blind or
-injected RSTs) · `zeek REJ` · `problem close_wait` (a kind of the problems lens, or `problem any`),
-combined with `and` (`&`), `or` (`|`), `not` (`!`) and parentheses. `ss` state names work too; a state name
-alone (`time-wait`) matches that state on either side; another bare word matches a piece of an address, port or
-state (`10.0.0.`, `:8080`, `wait`). An unknown word is an error with a suggestion.
+side) · `cstate SYN_SENT` · `sstate close-wait` · `server 10.0.0.1:443` · `client 10.0.0.2` (one side's address,
+with or without its port) · `vlan 100` · `midstream` · `ended` · `suspicious` (blind or injected RSTs) ·
+`zeek REJ` · `problem close_wait` (a kind of the problems lens, or `problem any`), combined with `and` (`&`), `or`
+(`|`), `not` (`!`) and parentheses. `ss` state names work too; a state name alone (`time-wait`) matches that state
+on either side; another bare word matches a piece of an address, port or state (`10.0.0.`, `:8080`, `wait`). An
+unknown word is an error with a suggestion.
 
 ## Table
 
