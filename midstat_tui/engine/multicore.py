@@ -643,13 +643,19 @@ def _watch_for_kills(workers: list, lose, merged: threading.Event) -> None:
 
     waiting = {process.sentinel: (shard, process) for shard, (_, process, _) in enumerate(workers)}
     while waiting and not merged.is_set():
-        for sentinel in wait(list(waiting), timeout=0.5):
-            shard, process = waiting.pop(sentinel)
+        # a worker's sentinel is the end of a pipe its own children (a .gz feeder) hold too, so it may not say
+        # at once that the worker died: each worker's state is also asked every half second
+        wait(list(waiting), timeout=0.5)
+        for sentinel, (shard, process) in list(waiting.items()):
             try:
                 info = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
+                del waiting[sentinel]
                 continue
-            if info is not None and info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) and not merged.is_set():
+            if info is None:
+                continue  # still running
+            del waiting[sentinel]
+            if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) and not merged.is_set():
                 try:
                     name = signal.Signals(info.si_status).name
                 except ValueError:
