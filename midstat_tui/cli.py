@@ -557,7 +557,8 @@ def run_flows(args: argparse.Namespace, config: TrackerConfig, mode: str, target
         raise MidstatError(f"{what} reads the connections' packets from a capture file: use it with -r FILE "
                            "(live, the flow screen of the TUI shows a connection's ladder and 'w' writes it)")
     others = [name for name, on in (("--json", args.json), ("--events", args.events), ("--summary", args.summary),
-                                    ("--at", args.at is not None)) if on]
+                                    ("--at", args.at is not None), ("--problems", args.problems),
+                                    ("--group-by", bool(args.group_by))) if on]
     if others:
         raise MidstatError(f"{what} prints its own output: not with {', '.join(others)}")
     if args.absolute_seq and not args.ladder:
@@ -572,7 +573,7 @@ def run_flows(args: argparse.Namespace, config: TrackerConfig, mode: str, target
             raise MidstatError(f"{args.read}: {exc}") from None
         reader.hand_over(target)
         drop_to(target)
-        rows = reader.select(args.match)
+        rows = reader.select(args.match, args.thresholds)
         if args.ladder:
             for row in rows:
                 flow = reader.flow(FlowRef.of(row))

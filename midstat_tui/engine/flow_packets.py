@@ -147,18 +147,22 @@ class FlowReader:
         if source.warning and self.warning is None:
             self.warning = source.warning
 
-    def select(self, match: str | None) -> list[ConnRow]:
+    def select(self, match: str | None, thresholds: dict[str, float] | None = None) -> list[ConnRow]:
         """The first pass: every connection the filter expression `match` picks (all for None), as the tracker
-        knew it at its end (or when it left the table), in the order they started."""
+        knew it at its end (or when it left the table), in the order they started. `problem KIND` terms judge a
+        connection at that moment (the end of the file for those still open), with `thresholds`."""
         from midstat_tui.engine.pipeline import Engine, run_file
         from midstat_tui.engine.views import row_of
+        from midstat_tui.problems import Lens
         from midstat_tui.query import compile_query
 
-        predicate = compile_query(match) if match else None
+        lens = Lens(thresholds=thresholds)
+        predicate = compile_query(match, lens) if match else None
         chosen: list[ConnRow] = []
 
         def keep(conn: Connection) -> None:
             row = row_of(conn)
+            lens.now = engine.tracker.now
             if predicate is None or predicate(row):
                 chosen.append(row)
 

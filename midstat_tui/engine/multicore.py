@@ -151,6 +151,7 @@ class _Reporter:
             self.sink.event(event_record(kind, conn, change, states))
 
     def on_remove(self, conn: Connection) -> None:
+        self.lens.now = None  # `problem KIND`: a connection that leaves is judged at its own end
         if self.wanted(conn):
             self.departed.add(conn.first, conn.id, self.summary_text(conn))
 
@@ -194,6 +195,7 @@ class _Reporter:
         snap = engine.snapshot(end)
         if self.job.summary:  # every connection started, in the order they started; not the table at the end
             conns = snap.connections
+            self.lens.now = snap.ts  # `problem KIND` judges those still open at the end
             held = sorted(conns if self.predicate is None else filter(self.wanted, conns), key=_CONN_ID)
             text = self.summary_text
             # (first packet, id, text) in id order: merged as they are by core 0 and written in turn

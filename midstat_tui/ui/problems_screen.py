@@ -4,6 +4,7 @@ table to it (`problem KIND`), Enter on a connection opens its flow; `T` sets a t
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -132,7 +133,9 @@ class ProblemsScreen(Screen[str | None]):
         self._listed = []
         for name, row, since in rows:
             age = (row.end_ts if row.end_ts is not None else now) - since
-            listing.add_row(name, row.client, row.server, offset_text(max(0.0, age)), detail(row, name, now))
+            # Text, not markup: an IPv6 endpoint's [addr] would be read as a style tag and vanish
+            listing.add_row(name, Text(row.client), Text(row.server), offset_text(max(0.0, age)),
+                            Text(detail(row, name, now)))
             self._listed.append(row.id)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -149,6 +149,8 @@ def test_no_match_says_so():
 
 @pytest.mark.parametrize(("args", "words"), [
     (["--ladder", "--summary"], "not with --summary"),
+    (["--ladder", "--problems"], "not with --problems"),
+    (["--write", "/tmp/x.pcap", "--group-by", "server"], "not with --group-by"),
     (["--absolute-seq", "--write", "/tmp/x.pcap"], "--absolute-seq goes with --ladder"),
     (["--ladder", "--match", "dport"], "--match"),
     (["--write", "/nonexistent-dir/x.pcap"], "--write /nonexistent-dir/x.pcap: No such file or directory"),

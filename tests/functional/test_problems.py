@@ -191,3 +191,23 @@ def test_bad_lens_options_are_one_line_and_status_2(args, message):
     err = proc.stderr.decode()
     assert err.count("\n") == 1 and err.startswith("midstat: ") and message in err, err
     assert "Traceback" not in err and time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("kind", ["close_wait", "fin_wait_2"])
+@pytest.mark.parametrize("cores", ["1", "2"])
+def test_the_filter_term_picks_what_the_lens_lists_in_every_face(tmp_path, kind, cores):
+    """A side still stuck at the end of the file is judged at the end of the file by `problem KIND` in --summary,
+    --ladder and --write too, not at the connection's own last packet (which found nothing)."""
+    path = str(PROBLEMS / f"{kind}.pcap")
+    threshold = ("--threshold", f"{kind}=1")
+    lens = json.loads(midstat("-r", path, *threshold, "--problems", "--json", "--cores", cores).stdout)
+    listed = {(p["client"], p["server"]) for p in lens["problems"] if p["kind"] == kind}
+    assert listed
+    summary = midstat("-r", path, *threshold, "--summary", "--json", "--match", f"problem {kind}", "--cores", cores)
+    assert summary.returncode == 0, summary.stderr
+    assert {(c["client"], c["server"]) for c in json.loads(summary.stdout)["connections"]} == listed
+    out = tmp_path / "picked.pcap"
+    written = midstat("-r", path, *threshold, "--write", str(out), "--match", f"problem {kind}")
+    assert written.returncode == 0 and b"of 0 connections" not in written.stderr + written.stdout, written.stderr
+    ladder = midstat("-r", path, *threshold, "--ladder", "--match", f"problem {kind}")
+    assert all(f"{c} -> {s}".encode() in ladder.stdout for c, s in listed), ladder.stdout[:300]

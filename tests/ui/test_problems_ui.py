@@ -125,3 +125,15 @@ def test_problems_screen_snapshot(snap_compare, tmp_path):
         await pilot.pause()
 
     assert snap_compare(make_app(tmp_path=tmp_path), terminal_size=(110, 30), run_before=run_before)
+
+
+async def test_ipv6_endpoints_are_listed_whole(app):
+    """mixed_traffic holds reset IPv6 connections: their [address]:port is shown as it is, not read as markup."""
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("p")
+        await pilot.pause()
+        listing = app.screen.query_one("#problems-list", DataTable)
+        cells = [str(listing.get_cell_at((r, c))) for r in range(listing.row_count) for c in (1, 2)]
+        v6 = [cell for cell in cells if cell.startswith("[")]
+        assert v6 and all("]:" in cell and "::" in cell for cell in v6), cells
+        assert not [cell for cell in cells if cell.startswith(":")], cells
