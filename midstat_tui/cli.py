@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Iterable
 from itertools import islice
 from typing import NoReturn, TextIO
 
@@ -381,15 +382,7 @@ class OutputWriter(Sink):
                                f"{stats.get('started', 0)} connections started, {stats.get('ended', 0)} ended, "
                                f"{stats.get('active', 0)} open\n")
         else:  # the connections come as their records' JSON texts, made as they are written
-            write = self.out.write
-            write(f'{{"ts":{encode_json(ts)},"stats":{encode_json(stats)},"connections":[')
-            texts = iter(conns)
-            comma = ""
-            while chunk := list(islice(texts, 1024)):
-                write(comma)
-                write(",".join(chunk))
-                comma = ","
-            write("]}\n")
+            self._json_document(f'{{"ts":{encode_json(ts)},"stats":{encode_json(stats)},"connections":[', conns)
         self.out.flush()
 
     def last(self, ts: float, stats: dict, conns: list[dict], everything: list[dict], warning: str | None) -> None:
@@ -408,16 +401,7 @@ class OutputWriter(Sink):
                 _write_lines(self.out, group_lines(table))
         elif args.summary:
             if args.json:  # the connections come as (first packet, id, JSON text), encoded by the shards
-                write = self.out.write
-                write(f'{{"stats":{encode_json(stats)},"connections":[')
-                texts = (text for _, _, text in everything)
-                comma = ""
-                # a chunk at a time: a flood's million texts are never joined in memory
-                while chunk := list(islice(texts, 1024)):
-                    write(comma)
-                    write(",".join(chunk))
-                    comma = ","
-                write("]}\n")
+                self._json_document(f'{{"stats":{encode_json(stats)},"connections":[', (t for _, _, t in everything))
             else:
                 write = self.out.write
                 # as they come: (first packet, id, table cells), the rows wait on disk, not in memory
@@ -427,6 +411,19 @@ class OutputWriter(Sink):
         elif args.at is not None or args.problems or (not args.events and (args.plain or args.json)):
             self._snapshot(ts, stats, conns)  # the one at --at, or the last one at the end of the capture
         self.out.flush()
+
+    def _json_document(self, head: str, texts: Iterable[str]) -> None:
+        """`head`, the records' JSON texts joined by commas, and the document's end: a chunk at a time, so that a
+        flood's million texts are never joined in memory."""
+        write = self.out.write
+        write(head)
+        texts = iter(texts)
+        comma = ""
+        while chunk := list(islice(texts, 1024)):
+            write(comma)
+            write(",".join(chunk))
+            comma = ","
+        write("]}\n")
 
     def _json(self, doc: dict) -> None:
         self.out.write(encode_json(doc))
