@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only connections matching a filter expression, e.g. 'dport 443 and sstate close-wait' "
                           "(see README: host, net, port, sport, dport, state, cstate, sstate, vlan, midstream, "
                           "ended, suspicious, zeek, server, client; and, or, not)")
-    out.add_argument("--speed", type=float, default=1.0, metavar="X",
+    out.add_argument("--speed", type=float, default=None, metavar="X",
                      help="TUI, files: replay speed (1 = capture pace, 10 = ten times faster, 0 = as fast as "
                           "possible; default 1)")
     out.add_argument("--at", metavar="TIME",
@@ -184,7 +184,8 @@ def _plain(x: float) -> str:
 
 def check_options(args: argparse.Namespace) -> None:
     """Every numeric option, checked before anything is opened or started."""
-    checked_number("--speed", args.speed, 0, 1e6)
+    if args.speed is not None:
+        checked_number("--speed", args.speed, 0, 1e6)
     checked_number("--time-wait", args.time_wait, 0, MAX_SECONDS)
     checked_number("--linger", args.linger, 0, MAX_SECONDS)
     checked_number("--max-conns", args.max_conns, 1, MAX_CONNS)
@@ -430,6 +431,10 @@ class OutputWriter(Sink):
         self.out.write("\n")
 
 
+def _speed(args: argparse.Namespace) -> float:
+    return 1.0 if args.speed is None else args.speed
+
+
 def _wants_snapshots(args: argparse.Namespace) -> bool:
     if args.problems:
         return args.interface is not None and args.at is None  # a file: one report, at the end or at --at
@@ -440,6 +445,9 @@ def _wants_snapshots(args: argparse.Namespace) -> bool:
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     headless = (args.plain or args.json or args.events or args.summary or args.problems or args.at is not None
                 or bool(args.group_by))
+    if headless and args.speed is not None:
+        raise MidstatError("--speed paces the TUI's replay; a headless run reads a file as fast as it can (--at gives "
+                           "the state at a moment; --metrics serves figures while a live run goes on)")
     if args.group_by and (args.events or args.plain or args.problems):
         other = "--events" if args.events else "--plain" if args.plain else "--problems"
         raise MidstatError(f"--group-by writes one report: it does not go with {other}")
@@ -674,7 +682,7 @@ def run_tui_sharded(args: argparse.Namespace, config: TrackerConfig, target: Tar
               datalink=datalink, **(export or {}))
     if args.interface is not None:
         return _run_app(ShardedLiveSession(job, args.cores), args, err)
-    return _run_app(ShardedFileSession(job, args.cores, speed=args.speed), args, err)
+    return _run_app(ShardedFileSession(job, args.cores, speed=_speed(args)), args, err)
 
 
 def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO, export: dict | None = None) -> int:
@@ -685,7 +693,7 @@ def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO
         engine = Engine(source.datalink, config, checksums=args.checksums)
     except LinkTypeError as exc:
         raise MidstatError(f"{source.path}: {exc}") from None
-    session = Session(engine, source, live=args.interface is not None, speed=args.speed)
+    session = Session(engine, source, live=args.interface is not None, speed=_speed(args))
     if export and export["ipfix"] is not None:
         from midstat_tui.engine.multicore import start_export
 

@@ -68,6 +68,7 @@ def test_timeouts_go_through_the_same_gate(value):
     (["--at", "nan"], "--at nan: expected a finite number"),
     (["--at", "+inf"], "--at +inf: expected a finite number"),
     (["--at", "25:00"], "--at: '25:00': hours go from 00 to 23"),
+    (["--speed", "1"], "--speed paces the TUI's replay"),
     (["--at", "00:00:01"], "is before the first packet; the capture: "),
     (["--at", "noon"], "--at 'noon': expected +SECONDS from the start, HH:MM:SS (UTC)"),
     (["--cores", "1000"], "--cores 1000: at most"),
