@@ -91,8 +91,8 @@ def test_a_killed_worker_is_said_at_once_while_core_0_is_busy_elsewhere():
 
 def test_a_killed_worker_with_summary_keeps_the_other_shards_connections():
     whole = json.loads(midstat("-r", BIG, "--summary", "--json", "--cores", "2").stdout)
-    proc = subprocess.Popen([sys.executable, "-m", "midstat_tui", "-r", BIG, "--summary", "--json", "--cores", "2",
-                             "--speed", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "midstat_tui", "-r", BIG, "--summary", "--json", "--cores", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     kids = _workers(proc.pid)
     os.kill(kids[0], signal.SIGKILL)  # at once: shard 0 dies before or while it reads
     out, err = proc.communicate(timeout=120)
