@@ -21,7 +21,8 @@ from midstat_tui.engine.views import ConnRow, row_record
 _EMPTY = ConnRow(0, 0, bytes(4), 0, bytes(4), 0, (), 0, 0, 0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, -1.0, "", "", False, None)
 
 
-def _free_name(folder: str, stem: str, ext: str) -> str:
+def free_name(folder: str, stem: str, ext: str) -> str:
+    """`folder/stem.ext`, or `stem-1.ext`, `stem-2.ext`... when it is taken: an export never overwrites a file."""
     path = os.path.join(folder, f"{stem}.{ext}")
     n = 1
     while os.path.exists(path):
@@ -61,7 +62,7 @@ def export_rows(rows: list[ConnRow], fmt: str, folder: str = ".", stem: str | No
     try:
         with os.fdopen(fd, "w", newline="") as fh:
             fh.write(data)
-        path = _free_name(folder, stem, fmt)
+        path = free_name(folder, stem, fmt)
         os.link(tmp, path)  # fails rather than overwrite, even if the name was taken a moment ago
     finally:
         os.unlink(tmp)

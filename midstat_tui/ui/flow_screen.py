@@ -23,6 +23,7 @@ from midstat_tui.output.pcap_write import PcapWriter, open_output
 from midstat_tui.tcp import zeek
 from midstat_tui.tcp.states import NAMES
 from midstat_tui.ui.conn_table import state_class
+from midstat_tui.ui.export import free_name
 from midstat_tui.ui.header import clock_text
 from midstat_tui.ui.ladder_view import LadderView
 from midstat_tui.ui.timeseq_view import TimeSeqView
@@ -253,7 +254,7 @@ class FlowScreen(Screen[None]):
             self.notify(f"nothing written: {note}", severity="error")
             return
         row = self.last[0]  # type: ignore[index]
-        path = os.path.abspath(_free_name(self.export_dir, f"midstat-flow-{row.id}", "pcap"))
+        path = os.path.abspath(free_name(self.export_dir, f"midstat-flow-{row.id}", "pcap"))
         try:
             datalink = self.reader.datalink if self.reader is not None else self.watch.datalink  # type: ignore[union-attr]
             writer = PcapWriter(open_output(path), datalink, path)
@@ -274,15 +275,6 @@ class FlowScreen(Screen[None]):
 
     def action_back(self) -> None:
         self.app.pop_screen()
-
-
-def _free_name(folder: str, stem: str, ext: str) -> str:
-    path = os.path.join(folder, f"{stem}.{ext}")
-    n = 1
-    while os.path.exists(path):
-        path = os.path.join(folder, f"{stem}-{n}.{ext}")
-        n += 1
-    return path
 
 
 def reader_for(session) -> FlowReader | None:

@@ -44,13 +44,19 @@ def _job(collector: UdpCollector, path="") -> Job:
     return Job(str(path), None, TrackerConfig(), ipfix=parse_collector(collector.address))
 
 
-def test_one_core_replay_exports_everything_when_the_face_closes():
-    collector = UdpCollector()
-    source = FileSource(str(MIXED))
+def _exporting_session(collector: UdpCollector, path) -> Session:
+    """A one-core replay of `path` at full speed, exporting to `collector`, started."""
+    source = FileSource(str(path))
     engine = Engine(source.datalink)
     session = Session(engine, source, live=False, speed=0)
     session.exporter = start_export(_job(collector), engine, 0)
     session.start()
+    return session
+
+
+def test_one_core_replay_exports_everything_when_the_face_closes():
+    collector = UdpCollector()
+    session = _exporting_session(collector, MIXED)
     try:
         _wait(lambda: session.at_end)
         stats = session.pull().stats
@@ -66,11 +72,7 @@ def test_one_core_replay_exports_everything_when_the_face_closes():
 def test_a_seek_back_stops_the_export():
     collector = UdpCollector()
     path = shared("zeek/Traces/ssh/ssh.pcap")
-    source = FileSource(str(path))
-    engine = Engine(source.datalink)
-    session = Session(engine, source, live=False, speed=0)
-    session.exporter = start_export(_job(collector), engine, 0)
-    session.start()
+    session = _exporting_session(collector, path)
     try:
         _wait(lambda: session.at_end)
         first = session.engine.first_ts
