@@ -107,8 +107,21 @@ def _open_filter_bar(term: tmux.Screen) -> None:
     term.wait_for("filter: host", timeout=1)
 
 
-def _every_screen(term: tmux.Screen, cwd: str, live: bool = False) -> None:
-    """Open every screen and modal, as a person would, checking each one shows (go-to is for files)."""
+def _flow_pictures(term: tmux.Screen, cwd: str) -> None:
+    """In the open flow screen: the ladder, the time-sequence picture, and its packets written to a pcap."""
+    term.keys("l")  # its ladder: the flow's packets read again from the capture, as nobody
+    term.wait_for("┊")
+    term.keys("t")  # the time-sequence picture (its plotting library is imported only now)
+    term.wait_for("▲")
+    term.keys("w")  # the flow's packets written to a pcap in the current folder
+    term.wait_for("wrote")
+    assert any(p.endswith(".pcap") for p in os.listdir(cwd)), os.listdir(cwd)
+
+
+def _every_screen(term: tmux.Screen, cwd: str, live: bool = False, traffic=None, ladder: bool = True) -> None:
+    """Open every screen and modal, as a person would, checking each one shows (go-to is for files).
+
+    `traffic`, live: sends more of the connection's packets once its flow screen is open."""
     term.wait_for("10.231.1.1", timeout=30)
     term.keys("?")
     term.wait_for("midstat keys")
@@ -138,8 +151,21 @@ def _every_screen(term: tmux.Screen, cwd: str, live: bool = False) -> None:
     assert any(p.endswith(".csv") for p in written) and any(p.endswith(".json") for p in written), written
     term.keys("Enter")  # the flow screen of the row under the cursor
     term.wait_for("⇄")
+    if traffic is not None:
+        traffic()
+    if ladder:
+        _flow_pictures(term, cwd)
     term.keys("Escape")
     term.wait_gone("⇄")
+    term.keys("v")  # grouped by server
+    term.wait_for("Conns")
+    for _ in range(6):  # every other grouping, and back to the connections
+        term.keys("v")
+    term.wait_gone("Conns")
+    term.keys("p")  # the problems lens
+    term.wait_for("Problems:")
+    term.keys("Escape")
+    term.wait_gone("Problems:")
     _open_filter_bar(term)
     term.type("dport (")
     term.keys("Enter")
@@ -233,7 +259,13 @@ def test_every_screen_works_live_after_the_drop(lab, cores, user):
             server, _ = listener.accept()
             client.sendall(b"x" * 1000)
             server.recv(4096)
-            _every_screen(term, cwd, live=True)
+
+            def more() -> None:
+                server.sendall(b"y" * 500)
+                client.recv(4096)
+
+            # the flow screen's packets on several live cores: not built yet (issue 13)
+            _every_screen(term, cwd, live=True, traffic=more, ladder=cores == 1)
             pids = _midstat_pids(_pane_pid(term))
             assert len(pids) == (1 if cores == 1 else 1 + cores), pids
             expected = 0 if user == "root" else nobody_uid()
