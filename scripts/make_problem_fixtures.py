@@ -33,7 +33,7 @@ from collections.abc import Callable
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from make_fixtures import _exchange, _pair, _recv_exact, _router_rule  # noqa: E402
-from netlab import CLIENT4, ROUTER_CLIENT_IF, SERVER4, NetLab, available  # noqa: E402
+from netlab import CLIENT4, SERVER4, NetLab, available  # noqa: E402
 
 Expect = list[tuple[str, tuple[str, str]]]  # (kind, (client, server))
 
@@ -154,28 +154,6 @@ SCENARIOS: dict[str, Callable[[NetLab, list], tuple[dict, Expect]]] = {
 }
 
 
-@contextlib.contextmanager
-def capture(lab: NetLab, path: str, direction: str | None = None):
-    """tcpdump on the router's client-facing interface (`direction`: in or out only, as tcpdump -Q takes it)."""
-    cmd = ["ip", "netns", "exec", lab.router, "tcpdump", "-i", ROUTER_CLIENT_IF, "--immediate-mode", "-U",
-           "-Z", "root", "-s", "0", "-w", path]
-    if direction:
-        cmd += ["-Q", direction]
-    proc = subprocess.Popen([*cmd, "tcp or icmp or icmp6"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    if "listening" not in line:
-        proc.kill()
-        raise RuntimeError(f"tcpdump did not start: {line.strip()}")
-    try:
-        yield
-    finally:
-        time.sleep(0.5)
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def end_marker(lab: NetLab) -> None:
     """A short clean exchange, last in every capture: a file's moment is its last packet, so this dates the end of
     the scenario (the time the problems above had to last); the lens must find nothing wrong with it."""
@@ -190,7 +168,7 @@ def run_scenario(lab: NetLab, name: str, out_dir: str) -> dict:
     pcap = os.path.join(out_dir, f"{name}.pcap")
     held: list = []  # sockets held open to the end of the capture, and what undoes a scenario's rules
     try:
-        with capture(lab, pcap, "in" if name == "one_way" else None):
+        with lab.capture(pcap, direction="in" if name == "one_way" else None):
             thresholds, expect = SCENARIOS[name](lab, held)
             end_marker(lab)
     finally:

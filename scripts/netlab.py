@@ -170,13 +170,17 @@ class NetLab:
         return states
 
     @contextlib.contextmanager
-    def capture(self, path: str, iface: str = ROUTER_CLIENT_IF, ns: str | None = None) -> Iterator[None]:
-        """tcpdump on the router while the block runs; the file is complete when the block ends."""
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns or self.router, "tcpdump", "-i", iface, "--immediate-mode", "-U", "-Z", "root",
-             "-s", "0", "-w", path,
-             "tcp or icmp or icmp6"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    def capture(self, path: str, iface: str = ROUTER_CLIENT_IF, ns: str | None = None,
+                direction: str | None = None) -> Iterator[None]:
+        """tcpdump on the router while the block runs; the file is complete when the block ends.
+
+        `direction`: "in" or "out" only, as tcpdump -Q takes it (a capture point that misses one leg)."""
+        cmd = ["ip", "netns", "exec", ns or self.router, "tcpdump", "-i", iface, "--immediate-mode", "-U", "-Z", "root",
+               "-s", "0", "-w", path]
+        if direction:
+            cmd += ["-Q", direction]
+        proc = subprocess.Popen([*cmd, "tcp or icmp or icmp6"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
         assert proc.stderr is not None
         line = proc.stderr.readline()  # "listening on ..." once the handle is active
         if "listening" not in line:
