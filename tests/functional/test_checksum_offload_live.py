@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -22,6 +20,7 @@ import dpkt
 import pytest
 
 from tests.helpers import ROOT, nobody_uid, uids
+from tests.lab import start_live, stop
 from tests.terminal import tui
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -44,20 +43,8 @@ def lab():
     net.down()
 
 
-def _start(lab: NetLab, *args: str) -> subprocess.Popen:
-    proc = subprocess.Popen(["ip", "netns", "exec", lab.client, sys.executable, "-m", "midstat_tui",
-                             "-i", CLIENT_IF, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    assert proc.stderr is not None
-    line = proc.stderr.readline().decode()
-    assert "listening on" in line, line + proc.stderr.read().decode()
-    return proc
 
 
-def _stop(proc: subprocess.Popen) -> bytes:
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    return out
 
 
 def _talk(lab: NetLab, port: int, count: int = CONNECTIONS) -> list[str]:
@@ -120,10 +107,10 @@ def _capture_both(lab: NetLab, tmp_path, port: int, *args: str) -> tuple[dict, C
     """midstat (--summary --json plus `args`) and tcpdump on the client's interface while the connections run."""
     pcap = str(tmp_path / "tcpdump.pcap")
     with lab.capture(pcap, iface=CLIENT_IF, ns=lab.client):
-        proc = _start(lab, "--summary", "--json", *args)
+        proc = start_live(lab, "--summary", "--json", *args, ns=lab.client, iface=CLIENT_IF)
         clients = _talk(lab, port)
         time.sleep(0.5)
-        doc = json.loads(_stop(proc))
+        doc = json.loads(stop(proc))
     return doc, _tcpdump_counts(pcap), clients
 
 
@@ -168,10 +155,10 @@ def test_verify_drops_the_hosts_own_packets_and_says_so(lab, tmp_path):
 
 
 def test_plain_status_lines_count_and_hint(lab):
-    proc = _start(lab, "--plain", "--cores", "2")
+    proc = start_live(lab, "--plain", "--cores", "2", ns=lab.client, iface=CLIENT_IF)
     _talk(lab, 7460, 4)
     time.sleep(1.5)  # a snapshot on the clock
-    lines = _stop(proc).decode().splitlines()
+    lines = stop(proc).decode().splitlines()
     assert any(line.startswith("# packets: ") and "offloaded checksum (tracked)" in line for line in lines), lines
     assert any(line.startswith("# hint: ") and "left unfilled on c0, a virtual link" in line for line in lines)
 
@@ -179,12 +166,12 @@ def test_plain_status_lines_count_and_hint(lab):
 @pytest.mark.skipif(nobody_uid() is None, reason="no 'nobody' account")
 def test_the_addresses_are_read_before_root_is_given_up(lab):
     """Default user: every process is nobody once the handles are open, and the host's addresses were read."""
-    proc = _start(lab, "--summary", "--json", "--cores", "2")
+    proc = start_live(lab, "--summary", "--json", "--cores", "2", ns=lab.client, iface=CLIENT_IF)
     pids = process_tree(proc.pid)
     assert {tuple(uids(p)) for p in pids} == {(nobody_uid(),) * 4}
     clients = _talk(lab, 7470, 3)
     time.sleep(0.5)
-    doc = json.loads(_stop(proc))
+    doc = json.loads(stop(proc))
     assert doc["stats"]["checksum"]["host"] and doc["stats"]["offloaded_checksum"] > 0
     assert {c["client"] for c in doc["connections"]} >= set(clients)
 

@@ -5,7 +5,6 @@ run's --summary --json. A collector that refuses (TCP, nobody listening) costs t
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 
@@ -15,28 +14,22 @@ from tests.collectors import free_port, nfcapd, nfdump_totals, summary_totals
 from tests.helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from netlab import NetLab, available  # noqa: E402
+from netlab import available  # noqa: E402
 
-from tests.functional.test_live_capture import _start, _stop, _talk  # noqa: E402
+from tests.lab import start_live, stop, talk  # noqa: E402
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=f"network lab: {available()}")
 
-
-@pytest.fixture(scope="module")
-def lab():
-    net = NetLab(prefix=f"msx{os.getpid() % 10000}").up()
-    yield net
-    net.down()
 
 
 @pytest.mark.parametrize("cores", ["1", "2"])
 def test_live_export_reaches_nfcapd(lab, tmp_path, cores):
     port = 6100 + int(cores)
     with nfcapd(tmp_path, lab.router) as collector:
-        proc = _start(lab, "--summary", "--json", "--cores", cores, "-f", f"tcp port {port}",
+        proc = start_live(lab, "--summary", "--json", "--cores", cores, "-f", f"tcp port {port}",
                       "--ipfix", collector.address)
-        names = _talk(lab, port, 8)
-        out = _stop(proc, signal.SIGTERM)
+        names = talk(lab, port, 8)
+        out = stop(proc, signal.SIGTERM)
         flows = collector.flows()
     doc = json.loads(out)
     assert len(doc["connections"]) == 8
@@ -50,10 +43,10 @@ def test_live_export_reaches_nfcapd(lab, tmp_path, cores):
 
 def test_a_refusing_collector_costs_no_tracking(lab):
     port = 6110
-    plain = _start(lab, "--summary", "--json", "-f", f"tcp port {port}",
+    plain = start_live(lab, "--summary", "--json", "-f", f"tcp port {port}",
                    "--ipfix", f"tcp://127.0.0.1:{free_port(1)}")
-    _talk(lab, port, 5)
-    doc = json.loads(_stop(plain, signal.SIGTERM))
+    talk(lab, port, 5)
+    doc = json.loads(stop(plain, signal.SIGTERM))
     assert len(doc["connections"]) == 5
     ipfix = doc["stats"]["ipfix"]
     assert ipfix["sent"] == 0 and ipfix["dropped"] == 5

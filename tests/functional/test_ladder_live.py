@@ -3,7 +3,6 @@ captured on the lab's router. Needs root; skipped elsewhere with the reason."""
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import time
@@ -14,16 +13,10 @@ from tests.helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from netlab import CLIENT_CLOSES, ROUTER_CLIENT_IF, SERVER4, NetLab, available, end, endpoint  # noqa: E402
+from netlab import CLIENT_CLOSES, ROUTER_CLIENT_IF, SERVER4, available, end, endpoint  # noqa: E402
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=f"network lab: {available()}")
 
-
-@pytest.fixture(scope="module")
-def lab():
-    net = NetLab(prefix=f"mll{os.getpid() % 10000}").up()
-    yield net
-    net.down()
 
 
 def test_a_watched_live_flow_holds_every_packet_since_the_watch(lab):

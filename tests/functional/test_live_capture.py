@@ -9,13 +9,13 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 
 import pytest
 
 from tests.helpers import ROOT, nobody_uid, uids
+from tests.lab import start_live, stop, talk
 from tests.terminal import tui
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -38,12 +38,6 @@ from netlab import (  # noqa: E402
 pytestmark = pytest.mark.skipif(available() is not None, reason=f"network lab: {available()}")
 
 
-@pytest.fixture(scope="module")
-def lab():
-    net = NetLab(prefix=f"msl{os.getpid() % 10000}").up()
-    yield net
-    net.down()
-
 
 def _kernel_states(lab: NetLab, names: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
     """What `ss` says now in the client and the server namespace about each connection, in midstat's spelling
@@ -55,48 +49,18 @@ def _kernel_states(lab: NetLab, names: list[tuple[str, str]]) -> dict[tuple[str,
             for c, s in names}
 
 
-def _start(lab: NetLab, *args: str) -> subprocess.Popen:
-    proc = subprocess.Popen(["ip", "netns", "exec", lab.router, sys.executable, "-m", "midstat_tui",
-                             "-i", ROUTER_CLIENT_IF, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=ROOT)
-    assert proc.stderr is not None
-    line = proc.stderr.readline().decode()
-    assert "listening on" in line, line  # once the handles are open
-    return proc
 
 
-def _stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> bytes:
-    """Stop a capture as a user would; it must end cleanly. Returns what it printed."""
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    return out
 
 
-def _talk(lab: NetLab, port: int, count: int) -> list[tuple[str, str]]:
-    listener = lab.socket(lab.server)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((SERVER4, port))
-    listener.listen(64)
-    names = []
-    for i in range(count):
-        client = lab.socket(lab.client)
-        client.connect((SERVER4, port))
-        conn, _ = listener.accept()
-        names.append((endpoint(client.getsockname()), endpoint(client.getpeername())))
-        client.sendall(b"hello" * 100)
-        conn.recv(65536)
-        end(SERVER_CLOSES if i % 2 else CLIENT_CLOSES, client, conn)
-    listener.close()
-    return names
 
 
 def test_live_events_match_the_kernels(lab):
-    proc = _start(lab, "--events")
-    names = _talk(lab, 6001, 6)
+    proc = start_live(lab, "--events")
+    names = talk(lab, 6001, 6)
     time.sleep(0.5)
     kernels = _kernel_states(lab, names)
-    out = _stop(proc)
+    out = stop(proc)
     final: dict[tuple[str, str], tuple[str, str]] = {}
     for line in out.decode().splitlines():
         event = json.loads(line)
@@ -105,10 +69,10 @@ def test_live_events_match_the_kernels(lab):
 
 
 def test_live_json_reports_capture_statistics_and_no_drops(lab):
-    proc = _start(lab, "--json")
-    _talk(lab, 6002, 4)
+    proc = start_live(lab, "--json")
+    talk(lab, 6002, 4)
     time.sleep(1.5)  # at least one one-second snapshot on the clock
-    out = _stop(proc, signal.SIGTERM)
+    out = stop(proc, signal.SIGTERM)
     snaps = [json.loads(line) for line in out.decode().splitlines()]
     assert snaps
     capture = snaps[-1]["stats"]["capture"]
@@ -118,11 +82,11 @@ def test_live_json_reports_capture_statistics_and_no_drops(lab):
 
 
 def test_live_capture_filter_and_summary(lab):
-    proc = _start(lab, "-f", "tcp port 6004", "--summary", "--json")
-    _talk(lab, 6003, 2)
-    _talk(lab, 6004, 3)
+    proc = start_live(lab, "-f", "tcp port 6004", "--summary", "--json")
+    talk(lab, 6003, 2)
+    talk(lab, 6004, 3)
     time.sleep(0.5)
-    out = _stop(proc)
+    out = stop(proc)
     doc = json.loads(out)
     assert len(doc["connections"]) == 3
     assert all(c["server"].endswith(":6004") for c in doc["connections"])
@@ -142,7 +106,7 @@ def test_live_session_feeds_the_tui_view(lab):
     session = Session(Engine(source.datalink), source, live=True)
     session.start()
     try:
-        names = _talk(lab, 6005, 4)
+        names = talk(lab, 6005, 4)
         time.sleep(2.2)  # two one-second ticks on the clock
         kernels = _kernel_states(lab, names)
         view = ConnView()
@@ -157,11 +121,11 @@ def test_live_session_feeds_the_tui_view(lab):
 
 def test_live_on_two_cores_matches_the_kernels(lab):
     """`-i --cores 2`: two handles in one kernel fanout group, merged by core 0."""
-    proc = _start(lab, "--events", "--cores", "2")
-    names = _talk(lab, 6007, 12)
+    proc = start_live(lab, "--events", "--cores", "2")
+    names = talk(lab, 6007, 12)
     time.sleep(1.0)
     kernels = _kernel_states(lab, names)
-    out = _stop(proc)
+    out = stop(proc)
     events = [json.loads(line) for line in out.decode().splitlines()]
     assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)
     final = {(e["client"], e["server"]): (e["client_state"], e["server_state"]) for e in events}
@@ -171,10 +135,10 @@ def test_live_on_two_cores_matches_the_kernels(lab):
 
 
 def test_live_summary_on_two_cores_counts_capture_statistics(lab):
-    proc = _start(lab, "--summary", "--json", "--cores", "2")
-    _talk(lab, 6008, 6)
+    proc = start_live(lab, "--summary", "--json", "--cores", "2")
+    talk(lab, 6008, 6)
     time.sleep(1.0)
-    out = _stop(proc, signal.SIGTERM)
+    out = stop(proc, signal.SIGTERM)
     doc = json.loads(out)
     assert len([c for c in doc["connections"] if c["server"].endswith(":6008")]) == 6
     capture = doc["stats"]["capture"]
@@ -184,10 +148,10 @@ def test_live_summary_on_two_cores_counts_capture_statistics(lab):
 
 
 def test_live_plain_has_a_capture_status_line(lab):
-    proc = _start(lab, "--plain", "--cores", "2")
-    _talk(lab, 6009, 3)
+    proc = start_live(lab, "--plain", "--cores", "2")
+    talk(lab, 6009, 3)
     time.sleep(1.5)
-    out = _stop(proc)
+    out = stop(proc)
     status = [line for line in out.decode().splitlines() if line.startswith("# capture:")]
     assert status and all(" 0 dropped by the kernel, 0 by the interface" in line for line in status)
     assert "Proto CPU Client Address" in out.decode()
@@ -238,11 +202,11 @@ def _talk_every_kind(lab: NetLab, port: int, count: int) -> list[tuple[str, str]
 
 
 def test_dozens_of_every_kind_on_two_cores_match_the_kernels_with_no_drop(lab):
-    proc = _start(lab, "--summary", "--json", "--cores", "2")
+    proc = start_live(lab, "--summary", "--json", "--cores", "2")
     names = _talk_every_kind(lab, 6010, 36)
     time.sleep(1.0)
     kernels = _kernel_states(lab, names)
-    out = _stop(proc)
+    out = stop(proc)
     doc = json.loads(out)
     assert doc["stats"]["capture"]["dropped"] == 0, doc["stats"]["capture_shards"]
     latest = {}
@@ -261,13 +225,13 @@ def test_dozens_of_every_kind_on_two_cores_match_the_kernels_with_no_drop(lab):
 def test_live_capture_gives_up_root_in_every_process(lab):
     """Run as root without --user: once every shard's handle is open, core 0 and both workers are nobody, and the
     capture goes on (the handles were opened as root)."""
-    proc = _start(lab, "--summary", "--json", "--cores", "2")
+    proc = start_live(lab, "--summary", "--json", "--cores", "2")
     pids = process_tree(proc.pid)  # `ip netns exec` execs the interpreter: the whole tree is midstat's
     assert len(pids) == 3  # core 0 and two shard workers
     assert {tuple(uids(p)) for p in pids} == {(nobody_uid(),) * 4}
-    _talk(lab, 6011, 4)
+    talk(lab, 6011, 4)
     time.sleep(1.0)
-    doc = json.loads(_stop(proc, signal.SIGTERM))
+    doc = json.loads(stop(proc, signal.SIGTERM))
     assert len([c for c in doc["connections"] if c["server"].endswith(":6011")]) == 4
     assert doc["stats"]["capture"]["received"] > 0
 
@@ -282,8 +246,8 @@ def doomed_lab():
 
 @pytest.mark.parametrize("cores", ["1", "2"])
 def test_a_lost_interface_ends_the_capture_keeping_what_was_tracked(doomed_lab, cores):
-    proc = _start(doomed_lab, "--summary", "--json", "--cores", cores)
-    _talk(doomed_lab, 7300, 3)
+    proc = start_live(doomed_lab, "--summary", "--json", "--cores", cores)
+    talk(doomed_lab, 7300, 3)
     time.sleep(0.5)
     doomed_lab.ns(doomed_lab.router, "ip", "link", "del", ROUTER_CLIENT_IF)
     out, err = proc.communicate(timeout=30)  # it ends by itself
@@ -297,7 +261,7 @@ def test_a_lost_interface_ends_the_capture_keeping_what_was_tracked(doomed_lab, 
 def test_the_tui_shows_a_lost_interface_and_stays_usable(doomed_lab):
     with tui("-i", ROUTER_CLIENT_IF, prefix=("ip", "netns", "exec", doomed_lab.router)) as term:
         term.wait_for(b"live")
-        names = _talk(doomed_lab, 7301, 2)
+        names = talk(doomed_lab, 7301, 2)
         term.wait_for(names[-1][0].split(":")[1].encode())  # the second connection's client port is on screen
         doomed_lab.ns(doomed_lab.router, "ip", "link", "del", ROUTER_CLIENT_IF)
         term.wait_for(b"stays browsable")
@@ -326,7 +290,7 @@ def test_the_tuis_sharded_session_matches_the_kernels(lab):
     session = ShardedLiveSession(Job("", None, TrackerConfig(), interface=ROUTER_CLIENT_IF), 2)
     _in_namespace(lab.router, session.start)  # the shards are forked there, and open their handles there
     try:
-        names = _talk(lab, 6012, 10)
+        names = talk(lab, 6012, 10)
         time.sleep(2.5)  # two one-second ticks
         kernels = _kernel_states(lab, names)
         view = ConnView()
@@ -378,7 +342,7 @@ def _in_namespace(ns: str, func) -> None:
 def test_the_tui_on_two_cores_in_a_terminal(lab):
     with tui("-i", ROUTER_CLIENT_IF, "--cores", "2", prefix=("ip", "netns", "exec", lab.router)) as term:
         term.wait_for(b"live")
-        names = _talk(lab, 6013, 6)
+        names = talk(lab, 6013, 6)
         term.wait_for(names[-1][0].split(":")[1].encode())
         os.write(term.master, b"\r")  # the flow screen: its history comes from the owning shard
         term.wait_for(b"SYN_SENT")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,10 +17,11 @@ import pytest
 
 from midstat_tui.decode import layers
 from tests.helpers import ROOT
+from tests.lab import talk
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import hostile_frames as hf  # noqa: E402
-from netlab import CLIENT_CLOSES, ROUTER_CLIENT_IF, SERVER4, NetLab, available, end  # noqa: E402
+from netlab import CLIENT_CLOSES, ROUTER_CLIENT_IF, SERVER4, NetLab, available  # noqa: E402
 
 pytestmark = pytest.mark.skipif(available() is not None or shutil.which("tcpreplay") is None,
                                 reason=f"network lab: {available() or 'needs tcpreplay'}")
@@ -38,19 +38,6 @@ def lab():
     net.down()
 
 
-def _talk(lab: NetLab, port: int, count: int) -> None:
-    listener = lab.socket(lab.server)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((SERVER4, port))
-    listener.listen(16)
-    for _ in range(count):
-        client = lab.socket(lab.client)
-        client.connect((SERVER4, port))
-        conn, _ = listener.accept()
-        client.sendall(b"hello" * 50)
-        conn.recv(65536)
-        end(CLIENT_CLOSES, client, conn)
-    listener.close()
 
 
 def _replayed_among_connections(lab: NetLab, tmp_path, cores: str, frames: list[bytes], port: int,
@@ -65,10 +52,11 @@ def _replayed_among_connections(lab: NetLab, tmp_path, cores: str, frames: list[
                             stderr=subprocess.PIPE, cwd=ROOT)
     assert proc.stderr is not None
     assert "listening on" in proc.stderr.readline().decode()
-    _talk(lab, port, talks)
+    talk(lab, port, talks, payload=lambda i: b"hello" * 50, closes=lambda i: CLIENT_CLOSES)
     sent = lab.ns(lab.client, "tcpreplay", "-i", "c0", "--topspeed", str(path))
     assert f"Successful packets:        {len(frames)}" in sent, sent
-    _talk(lab, port + 1, talks)  # after the frames: still captured, still tracked
+    # after the frames: still captured, still tracked
+    talk(lab, port + 1, talks, payload=lambda i: b"hello" * 50, closes=lambda i: CLIENT_CLOSES)
     time.sleep(1.0)
     assert proc.poll() is None  # nothing stopped
     proc.send_signal(signal.SIGINT)

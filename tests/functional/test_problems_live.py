@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -18,16 +17,10 @@ from tests.helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from netlab import CLIENT4, ROUTER_CLIENT_IF, SERVER4, NetLab, available, endpoint  # noqa: E402
+from netlab import CLIENT4, ROUTER_CLIENT_IF, SERVER4, available, endpoint  # noqa: E402
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=f"network lab: {available()}")
 
-
-@pytest.fixture(scope="module")
-def lab():
-    net = NetLab(prefix=f"msp{os.getpid() % 10000}").up()
-    yield net
-    net.down()
 
 
 @pytest.mark.parametrize("cores", ["1", "2"])

@@ -135,7 +135,7 @@ def _received(term: Terminal, since: int) -> list[int]:
 @pytest.mark.parametrize("user", USERS)
 @pytest.mark.parametrize("cores", CORES)
 def test_live_pause_keeps_the_counters_moving_and_a_lost_interface_is_said(cores, user):
-    from tests.functional.test_live_capture import _talk
+    from tests.lab import talk
 
     lab = NetLab(prefix=f"mstt{os.getpid() % 10000}c{cores}{'r' if user else 'n'}").up()
     try:
@@ -143,14 +143,14 @@ def test_live_pause_keeps_the_counters_moving_and_a_lost_interface_is_said(cores
                  prefix=("ip", "netns", "exec", lab.router)) as term:
             _expect(term, b"\xe2\x97\x8f live", b"capture: received", since=0)
             _check_user(term, user)
-            names = _talk(lab, 7400, 3)
+            names = talk(lab, 7400, 3)
             _expect(term, names[-1][0].split(":")[1].encode())  # on screen
             _press(term, b" ", b"PAUSED: the view is frozen, the capture goes on")
             mark = len(term.seen)
             time.sleep(1.5)
             term.seen += _read_until(term.master, b"\x00never", 0.2)
             before = max(_received(term, 0))
-            more = _talk(lab, 7401, 4)
+            more = talk(lab, 7401, 4)
             deadline = time.monotonic() + 10
             while max(_received(term, mark), default=0) <= before:
                 assert time.monotonic() < deadline, term.seen[-2000:]

@@ -9,7 +9,6 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,10 +16,11 @@ import time
 import pytest
 
 from tests.helpers import ROOT, alive, children, midstat, nobody_uid, shared
+from tests.lab import start_live, talk
 from tests.terminal import tui
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from netlab import CLIENT_CLOSES, ROUTER_CLIENT_IF, SERVER4, NetLab, available, end  # noqa: E402
+from netlab import CLIENT_CLOSES, ROUTER_CLIENT_IF, NetLab, available  # noqa: E402
 
 BIG = str(shared("zeek/Traces/echo-connections.pcap.gz"))  # 1.6 MB of --events: the output pipe fills up
 USERS = [pytest.param([], id="default-user"), pytest.param(["--user", "root"], id="user-root")]
@@ -137,36 +137,9 @@ def test_the_tuis_workers_die_with_it():
 pytestmark_live = pytest.mark.skipif(available() is not None, reason=f"network lab: {available()}")
 
 
-@pytest.fixture(scope="module")
-def lab():
-    net = NetLab(prefix=f"mswk{os.getpid() % 10000}").up()
-    yield net
-    net.down()
 
 
-def _start_live(lab: NetLab, *args: str) -> subprocess.Popen:
-    proc = subprocess.Popen(["ip", "netns", "exec", lab.router, sys.executable, "-m", "midstat_tui",
-                             "-i", ROUTER_CLIENT_IF, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=ROOT)
-    assert proc.stderr is not None
-    line = proc.stderr.readline().decode()
-    assert "listening on" in line, line
-    return proc
 
-
-def _talk(lab: NetLab, port: int, count: int) -> None:
-    listener = lab.socket(lab.server)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((SERVER4, port))
-    listener.listen(64)
-    for _ in range(count):
-        client = lab.socket(lab.client)
-        client.connect((SERVER4, port))
-        conn, _ = listener.accept()
-        client.sendall(b"x" * 500)
-        conn.recv(65536)
-        end(CLIENT_CLOSES, client, conn)
-    listener.close()
 
 
 def _promiscuity(lab: NetLab) -> int:
@@ -177,13 +150,13 @@ def _promiscuity(lab: NetLab) -> int:
 @pytestmark_live
 @pytest.mark.parametrize("user", USERS)
 def test_live_a_killed_worker_is_reported_at_once_and_the_others_kept(lab, user):
-    proc = _start_live(lab, "--summary", "--json", "--cores", "2", *user)
+    proc = start_live(lab, "--summary", "--json", "--cores", "2", *user)
     victim = _workers(proc.pid)[1]
     os.kill(victim, signal.SIGKILL)
     ready, _, _ = select.select([proc.stderr], [], [], 5)  # at once: not at the end of the run
     assert ready, "no word of the dead worker within 5 s"
     assert proc.stderr.readline().decode().startswith("midstat: warning: worker 1 died (killed by signal 9")
-    _talk(lab, 7411, 20)
+    talk(lab, 7411, 20, payload=lambda i: b"x" * 500, closes=lambda i: CLIENT_CLOSES)
     time.sleep(1.5)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
@@ -196,7 +169,7 @@ def test_live_a_killed_worker_is_reported_at_once_and_the_others_kept(lab, user)
 @pytest.mark.parametrize("user", USERS)
 def test_live_workers_die_with_core_0_and_the_interface_leaves_promiscuous_mode(lab, user):
     assert _promiscuity(lab) == 0
-    proc = _start_live(lab, "--json", "--cores", "2", *user)
+    proc = start_live(lab, "--json", "--cores", "2", *user)
     workers = _workers(proc.pid)
     if not user and nobody_uid() is not None:
         assert all(os.stat(f"/proc/{w}").st_uid == nobody_uid() for w in workers)
@@ -227,7 +200,7 @@ def test_live_output_into_a_full_device_is_one_line_and_status_2(lab, cores):
                                 stderr=subprocess.PIPE, cwd=ROOT)
     assert "listening on" in proc.stderr.readline().decode()
     workers = children(proc.pid)
-    _talk(lab, 7420 + int(cores), 3)
+    talk(lab, 7420 + int(cores), 3, payload=lambda i: b"x" * 500, closes=lambda i: CLIENT_CLOSES)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert err.decode().splitlines() == ["midstat: cannot write the output to standard output: No space left on "
