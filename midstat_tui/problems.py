@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -355,21 +355,14 @@ def table_lines(rep: Report) -> list[str]:
 
 @dataclass
 class Lens:
-    """What the filter term `problem KIND` judges with: the moment (None: each row's own last packet) and the
-    thresholds. A face that knows its moment (the TUI's position, a snapshot's time) sets `now`; `flagged`, when
-    set, answers (connection id, kind number) from a vectorised detection already made at `now` (the TUI's view),
-    so the term is a lookup."""
+    """The thresholds the filter term `problem KIND` judges with (None: the defaults). The moment is no state of
+    the lens: the compiled query takes it at each call (`predicate(row, now)`), and the TUI's view answers the term
+    on its columns from its own detection."""
 
-    now: float | None = None
     thresholds: dict[str, float] | None = None
-    flagged: Callable[[int, int], bool] | None = None
 
-    def has(self, row: ConnRow, kind: str) -> bool:
-        flagged = self.flagged
-        if flagged is not None:
-            return flagged(row.id, INDEX[kind])
-        return row_has(row, INDEX[kind], row.last if self.now is None else self.now,
-                       {**DEFAULTS, **(self.thresholds or {})})
+    def has(self, row: ConnRow, kind: str, now: float | None = None) -> bool:
+        return row_has(row, INDEX[kind], row.last if now is None else now, {**DEFAULTS, **(self.thresholds or {})})
 
 
 def row_has(row: ConnRow, k: int, now: float, thresholds: dict[str, float]) -> bool:

@@ -14,8 +14,9 @@
     any spelling (`time-wait`, `estab`) matches that state on either side. Any other word (`hots`, `dport=80`) is
     an error that suggests the keyword meant.
 
-`compile_query(text, lens)` returns a predicate over connection rows (engine.views.ConnRow), or raises QueryError, whose
-message says what is wrong and `position` where (0-based column).
+`compile_query(text, lens)` returns a predicate over connection rows (engine.views.ConnRow), `predicate(row, now=None)`,
+or raises QueryError, whose message says what is wrong and `position` where (0-based column). `now` is the moment
+the term `problem KIND` judges at (None: the row's own last packet); the other terms ignore it.
 """
 
 from __future__ import annotations
@@ -122,6 +123,9 @@ class _Parser:
             parts.append(self.and_expr())
         if len(parts) == 1:
             return parts[0]
+        if qc.is_timed(*parts):
+            timed = qc.timed_parts(parts)
+            return qc.timed(lambda conn, now=None: any(p(conn, now) for p in timed), qc.any_of(parts))
         return qc.with_vec(lambda conn: any(p(conn) for p in parts), qc.any_of(parts))
 
     def and_expr(self) -> Predicate:
@@ -132,6 +136,9 @@ class _Parser:
             parts.append(self.not_expr())
         if len(parts) == 1:
             return parts[0]
+        if qc.is_timed(*parts):
+            timed = qc.timed_parts(parts)
+            return qc.timed(lambda conn, now=None: all(p(conn, now) for p in timed), qc.all_of(parts))
         return qc.with_vec(lambda conn: all(p(conn) for p in parts), qc.all_of(parts))
 
     def not_expr(self) -> Predicate:
@@ -140,6 +147,8 @@ class _Parser:
             self.nest(self.take())
             inner = self.not_expr()
             self.depth -= 1
+            if qc.is_timed(inner):
+                return qc.timed(lambda conn, now=None: not inner(conn, now), qc.none_of(inner))
             return qc.with_vec(lambda conn: not inner(conn), qc.none_of(inner))
         return self.atom()
 
@@ -266,14 +275,17 @@ def _endpoint(word: str, arg: _Token) -> Predicate:
 
 
 def _problem(arg: _Token, lens: Lens) -> Predicate:
+    """A term judged at a moment: `term(row, now)` (now None: the row's last packet); on the columns, the
+    source's own detection (ColumnSource.problems, made at its moment)."""
     kind = arg.text.lower().replace("-", "_")
     if kind == "any":
-        return lambda conn: any(lens.has(conn, name) for name in KIND_NAMES)
+        return qc.timed(lambda conn, now=None: any(lens.has(conn, name, now) for name in KIND_NAMES),
+                        qc.problem(None))
     if kind not in KIND_NAMES:
         close = difflib.get_close_matches(kind, KIND_NAMES, n=1, cutoff=0.6)
         hint = f": did you mean '{close[0]}'?" if close else f" ({', '.join(KIND_NAMES)}, or any)"
         raise QueryError(f"'{arg.text}' is not a problem kind{hint}", arg.pos)
-    return lambda conn: lens.has(conn, kind)
+    return qc.timed(lambda conn, now=None: lens.has(conn, kind, now), qc.problem(KIND_NAMES.index(kind)))
 
 
 def _port_range(arg: _Token) -> tuple[int, int]:
@@ -325,9 +337,9 @@ def _unknown_word(word: str) -> str:
 
 
 def compile_query(text: str, lens: Lens | None = None) -> Predicate:
-    """`lens`: the moment and thresholds the term `problem KIND` judges with (default: each row's last packet,
-    the default thresholds)."""
-    return _Parser(text, lens).parse()
+    """`predicate(row, now=None)`. `lens`: the thresholds the term `problem KIND` judges with (default: the
+    defaults); `now`, given at each call, the moment (None: each row's last packet)."""
+    return qc.timed_parts([_Parser(text, lens).parse()])[0]
 
 
 def keywords_used(text: str) -> set[str]:

@@ -23,6 +23,7 @@ class ColumnSource(Protocol):
     def code_of(self, grouping: str, raw: Hashable) -> int: ...  # a key's code, -1 if never seen
     def host_codes_in(self, grouping: str, size: int, low: int, high: int) -> np.ndarray: ...  # addresses in a range
     def rows_at(self, slots: np.ndarray) -> list[ConnRow]: ...
+    def problems(self) -> np.ndarray: ...  # per slot and problem kind (problems.KINDS order): found at its moment
 
 
 Vec = Callable[[ColumnSource, np.ndarray], np.ndarray]
@@ -32,6 +33,34 @@ Predicate = Callable[[ConnRow], bool]
 def with_vec(pred: Predicate, vec: Vec) -> Predicate:
     pred.vec = vec  # type: ignore[attr-defined]
     return pred
+
+
+def timed(pred: Callable[..., bool], vec: Vec) -> Predicate:
+    """A term judged at a moment: `pred(row, now=None)`; its column form reads the source's own moment."""
+    pred.timed = True  # type: ignore[attr-defined]
+    return with_vec(pred, vec)
+
+
+def is_timed(*preds: Predicate) -> bool:
+    return any(getattr(p, "timed", False) for p in preds)
+
+
+def timed_parts(preds: list[Predicate]) -> list[Callable[..., bool]]:
+    """Each as `p(row, now=None)`: a term that ignores the moment is wrapped (only where the moment is passed on)."""
+    out = []
+    for p in preds:
+        if is_timed(p):
+            out.append(p)
+            continue
+        out.append(timed(lambda conn, now=None, p=p: p(conn), vec_of(p)))
+    return out
+
+
+def problem(kind: int | None) -> Vec:
+    """Rows showing a problem kind (None: any kind) in the source's detection."""
+    if kind is None:
+        return lambda src, slots: src.problems()[slots].any(axis=1)
+    return lambda src, slots: src.problems()[slots, kind]
 
 
 def vec_of(pred: Predicate) -> Vec:

@@ -412,8 +412,6 @@ class ConnView:
                 n = min(len(previous), size)
                 self._match[np.flatnonzero((found[:n] != previous[:n]).any(axis=1))] = -1
             self._problems_matched = found
-            slots = self._slot
-            self.lens.flagged = lambda conn_id, k: bool(found[slots[conn_id], k])
         return self.problem_counts
 
     def problem_rows(self, kind: str | None = None, limit: int = 1000) -> list[tuple[str, ConnRow, float]]:
@@ -502,6 +500,10 @@ class ConnView:
         if size == 4:
             return np.flatnonzero((ints >= low) & (ints <= high))
         return np.asarray([code for code, value in v6 if low <= value <= high], dtype=np.int64)
+
+    def problems(self) -> np.ndarray:
+        """Per slot and kind: the problems found at the last detection (at `now`), for the term `problem KIND`."""
+        return self._problems
 
     def rows_at(self, slots: np.ndarray) -> list[ConnRow]:
         rows = self.rows

@@ -156,14 +156,12 @@ class FlowReader:
         from midstat_tui.problems import Lens
         from midstat_tui.query import compile_query
 
-        lens = Lens(thresholds=thresholds)
-        predicate = compile_query(match, lens) if match else None
+        predicate = compile_query(match, Lens(thresholds=thresholds)) if match else None
         chosen: list[ConnRow] = []
 
         def keep(conn: Connection) -> None:
             row = row_of(conn)
-            lens.now = engine.tracker.now
-            if predicate is None or predicate(row):
+            if predicate is None or predicate(row, engine.tracker.now):
                 chosen.append(row)
 
         engine = Engine(self.datalink, self.config, checksums=self.checksums)

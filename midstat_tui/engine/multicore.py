@@ -134,8 +134,7 @@ class _Reporter:
     def __init__(self, job: Job, sink: Sink) -> None:
         self.job = job
         self.sink = sink
-        self.lens = Lens(thresholds=job.thresholds)
-        self.predicate = compile_query(job.match, self.lens) if job.match else None
+        self.predicate = compile_query(job.match, Lens(thresholds=job.thresholds)) if job.match else None
         # for --summary, the connections that left the table (wanted by --match), as their JSON text in a
         # temporary file (departed.py: a flood through a small table is millions of them); the table holds the others
         self.departed = DepartedLog()
@@ -143,15 +142,15 @@ class _Reporter:
         self.summary_text = record_text if job.summary_json else table_cells
         self.exporter = None  # export.flows.FlowExporter, with --ipfix
 
-    def wanted(self, conn: Connection) -> bool:
-        return self.predicate is None or self.predicate(row_of(conn))
+    def wanted(self, conn: Connection, now: float | None = None) -> bool:
+        """`now`: the moment the filter term `problem KIND` judges at (None: the connection's last packet)."""
+        return self.predicate is None or self.predicate(row_of(conn), now)
 
     def on_event(self, kind: str, conn: Connection, change: tuple | None, states: tuple[int, int] | None) -> None:
         if self.wanted(conn):
             self.sink.event(event_record(kind, conn, change, states))
 
     def on_remove(self, conn: Connection) -> None:
-        self.lens.now = None  # `problem KIND`: a connection that leaves is judged at its own end
         if self.wanted(conn):
             self.departed.add(conn.first, conn.id, self.summary_text(conn))
 
@@ -159,10 +158,9 @@ class _Reporter:
         """A snapshot's connections as the sink takes them: their rows (--problems), their records' JSON texts
         (--json) or dicts; a list, or made one by one as the sink writes them if it streams (the texts of a million
         are never all in memory). `now`: the snapshot's moment, which the filter term `problem KIND` judges at."""
-        self.lens.now = now
         if self.job.rows:
-            return [row for row in map(row_of, conns) if self.predicate is None or self.predicate(row)]
-        wanted = conns if self.predicate is None else filter(self.wanted, conns)
+            return [row for row in map(row_of, conns) if self.predicate is None or self.predicate(row, now)]
+        wanted = conns if self.predicate is None else (c for c in conns if self.wanted(c, now))
         made = (record_text if self.job.snapshot_json else connection_dict)
         if getattr(self.sink, "streams_snapshot", False):
             return map(made, wanted)
@@ -195,8 +193,9 @@ class _Reporter:
         snap = engine.snapshot(end)
         if self.job.summary:  # every connection started, in the order they started; not the table at the end
             conns = snap.connections
-            self.lens.now = snap.ts  # `problem KIND` judges those still open at the end
-            held = sorted(conns if self.predicate is None else filter(self.wanted, conns), key=_CONN_ID)
+            # `problem KIND` judges those still open at the end
+            held = sorted(conns if self.predicate is None else (c for c in conns if self.wanted(c, snap.ts)),
+                          key=_CONN_ID)
             text = self.summary_text
             # (first packet, id, text) in id order: merged as they are by core 0 and written in turn
             records: Iterable = ((c.first, c.id, text(c)) for c in held)

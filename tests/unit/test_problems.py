@@ -184,11 +184,17 @@ def test_the_filter_term():
     row = row_of(f.conn)
     assert not compile_query("problem unanswered_syn")(row)  # judged at its own last packet by default
     from midstat_tui.problems import Lens
-    lens = Lens(now=f.ts + 10)
-    assert compile_query("problem unanswered_syn", lens)(row)
-    assert compile_query("problem any and not problem refused", lens)(row)
+    lens = Lens()
+    later = f.ts + 10
+    assert compile_query("problem unanswered_syn", lens)(row, later)  # the moment is an argument of each call
+    assert compile_query("problem any and not problem refused", lens)(row, later)
+    assert compile_query("port 1 or (problem unanswered_syn and not ended)", lens)(row, later)
+    assert not compile_query("not problem any", lens)(row, later)
+    same = compile_query("problem any", lens)
+    assert same(row, later) and not same(row) and same(row, later)  # no moment kept between calls
+    assert compile_query("not ended")(row, later) and compile_query("")(row, later)  # every predicate takes it
     lens.thresholds = {"unanswered_syn": 60}
-    assert not compile_query("problem any", lens)(row)
+    assert not compile_query("problem any", lens)(row, later)
     with pytest.raises(QueryError, match="did you mean 'zero_window'"):
         compile_query("problem zero-windw")
     with pytest.raises(QueryError, match="needs a value"):

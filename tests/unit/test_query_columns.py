@@ -78,3 +78,31 @@ def test_a_new_filter_in_the_view_uses_the_columns() -> None:
     view.recompute()
     assert "s_port" in calls and "cstate" in calls
     assert {view.rows[i].s_port for i in view.order} == {6999}
+
+
+PROBLEM_CAPTURES = sorted((FIXTURES / "problems").glob("*.pcap"))
+
+
+@pytest.mark.parametrize("path", PROBLEM_CAPTURES, ids=lambda p: p.name)
+def test_problem_terms_on_the_columns(path) -> None:
+    """`problem KIND` on the columns (the view's detection at its moment) keeps the rows the row form keeps when
+    given that moment; the view never falls back to the rows for it."""
+    from midstat_tui.problems import KIND_NAMES
+    view = _view(path)
+    view.set_thresholds({"close_wait": 1.0, "fin_wait_2": 1.0})  # these captures end a few seconds in
+    view.recompute()
+    slots = view._order_slots
+    rows = view.rows_at(slots)
+    found = 0
+    for text in [f"problem {k}" for k in (*KIND_NAMES, "any")] + ["not problem any", "port 1 or problem any",
+                                                                   "problem any and not ended"]:
+        pred = compile_query(text, view.lens)
+        by_rows = [pred(r, view.now) for r in rows]
+        assert vec_of(pred)(view, slots).tolist() == by_rows, text
+        found += sum(by_rows) if text.startswith("problem ") else 0
+    assert found  # each of these captures shows some problem
+    expected = [r.id for r in rows if compile_query("problem any", view.lens)(r, view.now)]
+    view.rows_at = None  # type: ignore[method-assign,assignment]  # the row form would fail now
+    view.set_query("problem any or problem close_wait")
+    view.recompute()
+    assert sorted(view.order) == sorted(expected)
