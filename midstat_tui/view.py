@@ -42,6 +42,8 @@ from midstat_tui.query_columns import vec_of
 
 NUMERIC = ("shard", "cstate", "sstate", "first", "last", "packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c",
            "rtt_s", "retrans_packets", "midstream", "rst_alerts")
+_NUMBERS = attrgetter(*NUMERIC)
+_NUMBERS_DTYPE = np.dtype((np.float64, len(NUMERIC)))
 RATES = ("rate_c2s", "rate_s2c")           # bytes/s each way over the last RATE_WINDOW seconds: per slot, not in rows
 RATE_WINDOW = 5.0
 IPV4_ENDPOINT = len("255.255.255.255:65535")
@@ -63,7 +65,8 @@ class _Traffic(NamedTuple):
 class ConnView:
     def __init__(self) -> None:
         self.rows: dict[int, ConnRow] = {}
-        self.order: list[int] = []          # ids in display order
+        self._order_array = np.zeros(0, dtype=np.int64)  # ids in display order (`order`: as a list, made on demand)
+        self._order_list: list[int] | None = []
         self.sort_key = "age"
         self.sort_reverse = False
         self.show_ended = True
@@ -244,8 +247,9 @@ class ConnView:
         index = np.fromiter(updated_slots, dtype=np.int64, count=len(updated_slots))
         before = (self._cols["bytes_c2s"][index], self._cols["bytes_s2c"][index])
         if updated_slots:
-            for name in NUMERIC:
-                self._cols[name][index] = list(map(attrgetter(name), updated_rows))
+            numbers = np.fromiter(map(_NUMBERS, updated_rows), dtype=_NUMBERS_DTYPE, count=len(updated_rows))
+            for i, name in enumerate(NUMERIC):  # one pass over the rows for every numeric column
+                self._cols[name][index] = numbers[:, i]
             self._ended[index] = [row.ended is not None for row in updated_rows]
             self._reset_col[index] = [row.rst_by is not None for row in updated_rows]
             cols = self._cols
@@ -382,9 +386,21 @@ class ConnView:
         if self.pin is not None:
             grouping, code, _ = self.pin
             shown = shown[self._group_codes(grouping, shown) == code]
-        self.order = ids[shown].tolist()
+        self._order_array = ids[shown]
+        self._order_list = None  # a million ids as a list cost tens of ms: made when asked (not in grouped views)
         self.version += 1
         return self.order
+
+    @property
+    def order(self) -> list[int]:
+        """The ids shown, in display order."""
+        if self._order_list is None:
+            self._order_list = self._order_array.tolist()
+        return self._order_list
+
+    @property
+    def shown_count(self) -> int:
+        return len(self._order_array)
 
     # -- the problems lens ------------------------------------------------------------------------------------
     def set_thresholds(self, thresholds: dict[str, float]) -> None:

@@ -219,7 +219,7 @@ class MidstatApp(App[None]):
             session.position, first=first, last=last, speed=session.speed,
             paused=self.frozen if session.live else session.paused, at_end=session.at_end, stopped=stopped,
             stats=self.stats, counters=dict(getattr(session, "_stats", None) or self.stats),
-            rates=dict(session._rates), shown=len(self.view.order), rows=len(self.view.rows),
+            rates=dict(session._rates), shown=self.view.shown_count, rows=len(self.view.rows),
             show_load=self.show_load, spark_active=list(session.spark_active), spark_pps=list(session.spark_pps),
             problems=sum(self.view.problem_counts.values())))
 
