@@ -104,6 +104,7 @@ class ConnView:
         self._order_slots = np.zeros(0, dtype=np.int64)
         self._order_ids = np.zeros(0, dtype=np.int64)
         self._new_slots: list[int] = []
+        self._dropped = False                         # a slot was let go since the last recompute
         # pulls taken and not yet applied (take / catch_up), the first one's changes iterated as they are applied
         self._backlog: deque[tuple[Pulled, Iterator | None]] = deque()
         self._applied_of_first = 0
@@ -224,13 +225,14 @@ class ConnView:
                 self._ids[slot] = conn_id
                 self._new_slots.append(slot)
                 arrived.append((slot, row))
+                # (a connection's addresses and tags never change: looked at when it arrives)
+                if len(row.c_addr) == 16 or len(row.s_addr) == 16:
+                    self.addr_width = max(self.addr_width, len(row.client), len(row.server))
+                if row.vlan:
+                    self.has_vlan = True
             rows[conn_id] = row
             updated_slots.append(slot)
             updated_rows.append(row)
-            if len(row.c_addr) == 16 or len(row.s_addr) == 16:
-                self.addr_width = max(self.addr_width, len(row.client), len(row.server))
-            if row.vlan:
-                self.has_vlan = True
             if row.end_ts is not None:
                 heapq.heappush(self._leaving, (row.end_ts + self.linger, conn_id))
         if arrived:
@@ -317,6 +319,7 @@ class ConnView:
         del self.rows[conn_id]
         self._ids[slot] = -1
         self._free.append(slot)
+        self._dropped = True
 
     # -- what to show --------------------------------------------------------------------------------------------
     def set_query(self, text: str) -> None:
@@ -351,7 +354,9 @@ class ConnView:
         connections are not on screen) keeps last time's order, new rows at the end."""
         ids = self._ids
         prev = self._order_slots
-        still = prev[ids[prev] == self._order_ids] if len(prev) else prev
+        # a slot of last time's order may since have been let go (and given to another connection): only then look
+        still = prev[ids[prev] == self._order_ids] if len(prev) and self._dropped else prev
+        self._dropped = False
         fresh = np.fromiter(self._new_slots, dtype=np.int64, count=len(self._new_slots))
         self._new_slots = []
         fresh = fresh[ids[fresh] >= 0]
