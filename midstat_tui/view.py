@@ -348,7 +348,7 @@ class ConnView:
         self.sort_key = keys[(i + step) % len(keys)]
         self.sort_reverse = BY_KEY[self.sort_key].right
 
-    def recompute(self, sort: bool = True) -> list[int]:
+    def recompute(self, sort: bool = True) -> None:
         """Sort every live row, starting from last time's order so the stable sort mostly finds it in place;
         then keep the rows the filter and the ended switch let through. `sort=False` (the grouped view, where the
         connections are not on screen) keeps last time's order, new rows at the end."""
@@ -394,7 +394,6 @@ class ConnView:
         self._order_array = ids[shown]
         self._order_list = None  # a million ids as a list cost tens of ms: made when asked (not in grouped views)
         self.version += 1
-        return self.order
 
     @property
     def order(self) -> list[int]:
@@ -406,6 +405,15 @@ class ConnView:
     @property
     def shown_count(self) -> int:
         return len(self._order_array)
+
+    def id_at(self, index: int) -> int:
+        """The id shown at a position of the display order (0 <= index < shown_count)."""
+        return int(self._order_array[index])
+
+    def index_of(self, conn_id: int) -> int | None:
+        """Where a connection is in the display order (None: not shown): one pass over the array, in C."""
+        found = np.flatnonzero(self._order_array == conn_id)
+        return int(found[0]) if len(found) else None
 
     # -- the problems lens ------------------------------------------------------------------------------------
     def set_thresholds(self, thresholds: dict[str, float]) -> None:

@@ -98,20 +98,20 @@ class ConnTable(ScrollView, can_focus=True):
 
     def refresh_view(self) -> None:
         """Call after view.recompute(): keeps the cursor on the same connection, redraws the visible lines."""
-        order = self.view.order
+        view = self.view  # the display order as an array: a million ids are never made a list here
+        count = view.shown_count
         self._version += 1
         self._cache.clear()
         extra = NAMES_EXTRA if self.services is not None else 0
         self._widths = [max(c.width, self.view.addr_width + extra) if c.fit else c.width for c in self.columns]
         width = sum(w + GAP for w in self._widths)
-        self.virtual_size = Size(width, len(order) + 1)
+        self.virtual_size = Size(width, count + 1)
         if self._cursor_id is not None:
-            try:
-                index = order.index(self._cursor_id)
-            except ValueError:
-                index = min(self.cursor, max(0, len(order) - 1))
+            index = view.index_of(self._cursor_id)
+            if index is None:
+                index = min(self.cursor, max(0, count - 1))
             self.set_reactive(ConnTable.cursor, index)
-        self.cursor = min(self.cursor, max(0, len(order) - 1))
+        self.cursor = min(self.cursor, max(0, count - 1))
         self._remember_cursor()
         self.refresh()
 
@@ -120,11 +120,12 @@ class ConnTable(ScrollView, can_focus=True):
         return self._cursor_id
 
     def _remember_cursor(self) -> None:
-        order = self.view.order
-        self._cursor_id = order[self.cursor] if 0 <= self.cursor < len(order) else None
+        view = self.view
+        self._cursor_id = view.id_at(self.cursor) if 0 <= self.cursor < view.shown_count else None
 
     def validate_cursor(self, value: int) -> int:
-        return max(0, min(value, len(self.view.order) - 1)) if self.view.order else 0
+        count = self.view.shown_count
+        return max(0, min(value, count - 1)) if count else 0
 
     def watch_cursor(self, old: int, new: int) -> None:
         self._remember_cursor()
@@ -148,7 +149,7 @@ class ConnTable(ScrollView, can_focus=True):
             strip, fill = self._header(), self.get_component_rich_style("conn-table--header")
         else:
             index = scroll_y + y - 1
-            if index >= len(self.view.order):
+            if index >= self.view.shown_count:
                 return Strip.blank(width, self.rich_style)
             is_cursor = index == self.cursor
             key = (index, self._version, is_cursor, self.has_focus)
@@ -185,7 +186,7 @@ class ConnTable(ScrollView, can_focus=True):
 
     def _row(self, index: int, is_cursor: bool) -> tuple[Strip, Style]:
         view = self.view
-        row = view.rows[view.order[index]]
+        row = view.rows[view.id_at(index)]
         base = self.rich_style
         if index % 2:
             base = base + self.get_component_rich_style("conn-table--odd")
@@ -235,7 +236,7 @@ class ConnTable(ScrollView, can_focus=True):
         self.cursor = 0
 
     def action_last(self) -> None:
-        self.cursor = len(self.view.order) - 1
+        self.cursor = self.view.shown_count - 1
 
     # ← → (ScrollableContainer's "Scroll Left" / "Scroll Right" bindings) move a whole column
     def action_scroll_left(self) -> None:
