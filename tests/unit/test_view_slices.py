@@ -62,3 +62,24 @@ def test_a_reset_drops_what_was_queued_before_it():
     assert view.catch_up()
     view.recompute()
     assert set(view.rows) == set(second.changes)
+
+
+def test_the_order_as_an_array_and_as_a_list_agree():
+    """The table reads the order through id_at/index_of/shown_count (no list of every id); they answer as the
+    list does, after a filter, a re-sort and rows let go (a slot of last time's order given to another row)."""
+    pulls = _pulls()
+    view = _whole(pulls)
+    for query, sort in (("", "age"), ("state syn-sent", "server"), ("not ended", "pkts_c2s")):
+        view.set_query(query)
+        view.sort_by(sort)
+        view.recompute()
+        order = view.order
+        assert view.shown_count == len(order) > 0
+        for i in (0, len(order) // 2, len(order) - 1):
+            assert view.id_at(i) == order[i] and view.index_of(order[i]) == i
+        assert view.index_of(-5) is None
+    gone = view.order[:100]
+    view.apply(Pulled(view.now + 1, {}, dict.fromkeys(gone)))  # let go: their slots are free for new rows
+    view.recompute()
+    assert not set(gone) & set(view.order) and view.shown_count == len(view.order)
+    assert sorted(view.order) == sorted(i for i, r in view.rows.items() if r.ended is None)
