@@ -179,6 +179,8 @@ class MidstatApp(App[None]):
         hands hundreds of thousands of new rows over in one pull: those are applied APPLY_SLICE at a time, the loop
         answering keys between slices, and what is applied so far is drawn once a second meanwhile."""
         self._catching_up = None
+        if not self.is_running:  # shutting down: the screens are gone before the timers stop
+            return
         view = self.view
         if view.behind <= APPLY_SLICE:
             view.catch_up()

@@ -337,3 +337,17 @@ async def test_a_big_pull_is_applied_in_slices_and_the_keys_still_work(monkeypat
         assert len(app.view.order) == app.session.engine.stats()["in_table"] == 21
         assert len(slices) >= 7 and slices[:3] == [0, 3, 6]
         assert app.screen.query(HelpScreen) or isinstance(app.screen, HelpScreen)
+
+
+async def test_a_slice_that_fires_while_the_app_shuts_down_does_nothing(monkeypatch, tmp_path):
+    """Quitting while a flood's pull is still being applied in slices: the screens go before the slice timer
+    stops, so a slice that fires then must not look for the (gone) header (it raised NoMatches at 1M rows)."""
+    import midstat_tui.ui.app as app_module
+
+    monkeypatch.setattr(app_module, "APPLY_SLICE", 1)
+    app = make_app(tmp_path=tmp_path)
+    async with app.run_test(size=SIZE):
+        behind = app.view.behind
+        assert behind  # still slicing when the test leaves
+    app._apply_slice()  # the timer's late call
+    assert app.view.behind == behind  # nothing applied, nothing drawn, no NoMatches
