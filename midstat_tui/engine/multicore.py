@@ -29,6 +29,7 @@ from midstat_tui.decode.checksum import ChecksumPolicy
 from midstat_tui.decode.frame import LinkTypeError
 from midstat_tui.engine.departed import DepartedLog
 from midstat_tui.engine.hints import stats_hints
+from midstat_tui.engine.names import NameLookup
 from midstat_tui.engine.pipeline import Engine, Snapshot, run_file
 from midstat_tui.engine.placement import Placer, Share
 from midstat_tui.engine.shards import LINK_HEADERS, share_filter
@@ -115,6 +116,9 @@ class Sink:
     def worker_lost(self, shard: int, reason: str) -> None:  # noqa: B027 - optional for sinks
         """Core 0: a worker died or failed (`reason` says how); the merge goes on with the others."""
 
+    def names(self, ts: float, pairs: list[tuple[str, str]]) -> None:  # noqa: B027 - optional for sinks
+        """A shard learned host names at packet time `ts`: (address text, name) pairs (engine.names)."""
+
 
 _CONN_ID = attrgetter("id")
 
@@ -135,7 +139,8 @@ class _Reporter:
         self.job = job
         self.sink = sink
         self.lens = Lens(thresholds=job.thresholds)
-        self.predicate = compile_query(job.match, self.lens) if job.match else None
+        self.names = NameLookup()  # the term `name`: the names this shard learned (its engine's, once made)
+        self.predicate = compile_query(job.match, self.lens, self.names) if job.match else None
         # for --summary, the connections that left the table (wanted by --match), as their JSON text in a
         # temporary file (departed.py: a flood through a small table is millions of them); the table holds the others
         self.departed = DepartedLog()
@@ -176,6 +181,9 @@ class _Reporter:
             engine.tracker.on_remove = self.on_remove
         if job.ipfix is not None:
             self.exporter = start_export(job, engine, shard)
+        if engine.names is not None:
+            engine.names.on_learn = self.sink.names  # core 0 owns the map the faces read (engine.names)
+            self.names.target = engine.names.known
         engine.load_stats = job.metrics
         engine.pairs_every = 0.0 if job.snapshots else 1.0
         return engine
@@ -361,6 +369,9 @@ class _PipeSink(Sink):
 
     def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
         self.pipe.send(("snap", ts, (stats, conns)))
+
+    def names(self, ts: float, pairs: list[tuple[str, str]]) -> None:
+        self.pipe.send(("names", ts, pairs))
 
     streams_summary = True  # --summary's records follow the last report in chunks, as the shard reads them back
 
@@ -696,6 +707,8 @@ def _merge_reports(job: Job, count: int, workers: list, sink: Sink, lost: dict[i
         elif kind == "snap":
             latest[shard] = payload
             pending_tick = ts
+        elif kind == "names":
+            sink.names(ts, payload)
         elif kind == "eof":
             ends[shard] = payload
             first_end = min(first_end, payload)
@@ -724,6 +737,8 @@ def _merge_reports(job: Job, count: int, workers: list, sink: Sink, lost: dict[i
                 arrivals += 1
             elif kind == "clock":
                 continue
+            elif kind == "names":
+                sink.names(0.0, payload)
             elif kind == "last":
                 lasts[shard] = payload
                 break

@@ -62,6 +62,20 @@ class NameMap:
         return set(self._map.values())
 
 
+class NameLookup:
+    """A stand-in for a NameMap that is made later (or replaced, after a seek): what a compiled filter holds."""
+
+    def __init__(self, target: NameMap | None = None) -> None:
+        self.target = target
+
+    def get(self, addr: str) -> str | None:
+        target = self.target
+        return None if target is None else target.get(addr)
+
+    def __bool__(self) -> bool:
+        return bool(self.target)
+
+
 class NameLearner:
     """One engine's learning: parses the candidate packets, keeps what it learns in `known`, and tells `on_learn`
     (address text, name) pairs as it learns them. Never raises on packet bytes: a malformed message is counted."""

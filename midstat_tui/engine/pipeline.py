@@ -106,9 +106,12 @@ class Engine:
         if type(result) is Segment:
             stats.tcp_packets += 1
             conn = self.tracker.segment(result)
-            if result.payload and self.names is not None and conn is not None and conn.c.payload == result.payload \
-                    and result.sport == conn.c_port and result.src == conn.c_addr:
-                self.names.tcp(ts, frame)  # the client's first data: a ClientHello or an HTTP request may name
+            if result.payload and self.names is not None and conn is not None \
+                    and conn.c.payload in (0, result.payload) and result.sport == conn.c_port \
+                    and result.src == conn.c_addr:
+                # the client's first data (or data not counted, its checksum bad: offloaded on the capturing host):
+                # a ClientHello or an HTTP request may name the server
+                self.names.tcp(ts, frame)
         elif type(result) is IcmpError:
             stats.non_tcp += 1
             self.tracker.icmp(result)
