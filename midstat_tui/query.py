@@ -16,8 +16,8 @@
     any spelling (`time-wait`, `estab`) matches that state on either side. Any other word (`hots`, `dport=80`) is
     an error that suggests the keyword meant.
 
-`compile_query(text, lens, names)` returns a predicate over connection rows (engine.views.ConnRow), or raises QueryError, whose
-message says what is wrong and `position` where (0-based column).
+`compile_query(text, lens, names)` returns a predicate over connection rows (engine.views.ConnRow), or raises
+QueryError, whose message says what is wrong and `position` where (0-based column).
 """
 
 from __future__ import annotations

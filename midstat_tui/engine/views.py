@@ -159,7 +159,8 @@ RECORD_KEYS: tuple[str, ...] = tuple(f.name for f in FIELDS)
 # Optional fields (issue #12): present only when known, right after "server" (`--json`, `--summary --json`,
 # `--events`, the TUI's exports); the host names learned from the traffic (engine.names), never from a query.
 NAME_FIELDS: tuple[Field, ...] = (
-    Field("client_name", "", "the client's host name, learned from DNS answers, TLS SNI or HTTP Host; absent if unknown"),
+    Field("client_name", "", "the client's host name, learned from DNS answers, TLS SNI or HTTP Host; absent if "
+                             "unknown"),
     Field("server_name", "", "the server's host name, learned likewise; absent if unknown"),
 )
 
