@@ -539,7 +539,7 @@ class MidstatApp(App[None]):
     # -- export --------------------------------------------------------------------------------------------------
     def action_export(self, fmt: str) -> None:
         try:
-            path = export_rows(self.view.visible(), fmt, self.export_dir)
+            path = export_rows(self.view.visible(), fmt, self.export_dir, names=self.view.names)
         except PermissionError:
             user = pwd.getpwuid(os.geteuid()).pw_name
             folder = os.path.abspath(self.export_dir)

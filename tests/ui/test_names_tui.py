@@ -70,3 +70,28 @@ def test_two_cores_core_0_holds_every_shards_names():
     mail = [c for c in started if format_addr(c.s_addr) == "74.53.140.153"]
     assert mail and all(shard_of(c.c_addr, c.c_port, c.s_addr, c.s_port, 2) == 1 for c in mail)
     assert names.get("74.53.140.153") == "mail.patriots.in"
+
+
+def test_exports_carry_the_names(tmp_path):
+    import csv
+    import json
+
+    from midstat_tui.ui.export import export_rows
+
+    app = make_app(WIKIPEDIA)
+    session = app.session
+    pulled = session.pull()
+    app.view.apply(pulled)
+    known = pulled.names
+    rows = list(app.view.rows.values())
+    with open(export_rows(rows, "json", str(tmp_path), "x", names=known)) as fh:
+        records = json.load(fh)
+    named = {r["server"].rpartition(":")[0]: r["server_name"] for r in records if "server_name" in r}
+    assert named["208.80.152.3"] == "upload.wikimedia.org"
+    assert all(list(r)[list(r).index("server") + 1] == "server_name" for r in records if "server_name" in r)
+    with open(export_rows(rows, "csv", str(tmp_path), "x", names=known)) as fh:
+        table = list(csv.DictReader(fh))
+    assert list(table[0])[2:5] == ["server", "client_name", "server_name"]
+    assert {t["server_name"] for t in table} >= {"upload.wikimedia.org", ""}
+    with open(export_rows(rows, "csv", str(tmp_path), "y")) as fh:  # no names: the columns as before
+        assert "server_name" not in fh.readline()
