@@ -4,7 +4,8 @@
     python3 benchmarks/names_overhead.py [--runs 5] [--packets 1000000] [--conns 50000]
 
 Times one engine (1 core, full tracking, the compiled loop) over the whole file with name learning on and off,
-in a fresh process each run, round-robin, medians, on two captures:
+in a fresh process each run, round-robin, medians of the CPU time (user + system: what the load of a shared machine
+leaves out) and of the wall time, on two captures:
   * `plain`: benchmarks/synth.py's capture as run.py uses it (zero-filled payloads: no name anywhere; what the
     learner costs traffic that carries none: the compiled loop's test on each packet);
   * `named`: the same connections, but every client data segment starts as an HTTP request with a Host header
@@ -90,11 +91,11 @@ def one(path: str, names: bool) -> None:
 
     source = FileSource(path)
     engine = Engine(source.datalink, names=names)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     run_file(engine, source.batches())
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     learned = engine.names.stats() if engine.names is not None else {}
-    print(elapsed, engine.decode_stats.packets, learned.get("sni", 0) + learned.get("http", 0))
+    print(elapsed, cpu, engine.decode_stats.packets, learned.get("sni", 0) + learned.get("http", 0))
 
 
 def dns_cost(n: int = 20000) -> float:
@@ -143,22 +144,26 @@ def main() -> int:
     if not named.exists():
         make_named(named, args.packets, args.conns)
     times: dict[tuple[str, str], list[float]] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
     counts: dict[tuple[str, str], tuple[int, int]] = {}
     for _ in range(args.runs):
         for label, path in (("plain", plain), ("named", named)):
             for names in ("off", "on"):
                 out = subprocess.run([sys.executable, __file__, "--one", str(path), names], capture_output=True,
                                      text=True, check=True, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"})
-                elapsed, packets, learned = out.stdout.split()
+                elapsed, cpu, packets, learned = out.stdout.split()
                 times.setdefault((label, names), []).append(float(elapsed))
+                cpus.setdefault((label, names), []).append(float(cpu))
                 counts[(label, names)] = (int(packets), int(learned))
-    print(f"{'capture':8} {'names':6} {'median s':>9} {'packets/s':>11} {'learned':>8}  vs off")
+    print(f"{'capture':8} {'names':6} {'wall s':>7} {'CPU s':>6} {'packets/s (CPU)':>16} {'learned':>8}  "
+          "CPU vs off  wall vs off")
     for label in ("plain", "named"):
-        off = statistics.median(times[(label, "off")])
+        off, cpu_off = statistics.median(times[(label, "off")]), statistics.median(cpus[(label, "off")])
         for names in ("off", "on"):
-            med = statistics.median(times[(label, names)])
+            med, cpu = statistics.median(times[(label, names)]), statistics.median(cpus[(label, names)])
             packets, learned = counts[(label, names)]
-            print(f"{label:8} {names:6} {med:9.3f} {packets / med:11,.0f} {learned:8}  {med / off - 1:+.1%}")
+            print(f"{label:8} {names:6} {med:7.3f} {cpu:6.3f} {packets / cpu:16,.0f} {learned:8}  "
+                  f"{cpu / cpu_off - 1:+10.1%}  {med / off - 1:+10.1%}")
     print(f"one DNS answer (CNAME + 2 A) through the learner: {dns_cost():.1f} µs")
     return 0
 

@@ -8,6 +8,7 @@ midstat reads, without dpkt (it runs only on the few packets that can carry name
 
 from __future__ import annotations
 
+import re
 import struct
 
 from midstat_tui.decode import linktypes
@@ -21,7 +22,10 @@ MAX_NAME = 253
 PROTO_TCP = 6
 PROTO_UDP = 17
 _TYPE_A, _TYPE_CNAME, _TYPE_AAAA = 1, 5, 28
-_NAME_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-._")
+_NAME = re.compile(rb"[a-z0-9._-]{1,253}")
+_DIGITS = re.compile(rb"[0-9.]*")
+# a Host header line within the request's head (MAX_HEADER_LINES lines at most are looked at)
+_HOST = re.compile(rb"\r\nhost[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _QINQ = (0x8100, 0x88A8, 0x9100)
 _AF_INET6 = (10, 24, 28, 30)
 _METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE ")
@@ -35,10 +39,8 @@ def clean_name(raw: bytes) -> str | None:
     """A host name as midstat keeps it (lower case, no trailing dot), or None if it is none (an address literal,
     empty, too long, odd characters)."""
     name = raw.lower().rstrip(b".")
-    if not name or len(name) > MAX_NAME or not _NAME_CHARS.issuperset(name):
-        return None
-    if name.replace(b".", b"").isdigit():
-        return None  # a dotted-quad literal: not a name
+    if _NAME.fullmatch(name) is None or _DIGITS.fullmatch(name) is not None:
+        return None  # empty, too long, odd characters; or a dotted-quad literal: not a name
     return name.decode("ascii")
 
 
@@ -277,15 +279,14 @@ def looks_like_http_request(payload: bytes) -> bool:
 
 def http_host(payload: bytes) -> str | None:
     """The host of an HTTP/1.x request's `Host:` header (without its port), or None."""
-    if not looks_like_http_request(payload):
+    if not payload.startswith(_METHODS):
         return None
-    head = payload.split(b"\r\n\r\n", 1)[0]
-    lines = head.split(b"\r\n", MAX_HEADER_LINES + 1)[1:MAX_HEADER_LINES + 1]
-    for line in lines:
-        key, sep, value = line.partition(b":")
-        if sep and key.strip().lower() == b"host":
-            host = value.strip()
-            if host.startswith(b"["):
-                return None  # an IPv6 literal
-            return clean_name(host.rsplit(b":", 1)[0] if b":" in host else host)
-    return None
+    end = payload.find(b"\r\n\r\n")
+    head = payload if end < 0 else payload[:end]
+    found = _HOST.search(head)
+    if found is None or head.count(b"\r\n", 0, found.start()) >= MAX_HEADER_LINES:
+        return None
+    host = found.group(1).strip()
+    if host.startswith(b"["):
+        return None  # an IPv6 literal
+    return clean_name(host.rsplit(b":", 1)[0] if b":" in host else host)

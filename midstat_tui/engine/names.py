@@ -120,22 +120,23 @@ class NameLearner:
             self.payload(ts, found[1], found[0])
 
     def payload(self, ts: float, payload: bytes, server: bytes) -> None:
+        """A client's first data: a ClientHello's server name or an HTTP request's Host names `server`."""
+        tls = payload[:1] == b"\x16"
         try:
-            if parse.looks_like_client_hello(payload):
-                name = parse.tls_sni(payload)
-                if name is not None:
-                    self.sni += 1
-            elif parse.looks_like_http_request(payload):
-                name = parse.http_host(payload)
-                if name is not None:
-                    self.http += 1
-            else:
-                return
+            name = parse.tls_sni(payload) if tls else parse.http_host(payload)
         except parse.Malformed:
             self.malformed += 1
             return
-        if name is not None:
-            self._tell(ts, [(address_text(server), name)])
+        if name is None:
+            return
+        if tls:
+            self.sni += 1
+        else:
+            self.http += 1
+        addr = address_text(server)
+        self.known.learn(addr, name)
+        if self.on_learn is not None:
+            self.on_learn(ts, [(addr, name)])
 
     def take_frames(self, frames: list) -> None:
         """What the compiled loop collected: (ts, frame, payload offset, server address) each."""

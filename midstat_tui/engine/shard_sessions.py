@@ -72,7 +72,7 @@ def _open_shard(job: Job, shard: int, count: int, out, open_source) -> tuple | N
 
 def _live_worker(job: Job, shard: int, count: int, out, requests, stop) -> None:
     """One live shard: capture its share, track, and every second send core 0 ("tick", shard, now, stats,
-    changes)."""
+    changes, the host names learned since the last tick)."""
     opened = _open_shard(job, shard, count, out, lambda: open_live_share(job, shard, count))
     if opened is None:
         return
