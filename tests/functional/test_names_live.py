@@ -9,8 +9,6 @@ Needs root; skipped elsewhere with the reason.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,12 +17,9 @@ import time
 import pytest
 
 from midstat_tui.engine.shards import shard_of
-from tests.helpers import ROOT
+from tests.lab import CLIENT_CLOSES, SERVER4, NetLab, end, start_live, stop
 
-sys.path.insert(0, str(ROOT / "scripts"))
-from netlab import CLIENT4, CLIENT_CLOSES, ROUTER_CLIENT_IF, SERVER4, NetLab, available, end  # noqa: E402
-
-pytestmark = pytest.mark.skipif(available() is not None, reason=f"network lab: {available()}")
+CLIENT4 = sys.modules["netlab"].CLIENT4  # scripts/netlab.py's client address (tests.lab imported it)
 
 NAME = "svc.names.lab"
 
@@ -54,13 +49,6 @@ print("answered" if reply[:2] == q[:2] and reply[3] & 0x0F == 0 else "bad", flus
 """
 
 
-@pytest.fixture(scope="module")
-def lab():
-    net = NetLab(prefix=f"msn{os.getpid() % 10000}").up()
-    yield net
-    net.down()
-
-
 def _in(lab: NetLab, ns: str, script: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -75,13 +63,8 @@ def _client_port(server_port: int, shard: int, count: int) -> int:
 @pytest.mark.parametrize("cores", [1, 2])
 def test_a_dns_answer_names_the_server_of_a_later_connection(lab, cores):
     port = 7100 + cores
-    proc = subprocess.Popen(["ip", "netns", "exec", lab.router, sys.executable, "-m", "midstat_tui", "-i",
-                             ROUTER_CLIENT_IF, "--summary", "--json", "--cores", str(cores)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc = start_live(lab, "--summary", "--json", "--cores", str(cores))
     try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline().decode()
-        assert "listening on" in line, line
         responder = _in(lab, lab.server, RESPONDER, SERVER4)
         assert responder.stdout is not None and responder.stdout.readline().strip() == "ready"
         asker = _in(lab, lab.client, ASK, SERVER4, NAME)
@@ -104,9 +87,7 @@ def test_a_dns_answer_names_the_server_of_a_later_connection(lab, cores):
         listener.close()
         time.sleep(0.5)
     finally:
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0, stderr.decode()
+        stdout = stop(proc)
     records = [r for r in json.loads(stdout)["connections"] if r["server"] == f"{SERVER4}:{port}"]
     assert len(records) == 1
     record = records[0]
