@@ -1603,6 +1603,19 @@ static int after_change(Timers *t, ConnObject *conn, double *limit) {
     return 0;
 }
 
+/* names (engine/names.py): does a client's first data start as a TLS ClientHello or an HTTP/1.x request? */
+static int may_name(const unsigned char *p, Py_ssize_t left) {
+    static const char methods[][5] = {"GET ", "POST", "HEAD", "PUT ", "DELE", "OPTI", "PATC", "CONN", "TRAC"};
+    if (left >= 6 && p[0] == 0x16 && p[1] == 3 && p[5] == 1)
+        return 1;
+    if (left < 4 || p[0] < 'C' || p[0] > 'T')
+        return 0;
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (memcmp(p, methods[i], 4) == 0)
+            return 1;
+    return 0;
+}
+
 /* Is the frame's source one of `own` (entries of a length byte, then that many address bytes)? */
 static int own_source(const char *own, Py_ssize_t own_len, const Frame *fr) {
     Py_ssize_t at = 0;
@@ -1633,8 +1646,8 @@ static int own_source(const char *own, Py_ssize_t own_len, const Frame *fr) {
  * (reason SLOW or TIME: `index` is that packet, not fed), right after a packet whose change Python must finish
  * (CHANGED: `index` is that packet, `changes` its transitions, `states_before` the (client, server) states before
  * it; then Tracker.changed), or at the batch's end (END). The counts are those of the packets fed in this call.
- * With a `name_frames` list, a client's first payload-carrying segment that starts like a TLS handshake record or an
- * HTTP method gets (ts, frame, payload offset, server address) appended to it (engine/names.py learns from them). */
+ * With a `name_frames` list, a client's first payload-carrying segment that starts like a TLS ClientHello or an
+ * HTTP/1.x request gets (ts, frame, payload offset, server address) appended to it (engine/names.py learns from it). */
 static PyObject *py_run(PyObject *module, PyObject *args) {
     PyObject *batch, *tracker;
     Py_ssize_t start;
@@ -1750,7 +1763,7 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
                           memcmp(conn->c_addr, fr.src, fr.addr_len) == 0;
         fr.seg.ts = ts;
         if (name_frames != NULL && from_client && conn->c->payload == 0 && fr.seg.payload > 0 &&
-            fr.payload_at < size && (f[fr.payload_at] == 0x16 || (f[fr.payload_at] >= 'A' && f[fr.payload_at] <= 'Z'))) {
+            may_name(f + fr.payload_at, size - fr.payload_at)) {
             /* names (engine/names.py): the client's first data, if it may be a ClientHello or an HTTP request */
             PyObject *cand = Py_BuildValue("(dOny#)", ts, frame, fr.payload_at, (const char *)fr.dst,
                                            (Py_ssize_t)fr.addr_len);
