@@ -708,13 +708,17 @@ def _merge_reports(job: Job, count: int, workers: list, sink: Sink, lost: dict[i
             latest[shard] = payload
             pending_tick = ts
         elif kind == "names":
-            sink.names(ts, payload)
+            if job.interface is not None:
+                sink.names(ts, payload)
+            else:  # held with the events, so each event line names what one core would have known by then
+                heapq.heappush(held, (ts, shard, arrivals, _Names(payload)))
+                arrivals += 1
         elif kind == "eof":
             ends[shard] = payload
             first_end = min(first_end, payload)
         release = min(ts, first_end)
         while held and held[0][0] <= release:
-            sink.event(heapq.heappop(held)[3])
+            _release(sink, heapq.heappop(held)[3])
     if pending_tick is not None:
         flush_tick()
     # every shard has read its share: run all their timers to the same end, then take their last reports
@@ -745,7 +749,7 @@ def _merge_reports(job: Job, count: int, workers: list, sink: Sink, lost: dict[i
     if not lasts:
         raise MidstatError(lost[min(lost)])
     while held:
-        sink.event(heapq.heappop(held)[3])
+        _release(sink, heapq.heappop(held)[3])
     parts = [lasts[i] for i in sorted(lasts)]
     ts = max(p[0] for p in parts)
     stats = add_stats([p[1] for p in parts])
@@ -760,6 +764,17 @@ def _merge_reports(job: Job, count: int, workers: list, sink: Sink, lost: dict[i
     finally:
         for rows in streams_of_rows:
             rows.close()
+
+
+class _Names(list):
+    """Host names a shard learned (engine.names), held in the merge's order with the events."""
+
+
+def _release(sink: Sink, item) -> None:
+    if type(item) is _Names:
+        sink.names(0.0, item)
+    else:
+        sink.event(item)
 
 
 def _summary_rows(shard: int, pipe, process, lose) -> Iterator:

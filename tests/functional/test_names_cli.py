@@ -98,3 +98,16 @@ def test_match_name(cores):
 def test_a_capture_without_names_has_no_name_fields():
     proc = midstat("-r", str(FIXTURES / "lossy_transfer.pcap"), "--summary", "--json", "--cores", "2")
     assert proc.returncode == 0 and b"_name" not in proc.stdout
+
+
+@pytest.mark.parametrize("path", [KAKAO, WIKIPEDIA], ids=lambda p: p.name)
+def test_events_name_alike_on_one_and_two_cores(path):
+    """Core 0 gives the names out in packet-time order with the events: each line names what one core knew then."""
+    lines = {}
+    for cores in ("1", "2"):
+        proc = midstat("-r", str(path), "--events", "--cores", cores)
+        assert proc.returncode == 0, proc.stderr.decode()
+        lines[cores] = sorted((e["ts"], e["event"], e["client"], e["server"], e.get("client_name") or "",
+                               e.get("server_name") or "") for e in map(json.loads, proc.stdout.splitlines()))
+    assert lines["1"] == lines["2"]
+    assert any(line[5] for line in lines["1"])
