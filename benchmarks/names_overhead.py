@@ -130,6 +130,9 @@ def main() -> int:
     parser.add_argument("--conns", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--one", nargs=2, metavar=("PATH", "NAMES"), help=argparse.SUPPRESS)
+    parser.add_argument("--instructions", action="store_true",
+                        help="count the instructions each run executes (valgrind's callgrind: one run each, the same "
+                             "count on a loaded machine as on an idle one; about 50x slower: use --packets 100000)")
     args = parser.parse_args()
     if args.one:
         one(args.one[0], args.one[1] == "on")
@@ -143,6 +146,18 @@ def main() -> int:
                         "--conns", str(args.conns)], check=True)
     if not named.exists():
         make_named(named, args.packets, args.conns)
+    if args.instructions:
+        print(f"{'capture':8} {'names':6} {'instructions':>15}  vs off")
+        for label, path in (("plain", plain), ("named", named)):
+            counted = {}
+            for names in ("off", "on"):
+                proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                                       sys.executable, __file__, "--one", str(path), names], capture_output=True,
+                                      text=True, check=True, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"})
+                line = next(x for x in proc.stderr.splitlines() if "Collected :" in x)
+                counted[names] = int(line.split(":")[-1])
+                print(f"{label:8} {names:6} {counted[names]:15,}  {counted[names] / counted['off'] - 1:+.2%}")
+        return 0
     times: dict[tuple[str, str], list[float]] = {}
     cpus: dict[tuple[str, str], list[float]] = {}
     counts: dict[tuple[str, str], tuple[int, int]] = {}
