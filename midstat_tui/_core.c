@@ -1245,6 +1245,7 @@ typedef struct {
     uint16_t vlan[2];
     int n_vlan;
     int csum;                     /* 1 right, 0 wrong, -1 not checked */
+    Py_ssize_t payload_at;        /* where the TCP payload starts in the frame */
     PyObject *key;                /* borrowed: the flow key, while the packet is handled */
 } Frame;
 
@@ -1351,6 +1352,7 @@ static int decode_frame(int dlt, const unsigned char *f, Py_ssize_t size, int ve
     }
     out->sport = be16(tcp);
     out->dport = be16(tcp + 2);
+    out->payload_at = (tcp - f) + hdr_len;
     seg->seq = be32(tcp + 4);
     seg->ack = be32(tcp + 8);
     seg->flags = tcp[13];
@@ -1601,6 +1603,19 @@ static int after_change(Timers *t, ConnObject *conn, double *limit) {
     return 0;
 }
 
+/* names (engine/names.py): does a client's first data start as a TLS ClientHello or an HTTP/1.x request? */
+static int may_name(const unsigned char *p, Py_ssize_t left) {
+    static const char methods[][5] = {"GET ", "POST", "HEAD", "PUT ", "DELE", "OPTI", "PATC", "CONN", "TRAC"};
+    if (left >= 6 && p[0] == 0x16 && p[1] == 3 && p[5] == 1)
+        return 1;
+    if (left < 4 || p[0] < 'C' || p[0] > 'T')
+        return 0;
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (memcmp(p, methods[i], 4) == 0)
+            return 1;
+    return 0;
+}
+
 /* Is the frame's source one of `own` (entries of a length byte, then that many address bytes)? */
 static int own_source(const char *own, Py_ssize_t own_len, const Frame *fr) {
     Py_ssize_t at = 0;
@@ -1617,7 +1632,7 @@ static int own_source(const char *own, Py_ssize_t own_len, const Frame *fr) {
     return 0;
 }
 
-/* run(batch, start, limit, tracker, verify, dlt[, offload_sources])
+/* run(batch, start, limit, tracker, verify, dlt[, offload_sources[, name_frames]])
  *     -> (reason, index, packets, frame_bytes, suspicious, odd, started, last_ts, conn, changes, states_before,
  *         offloaded)
  *
@@ -1630,7 +1645,9 @@ static int own_source(const char *own, Py_ssize_t own_len, const Frame *fr) {
  * timer) unless the tracker has an event sink or the packet ended the connection. It stops at the first packet it may not take
  * (reason SLOW or TIME: `index` is that packet, not fed), right after a packet whose change Python must finish
  * (CHANGED: `index` is that packet, `changes` its transitions, `states_before` the (client, server) states before
- * it; then Tracker.changed), or at the batch's end (END). The counts are those of the packets fed in this call. */
+ * it; then Tracker.changed), or at the batch's end (END). The counts are those of the packets fed in this call.
+ * With a `name_frames` list, a client's first payload-carrying segment that starts like a TLS ClientHello or an
+ * HTTP/1.x request gets (ts, frame, payload offset, server address) appended to it (engine/names.py learns from it). */
 static PyObject *py_run(PyObject *module, PyObject *args) {
     PyObject *batch, *tracker;
     Py_ssize_t start;
@@ -1638,8 +1655,9 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
     int verify, dlt;
     const char *own = NULL;       /* offload_sources: entries of one length byte (4 or 16), then the address */
     Py_ssize_t own_len = 0;
-    if (!PyArg_ParseTuple(args, "O!ndOpi|y#", &PyList_Type, &batch, &start, &limit, &tracker, &verify, &dlt, &own,
-                          &own_len))
+    PyObject *name_frames = NULL; /* names: where a client's first payload that may name its server goes */
+    if (!PyArg_ParseTuple(args, "O!ndOpi|y#O!", &PyList_Type, &batch, &start, &limit, &tracker, &verify, &dlt, &own,
+                          &own_len, &PyList_Type, &name_frames))
         return NULL;
     PyObject *table = NULL, *touched = NULL, *on_event = NULL, *tw = NULL, *result = NULL;
     Timers timers = {NULL, NULL, 0.0, {0}, 0};
@@ -1744,6 +1762,17 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
         int from_client = fr.sport == conn->c_port && conn->c_addr_len == fr.addr_len &&
                           memcmp(conn->c_addr, fr.src, fr.addr_len) == 0;
         fr.seg.ts = ts;
+        if (name_frames != NULL && from_client && conn->c->payload == 0 && fr.seg.payload > 0 &&
+            may_name(f + fr.payload_at, size - fr.payload_at)) {
+            /* names (engine/names.py): the client's first data, if it may be a ClientHello or an HTTP request */
+            PyObject *cand = Py_BuildValue("(dOny#)", ts, frame, fr.payload_at, (const char *)fr.dst,
+                                           (Py_ssize_t)fr.addr_len);
+            if (cand == NULL || PyList_Append(name_frames, cand) < 0) {
+                Py_XDECREF(cand);
+                goto out;
+            }
+            Py_DECREF(cand);
+        }
         int c_state = conn->c->state, s_state = conn->s->state;
         PyObject *moves = NULL;
         int alerts = 0;

@@ -30,7 +30,9 @@ from midstat_tui.engine.multicore import (
     run_sharded,
     set_on_signals,
 )
+from midstat_tui.engine.names import NameMap
 from midstat_tui.engine.pipeline import Engine
+from midstat_tui.engine.views import named_record, named_text
 from midstat_tui.errors import MidstatError
 from midstat_tui.output.events import write_event
 from midstat_tui.output.plain import midstat_table, summary_lines
@@ -318,6 +320,10 @@ class OutputWriter(Sink):
         self.warning: str | None = None
         self.lost: list[str] = []  # workers that died: said at once on stderr; the run ends with status 1
         self.metrics = None  # export.metrics.MetricsServer, with --metrics: given every report's stats
+        self.known = NameMap()  # host names the shards learned (engine.names): the records' client/server_name
+
+    def names(self, ts: float, pairs: list[tuple[str, str]]) -> None:
+        self.known.merge(pairs)
 
     def worker_lost(self, shard: int, reason: str) -> None:
         self.lost.append(reason)
@@ -327,7 +333,7 @@ class OutputWriter(Sink):
 
     def event(self, record: dict) -> None:
         if self.args.events and not self.args.summary and self.args.at is None:
-            write_event(self.out, record)
+            write_event(self.out, named_record(record, self.known))
             if self.flush_events:
                 self.out.flush()
 
@@ -383,7 +389,8 @@ class OutputWriter(Sink):
                                f"{stats.get('started', 0)} connections started, {stats.get('ended', 0)} ended, "
                                f"{stats.get('active', 0)} open\n")
         else:  # the connections come as their records' JSON texts, made as they are written
-            self._json_document(f'{{"ts":{encode_json(ts)},"stats":{encode_json(stats)},"connections":[', conns)
+            self._json_document(f'{{"ts":{encode_json(ts)},"stats":{encode_json(stats)},"connections":[',
+                                self._named(conns))
         self.out.flush()
 
     def last(self, ts: float, stats: dict, conns: list[dict], everything: list[dict], warning: str | None) -> None:
@@ -402,7 +409,8 @@ class OutputWriter(Sink):
                 _write_lines(self.out, group_lines(table))
         elif args.summary:
             if args.json:  # the connections come as (first packet, id, JSON text), encoded by the shards
-                self._json_document(f'{{"stats":{encode_json(stats)},"connections":[', (t for _, _, t in everything))
+                self._json_document(f'{{"stats":{encode_json(stats)},"connections":[',
+                                    self._named(t for _, _, t in everything))
             else:
                 write = self.out.write
                 # as they come: (first packet, id, table cells), the rows wait on disk, not in memory
@@ -412,6 +420,13 @@ class OutputWriter(Sink):
         elif args.at is not None or args.problems or (not args.events and (args.plain or args.json)):
             self._snapshot(ts, stats, conns)  # the one at --at, or the last one at the end of the capture
         self.out.flush()
+
+    def _named(self, texts: Iterable[str]) -> Iterable[str]:
+        """Records' JSON texts with the host names known by now (none known: the texts as they are)."""
+        known = self.known
+        if not known:
+            return texts
+        return (named_text(text, known) for text in texts)
 
     def _json_document(self, head: str, texts: Iterable[str]) -> None:
         """`head`, the records' JSON texts joined by commas, and the document's end: a chunk at a time, so that a

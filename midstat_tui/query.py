@@ -7,6 +7,8 @@
     vlan 100           midstream           ended               zeek REJ
     server 10.0.0.1:443   server 10.0.0.1   client [fd00::1]:5000   client fd00::1   (that side's address[:port])
     suspicious         (an RST out of window, or with a TTL or MAC unlike the sender's other packets)
+    name example.com   (either side's host name, learned from DNS/SNI/HTTP Host, is example.com or ends in
+                        .example.com; with * or ? a glob on the whole name: `name *.cdn.example.*`)
     problem close_wait (a kind of the problems lens: close_wait, fin_wait_2, unanswered_syn, refused, reset,
                         suspicious_rst, one_way, retransmissions, zero_window, half_open; `problem any`: any kind)
     and, or, not (also &&, ||, &, |, !), parentheses; two terms side by side mean `and`.
@@ -14,18 +16,21 @@
     any spelling (`time-wait`, `estab`) matches that state on either side. Any other word (`hots`, `dport=80`) is
     an error that suggests the keyword meant.
 
-`compile_query(text, lens)` returns a predicate over connection rows (engine.views.ConnRow), `predicate(row, now=None)`,
-or raises QueryError, whose message says what is wrong and `position` where (0-based column). `now` is the moment
-the term `problem KIND` judges at (None: the row's own last packet); the other terms ignore it.
+`compile_query(text, lens, names)` returns a predicate over connection rows (engine.views.ConnRow),
+`predicate(row, now=None)`, or raises QueryError, whose message says what is wrong and `position` where (0-based
+column). `now` is the moment the term `problem KIND` judges at (None: the row's own last packet); the other terms
+ignore it.
 """
 
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from midstat_tui import query_columns as qc
 from midstat_tui.engine.views import ConnRow, format_addr
@@ -42,7 +47,7 @@ _AND = ("and", "&&", "&")
 _STATE_TEXT = tuple(dict.fromkeys(n.lower().replace("-", "_") for n in (*NAMES, *SS_NAMES)))
 _ADDRESS_WORD = re.compile(r"[0-9a-f.:\[\]/]+")
 KEYWORDS = ("host", "net", "port", "sport", "dport", "state", "cstate", "sstate", "vlan", "midstream", "ended",
-            "suspicious", "zeek", "problem", "server", "client")
+            "suspicious", "zeek", "problem", "server", "client", "name")
 FLAGS = {"midstream": qc.with_vec(lambda conn: conn.midstream, qc.flag("midstream")),
          "ended": qc.with_vec(lambda conn: conn.ended is not None, qc.flag("ended")),
          "suspicious": qc.with_vec(lambda conn: conn.rst_alerts > 0, qc.flag("rst_alerts"))}
@@ -84,9 +89,10 @@ MAX_NESTING = 64
 
 
 class _Parser:
-    def __init__(self, text: str, lens: Lens | None = None) -> None:
+    def __init__(self, text: str, lens: Lens | None = None, names: Names | None = None) -> None:
         self.text = text
         self.lens = lens or Lens()
+        self.names = names
         self.tokens = _tokenize(text)
         self.i = 0
         self.depth = 0
@@ -177,6 +183,8 @@ class _Parser:
             self.used.add(word)
             if word == "problem":
                 return _problem(arg, self.lens)
+            if word == "name":
+                return _name(arg, self.names)
             return _primitive(word, arg)
         return _bare(tok)
 
@@ -233,6 +241,37 @@ def _primitive(word: str, arg: _Token) -> Predicate:
     if code not in zeek.CONN_STATES:
         raise QueryError(f"'{value}' is not a Zeek conn_state ({', '.join(zeek.CONN_STATES)})", arg.pos)
     return qc.with_vec(lambda conn: conn.zeek_state == code, qc.keyed("zeek", code.__eq__))
+
+
+class Names(Protocol):
+    """Host names by address text (engine.names.NameMap, NameLookup)."""
+
+    def get(self, addr: str) -> str | None: ...
+
+
+def _name(arg: _Token, names: Names | None) -> Predicate:
+    """`name example.com`: either side's learned name is it or ends in `.example.com` (case does not matter);
+    with a glob character (* ? [), the glob matches the whole name. Names change as they are learned, so the term is
+    judged row by row against the names known at that moment (no column form)."""
+    pattern = arg.text.lower().rstrip(".")
+    if not pattern:
+        raise QueryError("'name' needs a host name (example.com) or a glob (*.example.com)", arg.pos)
+    if any(ch in pattern for ch in "*?["):
+        def match(name: str | None) -> bool:
+            return name is not None and fnmatch.fnmatchcase(name, pattern)
+    else:
+        dotted = "." + pattern
+
+        def match(name: str | None) -> bool:
+            return name is not None and (name == pattern or name.endswith(dotted))
+
+    if names is None:
+        return lambda conn: False  # no names learned here
+
+    def either_side(conn: ConnRow) -> bool:
+        return match(names.get(format_addr(conn.s_addr))) or match(names.get(format_addr(conn.c_addr)))
+
+    return either_side
 
 
 def _state(word: str, state: int) -> Predicate:
@@ -336,10 +375,11 @@ def _unknown_word(word: str) -> str:
     return f"unknown word {word!r}: not a keyword, a TCP state, nor part of an address (the keywords: see ?)"
 
 
-def compile_query(text: str, lens: Lens | None = None) -> Predicate:
+def compile_query(text: str, lens: Lens | None = None, names: Names | None = None) -> Predicate:
     """`predicate(row, now=None)`. `lens`: the thresholds the term `problem KIND` judges with (default: the
-    defaults); `now`, given at each call, the moment (None: each row's last packet)."""
-    return qc.timed_parts([_Parser(text, lens).parse()])[0]
+    defaults); `now`, given at each call, the moment (None: each row's last packet); `names`: the host names the
+    term `name` reads (none: it matches nothing)."""
+    return qc.timed_parts([_Parser(text, lens, names).parse()])[0]
 
 
 def keywords_used(text: str) -> set[str]:

@@ -34,6 +34,7 @@ from midstat_tui.engine.groups import (
     state_codes,
     state_labels,
 )
+from midstat_tui.engine.names import NameLookup
 from midstat_tui.engine.session import Pulled
 from midstat_tui.engine.views import ConnRow
 from midstat_tui.problems import COUNT, KIND_NAMES, NONE, WIDTH, Lens, detect, signals, thresholds_vector
@@ -111,6 +112,7 @@ class ConnView:
         # the problems lens: every slot's signals (problems.signals), float32 times relative to `_base`; the
         # detection at `now` is redone on the matrix at each recompute (a few vector operations at 1M rows)
         self.lens = Lens()
+        self.names = NameLookup()  # the host names the filter term `name` reads (the app points it at the map)
         self._base: float | None = None
         # column-major (WIDTH x slots): detect reads whole columns
         self._signals = np.full((WIDTH, 0), np.nan, dtype=np.float32)
@@ -324,7 +326,7 @@ class ConnView:
     # -- what to show --------------------------------------------------------------------------------------------
     def set_query(self, text: str) -> None:
         """Raises QueryError (with the position) and keeps the previous filter if the text does not parse."""
-        predicate = compile_query(text, self.lens) if text.strip() else None
+        predicate = compile_query(text, self.lens, self.names) if text.strip() else None
         self._uses_problem = predicate is not None and "problem" in keywords_used(text)
         self._problems_matched = None
         self.query = text.strip()

@@ -29,6 +29,7 @@ from midstat_tui.decode.checksum import ChecksumPolicy
 from midstat_tui.decode.frame import LinkTypeError
 from midstat_tui.engine.departed import DepartedLog
 from midstat_tui.engine.hints import stats_hints
+from midstat_tui.engine.names import NameLookup
 from midstat_tui.engine.pipeline import Engine, Snapshot, run_file
 from midstat_tui.engine.placement import Placer, Share
 from midstat_tui.engine.shards import LINK_HEADERS, share_filter
@@ -115,6 +116,9 @@ class Sink:
     def worker_lost(self, shard: int, reason: str) -> None:  # noqa: B027 - optional for sinks
         """Core 0: a worker died or failed (`reason` says how); the merge goes on with the others."""
 
+    def names(self, ts: float, pairs: list[tuple[str, str]]) -> None:  # noqa: B027 - optional for sinks
+        """A shard learned host names at packet time `ts`: (address text, name) pairs (engine.names)."""
+
 
 _CONN_ID = attrgetter("id")
 
@@ -134,7 +138,8 @@ class _Reporter:
     def __init__(self, job: Job, sink: Sink) -> None:
         self.job = job
         self.sink = sink
-        self.predicate = compile_query(job.match, Lens(thresholds=job.thresholds)) if job.match else None
+        self.names = NameLookup()  # the term `name`: the names this shard learned (its engine's, once made)
+        self.predicate = compile_query(job.match, Lens(thresholds=job.thresholds), self.names) if job.match else None
         # for --summary, the connections that left the table (wanted by --match), as their JSON text in a
         # temporary file (departed.py: a flood through a small table is millions of them); the table holds the others
         self.departed = DepartedLog()
@@ -174,6 +179,9 @@ class _Reporter:
             engine.tracker.on_remove = self.on_remove
         if job.ipfix is not None:
             self.exporter = start_export(job, engine, shard)
+        if engine.names is not None:
+            engine.names.on_learn = self.sink.names  # core 0 owns the map the faces read (engine.names)
+            self.names.target = engine.names.known
         engine.load_stats = job.metrics
         engine.pairs_every = 0.0 if job.snapshots else 1.0
         return engine
@@ -360,6 +368,9 @@ class _PipeSink(Sink):
 
     def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
         self.pipe.send(("snap", ts, (stats, conns)))
+
+    def names(self, ts: float, pairs: list[tuple[str, str]]) -> None:
+        self.pipe.send(("names", ts, pairs))
 
     streams_summary = True  # --summary's records follow the last report in chunks, as the shard reads them back
 
@@ -695,12 +706,18 @@ def _merge_reports(job: Job, count: int, workers: list, sink: Sink, lost: dict[i
         elif kind == "snap":
             latest[shard] = payload
             pending_tick = ts
+        elif kind == "names":
+            if job.interface is not None:
+                sink.names(ts, payload)
+            else:  # held with the events, so each event line names what one core would have known by then
+                heapq.heappush(held, (ts, shard, arrivals, _Names(payload)))
+                arrivals += 1
         elif kind == "eof":
             ends[shard] = payload
             first_end = min(first_end, payload)
         release = min(ts, first_end)
         while held and held[0][0] <= release:
-            sink.event(heapq.heappop(held)[3])
+            _release(sink, heapq.heappop(held)[3])
     if pending_tick is not None:
         flush_tick()
     # every shard has read its share: run all their timers to the same end, then take their last reports
@@ -723,13 +740,15 @@ def _merge_reports(job: Job, count: int, workers: list, sink: Sink, lost: dict[i
                 arrivals += 1
             elif kind == "clock":
                 continue
+            elif kind == "names":
+                sink.names(0.0, payload)
             elif kind == "last":
                 lasts[shard] = payload
                 break
     if not lasts:
         raise MidstatError(lost[min(lost)])
     while held:
-        sink.event(heapq.heappop(held)[3])
+        _release(sink, heapq.heappop(held)[3])
     parts = [lasts[i] for i in sorted(lasts)]
     ts = max(p[0] for p in parts)
     stats = add_stats([p[1] for p in parts])
@@ -744,6 +763,17 @@ def _merge_reports(job: Job, count: int, workers: list, sink: Sink, lost: dict[i
     finally:
         for rows in streams_of_rows:
             rows.close()
+
+
+class _Names(list):
+    """Host names a shard learned (engine.names), held in the merge's order with the events."""
+
+
+def _release(sink: Sink, item) -> None:
+    if type(item) is _Names:
+        sink.names(0.0, item)
+    else:
+        sink.event(item)
 
 
 def _summary_rows(shard: int, pipe, process, lose) -> Iterator:

@@ -17,6 +17,7 @@ from midstat_tui.decode.checksum import ChecksumPolicy, EverySource, address_tex
 from midstat_tui.decode.frame import FrameDecoder
 from midstat_tui.decode.segment import IcmpError, Segment
 from midstat_tui.engine.hints import stats_hints
+from midstat_tui.engine.names import NameLearner
 from midstat_tui.engine.views import connection_dict
 from midstat_tui.tcp.connection import Connection, _core
 from midstat_tui.tcp.tracker import EventSink, Tracker, TrackerConfig
@@ -54,8 +55,10 @@ class Snapshot:
 class Engine:
     def __init__(self, datalink: int, config: TrackerConfig | None = None, verify_checksums: bool = True,
                  on_event: EventSink | None = None, shard: int = 0, shard_count: int = 1,
-                 fast_path: bool = True, compiled: bool | None = None, checksums: ChecksumPolicy | None = None) -> None:
-        """`checksums` says how checksums are judged (the default: `verify`, or `ignore` if not verify_checksums)."""
+                 fast_path: bool = True, compiled: bool | None = None, checksums: ChecksumPolicy | None = None,
+                 names: bool = True) -> None:
+        """`checksums` says how checksums are judged (the default: `verify`, or `ignore` if not verify_checksums);
+        `names`: learn host names from the packets that carry them (engine.names)."""
         if checksums is None:
             checksums = ChecksumPolicy("verify" if verify_checksums else "ignore")
         self.checksums = checksums
@@ -69,6 +72,9 @@ class Engine:
         # the compiled core's packet loop takes the plain frames of live connections and new SYNs; the rest is `feed`
         self._run = _core.run if self.tracker.compiled and fast_path and datalink in _LOOP_LINKS else None
         self.decode_stats = DecodeStats()
+        # host names (engine.names): the learner, and the list the compiled loop puts its candidate packets in
+        self.names: NameLearner | None = NameLearner(datalink) if names else None
+        self._name_frames: list | None = [] if names else None
         self.capture_stats: Callable[[], dict] | None = None
         # a capture file's clock (capture.clock): the file's late packets are counted there, on every shard alike;
         # the source's own, not part of a checkpoint (a seek rereads the file, which counts them again)
@@ -99,12 +105,20 @@ class Engine:
         self.dirty = True
         if type(result) is Segment:
             stats.tcp_packets += 1
-            self.tracker.segment(result)
+            conn = self.tracker.segment(result)
+            if result.payload and self.names is not None and conn is not None \
+                    and conn.c.payload in (0, result.payload) and result.sport == conn.c_port \
+                    and result.src == conn.c_addr:
+                # the client's first data (or data not counted, its checksum bad: offloaded on the capturing host):
+                # a ClientHello or an HTTP request may name the server
+                self.names.tcp(ts, frame)
         elif type(result) is IcmpError:
             stats.non_tcp += 1
             self.tracker.icmp(result)
         elif result == "non_tcp" or result == "non_ip":
             stats.non_tcp += 1
+            if self.names is not None:
+                self.names.udp(ts, frame)  # a DNS answer may name addresses
         elif result == "fragment":
             stats.fragments += 1
         else:
@@ -123,10 +137,18 @@ class Engine:
         verify = self.decoder.verify_checksums
         dlt = self.decoder.dlt
         offload = self._offload_blob
+        name_frames = self._name_frames
         while True:
             due = tracker.next_timer()
-            reason, index, packets, frame_bytes, suspicious, odd, started, last_ts, conn, changes, before, offloaded = \
-                run(batch, index, limit if limit < due else due, tracker, verify, dlt, offload)
+            if name_frames is None:
+                reason, index, packets, frame_bytes, suspicious, odd, started, last_ts, conn, changes, before, \
+                    offloaded = run(batch, index, limit if limit < due else due, tracker, verify, dlt, offload)
+            else:
+                reason, index, packets, frame_bytes, suspicious, odd, started, last_ts, conn, changes, before, \
+                    offloaded = run(batch, index, limit if limit < due else due, tracker, verify, dlt, offload,
+                                    name_frames)
+                if name_frames:
+                    self.names.take_frames(name_frames)  # type: ignore[union-attr]
             if packets:
                 stats.started += started
                 stats.offloaded_checksum += offloaded

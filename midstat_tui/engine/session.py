@@ -44,6 +44,7 @@ class Pulled:
     changes: dict[int, ConnRow | None]     # id -> new row, or None when the connection left the table
     reset: bool = False                    # after a seek: forget every row held before, take these
     rates: dict = field(default_factory=dict)
+    names: object = None                   # the host names learned (engine.names.NameMap), if any
 
 
 @dataclass
@@ -183,13 +184,17 @@ class Session:
         """The changes since the last pull. Never waits for the engine: while it is busy (a seek, a long batch)
         this returns no changes, and the next pull gets them."""
         if not self._lock.acquire(timeout=0.02):
-            return Pulled(self.position or 0.0, self._stats, {}, False, dict(self._rates))
+            return Pulled(self.position or 0.0, self._stats, {}, False, dict(self._rates), self._names())
         try:
             changes, self._pending = self._pending, {}
             reset, self._reset = self._reset, False
-            return Pulled(self.position or 0.0, self._stats, changes, reset, dict(self._rates))
+            return Pulled(self.position or 0.0, self._stats, changes, reset, dict(self._rates), self._names())
         finally:
             self._lock.release()
+
+    def _names(self) -> object:
+        names = self.engine.names
+        return None if names is None else names.known
 
     def connection(self, conn_id: int) -> tuple[ConnRow, dict, list[dict]] | None:
         """A flow's current row, its full counters and its state history, fetched from the engine."""

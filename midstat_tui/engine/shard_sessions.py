@@ -37,6 +37,7 @@ from midstat_tui.engine.multicore import (
     open_live_share,
     start_export,
 )
+from midstat_tui.engine.names import NameMap
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.placement import Placer, Share
 from midstat_tui.engine.session import SPARK_POINTS, Pulled, Session
@@ -71,7 +72,7 @@ def _open_shard(job: Job, shard: int, count: int, out, open_source) -> tuple | N
 
 def _live_worker(job: Job, shard: int, count: int, out, requests, stop) -> None:
     """One live shard: capture its share, track, and every second send core 0 ("tick", shard, now, stats,
-    changes)."""
+    changes, the host names learned since the last tick)."""
     opened = _open_shard(job, shard, count, out, lambda: open_live_share(job, shard, count))
     if opened is None:
         return
@@ -81,6 +82,9 @@ def _live_worker(job: Job, shard: int, count: int, out, requests, stop) -> None:
     exporter = start_export(job, engine, shard) if job.ipfix is not None else None
     tracker.track_changes()
     by_id = {conn.id: conn for conn in tracker.table.values()}
+    learned: list[tuple[str, str]] = []  # host names learned since the last tick (engine.names), for core 0
+    if engine.names is not None:
+        engine.names.on_learn = lambda ts, pairs: learned.extend(pairs)
     out.send(("ready", shard, engine.stats()))
     batches = source.batches()
     capturing = True
@@ -110,7 +114,8 @@ def _live_worker(job: Job, shard: int, count: int, out, requests, stop) -> None:
                     # a port reuse's earlier incarnation stays on the face until its linger time is over
                     changes[conn_id] = departed_row(by_id.pop(conn_id, None), tracker.now, tracker.config.linger)
                 tracker.touched, tracker.removed = set(), []
-                out.send(("tick", shard, now, engine.stats(), changes))
+                out.send(("tick", shard, now, engine.stats(), changes, learned[:]))
+                learned.clear()
                 next_tick = math.floor(now) + 1.0
             while requests.poll():
                 req_id, conn_id = requests.recv()
@@ -154,6 +159,7 @@ def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: f
     out.send(("ready", shard, engine.stats()))
     session.start()
     sent_at: tuple | None = None
+    names_sent = 0
     try:
         while not stop.is_set():
             if requests.poll(0.05):
@@ -171,7 +177,12 @@ def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: f
                     session.seek(order[1])
             pulled = session.pull()
             state = (session.position, session.at_end, session.error)
-            if pulled.changes or pulled.reset or state != sent_at:
+            names = pulled.names
+            # the host names go to core 0 when they grew (the whole map: a seek may have replaced it)
+            pulled.names = names.items() if isinstance(names, NameMap) and len(names) != names_sent else None
+            if pulled.names is not None:
+                names_sent = len(names)  # type: ignore[arg-type]
+            if pulled.changes or pulled.reset or state != sent_at or pulled.names:
                 out.send(("pull", shard, pulled, session.at_end, session.first_ts, session.error, session.position))
                 sent_at = state
     except (BrokenPipeError, EOFError):
@@ -206,6 +217,7 @@ class _ShardedSession:
         self._pending: dict[int, ConnRow | None] = {}
         self._reset = False
         self._shard_stats: list[dict] = [{} for _ in range(count)]
+        self._names = NameMap()  # core 0's: the host names every shard learned (engine.names)
         self._prev: tuple[float, dict] | None = None
         self._replies: dict[int, object] = {}
         self._next_request = 0
@@ -261,7 +273,7 @@ class _ShardedSession:
         with self._lock:
             changes, self._pending = self._pending, {}
             reset, self._reset = self._reset, False
-            return Pulled(self.position or 0.0, self._stats, changes, reset, dict(self._rates))
+            return Pulled(self.position or 0.0, self._stats, changes, reset, dict(self._rates), self._names)
 
     def connection(self, conn_id: int) -> tuple[ConnRow, dict, list[dict]] | None:
         """A flow's row, counters and full state history, asked of the shard that owns it."""
@@ -371,8 +383,9 @@ class ShardedLiveSession(_ShardedSession):
     def _take(self, message: tuple) -> None:
         if message[0] != "tick":
             return
-        _, shard, now, stats, changes = message
+        _, shard, now, stats, changes, learned = message
         self._pending.update(changes)
+        self._names.merge(learned)
         self._shard_stats[shard] = stats
         self._shard_ts[shard] = now
         # one merged snapshot per second, once every shard still alive has reported that second
@@ -475,6 +488,8 @@ class ShardedFileSession(_ShardedSession):
         if message[0] != "pull":
             return
         _, shard, pulled, at_end, first_ts, error, shard_position = message
+        if pulled.names:
+            self._names.merge(pulled.names)  # type: ignore[arg-type]
         if self._awaiting:
             if not pulled.reset:
                 return  # from before the seek: the full table that follows replaces it

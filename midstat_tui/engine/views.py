@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from typing import NamedTuple
 
@@ -155,6 +156,13 @@ FIELDS: tuple[Field, ...] = (
     Field("transitions", "transitions", "state changes of both sides"),
 )
 RECORD_KEYS: tuple[str, ...] = tuple(f.name for f in FIELDS)
+# Optional fields (issue #12): present only when known, right after "server" (`--json`, `--summary --json`,
+# `--events`, the TUI's exports); the host names learned from the traffic (engine.names), never from a query.
+NAME_FIELDS: tuple[Field, ...] = (
+    Field("client_name", "", "the client's host name, learned from DNS answers, TLS SNI or HTTP Host; absent if "
+                             "unknown"),
+    Field("server_name", "", "the server's host name, learned likewise; absent if unknown"),
+)
 
 
 _make_row = tuple.__new__  # every field given in order: skips NamedTuple's argument parsing (row_of is per row)
@@ -283,6 +291,58 @@ def record_text(conn: Connection) -> str:
         if text is not None:
             return text
     return encode_json(row_record(row_of(conn)))
+
+
+def endpoint_host(endpoint: str) -> str:
+    """The address text of an endpoint as the records write it (`a.b.c.d:port`, `[v6]:port`)."""
+    host = endpoint.rpartition(":")[0]
+    return host[1:-1] if host.startswith("[") else host
+
+
+def names_of(client: str, server: str, names) -> dict:
+    """{"client_name": ..., "server_name": ...} for the endpoints whose address has a name in `names` (an
+    engine.names.NameMap, or anything with get(address text)); the unknown ones left out."""
+    out = {}
+    name = names.get(endpoint_host(client))
+    if name is not None:
+        out["client_name"] = name
+    name = names.get(endpoint_host(server))
+    if name is not None:
+        out["server_name"] = name
+    return out
+
+
+def named_record(record: dict, names) -> dict:
+    """A record or event line with the optional name fields after "server", when `names` knows either side."""
+    if not names or "server" not in record:
+        return record
+    found = names_of(record["client"], record["server"], names)
+    if not found:
+        return record
+    out = {}
+    for key, value in record.items():
+        out[key] = value
+        if key == "server":
+            out.update(found)
+    return out
+
+
+# the start of every record's JSON text: its number and endpoints (engine.views.record_text writes them first)
+_ENDPOINTS = re.compile(r'\{"conn":-?\d+,"client":"([^"]*)","server":"([^"]*)"')
+
+
+def named_text(text: str, names) -> str:
+    """A record's JSON text (record_text) with the optional name fields after "server", as named_record."""
+    if not names:
+        return text
+    m = _ENDPOINTS.match(text)
+    if m is None:
+        return text
+    found = names_of(m.group(1), m.group(2), names)
+    if not found:
+        return text
+    at = m.end()
+    return text[:at] + "," + encode_json(found)[1:-1] + text[at:]
 
 
 def transition_dict(entry: tuple) -> dict:

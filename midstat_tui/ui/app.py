@@ -122,6 +122,7 @@ class MidstatApp(App[None]):
         self._last_g = 0.0
         self._filter_before = ""
         self._services: Services | None = None  # read once, at the first `n`
+        self._names_seen = 0  # how many host names the last pull knew
 
     def _columns(self):
         return [BY_KEY[k] for k in self.shown_columns]
@@ -167,6 +168,7 @@ class MidstatApp(App[None]):
         if not self.frozen:
             pulled = session.pull()
             self.stats = pulled.stats
+            self._take_names(pulled.names)
             self.view.take(pulled)
         if self._catching_up is not None:  # this tick applies the next slice itself
             self._catching_up.stop()
@@ -466,16 +468,36 @@ class MidstatApp(App[None]):
         self._status("a pipe or standard input is read once: going back needs a capture file (-r FILE)", error=True)
         return False
 
+    def _take_names(self, names) -> None:
+        """The host names learned so far (engine.names): what `n` shows and the filter term `name` reads. A filter
+        that uses `name` is judged again when more names are known."""
+        if names is None:
+            return
+        lookup = self.view.names
+        grew = lookup.target is not names or len(names) != self._names_seen
+        lookup.target = names
+        self._names_seen = len(names)
+        if self.table.hosts is not None:
+            self.table.hosts = names
+        if grew and self.view.query and "name" in keywords_used(self.view.query):
+            self.view.set_query(self.view.query)
+
     def action_toggle_names(self) -> None:
-        """n: ports as service names (from /etc/services, or the shipped list when it is missing), or numbers."""
-        if self.table.services is not None:
+        """n cycles: numbers -> ports as service names (from /etc/services, or the shipped list when it is missing)
+        -> also addresses as the host names learned from the traffic (DNS answers, TLS SNI, HTTP Host) -> numbers."""
+        if self.table.hosts is not None:
             self.table.services = None
-            self._status("ports as numbers")
+            self.table.hosts = None
+            self._status("ports and addresses as numbers")
+        elif self.table.services is not None:
+            self.table.hosts = self.view.names.target or {}
+            self._status(f"addresses as learned host names ({len(self.table.hosts)} known), ports as service names "
+                         "· n: numbers")
         else:
             if self._services is None:
                 self._services = load_services()
             self.table.services = self._services
-            self._status(f"ports as service names, from {self._services.source} · n: numbers")
+            self._status(f"ports as service names, from {self._services.source} · n: host names too")
         self.table.refresh_view()
 
     def action_last_row(self) -> None:
@@ -519,7 +541,7 @@ class MidstatApp(App[None]):
     # -- export --------------------------------------------------------------------------------------------------
     def action_export(self, fmt: str) -> None:
         try:
-            path = export_rows(self.view.visible(), fmt, self.export_dir)
+            path = export_rows(self.view.visible(), fmt, self.export_dir, names=self.view.names)
         except PermissionError:
             user = pwd.getpwuid(os.geteuid()).pw_name
             folder = os.path.abspath(self.export_dir)

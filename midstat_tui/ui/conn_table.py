@@ -22,12 +22,17 @@ from midstat_tui.view import ConnView
 
 GAP = 1
 NAMES_EXTRA = 8   # the endpoint columns widen by this much when ports show as names (`microsoft-ds` for 445)
+HOSTS_EXTRA = 16  # and by this much more when hosts show as their learned names (longer ones are cut)
 
 
-def named_endpoint(addr: bytes, port: int, services: Services) -> str:
-    """`10.0.0.1:https`, `[fd00::1]:ssh`; a port with no name stays a number."""
+def named_endpoint(addr: bytes, port: int, services: Services, hosts=None) -> str:
+    """`10.0.0.1:https`, `[fd00::1]:ssh`; a port with no name stays a number. With `hosts` (address text -> host
+    name, engine.names), `example.com:https` for an address whose name was learned."""
     host = format_addr(addr)
-    if len(addr) == 16:
+    name = hosts.get(host) if hosts is not None else None
+    if name is not None:
+        host = name
+    elif len(addr) == 16:
         host = f"[{host}]"
     return f"{host}:{services.name(port) or port}"
 
@@ -90,6 +95,7 @@ class ConnTable(ScrollView, can_focus=True):
         self._version = 0
         self._widths: list[int] = [c.width for c in columns]
         self.services: Services | None = None   # ports as service names (`n`), else numbers
+        self.hosts = None   # addresses as learned host names (`n` twice: engine.names' map), else numbers
 
     # -- data in ---------------------------------------------------------------------------------------------
     def set_columns(self, columns: list[Column]) -> None:
@@ -102,7 +108,7 @@ class ConnTable(ScrollView, can_focus=True):
         count = view.shown_count
         self._version += 1
         self._cache.clear()
-        extra = NAMES_EXTRA if self.services is not None else 0
+        extra = (NAMES_EXTRA if self.services is not None else 0) + (HOSTS_EXTRA if self.hosts is not None else 0)
         self._widths = [max(c.width, self.view.addr_width + extra) if c.fit else c.width for c in self.columns]
         width = sum(w + GAP for w in self._widths)
         self.virtual_size = Size(width, count + 1)
@@ -208,8 +214,9 @@ class ConnTable(ScrollView, can_focus=True):
             if column.per_view:
                 text = human(view.rate(column.key, row.id))
             elif self.services is not None and column.key in ("client", "server"):
-                text = (named_endpoint(row.c_addr, row.c_port, self.services) if column.key == "client" else
-                        named_endpoint(row.s_addr, row.s_port, self.services))
+                text = (named_endpoint(row.c_addr, row.c_port, self.services, self.hosts)
+                        if column.key == "client" else
+                        named_endpoint(row.s_addr, row.s_port, self.services, self.hosts))
             else:
                 text = column.text(row, now)
             segments.append(Segment(self._cell(text, column, width), style + meta))

@@ -16,7 +16,7 @@ import tempfile
 import time
 from decimal import Decimal
 
-from midstat_tui.engine.views import ConnRow, row_record
+from midstat_tui.engine.views import NAME_FIELDS, ConnRow, named_record, row_record
 
 _EMPTY = ConnRow(0, 0, bytes(4), 0, bytes(4), 0, (), 0, 0, 0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, -1.0, "", "", False, None)
 
@@ -43,16 +43,21 @@ def _csv_value(value: object) -> object:
     return value
 
 
-def export_rows(rows: list[ConnRow], fmt: str, folder: str = ".", stem: str | None = None) -> str:
+def export_rows(rows: list[ConnRow], fmt: str, folder: str = ".", stem: str | None = None, names=None) -> str:
+    """`names`: the host names learned (engine.names): each record gains client_name/server_name where known (in
+    CSV, both columns, after `server`, for every row once any row has a name; empty where unknown)."""
     stem = stem or time.strftime("midstat-%Y%m%d-%H%M%S")
-    records = [row_record(r) for r in rows]
+    records = [named_record(row_record(r), names) for r in rows]
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        fields = list(records[0]) if records else list(row_record(_EMPTY))
+        fields = list(row_record(_EMPTY))
+        if any("client_name" in r or "server_name" in r for r in records):
+            at = fields.index("server") + 1
+            fields[at:at] = [f.name for f in NAME_FIELDS]
         writer.writerow(fields)
         for record in records:
-            writer.writerow([_csv_value(v) for v in record.values()])
+            writer.writerow([_csv_value(record.get(f)) for f in fields])
         data = buf.getvalue()
     elif fmt == "json":
         data = json.dumps(records, indent=1) + "\n"

@@ -23,7 +23,7 @@ KEYS = """\
 | `v` | group by server, server host, client host, state pair, VLAN, Zeek state, then connections again |
 | Enter, Esc (grouped) | open a group's connections, come back to the groups |
 | `G` / `gg` | to the last / first row |
-| `n` | ports as service names (from /etc/services, or a shipped list of common ones without it) or numbers |
+| `n` | numbers → ports as service names (/etc/services) → host names too (learned from DNS, TLS SNI, HTTP Host) |
 | `s` / `S` | sort by the next column / reverse the sort (or click a header); numbers largest first |
 | `t` | show or hide ended connections |
 | `c` | choose columns (each says on or off) |

@@ -98,5 +98,5 @@ async def test_n_shows_ports_as_service_names_and_back():
         service = {80: "http", 443: "https"}[row.s_port]
         assert f"{format_addr(row.s_addr)}:{service} " in named
         assert "service names, from " in str(app.query_one("#status").render())
-        await pilot.press("n")
+        await pilot.press("n", "n")  # (host names too, then back to numbers: tests/ui/test_names_tui.py)
         assert table.render_line(web + 1).text == numbers
