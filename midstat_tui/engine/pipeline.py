@@ -126,7 +126,7 @@ class Engine:
         while True:
             due = tracker.next_timer()
             reason, index, packets, frame_bytes, suspicious, odd, started, last_ts, conn, changes, before, offloaded = \
-                run(batch, index, limit if limit < due else due, tracker, verify, dlt, offload)
+                run(batch, index, limit if limit < due else due, tracker.core, verify, dlt, offload)
             if packets:
                 stats.started += started
                 stats.offloaded_checksum += offloaded
