@@ -37,3 +37,12 @@ def test_a_late_packet_is_found():
     c = PacketClock()
     assert c.late_in_meta(_meta([(10, 5), (10, 4), (11, 0)])) == [(1, 10.000005)]
     assert c.latest == 11_000_000
+
+
+@settings(max_examples=500, deadline=None)
+@given(times=TIMES, start=st.sampled_from([-1, 0, 5_000_000, 10**15]))
+def test_in_order_says_whether_no_packet_is_late(times, start):
+    micros = [sec * 1_000_000 + usec for sec, usec in times]
+    steps = [start, *micros]
+    in_order = all(b >= a for a, b in zip(steps, steps[1:]))
+    assert clock._in_order(_meta(times), start) == (steps[-1] if in_order else -1)
