@@ -39,7 +39,9 @@ ENGINE_SURFACE = frozenset({
     "midstat_tui.engine", "midstat_tui.tcp", "midstat_tui.decode", "midstat_tui.capture",
     "midstat_tui.engine.views",          # the connection record and its fields
     "midstat_tui.engine.pipeline",       # Engine, Snapshot, run_file
-    "midstat_tui.engine.driver",         # the one driver loop (issue #11)
+    "midstat_tui.engine.driver",         # the one driver loop and its Tick (issue #11)
+    "midstat_tui.engine.run",            # the run paths the CLI wires (issue #11)
+    "midstat_tui.engine.names",          # the host names learned (issue #12)
     "midstat_tui.engine.session",        # the TUI's sessions (file and live)
     "midstat_tui.engine.shard_sessions",  # the TUI's sessions on several cores
     "midstat_tui.engine.multicore",      # the headless run paths
