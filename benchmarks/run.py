@@ -77,6 +77,7 @@ def main() -> int:
     rsss: dict[str, list[int]] = {name: [] for name in tools}
     cpus: dict[str, list[float]] = {name: [] for name in tools}
     ratios: dict[str, list[float]] = {name: [] for name in tools}  # tcptrace's wall / this one's, same round
+    cpu_ratios: dict[str, list[float]] = {name: [] for name in tools}  # the same in CPU time (a loaded machine)
     conns = packets = 0
     for _ in range(args.runs):  # round-robin, so that a noisy moment hits every tool alike
         for name, (cmd, env) in tools.items():
@@ -90,18 +91,21 @@ def main() -> int:
         if "tcptrace -n" in tools:
             for name in tools:
                 ratios[name].append(walls["tcptrace -n"][-1] / walls[name][-1])
+                cpu_ratios[name].append(cpus["tcptrace -n"][-1] / cpus[name][-1])
     results = {name: (statistics.median(walls[name]), max(rsss[name])) for name in tools}
     base = results["midstat, 1 core"][0]
     print(f"capture: {path.name} ({packets:,} packets, {conns:,} connections); medians of {args.runs} runs")
     print(f"{'tool':38} {'seconds':>8} {'packets/s':>11} {'conns/s':>9} {'peak RSS MB*':>12} "
-          f"{'time / midstat 1 core':>22} {'CPU s':>6} {'tcptrace / this**':>18}")
+          f"{'time / midstat 1 core':>22} {'CPU s':>6} {'tcptrace / this**':>18} {'in CPU time':>12}")
     for name, (wall, rss) in results.items():
         ratio = f"{statistics.median(ratios[name]):.2f}" if ratios[name] else "-"
+        cpu_ratio = f"{statistics.median(cpu_ratios[name]):.2f}" if cpu_ratios[name] else "-"
         print(f"{name:38} {wall:>8.2f} {packets / wall:>11,.0f} {conns / wall:>9,.0f} {rss / 1024:>12.0f} "
-              f"{wall / base:>22.2f} {statistics.median(cpus[name]):>6.2f} {ratio:>18}")
+              f"{wall / base:>22.2f} {statistics.median(cpus[name]):>6.2f} {ratio:>18} {cpu_ratio:>12}")
     print("* peak RSS: the largest single process (GNU time's maximum resident set size)")
     print("'no output': --match selecting no connection, so the figure is the tracking, not the JSON of every one")
-    print("** tcptrace's wall time over this one's in the same round (above 1: faster than tcptrace), median")
+    print("** tcptrace's wall time over this one's in the same round (above 1: faster than tcptrace), median; "
+          "then the same with CPU times (user + system of every process: on several cores, more than the wall)")
     return 0
 
 

@@ -1223,8 +1223,17 @@ static uint64_t sum16(const unsigned char *p, Py_ssize_t n) {
  * is its two 16-bit halves' sum; read little-endian, the halves are byte-swapped words, whose sum is the
  * big-endian one divided by 256 (mod 0xFFFF): so the big-endian sum is 256 times it. */
 static uint64_t sum16_fast(const unsigned char *p, Py_ssize_t n) {
-    uint64_t sum = 0;
+    uint64_t sum = 0, more = 0;
     Py_ssize_t i = 0;
+    /* sixteen bytes a turn, as four 32-bit words in two sums (each word below 2^32: no overflow for any frame) */
+    for (; i + 16 <= n; i += 16) {
+        uint64_t a, b;
+        memcpy(&a, p + i, 8);
+        memcpy(&b, p + i + 8, 8);
+        sum += (a & 0xFFFFFFFFu) + (a >> 32);
+        more += (b & 0xFFFFFFFFu) + (b >> 32);
+    }
+    sum += more;
     for (; i + 4 <= n; i += 4) {
         uint32_t word;
         memcpy(&word, p + i, 4);
@@ -1421,21 +1430,37 @@ static PyObject *flow_key(const Frame *fr) {
 
 enum { STOP_END, STOP_SLOW, STOP_TIME, STOP_CHANGED };
 
-static PyObject *s_table, *s_touched, *s_on_event, *s_handshakes, *s_timers, *s_tw_hold, *s_idle, *s_latest;
+/* ---------------------------------------------------------------------------------------------------------------
+ * The seam: tcp/seam.py's CoreState is all the loop sees of a tracker (docs/compiled-core.md). Its public
+ * attributes are read once per call; the structures (table, timers, handshakes, touched) are the same objects the
+ * tracker uses. The rules on them (live_deadline, schedule, admit, tidy_due) are written here once for the
+ * compiled engine, which uses them on its Python path too (tracker.py takes them from this module).
+ * ------------------------------------------------------------------------------------------------------------ */
 
-#define TIMER_SLACK 4096          /* tracker.TIMER_SLACK: past it, Python compacts the timer heap */
-#define POOL_SLACK 4096           /* tracker.POOL_SLACK: past it, Python rebuilds the handshake pool */
+static PyObject *s_table, *s_timers, *s_handshakes, *s_touched, *s_next_id, *s_latest, *s_events, *s_max_conns,
+    *s_shard, *s_shard_count, *s_tw_hold, *s_idle, *s_timer_slack, *s_pool_slack, *s_make_room, *s_append;
+static PyObject *heappush;        /* _heapq.heappush */
 
-static PyObject *s_config, *s_max_conns, *s_next_id, *s_shard, *s_shard_count, *s_evict_one, *s_append;
+enum { TIDY_TIMERS = 1, TIDY_POOL = 2 };  /* seam.TIDY_TIMERS, seam.TIDY_POOL */
 
-/* What Tracker._new needs, read from the tracker at the first new connection of a call of `run`. */
 typedef struct {
-    long long max_conns, next_id, shard, shard_count;
-    int ready;
-} Fresh;
+    PyObject *state;              /* the CoreState (borrowed) */
+    PyObject *table, *timers, *handshakes, *touched, *make_room;      /* new references */
+    long long next_id, max_conns, shard, shard_count, timer_slack, pool_slack;
+    double latest, tw_hold, idle[N_STATES];
+    int events;
+} Core;
 
-static int get_attr_ll(PyObject *obj, PyObject *name, long long *out) {
-    PyObject *v = PyObject_GetAttr(obj, name);
+static void core_release(Core *k) {
+    Py_CLEAR(k->table);
+    Py_CLEAR(k->timers);
+    Py_CLEAR(k->handshakes);
+    Py_CLEAR(k->touched);
+    Py_CLEAR(k->make_room);
+}
+
+static int core_ll(PyObject *state, PyObject *name, long long *out) {
+    PyObject *v = PyObject_GetAttr(state, name);
     if (v == NULL)
         return -1;
     *out = PyLong_AsLongLong(v);
@@ -1443,60 +1468,148 @@ static int get_attr_ll(PyObject *obj, PyObject *name, long long *out) {
     return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
-/* Tracker._new for a pure SYN on a free tuple: room is made first if the table is full (Tracker._evict_one);
- * when the timer heap is due for compaction the rest is left to Python. Returns 1 with *out the new connection
- * (borrowed from the table), 0 when it is left to Python, -1 on error. */
-static int new_connection(Fresh *f, PyObject *tracker, PyObject *table, const Frame *fr, double ts, PyObject **out) {
-    if (!f->ready) {
-        PyObject *config = PyObject_GetAttr(tracker, s_config);
-        if (config == NULL)
-            return -1;
-        int rc = get_attr_ll(config, s_max_conns, &f->max_conns);
-        Py_DECREF(config);
-        if (rc < 0 || get_attr_ll(tracker, s_shard, &f->shard) < 0 ||
-            get_attr_ll(tracker, s_shard_count, &f->shard_count) < 0)
-            return -1;
-        f->ready = 1;
+static int core_double(PyObject *state, PyObject *name, double *out) {
+    PyObject *v = PyObject_GetAttr(state, name);
+    if (v == NULL)
+        return -1;
+    *out = PyFloat_AsDouble(v);
+    Py_DECREF(v);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* Read the CoreState `state` into `k` (release it with core_release, whatever this returns). */
+static int core_load(Core *k, PyObject *state) {
+    memset(k, 0, sizeof(*k));
+    k->state = state;
+    if ((k->table = PyObject_GetAttr(state, s_table)) == NULL || (k->timers = PyObject_GetAttr(state, s_timers)) == NULL
+        || (k->handshakes = PyObject_GetAttr(state, s_handshakes)) == NULL
+        || (k->touched = PyObject_GetAttr(state, s_touched)) == NULL
+        || (k->make_room = PyObject_GetAttr(state, s_make_room)) == NULL)
+        return -1;
+    if (!PyDict_Check(k->table) || !PyList_Check(k->timers) || (k->touched != Py_None && !PySet_Check(k->touched))) {
+        PyErr_SetString(PyExc_TypeError, "CoreState: table must be a dict, timers a list, touched a set or None");
+        return -1;
     }
-    Py_ssize_t size = PyDict_GET_SIZE(table);
-    if (size >= f->max_conns) {
-        /* the table is full: Tracker._evict_one makes room (its policy stays in one place, in Python) */
+    if (core_ll(state, s_next_id, &k->next_id) < 0 || core_ll(state, s_max_conns, &k->max_conns) < 0 ||
+        core_ll(state, s_shard, &k->shard) < 0 || core_ll(state, s_shard_count, &k->shard_count) < 0 ||
+        core_ll(state, s_timer_slack, &k->timer_slack) < 0 || core_ll(state, s_pool_slack, &k->pool_slack) < 0 ||
+        core_double(state, s_latest, &k->latest) < 0 || core_double(state, s_tw_hold, &k->tw_hold) < 0)
+        return -1;
+    PyObject *events = PyObject_GetAttr(state, s_events);
+    if (events == NULL)
+        return -1;
+    k->events = PyObject_IsTrue(events);
+    Py_DECREF(events);
+    if (k->events < 0)
+        return -1;
+    PyObject *idle = PyObject_GetAttr(state, s_idle);
+    if (idle == NULL)
+        return -1;
+    int ok = PyTuple_Check(idle) && PyTuple_GET_SIZE(idle) == N_STATES;
+    for (int st = 0; ok && st < N_STATES; st++) {
+        k->idle[st] = PyFloat_AsDouble(PyTuple_GET_ITEM(idle, st));
+        ok = !(k->idle[st] == -1.0 && PyErr_Occurred());
+    }
+    Py_DECREF(idle);
+    if (!ok) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "CoreState.idle must be a tuple of one timeout per state");
+        return -1;
+    }
+    return 0;
+}
+
+static inline int in_handshake(int state) { return state == SYN_SENT || state == SYN_RCVD || state == CLOSED; }
+
+static double side_done(const Core *k, ConnObject *conn, SideObject *side) {
+    if (side->state == TIME_WAIT)
+        return (isnan(side->tw_since) || side->tw_since == 0.0 ? conn->last : side->tw_since) + k->tw_hold;
+    if (side->state == CLOSED)
+        return 0.0;
+    return conn->last + (side->state < N_STATES ? k->idle[side->state] : 0.0);
+}
+
+/* seam.live_deadline */
+static double live_deadline(const Core *k, ConnObject *conn) {
+    double a = side_done(k, conn, conn->c), b = side_done(k, conn, conn->s);
+    return a > b ? a : b;
+}
+
+/* seam.schedule: 1 when both sides are CLOSED (the tracker ends it), else 0 (-1: error). A deadline brought
+ * before `*limit` becomes the limit, so that it fires before the first packet at or after it (as it would in
+ * Python: `segment` runs the timers due first). */
+static int schedule(const Core *k, ConnObject *conn, double *limit) {
+    int c = conn->c->state, s = conn->s->state;
+    if (c == CLOSED && s == CLOSED)
+        return 1;
+    if (conn->pooled && !in_handshake(c) && !in_handshake(s))
+        conn->pooled = 0;  /* out of the handshake pool (its key there is skipped when it comes up) */
+    double deadline = live_deadline(k, conn);
+    if (deadline < conn->deadline) {
+        conn->deadline = deadline;
+        if (limit != NULL && deadline < *limit)
+            *limit = deadline;
+        PyObject *entry = Py_BuildValue("(dO)", deadline, conn->key);
+        if (entry == NULL)
+            return -1;
+        PyObject *rc = PyObject_CallFunctionObjArgs(heappush, k->timers, entry, NULL);
+        Py_DECREF(entry);
+        if (rc == NULL)
+            return -1;
+        Py_DECREF(rc);
+    }
+    return 0;
+}
+
+/* seam.admit */
+static int admit(const Core *k, ConnObject *conn) {
+    if (PyDict_SetItem(k->table, conn->key, (PyObject *)conn) < 0)
+        return -1;
+    if (in_handshake(conn->c->state) || in_handshake(conn->s->state)) {
+        PyObject *appended = PyObject_CallMethodOneArg(k->handshakes, s_append, conn->key);
+        if (appended == NULL)
+            return -1;
+        Py_DECREF(appended);
+        conn->pooled = 1;
+    }
+    conn->deadline = INFINITY;
+    return 0;
+}
+
+/* seam.tidy_due, as it will be once `extra` more connections are admitted into the table and the pool (-1: error) */
+static int tidy_due(const Core *k, Py_ssize_t extra) {
+    Py_ssize_t size = PyDict_GET_SIZE(k->table) + extra;
+    Py_ssize_t pooled = PyObject_Length(k->handshakes);
+    if (pooled < 0)
+        return -1;
+    pooled += extra;
+    int due = 0;
+    if (PyList_GET_SIZE(k->timers) > size + (size >> 1) + k->timer_slack)
+        due |= TIDY_TIMERS;
+    if (pooled > 2 * size + k->pool_slack)
+        due |= TIDY_POOL;
+    return due;
+}
+
+/* Tracker._new for a pure SYN on a free tuple: room is made first if the table is full (`make_room`: the eviction
+ * policy stays in Python); when the heap or the pool is due for tidying the rest is left to Python. Returns 1 with
+ * *out the new connection (borrowed from the table), 0 when it is left to Python, -1 on error. */
+static int new_connection(Core *k, const Frame *fr, double ts, PyObject **out) {
+    if (PyDict_GET_SIZE(k->table) >= k->max_conns) {
         PyObject *when = PyFloat_FromDouble(ts);
-        PyObject *r = when ? PyObject_CallMethodOneArg(tracker, s_evict_one, when) : NULL;
+        PyObject *r = when ? PyObject_CallOneArg(k->make_room, when) : NULL;
         Py_XDECREF(when);
         if (r == NULL)
             return -1;
         Py_DECREF(r);
-        size = PyDict_GET_SIZE(table);
     }
-    PyObject *timers = PyObject_GetAttr(tracker, s_timers);
-    if (timers == NULL)
-        return -1;
-    Py_ssize_t pending = PyList_Check(timers) ? PyList_GET_SIZE(timers) : PY_SSIZE_T_MAX;
-    Py_DECREF(timers);
-    if (pending > size + (size >> 1) + TIMER_SLACK)
-        return 0;
-    PyObject *handshakes = PyObject_GetAttr(tracker, s_handshakes);
-    if (handshakes == NULL)
-        return -1;
-    Py_ssize_t pooled = PyObject_Length(handshakes);
-    if (pooled < 0) {
-        Py_DECREF(handshakes);
-        return -1;
-    }
-    if (pooled > 2 * (size + 1) + POOL_SLACK) {
-        Py_DECREF(handshakes);
-        return 0;
-    }
-    long long next_id;
-    if (get_attr_ll(tracker, s_next_id, &next_id) < 0) {
-        Py_DECREF(handshakes);
-        return -1;
-    }
-    next_id++;
+    /* the tracker tidies right after admitting one when it is due: then the admission is the tracker's */
+    int due = tidy_due(k, 1);
+    if (due != 0)
+        return due < 0 ? -1 : 0;
     PyObject *vlan = PyTuple_New(fr->n_vlan);
     ConnObject *conn = (ConnObject *)conn_new(&ConnType, NULL, NULL);
-    PyObject *id_obj = PyLong_FromLongLong(next_id);
+    PyObject *id_obj = PyLong_FromLongLong(k->next_id + 1);
     int rc = -1;
     if (vlan == NULL || conn == NULL || id_obj == NULL)
         goto done;
@@ -1506,10 +1619,11 @@ static int new_connection(Fresh *f, PyObject *tracker, PyObject *table, const Fr
             goto done;
         PyTuple_SET_ITEM(vlan, i, v);
     }
-    if (PyObject_SetAttr(tracker, s_next_id, id_obj) < 0)
+    if (PyObject_SetAttr(k->state, s_next_id, id_obj) < 0)
         goto done;
-    conn->id = next_id * f->shard_count + f->shard;
-    conn->shard = (int)f->shard;
+    k->next_id++;
+    conn->id = k->next_id * k->shard_count + k->shard;
+    conn->shard = (int)k->shard;
     Py_SETREF(conn->key, Py_NewRef(fr->key));
     Py_SETREF(conn->vlan, Py_NewRef(vlan));
     memcpy(conn->c_addr, fr->src, fr->addr_len);
@@ -1518,89 +1632,69 @@ static int new_connection(Fresh *f, PyObject *tracker, PyObject *table, const Fr
     conn->c_port = fr->sport;
     conn->s_port = fr->dport;
     conn->first = conn->last = ts;
-    conn->deadline = INFINITY;    /* scheduled once its first packet is applied */
-    if (PyDict_SetItem(table, fr->key, (PyObject *)conn) < 0)
+    if (admit(k, conn) < 0)
         goto done;
-    PyObject *appended = PyObject_CallMethodOneArg(handshakes, s_append, fr->key);
-    if (appended == NULL)
-        goto done;
-    Py_DECREF(appended);
-    conn->pooled = 1;
     *out = (PyObject *)conn;      /* the table holds it */
     rc = 1;
 done:
-    Py_XDECREF(handshakes);
     Py_XDECREF(vlan);
     Py_XDECREF(id_obj);
     Py_XDECREF(conn);
     return rc;
 }
 
-static PyObject *heappush;        /* _heapq.heappush */
-
-/* What Tracker._after_change needs, read from the tracker once per call of `run`. */
-typedef struct {
-    PyObject *timers, *idle_dict;
-    double tw_hold;
-    double idle[N_STATES];
-    int idle_ready;
-} Timers;
-
-static inline int in_handshake(int state) { return state == SYN_SENT || state == SYN_RCVD || state == CLOSED; }
-
-static int load_idle(Timers *t) {
-    for (int st = 0; st < N_STATES; st++) {
-        PyObject *key = PyLong_FromLong(st);
-        if (key == NULL)
-            return -1;
-        PyObject *value = PyDict_GetItemWithError(t->idle_dict, key);
-        Py_DECREF(key);
-        if (value == NULL && PyErr_Occurred())
-            return -1;
-        t->idle[st] = value ? PyFloat_AsDouble(value) : 0.0;
-        if (t->idle[st] == -1.0 && PyErr_Occurred())
-            return -1;
-    }
-    t->idle_ready = 1;
-    return 0;
+static PyObject *py_live_deadline(PyObject *module, PyObject *args) {
+    PyObject *state;
+    ConnObject *conn;
+    if (!PyArg_ParseTuple(args, "OO!", &state, &ConnType, &conn))
+        return NULL;
+    Core k;
+    PyObject *result = NULL;
+    if (core_load(&k, state) == 0)
+        result = PyFloat_FromDouble(live_deadline(&k, conn));
+    core_release(&k);
+    return result;
 }
 
-static double side_done(Timers *t, ConnObject *conn, SideObject *side) {
-    if (side->state == TIME_WAIT)
-        return (isnan(side->tw_since) || side->tw_since == 0.0 ? conn->last : side->tw_since) + t->tw_hold;
-    if (side->state == CLOSED)
-        return 0.0;
-    return conn->last + (side->state < N_STATES ? t->idle[side->state] : 0.0);
+static PyObject *py_schedule(PyObject *module, PyObject *args) {
+    PyObject *state;
+    ConnObject *conn;
+    if (!PyArg_ParseTuple(args, "OO!", &state, &ConnType, &conn))
+        return NULL;
+    Core k;
+    PyObject *result = NULL;
+    if (core_load(&k, state) == 0) {
+        int rc = schedule(&k, conn, NULL);
+        if (rc >= 0)
+            result = PyBool_FromLong(rc);
+    }
+    core_release(&k);
+    return result;
 }
 
-/* Tracker._after_change for a connection its packet did not end: leave the handshake pool once both sides are
- * past it, and bring the timer forward; a deadline before `*limit` becomes the limit, so that it fires before the
- * first packet at or after it (as it would in Python: `segment` runs the timers due first). Returns 1 when the
- * connection ended (Python's business), 0, or -1. */
-static int after_change(Timers *t, ConnObject *conn, double *limit) {
-    int c = conn->c->state, s = conn->s->state;
-    if (c == CLOSED && s == CLOSED)
-        return 1;
-    if (!t->idle_ready && load_idle(t) < 0)
-        return -1;
-    if (conn->pooled && !in_handshake(c) && !in_handshake(s))
-        conn->pooled = 0;  /* out of the handshake pool (its key there is skipped when it comes up) */
-    double a = side_done(t, conn, conn->c), b = side_done(t, conn, conn->s);
-    double deadline = a > b ? a : b;
-    if (deadline < conn->deadline) {
-        conn->deadline = deadline;
-        if (deadline < *limit)
-            *limit = deadline;
-        PyObject *entry = Py_BuildValue("(dO)", deadline, conn->key);
-        if (entry == NULL)
-            return -1;
-        PyObject *rc = PyObject_CallFunctionObjArgs(heappush, t->timers, entry, NULL);
-        Py_DECREF(entry);
-        if (rc == NULL)
-            return -1;
-        Py_DECREF(rc);
+static PyObject *py_admit(PyObject *module, PyObject *args) {
+    PyObject *state;
+    ConnObject *conn;
+    if (!PyArg_ParseTuple(args, "OO!", &state, &ConnType, &conn))
+        return NULL;
+    Core k;
+    PyObject *result = NULL;
+    if (core_load(&k, state) == 0 && admit(&k, conn) == 0)
+        result = Py_NewRef(Py_None);
+    core_release(&k);
+    return result;
+}
+
+static PyObject *py_tidy_due(PyObject *module, PyObject *state) {
+    Core k;
+    PyObject *result = NULL;
+    if (core_load(&k, state) == 0) {
+        int due = tidy_due(&k, 0);
+        if (due >= 0)
+            result = PyLong_FromLong(due);
     }
-    return 0;
+    core_release(&k);
+    return result;
 }
 
 /* names (engine/names.py): does a client's first data start as a TLS ClientHello or an HTTP/1.x request? */
@@ -1632,69 +1726,46 @@ static int own_source(const char *own, Py_ssize_t own_len, const Frame *fr) {
     return 0;
 }
 
-/* run(batch, start, limit, tracker, verify, dlt[, offload_sources[, name_frames]])
+/* run(batch, start, limit, core, verify, dlt[, offload_sources[, name_frames]])
  *     -> (reason, index, packets, frame_bytes, suspicious, odd, started, last_ts, conn, changes, states_before,
  *         offloaded)
  *
- * Feeds batch[start:] (a list of (ts, frame) of link type `dlt`) to the connections of the tracker's table
- * while it can: the packet's timestamp is below `limit` (the next tick or timer), the frame is the plain shape
- * with no bad checksum (but for one sent from an address of `offload_sources`: the capturing host's, whose
- * checksums its NIC fills in after the capture point; `offloaded` counts them, as Tracker.segment does), and it
- * belongs to a live connection and is neither a SYN without ACK nor a flag combination no stack sends, nor dated
- * before the tracker's `latest` packet time. A packet that moves a state is finished here (handshake pool,
- * timer) unless the tracker has an event sink or the packet ended the connection. It stops at the first packet it may not take
- * (reason SLOW or TIME: `index` is that packet, not fed), right after a packet whose change Python must finish
- * (CHANGED: `index` is that packet, `changes` its transitions, `states_before` the (client, server) states before
- * it; then Tracker.changed), or at the batch's end (END). The counts are those of the packets fed in this call.
+ * Feeds batch[start:] (a list of (ts, frame) of link type `dlt`) to the connections of a tracker's table, `core`
+ * being its tcp/seam.py CoreState, while it can: the packet's timestamp is below `limit` (the next tick or timer),
+ * the frame is the plain shape with no bad checksum (but for one sent from an address of `offload_sources`: the
+ * capturing host's, whose checksums its NIC fills in after the capture point; `offloaded` counts them, as
+ * Tracker.segment does), and it belongs to a live connection (or is a pure SYN on a free tuple, which it admits)
+ * and is neither another SYN without ACK nor a flag combination no stack sends, nor dated before the core's
+ * `latest` packet time. A packet that moves a state is finished here (`schedule`) unless the core has an event
+ * sink or the packet ended the connection. It stops at the first packet it may not take (reason SLOW or TIME:
+ * `index` is that packet, not fed), right after a packet whose change Python must finish (CHANGED: `index` is
+ * that packet, `changes` its transitions, `states_before` the (client, server) states before it; then
+ * Tracker.changed), or at the batch's end (END). The counts are those of the packets fed in this call.
  * With a `name_frames` list, a client's first payload-carrying segment that starts like a TLS ClientHello or an
  * HTTP/1.x request gets (ts, frame, payload offset, server address) appended to it (engine/names.py learns from it). */
 static PyObject *py_run(PyObject *module, PyObject *args) {
-    PyObject *batch, *tracker;
+    PyObject *batch, *state;
     Py_ssize_t start;
     double limit;
     int verify, dlt;
     const char *own = NULL;       /* offload_sources: entries of one length byte (4 or 16), then the address */
     Py_ssize_t own_len = 0;
     PyObject *name_frames = NULL; /* names: where a client's first payload that may name its server goes */
-    if (!PyArg_ParseTuple(args, "O!ndOpi|y#O!", &PyList_Type, &batch, &start, &limit, &tracker, &verify, &dlt, &own,
+    if (!PyArg_ParseTuple(args, "O!ndOpi|y#O!", &PyList_Type, &batch, &start, &limit, &state, &verify, &dlt, &own,
                           &own_len, &PyList_Type, &name_frames))
         return NULL;
-    PyObject *table = NULL, *touched = NULL, *on_event = NULL, *tw = NULL, *result = NULL;
-    Timers timers = {NULL, NULL, 0.0, {0}, 0};
-    if ((table = PyObject_GetAttr(tracker, s_table)) == NULL || (touched = PyObject_GetAttr(tracker, s_touched)) == NULL
-        || (on_event = PyObject_GetAttr(tracker, s_on_event)) == NULL)
+    PyObject *result = NULL;
+    Core core;
+    if (core_load(&core, state) < 0)
         goto out;
-    if (!PyDict_Check(table) || (touched != Py_None && !PySet_Check(touched))) {
-        PyErr_SetString(PyExc_TypeError, "tracker.table must be a dict and tracker.touched a set or None");
-        goto out;
-    }
-    int events = on_event != Py_None;
-    if (!events) {
-        if ((timers.timers = PyObject_GetAttr(tracker, s_timers)) == NULL ||
-            (timers.idle_dict = PyObject_GetAttr(tracker, s_idle)) == NULL ||
-            (tw = PyObject_GetAttr(tracker, s_tw_hold)) == NULL)
-            goto out;
-        if (!PyList_Check(timers.timers) || !PyDict_Check(timers.idle_dict)) {
-            PyErr_SetString(PyExc_TypeError, "the tracker's timers are not what the compiled core expects");
-            goto out;
-        }
-        timers.tw_hold = PyFloat_AsDouble(tw);
-        if (timers.tw_hold == -1.0 && PyErr_Occurred())
-            goto out;
-    }
+    PyObject *table = core.table, *touched = core.touched;
+    int events = core.events;
     /* the latest packet time the tracker has seen: a packet dated before it (time going backwards) is Python's,
      * which counts it and dates it at that time */
-    PyObject *latest_obj = PyObject_GetAttr(tracker, s_latest);
-    if (latest_obj == NULL)
-        goto out;
-    double floor_ts = PyFloat_AsDouble(latest_obj);
-    Py_DECREF(latest_obj);
-    if (floor_ts == -1.0 && PyErr_Occurred())
-        goto out;
+    double floor_ts = core.latest;
     Py_ssize_t n = PyList_GET_SIZE(batch);
     Py_ssize_t i = start;
     long long packets = 0, nbytes = 0, suspicious = 0, odd = 0, started = 0, offloaded = 0;
-    Fresh fresh = {0};
     double last_ts = -INFINITY;
     int reason = STOP_END;
     ConnObject *changed = NULL;
@@ -1748,7 +1819,7 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
         fr.key = key;
         if (found == NULL && !events && (flags & (SYN | ACK | RST)) == SYN) {
             /* a connection attempt on a free tuple: Tracker._new's first branch */
-            int rc = new_connection(&fresh, tracker, table, &fr, ts, &found);
+            int rc = new_connection(&core, &fr, ts, &found);
             if (rc < 0)
                 goto out;
             started += rc;
@@ -1790,7 +1861,7 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
             goto out;
         }
         if (moves != NULL && !events) {
-            int rc = after_change(&timers, conn, &limit);
+            int rc = schedule(&core, conn, &limit);
             if (rc < 0) {
                 Py_DECREF(moves);
                 goto out;
@@ -1816,13 +1887,32 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
         result = Py_BuildValue("(inLLLLLdONNL)", reason, i, packets, nbytes, suspicious, odd, started, last_ts,
                                (PyObject *)changed, changes, Py_BuildValue("(ii)", before_c, before_s), offloaded);
 out:
-    Py_XDECREF(table);
-    Py_XDECREF(touched);
-    Py_XDECREF(on_event);
-    Py_XDECREF(tw);
-    Py_XDECREF(timers.timers);
-    Py_XDECREF(timers.idle_dict);
+    core_release(&core);
     return result;
+}
+
+/* in_order(meta, latest) -> int: the latest time (whole microseconds) of a next_batch result's packets when none
+ * is dated before the one read before it (nor before `latest`), else -1 (capture.clock then finds the late ones). */
+static PyObject *py_in_order(PyObject *module, PyObject *args) {
+    Py_buffer meta;
+    long long latest;
+    if (!PyArg_ParseTuple(args, "y*L", &meta, &latest))
+        return NULL;
+    const unsigned char *p = (const unsigned char *)meta.buf;
+    Py_ssize_t count = meta.len / 16;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        uint32_t sec, usec;
+        memcpy(&sec, p + 16 * i, 4);
+        memcpy(&usec, p + 16 * i + 4, 4);
+        long long micro = (long long)sec * 1000000 + usec;
+        if (micro < latest) {
+            latest = -1;
+            break;
+        }
+        latest = micro;
+    }
+    PyBuffer_Release(&meta);
+    return PyLong_FromLongLong(latest);
 }
 
 /* split(data, meta) -> [(ts, frame), ...]: pcapy-ng's next_batch result as the list the engine takes. `meta`
@@ -2560,6 +2650,8 @@ static PyMethodDef module_methods[] = {
     {"decode_frame", py_decode_frame, METH_VARARGS,
      "decode_frame(ts, frame, dlt, verify): the Segment fields the packet loop reads, or None (another shape)."},
     {"split", py_split, METH_VARARGS, "split(data, meta): a next_batch result as a list of (ts, frame)."},
+    {"in_order", py_in_order, METH_VARARGS,
+     "in_order(meta, latest) -> int: a next_batch result's latest time in microseconds if no packet is late, else -1."},
     {"apply", py_apply, METH_VARARGS,
      "apply(conn, segment, from_client) -> transitions: both endpoint machines, the Zeek view and conn.last "
      "(machine.apply_segment + zeek.note_segment)."},
@@ -2567,6 +2659,13 @@ static PyMethodDef module_methods[] = {
     {"split_share", py_split_share, METH_VARARGS,
      "split_share(data, meta, dlt, count, shard) -> (packets, unplaced): split, keeping one shard's share."},
     {"run", py_run, METH_VARARGS, "Feed a batch of Ethernet frames to live connections while nothing else is needed."},
+    {"live_deadline", py_live_deadline, METH_VARARGS,
+     "live_deadline(core, conn) -> float: when a live connection is done (tcp/seam.py's live_deadline)."},
+    {"schedule", py_schedule, METH_VARARGS,
+     "schedule(core, conn) -> bool: after a change: True when both sides are CLOSED, else the handshake pool and "
+     "the timer follow it (tcp/seam.py's schedule)."},
+    {"admit", py_admit, METH_VARARGS, "admit(core, conn): a new connection joins the table (tcp/seam.py's admit)."},
+    {"tidy_due", py_tidy_due, METH_O, "tidy_due(core) -> int: the heap (1) or the pool (2) due for tidying."},
     {"measure_cells", py_measure_cells, METH_VARARGS,
      "measure_cells(row, widths) -> cells: widths (int64 buffer, one per column) grows to the row's tab-separated "
      "cells' lengths."},
@@ -2611,15 +2710,13 @@ PyMODINIT_FUNC PyInit__core(void) {
     Py_DECREF(heapq);
     if (heappush == NULL)
         return NULL;
-    PyObject **more[] = {&s_config, &s_max_conns, &s_next_id, &s_shard, &s_shard_count, &s_evict_one, &s_append};
-    const char *more_texts[] = {"config", "max_conns", "_next_id", "shard", "shard_count", "_evict_one", "append"};
-    for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
-        if ((*more[i] = PyUnicode_InternFromString(more_texts[i])) == NULL)
-            return NULL;
-    PyObject **attrs[] = {&s_table, &s_touched, &s_on_event, &s_handshakes, &s_timers, &s_tw_hold, &s_idle,
-                          &s_latest};
-    const char *attr_texts[] = {"table", "touched", "on_event", "_handshakes", "_timers", "_tw_hold", "_idle",
-                                "latest"};
+    /* the public names of tcp/seam.py's CoreState, and deque.append */
+    PyObject **attrs[] = {&s_table, &s_timers, &s_handshakes, &s_touched, &s_next_id, &s_latest, &s_events,
+                          &s_max_conns, &s_shard, &s_shard_count, &s_tw_hold, &s_idle, &s_timer_slack,
+                          &s_pool_slack, &s_make_room, &s_append};
+    const char *attr_texts[] = {"table", "timers", "handshakes", "touched", "next_id", "latest", "events",
+                                "max_conns", "shard", "shard_count", "tw_hold", "idle", "timer_slack",
+                                "pool_slack", "make_room", "append"};
     for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++)
         if ((*attrs[i] = PyUnicode_InternFromString(attr_texts[i])) == NULL)
             return NULL;
@@ -2635,8 +2732,7 @@ PyMODINIT_FUNC PyInit__core(void) {
     if (PyModule_AddObjectRef(m, "Side", (PyObject *)&SideType) < 0 ||
         PyModule_AddObjectRef(m, "Connection", (PyObject *)&ConnType) < 0 ||
         PyModule_AddIntConstant(m, "STOP_END", STOP_END) < 0 || PyModule_AddIntConstant(m, "STOP_SLOW", STOP_SLOW) < 0 ||
-        PyModule_AddIntConstant(m, "STOP_TIME", STOP_TIME) < 0 || PyModule_AddIntConstant(m, "TIMER_SLACK", TIMER_SLACK) < 0 ||
-        PyModule_AddIntConstant(m, "POOL_SLACK", POOL_SLACK) < 0 ||
+        PyModule_AddIntConstant(m, "STOP_TIME", STOP_TIME) < 0 ||
         PyModule_AddIntConstant(m, "STOP_CHANGED", STOP_CHANGED) < 0 ||
         PyModule_AddIntConstant(m, "UNPLACED", UNPLACED) < 0) {
         Py_DECREF(m);

@@ -142,10 +142,10 @@ class Engine:
             due = tracker.next_timer()
             if name_frames is None:
                 reason, index, packets, frame_bytes, suspicious, odd, started, last_ts, conn, changes, before, \
-                    offloaded = run(batch, index, limit if limit < due else due, tracker, verify, dlt, offload)
+                    offloaded = run(batch, index, limit if limit < due else due, tracker.core, verify, dlt, offload)
             else:
                 reason, index, packets, frame_bytes, suspicious, odd, started, last_ts, conn, changes, before, \
-                    offloaded = run(batch, index, limit if limit < due else due, tracker, verify, dlt, offload,
+                    offloaded = run(batch, index, limit if limit < due else due, tracker.core, verify, dlt, offload,
                                     name_frames)
                 if name_frames:
                     self.names.take_frames(name_frames)  # type: ignore[union-attr]

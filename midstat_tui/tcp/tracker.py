@@ -14,22 +14,21 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from midstat_tui.decode.segment import ACK, FIN, RST, SYN, IcmpError, Segment
-from midstat_tui.tcp import zeek
+from midstat_tui.tcp import seam, zeek
 from midstat_tui.tcp.connection import COMPILED, Connection, PyConnection, _core
 from midstat_tui.tcp.machine import apply_icmp_unreachable, apply_segment
+from midstat_tui.tcp.seam import POOL_SLACK, TIDY_POOL, TIDY_TIMERS, TIMER_SLACK, CoreState
 from midstat_tui.tcp.states import (
     CLOSED,
     DEFAULT_IDLE_TIMEOUTS,
     ESTABLISHED,
     NAMES,
-    SYN_RCVD,
     SYN_SENT,
     TIME_WAIT,
 )
 
 END_REASONS = ("closed", "reset", "time_wait_expired", "idle_timeout", "port_reuse", "evicted", "bad_flags")
-TIMER_SLACK = 4096  # stale timer entries tolerated beyond half the table's size before the heap is rebuilt
-POOL_SLACK = 4096  # stale handshake-pool entries tolerated beyond the table's size before the pool is rebuilt
+__all__ = ["POOL_SLACK", "TIMER_SLACK", "Tracker", "TrackerConfig", "TrackerStats"]
 EVICTION_SAMPLE = 64  # when only established connections are left: how many of the oldest are looked at
 # A repeat of the ended connection's own SYN (same ISN) this soon after a RST or ICMP error ended it was in
 # flight while the abort travelled the other way: it is counted on the ended connection, not a new attempt.
@@ -67,7 +66,6 @@ class TrackerStats:
     end_reasons: dict[str, int] = field(default_factory=dict)
 
 
-_OPENING = frozenset({SYN_SENT, SYN_RCVD, CLOSED})
 _PORT = tuple(port.to_bytes(2, "big") for port in range(65536))  # a port's two bytes, made once
 
 
@@ -79,11 +77,6 @@ def bogus_flags(flags: int) -> bool:
     if flags & FIN and flags & RST:
         return True
     return not flags & (SYN | RST | ACK)
-
-
-def _in_handshake(conn: Connection) -> bool:
-    """Is either side short of ESTABLISHED (or beyond it) yet? Such entries are evicted before established ones."""
-    return conn.c.state in _OPENING or conn.s.state in _OPENING
 
 
 def _last_seen(conn: Connection) -> float:
@@ -126,16 +119,24 @@ class Tracker:
         self.compiled = COMPILED if compiled is None else compiled and _core is not None
         self._connection = _core.Connection if self.compiled else PyConnection
         self._apply = _core.apply if self.compiled else _apply_python
+        # the rules the compiled loop shares (tcp/seam.py): the core's versions on the compiled engine's Python path
+        rules = _core if self.compiled else seam
+        self._live_deadline = rules.live_deadline
+        self._schedule = rules.schedule
+        self._admit = rules.admit
+        self._tidy_due = rules.tidy_due
         self.config = config or TrackerConfig()
         self.shard = shard
         self.shard_count = shard_count
-        self.on_event = on_event
+        # all the compiled packet loop sees of this tracker (tcp/seam.py, docs/compiled-core.md)
+        self.core = CoreState(self.config.max_conns, shard, shard_count, self.config.time_wait,
+                              self.config.idle_timeouts, self.evict_one)
+        self.on_event = on_event  # (a property: the compiled loop reads `core.events`)
         self.on_remove: Callable[[Connection], None] | None = None  # a connection left the table for good
         self.on_end: Callable[[Connection], None] | None = None  # a connection ended (export.flows: its record)
         # the capturing host's own addresses when their checksums are left to the NIC (ChecksumPolicy): a segment
         # they sent with a checksum that does not verify is tracked (and counted as offloaded), not dropped
         self.offload_sources: frozenset[bytes] = frozenset()
-        self.table: dict[bytes, Connection] = {}
         # the eviction order's first two classes, oldest first: ended connections still lingering, then live ones
         # whose handshake is not complete on both sides (SYN floods and scans live here; conntrack's non-assured).
         # The ended ones: an OrderedDict (a plain dict emptied from the front makes finding its first entry ever
@@ -143,25 +144,54 @@ class Tracker:
         # whether a connection still belongs there, so that leaving it is clearing a flag (8 bytes an entry, not an
         # ordered dictionary's hundred: under a SYN flood every entry of a full table is one). Stale keys are
         # skipped when they come up and dropped when the pool is rebuilt.
+        # (The handshake pool is `core.handshakes`.)
         self._ended: OrderedDict[bytes, Connection] = OrderedDict()
-        self._handshakes: deque[bytes] = deque()
         self.stats = TrackerStats()
         self.now = 0.0
-        # The latest packet time seen. A packet dated before it (a clock stepped back, captures merged out of order)
-        # is counted (`time_backwards`) and dated at it instead: no duration, RTT or deadline runs backwards.
-        # Not `now`, which a live capture moves on the wall clock, ahead of the packets' own times.
-        self.latest = -math.inf
-        # (deadline, key): an entry names its connection rather than holding it, so the entries a flood's
-        # evictions leave behind keep no connection alive. An entry whose time is not its connection's deadline
-        # is stale and skipped; one that names a newer connection on the same key is harmless (the deadline is
-        # computed afresh before anything ends).
-        self._timers: list[tuple[float, bytes]] = []
-        self._next_id = 0
-        self._tw_hold = self.config.time_wait
-        self._idle = self.config.idle_timeouts
+        # The latest packet time seen (`latest`, kept in `core`): a packet dated before it (a clock stepped back,
+        # captures merged out of order) is counted (`time_backwards`) and dated at it instead: no duration, RTT or
+        # deadline runs backwards. Not `now`, which a live capture moves on the wall clock, ahead of the packets'.
+        # The timers (`core.timers`), (deadline, key): an entry names its connection rather than holding it, so
+        # the entries a flood's evictions leave behind keep no connection alive. An entry whose time is not its
+        # connection's deadline is stale and skipped; one that names a newer connection on the same key is
+        # harmless (the deadline is computed afresh before anything ends).
         # change tracking for the faces that keep their own copy of the table (the TUI): off unless asked for
-        self.touched: set[Connection] | None = None
+        # (`touched`, kept in `core`; `removed`: the ids of the connections that left the table)
         self.removed: list[int] | None = None
+
+    # the structures the compiled loop shares live in `core`; these are their names on the tracker
+    @property
+    def table(self) -> dict[bytes, Connection]:
+        return self.core.table
+
+    @table.setter
+    def table(self, value: dict[bytes, Connection]) -> None:
+        self.core.table = value
+
+    @property
+    def touched(self) -> set[Connection] | None:
+        return self.core.touched
+
+    @touched.setter
+    def touched(self, value: set[Connection] | None) -> None:
+        self.core.touched = value
+
+    @property
+    def latest(self) -> float:
+        return self.core.latest
+
+    @latest.setter
+    def latest(self, value: float) -> None:
+        self.core.latest = value
+
+    @property
+    def on_event(self) -> EventSink | None:
+        return self._on_event
+
+    @on_event.setter
+    def on_event(self, value: EventSink | None) -> None:
+        self._on_event = value
+        self.core.events = value is not None
 
     def track_changes(self) -> None:
         """From now on, record which connections changed (`touched`) and which left the table (`removed`)."""
@@ -196,18 +226,19 @@ class Tracker:
 
     # -- the per-packet path ------------------------------------------------------------------------------------
     def segment(self, seg: Segment) -> Connection | None:
+        core = self.core
         ts = seg.ts
-        if ts < self.latest:
+        if ts < core.latest:
             self.stats.time_backwards += 1
-            seg.ts = ts = self.latest
+            seg.ts = ts = core.latest
         else:
-            self.latest = ts
+            core.latest = ts
         if ts > self.now:
             self.advance(ts)
         stats = self.stats
         stats.segments += 1
         key = self.key_of(seg.vlan, seg.src, seg.sport, seg.dst, seg.dport)
-        conn = self.table.get(key)
+        conn = core.table.get(key)
         flags = seg.flags
         bogus = bogus_flags(flags)
         pure_syn = (flags & (SYN | ACK | RST)) == SYN and not bogus
@@ -247,13 +278,13 @@ class Tracker:
             self.changed(conn, changes, states_before, ts)
         if conn.deadline == math.inf:  # a new connection that its first packet did not move
             conn.deadline = self._deadline(conn)
-            heapq.heappush(self._timers, (conn.deadline, key))
+            heapq.heappush(core.timers, (conn.deadline, key))
         if conn.suspicious_rst > suspicious_before:
             stats.suspicious_rst += 1
         if conn.odd_rst > odd_before:
             stats.odd_rst += 1
-        if self.touched is not None:
-            self.touched.add(conn)
+        if core.touched is not None:
+            core.touched.add(conn)
         return conn
 
     def changed(self, conn: Connection, changes: list[tuple], states_before: tuple[int, int], ts: float) -> None:
@@ -339,10 +370,11 @@ class Tracker:
 
     def _new(self, seg: Segment, key: bytes, pure_syn: bool, bogus: bool = False) -> Connection:
         stats = self.stats
-        if len(self.table) >= self.config.max_conns:
-            self._evict_one(seg.ts)
-        self._next_id += 1
-        conn_id = self._next_id * self.shard_count + self.shard
+        core = self.core
+        if len(core.table) >= core.max_conns:
+            self.evict_one(seg.ts)
+        core.next_id += 1
+        conn_id = core.next_id * self.shard_count + self.shard
         if pure_syn or bogus:
             client_is_sender = True
         else:
@@ -366,18 +398,14 @@ class Tracker:
                 conn.s.state = ESTABLISHED
         if conn.flipped:
             conn.history = "^"
-        self.table[key] = conn
-        if _in_handshake(conn):
-            handshakes = self._handshakes
-            if len(handshakes) > 2 * len(self.table) + POOL_SLACK:
-                self._handshakes = handshakes = deque(k for k in handshakes if self._pooled(k))
-            handshakes.append(key)
-            conn.pooled = True
+        # into the table and the handshake pool, no timer entry yet: its first packet decides its deadline
+        # (`segment` schedules it once applied)
+        self._admit(core, conn)
         stats.started += 1
-        # no timer entry yet: its first packet decides its deadline (`segment` schedules it once applied)
-        conn.deadline = math.inf
-        table_size = len(self.table)
-        if len(self._timers) > table_size + (table_size >> 1) + TIMER_SLACK:
+        due = self._tidy_due(core)
+        if due & TIDY_POOL:
+            core.handshakes = deque(k for k in core.handshakes if self._pooled(k))
+        if due & TIDY_TIMERS:
             self._compact_timers()
         if self.on_event is not None:
             self.on_event("start", conn, None, None)
@@ -388,48 +416,38 @@ class Tracker:
         evictions leave one behind per new connection, long before its time comes."""
         # the entries that are their connection's own are kept as they are (no new tuples: under a flood this runs
         # at a million connections, and a fresh list of fresh entries would double the heap's memory for a moment)
-        table = self.table
-        self._timers = [entry for entry in self._timers
-                        if (conn := table.get(entry[1])) is not None and conn.deadline == entry[0]]
-        heapq.heapify(self._timers)
+        core = self.core
+        table = core.table
+        core.timers = [entry for entry in core.timers
+                       if (conn := table.get(entry[1])) is not None and conn.deadline == entry[0]]
+        heapq.heapify(core.timers)
 
     # -- ends, timers, eviction ---------------------------------------------------------------------------
     def _after_change(self, conn: Connection, ts: float) -> None:
-        c, s = conn.c.state, conn.s.state
-        if c == CLOSED and s == CLOSED:
+        if conn.ended is not None:
+            return  # its timer is the end's (`_end` set it)
+        if self._schedule(self.core, conn):  # both sides CLOSED: the timer is the end's
             self._end(conn, "reset" if conn.rst_by else "closed", ts)
-        elif conn.pooled and not _in_handshake(conn):
-            conn.pooled = False
-        deadline = self._deadline(conn)
-        if deadline < conn.deadline:
-            conn.deadline = deadline
-            heapq.heappush(self._timers, (deadline, conn.key))
 
     def _deadline(self, conn: Connection) -> float:
         if conn.ended is not None:
             return (conn.end_ts or conn.last) + self.config.linger
-        return max(self._side_done(conn, conn.c), self._side_done(conn, conn.s))
-
-    def _side_done(self, conn: Connection, side) -> float:
-        state = side.state
-        if state == TIME_WAIT:
-            return (side.tw_since or conn.last) + self._tw_hold
-        if state == CLOSED:
-            return 0.0
-        return conn.last + self._idle.get(state, 0.0)
+        return self._live_deadline(self.core, conn)
 
     def next_timer(self) -> float:
         """When the earliest timer entry is due (it may be a stale one: then nothing happens then), or inf."""
-        return self._timers[0][0] if self._timers else math.inf
+        timers = self.core.timers
+        return timers[0][0] if timers else math.inf
 
     def advance(self, now: float) -> None:
         """Run every timer due at or before `now` (packet time for files, the clock when live)."""
         if now > self.now:
             self.now = now
-        timers = self._timers
+        timers = self.core.timers
+        table = self.core.table
         while timers and timers[0][0] <= now:
             when, key = heapq.heappop(timers)
-            conn = self.table.get(key)
+            conn = table.get(key)
             if conn is None or when != conn.deadline:
                 continue  # stale entry: the connection left the table or moved its deadline
             if conn.ended is not None:
@@ -463,7 +481,7 @@ class Tracker:
         if self.on_end is not None:
             self.on_end(conn)
         conn.deadline = self._deadline(conn)
-        heapq.heappush(self._timers, (conn.deadline, conn.key))
+        heapq.heappush(self.core.timers, (conn.deadline, conn.key))
 
     def _remove(self, conn: Connection) -> None:
         key = conn.key
@@ -484,14 +502,15 @@ class Tracker:
         conn = self.table.get(key)
         return conn is not None and conn.pooled
 
-    def _evict_one(self, ts: float) -> None:
+    def evict_one(self, ts: float) -> None:
         """Make room: the oldest ended connection, else the oldest incomplete handshake, else the longest idle
-        among the oldest entries. An established connection goes only when nothing else is left."""
+        among the oldest entries. An established connection goes only when nothing else is left. (The compiled
+        loop calls it as `core.make_room` when the table is full.)"""
         best = None
         if self._ended:
             best = next(iter(self._ended.values()))
         else:
-            handshakes = self._handshakes
+            handshakes = self.core.handshakes
             while handshakes and not self._pooled(handshakes[0]):
                 handshakes.popleft()
             if handshakes:

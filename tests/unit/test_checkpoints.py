@@ -23,7 +23,7 @@ def _state(engine: Engine) -> tuple:
     tracker = engine.tracker
     rows = {key: row_of(conn) for key, conn in tracker.table.items()}
     stats = {k: v for k, v in engine.stats().items() if k != "hints"}
-    return rows, stats, list(tracker._ended), sorted(tracker._timers), list(tracker._handshakes)
+    return rows, stats, list(tracker._ended), sorted(tracker.core.timers), list(tracker.core.handshakes)
 
 
 @pytest.mark.parametrize("compiled", [False, True] if COMPILED_AVAILABLE else [False])

@@ -403,7 +403,7 @@ def test_evicted_connections_do_not_stay_behind_in_the_timer_heap():
     tracker = Tracker(TrackerConfig(max_conns=100))
     for i in range(3 * TIMER_SLACK):
         Flow(tracker, client=(f"172.16.{i // 250 % 250}.{i % 250 + 1}", 1024 + i % 60000)).c("S")
-        assert len(tracker._timers) <= 1.5 * len(tracker.table) + TIMER_SLACK + 1
+        assert len(tracker.core.timers) <= 1.5 * len(tracker.table) + TIMER_SLACK + 1
     assert len(tracker.table) == 100
     tracker.advance(tracker.now + 1e6)
     assert not tracker.table and tracker.stats.ended == tracker.stats.started

@@ -70,7 +70,7 @@ def test_arbitrary_segments_keep_the_books_balanced(packets, max_conns):
     assert {k: c for k, c in tracker.table.items() if c.ended is not None} == tracker._ended
     opening = {k: c for k, c in tracker.table.items() if c.ended is None and (
         c.c.state in (CLOSED, SYN_SENT, SYN_RCVD) or c.s.state in (CLOSED, SYN_SENT, SYN_RCVD))}
-    pool = {k: tracker.table[k] for k in tracker._handshakes if tracker._pooled(k)}
+    pool = {k: tracker.table[k] for k in tracker.core.handshakes if tracker._pooled(k)}
     assert opening == pool
     assert {k for k, c in tracker.table.items() if c.pooled} == set(pool)  # a pooled connection's key is there
     live_per_key = Counter(c.key for c in started if c.ended is None)
