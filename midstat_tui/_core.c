@@ -2527,6 +2527,299 @@ static PyObject *py_lay_out(PyObject *module, PyObject *args) {
     return out;
 }
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * IPFIX data records (export/flows.py, export/ipfix.py): one connection's record, in the "rfc5103" template's
+ * order, written straight from the connection struct, so exporting costs the tracking no Python objects per record.
+ *
+ * export/ipfix.py's encode_record (with export/flows.py's FlowExporter._export_python) is the reference; the
+ * unit tests check that both give the same bytes for every connection of the project's captures. The record's
+ * state between two records of one connection (its counters then, that record's end, when it went out) is kept in
+ * the caller's dict, id -> 80 bytes (8 counters, two doubles).
+ * ------------------------------------------------------------------------------------------------------------ */
+
+#define IPFIX_DONE_SIZE (8 * 8 + 8 + 8)
+#define IPFIX_NO_RTT 0xFFFFFFFFull
+
+enum { IPFIX_MIDSTREAM = 1, IPFIX_SUSPICIOUS_RST = 2, IPFIX_ODD_RST = 4, IPFIX_FLIPPED = 8 };
+
+/* Zeek's conn_state (tcp/zeek.py conn_state) */
+static const char *zeek_conn_state(const ConnObject *conn) {
+    int o = conn->c->zstate, r = conn->s->zstate;
+    int o_inactive = o == Z_INACTIVE || o == Z_PARTIAL, r_inactive = r == Z_INACTIVE || r == Z_PARTIAL;
+    if (r == Z_RESET) {
+        if (o == Z_SYN_SENT || o == Z_SYN_ACK_SENT || (o == Z_RESET && conn->c->payload == 0 && conn->s->payload == 0))
+            return "REJ";
+        return o_inactive ? "RSTRH" : "RSTR";
+    }
+    if (o == Z_RESET) {
+        if (r_inactive) {
+            /* ^\^?S[^HAFGIQ]*R */
+            const char *h = conn->hist ? conn->hist : "";
+            uint32_t n = conn->hist ? conn->hist_len : 0, i = 0;
+            if (i < n && h[i] == '^')
+                i++;
+            if (i < n && h[i] == 'S') {
+                for (i++; i < n; i++) {
+                    if (h[i] == 'R')
+                        return "RSTOS0";
+                    if (strchr("HAFGIQ", h[i]) != NULL)
+                        break;
+                }
+            }
+            return "OTH";
+        }
+        return "RSTO";
+    }
+    if (o == Z_CLOSED && r == Z_CLOSED)
+        return "SF";
+    if (o == Z_CLOSED)
+        return r_inactive ? "SH" : "S2";
+    if (r == Z_CLOSED)
+        return o_inactive ? "SHR" : "S3";
+    if (o == Z_SYN_SENT && r == Z_INACTIVE)
+        return "S0";
+    if (o == Z_ESTABLISHED && r == Z_ESTABLISHED)
+        return "S1";
+    return "OTH";
+}
+
+/* the TCP flags each Zeek history letter stands for (export/flows.py _LETTER_FLAGS) */
+static unsigned char history_letter_flags(char lower) {
+    switch (lower) {
+    case 's': case 'q': return SYN;
+    case 'h': return SYN | ACK;
+    case 'a': case 'd': return ACK;
+    case 'f': return FIN;
+    case 'r': return RST;
+    case 'i': return FIN | RST;
+    default: return 0;
+    }
+}
+
+static inline unsigned char *ip_be16(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+    return p + 2;
+}
+static inline unsigned char *ip_be32(unsigned char *p, uint32_t v) {
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)v;
+    return p + 4;
+}
+static inline unsigned char *ip_be64(unsigned char *p, uint64_t v) {
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)v;
+    return p + 8;
+}
+static inline unsigned char *ip_text(unsigned char *p, const char *s, size_t n) {
+    if (n > 254)
+        n = 254;
+    *p++ = (unsigned char)n;
+    memcpy(p, s, n);
+    return p + n;
+}
+/* int(v) of a non-negative double, clamped to an unsigned element's range (ipfix._u) */
+static inline uint64_t ip_clamp(double v, uint64_t top) {
+    if (!(v >= 1.0))  /* (NaN too) */
+        return 0;
+    if (v >= 18446744073709551615.0 || (uint64_t)v > top)
+        return top;
+    return (uint64_t)v;
+}
+
+/* one record; `out` holds at least 2 * 16 + 61 + 4 * 255 + 38 bytes. Returns its length, or -1 (an odd value:
+ * the Python encoder's business). */
+static Py_ssize_t ipfix_encode(const ConnObject *conn, int reason, double start, const uint64_t *delta,
+                               unsigned char *out) {
+    const SideObject *c = conn->c, *s = conn->s;
+    if (c->state >= N_STATES || s->state >= N_STATES || conn->c_addr_len != conn->s_addr_len ||
+        (conn->c_addr_len != 4 && conn->c_addr_len != 16))
+        return -1;
+    long vlan = 0;
+    if (PyTuple_Check(conn->vlan) && PyTuple_GET_SIZE(conn->vlan) > 0) {
+        vlan = PyLong_AsLong(PyTuple_GET_ITEM(conn->vlan, 0));
+        if (vlan == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return -1;
+        }
+    } else if (conn->vlan != Py_None && !PyTuple_Check(conn->vlan)) {
+        return -1;
+    }
+    unsigned char flags_c = 0, flags_s = 0;
+    for (uint32_t i = 0; i < conn->hist_len; i++) {
+        char letter = conn->hist[i];
+        if (letter >= 'A' && letter <= 'Z')
+            flags_c |= history_letter_flags((char)(letter - 'A' + 'a'));
+        else
+            flags_s |= history_letter_flags(letter);
+    }
+    double last = conn->last, end = last >= start ? last : start;
+    unsigned char *p = out;
+    memcpy(p, conn->c_addr, conn->c_addr_len);
+    p += conn->c_addr_len;
+    memcpy(p, conn->s_addr, conn->s_addr_len);
+    p += conn->s_addr_len;
+    p = ip_be16(p, conn->c_port);
+    p = ip_be16(p, conn->s_port);
+    *p++ = 6;
+    p = ip_be16(p, (uint32_t)(vlan & 0xFFF));
+    p = ip_be64(p, ip_clamp(start * 1000.0 + 0.5, UINT64_MAX));
+    p = ip_be64(p, ip_clamp(end * 1000.0 + 0.5, UINT64_MAX));
+    p = ip_be64(p, delta[2]);  /* octets c2s, packets c2s, octets s2c, packets s2c */
+    p = ip_be64(p, delta[0]);
+    p = ip_be64(p, delta[3]);
+    p = ip_be64(p, delta[1]);
+    *p++ = flags_s;            /* reverseTcpControlBits first (export/ipfix.py _COUNTERS_5103) */
+    *p++ = flags_c;
+    *p++ = (unsigned char)reason;
+    p = ip_text(p, STATE_NAMES[c->state], strlen(STATE_NAMES[c->state]));
+    p = ip_text(p, STATE_NAMES[s->state], strlen(STATE_NAMES[s->state]));
+    const char *zeek = zeek_conn_state(conn);
+    p = ip_text(p, zeek, strlen(zeek));
+    p = ip_text(p, conn->hist ? conn->hist : "", conn->hist ? conn->hist_len : 0);
+    p = ip_be32(p, isnan(conn->rtt_client) ? IPFIX_NO_RTT
+                                           : (uint32_t)ip_clamp(conn->rtt_client * 1e6 + 0.5, IPFIX_NO_RTT));
+    p = ip_be32(p, isnan(conn->rtt_server) ? IPFIX_NO_RTT
+                                           : (uint32_t)ip_clamp(conn->rtt_server * 1e6 + 0.5, IPFIX_NO_RTT));
+    p = ip_be64(p, delta[6]);
+    p = ip_be64(p, delta[7]);
+    p = ip_be64(p, delta[4]);
+    p = ip_be64(p, delta[5]);
+    *p++ = (unsigned char)((conn->midstream ? IPFIX_MIDSTREAM : 0) | (conn->suspicious_rst ? IPFIX_SUSPICIOUS_RST : 0) |
+                           (conn->odd_rst ? IPFIX_ODD_RST : 0) | (conn->flipped ? IPFIX_FLIPPED : 0));
+    p = ip_be16(p, (uint32_t)(conn->shard & 0xFFFF));
+    return p - out;
+}
+
+/* the record of one connection since its previous one: (now, is IPv4, bytes), None (nothing new and not
+ * `always`), or NotImplemented (a value the Python encoder must take) */
+static PyObject *ipfix_one(ConnObject *conn, int reason, double now, int always, PyObject *done) {
+    const SideObject *c = conn->c, *s = conn->s;
+    uint64_t counts[8] = {c->packets, s->packets, c->ip_bytes, s->ip_bytes, c->payload, s->payload,
+                          c->retrans_bytes, s->retrans_bytes};
+    uint64_t before[8] = {0};
+    double start = conn->first;
+    PyObject *key = PyLong_FromLongLong(conn->id);
+    if (key == NULL)
+        return NULL;
+    PyObject *previous = PyDict_GetItemWithError(done, key);  /* borrowed */
+    if (previous == NULL && PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    if (previous != NULL) {
+        if (!PyBytes_CheckExact(previous) || PyBytes_GET_SIZE(previous) != IPFIX_DONE_SIZE) {
+            Py_DECREF(key);
+            PyErr_SetString(PyExc_TypeError, "ipfix_record: a done entry is not the compiled core's");
+            return NULL;
+        }
+        const char *data = PyBytes_AS_STRING(previous);
+        memcpy(before, data, sizeof before);
+        memcpy(&start, data + 64, sizeof start);
+        if (!always && memcmp(before, counts, sizeof counts) == 0) {
+            Py_DECREF(key);
+            Py_RETURN_NONE;
+        }
+    }
+    uint64_t delta[8];
+    for (int i = 0; i < 8; i++)
+        delta[i] = counts[i] >= before[i] ? counts[i] - before[i] : 0;
+    unsigned char out[2 * 16 + 61 + 4 * 255 + 38 + 16];
+    Py_ssize_t size = ipfix_encode(conn, reason, start, delta, out);
+    if (size < 0) {
+        Py_DECREF(key);
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    double last = conn->last, end = last >= start ? last : start;
+    char state[IPFIX_DONE_SIZE];
+    memcpy(state, counts, sizeof counts);
+    memcpy(state + 64, &end, sizeof end);
+    memcpy(state + 72, &now, sizeof now);
+    PyObject *entry = PyBytes_FromStringAndSize(state, IPFIX_DONE_SIZE);
+    PyObject *record = entry ? PyBytes_FromStringAndSize((const char *)out, size) : NULL;
+    int failed = record == NULL || PyDict_SetItem(done, key, entry) < 0;
+    Py_DECREF(key);
+    Py_XDECREF(entry);
+    if (failed) {
+        Py_XDECREF(record);
+        return NULL;
+    }
+    PyObject *item = Py_BuildValue("(dON)", now, conn->c_addr_len == 4 ? Py_True : Py_False, record);
+    return item;
+}
+
+static PyObject *py_ipfix_record(PyObject *module, PyObject *args) {
+    PyObject *obj, *done;
+    int reason, always;
+    double now;
+    if (!PyArg_ParseTuple(args, "O!idpO!", &ConnType, &obj, &reason, &now, &always, &PyDict_Type, &done))
+        return NULL;
+    return ipfix_one((ConnObject *)obj, reason, now, always, done);
+}
+
+/* the active-timeout sweep (FlowExporter.tick): for each open connection that started before `cutoff` and whose
+ * last record went out before it (or none did), its record with flowEndReason `reason`; a list of the records
+ * (and of the connections the Python encoder must take, as themselves) */
+static PyObject *py_ipfix_sweep(PyObject *module, PyObject *args) {
+    PyObject *conns, *done;
+    int reason;
+    double now, cutoff;
+    if (!PyArg_ParseTuple(args, "OddiO!", &conns, &now, &cutoff, &reason, &PyDict_Type, &done))
+        return NULL;
+    PyObject *out = PyList_New(0), *it = PyObject_GetIter(conns), *item;
+    if (out == NULL || it == NULL)
+        goto fail;
+    while ((item = PyIter_Next(it)) != NULL) {
+        PyObject *made = NULL;
+        if (!PyObject_TypeCheck(item, &ConnType)) {
+            made = Py_NewRef(item);
+        } else {
+            ConnObject *conn = (ConnObject *)item;
+            if (conn->ended != Py_None || conn->first > cutoff) {
+                Py_DECREF(item);
+                continue;
+            }
+            PyObject *key = PyLong_FromLongLong(conn->id);
+            if (key == NULL) {
+                Py_DECREF(item);
+                goto fail;
+            }
+            PyObject *previous = PyDict_GetItemWithError(done, key);
+            Py_DECREF(key);
+            if (previous == NULL && PyErr_Occurred()) {
+                Py_DECREF(item);
+                goto fail;
+            }
+            double sent = -INFINITY;
+            if (previous != NULL && PyBytes_CheckExact(previous) && PyBytes_GET_SIZE(previous) == IPFIX_DONE_SIZE)
+                memcpy(&sent, PyBytes_AS_STRING(previous) + 72, sizeof sent);
+            if (previous == NULL || sent <= cutoff) {
+                made = ipfix_one(conn, reason, now, 0, done);
+                if (made == Py_NotImplemented)
+                    Py_SETREF(made, Py_NewRef(item));
+            }
+        }
+        Py_DECREF(item);
+        if (made == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            continue;
+        }
+        int failed = made != Py_None && PyList_Append(out, made) < 0;
+        Py_DECREF(made);
+        if (failed)
+            goto fail;
+    }
+    if (PyErr_Occurred())
+        goto fail;
+    Py_DECREF(it);
+    return out;
+fail:
+    Py_XDECREF(it);
+    Py_XDECREF(out);
+    return NULL;
+}
+
 static PyMethodDef module_methods[] = {
     {"decode_frame", py_decode_frame, METH_VARARGS,
      "decode_frame(ts, frame, dlt, verify): the Segment fields the packet loop reads, or None (another shape)."},
@@ -2550,6 +2843,12 @@ static PyMethodDef module_methods[] = {
     {"record_json", py_record_json, METH_VARARGS,
      "record_json(conn, zeek_state) -> str: the connection's record as compact JSON (engine.views.FIELDS), the "
      "bytes json would write; None if a value needs the Python encoder."},
+    {"ipfix_record", py_ipfix_record, METH_VARARGS,
+     "ipfix_record(conn, reason, now, always, done) -> (now, is IPv4, bytes) | None | NotImplemented: the "
+     "connection's IPFIX data record since its previous one (export/flows.py), as the rfc5103 template lays it out."},
+    {"ipfix_sweep", py_ipfix_sweep, METH_VARARGS,
+     "ipfix_sweep(conns, now, cutoff, reason, done) -> list: the active-timeout records of the open connections "
+     "(a connection itself where the Python encoder must take it)."},
     {NULL},
 };
 

@@ -1,6 +1,6 @@
 """Where IPFIX messages go: a collector over UDP or TCP, from a thread of its own behind a bounded queue.
 
-The tracking never waits for the collector: `offer` puts a record in the queue or, when the queue is full (the
+The tracking never waits for the collector: `offer` puts an encoded record in the queue or, when the queue is full (the
 collector is down or slower than the traffic), drops it and counts it. The thread packs records into messages
 (export.ipfix), numbers them (one sequence stream per observation domain and transport session) and sends them;
 on UDP the templates lead the first message and are sent again every `template_refresh` seconds (RFC 7011
@@ -82,12 +82,10 @@ class Sender:
     """One exporting process's transport: a queue, a thread, a socket."""
 
     def __init__(self, collector: Collector, domain: int, *, source: str | None = None,
-                 queue_size: int = QUEUE_RECORDS, template_refresh: float = 600.0,
-                 layout: str = "rfc5103") -> None:
+                 queue_size: int = QUEUE_RECORDS, template_refresh: float = 600.0) -> None:
         self.collector = collector
         self.domain = domain
         self.source = source
-        self.layout = layout
         self.template_refresh = template_refresh
         self.family, self.address = resolve(collector)
         self.sent = 0           # records the socket took
@@ -96,25 +94,27 @@ class Sender:
         self.error: str | None = None  # the last send error, said in the status
         # the queue: appended to by the tracking, emptied by the thread (deque operations are atomic); the
         # thread looks every POLL seconds, or at once when a batch is waiting
-        self._queue: deque[tuple[float, ipfix.FlowRecord]] = deque()
+        # (export time, is IPv4, the data record's bytes: ipfix.encode_record or _core.ipfix_record)
+        self._queue: deque[tuple[float, bool, bytes]] = deque()
         self._limit = queue_size
         self._wake = threading.Event()
         self._closing_asked = False
         self._sequence = 0
         self._sock: socket.socket | None = None
         self._templates_at = -float("inf")
-        self._templates = ipfix.template_set(layout)
+        self._templates = ipfix.template_set()
         self._thread = threading.Thread(target=self._run, name="midstat-ipfix", daemon=True)
         self._thread.start()
 
     # -- the tracking side -------------------------------------------------------------------------------------
-    def offer(self, export_time: float, record: ipfix.FlowRecord) -> None:
+    def offer(self, export_time: float, v4: bool, record: bytes) -> None:
+        """One data record (its bytes, in the rfc5103 template's order), sent at `export_time` (seconds)."""
         items = self._queue
         size = len(items)
         if size >= self._limit:
             self.dropped += 1
             return
-        items.append((export_time, record))
+        items.append((export_time, v4, record))
         if size == BATCH:  # a batch is waiting: wake the thread now (else it looks every POLL seconds anyway;
             self._wake.set()  # waking it for each record would hand the interpreter lock over for each)
 
@@ -173,15 +173,14 @@ class Sender:
         self._sock = sock
         return True
 
-    def _send(self, pending: list[tuple[float, ipfix.FlowRecord]]) -> None:
+    def _send(self, pending: list[tuple[float, bool, bytes]]) -> None:
         if self._closing or not self._connect():
             self.dropped += len(pending)
             if not self._closing:
                 time.sleep(1.0)  # a collector that refuses: try again in a second, dropping meanwhile
             return
-        layout = self.layout
-        encoded = [(len(r.c_addr) == 4, ipfix.encode_record(r, layout)) for _, r in pending]
-        export_time = int(max(t for t, _ in pending))
+        encoded = [(v4, record) for _, v4, record in pending]
+        export_time = int(max(t for t, _, _ in pending))
         now = time.monotonic()
         templates = None
         if now - self._templates_at >= self.template_refresh and not (self.collector.tcp and self.messages):
