@@ -2820,6 +2820,48 @@ fail:
     return NULL;
 }
 
+/* the metrics' gauge of open connections by state pair (Tracker.state_pairs): {"CLIENT/SERVER": n} over the
+ * connections not ended; None if one is not the compiled core's (the Python loop counts then) */
+static PyObject *py_state_pairs(PyObject *module, PyObject *conns) {
+    Py_ssize_t counts[N_STATES][N_STATES];
+    memset(counts, 0, sizeof counts);
+    PyObject *it = PyObject_GetIter(conns), *item;
+    if (it == NULL)
+        return NULL;
+    while ((item = PyIter_Next(it)) != NULL) {
+        if (!PyObject_TypeCheck(item, &ConnType)) {
+            Py_DECREF(item);
+            Py_DECREF(it);
+            Py_RETURN_NONE;
+        }
+        ConnObject *conn = (ConnObject *)item;
+        if (conn->ended == Py_None && conn->c->state < N_STATES && conn->s->state < N_STATES)
+            counts[conn->c->state][conn->s->state]++;
+        Py_DECREF(item);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (int c = 0; c < N_STATES; c++)
+        for (int s = 0; s < N_STATES; s++) {
+            if (!counts[c][s])
+                continue;
+            PyObject *n = PyLong_FromSsize_t(counts[c][s]);
+            PyObject *name = n ? PyUnicode_FromFormat("%s/%s", STATE_NAMES[c], STATE_NAMES[s]) : NULL;
+            int failed = name == NULL || PyDict_SetItem(out, name, n) < 0;
+            Py_XDECREF(n);
+            Py_XDECREF(name);
+            if (failed) {
+                Py_DECREF(out);
+                return NULL;
+            }
+        }
+    return out;
+}
+
 static PyMethodDef module_methods[] = {
     {"decode_frame", py_decode_frame, METH_VARARGS,
      "decode_frame(ts, frame, dlt, verify): the Segment fields the packet loop reads, or None (another shape)."},
@@ -2849,6 +2891,9 @@ static PyMethodDef module_methods[] = {
     {"ipfix_sweep", py_ipfix_sweep, METH_VARARGS,
      "ipfix_sweep(conns, now, cutoff, reason, done) -> list: the active-timeout records of the open connections "
      "(a connection itself where the Python encoder must take it)."},
+    {"state_pairs", py_state_pairs, METH_O,
+     "state_pairs(conns) -> {\"CLIENT/SERVER\": n} of the connections not ended (Tracker.state_pairs), or None "
+     "if one is not the compiled core's."},
     {NULL},
 };
 

@@ -331,9 +331,10 @@ class OutputWriter(Sink):
             if self.flush_events:
                 self.out.flush()
 
-    def problems(self, ts: float, rows: list) -> None:
-        """--problems: the lens's report on these rows (ConnRow: Job.rows) at `ts`."""
-        rep = report(rows, ts, self.args.thresholds)
+    def problems(self, ts: float, rows: list, rep=None) -> None:
+        """--problems: the lens's report on these rows (ConnRow: Job.rows) at `ts` (`rep`: made already)."""
+        if rep is None:
+            rep = report(rows, ts, self.args.thresholds)
         if self.args.json:
             self._json(rep.document())
         else:
@@ -342,8 +343,14 @@ class OutputWriter(Sink):
 
     def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
         if self.metrics is not None:
+            if self.args.problems:  # the problems gauge: the counts of the report of this moment (written or not)
+                rep = report(conns, ts, self.args.thresholds)
+                self.metrics.update(ts, stats, rep.counts)
+                if _wants_snapshots(self.args):
+                    self.problems(ts, [], rep)
+                return
             self.metrics.update(ts, stats)
-            if not _wants_snapshots(self.args) and not self.args.problems:
+            if not _wants_snapshots(self.args):
                 return  # a tick for the metrics only
         self._snapshot(ts, stats, conns)
 
@@ -389,6 +396,12 @@ class OutputWriter(Sink):
     def last(self, ts: float, stats: dict, conns: list[dict], everything: list[dict], warning: str | None) -> None:
         args = self.args
         self.warning = warning
+        if self.metrics is not None and args.problems:  # (--problems is alone: no --summary, no --group-by)
+            rep = report(conns, ts, args.thresholds)
+            self.metrics.update(ts, stats, rep.counts)
+            self.problems(ts, [], rep)
+            self.out.flush()
+            return
         if self.metrics is not None:
             self.metrics.update(ts, stats)
         if args.group_by:

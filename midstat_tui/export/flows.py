@@ -16,8 +16,8 @@ the unit tests hold the C encoder to.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 import struct
+from collections.abc import Callable, Iterable
 from functools import partial
 
 from midstat_tui.export import ipfix

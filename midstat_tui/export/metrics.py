@@ -26,6 +26,7 @@ class MetricsServer:
         self._lock = threading.Lock()
         self._stats: dict = {}
         self._ts = 0.0
+        self._problems: dict[str, int] | None = None
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self)
         try:
@@ -33,10 +34,13 @@ class MetricsServer:
         except OSError as exc:
             raise MidstatError(f"--metrics {address}: cannot listen there ({exc.strerror or exc})") from None
 
-    def update(self, ts: float, stats: dict) -> None:
+    def update(self, ts: float, stats: dict, problems: dict[str, int] | None = None) -> None:
+        """The figures of the report at `ts`; `problems`: with --problems, that moment's report's counts by kind
+        (what `--problems --json` writes as "counts")."""
         with self._lock:
             self._ts = ts
             self._stats = stats
+            self._problems = problems
 
     def close(self) -> None:
         self._server.shutdown()
@@ -50,7 +54,7 @@ class MetricsServer:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         with self._lock:
-            stats, ts = self._stats, self._ts
+            stats, ts, problems = self._stats, self._ts, self._problems
         yield GaugeMetricFamily("midstat_report_timestamp_seconds",
                                 "Packet time (files) or clock time (live) of the report these figures come from",
                                 value=ts)
@@ -95,6 +99,13 @@ class MetricsServer:
             table.add_metric([str(load["shard"])], load.get("in_table", 0))
         yield packets
         yield table
+        if problems is not None:
+            found = GaugeMetricFamily("midstat_problems",
+                                      "Connections with each kind of problem now (the --problems lens, --threshold)",
+                                      labels=["kind"])
+            for kind, n in problems.items():
+                found.add_metric([kind], n)
+            yield found
         ipfix = stats.get("ipfix")
         if ipfix is not None:
             yield CounterMetricFamily("midstat_ipfix_records_sent", "IPFIX records sent to the collector",

@@ -94,3 +94,25 @@ def test_a_synthetic_mix_with_long_connections(tmp_path):
     assert reasons.count(ipfix.ACTIVE_TIMEOUT) > 100 and reasons.count(ipfix.END_OF_FLOW) > 100
     assert any("sourceIPv6Address" in f for f in decoded) and any(f.get("vlanId") for f in decoded)
     assert any(f["midstatFlags"] & ipfix.MIDSTREAM for f in decoded)
+
+
+@pytest.mark.parametrize("stop", [0.25, 0.5, 1.0])
+def test_state_pairs_in_c_count_as_python_does(tmp_path, stop):
+    """The metrics' gauge by state pair (_core.state_pairs) against a count in Python, at several moments of the
+    synthetic mix (open, closing and ended connections in the table)."""
+    from midstat_tui.tcp.states import NAMES
+
+    path = tmp_path / "mix.pcap"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "synth.py"), str(path), "--packets", "20000",
+                    "--conns", "1500", "--seconds", "10"], check=True, capture_output=True)
+    source = FileSource(str(path))
+    engine = Engine(source.datalink, None, compiled=True)
+    run_file(engine, source.batches(), until_offset=10 * stop)
+    source.close()
+    expected: dict[str, int] = {}
+    for conn in engine.tracker.table.values():
+        if conn.ended is None:
+            name = f"{NAMES[conn.c.state]}/{NAMES[conn.s.state]}"
+            expected[name] = expected.get(name, 0) + 1
+    assert engine.tracker.state_pairs() == expected
+    assert len(expected) >= 3 and sum(expected.values()) > 100
