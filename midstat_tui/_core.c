@@ -2820,6 +2820,70 @@ fail:
     return NULL;
 }
 
+/* the end of the capture (FlowExporter.finish): every connection of `conns` goes out, an open one with
+ * flowEndReason 4 (forced end) at `now`, an ended one at its last packet with the reason its end maps to in
+ * `reasons` (3 if none), unless it is in `final` (its end record went out) and nothing came since. A list of the
+ * records, and of the connections the Python encoder must take, as themselves. */
+static PyObject *py_ipfix_final(PyObject *module, PyObject *args) {
+    PyObject *conns, *done, *final, *reasons;
+    double now;
+    if (!PyArg_ParseTuple(args, "OdO!O!O!", &conns, &now, &PyDict_Type, &done, &PySet_Type, &final, &PyDict_Type,
+                          &reasons))
+        return NULL;
+    PyObject *out = PyList_New(0), *it = PyObject_GetIter(conns), *item;
+    if (out == NULL || it == NULL)
+        goto fail;
+    while ((item = PyIter_Next(it)) != NULL) {
+        PyObject *made;
+        if (!PyObject_TypeCheck(item, &ConnType)) {
+            made = Py_NewRef(item);
+        } else {
+            ConnObject *conn = (ConnObject *)item;
+            if (conn->ended == Py_None) {
+                made = ipfix_one(conn, 4, now, 1, done);
+            } else {
+                long reason = 3;
+                PyObject *mapped = PyDict_GetItemWithError(reasons, conn->ended);
+                if (mapped != NULL) {
+                    reason = PyLong_AsLong(mapped);
+                    if (reason == -1 && PyErr_Occurred()) {
+                        Py_DECREF(item);
+                        goto fail;
+                    }
+                } else if (PyErr_Occurred()) {
+                    Py_DECREF(item);
+                    goto fail;
+                }
+                PyObject *key = PyLong_FromLongLong(conn->id);
+                int sent_end = key == NULL ? -1 : PySet_Contains(final, key);
+                Py_XDECREF(key);
+                if (sent_end < 0) {
+                    Py_DECREF(item);
+                    goto fail;
+                }
+                made = ipfix_one(conn, (int)reason, conn->last, !sent_end, done);
+            }
+            if (made == Py_NotImplemented)
+                Py_SETREF(made, Py_NewRef(item));
+        }
+        Py_DECREF(item);
+        if (made == NULL)
+            goto fail;
+        int failed = made != Py_None && PyList_Append(out, made) < 0;
+        Py_DECREF(made);
+        if (failed)
+            goto fail;
+    }
+    if (PyErr_Occurred())
+        goto fail;
+    Py_DECREF(it);
+    return out;
+fail:
+    Py_XDECREF(it);
+    Py_XDECREF(out);
+    return NULL;
+}
+
 /* the metrics' gauge of open connections by state pair (Tracker.state_pairs): {"CLIENT/SERVER": n} over the
  * connections not ended; None if one is not the compiled core's (the Python loop counts then) */
 static PyObject *py_state_pairs(PyObject *module, PyObject *conns) {
@@ -2891,6 +2955,9 @@ static PyMethodDef module_methods[] = {
     {"ipfix_sweep", py_ipfix_sweep, METH_VARARGS,
      "ipfix_sweep(conns, now, cutoff, reason, done) -> list: the active-timeout records of the open connections "
      "(a connection itself where the Python encoder must take it)."},
+    {"ipfix_final", py_ipfix_final, METH_VARARGS,
+     "ipfix_final(conns, now, done, final, reasons) -> list: the end of the capture's records (FlowExporter.finish; "
+     "a connection itself where the Python encoder must take it)."},
     {"state_pairs", py_state_pairs, METH_O,
      "state_pairs(conns) -> {\"CLIENT/SERVER\": n} of the connections not ended (Tracker.state_pairs), or None "
      "if one is not the compiled core's."},

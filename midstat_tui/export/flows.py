@@ -105,12 +105,8 @@ class FlowExporter:
         cutoff = now - self.active_timeout
         done = self._done
         if self.compiled:
-            offer = self.sender.offer
-            for item in _core.ipfix_sweep(connections, now, cutoff, ipfix.ACTIVE_TIMEOUT, done):
-                if type(item) is tuple:
-                    offer(*item)
-                else:  # a value the C encoder leaves to Python
-                    self._export_python(item, ipfix.ACTIVE_TIMEOUT, now, always=False)
+            self._offer_all(_core.ipfix_sweep(connections, now, cutoff, ipfix.ACTIVE_TIMEOUT, done),
+                            lambda conn: self._export_python(conn, ipfix.ACTIVE_TIMEOUT, now, always=False))
             return
         for conn in connections:
             if conn.ended is not None or conn.first > cutoff:
@@ -122,15 +118,33 @@ class FlowExporter:
     def finish(self, connections: Iterable[Connection], now: float) -> None:
         """The end of the capture: every connection still open goes out (forced end); ended ones with packets not
         yet exported too."""
-        for conn in connections:
-            if conn.ended is None:
-                self._export(conn, ipfix.FORCED_END, now, always=True)
-            elif conn.id in self._final:
-                self._export(conn, ipfix.END_REASONS.get(conn.ended, ipfix.END_OF_FLOW), conn.last, always=False)
-            else:
-                self._export(conn, ipfix.END_REASONS.get(conn.ended, ipfix.END_OF_FLOW), conn.last, always=True)
+        if self.compiled:
+            self._offer_all(_core.ipfix_final(connections, now, self._done, self._final, ipfix.END_REASONS),
+                            lambda conn: self._finish_one(conn, now))
+        else:
+            for conn in connections:
+                self._finish_one(conn, now)
         self._done.clear()
         self._final.clear()
+
+    def _finish_one(self, conn: Connection, now: float) -> None:
+        if conn.ended is None:
+            self._export(conn, ipfix.FORCED_END, now, always=True)
+        elif conn.id in self._final:
+            self._export(conn, ipfix.END_REASONS.get(conn.ended, ipfix.END_OF_FLOW), conn.last, always=False)
+        else:
+            self._export(conn, ipfix.END_REASONS.get(conn.ended, ipfix.END_OF_FLOW), conn.last, always=True)
+
+    def _offer_all(self, items: list, python: Callable[[Connection], None]) -> None:
+        """The C loops' records, in order, to the sender at once; a connection among them (a value the C encoder
+        leaves to Python) goes through `python` in its place."""
+        start = 0
+        for index, item in enumerate(items):
+            if type(item) is not tuple:
+                self.sender.offer_many(items[start:index])
+                python(item)
+                start = index + 1
+        self.sender.offer_many(items[start:] if start else items)
 
     # -- one record ------------------------------------------------------------------------------------------
     def _export(self, conn: Connection, reason: int, now: float, always: bool) -> None:

@@ -12,6 +12,27 @@ import threading
 from midstat_tui.errors import MidstatError
 from midstat_tui.export.sender import parse_collector
 
+POLL = 0.05  # seconds: how soon the serving thread sees a shutdown
+
+
+def _server(host: str, port: int, app):
+    """A threading WSGI server for `app` on host:port (IPv4 or IPv6), its request log silent."""
+    import socket
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+            pass
+
+    return make_server(host, port, app, Server, handler_class=Quiet)
+
 
 class MetricsServer:
     """An HTTP endpoint (/metrics) over the latest stats given to `update`."""
@@ -20,7 +41,7 @@ class MetricsServer:
         collector = parse_collector(address, "--metrics")
         if collector.tcp:
             raise MidstatError(f"--metrics {address!r}: expected HOST:PORT (an HTTP endpoint)")
-        from prometheus_client import start_http_server
+        from prometheus_client import make_wsgi_app
         from prometheus_client.registry import CollectorRegistry
 
         self._lock = threading.Lock()
@@ -30,9 +51,15 @@ class MetricsServer:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self)
         try:
-            self._server, self._thread = start_http_server(collector.port, collector.host, registry)
-        except OSError as exc:
-            raise MidstatError(f"--metrics {address}: cannot listen there ({exc.strerror or exc})") from None
+            self._server = _server(collector.host, collector.port, make_wsgi_app(registry))
+        except (OSError, UnicodeError) as exc:
+            raise MidstatError(f"--metrics {address}: cannot listen there "
+                               f"({getattr(exc, 'strerror', None) or exc})") from None
+        # prometheus_client's start_http_server, with a short poll: its server's shutdown waits for the serving
+        # loop to look (0.5 s by default), which every run's end paid
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL,), name="midstat-metrics",
+                                        daemon=True)
+        self._thread.start()
 
     def update(self, ts: float, stats: dict, problems: dict[str, int] | None = None) -> None:
         """The figures of the report at `ts`; `problems`: with --problems, that moment's report's counts by kind

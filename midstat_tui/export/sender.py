@@ -118,6 +118,19 @@ class Sender:
         if size == BATCH:  # a batch is waiting: wake the thread now (else it looks every POLL seconds anyway;
             self._wake.set()  # waking it for each record would hand the interpreter lock over for each)
 
+    def offer_many(self, items: list[tuple[float, bool, bytes]]) -> None:
+        """Records as `offer` takes them, (export time, is IPv4, bytes), at once (as many as the queue has room for;
+        the rest dropped and counted)."""
+        queue = self._queue
+        room = self._limit - len(queue)
+        if len(items) > room:
+            room = max(room, 0)
+            self.dropped += len(items) - room
+            items = items[:room]
+        queue.extend(items)
+        if len(queue) >= BATCH:
+            self._wake.set()
+
     def close(self, timeout: float = 10.0) -> None:
         """Send what is queued (waiting at most `timeout` seconds), then close."""
         self._closing_asked = True

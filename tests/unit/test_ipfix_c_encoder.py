@@ -37,6 +37,9 @@ class Recorded:
     def offer(self, export_time: float, v4: bool, record: bytes) -> None:
         self.items.append((export_time, v4, record))
 
+    def offer_many(self, items: list) -> None:
+        self.items.extend(items)
+
 
 def both_ways(path, config: TrackerConfig | None = None, timeout: float = 1.0) -> tuple[list, list, Engine]:
     source = FileSource(str(path))
