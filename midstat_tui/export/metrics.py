@@ -7,7 +7,15 @@ set of counters is kept anywhere.
 
 from __future__ import annotations
 
+import socket
 import threading
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+# (all imported with this module, before midstat gives up root: a scrape then imports nothing)
+from prometheus_client import make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client.registry import CollectorRegistry
 
 from midstat_tui.errors import MidstatError
 from midstat_tui.export.sender import parse_collector
@@ -17,11 +25,6 @@ POLL = 0.05  # seconds: how soon the serving thread sees a shutdown
 
 def _server(host: str, port: int, app):
     """A threading WSGI server for `app` on host:port (IPv4 or IPv6), its request log silent."""
-    import socket
-    from wsgiref.simple_server import WSGIRequestHandler, make_server
-
-    from prometheus_client.exposition import ThreadingWSGIServer
-
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
 
     class Server(ThreadingWSGIServer):
@@ -41,9 +44,6 @@ class MetricsServer:
         collector = parse_collector(address, "--metrics")
         if collector.tcp:
             raise MidstatError(f"--metrics {address!r}: expected HOST:PORT (an HTTP endpoint)")
-        from prometheus_client import make_wsgi_app
-        from prometheus_client.registry import CollectorRegistry
-
         self._lock = threading.Lock()
         self._stats: dict = {}
         self._ts = 0.0
@@ -78,8 +78,6 @@ class MetricsServer:
         return []
 
     def collect(self):
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
         with self._lock:
             stats, ts, problems = self._stats, self._ts, self._problems
         yield GaugeMetricFamily("midstat_report_timestamp_seconds",
