@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 from collections import defaultdict
 
@@ -16,15 +15,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.collectors import UdpCollector, free_port, nfcapd
-from tests.helpers import FIXTURES, ROOT, nobody_uid, replay, uids
+from tests.functional.test_metrics_problems import scrape as scrape_in
+from tests.helpers import FIXTURES, nobody_uid, replay, uids
 from tests.ipfix_decoder import decode
+from tests.lab import ROUTER_CLIENT_IF, NetLab, talk
 from tests.terminal import tui
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from netlab import ROUTER_CLIENT_IF, NetLab, available  # noqa: E402
-
-from tests.functional.test_live_capture import _talk  # noqa: E402
-from tests.functional.test_metrics_problems import scrape as scrape_in  # noqa: E402
 
 MIXED = FIXTURES / "mixed_traffic.pcap"
 AS_ROOT = pytest.mark.skipif(os.geteuid() != 0 or nobody_uid() is None, reason="needs root and a 'nobody' account")
@@ -89,15 +84,6 @@ def test_a_replay_exports_and_serves_metrics_after_the_drop(cores, user):
     assert {int.from_bytes(d[12:16], "big") for _, d in datagrams} == {1 + i for i in range(int(cores))}
 
 
-@pytest.fixture(scope="module")
-def lab():
-    if available() is not None:
-        pytest.skip(f"network lab: {available()}")
-    net = NetLab(prefix=f"mse{os.getpid() % 10000}").up()
-    yield net
-    net.down()
-
-
 @AS_ROOT
 @pytest.mark.parametrize("cores", ["1", "2"])
 def test_a_live_tui_exports_and_serves_metrics_after_the_drop(lab, tmp_path, cores):
@@ -107,7 +93,7 @@ def test_a_live_tui_exports_and_serves_metrics_after_the_drop(lab, tmp_path, cor
         with tui("-i", ROUTER_CLIENT_IF, "-f", f"tcp port {port}", "--cores", cores, "--ipfix", collector.address,
                  "--metrics", f"127.0.0.1:{metrics_port}", prefix=("ip", "netns", "exec", lab.router)) as term:
             term.wait_for(b"ipfix sent")
-            names = _talk(lab, port, 6)
+            names = talk(lab, port, 6)
             # every connection's packets counted, as the app pulled them (once a second)
             _until(lambda: scrape_in(lab, metrics_port)[0] > 0 and _started(lab, metrics_port) == 6)
             assert set(uids(term.proc.pid)) == {nobody_uid()}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -19,19 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from midstat_tui.problems import KIND_NAMES
 from tests.collectors import free_port
 from tests.helpers import ROOT
+from tests.lab import ROUTER_CLIENT_IF, SERVER4, NetLab
 
 sys.path.insert(0, str(ROOT / "scripts"))
-
-from netlab import CLIENT4, ROUTER_CLIENT_IF, SERVER4, NetLab, available  # noqa: E402
-
-pytestmark = pytest.mark.skipif(available() is not None, reason=f"network lab: {available()}")
-
-
-@pytest.fixture(scope="module")
-def lab():
-    net = NetLab(prefix=f"msm{os.getpid() % 10000}").up()
-    yield net
-    net.down()
+from netlab import CLIENT4  # noqa: E402
 
 
 def scrape(lab: NetLab, port: int) -> tuple[float, dict[str, float]]:
