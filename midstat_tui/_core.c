@@ -2884,6 +2884,133 @@ fail:
     return NULL;
 }
 
+/* The tracker's hooks for the export, in C (FlowExporter.attach with the compiled core): `state` is the tuple
+ * (done, final, reasons, queue, limit, sender, python_end, python_remove, chained_remove). A record goes straight
+ * into the sender's queue (a deque; when it holds `limit`, the record is dropped and sender.dropped counted); a
+ * connection the C encoder leaves to Python goes to python_end / python_remove. */
+static int ipfix_hook_state(PyObject *state, PyObject **items) {
+    if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 9 || !PyDict_Check(PyTuple_GET_ITEM(state, 0)) ||
+        !PySet_Check(PyTuple_GET_ITEM(state, 1)) || !PyDict_Check(PyTuple_GET_ITEM(state, 2))) {
+        PyErr_SetString(PyExc_TypeError, "ipfix hook: not the exporter's state tuple");
+        return -1;
+    }
+    for (int i = 0; i < 9; i++)
+        items[i] = PyTuple_GET_ITEM(state, i);
+    return 0;
+}
+
+/* the record `made` (a tuple) into the queue, or counted as dropped */
+static int ipfix_enqueue(PyObject **st, PyObject *made) {
+    Py_ssize_t size = PyObject_Length(st[3]);
+    long limit = PyLong_AsLong(st[4]);
+    if (size < 0 || (limit == -1 && PyErr_Occurred()))
+        return -1;
+    if (size >= limit) {
+        PyObject *dropped = PyObject_GetAttrString(st[5], "dropped");
+        if (dropped == NULL)
+            return -1;
+        long long n = PyLong_AsLongLong(dropped);
+        Py_DECREF(dropped);
+        if (n == -1 && PyErr_Occurred())
+            return -1;
+        PyObject *more = PyLong_FromLongLong(n + 1);
+        int failed = more == NULL || PyObject_SetAttrString(st[5], "dropped", more) < 0;
+        Py_XDECREF(more);
+        return failed ? -1 : 0;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(st[3], s_append, made);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static long ipfix_reason(PyObject *reasons, PyObject *ended) {
+    PyObject *mapped = PyDict_GetItemWithError(reasons, ended);
+    if (mapped == NULL)
+        return PyErr_Occurred() ? -1 : 3;
+    return PyLong_AsLong(mapped);
+}
+
+/* one connection's record: queued, nothing (None), or made by the Python path (`python`(conn, reason, now,
+ * always)) */
+static PyObject *ipfix_route(PyObject **st, PyObject *python, ConnObject *conn, int reason, double now, int always) {
+    PyObject *made = ipfix_one(conn, reason, now, always, st[0]);
+    if (made == NULL)
+        return NULL;
+    int failed = 0;
+    if (made == Py_NotImplemented) {
+        PyObject *r = PyObject_CallFunction(python, "Oidi", (PyObject *)conn, reason, now, always);
+        failed = r == NULL;
+        Py_XDECREF(r);
+    } else if (made != Py_None) {
+        failed = ipfix_enqueue(st, made) < 0;
+    }
+    Py_DECREF(made);
+    if (failed)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* FlowExporter.on_end: the end record (always), at the connection's end time (or its last packet) */
+static PyObject *py_ipfix_on_end(PyObject *module, PyObject *args) {
+    PyObject *state, *obj, *st[9];
+    if (!PyArg_ParseTuple(args, "OO!", &state, &ConnType, &obj) || ipfix_hook_state(state, st) < 0)
+        return NULL;
+    ConnObject *conn = (ConnObject *)obj;
+    long reason = conn->ended == Py_None ? 3 : ipfix_reason(st[2], conn->ended);
+    if (reason == -1 && PyErr_Occurred())
+        return NULL;
+    double end = isnan(conn->end_ts) ? conn->last : conn->end_ts;
+    PyObject *done = ipfix_route(st, st[6], conn, (int)reason, end, 1);
+    if (done == NULL)
+        return NULL;
+    PyObject *key = PyLong_FromLongLong(conn->id);
+    int failed = key == NULL || PySet_Add(st[1], key) < 0;
+    Py_XDECREF(key);
+    if (failed) {
+        Py_DECREF(done);
+        return NULL;
+    }
+    return done;
+}
+
+/* FlowExporter.on_remove: the chained hook first; then one more record if packets came after the end record
+ * (or a forced end for one that never ended); its state forgotten */
+static PyObject *py_ipfix_on_remove(PyObject *module, PyObject *args) {
+    PyObject *state, *obj, *st[9];
+    if (!PyArg_ParseTuple(args, "OO!", &state, &ConnType, &obj) || ipfix_hook_state(state, st) < 0)
+        return NULL;
+    ConnObject *conn = (ConnObject *)obj;
+    if (st[8] != Py_None) {
+        PyObject *r = PyObject_CallOneArg(st[8], obj);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    PyObject *key = PyLong_FromLongLong(conn->id);
+    if (key == NULL)
+        return NULL;
+    int sent_end = PySet_Discard(st[1], key);
+    PyObject *routed = Py_NewRef(Py_None);
+    if (sent_end < 0) {
+        Py_CLEAR(routed);
+    } else if (sent_end || conn->ended == Py_None) {
+        Py_CLEAR(routed);
+        long reason = sent_end ? (conn->ended == Py_None ? 3 : ipfix_reason(st[2], conn->ended)) : 4;
+        if (!(reason == -1 && PyErr_Occurred()))
+            routed = ipfix_route(st, st[7], conn, (int)reason, conn->last, !sent_end);
+    }
+    if (routed != NULL && PyDict_DelItem(st[0], key) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_KeyError))
+            PyErr_Clear();
+        else
+            Py_CLEAR(routed);
+    }
+    Py_DECREF(key);
+    return routed;
+}
+
 /* the metrics' gauge of open connections by state pair (Tracker.state_pairs): {"CLIENT/SERVER": n} over the
  * connections not ended; None if one is not the compiled core's (the Python loop counts then) */
 static PyObject *py_state_pairs(PyObject *module, PyObject *conns) {
@@ -2958,6 +3085,10 @@ static PyMethodDef module_methods[] = {
     {"ipfix_final", py_ipfix_final, METH_VARARGS,
      "ipfix_final(conns, now, done, final, reasons) -> list: the end of the capture's records (FlowExporter.finish; "
      "a connection itself where the Python encoder must take it)."},
+    {"ipfix_on_end", py_ipfix_on_end, METH_VARARGS,
+     "ipfix_on_end(state, conn): FlowExporter.on_end in C (its end record into the sender's queue)."},
+    {"ipfix_on_remove", py_ipfix_on_remove, METH_VARARGS,
+     "ipfix_on_remove(state, conn): FlowExporter.on_remove in C (the chained hook, then a late record if any)."},
     {"state_pairs", py_state_pairs, METH_O,
      "state_pairs(conns) -> {\"CLIENT/SERVER\": n} of the connections not ended (Tracker.state_pairs), or None "
      "if one is not the compiled core's."},

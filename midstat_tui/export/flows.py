@@ -76,8 +76,15 @@ class FlowExporter:
 
     def attach(self, tracker) -> None:
         self.compiled = self.compiled_for(tracker)
-        tracker.on_end = self.on_end
         self.chained_remove = tracker.on_remove
+        if self.compiled:  # the hooks in C (_core.ipfix_on_end / ipfix_on_remove): no Python frame per connection
+            sender = self.sender
+            state = (self._done, self._final, ipfix.END_REASONS, sender.queue, sender.limit, sender,
+                     self._export_python, self._export_python, self.chained_remove)
+            tracker.on_end = partial(_core.ipfix_on_end, state)
+            tracker.on_remove = partial(_core.ipfix_on_remove, state)
+            return
+        tracker.on_end = self.on_end
         tracker.on_remove = self.on_remove
 
     # -- hooks ---------------------------------------------------------------------------------------------------

@@ -95,8 +95,8 @@ class Sender:
         # the queue: appended to by the tracking, emptied by the thread (deque operations are atomic); the
         # thread looks every POLL seconds, or at once when a batch is waiting
         # (export time, is IPv4, the data record's bytes: ipfix.encode_record or _core.ipfix_record)
-        self._queue: deque[tuple[float, bool, bytes]] = deque()
-        self._limit = queue_size
+        self.queue: deque[tuple[float, bool, bytes]] = deque()
+        self.limit = queue_size
         self._wake = threading.Event()
         self._closing_asked = False
         self._sequence = 0
@@ -109,9 +109,9 @@ class Sender:
     # -- the tracking side -------------------------------------------------------------------------------------
     def offer(self, export_time: float, v4: bool, record: bytes) -> None:
         """One data record (its bytes, in the rfc5103 template's order), sent at `export_time` (seconds)."""
-        items = self._queue
+        items = self.queue
         size = len(items)
-        if size >= self._limit:
+        if size >= self.limit:
             self.dropped += 1
             return
         items.append((export_time, v4, record))
@@ -121,8 +121,8 @@ class Sender:
     def offer_many(self, items: list[tuple[float, bool, bytes]]) -> None:
         """Records as `offer` takes them, (export time, is IPv4, bytes), at once (as many as the queue has room for;
         the rest dropped and counted)."""
-        queue = self._queue
-        room = self._limit - len(queue)
+        queue = self.queue
+        room = self.limit - len(queue)
         if len(items) > room:
             room = max(room, 0)
             self.dropped += len(items) - room
@@ -139,18 +139,18 @@ class Sender:
         if self._thread.is_alive():  # the collector never took them: what is left counts as dropped
             self._closing = True
             self._thread.join(2.0)
-        left = len(self._queue)
-        self._queue.clear()
+        left = len(self.queue)
+        self.queue.clear()
         self.dropped += left
 
     def stats(self) -> dict:
-        return {"sent": self.sent, "dropped": self.dropped, "queued": len(self._queue)}
+        return {"sent": self.sent, "dropped": self.dropped, "queued": len(self.queue)}
 
     # -- the thread ------------------------------------------------------------------------------------------
     _closing = False  # give up: what is still queued is dropped
 
     def _run(self) -> None:
-        items = self._queue
+        items = self.queue
         while True:
             closing = self._closing_asked
             if not items:

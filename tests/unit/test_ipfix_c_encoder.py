@@ -33,6 +33,7 @@ class Recorded:
 
     def __init__(self) -> None:
         self.items: list[tuple[float, bool, bytes]] = []
+        self.queue, self.limit, self.dropped = self.items, 1 << 30, 0  # where the C hooks put records
 
     def offer(self, export_time: float, v4: bool, record: bytes) -> None:
         self.items.append((export_time, v4, record))
@@ -119,3 +120,19 @@ def test_state_pairs_in_c_count_as_python_does(tmp_path, stop):
             expected[name] = expected.get(name, 0) + 1
     assert engine.tracker.state_pairs() == expected
     assert len(expected) >= 3 and sum(expected.values()) > 100
+
+
+def test_a_full_queue_drops_and_counts_in_the_c_hooks():
+    """The C hooks put end records straight into the sender's queue; once it holds its limit, each further record
+    is dropped and counted on the sender, as Sender.offer does."""
+    source = FileSource(str(ROOT / "fixtures" / "pcaps" / "mixed_traffic.pcap"))
+    engine = Engine(source.datalink, None, compiled=True)
+    sender = Recorded()
+    sender.limit = 5
+    exporter = FlowExporter(sender, 60.0)  # type: ignore[arg-type]
+    exporter.attach(engine.tracker)
+    run_file(engine, source.batches())
+    source.close()
+    ended = engine.stats()["ended"]
+    assert ended > 5
+    assert len(sender.items) == 5 and sender.dropped == ended - 5
