@@ -3011,6 +3011,128 @@ static PyObject *py_ipfix_on_remove(PyObject *module, PyObject *args) {
     return routed;
 }
 
+/* export.ipfix.messages in C, for the sender thread: `pending` (a list of (export time, is IPv4, record bytes))
+ * packed into messages of at most `limit` bytes (a record larger than that still goes, alone), `templates` (a
+ * template set, or None) leading the first; each message's sequence number counts the data records before it.
+ * Returns [(message, records in it)]; the export time is the latest of the records' (whole seconds). */
+static int ipfix_emit(PyObject *out, unsigned char *buf, size_t len, uint32_t export_time, uint32_t sequence,
+                      uint32_t domain, long count) {
+    ip_be16(buf, 10);
+    ip_be16(buf + 2, (uint32_t)len);
+    ip_be32(buf + 4, export_time);
+    ip_be32(buf + 8, sequence);
+    ip_be32(buf + 12, domain);
+    PyObject *item = Py_BuildValue("(y#l)", (const char *)buf, (Py_ssize_t)len, count);
+    if (item == NULL)
+        return -1;
+    int failed = PyList_Append(out, item) < 0;
+    Py_DECREF(item);
+    return failed ? -1 : 0;
+}
+
+static PyObject *py_ipfix_messages(PyObject *module, PyObject *args) {
+    PyObject *pending, *templates;
+    unsigned long long sequence_in, domain_in;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "O!KKOn", &PyList_Type, &pending, &sequence_in, &domain_in, &templates, &limit))
+        return NULL;
+    if (templates != Py_None && !PyBytes_Check(templates)) {
+        PyErr_SetString(PyExc_TypeError, "templates: bytes or None");
+        return NULL;
+    }
+    uint32_t sequence = (uint32_t)sequence_in, domain = (uint32_t)domain_in;
+    Py_ssize_t n = PyList_GET_SIZE(pending);
+    double latest = -INFINITY;
+    size_t biggest = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(pending, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3 || !PyBytes_Check(PyTuple_GET_ITEM(item, 2))) {
+            PyErr_SetString(PyExc_TypeError, "pending: (export time, is IPv4, bytes) tuples");
+            return NULL;
+        }
+        double t = PyFloat_AsDouble(PyTuple_GET_ITEM(item, 0));
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (t > latest)
+            latest = t;
+        size_t size = (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(item, 2));
+        if (size > biggest)
+            biggest = size;
+    }
+    /* int(max(t)) & 0xFFFFFFFF, as Python's header() */
+    uint32_t export_time = 0;
+    if (n && isfinite(latest)) {
+        double whole = trunc(latest);
+        export_time = (uint32_t)(int64_t)fmod(whole, 4294967296.0);
+        if (whole < 0 && export_time)
+            export_time = (uint32_t)(int64_t)whole;
+    }
+    size_t tlen = templates == Py_None ? 0 : (size_t)PyBytes_GET_SIZE(templates);
+    size_t cap = 16 + tlen + (size_t)(limit > 0 ? limit : 0) + biggest + 8;
+    unsigned char *buf = PyMem_Malloc(cap);
+    PyObject *out = PyList_New(0);
+    if (buf == NULL || out == NULL) {
+        PyMem_Free(buf);
+        Py_XDECREF(out);
+        return PyErr_NoMemory();
+    }
+    size_t size = 16, set_at = 0;       /* the message so far; where the open set's header is (0: none) */
+    int has_sets = 0, current = -1;     /* a set in this message (templates count); the open set's family */
+    long count = 0;
+    if (tlen) {
+        memcpy(buf + 16, PyBytes_AS_STRING(templates), tlen);
+        size += tlen;
+        has_sets = 1;
+    }
+#define CLOSE_SET()                                                                                             \
+    do {                                                                                                        \
+        if (set_at) {                                                                                           \
+            ip_be16(buf + set_at, current ? 256 : 257);                                                         \
+            ip_be16(buf + set_at + 2, (uint32_t)(size - set_at));                                               \
+            set_at = 0;                                                                                         \
+        }                                                                                                       \
+    } while (0)
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(pending, i);
+        int v4 = PyObject_IsTrue(PyTuple_GET_ITEM(item, 1));
+        if (v4 < 0)
+            goto fail;
+        PyObject *record = PyTuple_GET_ITEM(item, 2);
+        size_t rlen = (size_t)PyBytes_GET_SIZE(record);
+        size_t need = rlen + ((v4 != current || !set_at) ? 4 : 0);
+        if (size + need > (size_t)limit && (count || has_sets)) {
+            CLOSE_SET();
+            if (ipfix_emit(out, buf, size, export_time, sequence, domain, count) < 0)
+                goto fail;
+            sequence += (uint32_t)count;
+            size = 16;
+            count = 0;
+            has_sets = 0;
+            need = rlen + 4;
+        }
+        if (v4 != current || !set_at) {
+            CLOSE_SET();
+            current = v4;
+            set_at = size;
+            size += 4;
+            has_sets = 1;
+        }
+        memcpy(buf + size, PyBytes_AS_STRING(record), rlen);
+        size += rlen;
+        count++;
+    }
+    CLOSE_SET();
+#undef CLOSE_SET
+    if (has_sets && ipfix_emit(out, buf, size, export_time, sequence, domain, count) < 0)
+        goto fail;
+    PyMem_Free(buf);
+    return out;
+fail:
+    PyMem_Free(buf);
+    Py_DECREF(out);
+    return NULL;
+}
+
 /* the metrics' gauge of open connections by state pair (Tracker.state_pairs): {"CLIENT/SERVER": n} over the
  * connections not ended; None if one is not the compiled core's (the Python loop counts then) */
 static PyObject *py_state_pairs(PyObject *module, PyObject *conns) {
@@ -3089,6 +3211,9 @@ static PyMethodDef module_methods[] = {
      "ipfix_on_end(state, conn): FlowExporter.on_end in C (its end record into the sender's queue)."},
     {"ipfix_on_remove", py_ipfix_on_remove, METH_VARARGS,
      "ipfix_on_remove(state, conn): FlowExporter.on_remove in C (the chained hook, then a late record if any)."},
+    {"ipfix_messages", py_ipfix_messages, METH_VARARGS,
+     "ipfix_messages(pending, sequence, domain, templates, limit) -> [(message, records)]: export.ipfix.messages "
+     "over the sender's queued (export time, is IPv4, bytes) records."},
     {"state_pairs", py_state_pairs, METH_O,
      "state_pairs(conns) -> {\"CLIENT/SERVER\": n} of the connections not ended (Tracker.state_pairs), or None "
      "if one is not the compiled core's."},

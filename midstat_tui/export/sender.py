@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from midstat_tui.errors import MidstatError
 from midstat_tui.export import ipfix
+from midstat_tui.tcp.connection import _core
 
 DEFAULT_PORT = 4739  # IANA: ipfix
 QUEUE_RECORDS = 65536
@@ -192,15 +193,17 @@ class Sender:
             if not self._closing:
                 time.sleep(1.0)  # a collector that refuses: try again in a second, dropping meanwhile
             return
-        encoded = [(v4, record) for _, v4, record in pending]
-        export_time = int(max(t for t, _, _ in pending))
         now = time.monotonic()
         templates = None
         if now - self._templates_at >= self.template_refresh and not (self.collector.tcp and self.messages):
             templates = self._templates
             self._templates_at = now
         limit = TCP_MESSAGE if self.collector.tcp else ipfix.MAX_MESSAGE
-        batch = ipfix.messages(encoded, export_time, self._sequence, self.domain, templates, limit)
+        if _core is not None:  # the same messages, packed in C
+            batch = _core.ipfix_messages(pending, self._sequence, self.domain, templates, limit)
+        else:
+            batch = ipfix.messages([(v4, record) for _, v4, record in pending], int(max(t for t, _, _ in pending)),
+                                   self._sequence, self.domain, templates, limit)
         for index, (message, count) in enumerate(batch):
             try:
                 if self.collector.tcp:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.engine.pipeline import Engine, run_file
@@ -136,3 +138,17 @@ def test_a_full_queue_drops_and_counts_in_the_c_hooks():
     ended = engine.stats()["ended"]
     assert ended > 5
     assert len(sender.items) == 5 and sender.dropped == ended - 5
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 4e9), st.booleans(), st.binary(min_size=1, max_size=300)), max_size=60),
+       st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.booleans(), st.integers(100, 3000))
+def test_messages_packed_in_c_are_pythons(pending, sequence, domain, with_templates, limit):
+    """_core.ipfix_messages (the sender thread's packing) against export.ipfix.messages: the same messages, byte
+    for byte, and the same record counts, for any mix of families, sizes (some larger than a message) and limits."""
+    from midstat_tui.tcp.connection import _core
+
+    templates = ipfix.template_set() if with_templates else None
+    export_time = int(max(t for t, _, _ in pending)) if pending else 0
+    want = ipfix.messages([(v4, r) for _, v4, r in pending], export_time, sequence, domain, templates, limit)
+    assert _core.ipfix_messages(pending, sequence, domain, templates, limit) == want
