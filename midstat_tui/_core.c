@@ -2709,9 +2709,8 @@ static PyObject *ipfix_one(ConnObject *conn, int reason, double now, int always,
     }
     if (previous != NULL) {
         if (!PyBytes_CheckExact(previous) || PyBytes_GET_SIZE(previous) != IPFIX_DONE_SIZE) {
-            Py_DECREF(key);
-            PyErr_SetString(PyExc_TypeError, "ipfix_record: a done entry is not the compiled core's");
-            return NULL;
+            Py_DECREF(key);  /* the Python encoder's entry (it made this connection's last record): its business */
+            Py_RETURN_NOTIMPLEMENTED;
         }
         const char *data = PyBytes_AS_STRING(previous);
         memcpy(before, data, sizeof before);

@@ -8,10 +8,11 @@ table go out in one more record when it leaves the table. At the end of a captur
 connection still open goes out with flowEndReason 4 (forced end). Times are packet times: a file run exports
 with the capture's timestamps.
 
-With the compiled core, a record's bytes are written in C straight from the connection (_core.ipfix_record, and
-_core.ipfix_sweep for the active-timeout sweep over the table): the tracking makes no Python object per record but
-the bytes. The Python path below (FlowRecord, ipfix.encode_record) is the pure-Python engine's and the reference
-the unit tests hold the C encoder to.
+With the compiled core, a record's bytes are written in C straight from the connection (_core.ipfix_record; the
+tracker's hooks _core.ipfix_on_end / ipfix_on_remove queue them without a Python frame; _core.ipfix_sweep and
+ipfix_final loop over the table for the active-timeout sweep and the end of a capture): the tracking makes no Python
+object per record but the bytes. The Python path below (FlowRecord, ipfix.encode_record) is the pure-Python
+engine's and the reference the unit tests hold the C encoder to.
 """
 
 from __future__ import annotations
