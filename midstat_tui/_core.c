@@ -2646,6 +2646,653 @@ static PyObject *py_lay_out(PyObject *module, PyObject *args) {
     return out;
 }
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * IPFIX data records (export/flows.py, export/ipfix.py): one connection's record, in the "rfc5103" template's
+ * order, written straight from the connection struct, so exporting costs the tracking no Python objects per record.
+ *
+ * export/ipfix.py's encode_record (with export/flows.py's FlowExporter._export_python) is the reference; the
+ * unit tests check that both give the same bytes for every connection of the project's captures. The record's
+ * state between two records of one connection (its counters then, that record's end, when it went out) is kept in
+ * the caller's dict, id -> 80 bytes (8 counters, two doubles).
+ * ------------------------------------------------------------------------------------------------------------ */
+
+#define IPFIX_DONE_SIZE (8 * 8 + 8 + 8)
+#define IPFIX_NO_RTT 0xFFFFFFFFull
+
+enum { IPFIX_MIDSTREAM = 1, IPFIX_SUSPICIOUS_RST = 2, IPFIX_ODD_RST = 4, IPFIX_FLIPPED = 8 };
+
+/* Zeek's conn_state (tcp/zeek.py conn_state) */
+static const char *zeek_conn_state(const ConnObject *conn) {
+    int o = conn->c->zstate, r = conn->s->zstate;
+    int o_inactive = o == Z_INACTIVE || o == Z_PARTIAL, r_inactive = r == Z_INACTIVE || r == Z_PARTIAL;
+    if (r == Z_RESET) {
+        if (o == Z_SYN_SENT || o == Z_SYN_ACK_SENT || (o == Z_RESET && conn->c->payload == 0 && conn->s->payload == 0))
+            return "REJ";
+        return o_inactive ? "RSTRH" : "RSTR";
+    }
+    if (o == Z_RESET) {
+        if (r_inactive) {
+            /* ^\^?S[^HAFGIQ]*R */
+            const char *h = conn->hist ? conn->hist : "";
+            uint32_t n = conn->hist ? conn->hist_len : 0, i = 0;
+            if (i < n && h[i] == '^')
+                i++;
+            if (i < n && h[i] == 'S') {
+                for (i++; i < n; i++) {
+                    if (h[i] == 'R')
+                        return "RSTOS0";
+                    if (strchr("HAFGIQ", h[i]) != NULL)
+                        break;
+                }
+            }
+            return "OTH";
+        }
+        return "RSTO";
+    }
+    if (o == Z_CLOSED && r == Z_CLOSED)
+        return "SF";
+    if (o == Z_CLOSED)
+        return r_inactive ? "SH" : "S2";
+    if (r == Z_CLOSED)
+        return o_inactive ? "SHR" : "S3";
+    if (o == Z_SYN_SENT && r == Z_INACTIVE)
+        return "S0";
+    if (o == Z_ESTABLISHED && r == Z_ESTABLISHED)
+        return "S1";
+    return "OTH";
+}
+
+/* the TCP flags each Zeek history letter stands for (export/flows.py _LETTER_FLAGS) */
+static unsigned char history_letter_flags(char lower) {
+    switch (lower) {
+    case 's': case 'q': return SYN;
+    case 'h': return SYN | ACK;
+    case 'a': case 'd': return ACK;
+    case 'f': return FIN;
+    case 'r': return RST;
+    case 'i': return FIN | RST;
+    default: return 0;
+    }
+}
+
+static inline unsigned char *ip_be16(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+    return p + 2;
+}
+static inline unsigned char *ip_be32(unsigned char *p, uint32_t v) {
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)v;
+    return p + 4;
+}
+static inline unsigned char *ip_be64(unsigned char *p, uint64_t v) {
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)v;
+    return p + 8;
+}
+static inline unsigned char *ip_text(unsigned char *p, const char *s, size_t n) {
+    if (n > 254)
+        n = 254;
+    *p++ = (unsigned char)n;
+    memcpy(p, s, n);
+    return p + n;
+}
+/* int(v) of a non-negative double, clamped to an unsigned element's range (ipfix._u) */
+static inline uint64_t ip_clamp(double v, uint64_t top) {
+    if (!(v >= 1.0))  /* (NaN too) */
+        return 0;
+    if (v >= 18446744073709551615.0 || (uint64_t)v > top)
+        return top;
+    return (uint64_t)v;
+}
+
+/* one record; `out` holds at least 2 * 16 + 61 + 4 * 255 + 38 bytes. Returns its length, or -1 (an odd value:
+ * the Python encoder's business). */
+static Py_ssize_t ipfix_encode(const ConnObject *conn, int reason, double start, const uint64_t *delta,
+                               unsigned char *out) {
+    const SideObject *c = conn->c, *s = conn->s;
+    if (c->state >= N_STATES || s->state >= N_STATES || conn->c_addr_len != conn->s_addr_len ||
+        (conn->c_addr_len != 4 && conn->c_addr_len != 16))
+        return -1;
+    long vlan = 0;
+    if (PyTuple_Check(conn->vlan) && PyTuple_GET_SIZE(conn->vlan) > 0) {
+        vlan = PyLong_AsLong(PyTuple_GET_ITEM(conn->vlan, 0));
+        if (vlan == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return -1;
+        }
+    } else if (conn->vlan != Py_None && !PyTuple_Check(conn->vlan)) {
+        return -1;
+    }
+    unsigned char flags_c = 0, flags_s = 0;
+    for (uint32_t i = 0; i < conn->hist_len; i++) {
+        char letter = conn->hist[i];
+        if (letter >= 'A' && letter <= 'Z')
+            flags_c |= history_letter_flags((char)(letter - 'A' + 'a'));
+        else
+            flags_s |= history_letter_flags(letter);
+    }
+    double last = conn->last, end = last >= start ? last : start;
+    unsigned char *p = out;
+    memcpy(p, conn->c_addr, conn->c_addr_len);
+    p += conn->c_addr_len;
+    memcpy(p, conn->s_addr, conn->s_addr_len);
+    p += conn->s_addr_len;
+    p = ip_be16(p, conn->c_port);
+    p = ip_be16(p, conn->s_port);
+    *p++ = 6;
+    p = ip_be16(p, (uint32_t)(vlan & 0xFFF));
+    p = ip_be64(p, ip_clamp(start * 1000.0 + 0.5, UINT64_MAX));
+    p = ip_be64(p, ip_clamp(end * 1000.0 + 0.5, UINT64_MAX));
+    p = ip_be64(p, delta[2]);  /* octets c2s, packets c2s, octets s2c, packets s2c */
+    p = ip_be64(p, delta[0]);
+    p = ip_be64(p, delta[3]);
+    p = ip_be64(p, delta[1]);
+    *p++ = flags_s;            /* reverseTcpControlBits first (export/ipfix.py _COUNTERS_5103) */
+    *p++ = flags_c;
+    *p++ = (unsigned char)reason;
+    p = ip_text(p, STATE_NAMES[c->state], strlen(STATE_NAMES[c->state]));
+    p = ip_text(p, STATE_NAMES[s->state], strlen(STATE_NAMES[s->state]));
+    const char *zeek = zeek_conn_state(conn);
+    p = ip_text(p, zeek, strlen(zeek));
+    p = ip_text(p, conn->hist ? conn->hist : "", conn->hist ? conn->hist_len : 0);
+    p = ip_be32(p, isnan(conn->rtt_client) ? IPFIX_NO_RTT
+                                           : (uint32_t)ip_clamp(conn->rtt_client * 1e6 + 0.5, IPFIX_NO_RTT));
+    p = ip_be32(p, isnan(conn->rtt_server) ? IPFIX_NO_RTT
+                                           : (uint32_t)ip_clamp(conn->rtt_server * 1e6 + 0.5, IPFIX_NO_RTT));
+    p = ip_be64(p, delta[6]);
+    p = ip_be64(p, delta[7]);
+    p = ip_be64(p, delta[4]);
+    p = ip_be64(p, delta[5]);
+    *p++ = (unsigned char)((conn->midstream ? IPFIX_MIDSTREAM : 0) | (conn->suspicious_rst ? IPFIX_SUSPICIOUS_RST : 0) |
+                           (conn->odd_rst ? IPFIX_ODD_RST : 0) | (conn->flipped ? IPFIX_FLIPPED : 0));
+    p = ip_be16(p, (uint32_t)(conn->shard & 0xFFFF));
+    return p - out;
+}
+
+/* the record of one connection since its previous one: (now, is IPv4, bytes), None (nothing new and not
+ * `always`), or NotImplemented (a value the Python encoder must take) */
+static PyObject *ipfix_one(ConnObject *conn, int reason, double now, int always, PyObject *done) {
+    const SideObject *c = conn->c, *s = conn->s;
+    uint64_t counts[8] = {c->packets, s->packets, c->ip_bytes, s->ip_bytes, c->payload, s->payload,
+                          c->retrans_bytes, s->retrans_bytes};
+    uint64_t before[8] = {0};
+    double start = conn->first;
+    PyObject *key = PyLong_FromLongLong(conn->id);
+    if (key == NULL)
+        return NULL;
+    PyObject *previous = PyDict_GetItemWithError(done, key);  /* borrowed */
+    if (previous == NULL && PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    if (previous != NULL) {
+        if (!PyBytes_CheckExact(previous) || PyBytes_GET_SIZE(previous) != IPFIX_DONE_SIZE) {
+            Py_DECREF(key);  /* the Python encoder's entry (it made this connection's last record): its business */
+            Py_RETURN_NOTIMPLEMENTED;
+        }
+        const char *data = PyBytes_AS_STRING(previous);
+        memcpy(before, data, sizeof before);
+        memcpy(&start, data + 64, sizeof start);
+        if (!always && memcmp(before, counts, sizeof counts) == 0) {
+            Py_DECREF(key);
+            Py_RETURN_NONE;
+        }
+    }
+    uint64_t delta[8];
+    for (int i = 0; i < 8; i++)
+        delta[i] = counts[i] >= before[i] ? counts[i] - before[i] : 0;
+    unsigned char out[2 * 16 + 61 + 4 * 255 + 38 + 16];
+    Py_ssize_t size = ipfix_encode(conn, reason, start, delta, out);
+    if (size < 0) {
+        Py_DECREF(key);
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    double last = conn->last, end = last >= start ? last : start;
+    char state[IPFIX_DONE_SIZE];
+    memcpy(state, counts, sizeof counts);
+    memcpy(state + 64, &end, sizeof end);
+    memcpy(state + 72, &now, sizeof now);
+    PyObject *entry = PyBytes_FromStringAndSize(state, IPFIX_DONE_SIZE);
+    PyObject *record = entry ? PyBytes_FromStringAndSize((const char *)out, size) : NULL;
+    int failed = record == NULL || PyDict_SetItem(done, key, entry) < 0;
+    Py_DECREF(key);
+    Py_XDECREF(entry);
+    if (failed) {
+        Py_XDECREF(record);
+        return NULL;
+    }
+    PyObject *item = Py_BuildValue("(dON)", now, conn->c_addr_len == 4 ? Py_True : Py_False, record);
+    return item;
+}
+
+static PyObject *py_ipfix_record(PyObject *module, PyObject *args) {
+    PyObject *obj, *done;
+    int reason, always;
+    double now;
+    if (!PyArg_ParseTuple(args, "O!idpO!", &ConnType, &obj, &reason, &now, &always, &PyDict_Type, &done))
+        return NULL;
+    return ipfix_one((ConnObject *)obj, reason, now, always, done);
+}
+
+/* the active-timeout sweep (FlowExporter.tick): for each open connection that started before `cutoff` and whose
+ * last record went out before it (or none did), its record with flowEndReason `reason`; a list of the records
+ * (and of the connections the Python encoder must take, as themselves) */
+static PyObject *py_ipfix_sweep(PyObject *module, PyObject *args) {
+    PyObject *conns, *done;
+    int reason;
+    double now, cutoff;
+    if (!PyArg_ParseTuple(args, "OddiO!", &conns, &now, &cutoff, &reason, &PyDict_Type, &done))
+        return NULL;
+    PyObject *out = PyList_New(0), *it = PyObject_GetIter(conns), *item;
+    if (out == NULL || it == NULL)
+        goto fail;
+    while ((item = PyIter_Next(it)) != NULL) {
+        PyObject *made = NULL;
+        if (!PyObject_TypeCheck(item, &ConnType)) {
+            made = Py_NewRef(item);
+        } else {
+            ConnObject *conn = (ConnObject *)item;
+            if (conn->ended != Py_None || conn->first > cutoff) {
+                Py_DECREF(item);
+                continue;
+            }
+            PyObject *key = PyLong_FromLongLong(conn->id);
+            if (key == NULL) {
+                Py_DECREF(item);
+                goto fail;
+            }
+            PyObject *previous = PyDict_GetItemWithError(done, key);
+            Py_DECREF(key);
+            if (previous == NULL && PyErr_Occurred()) {
+                Py_DECREF(item);
+                goto fail;
+            }
+            double sent = -INFINITY;
+            if (previous != NULL && PyBytes_CheckExact(previous) && PyBytes_GET_SIZE(previous) == IPFIX_DONE_SIZE)
+                memcpy(&sent, PyBytes_AS_STRING(previous) + 72, sizeof sent);
+            if (previous == NULL || sent <= cutoff) {
+                made = ipfix_one(conn, reason, now, 0, done);
+                if (made == Py_NotImplemented)
+                    Py_SETREF(made, Py_NewRef(item));
+            }
+        }
+        Py_DECREF(item);
+        if (made == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            continue;
+        }
+        int failed = made != Py_None && PyList_Append(out, made) < 0;
+        Py_DECREF(made);
+        if (failed)
+            goto fail;
+    }
+    if (PyErr_Occurred())
+        goto fail;
+    Py_DECREF(it);
+    return out;
+fail:
+    Py_XDECREF(it);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+/* the end of the capture (FlowExporter.finish): every connection of `conns` goes out, an open one with
+ * flowEndReason 4 (forced end) at `now`, an ended one at its last packet with the reason its end maps to in
+ * `reasons` (3 if none), unless it is in `final` (its end record went out) and nothing came since. A list of the
+ * records, and of the connections the Python encoder must take, as themselves. */
+static PyObject *py_ipfix_final(PyObject *module, PyObject *args) {
+    PyObject *conns, *done, *final, *reasons;
+    double now;
+    if (!PyArg_ParseTuple(args, "OdO!O!O!", &conns, &now, &PyDict_Type, &done, &PySet_Type, &final, &PyDict_Type,
+                          &reasons))
+        return NULL;
+    PyObject *out = PyList_New(0), *it = PyObject_GetIter(conns), *item;
+    if (out == NULL || it == NULL)
+        goto fail;
+    while ((item = PyIter_Next(it)) != NULL) {
+        PyObject *made;
+        if (!PyObject_TypeCheck(item, &ConnType)) {
+            made = Py_NewRef(item);
+        } else {
+            ConnObject *conn = (ConnObject *)item;
+            if (conn->ended == Py_None) {
+                made = ipfix_one(conn, 4, now, 1, done);
+            } else {
+                long reason = 3;
+                PyObject *mapped = PyDict_GetItemWithError(reasons, conn->ended);
+                if (mapped != NULL) {
+                    reason = PyLong_AsLong(mapped);
+                    if (reason == -1 && PyErr_Occurred()) {
+                        Py_DECREF(item);
+                        goto fail;
+                    }
+                } else if (PyErr_Occurred()) {
+                    Py_DECREF(item);
+                    goto fail;
+                }
+                PyObject *key = PyLong_FromLongLong(conn->id);
+                int sent_end = key == NULL ? -1 : PySet_Contains(final, key);
+                Py_XDECREF(key);
+                if (sent_end < 0) {
+                    Py_DECREF(item);
+                    goto fail;
+                }
+                made = ipfix_one(conn, (int)reason, conn->last, !sent_end, done);
+            }
+            if (made == Py_NotImplemented)
+                Py_SETREF(made, Py_NewRef(item));
+        }
+        Py_DECREF(item);
+        if (made == NULL)
+            goto fail;
+        int failed = made != Py_None && PyList_Append(out, made) < 0;
+        Py_DECREF(made);
+        if (failed)
+            goto fail;
+    }
+    if (PyErr_Occurred())
+        goto fail;
+    Py_DECREF(it);
+    return out;
+fail:
+    Py_XDECREF(it);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+/* The tracker's hooks for the export, in C (FlowExporter.attach with the compiled core): `state` is the tuple
+ * (done, final, reasons, queue, limit, sender, python_end, python_remove, chained_remove). A record goes straight
+ * into the sender's queue (a deque; when it holds `limit`, the record is dropped and sender.dropped counted); a
+ * connection the C encoder leaves to Python goes to python_end / python_remove. */
+static int ipfix_hook_state(PyObject *state, PyObject **items) {
+    if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 9 || !PyDict_Check(PyTuple_GET_ITEM(state, 0)) ||
+        !PySet_Check(PyTuple_GET_ITEM(state, 1)) || !PyDict_Check(PyTuple_GET_ITEM(state, 2))) {
+        PyErr_SetString(PyExc_TypeError, "ipfix hook: not the exporter's state tuple");
+        return -1;
+    }
+    for (int i = 0; i < 9; i++)
+        items[i] = PyTuple_GET_ITEM(state, i);
+    return 0;
+}
+
+/* the record `made` (a tuple) into the queue, or counted as dropped */
+static int ipfix_enqueue(PyObject **st, PyObject *made) {
+    Py_ssize_t size = PyObject_Length(st[3]);
+    long limit = PyLong_AsLong(st[4]);
+    if (size < 0 || (limit == -1 && PyErr_Occurred()))
+        return -1;
+    if (size >= limit) {
+        PyObject *dropped = PyObject_GetAttrString(st[5], "dropped");
+        if (dropped == NULL)
+            return -1;
+        long long n = PyLong_AsLongLong(dropped);
+        Py_DECREF(dropped);
+        if (n == -1 && PyErr_Occurred())
+            return -1;
+        PyObject *more = PyLong_FromLongLong(n + 1);
+        int failed = more == NULL || PyObject_SetAttrString(st[5], "dropped", more) < 0;
+        Py_XDECREF(more);
+        return failed ? -1 : 0;
+    }
+    PyObject *r = PyObject_CallMethodOneArg(st[3], s_append, made);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static long ipfix_reason(PyObject *reasons, PyObject *ended) {
+    PyObject *mapped = PyDict_GetItemWithError(reasons, ended);
+    if (mapped == NULL)
+        return PyErr_Occurred() ? -1 : 3;
+    return PyLong_AsLong(mapped);
+}
+
+/* one connection's record: queued, nothing (None), or made by the Python path (`python`(conn, reason, now,
+ * always)) */
+static PyObject *ipfix_route(PyObject **st, PyObject *python, ConnObject *conn, int reason, double now, int always) {
+    PyObject *made = ipfix_one(conn, reason, now, always, st[0]);
+    if (made == NULL)
+        return NULL;
+    int failed = 0;
+    if (made == Py_NotImplemented) {
+        PyObject *r = PyObject_CallFunction(python, "Oidi", (PyObject *)conn, reason, now, always);
+        failed = r == NULL;
+        Py_XDECREF(r);
+    } else if (made != Py_None) {
+        failed = ipfix_enqueue(st, made) < 0;
+    }
+    Py_DECREF(made);
+    if (failed)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* FlowExporter.on_end: the end record (always), at the connection's end time (or its last packet) */
+static PyObject *py_ipfix_on_end(PyObject *module, PyObject *args) {
+    PyObject *state, *obj, *st[9];
+    if (!PyArg_ParseTuple(args, "OO!", &state, &ConnType, &obj) || ipfix_hook_state(state, st) < 0)
+        return NULL;
+    ConnObject *conn = (ConnObject *)obj;
+    long reason = conn->ended == Py_None ? 3 : ipfix_reason(st[2], conn->ended);
+    if (reason == -1 && PyErr_Occurred())
+        return NULL;
+    double end = isnan(conn->end_ts) ? conn->last : conn->end_ts;
+    PyObject *done = ipfix_route(st, st[6], conn, (int)reason, end, 1);
+    if (done == NULL)
+        return NULL;
+    PyObject *key = PyLong_FromLongLong(conn->id);
+    int failed = key == NULL || PySet_Add(st[1], key) < 0;
+    Py_XDECREF(key);
+    if (failed) {
+        Py_DECREF(done);
+        return NULL;
+    }
+    return done;
+}
+
+/* FlowExporter.on_remove: the chained hook first; then one more record if packets came after the end record
+ * (or a forced end for one that never ended); its state forgotten */
+static PyObject *py_ipfix_on_remove(PyObject *module, PyObject *args) {
+    PyObject *state, *obj, *st[9];
+    if (!PyArg_ParseTuple(args, "OO!", &state, &ConnType, &obj) || ipfix_hook_state(state, st) < 0)
+        return NULL;
+    ConnObject *conn = (ConnObject *)obj;
+    if (st[8] != Py_None) {
+        PyObject *r = PyObject_CallOneArg(st[8], obj);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    PyObject *key = PyLong_FromLongLong(conn->id);
+    if (key == NULL)
+        return NULL;
+    int sent_end = PySet_Discard(st[1], key);
+    PyObject *routed = Py_NewRef(Py_None);
+    if (sent_end < 0) {
+        Py_CLEAR(routed);
+    } else if (sent_end || conn->ended == Py_None) {
+        Py_CLEAR(routed);
+        long reason = sent_end ? (conn->ended == Py_None ? 3 : ipfix_reason(st[2], conn->ended)) : 4;
+        if (!(reason == -1 && PyErr_Occurred()))
+            routed = ipfix_route(st, st[7], conn, (int)reason, conn->last, !sent_end);
+    }
+    if (routed != NULL && PyDict_DelItem(st[0], key) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_KeyError))
+            PyErr_Clear();
+        else
+            Py_CLEAR(routed);
+    }
+    Py_DECREF(key);
+    return routed;
+}
+
+/* export.ipfix.messages in C, for the sender thread: `pending` (a list of (export time, is IPv4, record bytes))
+ * packed into messages of at most `limit` bytes (a record larger than that still goes, alone), `templates` (a
+ * template set, or None) leading the first; each message's sequence number counts the data records before it.
+ * Returns [(message, records in it)]; the export time is the latest of the records' (whole seconds). */
+static int ipfix_emit(PyObject *out, unsigned char *buf, size_t len, uint32_t export_time, uint32_t sequence,
+                      uint32_t domain, long count) {
+    ip_be16(buf, 10);
+    ip_be16(buf + 2, (uint32_t)len);
+    ip_be32(buf + 4, export_time);
+    ip_be32(buf + 8, sequence);
+    ip_be32(buf + 12, domain);
+    PyObject *item = Py_BuildValue("(y#l)", (const char *)buf, (Py_ssize_t)len, count);
+    if (item == NULL)
+        return -1;
+    int failed = PyList_Append(out, item) < 0;
+    Py_DECREF(item);
+    return failed ? -1 : 0;
+}
+
+static PyObject *py_ipfix_messages(PyObject *module, PyObject *args) {
+    PyObject *pending, *templates;
+    unsigned long long sequence_in, domain_in;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "O!KKOn", &PyList_Type, &pending, &sequence_in, &domain_in, &templates, &limit))
+        return NULL;
+    if (templates != Py_None && !PyBytes_Check(templates)) {
+        PyErr_SetString(PyExc_TypeError, "templates: bytes or None");
+        return NULL;
+    }
+    uint32_t sequence = (uint32_t)sequence_in, domain = (uint32_t)domain_in;
+    Py_ssize_t n = PyList_GET_SIZE(pending);
+    double latest = -INFINITY;
+    size_t biggest = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(pending, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3 || !PyBytes_Check(PyTuple_GET_ITEM(item, 2))) {
+            PyErr_SetString(PyExc_TypeError, "pending: (export time, is IPv4, bytes) tuples");
+            return NULL;
+        }
+        double t = PyFloat_AsDouble(PyTuple_GET_ITEM(item, 0));
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (t > latest)
+            latest = t;
+        size_t size = (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(item, 2));
+        if (size > biggest)
+            biggest = size;
+    }
+    /* int(max(t)) & 0xFFFFFFFF, as Python's header() */
+    uint32_t export_time = 0;
+    if (n && isfinite(latest)) {
+        double whole = trunc(latest);
+        export_time = (uint32_t)(int64_t)fmod(whole, 4294967296.0);
+        if (whole < 0 && export_time)
+            export_time = (uint32_t)(int64_t)whole;
+    }
+    size_t tlen = templates == Py_None ? 0 : (size_t)PyBytes_GET_SIZE(templates);
+    size_t cap = 16 + tlen + (size_t)(limit > 0 ? limit : 0) + biggest + 8;
+    unsigned char *buf = PyMem_Malloc(cap);
+    PyObject *out = PyList_New(0);
+    if (buf == NULL || out == NULL) {
+        PyMem_Free(buf);
+        Py_XDECREF(out);
+        return PyErr_NoMemory();
+    }
+    size_t size = 16, set_at = 0;       /* the message so far; where the open set's header is (0: none) */
+    int has_sets = 0, current = -1;     /* a set in this message (templates count); the open set's family */
+    long count = 0;
+    if (tlen) {
+        memcpy(buf + 16, PyBytes_AS_STRING(templates), tlen);
+        size += tlen;
+        has_sets = 1;
+    }
+#define CLOSE_SET()                                                                                             \
+    do {                                                                                                        \
+        if (set_at) {                                                                                           \
+            ip_be16(buf + set_at, current ? 256 : 257);                                                         \
+            ip_be16(buf + set_at + 2, (uint32_t)(size - set_at));                                               \
+            set_at = 0;                                                                                         \
+        }                                                                                                       \
+    } while (0)
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(pending, i);
+        int v4 = PyObject_IsTrue(PyTuple_GET_ITEM(item, 1));
+        if (v4 < 0)
+            goto fail;
+        PyObject *record = PyTuple_GET_ITEM(item, 2);
+        size_t rlen = (size_t)PyBytes_GET_SIZE(record);
+        size_t need = rlen + ((v4 != current || !set_at) ? 4 : 0);
+        if (size + need > (size_t)limit && (count || has_sets)) {
+            CLOSE_SET();
+            if (ipfix_emit(out, buf, size, export_time, sequence, domain, count) < 0)
+                goto fail;
+            sequence += (uint32_t)count;
+            size = 16;
+            count = 0;
+            has_sets = 0;
+            need = rlen + 4;
+        }
+        if (v4 != current || !set_at) {
+            CLOSE_SET();
+            current = v4;
+            set_at = size;
+            size += 4;
+            has_sets = 1;
+        }
+        memcpy(buf + size, PyBytes_AS_STRING(record), rlen);
+        size += rlen;
+        count++;
+    }
+    CLOSE_SET();
+#undef CLOSE_SET
+    if (has_sets && ipfix_emit(out, buf, size, export_time, sequence, domain, count) < 0)
+        goto fail;
+    PyMem_Free(buf);
+    return out;
+fail:
+    PyMem_Free(buf);
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* the metrics' gauge of open connections by state pair (Tracker.state_pairs): {"CLIENT/SERVER": n} over the
+ * connections not ended; None if one is not the compiled core's (the Python loop counts then) */
+static PyObject *py_state_pairs(PyObject *module, PyObject *conns) {
+    Py_ssize_t counts[N_STATES][N_STATES];
+    memset(counts, 0, sizeof counts);
+    PyObject *it = PyObject_GetIter(conns), *item;
+    if (it == NULL)
+        return NULL;
+    while ((item = PyIter_Next(it)) != NULL) {
+        if (!PyObject_TypeCheck(item, &ConnType)) {
+            Py_DECREF(item);
+            Py_DECREF(it);
+            Py_RETURN_NONE;
+        }
+        ConnObject *conn = (ConnObject *)item;
+        if (conn->ended == Py_None && conn->c->state < N_STATES && conn->s->state < N_STATES)
+            counts[conn->c->state][conn->s->state]++;
+        Py_DECREF(item);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    for (int c = 0; c < N_STATES; c++)
+        for (int s = 0; s < N_STATES; s++) {
+            if (!counts[c][s])
+                continue;
+            PyObject *n = PyLong_FromSsize_t(counts[c][s]);
+            PyObject *name = n ? PyUnicode_FromFormat("%s/%s", STATE_NAMES[c], STATE_NAMES[s]) : NULL;
+            int failed = name == NULL || PyDict_SetItem(out, name, n) < 0;
+            Py_XDECREF(n);
+            Py_XDECREF(name);
+            if (failed) {
+                Py_DECREF(out);
+                return NULL;
+            }
+        }
+    return out;
+}
+
 static PyMethodDef module_methods[] = {
     {"decode_frame", py_decode_frame, METH_VARARGS,
      "decode_frame(ts, frame, dlt, verify): the Segment fields the packet loop reads, or None (another shape)."},
@@ -2678,6 +3325,25 @@ static PyMethodDef module_methods[] = {
     {"record_json", py_record_json, METH_VARARGS,
      "record_json(conn, zeek_state) -> str: the connection's record as compact JSON (engine.views.FIELDS), the "
      "bytes json would write; None if a value needs the Python encoder."},
+    {"ipfix_record", py_ipfix_record, METH_VARARGS,
+     "ipfix_record(conn, reason, now, always, done) -> (now, is IPv4, bytes) | None | NotImplemented: the "
+     "connection's IPFIX data record since its previous one (export/flows.py), as the rfc5103 template lays it out."},
+    {"ipfix_sweep", py_ipfix_sweep, METH_VARARGS,
+     "ipfix_sweep(conns, now, cutoff, reason, done) -> list: the active-timeout records of the open connections "
+     "(a connection itself where the Python encoder must take it)."},
+    {"ipfix_final", py_ipfix_final, METH_VARARGS,
+     "ipfix_final(conns, now, done, final, reasons) -> list: the end of the capture's records (FlowExporter.finish; "
+     "a connection itself where the Python encoder must take it)."},
+    {"ipfix_on_end", py_ipfix_on_end, METH_VARARGS,
+     "ipfix_on_end(state, conn): FlowExporter.on_end in C (its end record into the sender's queue)."},
+    {"ipfix_on_remove", py_ipfix_on_remove, METH_VARARGS,
+     "ipfix_on_remove(state, conn): FlowExporter.on_remove in C (the chained hook, then a late record if any)."},
+    {"ipfix_messages", py_ipfix_messages, METH_VARARGS,
+     "ipfix_messages(pending, sequence, domain, templates, limit) -> [(message, records)]: export.ipfix.messages "
+     "over the sender's queued (export time, is IPv4, bytes) records."},
+    {"state_pairs", py_state_pairs, METH_O,
+     "state_pairs(conns) -> {\"CLIENT/SERVER\": n} of the connections not ended (Tracker.state_pairs), or None "
+     "if one is not the compiled core's."},
     {NULL},
 };
 

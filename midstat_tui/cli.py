@@ -337,9 +337,10 @@ class OutputWriter(Sink):
             if self.flush_events:
                 self.out.flush()
 
-    def problems(self, ts: float, rows: list) -> None:
-        """--problems: the lens's report on these rows (ConnRow: Job.rows) at `ts`."""
-        rep = report(rows, ts, self.args.thresholds)
+    def problems(self, ts: float, rows: list, rep=None) -> None:
+        """--problems: the lens's report on these rows (ConnRow: Job.rows) at `ts` (`rep`: made already)."""
+        if rep is None:
+            rep = report(rows, ts, self.args.thresholds)
         if self.args.json:
             self._json(rep.document())
         else:
@@ -348,8 +349,14 @@ class OutputWriter(Sink):
 
     def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
         if self.metrics is not None:
+            if self.args.problems:  # the problems gauge: the counts of the report of this moment (written or not)
+                rep = report(conns, ts, self.args.thresholds)
+                self.metrics.update(ts, stats, rep.counts)
+                if _wants_snapshots(self.args):
+                    self.problems(ts, [], rep)
+                return
             self.metrics.update(ts, stats)
-            if not _wants_snapshots(self.args) and not self.args.problems:
+            if not _wants_snapshots(self.args):
                 return  # a tick for the metrics only
         self._snapshot(ts, stats, conns)
 
@@ -396,6 +403,12 @@ class OutputWriter(Sink):
     def last(self, ts: float, stats: dict, conns: list[dict], everything: list[dict], warning: str | None) -> None:
         args = self.args
         self.warning = warning
+        if self.metrics is not None and args.problems:  # (--problems is alone: no --summary, no --group-by)
+            rep = report(conns, ts, args.thresholds)
+            self.metrics.update(ts, stats, rep.counts)
+            self.problems(ts, [], rep)
+            self.out.flush()
+            return
         if self.metrics is not None:
             self.metrics.update(ts, stats)
         if args.group_by:
@@ -497,11 +510,13 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                           buffer_mib=args.buffer_size)
         args.checksums = _checksum_policy(args, mode)
         if not headless:
+            metrics = _start_metrics(args)  # listening before root is given up
             if args.cores > 1:
                 live.close()  # the handle said the interface and the filter are fine; the shards open their own
-                return run_tui_sharded(args, config, target, err, datalink=live.datalink, export=export)
+                return run_tui_sharded(args, config, target, err, datalink=live.datalink, export=export,
+                                       metrics=metrics)
             drop_to(target)
-            return run_tui(args, config, live, err, export)
+            return run_tui(args, config, live, err, export, metrics)
         return run_live_headless(args, config, live, out, err, target, export)
 
     # opened here first: a bad file or filter is said once, at once
@@ -512,12 +527,14 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not headless:
         if source.stdin:
             _keys_from_the_terminal(source)
+        metrics = _start_metrics(args)  # listening before root is given up
         if args.cores > 1 and not source.stream:
             source.close()  # each shard opens the file itself and keeps its share
-            return run_tui_sharded(args, config, target, err, datalink=source.datalink, export=export)
+            return run_tui_sharded(args, config, target, err, datalink=source.datalink, export=export,
+                                   metrics=metrics)
         source.hand_over(target)
         drop_to(target)
-        return run_tui(args, config, source, err, export)
+        return run_tui(args, config, source, err, export, metrics)
     try:
         FrameDecoder(source.datalink)
     except LinkTypeError as exc:
@@ -687,7 +704,7 @@ def _load_tui() -> None:
 
 
 def run_tui_sharded(args: argparse.Namespace, config: TrackerConfig, target: Target | None, err: TextIO,
-                    datalink: int = 1, export: dict | None = None) -> int:
+                    datalink: int = 1, export: dict | None = None, metrics=None) -> int:
     """The TUI on several cores: shard processes (live: a handle each; a file: a share each, played in step),
     core 0's merge in this process."""
     from midstat_tui.engine.shard_sessions import ShardedFileSession, ShardedLiveSession
@@ -696,11 +713,12 @@ def run_tui_sharded(args: argparse.Namespace, config: TrackerConfig, target: Tar
               snaplen=args.snaplen, promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target,
               datalink=datalink, **(export or {}))
     if args.interface is not None:
-        return _run_app(ShardedLiveSession(job, args.cores), args, err)
-    return _run_app(ShardedFileSession(job, args.cores, speed=_speed(args)), args, err)
+        return _run_app(ShardedLiveSession(job, args.cores), args, err, metrics)
+    return _run_app(ShardedFileSession(job, args.cores, speed=_speed(args)), args, err, metrics)
 
 
-def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO, export: dict | None = None) -> int:
+def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO, export: dict | None = None,
+            metrics=None) -> int:
     """The interactive face: the engine runs in a background session, the Textual app reads its snapshots."""
     from midstat_tui.engine.session import Session
 
@@ -708,22 +726,28 @@ def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO
         engine = Engine(source.datalink, config, checksums=args.checksums)
     except LinkTypeError as exc:
         raise MidstatError(f"{source.path}: {exc}") from None
+    if metrics is not None:  # the stats say the state pairs and the load (once a second at most)
+        engine.load_stats, engine.pairs_every = True, 1.0
     session = Session(engine, source, live=args.interface is not None, speed=_speed(args))
     if export and export["ipfix"] is not None:
         from midstat_tui.engine.multicore import start_export
 
         session.exporter = start_export(Job("", None, config, **export), engine, 0)
     try:
-        return _run_app(session, args, err)
+        return _run_app(session, args, err, metrics)
     finally:
         if hasattr(source, "close"):
             source.close()
 
 
-def _run_app(session, args: argparse.Namespace, err: TextIO) -> int:
+def _run_app(session, args: argparse.Namespace, err: TextIO, metrics=None) -> int:
+    """The app over a started session; quitting stops the session (which sends --ipfix's last records) and the
+    metrics server (`metrics`: given the stats the app pulls, once a second)."""
     from midstat_tui.ui.app import MidstatApp
 
     app = MidstatApp(session)
+    if metrics is not None:
+        app.on_stats = metrics.update
     app.view.linger = args.linger  # a replaced incarnation of a reused port stays as long as an ended one
     app.view.set_thresholds(args.thresholds)
     if args.match:
@@ -736,6 +760,8 @@ def _run_app(session, args: argparse.Namespace, err: TextIO) -> int:
         app.run()
     finally:
         session.stop()
+        if metrics is not None:
+            metrics.close()
     if session.error:
         err.write(f"midstat: {session.error}\n")
         return EXIT_DAMAGED

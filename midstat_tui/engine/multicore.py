@@ -191,7 +191,9 @@ class _Reporter:
         return self.job.snapshots or self.job.metrics
 
     def snapshot_dicts(self, snap: Snapshot) -> Iterable:
-        return self.dicts(snap.connections, snap.ts) if self.job.snapshots else []
+        # (--problems with --metrics: the rows every second, for the problems gauge, even where no report is written)
+        wanted = self.job.snapshots or (self.job.rows and self.job.metrics)
+        return self.dicts(snap.connections, snap.ts) if wanted else []
 
     def last(self, engine: Engine, end: float, warning: str | None) -> None:
         if self.exporter is not None:  # every connection still in the table goes out, then the queue is sent

@@ -64,6 +64,7 @@ def _open_shard(job: Job, shard: int, count: int, out, open_source) -> tuple | N
         drop_to(job.user)
         engine = Engine(source.datalink, job.config, checksums=job.checksum_policy(), shard=shard,
                         shard_count=count)
+        engine.load_stats, engine.pairs_every = job.metrics, 1.0  # --metrics: state pairs and load in the stats
     except MidstatError as exc:
         out.send(("fatal", shard, str(exc)))
         return None

@@ -7,10 +7,34 @@ set of counters is kept anywhere.
 
 from __future__ import annotations
 
+import socket
 import threading
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+# (all imported with this module, before midstat gives up root: a scrape then imports nothing)
+from prometheus_client import make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client.registry import CollectorRegistry
 
 from midstat_tui.errors import MidstatError
 from midstat_tui.export.sender import parse_collector
+
+POLL = 0.05  # seconds: how soon the serving thread sees a shutdown
+
+
+def _server(host: str, port: int, app):
+    """A threading WSGI server for `app` on host:port (IPv4 or IPv6), its request log silent."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+            pass
+
+    return make_server(host, port, app, Server, handler_class=Quiet)
 
 
 class MetricsServer:
@@ -20,23 +44,30 @@ class MetricsServer:
         collector = parse_collector(address, "--metrics")
         if collector.tcp:
             raise MidstatError(f"--metrics {address!r}: expected HOST:PORT (an HTTP endpoint)")
-        from prometheus_client import start_http_server
-        from prometheus_client.registry import CollectorRegistry
-
         self._lock = threading.Lock()
         self._stats: dict = {}
         self._ts = 0.0
+        self._problems: dict[str, int] | None = None
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self)
         try:
-            self._server, self._thread = start_http_server(collector.port, collector.host, registry)
-        except OSError as exc:
-            raise MidstatError(f"--metrics {address}: cannot listen there ({exc.strerror or exc})") from None
+            self._server = _server(collector.host, collector.port, make_wsgi_app(registry))
+        except (OSError, UnicodeError) as exc:
+            raise MidstatError(f"--metrics {address}: cannot listen there "
+                               f"({getattr(exc, 'strerror', None) or exc})") from None
+        # prometheus_client's start_http_server, with a short poll: its server's shutdown waits for the serving
+        # loop to look (0.5 s by default), which every run's end paid
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL,), name="midstat-metrics",
+                                        daemon=True)
+        self._thread.start()
 
-    def update(self, ts: float, stats: dict) -> None:
+    def update(self, ts: float, stats: dict, problems: dict[str, int] | None = None) -> None:
+        """The figures of the report at `ts`; `problems`: with --problems, that moment's report's counts by kind
+        (what `--problems --json` writes as "counts")."""
         with self._lock:
             self._ts = ts
             self._stats = stats
+            self._problems = problems
 
     def close(self) -> None:
         self._server.shutdown()
@@ -47,10 +78,8 @@ class MetricsServer:
         return []
 
     def collect(self):
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
         with self._lock:
-            stats, ts = self._stats, self._ts
+            stats, ts, problems = self._stats, self._ts, self._problems
         yield GaugeMetricFamily("midstat_report_timestamp_seconds",
                                 "Packet time (files) or clock time (live) of the report these figures come from",
                                 value=ts)
@@ -95,6 +124,13 @@ class MetricsServer:
             table.add_metric([str(load["shard"])], load.get("in_table", 0))
         yield packets
         yield table
+        if problems is not None:
+            found = GaugeMetricFamily("midstat_problems",
+                                      "Connections with each kind of problem now (the --problems lens, --threshold)",
+                                      labels=["kind"])
+            for kind, n in problems.items():
+                found.add_metric([kind], n)
+            yield found
         ipfix = stats.get("ipfix")
         if ipfix is not None:
             yield CounterMetricFamily("midstat_ipfix_records_sent", "IPFIX records sent to the collector",

@@ -1,6 +1,6 @@
 """Where IPFIX messages go: a collector over UDP or TCP, from a thread of its own behind a bounded queue.
 
-The tracking never waits for the collector: `offer` puts a record in the queue or, when the queue is full (the
+The tracking never waits for the collector: `offer` puts an encoded record in the queue or, when the queue is full (the
 collector is down or slower than the traffic), drops it and counts it. The thread packs records into messages
 (export.ipfix), numbers them (one sequence stream per observation domain and transport session) and sends them;
 on UDP the templates lead the first message and are sent again every `template_refresh` seconds (RFC 7011
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from midstat_tui.errors import MidstatError
 from midstat_tui.export import ipfix
+from midstat_tui.tcp.connection import _core
 
 DEFAULT_PORT = 4739  # IANA: ipfix
 QUEUE_RECORDS = 65536
@@ -82,12 +83,10 @@ class Sender:
     """One exporting process's transport: a queue, a thread, a socket."""
 
     def __init__(self, collector: Collector, domain: int, *, source: str | None = None,
-                 queue_size: int = QUEUE_RECORDS, template_refresh: float = 600.0,
-                 layout: str = "rfc5103") -> None:
+                 queue_size: int = QUEUE_RECORDS, template_refresh: float = 600.0) -> None:
         self.collector = collector
         self.domain = domain
         self.source = source
-        self.layout = layout
         self.template_refresh = template_refresh
         self.family, self.address = resolve(collector)
         self.sent = 0           # records the socket took
@@ -96,27 +95,42 @@ class Sender:
         self.error: str | None = None  # the last send error, said in the status
         # the queue: appended to by the tracking, emptied by the thread (deque operations are atomic); the
         # thread looks every POLL seconds, or at once when a batch is waiting
-        self._queue: deque[tuple[float, ipfix.FlowRecord]] = deque()
-        self._limit = queue_size
+        # (export time, is IPv4, the data record's bytes: ipfix.encode_record or _core.ipfix_record)
+        self.queue: deque[tuple[float, bool, bytes]] = deque()
+        self.limit = queue_size
         self._wake = threading.Event()
         self._closing_asked = False
         self._sequence = 0
         self._sock: socket.socket | None = None
         self._templates_at = -float("inf")
-        self._templates = ipfix.template_set(layout)
+        self._templates = ipfix.template_set()
         self._thread = threading.Thread(target=self._run, name="midstat-ipfix", daemon=True)
         self._thread.start()
 
     # -- the tracking side -------------------------------------------------------------------------------------
-    def offer(self, export_time: float, record: ipfix.FlowRecord) -> None:
-        items = self._queue
+    def offer(self, export_time: float, v4: bool, record: bytes) -> None:
+        """One data record (its bytes, in the rfc5103 template's order), sent at `export_time` (seconds)."""
+        items = self.queue
         size = len(items)
-        if size >= self._limit:
+        if size >= self.limit:
             self.dropped += 1
             return
-        items.append((export_time, record))
+        items.append((export_time, v4, record))
         if size == BATCH:  # a batch is waiting: wake the thread now (else it looks every POLL seconds anyway;
             self._wake.set()  # waking it for each record would hand the interpreter lock over for each)
+
+    def offer_many(self, items: list[tuple[float, bool, bytes]]) -> None:
+        """Records as `offer` takes them, (export time, is IPv4, bytes), at once (as many as the queue has room for;
+        the rest dropped and counted)."""
+        queue = self.queue
+        room = self.limit - len(queue)
+        if len(items) > room:
+            room = max(room, 0)
+            self.dropped += len(items) - room
+            items = items[:room]
+        queue.extend(items)
+        if len(queue) >= BATCH:
+            self._wake.set()
 
     def close(self, timeout: float = 10.0) -> None:
         """Send what is queued (waiting at most `timeout` seconds), then close."""
@@ -126,18 +140,18 @@ class Sender:
         if self._thread.is_alive():  # the collector never took them: what is left counts as dropped
             self._closing = True
             self._thread.join(2.0)
-        left = len(self._queue)
-        self._queue.clear()
+        left = len(self.queue)
+        self.queue.clear()
         self.dropped += left
 
     def stats(self) -> dict:
-        return {"sent": self.sent, "dropped": self.dropped, "queued": len(self._queue)}
+        return {"sent": self.sent, "dropped": self.dropped, "queued": len(self.queue)}
 
     # -- the thread ------------------------------------------------------------------------------------------
     _closing = False  # give up: what is still queued is dropped
 
     def _run(self) -> None:
-        items = self._queue
+        items = self.queue
         while True:
             closing = self._closing_asked
             if not items:
@@ -173,22 +187,23 @@ class Sender:
         self._sock = sock
         return True
 
-    def _send(self, pending: list[tuple[float, ipfix.FlowRecord]]) -> None:
+    def _send(self, pending: list[tuple[float, bool, bytes]]) -> None:
         if self._closing or not self._connect():
             self.dropped += len(pending)
             if not self._closing:
                 time.sleep(1.0)  # a collector that refuses: try again in a second, dropping meanwhile
             return
-        layout = self.layout
-        encoded = [(len(r.c_addr) == 4, ipfix.encode_record(r, layout)) for _, r in pending]
-        export_time = int(max(t for t, _ in pending))
         now = time.monotonic()
         templates = None
         if now - self._templates_at >= self.template_refresh and not (self.collector.tcp and self.messages):
             templates = self._templates
             self._templates_at = now
         limit = TCP_MESSAGE if self.collector.tcp else ipfix.MAX_MESSAGE
-        batch = ipfix.messages(encoded, export_time, self._sequence, self.domain, templates, limit)
+        if _core is not None:  # the same messages, packed in C
+            batch = _core.ipfix_messages(pending, self._sequence, self.domain, templates, limit)
+        else:
+            batch = ipfix.messages([(v4, record) for _, v4, record in pending], int(max(t for t, _, _ in pending)),
+                                   self._sequence, self.domain, templates, limit)
         for index, (message, count) in enumerate(batch):
             try:
                 if self.collector.tcp:

@@ -9,6 +9,7 @@ import os
 import pwd
 import signal
 import time
+from collections.abc import Callable
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -114,6 +115,7 @@ class MidstatApp(App[None]):
         self.columns_chosen = False   # the user picked the columns: VLAN no longer appears by itself
         self.frozen = False
         self.stats: dict = {}
+        self.on_stats: Callable[[float, dict], None] | None = None  # --metrics: each second's pulled stats
         self._drawn_at = 0.0              # monotonic time the table was last sorted and drawn
         self._catching_up: Timer | None = None  # the next slice of a big pull, when one is due
         self.table = ConnTable(self.view, self._columns(), id="conns")
@@ -169,6 +171,8 @@ class MidstatApp(App[None]):
             pulled = session.pull()
             self.stats = pulled.stats
             self._take_names(pulled.names)
+            if self.on_stats is not None:  # --metrics: the figures of this second
+                self.on_stats(pulled.position, pulled.stats)
             self.view.take(pulled)
         if self._catching_up is not None:  # this tick applies the next slice itself
             self._catching_up.stop()

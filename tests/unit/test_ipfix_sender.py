@@ -13,6 +13,7 @@ from tests.ipfix_decoder import decode
 
 RECORD = ipfix.FlowRecord(bytes([10, 0, 0, 1]), 1000, bytes([10, 0, 0, 2]), 80, 0, 0, 1000, 100, 200, 1, 2, 0, 0,
                           ipfix.END_OF_FLOW, "CLOSED", "CLOSED", "SF", "ShADadFf", 1, 1, 0, 0, 0, 0, 0, 0)
+ENCODED = (True, ipfix.encode_record(RECORD))
 
 
 def test_a_collector_that_never_reads_costs_no_waiting():
@@ -22,7 +23,7 @@ def test_a_collector_that_never_reads_costs_no_waiting():
         sender = Sender(Collector("127.0.0.1", server.getsockname()[1], tcp=True), 1, queue_size=100)
         start = time.monotonic()
         for _ in range(200_000):
-            sender.offer(0.0, RECORD)
+            sender.offer(0.0, *ENCODED)
         offering = time.monotonic() - start
         sender.close(timeout=1.0)
     assert offering < 5.0  # ~200k queue operations, never a wait on the socket
@@ -34,7 +35,7 @@ def test_a_collector_that_is_down_drops_and_counts():
     port = free_port(socket.SOCK_STREAM)  # nothing listens there
     sender = Sender(Collector("127.0.0.1", port, tcp=True), 1)
     for _ in range(50):
-        sender.offer(0.0, RECORD)
+        sender.offer(0.0, *ENCODED)
     sender.close(timeout=3.0)
     assert sender.sent == 0
     assert sender.dropped == 50
@@ -44,11 +45,11 @@ def test_a_collector_that_is_down_drops_and_counts():
 def test_udp_templates_come_again_after_the_refresh_interval():
     collector = UdpCollector()
     sender = Sender(Collector("127.0.0.1", collector.port), 7, template_refresh=1.0)
-    sender.offer(1.0, RECORD)
+    sender.offer(1.0, *ENCODED)
     time.sleep(1.2)
-    sender.offer(2.0, RECORD)
+    sender.offer(2.0, *ENCODED)
     time.sleep(0.2)
-    sender.offer(3.0, RECORD)  # within the interval: no templates
+    sender.offer(3.0, *ENCODED)  # within the interval: no templates
     sender.close()
     datagrams = [d for _, d in collector.close()]
     leading = [int.from_bytes(d[16:18], "big") for d in datagrams]

@@ -1,0 +1,84 @@
+"""--ipfix and --metrics with the TUI (Pilot, over a real one-core replay session): the header says what was sent
+and dropped, the metrics endpoint serves the figures the app pulled, and quitting in the middle of the replay sends
+the last records: what the collector holds then adds up to every connection the replay had reached."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections import defaultdict
+
+from prometheus_client.parser import text_string_to_metric_families
+from textual.widgets import Static
+
+from midstat_tui.capture.files import FileSource
+from midstat_tui.engine.multicore import Job, start_export
+from midstat_tui.engine.pipeline import Engine
+from midstat_tui.engine.session import Session
+from midstat_tui.export.metrics import MetricsServer
+from midstat_tui.export.sender import parse_collector
+from midstat_tui.tcp.tracker import TrackerConfig
+from midstat_tui.ui.app import MidstatApp
+from tests.collectors import UdpCollector, free_port
+from tests.helpers import replay
+from tests.ipfix_decoder import decode
+from tests.ui.conftest import MIXED
+from tests.ui.test_app import _until
+
+
+def _scrape(port: int) -> dict:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def test_the_tui_exports_shows_the_export_and_quitting_sends_the_rest():
+    collector = UdpCollector()
+    port = free_port(kind=1)
+    metrics = MetricsServer(f"127.0.0.1:{port}")
+    source = FileSource(str(MIXED))
+    engine = Engine(source.datalink)
+    engine.load_stats, engine.pairs_every = True, 1.0
+    session = Session(engine, source, live=False, speed=0.5)  # 2.5 s of capture in 5 s
+    session.exporter = start_export(Job("", None, TrackerConfig(), ipfix=parse_collector(collector.address),
+                                        metrics=True), engine, 0)
+    app = MidstatApp(session, interval=None, show_load=False)
+    app.on_stats = metrics.update
+    session.start()
+    try:
+        async with app.run_test(size=(120, 34)) as pilot:
+            def sent_some() -> bool:
+                app.tick()
+                return app.stats.get("ipfix", {}).get("sent", 0) > 0
+            await _until(pilot, sent_some, tries=1000)
+            header = str(app.query_one("#summary-line2", Static).render())
+            ipfix = app.stats["ipfix"]
+            assert f"ipfix sent {ipfix['sent']:,} dropped {ipfix['dropped']:,}" in header
+            scraped = _scrape(port)
+            assert scraped[("midstat_ipfix_records_sent_total", ())] == ipfix["sent"]
+            assert scraped[("midstat_packets_total", ())] == app.stats["packets"]
+            assert scraped[("midstat_connections_open", ())] == app.stats["active"]
+            by_state = sum(v for (name, _), v in scraped.items() if name == "midstat_connections_by_state")
+            assert by_state == app.stats["active"]
+            assert not session.at_end  # quit in the middle of the replay
+            await pilot.press("q")
+        session.stop()
+        reached = engine.last_ts
+    finally:
+        session.stop()
+        metrics.close()
+        source.close()
+    datagrams = collector.close()
+    # every connection the replay had reached went out, with every packet it had seen; none beyond
+    got: dict = defaultdict(lambda: [0, 0])
+    for _, r in decode([d for _, d in datagrams]):
+        key = (r["sourceTransportPort"], r["destinationTransportPort"])
+        got[key][0] += r["packetDeltaCount"]
+        got[key][1] += r["reversePacketDeltaCount"]
+    _, _, started = replay(MIXED, until=reached)
+    expected: dict = defaultdict(lambda: [0, 0])
+    for conn in started:
+        expected[(conn.c_port, conn.s_port)][0] += conn.c.packets
+        expected[(conn.c_port, conn.s_port)][1] += conn.s.packets
+    assert dict(got) == dict(expected)
+    _, _, everything = replay(MIXED)
+    assert len(started) < len(everything)  # (the replay was cut short: the open ones went out as forced ends)
