@@ -375,7 +375,10 @@ typedef struct {
     unsigned char c_addr[16], s_addr[16];
     unsigned char c_addr_len, s_addr_len;
     char midstream, flipped, pooled;
+    struct PacketRing *ring;      /* live: the last packets' headers (the packet ring, below); NULL: none */
 } ConnObject;
+
+static void ring_free(ConnObject *conn);
 
 static PyTypeObject ConnType;
 
@@ -432,6 +435,7 @@ static void conn_dealloc(ConnObject *self) {
     Py_XDECREF(self->s);
     PyMem_Free(self->hist);
     PyMem_Free(self->log);
+    ring_free(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -711,6 +715,126 @@ typedef struct {
     int flags, win, ttl, truncated;
 } Seg;
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * The packet ring (live): the headers of each connection's last packets, for the flow screen's ladder of a flow
+ * opened after the fact. Bounded per connection (ring_max packets; a ring starts at RING_FIRST entries and doubles
+ * while it is full for the first time) and in total (ring_budget bytes over all rings: past it a ring does not
+ * grow and a new connection gets none). Off (ring_max 0) unless a live session turns it on: a file's flows are
+ * read from the file again.
+ * ------------------------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    double ts;
+    uint32_t seq, ack;
+    uint32_t payload;             /* payload length; RING_SERVER: sent by the server */
+    uint16_t win;                 /* the raw window field */
+    uint8_t flags, ttl;
+} RingEntry;                      /* 24 bytes */
+
+struct PacketRing {
+    uint64_t seen;                /* packets noted, the overwritten ones too */
+    uint32_t cap, head;           /* entries held at most; the next one written */
+    RingEntry e[];
+};
+
+#define RING_FIRST 2
+#define RING_SERVER 0x80000000u
+static uint32_t ring_max = 0;     /* packets per connection; 0: off */
+static size_t ring_budget = 0, ring_used = 0;
+static Py_ssize_t ring_count = 0;
+
+static inline size_t ring_size(uint32_t cap) { return sizeof(struct PacketRing) + (size_t)cap * sizeof(RingEntry); }
+
+static void ring_free(ConnObject *conn) {
+    if (conn->ring != NULL) {
+        ring_used -= ring_size(conn->ring->cap);
+        ring_count--;
+        PyMem_Free(conn->ring);
+        conn->ring = NULL;
+    }
+}
+
+static void ring_note(ConnObject *conn, const Seg *seg, int from_client) {
+    struct PacketRing *r = conn->ring;
+    if (r == NULL || (r->seen == r->cap && r->cap < ring_max)) {
+        uint32_t cap = r == NULL ? RING_FIRST : r->cap * 2;
+        if (cap > ring_max)
+            cap = ring_max;
+        size_t old = r == NULL ? 0 : ring_size(r->cap), want = ring_size(cap);
+        if (ring_used - old + want <= ring_budget) {
+            struct PacketRing *grown = PyMem_Realloc(r, want);
+            if (grown != NULL) {
+                if (r == NULL) {
+                    grown->seen = 0;
+                    grown->head = 0;
+                    ring_count++;
+                } else {
+                    grown->head = grown->cap;   /* it was full, in order: the next one goes after them */
+                }
+                grown->cap = cap;
+                ring_used += want - old;
+                conn->ring = r = grown;
+            }
+        }
+        if (r == NULL)
+            return;
+    }
+    RingEntry *e = &r->e[r->head];
+    e->ts = seg->ts;
+    e->seq = seg->seq;
+    e->ack = seg->ack;
+    e->payload = (seg->payload & ~RING_SERVER) | (from_client ? 0 : RING_SERVER);
+    e->win = (uint16_t)seg->win;
+    e->flags = (uint8_t)seg->flags;
+    e->ttl = seg->ttl < 0 ? 0 : (uint8_t)seg->ttl;
+    r->seen++;
+    if (++r->head == r->cap)
+        r->head = 0;
+}
+
+static PyObject *py_ring_setup(PyObject *module, PyObject *args) {
+    long long packets, budget;
+    if (!PyArg_ParseTuple(args, "LL", &packets, &budget))
+        return NULL;
+    if (packets < 0 || packets > 1000000 || budget < 0) {
+        PyErr_SetString(PyExc_ValueError, "ring_setup(packets 0..1000000, budget bytes >= 0)");
+        return NULL;
+    }
+    ring_max = (uint32_t)packets;
+    ring_budget = (size_t)budget;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_ring_stats(PyObject *module, PyObject *unused) {
+    return Py_BuildValue("(knnn)", (unsigned long)ring_max, (Py_ssize_t)ring_budget, (Py_ssize_t)ring_used,
+                         ring_count);
+}
+
+static PyObject *py_ring_of(PyObject *module, PyObject *conn_obj) {
+    if (!PyObject_TypeCheck(conn_obj, &ConnType)) {
+        PyErr_SetString(PyExc_TypeError, "ring_of(conn): a compiled Connection");
+        return NULL;
+    }
+    struct PacketRing *r = ((ConnObject *)conn_obj)->ring;
+    uint32_t n = r == NULL ? 0 : (r->seen < r->cap ? (uint32_t)r->seen : r->cap);
+    PyObject *list = PyList_New(n);
+    if (list == NULL)
+        return NULL;
+    uint32_t at = r == NULL || r->seen < r->cap ? 0 : r->head;   /* the oldest */
+    for (uint32_t i = 0; i < n; i++) {
+        const RingEntry *e = &r->e[(at + i) % r->cap];
+        PyObject *item = Py_BuildValue("(dikkiiiO)", e->ts, (int)e->flags, (unsigned long)e->seq,
+                                       (unsigned long)e->ack, (int)e->win, (int)(e->payload & ~RING_SERVER),
+                                       (int)e->ttl, (e->payload & RING_SERVER) ? Py_False : Py_True);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    return Py_BuildValue("(KN)", (unsigned long long)(r == NULL ? 0 : r->seen), list);
+}
+
 typedef struct {
     ConnObject *conn;
     PyObject *changes;            /* list of transition tuples, made at the first one */
@@ -945,6 +1069,8 @@ static int apply(ConnObject *conn, const Seg *seg, int from_client, PyObject **c
     Mover m = {conn, NULL, ts, from_client ? 0 : 1, flags, seq, ack, length};
     long long retrans_before = sender->retrans, gaps_c = conn->c->gaps, gaps_s = conn->s->gaps;
     long long suspicious_before = conn->suspicious_rst, odd_before = conn->odd_rst;
+    if (ring_max)
+        ring_note(conn, seg, from_client);
 
     /* counters, sequence bookkeeping, retransmissions */
     sender->packets++;
@@ -2537,6 +2663,13 @@ static PyMethodDef module_methods[] = {
     {"place", py_place, METH_VARARGS, "place(batch, dlt, count) -> bytes: each packet's shard (255: not placed here)."},
     {"split_share", py_split_share, METH_VARARGS,
      "split_share(data, meta, dlt, count, shard) -> (packets, unplaced): split, keeping one shard's share."},
+    {"ring_setup", py_ring_setup, METH_VARARGS,
+     "ring_setup(packets, budget): keep each connection's last `packets` packet headers (0: off), all rings in "
+     "`budget` bytes."},
+    {"ring_stats", py_ring_stats, METH_NOARGS, "ring_stats() -> (packets, budget, bytes used, rings)."},
+    {"ring_of", py_ring_of, METH_O,
+     "ring_of(conn) -> (seen, [(ts, flags, seq, ack, win, payload, ttl, from_client), ...]): its ring, oldest "
+     "first; seen counts every packet noted."},
     {"run", py_run, METH_VARARGS, "Feed a batch of Ethernet frames to live connections while nothing else is needed."},
     {"measure_cells", py_measure_cells, METH_VARARGS,
      "measure_cells(row, widths) -> cells: widths (int64 buffer, one per column) grows to the row's tab-separated "

@@ -182,8 +182,9 @@ class FlowReader:
                          self.checksums, keep_frames)
 
 
-def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int, config: TrackerConfig | None,
-              checksums: ChecksumPolicy | None, keep_frames: bool, tail: bool = False) -> Flow:
+def attribute(stream: Iterable[tuple[float, bytes | Segment]], ref: FlowRef, datalink: int,
+              config: TrackerConfig | None, checksums: ChecksumPolicy | None, keep_frames: bool,
+              tail: bool = False) -> Flow:
     """Run the tuple's packets through a private tracker; keep those it counts on the incarnation `ref`.
 
     The tracker made the incarnation at its first packet, whatever came before on the tuple: the packets before
@@ -214,7 +215,11 @@ def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int
         late = ts > last and target is not None
         if late and bad_seen >= ref.bad_checksum:
             break  # the tracker counted nothing more on this incarnation after `last`: what follows is another's
-        result = decode(ts, frame)
+        if type(frame) is bytes:
+            result = decode(ts, frame)
+        else:  # a packet ring's header (live, before the watch started), already a Segment
+            result = frame
+            frame = None
         if type(result) is Segment:
             if key_of(result.vlan, result.src, result.sport, result.dst, result.dport) != key:
                 continue
@@ -306,6 +311,53 @@ def _marks(conn: Connection, before: tuple[int, ...], seg: Segment, from_client:
 WATCH_PACKETS = 200_000
 WATCH_BYTES = 256 << 20
 
+# Live: the packet ring (the compiled core keeps the headers of each connection's last RING_PACKETS packets, 24
+# bytes each, all rings within RING_BUDGET bytes: past it a ring stops growing and a new connection gets none).
+# A ring starts at 2 entries and doubles while full, so a connection of a few packets costs a few dozen bytes.
+RING_PACKETS = 64
+RING_BUDGET = 64 << 20
+
+
+def ring_on(packets: int = RING_PACKETS, budget: int = RING_BUDGET) -> bool:
+    """Turn the packet ring on (a live session; packets 0: off). False when there is no compiled core (the
+    pure-Python engine keeps no ring)."""
+    from midstat_tui.tcp.connection import _core
+
+    if _core is None:
+        return False
+    _core.ring_setup(packets, budget)
+    return True
+
+
+def ring_stats() -> dict[str, int]:
+    """The ring's setting and what it holds: packets per connection, budget and bytes used, rings."""
+    from midstat_tui.tcp.connection import _core
+
+    if _core is None:
+        return {"packets": 0, "budget": 0, "used": 0, "rings": 0}
+    packets, budget, used, rings = _core.ring_stats()
+    return {"packets": packets, "budget": budget, "used": used, "rings": rings}
+
+
+def ring_packets(conn: Connection) -> tuple[int, list[tuple[float, Segment]]]:
+    """A tracked connection's ring, oldest first, as segments (headers only: no frame, no MAC, IP length taken
+    as 40 bytes of headers plus the payload), and how many packets it saw (the ring holds the last of them)."""
+    from midstat_tui.tcp.connection import _core
+
+    if _core is None or not isinstance(conn, _core.Connection):
+        return 0, []
+    seen, entries = _core.ring_of(conn)
+    c, s, cp, sp, vlan = conn.c_addr, conn.s_addr, conn.c_port, conn.s_port, tuple(conn.vlan or ())
+    extra = 40 if len(c) == 4 else 60
+    out = []
+    for ts, flags, seq, ack, win, payload, ttl, from_client in entries:
+        if from_client:
+            seg = Segment(ts, vlan, c, s, cp, sp, seq, ack, flags, win, payload, extra + payload, ttl)
+        else:
+            seg = Segment(ts, vlan, s, c, sp, cp, seq, ack, flags, win, payload, extra + payload, ttl)
+        out.append((ts, seg))
+    return seen, out
+
 
 class FlowWatch:
     """The packets of one tuple as a live capture sees them, from the moment the watch starts, bounded in count
@@ -324,7 +376,15 @@ class FlowWatch:
         self.bytes = 0
         self.seen = 0      # packets added since the start
         self.dropped = 0   # the oldest, let go past the bounds
+        self.ring: list[tuple[float, Segment]] = []  # the ring's headers, before the watch started
+        self.ring_seen = 0  # packets the connection had had then (the ring holds the last of them)
         self._lock = threading.Lock()
+
+    def seed(self, seen: int, ring: list[tuple[float, Segment]]) -> None:
+        """The packets before the watch started, from the connection's packet ring (headers only)."""
+        with self._lock:
+            self.ring_seen = seen
+            self.ring = ring
 
     def add(self, ts: float, frame: bytes) -> None:
         with self._lock:
@@ -343,8 +403,18 @@ class FlowWatch:
         """What the watch holds, through a private tracker (picked up as mid-stream: the states before the first
         packet it holds are inferred)."""
         with self._lock:
-            held = list(self.packets)
+            held = self.ring + list(self.packets) if self.ring else list(self.packets)
         return attribute(held, self.ref, self.datalink, self.config, self.checksums, keep_frames=True, tail=True)
+
+
+def seeded_watch(engine, ref: FlowRef) -> FlowWatch:
+    """A watch on `ref` in a live engine, holding the connection's packet ring (call it between two batches, with
+    the packets that come after going to the watch)."""
+    watch = FlowWatch(ref, engine.decoder.dlt, engine.tracker.config, engine.checksums)
+    conn = engine.tracker.table.get(ref.key)
+    if conn is not None and abs(conn.first - ref.first) <= 1e-6:
+        watch.seed(*ring_packets(conn))
+    return watch
 
 
 class Tap:
