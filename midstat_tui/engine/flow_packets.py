@@ -13,6 +13,8 @@ for what the tracker counted on it (retransmission, out of order, zero window, i
 from __future__ import annotations
 
 import math
+import mmap
+import os
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -28,6 +30,11 @@ from midstat_tui.errors import MidstatError
 from midstat_tui.tcp.connection import Connection
 from midstat_tui.tcp.states import CLOSED, ESTABLISHED, SYN_SENT
 from midstat_tui.tcp.tracker import Tracker, TrackerConfig
+
+from midstat_tui.tcp.connection import _core
+
+# the compiled scanner of a file's records (None without the compiled core: libpcap and a filter then)
+_core_scan = getattr(_core, "scan_flow", None)
 
 # the marks a packet can carry (FlowPacket.marks)
 RETRANS = "retrans"        # carries payload (or a SYN/FIN) its sender had sent before
@@ -123,12 +130,37 @@ class FlowReader:
                                "pipe can be read only once: give a capture file")
         self.datalink = self.source.datalink
         self.warning: str | None = None
+        # an uncompressed file's own descriptor (opened now, while root may still read it): a flow is found by the
+        # compiled scanner over its bytes (scan_flow), libpcap and the filter being the way for everything else
+        self._fd: int | None = None
+        if _core_scan is not None and self.source._fd is None:
+            try:
+                self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self._fd = None
 
     def hand_over(self, target) -> None:
         self.source.hand_over(target)
 
     def close(self) -> None:
         self.source.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def scanned(self, ref: FlowRef) -> list[tuple[float, bytes]] | None:
+        """The records of the file that may be the flow's (from its first packet on), by the compiled scanner;
+        None when it cannot say (a compressed file, the user's own filter, another link type or file shape)."""
+        if self._fd is None or self.bpf or _core_scan is None:
+            return None
+        try:
+            size = os.fstat(self._fd).st_size
+            if size == 0:
+                return None
+            with mmap.mmap(self._fd, size, access=mmap.ACCESS_READ) as view:
+                return _core_scan(view, self.datalink, ref.c_addr, ref.c_port, ref.s_addr, ref.s_port, ref.first)
+        except (OSError, ValueError):
+            return None
 
     def packets(self, bpf: str | None = None) -> Iterator[tuple[float, bytes]]:
         """Every packet of the file (through `bpf` and the user's filter, when given), in capture order."""
@@ -177,8 +209,11 @@ class FlowReader:
         return chosen
 
     def flow(self, ref: FlowRef, keep_frames: bool = False) -> Flow:
-        """The packets of one incarnation, through a filter on its tuple."""
-        return attribute(self.packets(flow_bpf(ref, self.datalink)), ref, self.datalink, self.config,
+        """The packets of one incarnation: the compiled scanner's records of the tuple (or, where it cannot read
+        the file, libpcap's through a filter on the tuple), through a private tracker."""
+        found = self.scanned(ref)
+        stream = found if found is not None else self.packets(flow_bpf(ref, self.datalink))
+        return attribute(stream, ref, self.datalink, self.config,
                          self.checksums, keep_frames)
 
 
