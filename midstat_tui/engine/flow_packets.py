@@ -27,11 +27,9 @@ from midstat_tui.decode.linktypes import DLT_EN10MB
 from midstat_tui.decode.segment import ACK, FIN, RST, SYN, IcmpError, Segment
 from midstat_tui.engine.views import ConnRow, format_addr
 from midstat_tui.errors import MidstatError
-from midstat_tui.tcp.connection import Connection
+from midstat_tui.tcp.connection import Connection, _core
 from midstat_tui.tcp.states import CLOSED, ESTABLISHED, SYN_SENT
 from midstat_tui.tcp.tracker import Tracker, TrackerConfig
-
-from midstat_tui.tcp.connection import _core
 
 # the compiled scanner of a file's records (None without the compiled core: libpcap and a filter then)
 _core_scan = getattr(_core, "scan_flow", None)

@@ -199,7 +199,8 @@ class FlowScreen(Screen[None]):
                 self.watch_seen = self.watch.seen
                 self.flow = self.watch.flow()
             if not self.flow.packets:
-                return "live: no packet of this connection since its screen opened (its packets are kept from then)"
+                return ("live: no packet of this connection kept (its packets are kept from when its screen opens, "
+                        "and the last ones before from its packet ring)")
             return ""
         if self.reader is None:
             return ("the flow's packets are read from the capture file again, and this one cannot be reopened "
@@ -225,6 +226,18 @@ class FlowScreen(Screen[None]):
         view = self.query_one(LadderView)
         view.show(self.flow, note)
         view.focus()
+        ring = self.ring_note()
+        if ring:
+            self.status = ring
+            self.notify(ring)
+
+    def ring_note(self) -> str:
+        """Live: what the packet ring gave (the packets before the screen opened), '' when nothing."""
+        watch = self.watch
+        if watch is None or not watch.ring:
+            return ""
+        return (f"before this screen opened: the last {len(watch.ring):,} of {watch.ring_seen:,} packets "
+                "(headers only, from the packet ring)")
 
     def action_timeseq(self) -> None:
         self.remove_class("ladder")
@@ -266,7 +279,9 @@ class FlowScreen(Screen[None]):
             self.status = f"write failed: {exc}"
             self.notify(self.status, severity="error")
             return
-        self.status = f"wrote {writer.packets:,} packets to {path}"
+        headers = sum(1 for packet in self.flow.packets if packet.frame is None)
+        more = f" ({headers:,} earlier ones are headers only, from the packet ring: not written)" if headers else ""
+        self.status = f"wrote {writer.packets:,} packets to {path}{more}"
         self.notify(self.status)
 
     def app_rows(self) -> dict:
