@@ -411,6 +411,7 @@ class FlowWatch:
         self.dropped = 0   # the oldest, let go past the bounds
         self.ring: list[tuple[float, Segment]] = []  # the ring's headers, before the watch started
         self.ring_seen = 0  # packets the connection had had then (the ring holds the last of them)
+        self.version = 0    # moves with every change (a packet added, the ring seeded): the face redraws then
         self._lock = threading.Lock()
 
     def seed(self, seen: int, ring: list[tuple[float, Segment]]) -> None:
@@ -418,6 +419,7 @@ class FlowWatch:
         with self._lock:
             self.ring_seen = seen
             self.ring = ring
+            self.version += 1
 
     def add(self, ts: float, frame: bytes) -> None:
         with self._lock:
@@ -428,6 +430,7 @@ class FlowWatch:
             packets.append((ts, frame))
             self.bytes += len(frame)
             self.seen += 1
+            self.version += 1
             while self.bytes > self.max_bytes and len(packets) > 1:
                 self.bytes -= len(packets.popleft()[1])
                 self.dropped += 1
@@ -450,16 +453,35 @@ def seeded_watch(engine, ref: FlowRef) -> FlowWatch:
     return watch
 
 
+class Forward:
+    """A shard's side of a watch on several cores: the frames of one tuple since the last tick, handed to core 0
+    (which keeps them in its FlowWatch, bounded there)."""
+
+    def __init__(self, key: bytes, limit: int = WATCH_PACKETS) -> None:
+        self.key = key
+        self.limit = limit
+        self.frames: list[tuple[float, bytes]] = []
+
+    def add(self, ts: float, frame: bytes) -> None:
+        if len(self.frames) < self.limit:  # more than core 0's watch holds would only be let go there
+            self.frames.append((ts, frame))
+
+    def take(self) -> list[tuple[float, bytes]]:
+        frames, self.frames = self.frames, []
+        return frames
+
+
 class Tap:
     """Hands the frames of watched tuples to their watches. `tap(batch)` costs nothing while no watch is on;
     then a look at each plain Ethernet frame's bytes (output.pcap_write.quick_key), a decode for the others."""
 
     def __init__(self, datalink: int) -> None:
         self.datalink = datalink
-        self.watches: dict[bytes, FlowWatch] = {}
+        self.watches: dict[bytes, FlowWatch | Forward] = {}
         self._decoder = FrameDecoder(datalink, False)
 
-    def watch(self, watch: FlowWatch) -> FlowWatch:
+    def watch(self, watch):
+        """Start handing the tuple's frames to `watch` (anything with `key` and `add(ts, frame)`)."""
         self.watches = {**self.watches, watch.key: watch}  # a new dict: the capture thread reads it unlocked
         return watch
 
@@ -485,3 +507,40 @@ class Tap:
             watch = watches.get(key)
             if watch is not None:
                 watch.add(ts, frame)
+
+
+class ShardWatches:
+    """A live shard's side of the flow screen on several cores: core 0 orders a watch on a tuple (every shard gets
+    the order: the one holding the connection answers with its packet ring), and from then on the shard hands it
+    the tuple's frames once a tick. Messages to core 0: ("watching", shard, key, datalink, seen, ring) once, then
+    ("watched", shard, key, frames)."""
+
+    def __init__(self, engine, shard: int, out) -> None:
+        self.engine = engine
+        self.shard = shard
+        self.out = out
+        self.tap = Tap(engine.decoder.dlt)
+        ring_on()
+
+    def order(self, message) -> bool:
+        """Take a watch order; False for anything else (a flow's history request)."""
+        if not isinstance(message[0], str):
+            return False
+        if message[0] == "watch":
+            ref: FlowRef = message[1]
+            conn = self.engine.tracker.table.get(ref.key)
+            seen, ring = ring_packets(conn) if conn is not None and abs(conn.first - ref.first) <= 1e-6 else (0, [])
+            self.tap.watch(Forward(ref.key))
+            self.out.send(("watching", self.shard, ref.key, self.engine.decoder.dlt, seen, ring))
+        elif message[0] == "unwatch":
+            forward = self.tap.watches.get(message[1])
+            if forward is not None:
+                self.tap.unwatch(forward)
+        return True
+
+    def send(self) -> None:
+        """Once a tick: each watched tuple's frames since the last one."""
+        for key, forward in self.tap.watches.items():
+            frames = forward.take()  # type: ignore[union-attr]
+            if frames:
+                self.out.send(("watched", self.shard, key, frames))

@@ -171,7 +171,7 @@ class FlowScreen(Screen[None]):
     def _follow(self) -> None:
         """Live: the ladder or the picture on screen takes the packets that came since."""
         watch = self.watch
-        if watch is None or watch.seen == self.watch_seen:
+        if watch is None or watch.version == self.watch_seen:
             return
         if self.has_class("ladder"):
             self.load_flow()
@@ -195,8 +195,8 @@ class FlowScreen(Screen[None]):
         if self.last is None:
             return "the connection has left the table"
         if self.watch is not None:
-            if self.watch.seen != self.watch_seen:
-                self.watch_seen = self.watch.seen
+            if self.watch.version != self.watch_seen:
+                self.watch_seen = self.watch.version
                 self.flow = self.watch.flow()
             if not self.flow.packets:
                 return ("live: no packet of this connection kept (its packets are kept from when its screen opens, "
@@ -204,8 +204,7 @@ class FlowScreen(Screen[None]):
             return ""
         if self.reader is None:
             return ("the flow's packets are read from the capture file again, and this one cannot be reopened "
-                    "(standard input, or a live capture on several cores: --cores 1 keeps them from when the "
-                    "screen opens)")
+                    "(standard input)")
         row = self.last[0]
         if self.flow is None or self.flow_last != row.last:
             try:
