@@ -33,6 +33,7 @@ from midstat_tui.tcp.tracker import Tracker, TrackerConfig
 
 # the compiled scanner of a file's records (None without the compiled core: libpcap and a filter then)
 _core_scan = getattr(_core, "scan_flow", None)
+_FAST_LINKS = (1, 113, 276)  # Ethernet, Linux cooked SLL and SLL2: the compiled decoder's
 
 # the marks a packet can carry (FlowPacket.marks)
 RETRANS = "retrans"        # carries payload (or a SYN/FIN) its sender had sent before
@@ -225,7 +226,11 @@ def attribute(stream: Iterable[tuple[float, bytes | Segment]], ref: FlowRef, dat
     the connection is on its tuple's table entry, so every bad-checksum packet of the tuple then was counted on it:
     when the tracker counted none, checksums need no checking."""
     policy = checksums or ChecksumPolicy("verify")
-    decoder = FrameDecoder(datalink, policy.verify and ref.bad_checksum != 0)
+    verify = policy.verify and ref.bad_checksum != 0
+    decoder = FrameDecoder(datalink, verify)
+    # the compiled core's decoder for the plain frame (the same fields: tests/unit/test_fastpath_differential.py),
+    # the Python one for every other shape
+    fast = _core.decode_frame if _core is not None and datalink in _FAST_LINKS else None
     first = -math.inf if tail else ref.first
     tracker = Tracker(config)
     tracker.offload_sources = policy.offload_sources
@@ -249,7 +254,8 @@ def attribute(stream: Iterable[tuple[float, bytes | Segment]], ref: FlowRef, dat
         if late and bad_seen >= ref.bad_checksum:
             break  # the tracker counted nothing more on this incarnation after `last`: what follows is another's
         if type(frame) is bytes:
-            result = decode(ts, frame)
+            fields = fast(ts, frame, datalink, verify) if fast is not None else None
+            result = Segment(*fields) if fields is not None else decode(ts, frame)
         else:  # a packet ring's header (live, before the watch started), already a Segment
             result = frame
             frame = None
