@@ -1,8 +1,10 @@
-"""#13 live: a flow's packets from the moment its screen opens (Session.watch), real TCP between network namespaces
-captured on the lab's router. Needs root; skipped elsewhere with the reason."""
+"""#13 live: a flow's packets from the moment its screen opens (Session.watch) and before (the packet ring), on 1
+and 2 cores, real TCP between network namespaces captured on the lab's router. Needs root; skipped elsewhere with
+the reason."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -16,7 +18,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from netlab import CLIENT_CLOSES, ROUTER_CLIENT_IF, SERVER4, available, end, endpoint  # noqa: E402
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=f"network lab: {available()}")
-
 
 
 def test_a_watched_live_flow_holds_every_packet_since_the_watch(lab):
