@@ -1691,6 +1691,8 @@ static PyObject *py_scan_flow(PyObject *module, PyObject *args) {
                     uint16_t code = rd16(body + o, swap), olen = rd16(body + o + 2, swap);
                     if (code == 0)
                         break;
+                    if (code == 14)
+                        goto fallback;   /* if_tsoffset: libpcap's business */
                     if (code == 9 && olen >= 1 && o + 5 <= body_len) {
                         unsigned r = body[o + 4];
                         per_sec = 1;
@@ -1708,7 +1710,10 @@ static PyObject *py_scan_flow(PyObject *module, PyObject *args) {
                     goto fallback;
                 uint64_t t = ((uint64_t)rd32(body + 4, swap) << 32) | rd32(body + 8, swap), per = units[iface];
                 uint64_t sec = t / per, frac = t % per;
-                uint64_t usec = per >= 1000000 ? frac / (per / 1000000) : frac * (1000000 / per);
+                /* to microseconds as libpcap does: a decimal resolution by its factor, a binary one through *1e6 */
+                uint64_t usec = per % 1000000 == 0 ? frac / (per / 1000000)
+                                : 1000000 % per == 0 ? frac * (1000000 / per)
+                                : (uint64_t)((unsigned __int128)frac * 1000000 / per);
                 double ts = (double)sec + (double)usec * 1e-6;
                 if (ts >= w.first && scan_keep(&w, body + 20, caplen) && scan_add(out, ts, body + 20, caplen) < 0)
                     goto fail;

@@ -1,8 +1,10 @@
-"""One connection's packets, re-read from the capture file on demand (nothing is kept while tracking).
+"""One connection's packets: re-read from the capture file on demand (nothing is kept while tracking), or, live,
+from the packet ring and a watch.
 
 A connection is named by what the tracker knows of it (`FlowRef`: its tuple, VLAN ids and first/last packet time).
-The file is read again through a BPF filter on the tuple (fast on large files: libpcap drops the rest before
-Python sees it), every packet of the tuple is decoded and run through a private tracker with the same settings, and
+The file is read again by the compiled scanner over its records (an uncompressed pcap or pcapng file), else through
+a BPF filter on the tuple (libpcap drops the rest before Python sees it); every packet of the tuple is decoded and
+run through a private tracker with the same settings, and
 the packets that tracker counts on the incarnation starting at `first` are the flow's: a reused port's other
 incarnations, and the same tuple on another VLAN, stay apart exactly as the tracker kept them apart.
 

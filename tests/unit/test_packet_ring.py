@@ -1,7 +1,11 @@
-"""#13 live: the packet ring (the compiled core keeps each connection's last packet headers), checked against the
-same connections' packets read from the capture file again, on real captures."""
+"""#13: the packet ring (live: the compiled core keeps each connection's last packet headers), checked against the
+same connections' packets read from the capture file again, on real captures; and the compiled scanner that finds
+a file's flow (the ladder), checked against the decoder over every packet of the file."""
 
 from __future__ import annotations
+
+import shutil
+import subprocess
 
 import pytest
 
@@ -155,3 +159,26 @@ def test_the_scanner_finds_what_the_filter_finds_on_public_captures():
         except (MidstatError, LinkTypeError):
             continue  # a capture midstat refuses is no scanner question
     assert checked >= 10
+
+
+@pytest.mark.skipif(shutil.which("editcap") is None, reason="editcap (wireshark-common) is not installed")
+@pytest.mark.parametrize("form", ["pcapng", "nsecpcap", "nsec-pcapng"])
+@pytest.mark.parametrize("name", ["lossy_transfer", "vlan_close", "ipv6_close", "mixed_traffic"])
+def test_the_scanner_reads_pcapng_and_nanosecond_files(tmp_path, form, name):
+    """The fixtures rewritten by Wireshark's editcap as pcapng, as nanosecond pcap and as nanosecond pcapng: the
+    scanner reads each (no fall-back to libpcap) and finds what the decoder finds in every packet."""
+    src = FIXTURES / f"{name}.pcap"
+    out = tmp_path / f"{name}.{form}"
+    if form == "nsec-pcapng":
+        nsec = tmp_path / "nsec.pcap"
+        subprocess.run(["editcap", "-F", "nsecpcap", str(src), str(nsec)], check=True, capture_output=True)
+        subprocess.run(["editcap", "-F", "pcapng", str(nsec), str(out)], check=True, capture_output=True)
+    else:
+        subprocess.run(["editcap", "-F", form, str(src), str(out)], check=True, capture_output=True)
+    reader = FlowReader(str(out))
+    try:
+        rows = reader.select(None)
+        assert rows and all(reader.scanned(FlowRef.of(row)) is not None for row in rows)
+    finally:
+        reader.close()
+    assert _every_flow_both_ways(out) == len(rows)
