@@ -375,7 +375,10 @@ typedef struct {
     unsigned char c_addr[16], s_addr[16];
     unsigned char c_addr_len, s_addr_len;
     char midstream, flipped, pooled;
+    struct PacketRing *ring;      /* live: the last packets' headers (the packet ring, below); NULL: none */
 } ConnObject;
+
+static void ring_free(ConnObject *conn);
 
 static PyTypeObject ConnType;
 
@@ -432,6 +435,7 @@ static void conn_dealloc(ConnObject *self) {
     Py_XDECREF(self->s);
     PyMem_Free(self->hist);
     PyMem_Free(self->log);
+    ring_free(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -711,6 +715,126 @@ typedef struct {
     int flags, win, ttl, truncated;
 } Seg;
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * The packet ring (live): the headers of each connection's last packets, for the flow screen's ladder of a flow
+ * opened after the fact. Bounded per connection (ring_max packets; a ring starts at RING_FIRST entries and doubles
+ * while it is full for the first time) and in total (ring_budget bytes over all rings: past it a ring does not
+ * grow and a new connection gets none). Off (ring_max 0) unless a live session turns it on: a file's flows are
+ * read from the file again.
+ * ------------------------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    double ts;
+    uint32_t seq, ack;
+    uint32_t payload;             /* payload length; RING_SERVER: sent by the server */
+    uint16_t win;                 /* the raw window field */
+    uint8_t flags, ttl;
+} RingEntry;                      /* 24 bytes */
+
+struct PacketRing {
+    uint64_t seen;                /* packets noted, the overwritten ones too */
+    uint32_t cap, head;           /* entries held at most; the next one written */
+    RingEntry e[];
+};
+
+#define RING_FIRST 2
+#define RING_SERVER 0x80000000u
+static uint32_t ring_max = 0;     /* packets per connection; 0: off */
+static size_t ring_budget = 0, ring_used = 0;
+static Py_ssize_t ring_count = 0;
+
+static inline size_t ring_size(uint32_t cap) { return sizeof(struct PacketRing) + (size_t)cap * sizeof(RingEntry); }
+
+static void ring_free(ConnObject *conn) {
+    if (conn->ring != NULL) {
+        ring_used -= ring_size(conn->ring->cap);
+        ring_count--;
+        PyMem_Free(conn->ring);
+        conn->ring = NULL;
+    }
+}
+
+static void ring_note(ConnObject *conn, const Seg *seg, int from_client) {
+    struct PacketRing *r = conn->ring;
+    if (r == NULL || (r->seen == r->cap && r->cap < ring_max)) {
+        uint32_t cap = r == NULL ? RING_FIRST : r->cap * 2;
+        if (cap > ring_max)
+            cap = ring_max;
+        size_t old = r == NULL ? 0 : ring_size(r->cap), want = ring_size(cap);
+        if (ring_used - old + want <= ring_budget) {
+            struct PacketRing *grown = PyMem_Realloc(r, want);
+            if (grown != NULL) {
+                if (r == NULL) {
+                    grown->seen = 0;
+                    grown->head = 0;
+                    ring_count++;
+                } else {
+                    grown->head = grown->cap;   /* it was full, in order: the next one goes after them */
+                }
+                grown->cap = cap;
+                ring_used += want - old;
+                conn->ring = r = grown;
+            }
+        }
+        if (r == NULL)
+            return;
+    }
+    RingEntry *e = &r->e[r->head];
+    e->ts = seg->ts;
+    e->seq = seg->seq;
+    e->ack = seg->ack;
+    e->payload = (seg->payload & ~RING_SERVER) | (from_client ? 0 : RING_SERVER);
+    e->win = (uint16_t)seg->win;
+    e->flags = (uint8_t)seg->flags;
+    e->ttl = seg->ttl < 0 ? 0 : (uint8_t)seg->ttl;
+    r->seen++;
+    if (++r->head == r->cap)
+        r->head = 0;
+}
+
+static PyObject *py_ring_setup(PyObject *module, PyObject *args) {
+    long long packets, budget;
+    if (!PyArg_ParseTuple(args, "LL", &packets, &budget))
+        return NULL;
+    if (packets < 0 || packets > 1000000 || budget < 0) {
+        PyErr_SetString(PyExc_ValueError, "ring_setup(packets 0..1000000, budget bytes >= 0)");
+        return NULL;
+    }
+    ring_max = (uint32_t)packets;
+    ring_budget = (size_t)budget;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_ring_stats(PyObject *module, PyObject *unused) {
+    return Py_BuildValue("(knnn)", (unsigned long)ring_max, (Py_ssize_t)ring_budget, (Py_ssize_t)ring_used,
+                         ring_count);
+}
+
+static PyObject *py_ring_of(PyObject *module, PyObject *conn_obj) {
+    if (!PyObject_TypeCheck(conn_obj, &ConnType)) {
+        PyErr_SetString(PyExc_TypeError, "ring_of(conn): a compiled Connection");
+        return NULL;
+    }
+    struct PacketRing *r = ((ConnObject *)conn_obj)->ring;
+    uint32_t n = r == NULL ? 0 : (r->seen < r->cap ? (uint32_t)r->seen : r->cap);
+    PyObject *list = PyList_New(n);
+    if (list == NULL)
+        return NULL;
+    uint32_t at = r == NULL || r->seen < r->cap ? 0 : r->head;   /* the oldest */
+    for (uint32_t i = 0; i < n; i++) {
+        const RingEntry *e = &r->e[(at + i) % r->cap];
+        PyObject *item = Py_BuildValue("(dikkiiiO)", e->ts, (int)e->flags, (unsigned long)e->seq,
+                                       (unsigned long)e->ack, (int)e->win, (int)(e->payload & ~RING_SERVER),
+                                       (int)e->ttl, (e->payload & RING_SERVER) ? Py_False : Py_True);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    return Py_BuildValue("(KN)", (unsigned long long)(r == NULL ? 0 : r->seen), list);
+}
+
 typedef struct {
     ConnObject *conn;
     PyObject *changes;            /* list of transition tuples, made at the first one */
@@ -945,6 +1069,8 @@ static int apply(ConnObject *conn, const Seg *seg, int from_client, PyObject **c
     Mover m = {conn, NULL, ts, from_client ? 0 : 1, flags, seq, ack, length};
     long long retrans_before = sender->retrans, gaps_c = conn->c->gaps, gaps_s = conn->s->gaps;
     long long suspicious_before = conn->suspicious_rst, odd_before = conn->odd_rst;
+    if (ring_max)
+        ring_note(conn, seg, from_client);
 
     /* counters, sequence bookkeeping, retransmissions */
     sender->packets++;
@@ -1396,6 +1522,228 @@ static PyObject *py_decode_frame(PyObject *module, PyObject *args) {
             fr.seg.truncated ? Py_True : Py_False, fr.seg.mac, fr.seg.mac_len);
     }
     PyBuffer_Release(&frame);
+    return out;
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * The flow scanner (the ladder of a file's flow): the records of an uncompressed pcap or pcapng file, held in
+ * memory (an mmap), whose frame may be one tuple's packet, as (ts, frame). A pre-filter like flow_packets.flow_bpf:
+ * the tuple's plain TCP frames (either direction, any VLAN), every ICMP frame, and every frame of a shape read here
+ * only in part (IP options aside, IPv6 extension headers, another ethertype but ARP); the decoder decides.
+ * Timestamps as libpcap hands them over (microseconds): sec + usec * 1e-6.
+ * ------------------------------------------------------------------------------------------------------------ */
+
+static inline uint32_t rd32(const unsigned char *p, int swap) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return swap ? __builtin_bswap32(v) : v;
+}
+static inline uint16_t rd16(const unsigned char *p, int swap) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return swap ? __builtin_bswap16(v) : v;
+}
+
+typedef struct {
+    int dlt, alen;
+    unsigned char a[16], b[16];
+    uint16_t ap, bp;
+    double first;
+} ScanWant;
+
+static inline int ends_match(const unsigned char *src, const unsigned char *dst, uint16_t sp, uint16_t dp,
+                             const ScanWant *w) {
+    return (sp == w->ap && dp == w->bp && memcmp(src, w->a, w->alen) == 0 && memcmp(dst, w->b, w->alen) == 0) ||
+           (sp == w->bp && dp == w->ap && memcmp(src, w->b, w->alen) == 0 && memcmp(dst, w->a, w->alen) == 0);
+}
+
+static int scan_keep(const ScanWant *w, const unsigned char *f, Py_ssize_t size) {
+    Frame fr;
+    if (decode_frame(w->dlt, f, size, 0, &fr))
+        return fr.addr_len == w->alen && ends_match(fr.src, fr.dst, fr.sport, fr.dport, w);
+    unsigned etype;
+    Py_ssize_t off;
+    if (w->dlt == DLT_EN10MB) {
+        if (size < 14)
+            return 0;
+        etype = be16(f + 12);
+        off = 14;
+        while ((etype == 0x8100 || etype == 0x88A8 || etype == 0x9100) && size >= off + 4) {
+            etype = be16(f + off + 2);
+            off += 4;
+        }
+    } else if (w->dlt == DLT_LINUX_SLL) {
+        if (size < 16)
+            return 0;
+        etype = be16(f + 14);
+        off = 16;
+    } else {
+        if (size < 20)
+            return 0;
+        etype = be16(f);
+        off = 20;
+    }
+    if (etype == 0x0806)
+        return 0;
+    if (etype == 0x0800 && size >= off + 20) {
+        const unsigned char *ip = f + off;
+        int proto = ip[9], ihl = (ip[0] & 15) * 4;
+        if (proto == 1)
+            return 1;
+        if (proto != 6)
+            return 0;
+        if (w->alen != 4)
+            return 0;
+        if ((be16(ip + 6) & 0x1FFF) || size < off + ihl + 4)
+            return 1;   /* a fragment, or cut short: the decoder decides */
+        return ends_match(ip + 12, ip + 16, be16(ip + ihl), be16(ip + ihl + 2), w);
+    }
+    if (etype == 0x86DD && size >= off + 40) {
+        const unsigned char *ip = f + off;
+        int next = ip[6];
+        if (next == 58 || next == 0 || next == 43 || next == 44 || next == 60 || next == 51 || next == 50)
+            return 1;   /* ICMPv6, or extension headers */
+        if (next != 6)
+            return 0;
+        if (w->alen != 16 || size < off + 44)
+            return w->alen == 16;
+        return ends_match(ip + 8, ip + 24, be16(ip + 40), be16(ip + 42), w);
+    }
+    return 1;
+}
+
+static int scan_add(PyObject *out, double ts, const unsigned char *f, Py_ssize_t size) {
+    PyObject *item = Py_BuildValue("(dy#)", ts, (const char *)f, size);
+    if (item == NULL)
+        return -1;
+    int rc = PyList_Append(out, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+/* scan_flow(buffer, dlt, a_addr, a_port, b_addr, b_port, first) -> [(ts, frame), ...], or None when the file is
+ * not a shape this reads (the caller reads it through libpcap instead). Records before `first` are left out. */
+static PyObject *py_scan_flow(PyObject *module, PyObject *args) {
+    Py_buffer buf, a, b;
+    ScanWant w;
+    int ap, bp;
+    if (!PyArg_ParseTuple(args, "y*iy*iy*id", &buf, &w.dlt, &a, &ap, &b, &bp, &w.first))
+        return NULL;
+    PyObject *out = NULL;
+    if (a.len != b.len || (a.len != 4 && a.len != 16) ||
+        (w.dlt != DLT_EN10MB && w.dlt != DLT_LINUX_SLL && w.dlt != DLT_LINUX_SLL2)) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    w.alen = (int)a.len;
+    memcpy(w.a, a.buf, a.len);
+    memcpy(w.b, b.buf, b.len);
+    w.ap = (uint16_t)ap;
+    w.bp = (uint16_t)bp;
+    const unsigned char *p = buf.buf;
+    Py_ssize_t n = buf.len;
+    if (n < 24) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    uint32_t magic;
+    memcpy(&magic, p, 4);
+    if ((out = PyList_New(0)) == NULL)
+        goto done;
+    if (magic == 0xA1B2C3D4u || magic == 0xD4C3B2A1u || magic == 0xA1B23C4Du || magic == 0x4D3CB2A1u) {
+        int swap = magic == 0xD4C3B2A1u || magic == 0x4D3CB2A1u;
+        int nano = magic == 0xA1B23C4Du || magic == 0x4D3CB2A1u;
+        if ((int)(rd32(p + 20, swap) & 0x0FFFFFFF) != w.dlt)
+            goto fallback;
+        Py_ssize_t at = 24;
+        while (at + 16 <= n) {
+            uint32_t sec = rd32(p + at, swap), frac = rd32(p + at + 4, swap), caplen = rd32(p + at + 8, swap);
+            if (caplen > (uint32_t)(n - at - 16))
+                break;  /* cut off: as libpcap, the packets before it */
+            const unsigned char *f = p + at + 16;
+            at += 16 + (Py_ssize_t)caplen;
+            double ts = (double)sec + (double)(nano ? frac / 1000 : frac) * 1e-6;
+            if (ts < w.first || !scan_keep(&w, f, caplen))
+                continue;
+            if (scan_add(out, ts, f, caplen) < 0)
+                goto fail;
+        }
+        goto done;
+    }
+    if (magic == 0x0A0D0D0Au) {
+        int swap = 0;
+        uint64_t units[64];
+        int n_if = 0;
+        Py_ssize_t at = 0;
+        while (at + 12 <= n) {
+            uint32_t type = rd32(p + at, swap);
+            if (type == 0x0A0D0D0Au) {
+                uint32_t bom;
+                memcpy(&bom, p + at + 8, 4);
+                if (bom == 0x1A2B3C4Du)
+                    swap = 0;
+                else if (bom == 0x4D3C2B1Au)
+                    swap = 1;
+                else
+                    goto fallback;
+                n_if = 0;   /* a new section: its own interfaces */
+            }
+            uint32_t len = rd32(p + at + 4, swap);
+            if (len < 12 || len % 4 || len > (uint64_t)(n - at))
+                break;
+            const unsigned char *body = p + at + 8;
+            Py_ssize_t body_len = (Py_ssize_t)len - 12;
+            if (type == 1) {   /* interface description */
+                if (body_len < 8 || n_if == 64 || rd16(body, swap) != w.dlt)
+                    goto fallback;
+                uint64_t per_sec = 1000000;
+                Py_ssize_t o = 8;
+                while (o + 4 <= body_len) {
+                    uint16_t code = rd16(body + o, swap), olen = rd16(body + o + 2, swap);
+                    if (code == 0)
+                        break;
+                    if (code == 14)
+                        goto fallback;   /* if_tsoffset: libpcap's business */
+                    if (code == 9 && olen >= 1 && o + 5 <= body_len) {
+                        unsigned r = body[o + 4];
+                        per_sec = 1;
+                        for (unsigned k = 0; k < (r & 0x7F) && per_sec < (1ull << 60); k++)
+                            per_sec *= (r & 0x80) ? 2 : 10;
+                    }
+                    o += 4 + ((olen + 3) & ~3);
+                }
+                units[n_if++] = per_sec;
+            } else if (type == 6) {   /* enhanced packet */
+                if (body_len < 20)
+                    goto fallback;
+                uint32_t iface = rd32(body, swap), caplen = rd32(body + 12, swap);
+                if (iface >= (uint32_t)n_if || caplen > (uint32_t)(body_len - 20))
+                    goto fallback;
+                uint64_t t = ((uint64_t)rd32(body + 4, swap) << 32) | rd32(body + 8, swap), per = units[iface];
+                uint64_t sec = t / per, frac = t % per;
+                /* to microseconds as libpcap does: a decimal resolution by its factor, a binary one through *1e6 */
+                uint64_t usec = per % 1000000 == 0 ? frac / (per / 1000000)
+                                : 1000000 % per == 0 ? frac * (1000000 / per)
+                                : (uint64_t)((unsigned __int128)frac * 1000000 / per);
+                double ts = (double)sec + (double)usec * 1e-6;
+                if (ts >= w.first && scan_keep(&w, body + 20, caplen) && scan_add(out, ts, body + 20, caplen) < 0)
+                    goto fail;
+            } else if (type == 2 || type == 3) {
+                goto fallback;   /* the old packet block, the simple one: libpcap's business */
+            }
+            at += len;
+        }
+        goto done;
+    }
+fallback:
+    Py_XSETREF(out, Py_NewRef(Py_None));
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
     return out;
 }
 
@@ -3305,6 +3653,16 @@ static PyMethodDef module_methods[] = {
     {"place", py_place, METH_VARARGS, "place(batch, dlt, count) -> bytes: each packet's shard (255: not placed here)."},
     {"split_share", py_split_share, METH_VARARGS,
      "split_share(data, meta, dlt, count, shard) -> (packets, unplaced): split, keeping one shard's share."},
+    {"scan_flow", py_scan_flow, METH_VARARGS,
+     "scan_flow(buffer, dlt, a_addr, a_port, b_addr, b_port, first) -> [(ts, frame), ...] from an uncompressed "
+     "pcap or pcapng file's bytes: the records that may be the tuple's packets; None: a shape read by libpcap."},
+    {"ring_setup", py_ring_setup, METH_VARARGS,
+     "ring_setup(packets, budget): keep each connection's last `packets` packet headers (0: off), all rings in "
+     "`budget` bytes."},
+    {"ring_stats", py_ring_stats, METH_NOARGS, "ring_stats() -> (packets, budget, bytes used, rings)."},
+    {"ring_of", py_ring_of, METH_O,
+     "ring_of(conn) -> (seen, [(ts, flags, seq, ack, win, payload, ttl, from_client), ...]): its ring, oldest "
+     "first; seen counts every packet noted."},
     {"run", py_run, METH_VARARGS, "Feed a batch of Ethernet frames to live connections while nothing else is needed."},
     {"live_deadline", py_live_deadline, METH_VARARGS,
      "live_deadline(core, conn) -> float: when a live connection is done (tcp/seam.py's live_deadline)."},

@@ -1,8 +1,10 @@
-"""One connection's packets, re-read from the capture file on demand (nothing is kept while tracking).
+"""One connection's packets: re-read from the capture file on demand (nothing is kept while tracking), or, live,
+from the packet ring and a watch.
 
 A connection is named by what the tracker knows of it (`FlowRef`: its tuple, VLAN ids and first/last packet time).
-The file is read again through a BPF filter on the tuple (fast on large files: libpcap drops the rest before
-Python sees it), every packet of the tuple is decoded and run through a private tracker with the same settings, and
+The file is read again by the compiled scanner over its records (an uncompressed pcap or pcapng file), else through
+a BPF filter on the tuple (libpcap drops the rest before Python sees it); every packet of the tuple is decoded and
+run through a private tracker with the same settings, and
 the packets that tracker counts on the incarnation starting at `first` are the flow's: a reused port's other
 incarnations, and the same tuple on another VLAN, stay apart exactly as the tracker kept them apart.
 
@@ -13,6 +15,8 @@ for what the tracker counted on it (retransmission, out of order, zero window, i
 from __future__ import annotations
 
 import math
+import mmap
+import os
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -25,9 +29,13 @@ from midstat_tui.decode.linktypes import DLT_EN10MB
 from midstat_tui.decode.segment import ACK, FIN, RST, SYN, IcmpError, Segment
 from midstat_tui.engine.views import ConnRow, format_addr
 from midstat_tui.errors import MidstatError
-from midstat_tui.tcp.connection import Connection
+from midstat_tui.tcp.connection import Connection, _core
 from midstat_tui.tcp.states import CLOSED, ESTABLISHED, SYN_SENT
 from midstat_tui.tcp.tracker import Tracker, TrackerConfig
+
+# the compiled scanner of a file's records (None without the compiled core: libpcap and a filter then)
+_core_scan = getattr(_core, "scan_flow", None)
+_FAST_LINKS = (1, 113, 276)  # Ethernet, Linux cooked SLL and SLL2: the compiled decoder's
 
 # the marks a packet can carry (FlowPacket.marks)
 RETRANS = "retrans"        # carries payload (or a SYN/FIN) its sender had sent before
@@ -123,12 +131,37 @@ class FlowReader:
                                "pipe can be read only once: give a capture file")
         self.datalink = self.source.datalink
         self.warning: str | None = None
+        # an uncompressed file's own descriptor (opened now, while root may still read it): a flow is found by the
+        # compiled scanner over its bytes (scan_flow), libpcap and the filter being the way for everything else
+        self._fd: int | None = None
+        if _core_scan is not None and self.source._fd is None:
+            try:
+                self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self._fd = None
 
     def hand_over(self, target) -> None:
         self.source.hand_over(target)
 
     def close(self) -> None:
         self.source.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def scanned(self, ref: FlowRef) -> list[tuple[float, bytes]] | None:
+        """The records of the file that may be the flow's (from its first packet on), by the compiled scanner;
+        None when it cannot say (a compressed file, the user's own filter, another link type or file shape)."""
+        if self._fd is None or self.bpf or _core_scan is None:
+            return None
+        try:
+            size = os.fstat(self._fd).st_size
+            if size == 0:
+                return None
+            with mmap.mmap(self._fd, size, access=mmap.ACCESS_READ) as view:
+                return _core_scan(view, self.datalink, ref.c_addr, ref.c_port, ref.s_addr, ref.s_port, ref.first)
+        except (OSError, ValueError):
+            return None
 
     def packets(self, bpf: str | None = None) -> Iterator[tuple[float, bytes]]:
         """Every packet of the file (through `bpf` and the user's filter, when given), in capture order."""
@@ -177,13 +210,17 @@ class FlowReader:
         return chosen
 
     def flow(self, ref: FlowRef, keep_frames: bool = False) -> Flow:
-        """The packets of one incarnation, through a filter on its tuple."""
-        return attribute(self.packets(flow_bpf(ref, self.datalink)), ref, self.datalink, self.config,
+        """The packets of one incarnation: the compiled scanner's records of the tuple (or, where it cannot read
+        the file, libpcap's through a filter on the tuple), through a private tracker."""
+        found = self.scanned(ref)
+        stream = found if found is not None else self.packets(flow_bpf(ref, self.datalink))
+        return attribute(stream, ref, self.datalink, self.config,
                          self.checksums, keep_frames)
 
 
-def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int, config: TrackerConfig | None,
-              checksums: ChecksumPolicy | None, keep_frames: bool, tail: bool = False) -> Flow:
+def attribute(stream: Iterable[tuple[float, bytes | Segment]], ref: FlowRef, datalink: int,
+              config: TrackerConfig | None, checksums: ChecksumPolicy | None, keep_frames: bool,
+              tail: bool = False) -> Flow:
     """Run the tuple's packets through a private tracker; keep those it counts on the incarnation `ref`.
 
     The tracker made the incarnation at its first packet, whatever came before on the tuple: the packets before
@@ -191,7 +228,11 @@ def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int
     the connection is on its tuple's table entry, so every bad-checksum packet of the tuple then was counted on it:
     when the tracker counted none, checksums need no checking."""
     policy = checksums or ChecksumPolicy("verify")
-    decoder = FrameDecoder(datalink, policy.verify and ref.bad_checksum != 0)
+    verify = policy.verify and ref.bad_checksum != 0
+    decoder = FrameDecoder(datalink, verify)
+    # the compiled core's decoder for the plain frame (the same fields: tests/unit/test_fastpath_differential.py),
+    # the Python one for every other shape
+    fast = _core.decode_frame if _core is not None and datalink in _FAST_LINKS else None
     first = -math.inf if tail else ref.first
     tracker = Tracker(config)
     tracker.offload_sources = policy.offload_sources
@@ -214,7 +255,12 @@ def attribute(stream: Iterable[tuple[float, bytes]], ref: FlowRef, datalink: int
         late = ts > last and target is not None
         if late and bad_seen >= ref.bad_checksum:
             break  # the tracker counted nothing more on this incarnation after `last`: what follows is another's
-        result = decode(ts, frame)
+        if type(frame) is bytes:
+            fields = fast(ts, frame, datalink, verify) if fast is not None else None
+            result = Segment(*fields) if fields is not None else decode(ts, frame)
+        else:  # a packet ring's header (live, before the watch started), already a Segment
+            result = frame
+            frame = None
         if type(result) is Segment:
             if key_of(result.vlan, result.src, result.sport, result.dst, result.dport) != key:
                 continue
@@ -306,6 +352,53 @@ def _marks(conn: Connection, before: tuple[int, ...], seg: Segment, from_client:
 WATCH_PACKETS = 200_000
 WATCH_BYTES = 256 << 20
 
+# Live: the packet ring (the compiled core keeps the headers of each connection's last RING_PACKETS packets, 24
+# bytes each, all rings within RING_BUDGET bytes: past it a ring stops growing and a new connection gets none).
+# A ring starts at 2 entries and doubles while full, so a connection of a few packets costs a few dozen bytes.
+RING_PACKETS = 64
+RING_BUDGET = 64 << 20
+
+
+def ring_on(packets: int = RING_PACKETS, budget: int = RING_BUDGET) -> bool:
+    """Turn the packet ring on (a live session; packets 0: off). False when there is no compiled core (the
+    pure-Python engine keeps no ring)."""
+    from midstat_tui.tcp.connection import _core
+
+    if _core is None:
+        return False
+    _core.ring_setup(packets, budget)
+    return True
+
+
+def ring_stats() -> dict[str, int]:
+    """The ring's setting and what it holds: packets per connection, budget and bytes used, rings."""
+    from midstat_tui.tcp.connection import _core
+
+    if _core is None:
+        return {"packets": 0, "budget": 0, "used": 0, "rings": 0}
+    packets, budget, used, rings = _core.ring_stats()
+    return {"packets": packets, "budget": budget, "used": used, "rings": rings}
+
+
+def ring_packets(conn: Connection) -> tuple[int, list[tuple[float, Segment]]]:
+    """A tracked connection's ring, oldest first, as segments (headers only: no frame, no MAC, IP length taken
+    as 40 bytes of headers plus the payload), and how many packets it saw (the ring holds the last of them)."""
+    from midstat_tui.tcp.connection import _core
+
+    if _core is None or not isinstance(conn, _core.Connection):
+        return 0, []
+    seen, entries = _core.ring_of(conn)
+    c, s, cp, sp, vlan = conn.c_addr, conn.s_addr, conn.c_port, conn.s_port, tuple(conn.vlan or ())
+    extra = 40 if len(c) == 4 else 60
+    out = []
+    for ts, flags, seq, ack, win, payload, ttl, from_client in entries:
+        if from_client:
+            seg = Segment(ts, vlan, c, s, cp, sp, seq, ack, flags, win, payload, extra + payload, ttl)
+        else:
+            seg = Segment(ts, vlan, s, c, sp, cp, seq, ack, flags, win, payload, extra + payload, ttl)
+        out.append((ts, seg))
+    return seen, out
+
 
 class FlowWatch:
     """The packets of one tuple as a live capture sees them, from the moment the watch starts, bounded in count
@@ -324,7 +417,17 @@ class FlowWatch:
         self.bytes = 0
         self.seen = 0      # packets added since the start
         self.dropped = 0   # the oldest, let go past the bounds
+        self.ring: list[tuple[float, Segment]] = []  # the ring's headers, before the watch started
+        self.ring_seen = 0  # packets the connection had had then (the ring holds the last of them)
+        self.version = 0    # moves with every change (a packet added, the ring seeded): the face redraws then
         self._lock = threading.Lock()
+
+    def seed(self, seen: int, ring: list[tuple[float, Segment]]) -> None:
+        """The packets before the watch started, from the connection's packet ring (headers only)."""
+        with self._lock:
+            self.ring_seen = seen
+            self.ring = ring
+            self.version += 1
 
     def add(self, ts: float, frame: bytes) -> None:
         with self._lock:
@@ -335,6 +438,7 @@ class FlowWatch:
             packets.append((ts, frame))
             self.bytes += len(frame)
             self.seen += 1
+            self.version += 1
             while self.bytes > self.max_bytes and len(packets) > 1:
                 self.bytes -= len(packets.popleft()[1])
                 self.dropped += 1
@@ -343,8 +447,36 @@ class FlowWatch:
         """What the watch holds, through a private tracker (picked up as mid-stream: the states before the first
         packet it holds are inferred)."""
         with self._lock:
-            held = list(self.packets)
+            held = self.ring + list(self.packets) if self.ring else list(self.packets)
         return attribute(held, self.ref, self.datalink, self.config, self.checksums, keep_frames=True, tail=True)
+
+
+def seeded_watch(engine, ref: FlowRef) -> FlowWatch:
+    """A watch on `ref` in a live engine, holding the connection's packet ring (call it between two batches, with
+    the packets that come after going to the watch)."""
+    watch = FlowWatch(ref, engine.decoder.dlt, engine.tracker.config, engine.checksums)
+    conn = engine.tracker.table.get(ref.key)
+    if conn is not None and abs(conn.first - ref.first) <= 1e-6:
+        watch.seed(*ring_packets(conn))
+    return watch
+
+
+class Forward:
+    """A shard's side of a watch on several cores: the frames of one tuple since the last tick, handed to core 0
+    (which keeps them in its FlowWatch, bounded there)."""
+
+    def __init__(self, key: bytes, limit: int = WATCH_PACKETS) -> None:
+        self.key = key
+        self.limit = limit
+        self.frames: list[tuple[float, bytes]] = []
+
+    def add(self, ts: float, frame: bytes) -> None:
+        if len(self.frames) < self.limit:  # more than core 0's watch holds would only be let go there
+            self.frames.append((ts, frame))
+
+    def take(self) -> list[tuple[float, bytes]]:
+        frames, self.frames = self.frames, []
+        return frames
 
 
 class Tap:
@@ -353,10 +485,11 @@ class Tap:
 
     def __init__(self, datalink: int) -> None:
         self.datalink = datalink
-        self.watches: dict[bytes, FlowWatch] = {}
+        self.watches: dict[bytes, FlowWatch | Forward] = {}
         self._decoder = FrameDecoder(datalink, False)
 
-    def watch(self, watch: FlowWatch) -> FlowWatch:
+    def watch(self, watch):
+        """Start handing the tuple's frames to `watch` (anything with `key` and `add(ts, frame)`)."""
         self.watches = {**self.watches, watch.key: watch}  # a new dict: the capture thread reads it unlocked
         return watch
 
@@ -382,3 +515,40 @@ class Tap:
             watch = watches.get(key)
             if watch is not None:
                 watch.add(ts, frame)
+
+
+class ShardWatches:
+    """A live shard's side of the flow screen on several cores: core 0 orders a watch on a tuple (every shard gets
+    the order: the one holding the connection answers with its packet ring), and from then on the shard hands it
+    the tuple's frames once a tick. Messages to core 0: ("watching", shard, key, datalink, seen, ring) once, then
+    ("watched", shard, key, frames)."""
+
+    def __init__(self, engine, shard: int, out) -> None:
+        self.engine = engine
+        self.shard = shard
+        self.out = out
+        self.tap = Tap(engine.decoder.dlt)
+        ring_on()
+
+    def order(self, message) -> bool:
+        """Take a watch order; False for anything else (a flow's history request)."""
+        if not isinstance(message[0], str):
+            return False
+        if message[0] == "watch":
+            ref: FlowRef = message[1]
+            conn = self.engine.tracker.table.get(ref.key)
+            seen, ring = ring_packets(conn) if conn is not None and abs(conn.first - ref.first) <= 1e-6 else (0, [])
+            self.tap.watch(Forward(ref.key))
+            self.out.send(("watching", self.shard, ref.key, self.engine.decoder.dlt, seen, ring))
+        elif message[0] == "unwatch":
+            forward = self.tap.watches.get(message[1])
+            if forward is not None:
+                self.tap.unwatch(forward)
+        return True
+
+    def send(self) -> None:
+        """Once a tick: each watched tuple's frames since the last one."""
+        for key, forward in self.tap.watches.items():
+            frames = forward.take()  # type: ignore[union-attr]
+            if frames:
+                self.out.send(("watched", self.shard, key, frames))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from midstat_tui.capture.span import capture_span
 from midstat_tui.engine.checkpoints import CheckpointBudget, Frozen, freeze, thaw
 from midstat_tui.engine.collector import building
-from midstat_tui.engine.flow_packets import FlowRef, FlowWatch, Tap
+from midstat_tui.engine.flow_packets import FlowRef, FlowWatch, Tap, ring_on, seeded_watch
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.views import ConnRow, counters, departed_row, row_of, transition_dict
 from midstat_tui.tcp.connection import Connection
@@ -133,6 +133,8 @@ class Session:
         if not live:  # a file's late packets are counted where it is read (capture.clock), for every pass
             engine.clock = getattr(source, "clock", None)
         self.tap = Tap(engine.decoder.dlt)  # live: the packets of the flows whose screen is open
+        if live:
+            ring_on()  # and the last packets of every connection (flow_packets.RING_PACKETS)
         if live and hasattr(source, "stats"):
             engine.capture_stats = source.stats  # received / dropped counters of the capture handle
         self._stats: dict = engine.stats()
@@ -213,8 +215,8 @@ class Session:
         read from the file again)."""
         if not self.live:
             return None
-        engine = self.engine
-        return self.tap.watch(FlowWatch(ref, engine.decoder.dlt, engine.tracker.config, engine.checksums))
+        with self._lock:  # between two batches: the ring ends where the watch starts
+            return self.tap.watch(seeded_watch(self.engine, ref))
 
     def unwatch(self, watch: FlowWatch) -> None:
         self.tap.unwatch(watch)

@@ -29,6 +29,7 @@ from multiprocessing.connection import wait
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.capture.span import capture_span
+from midstat_tui.engine.flow_packets import FlowRef, FlowWatch, ShardWatches
 from midstat_tui.engine.multicore import (
     Job,
     add_stats,
@@ -87,6 +88,7 @@ def _live_worker(job: Job, shard: int, count: int, out, requests, stop) -> None:
     if engine.names is not None:
         engine.names.on_learn = lambda ts, pairs: learned.extend(pairs)
     out.send(("ready", shard, engine.stats()))
+    watches = ShardWatches(engine, shard, out)  # the flow screens' watches (and the packet ring)
     batches = source.batches()
     capturing = True
     next_tick = math.floor(time.time()) + 1.0
@@ -100,6 +102,7 @@ def _live_worker(job: Job, shard: int, count: int, out, requests, stop) -> None:
                         out.send(("stopped", shard, source.warning or f"capture on {job.interface} stopped"))
                 else:
                     engine.feed_batch(batch)
+                    watches.tap.tap(batch)
             else:
                 stop.wait(0.1)
             now = time.time()
@@ -115,11 +118,15 @@ def _live_worker(job: Job, shard: int, count: int, out, requests, stop) -> None:
                     # a port reuse's earlier incarnation stays on the face until its linger time is over
                     changes[conn_id] = departed_row(by_id.pop(conn_id, None), tracker.now, tracker.config.linger)
                 tracker.touched, tracker.removed = set(), []
+                watches.send()
                 out.send(("tick", shard, now, engine.stats(), changes, learned[:]))
                 learned.clear()
                 next_tick = math.floor(now) + 1.0
             while requests.poll():
-                req_id, conn_id = requests.recv()
+                message = requests.recv()
+                if watches.order(message):
+                    continue
+                req_id, conn_id = message
                 out.send(("reply", shard, req_id, _detail(by_id.get(conn_id))))
     except (BrokenPipeError, EOFError):
         return  # core 0 is gone
@@ -362,6 +369,7 @@ class ShardedLiveSession(_ShardedSession):
         super().__init__(job, count, job.interface or "?")
         self._shard_ts: list[float] = [0.0] * count
         self._published = 0.0
+        self._watches: dict[bytes, FlowWatch] = {}  # the flow screens' (core 0 keeps their packets)
 
     def _worker_target(self):
         return _live_worker
@@ -381,7 +389,39 @@ class ShardedLiveSession(_ShardedSession):
     def seek(self, target: float) -> None:
         pass
 
+    def watch(self, ref: FlowRef) -> FlowWatch:
+        """Keep the flow's packets from now on, and its packet ring before that: every shard is asked, the one that
+        holds it answers (flow_packets.ShardWatches), its frames come once a second."""
+        job = self.job
+        watch = FlowWatch(ref, job.datalink, job.config, job.checksum_policy())
+        with self._lock:
+            self._watches[ref.key] = watch
+            for shard in range(self.count):
+                if shard not in self.dead:
+                    self._order(shard, ("watch", ref))
+        return watch
+
+    def unwatch(self, watch: FlowWatch) -> None:
+        with self._lock:
+            if self._watches.get(watch.key) is watch:
+                del self._watches[watch.key]
+                for shard in range(self.count):
+                    if shard not in self.dead:
+                        self._order(shard, ("unwatch", watch.key))
+
     def _take(self, message: tuple) -> None:
+        if message[0] == "watching" or message[0] == "watched":
+            watch = self._watches.get(message[2])
+            if watch is None:
+                return
+            if message[0] == "watched":
+                for ts, frame in message[3]:
+                    watch.add(ts, frame)
+            else:
+                _, _, _, watch.datalink, seen, ring = message
+                if seen:
+                    watch.seed(seen, ring)
+            return
         if message[0] != "tick":
             return
         _, shard, now, stats, changes, learned = message

@@ -171,7 +171,7 @@ class FlowScreen(Screen[None]):
     def _follow(self) -> None:
         """Live: the ladder or the picture on screen takes the packets that came since."""
         watch = self.watch
-        if watch is None or watch.seen == self.watch_seen:
+        if watch is None or watch.version == self.watch_seen:
             return
         if self.has_class("ladder"):
             self.load_flow()
@@ -195,16 +195,16 @@ class FlowScreen(Screen[None]):
         if self.last is None:
             return "the connection has left the table"
         if self.watch is not None:
-            if self.watch.seen != self.watch_seen:
-                self.watch_seen = self.watch.seen
+            if self.watch.version != self.watch_seen:
+                self.watch_seen = self.watch.version
                 self.flow = self.watch.flow()
             if not self.flow.packets:
-                return "live: no packet of this connection since its screen opened (its packets are kept from then)"
+                return ("live: no packet of this connection kept (its packets are kept from when its screen opens, "
+                        "and the last ones before from its packet ring)")
             return ""
         if self.reader is None:
             return ("the flow's packets are read from the capture file again, and this one cannot be reopened "
-                    "(standard input, or a live capture on several cores: --cores 1 keeps them from when the "
-                    "screen opens)")
+                    "(standard input)")
         row = self.last[0]
         if self.flow is None or self.flow_last != row.last:
             try:
@@ -225,6 +225,18 @@ class FlowScreen(Screen[None]):
         view = self.query_one(LadderView)
         view.show(self.flow, note)
         view.focus()
+        ring = self.ring_note()
+        if ring:
+            self.status = ring
+            self.notify(ring)
+
+    def ring_note(self) -> str:
+        """Live: what the packet ring gave (the packets before the screen opened), '' when nothing."""
+        watch = self.watch
+        if watch is None or not watch.ring:
+            return ""
+        return (f"before this screen opened: the last {len(watch.ring):,} of {watch.ring_seen:,} packets "
+                "(headers only, from the packet ring)")
 
     def action_timeseq(self) -> None:
         self.remove_class("ladder")
@@ -266,7 +278,9 @@ class FlowScreen(Screen[None]):
             self.status = f"write failed: {exc}"
             self.notify(self.status, severity="error")
             return
-        self.status = f"wrote {writer.packets:,} packets to {path}"
+        headers = sum(1 for packet in self.flow.packets if packet.frame is None)
+        more = f" ({headers:,} earlier ones are headers only, from the packet ring: not written)" if headers else ""
+        self.status = f"wrote {writer.packets:,} packets to {path}{more}"
         self.notify(self.status)
 
     def app_rows(self) -> dict:

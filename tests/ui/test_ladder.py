@@ -176,3 +176,54 @@ async def test_a_watched_flow_is_drawn_followed_and_written(tmp_path):
         await pilot.press("w")
         await pilot.pause()
         assert "wrote 12 packets" in screen.status
+
+
+async def test_a_live_flow_opened_after_the_fact_shows_its_ring(tmp_path):
+    """Live, a flow whose screen opens late: the ladder starts with the last packets its packet ring kept (the
+    compiled core, while tracking: here a real capture through the engine, the ring on), then follows the packets
+    that come; `w` writes those it has the bytes of and says which it has not."""
+    from midstat_tui.capture.files import FileSource
+    from midstat_tui.engine.flow_packets import FlowWatch, ring_on, ring_stats, seeded_watch
+    from midstat_tui.engine.pipeline import Engine
+    from midstat_tui.tcp.connection import COMPILED
+
+    if not COMPILED:
+        pytest.skip("the packet ring lives in the compiled core")
+    capture = FIXTURES / "reset_by_server.pcap"
+    frames = _capture_frames(capture)
+    before = ring_stats()
+    ring_on(4, 1 << 20)
+    try:
+        source = FileSource(str(capture))
+        engine = Engine(source.datalink)
+        source.close()
+        engine.feed_batch(frames[:8])  # 8 packets before the screen opens: the ring keeps the last 4
+        app = make_app(capture, tmp_path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("enter")
+            await pilot.pause()
+            screen = app.screen
+            row = screen.last[0]
+            screen.reader = None
+            screen.watch = watch = seeded_watch(engine, FlowRef.of(row))
+            for ts, frame in frames[8:]:
+                watch.add(ts, frame)
+            await pilot.press("l")
+            await pilot.pause()
+            view = screen.query_one(LadderView)
+            whole = FlowWatch(FlowRef.of(row), 1)
+            for ts, frame in frames:
+                whole.add(ts, frame)
+            whole = whole.flow().packets  # every packet, the watch open from the start
+            assert len(whole) > 8
+            assert len(view.flow.packets) == len(whole) - 4  # all but the 4 the ring let go
+            assert [(p.ts, p.seg.seq, p.seg.ack, p.seg.flags) for p in view.flow.packets] == \
+                [(p.ts, p.seg.seq, p.seg.ack, p.seg.flags) for p in whole[4:]]
+            assert any(line.kind == "packet" for line in view.lines)
+            assert "the last 4 of 8 packets" in screen.status
+            assert view.flow.packets[0].ts == frames[4][0] and view.flow.packets[-1].ts == frames[-1][0]
+            await pilot.press("w")
+            await pilot.pause()
+            assert f"wrote {len(whole) - 8} packets" in screen.status and "4 earlier ones" in screen.status
+    finally:
+        ring_on(before["packets"], before["budget"])
