@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
 
+from midstat_tui import early_signals
 from midstat_tui.capture.clock import PacketClock
 from midstat_tui.capture.files import FileSource
 from midstat_tui.decode.checksum import ChecksumPolicy
@@ -411,6 +412,8 @@ def set_on_signals(flag: SignalFlag) -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if early_signals.HELD:  # Ctrl-C or SIGTERM while midstat was still starting
+        flag.set()
 
 
 class HandedSource:

@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
+from midstat_tui import early_signals
 from midstat_tui.columns import BY_KEY, COLUMNS
 from midstat_tui.engine.collector import settle
 from midstat_tui.engine.groups import GROUP_KEYS, GROUP_TITLES
@@ -147,11 +148,15 @@ class MidstatApp(App[None]):
         return not (action in self._MAIN_ONLY and len(self.screen_stack) > 1)
 
     def on_mount(self) -> None:
-        # SIGTERM (kill, systemd) and SIGHUP (the SSH session dropped) leave like `q`: the terminal is restored
+        # SIGTERM (kill, systemd), SIGHUP (the SSH session dropped) and a SIGINT sent by `kill` (Ctrl-C in the
+        # terminal is a key here) leave like `q`: the terminal is restored
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGHUP):
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, self.exit)
+        if early_signals.HELD:  # one came while midstat was still starting
+            self.exit()
+            return
         self.table.focus()
         self.tick()
         if self.interval:
@@ -160,7 +165,7 @@ class MidstatApp(App[None]):
     def on_unmount(self) -> None:
         self.session.stop()
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGHUP):
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signum)
 
