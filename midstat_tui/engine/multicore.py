@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import math
 import multiprocessing
 import os
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,9 +31,10 @@ from midstat_tui.capture.files import FileSource
 from midstat_tui.decode.checksum import ChecksumPolicy
 from midstat_tui.decode.frame import LinkTypeError
 from midstat_tui.engine.departed import DepartedLog
+from midstat_tui.engine.driver import Driver
 from midstat_tui.engine.hints import stats_hints
 from midstat_tui.engine.names import NameLookup
-from midstat_tui.engine.pipeline import Engine, Snapshot, run_file
+from midstat_tui.engine.pipeline import Engine, Snapshot
 from midstat_tui.engine.placement import Placer, Share
 from midstat_tui.engine.shards import LINK_HEADERS, share_filter
 from midstat_tui.engine.views import connection_dict, encode_json, record_text, row_of  # noqa: F401 - encode_json: cli
@@ -260,9 +263,6 @@ def _keep_share(source: FileSource, shard: int, count: int, name: str) -> None:
 def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, source=None) -> None:
     """One shard of a live capture: `source` if given, else its own handle (open_live_share); timers and ticks on
     the clock; `stop` (anything with is_set()) ends it."""
-    import math
-    import time
-
     if source is None:
         source = open_live_share(job, shard, count)
         drop_to(job.user)
@@ -273,21 +273,19 @@ def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, source=No
     except LinkTypeError as exc:
         raise MidstatError(f"{job.interface}: {exc}") from None
     engine.capture_stats = source.stats
-    next_tick = math.floor(time.time()) + 1.0
-    for batch in source.batches():
-        engine.feed_batch(batch)
-        now = time.time()
-        if now >= next_tick:
-            engine.tracker.advance(now)
-            if engine.on_tick is not None:
-                engine.on_tick(now)
-            if report.ticks():
-                snap = engine.snapshot(math.floor(now))
-                sink.snapshot(snap.ts, snap.stats, report.snapshot_dicts(snap))
-            next_tick = math.floor(now) + 1.0
+
+    def emit(position: float, reset: bool) -> None:
+        snap = engine.snapshot(math.floor(position))
+        sink.snapshot(snap.ts, snap.stats, report.snapshot_dicts(snap))
+
+    def after_batch(batch: list, now: float) -> None:
         sink.clock(now)
         if stop.is_set():
             source.stop()
+
+    # every second of the clock is a snapshot (when the outputs or the metrics want them), quiet or not
+    Driver(engine, emit if report.ticks() else None, every_second=True).run_wall(source.batches(),
+                                                                               after_batch=after_batch)
     now = time.time()
     end = max(now, sink.end_time(now))
     engine.tracker.advance(end)
@@ -306,7 +304,8 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
         drop_to(job.user)
     report = _Reporter(job, sink)
 
-    def on_snapshot(snap: Snapshot) -> None:
+    def emit(position: float, reset: bool) -> None:  # a second of packet time in which something changed
+        snap = engine.snapshot(position)
         sink.snapshot(snap.ts, snap.stats, report.snapshot_dicts(snap))
 
     try:
@@ -316,8 +315,8 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
         raise MidstatError(f"{job.path}: {exc}") from None
     engine.clock = source.clock  # the file's late packets, counted where it is read (capture.clock)
     try:
-        last = run_file(engine, source.batches(), on_snapshot if report.ticks() else None, until=job.until,
-                        until_offset=job.until_offset, halt=halt)
+        last = Driver(engine, emit if report.ticks() else None).run_packets(
+            source.batches(), until=job.until, until_offset=job.until_offset, halt=halt)
     except KeyboardInterrupt:  # Ctrl-C where nobody set a halt flag: report what was read, as a capture ending here
         last = engine.snapshot(engine.last_ts or 0.0)
     source.close()  # (ends its feeder, if reading stopped before the end of a .gz)

@@ -16,10 +16,10 @@ from midstat_tui.decode import linktypes
 from midstat_tui.decode.checksum import ChecksumPolicy, EverySource, address_text
 from midstat_tui.decode.frame import FrameDecoder
 from midstat_tui.decode.segment import IcmpError, Segment
+from midstat_tui.engine.driver import Driver, Tick
 from midstat_tui.engine.hints import stats_hints
 from midstat_tui.engine.names import NameLearner
-from midstat_tui.engine.views import connection_dict
-from midstat_tui.tcp.connection import Connection, _core
+from midstat_tui.tcp.connection import _core
 from midstat_tui.tcp.tracker import EventSink, Tracker, TrackerConfig
 
 if TYPE_CHECKING:
@@ -39,17 +39,8 @@ class DecodeStats:
     malformed: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass
-class Snapshot:
-    """What every face reads: the time, the counters, and the connections in the table at that time."""
-
-    ts: float
-    stats: dict
-    connections: list[Connection]
-
-    def to_json(self, connections: list[Connection] | None = None) -> dict:
-        chosen = self.connections if connections is None else connections
-        return {"ts": self.ts, "stats": self.stats, "connections": [connection_dict(c) for c in chosen]}
+# what every face reads at a moment: the time, the counters, and the connections in the table (engine.driver.Tick)
+Snapshot = Tick
 
 
 class Engine:
@@ -228,7 +219,7 @@ class Engine:
 
     def snapshot(self, ts: float) -> Snapshot:
         self.mark_clean()
-        return Snapshot(ts, self.stats(), list(self.tracker.table.values()))
+        return Tick(ts, self.stats(), connections=list(self.tracker.table.values()))
 
     def mark_clean(self) -> None:
         self.dirty = False
@@ -245,59 +236,10 @@ _CHANGED = _core.STOP_CHANGED if _core is not None else -1
 def run_file(engine: Engine, batches: Iterable[list[tuple[float, bytes]]],
              on_snapshot: Callable[[Snapshot], None] | None = None, until: float | None = None,
              until_offset: float | None = None, halt=None) -> Snapshot:
-    """Feed a capture through the engine on packet time. Returns the last snapshot (at `until`, if given).
+    """Feed a capture through the engine on packet time (engine.driver); `on_snapshot` gets a snapshot at each
+    second in which something changed. Returns the last snapshot (at `until`, if given).
 
     `halt`: anything with is_set() (a signal handler sets it); once set, reading stops at the next batch and the
     capture counts as ending there."""
-    tracker = engine.tracker
-    next_tick: float | None = None
-    stop_at = until
-    stop_limit = math.inf  # the first packet time past stop_at
-    for batch in batches:
-        if halt is not None and halt.is_set():
-            break
-        index = 0
-        size = len(batch)
-        while index < size:
-            ts, frame = batch[index]
-            if next_tick is None:
-                next_tick = math.floor(ts) + 1.0
-                if until_offset is not None:
-                    stop_at = ts + until_offset
-            if stop_at is not None:
-                if ts > stop_at:
-                    tracker.advance(stop_at)
-                    return engine.snapshot(stop_at)
-                stop_limit = math.nextafter(stop_at, math.inf)
-            if ts >= next_tick:
-                next_tick = _ticks(engine, next_tick, ts, on_snapshot)
-            engine.feed(ts, frame)
-            index = engine.feed_run(batch, index + 1, next_tick if next_tick < stop_limit else stop_limit)
-    end = engine.last_ts if engine.last_ts is not None else 0.0
-    if stop_at is not None:
-        end = stop_at
-        tracker.advance(stop_at)
-    return engine.snapshot(end)
-
-
-def _ticks(engine: Engine, next_tick: float, ts: float, on_snapshot: Callable[[Snapshot], None] | None) -> float:
-    """Close every one-second tick up to `ts`: timers first, then a snapshot if anything changed in it.
-
-    Between ticks only timers can change anything (the packet at `ts` is fed after this), so quiet seconds are
-    skipped in one step up to the next timer or to `ts`."""
-    tracker = engine.tracker
-    while next_tick <= ts:
-        tracker.advance(next_tick)
-        if engine.on_tick is not None:
-            engine.on_tick(next_tick)
-        if engine.changed():
-            if on_snapshot is not None:
-                on_snapshot(engine.snapshot(next_tick))
-            else:
-                engine.mark_clean()
-        next_tick += 1.0
-        due = tracker.next_timer()
-        jump = math.floor(min(ts, due))
-        if jump > next_tick:
-            next_tick = float(jump)
-    return next_tick
+    emit = None if on_snapshot is None else (lambda position, reset: on_snapshot(engine.snapshot(position)))
+    return Driver(engine, emit).run_packets(batches, until=until, until_offset=until_offset, halt=halt)
