@@ -52,6 +52,7 @@ class Tick:
     changes: dict[int, ConnRow | None] = field(default_factory=dict)  # id -> new row, None: left the table
     reset: bool = False                                               # after a seek: these rows are all of them
     rates: dict = field(default_factory=dict)
+    names: object = None              # the host names learned (engine.names: the NameMap, or a shard's new pairs)
     connections: list[Connection] | None = None                       # headless: the table at this moment
     warning: str | None = None                                        # a damaged file, a lost capture
 

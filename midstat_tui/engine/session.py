@@ -17,34 +17,26 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from midstat_tui.capture.span import capture_span
 from midstat_tui.engine.checkpoints import CheckpointBudget, Frozen, freeze, thaw
-from midstat_tui.engine.collector import building
+from midstat_tui.engine.driver import RATE_SPAN as DRIVER_RATE_SPAN
+from midstat_tui.engine.driver import Driver, Rates, RowChanges, Tick
 from midstat_tui.engine.flow_packets import FlowRef, FlowWatch, Tap, ring_on, seeded_watch
 from midstat_tui.engine.pipeline import Engine
-from midstat_tui.engine.views import ConnRow, counters, departed_row, row_of, transition_dict
-from midstat_tui.tcp.connection import Connection
+from midstat_tui.engine.views import ConnRow, counters, row_of, transition_dict
 
 CHECKPOINT_EVERY = 30.0   # seconds of packet time between kept engine states
 MAX_CHECKPOINTS = 64
-RATE_SPAN = 0.5           # seconds of packet time a rate is measured over, at least
+RATE_SPAN = DRIVER_RATE_SPAN  # seconds of packet time a rate is measured over, at least (engine.driver)
 SPARK_POINTS = 300        # seconds of history kept for the sparklines
 
 Packet = tuple[float, bytes]
 
 
-@dataclass
-class Pulled:
-    """What changed since the face's last pull."""
-
-    position: float                       # packet time (files) or clock (live) of the newest snapshot
-    stats: dict
-    changes: dict[int, ConnRow | None]     # id -> new row, or None when the connection left the table
-    reset: bool = False                    # after a seek: forget every row held before, take these
-    rates: dict = field(default_factory=dict)
-    names: object = None                   # the host names learned (engine.names.NameMap), if any
+# what the face pulls: the driver's Tick (the changed rows since its last pull, the counters, the rates)
+Pulled = Tick
 
 
 @dataclass
@@ -102,11 +94,12 @@ class Session:
         self._wake = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._pending: dict[int, ConnRow | None] = {}
-        self._departed: dict[int, ConnRow] = {}  # earlier incarnations of reused ports, for their linger time
         self._reset = False
-        self._by_id: dict[int, Connection] = {}
+        self._rows = RowChanges()  # the connections by id, and reused ports' earlier incarnations (engine.driver)
         self._rates: dict = {}
-        self._prev: tuple[float, dict, float] | None = None
+        self._rate = Rates()
+        # the engine's clock: each closed second is published (`_publish`) for the face
+        self._driver = Driver(engine, self._publish, every_second=True)
         self._checkpoints: list[_Checkpoint] = []
         self._index = 0
         self._step_until: float | None = None
@@ -203,7 +196,7 @@ class Session:
         if not self._lock.acquire(timeout=0.05):
             return None
         try:
-            conn = self._by_id.get(conn_id)
+            conn = self._rows.by_id.get(conn_id)
             if conn is None:
                 return None
             return row_of(conn), counters(conn), [transition_dict(t) for t in conn.transitions]
@@ -269,21 +262,13 @@ class Session:
             self.finished = True
 
     def _run_live(self) -> None:
-        engine = self.engine
-        next_tick = math.floor(self.clock()) + 1.0
-        for batch in self.source.batches():
-            if self._stop.is_set():
-                break
-            with self._lock:
-                engine.feed_batch(batch)
-                self.tap.tap(batch)
-                now = self.clock()
-                if self.first_ts is None and engine.first_ts is not None:
-                    self.first_ts = engine.first_ts
-                if now >= next_tick:
-                    engine.tracker.advance(now)
-                    self._publish(now)
-                    next_tick = math.floor(now) + 1.0
+        def after_batch(batch: list[Packet], now: float) -> None:
+            self.tap.tap(batch)
+            if self.first_ts is None and self.engine.first_ts is not None:
+                self.first_ts = self.engine.first_ts
+
+        self._driver.run_wall(self.source.batches(), clock=self.clock, stop=self._stop, after_batch=after_batch,
+                              guard=self._lock)
         if self.source.warning:
             self.error = self.source.warning
 
@@ -298,16 +283,16 @@ class Session:
     def _run_file(self) -> None:
         packets = self._packets(0)
         pending: Packet | None = None
-        next_tick: float | None = None
+        driver = self._driver
         if self.origin is not None:
-            next_tick = math.floor(self.origin) + 1.0
+            driver.start(self.origin)
             self.first_ts = self.origin
         pace: tuple[float, float] | None = None  # (wall, packet time) the pacing counts from
         while not self._stop.is_set():
             with self._wake:
                 if self._seek_to is not None:
                     target, self._seek_to = self._seek_to, None
-                    packets, pending, next_tick = self._seek(target, packets, pending, next_tick)
+                    packets, pending = self._seek(target, packets, pending)
                     pace = None
                     continue
                 stepping = self._step_until is not None or self._step_span is not None
@@ -324,7 +309,7 @@ class Session:
                             if known is not None and (end is None or known > end):
                                 end = known
                         if end is not None:  # a share with no packet and no origin has no time to show
-                            self._publish(end)
+                            driver.close_at(end, advance=False)
                         self._step_until = self._step_span = None
                         self.at_end = True
                         if self.source.warning:
@@ -346,20 +331,16 @@ class Session:
                     with self._wake:
                         # waiting for the next packet: the replay clock still ticks, and timers fire on it
                         clock = pace[1] + (now - pace[0]) * self.speed
-                        while next_tick is not None and next_tick <= clock:
-                            self.engine.tracker.advance(next_tick)
-                            self._publish(next_tick)
-                            next_tick += 1.0
+                        if driver.started():
+                            driver.close_until(clock)
                         self._wake.wait(min(delay, 0.1))
                     continue
             with self._lock:
                 if self._step_until is not None and ts > self._step_until:
-                    self.engine.tracker.advance(self._step_until)
-                    self._publish(self._step_until)
-                    next_tick = math.floor(self._step_until) + 1.0
+                    driver.close_at(self._step_until)
                     self._step_until = None
                     continue
-                next_tick = self._feed(ts, frame, next_tick, publish=True)
+                next_tick = self._feed(ts, frame, publish=True)
                 pending = None
                 if not stepping:  # the packets already due (all of them at --speed 0) up to the next tick, at once
                     limit = next_tick
@@ -367,32 +348,26 @@ class Session:
                         limit = min(limit, pace[1] + (time.monotonic() - pace[0]) * self.speed)
                     self._index += packets.feed_run(self.engine, limit)
 
-    def _feed(self, ts: float, frame: bytes, next_tick: float | None, publish: bool) -> float:
-        """One packet, after closing the one-second ticks before it. Returns the next tick."""
-        if next_tick is None:
-            next_tick = math.floor(ts) + 1.0
+    def _feed(self, ts: float, frame: bytes, publish: bool) -> float:
+        """One packet, after closing the one-second ticks before it (`publish`: each one published; else crossed
+        quietly, a checkpoint kept on the way). Returns the next tick."""
+        driver = self._driver
+        if not driver.started():
+            driver.start(ts)
             self.first_ts = ts
-        if ts >= next_tick:
-            tracker = self.engine.tracker
-            if publish:
-                while ts >= next_tick:
-                    tracker.advance(next_tick)
-                    self._publish(next_tick)
-                    next_tick += 1.0
-                    if next_tick < math.floor(ts):
-                        next_tick = float(math.floor(ts))  # a quiet gap: its timers fire within advance()
-            else:
-                tracker.advance(math.floor(ts))
-                self._maybe_checkpoint()
-                next_tick = math.floor(ts) + 1.0
+        elif publish:
+            driver.close_until(ts)
+        elif driver.skip_until(ts):
+            self._maybe_checkpoint()
         self.engine.feed(ts, frame)
         self._index += 1
-        return next_tick
+        return driver.next_tick  # type: ignore[return-value]
 
-    def _seek(self, target: float, packets: _Cursor, pending: Packet | None,
-              next_tick: float | None) -> tuple[_Cursor, Packet | None, float | None]:
+    def _seek(self, target: float, packets: _Cursor, pending: Packet | None) -> tuple[_Cursor, Packet | None]:
         """Move the replay to packet time `target`: forward by reading on, back from the nearest checkpoint."""
-        self._prev, self._rates = None, {}  # rates count afresh from where the seek lands
+        self._rate.forget()  # rates count afresh from where the seek lands
+        self._rates = {}
+        driver = self._driver
         # where the engine is: its last packet, or later when its timers have run on (a seek past the end)
         now = self.engine.last_ts
         if self.position is not None and (now is None or self.position > now):
@@ -407,12 +382,16 @@ class Session:
                 self.engine = thaw(restore.blob)
                 self.engine.clock = getattr(self.source, "clock", None)
                 self._index = restore.index
-                next_tick = math.floor(restore.position) + 1.0
+                driver.engine = self.engine
+                driver.start(restore.position)
             else:  # before the first checkpoint (before the first packet, even): from the very start
                 self.engine = self._fresh_engine()
                 self.engine.clock = getattr(self.source, "clock", None)
                 self._index = 0
-                next_tick = None if self.origin is None else math.floor(self.origin) + 1.0
+                driver.engine = self.engine
+                driver.next_tick = None
+                if self.origin is not None:
+                    driver.start(self.origin)
             packets, pending = self._packets(self._index), None
         self.at_end = False
         while True:
@@ -424,12 +403,11 @@ class Session:
             ts, frame = pending
             if ts > target:
                 break
-            next_tick = self._feed(ts, frame, next_tick, publish=False)
+            next_tick = self._feed(ts, frame, publish=False)
             pending = None
             self._index += packets.feed_run(self.engine, min(next_tick, math.nextafter(target, math.inf)))
-        self.engine.tracker.advance(target)
-        self._publish(target, reset=True)
-        return packets, pending, math.floor(target) + 1.0
+        driver.close_at(target, reset=True)
+        return packets, pending
 
     def _fresh_engine(self) -> Engine:
         if self._origin_blob is not None:
@@ -441,74 +419,27 @@ class Session:
         return engine
 
     def _publish(self, position: float, reset: bool = False) -> None:
-        """Under the lock: hand the changes since the last publish to the face, keep the rates and a checkpoint."""
+        """Under the lock, at each second the driver closes: hand the changes since the last publish to the face,
+        keep the rates and a checkpoint."""
         engine = self.engine
-        tracker = engine.tracker
-        if engine.on_tick is not None:
-            engine.on_tick(position)
+        changes = self._rows.take(engine, position, reset)
         if reset:
-            self._pending = {}
+            self._pending = changes
             self._reset = True
-            self._by_id = {conn.id: conn for conn in tracker.table.values()}
-            with building(len(tracker.table)):
-                for conn in tracker.table.values():
-                    self._pending[conn.id] = row_of(conn)
-            for conn_id, row in self._departed.items():  # replaced on their tuple, still in their linger time
-                if conn_id not in self._by_id and row.first <= position and row.end_ts <= position:
-                    self._pending[conn_id] = row
-            self._prev = None
+            self._rate.forget()
         else:
-            touched = tracker.touched or ()
-            with building(len(touched)):  # a flood's hundreds of thousands of rows at once (engine.collector)
-                for conn in touched:
-                    self._by_id[conn.id] = conn
-                    self._pending[conn.id] = row_of(conn)
-            for conn_id in tracker.removed or ():
-                # a port reuse's earlier incarnation stays on the face until its linger time is over (after a
-                # seek too: _departed keeps it)
-                row = self._pending[conn_id] = departed_row(self._by_id.pop(conn_id, None), tracker.now,
-                                                            tracker.config.linger)
-                if row is not None:
-                    self._departed[conn_id] = row
-        linger = tracker.config.linger
-        for conn_id in [i for i, row in self._departed.items() if row.end_ts + linger <= position]:
-            del self._departed[conn_id]
-        tracker.touched = set()
-        tracker.removed = []
+            self._pending.update(changes)
         self.position = position
         stats = self._stats = engine.stats()
         if self.exporter is not None and "ipfix" not in stats:  # a seek went back: the export stopped there
             self.export_stopped = True
             stats["ipfix"] = {**self.exporter.sender.stats(), "stopped": True}
-        self._rates = self._rates_since(position, stats)
+        self._rate.update(position, stats)
+        self._rates = self._rate.rates
         self.spark_active.append(stats["active"])
         if "pps" in self._rates:  # no rate yet: no bar, rather than a made-up zero
             self.spark_pps.append(self._rates["pps"])
         self._maybe_checkpoint()
-
-    def _rates_since(self, position: float, stats: dict) -> dict:
-        cpu = time.thread_time()
-        wall = time.monotonic()
-        prev = self._prev
-        if prev is None:
-            self._prev = (position, stats, cpu, wall)  # type: ignore[assignment]
-            return {}
-        p_position, p_stats, p_cpu, p_wall = prev  # type: ignore[misc]
-        span = position - p_position
-        if span < 0:  # a seek back: rates count afresh from here, none until then
-            self._prev = (position, stats, cpu, wall)  # type: ignore[assignment]
-            return {}
-        if span < RATE_SPAN:  # the last bit of a file: a small count over a short span is no rate
-            return dict(self._rates)
-        self._prev = (position, stats, cpu, wall)  # type: ignore[assignment]
-        wall_span = max(wall - p_wall, 1e-6)
-        return {
-            "pps": (stats["packets"] - p_stats["packets"]) / span,
-            "bps": 8 * (stats["bytes"] - p_stats["bytes"]) / span,
-            "new_per_s": (stats["started"] - p_stats["started"]) / span,
-            "ended_per_s": (stats["ended"] - p_stats["ended"]) / span,
-            "load": [min(1.0, (cpu - p_cpu) / wall_span)],
-        }
 
     def _maybe_checkpoint(self) -> None:
         """Keep the engine's state every CHECKPOINT_EVERY seconds of packet time, labelled with its last packet."""
