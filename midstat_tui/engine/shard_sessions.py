@@ -29,6 +29,7 @@ from multiprocessing.connection import wait
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.capture.span import capture_span
+from midstat_tui.engine.driver import Driver, Rates, RowChanges, Tick
 from midstat_tui.engine.flow_packets import FlowRef, FlowWatch, ShardWatches
 from midstat_tui.engine.multicore import (
     Job,
@@ -42,7 +43,7 @@ from midstat_tui.engine.names import NameMap
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.placement import Placer, Share
 from midstat_tui.engine.session import SPARK_POINTS, Pulled, Session
-from midstat_tui.engine.views import ConnRow, counters, departed_row, row_of, transition_dict
+from midstat_tui.engine.views import ConnRow, counters, row_of, transition_dict
 from midstat_tui.errors import MidstatError
 from midstat_tui.lifecycle import how_it_ended, start_worker
 from midstat_tui.privileges import drop_to
@@ -83,15 +84,23 @@ def _live_worker(job: Job, shard: int, count: int, out, requests, stop) -> None:
     tracker = engine.tracker
     exporter = start_export(job, engine, shard) if job.ipfix is not None else None
     tracker.track_changes()
-    by_id = {conn.id: conn for conn in tracker.table.values()}
+    rows = RowChanges()
+    rows.by_id = {conn.id: conn for conn in tracker.table.values()}
     learned: list[tuple[str, str]] = []  # host names learned since the last tick (engine.names), for core 0
     if engine.names is not None:
         engine.names.on_learn = lambda ts, pairs: learned.extend(pairs)
+
+    def emit(position: float, reset: bool) -> None:  # each second of the clock: this shard's Tick to core 0
+        watches.send()  # the watched flows' frames first
+        out.send(("tick", shard, Tick(position, engine.stats(), rows.take(engine, position), names=learned[:])))
+        learned.clear()
+
+    driver = Driver(engine, emit, every_second=True)
     out.send(("ready", shard, engine.stats()))
     watches = ShardWatches(engine, shard, out)  # the flow screens' watches (and the packet ring)
     batches = source.batches()
     capturing = True
-    next_tick = math.floor(time.time()) + 1.0
+    driver.start(time.time())
     try:
         while not stop.is_set():
             if capturing:
@@ -105,29 +114,13 @@ def _live_worker(job: Job, shard: int, count: int, out, requests, stop) -> None:
                     watches.tap.tap(batch)
             else:
                 stop.wait(0.1)
-            now = time.time()
-            if now >= next_tick:
-                tracker.advance(now)
-                if engine.on_tick is not None:
-                    engine.on_tick(now)
-                changes: dict[int, ConnRow | None] = {}
-                for conn in tracker.touched or ():
-                    by_id[conn.id] = conn
-                    changes[conn.id] = row_of(conn)
-                for conn_id in tracker.removed or ():
-                    # a port reuse's earlier incarnation stays on the face until its linger time is over
-                    changes[conn_id] = departed_row(by_id.pop(conn_id, None), tracker.now, tracker.config.linger)
-                tracker.touched, tracker.removed = set(), []
-                watches.send()
-                out.send(("tick", shard, now, engine.stats(), changes, learned[:]))
-                learned.clear()
-                next_tick = math.floor(now) + 1.0
+            driver.tick_wall(time.time())
             while requests.poll():
                 message = requests.recv()
                 if watches.order(message):
                     continue
                 req_id, conn_id = message
-                out.send(("reply", shard, req_id, _detail(by_id.get(conn_id))))
+                out.send(("reply", shard, req_id, _detail(rows.by_id.get(conn_id))))
     except (BrokenPipeError, EOFError):
         return  # core 0 is gone
     finally:
@@ -226,7 +219,7 @@ class _ShardedSession:
         self._reset = False
         self._shard_stats: list[dict] = [{} for _ in range(count)]
         self._names = NameMap()  # core 0's: the host names every shard learned (engine.names)
-        self._prev: tuple[float, dict] | None = None
+        self._rate = Rates()
         self._replies: dict[int, object] = {}
         self._next_request = 0
         self._ctx = multiprocessing.get_context("fork")
@@ -340,23 +333,12 @@ class _ShardedSession:
     def _publish(self, position: float, loads: list[float]) -> None:
         stats = self._stats = add_stats(self._shard_stats)
         self.position = position
-        prev = self._prev
-        if prev is None or position < prev[0]:
-            self._prev = (position, stats)  # the start, or after a seek back: rates count from here
-            self._rates = {}
-            return
-        span = position - prev[0]
-        if span >= RATE_SPAN:  # a shorter span (the last bit of a file) would make a small count a huge rate
-            self._prev = (position, stats)
-            self._rates = {
-                "pps": (stats["packets"] - prev[1]["packets"]) / span,
-                "bps": 8 * (stats["bytes"] - prev[1]["bytes"]) / span,
-                "new_per_s": (stats["started"] - prev[1]["started"]) / span,
-                "ended_per_s": (stats["ended"] - prev[1]["ended"]) / span,
-                "load": loads,
-            }
+        if self._rate.update(position, stats, loads):  # none at the start, after a seek back, or over a short span
+            self._rates = self._rate.rates
             self.spark_active.append(stats["active"])
             self.spark_pps.append(self._rates["pps"])
+        elif not self._rate.rates:
+            self._rates = {}
 
 
 class ShardedLiveSession(_ShardedSession):
@@ -424,11 +406,11 @@ class ShardedLiveSession(_ShardedSession):
             return
         if message[0] != "tick":
             return
-        _, shard, now, stats, changes, learned = message
-        self._pending.update(changes)
-        self._names.merge(learned)
-        self._shard_stats[shard] = stats
-        self._shard_ts[shard] = now
+        _, shard, tick = message
+        self._pending.update(tick.changes)
+        self._names.merge(tick.names)
+        self._shard_stats[shard] = tick.stats
+        self._shard_ts[shard] = tick.position
         # one merged snapshot per second, once every shard still alive has reported that second
         second = math.floor(min(t for i, t in enumerate(self._shard_ts) if i not in self.dead))
         if second > self._published:
@@ -510,7 +492,8 @@ class ShardedFileSession(_ShardedSession):
 
     def seek(self, target: float) -> None:
         with self._lock:
-            self._prev, self._rates = None, {}  # rates count afresh from where the seek lands
+            self._rate.forget()  # rates count afresh from where the seek lands
+            self._rates = {}
             self._seek_all(target)
 
     def _lost(self, shard: int) -> None:
@@ -539,7 +522,7 @@ class ShardedFileSession(_ShardedSession):
                 self._seeking.update(pulled.changes)
                 if not self._awaiting:
                     self._pending, self._reset, self._seeking = self._seeking, True, {}
-                    self._prev = None  # rates start again from the new moment
+                    self._rate.forget()  # rates start again from the new moment
         else:
             self._pending.update(pulled.changes)
         self._shard_stats[shard] = pulled.stats
