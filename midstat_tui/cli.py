@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -13,25 +14,13 @@ from itertools import islice
 from typing import NoReturn, TextIO
 
 from midstat_tui import __version__
-from midstat_tui.capture.span import capture_span
-from midstat_tui.decode.checksum import MODES, ChecksumPolicy
-from midstat_tui.decode.frame import FrameDecoder, LinkTypeError
+from midstat_tui.decode.checksum import MODES
 from midstat_tui.decode.linktypes import link_type_name
+from midstat_tui.engine import run as run_entry
 from midstat_tui.engine.groups import GROUP_KEYS, group_lines, group_records
 from midstat_tui.engine.hints import packet_status
-from midstat_tui.engine.multicore import (
-    Job,
-    SignalFlag,
-    Sink,
-    encode_json,
-    first_timestamp,
-    run_live_shard,
-    run_shard,
-    run_sharded,
-    set_on_signals,
-)
+from midstat_tui.engine.multicore import Job, SignalFlag, Sink, encode_json, set_on_signals
 from midstat_tui.engine.names import NameMap
-from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.views import named_record, named_text
 from midstat_tui.errors import MidstatError
 from midstat_tui.output.events import write_event
@@ -43,7 +32,7 @@ from midstat_tui.query import QueryError, compile_query
 from midstat_tui.tcp.connection import engine_name, engine_notice
 from midstat_tui.tcp.states import parse_state
 from midstat_tui.tcp.tracker import TrackerConfig
-from midstat_tui.timespec import FORMS, TimeSpecError, parse_goto
+from midstat_tui.timespec import FORMS
 
 EXIT_OK = 0
 EXIT_DAMAGED = 1   # the capture was damaged; everything before the damage was processed and reported
@@ -238,17 +227,6 @@ def _checksum_mode(args: argparse.Namespace) -> str:
     return "ignore" if args.no_checksum else args.checksum or "auto"
 
 
-def _checksum_policy(args: argparse.Namespace, mode: str) -> ChecksumPolicy:
-    """Live: the capturing host's own addresses and the interface's offload feature, asked now, while the
-    handle opens (as root, in the capture's network namespace). A file has no host to ask."""
-    if args.interface is None or mode == "ignore":
-        return ChecksumPolicy(mode, interface=args.interface)
-    from midstat_tui.capture.host import host_addresses, tx_checksum_offload, virtual_link
-
-    return ChecksumPolicy(mode, host_addresses(), args.interface, tx_checksum_offload(args.interface),
-                          virtual_link(args.interface))
-
-
 def _export_settings(args: argparse.Namespace) -> dict:
     """The Job fields of --ipfix and --metrics (the collector checked and resolved now: a bad one is said at once)."""
     collector = None
@@ -282,22 +260,6 @@ def _parse_at(text: str) -> tuple[float | None, float | None]:
         if ":" in text:
             return None, None
         raise MidstatError(f"--at {text!r}: expected {FORMS}") from None
-
-
-def _resolve_at(text: str, source) -> float:
-    """A time of day (`HH:MM:SS`, UTC, on the first packet's day) or a date and time, as the TUI's `g` reads it."""
-    if source.stream:
-        raise MidstatError(f"--at {text!r}: a time of day needs the capture's first packet before it is read; from "
-                           "a pipe, give +SECONDS from the first packet or epoch seconds")
-    reader = source.open_reader()
-    span = capture_span(reader) if reader is not None else None
-    first, last = span if span is not None else (first_timestamp(source.path), None)
-    if first is None:
-        raise MidstatError(f"--at {text!r}: {source.path} holds no packet")
-    try:
-        return parse_goto(text, first, last)
-    except TimeSpecError as exc:
-        raise MidstatError(f"--at: {exc}") from None
 
 
 def _write_lines(out: TextIO, lines: list[str]) -> None:
@@ -502,44 +464,23 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # before any worker is forked: every process inherits the paths that stay reachable once root is given up
     keep_imports_reachable(target)
 
-    from midstat_tui.capture.files import FileSource
-    from midstat_tui.capture.live import LiveSource
-
     if args.interface is not None:
-        live = LiveSource(args.interface, args.filter, snaplen=args.snaplen, promisc=not args.no_promisc,
-                          buffer_mib=args.buffer_size)
-        args.checksums = _checksum_policy(args, mode)
+        live = run_entry.open_live(_capture_job(args, config, target))
+        args.checksums = run_entry.checksum_policy(mode, args.interface)
         if not headless:
-            metrics = _start_metrics(args)  # listening before root is given up
-            if args.cores > 1:
-                live.close()  # the handle said the interface and the filter are fine; the shards open their own
-                return run_tui_sharded(args, config, target, err, datalink=live.datalink, export=export,
-                                       metrics=metrics)
-            drop_to(target)
-            return run_tui(args, config, live, err, export, metrics)
+            return run_tui(args, config, live, err, target, export)
         return run_live_headless(args, config, live, out, err, target, export)
 
     # opened here first: a bad file or filter is said once, at once
-    source = FileSource(args.read, args.filter, user=target)
+    source = run_entry.open_file(args.read, args.filter, target)
     if args.at is not None and at_abs is None and at_off is None:
-        at_abs = _resolve_at(args.at, source)
-    args.checksums = _checksum_policy(args, mode)
+        at_abs = run_entry.resolve_at(args.at, source, FORMS)
+    args.checksums = run_entry.checksum_policy(mode, None)
     if not headless:
         if source.stdin:
             _keys_from_the_terminal(source)
-        metrics = _start_metrics(args)  # listening before root is given up
-        if args.cores > 1 and not source.stream:
-            source.close()  # each shard opens the file itself and keeps its share
-            return run_tui_sharded(args, config, target, err, datalink=source.datalink, export=export,
-                                   metrics=metrics)
-        source.hand_over(target)
-        drop_to(target)
-        return run_tui(args, config, source, err, export, metrics)
-    try:
-        FrameDecoder(source.datalink)
-    except LinkTypeError as exc:
-        source.close()
-        raise MidstatError(f"{source.path}: {exc}") from None
+        return run_tui(args, config, source, err, target, export)
+    run_entry.check_link(source, source.path)
     cores = args.cores
     job = Job(args.read, args.filter, config, checksums=args.checksums, match=args.match, until=at_abs,
               until_offset=at_off, events=bool(args.events), snapshots=_wants_snapshots(args),
@@ -555,18 +496,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     halt = SignalFlag()
     set_on_signals(halt)
     try:
-        try:
-            if cores > 1 and source.stream:  # read once: core 0 reads it and hands each shard its packets
-                run_sharded(job, cores, writer, halt=halt, source=source)
-            elif cores > 1:
-                source.close()  # each worker opens the file itself (then gives up root: job.user)
-                run_sharded(job, cores, writer, halt=halt)
-            else:
-                source.hand_over(target)
-                drop_to(target)
-                run_shard(job, 0, 1, writer, source=source, halt=halt)
-        except KeyboardInterrupt:
-            pass  # stopped while the report was being written: what was written is flushed
+        with contextlib.suppress(KeyboardInterrupt):  # stopped while the report was being written: what was
+            run_entry.run_headless_file(job, cores, writer, source, halt)  # written is flushed
         # the run is over: a late Ctrl-C or SIGTERM must not cut its output in half
         for sig in previous:
             signal.signal(sig, signal.SIG_IGN)
@@ -600,14 +531,11 @@ def run_flows(args: argparse.Namespace, config: TrackerConfig, mode: str, target
         raise MidstatError(f"{what} prints its own output: not with {', '.join(others)}")
     if args.absolute_seq and not args.ladder:
         raise MidstatError("--absolute-seq goes with --ladder")
-    args.checksums = _checksum_policy(args, mode)
+    args.checksums = run_entry.checksum_policy(mode, args.interface)
     reader = FlowReader(args.read, config, args.checksums, user=target, bpf=args.filter)
     fd = open_output(args.write) if args.write is not None else None  # before root is given up
     try:
-        try:
-            FrameDecoder(reader.datalink)
-        except LinkTypeError as exc:
-            raise MidstatError(f"{args.read}: {exc}") from None
+        run_entry.check_link(reader, args.read)
         reader.hand_over(target)
         drop_to(target)
         rows = reader.select(args.match, args.thresholds)
@@ -643,10 +571,7 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
     """Live capture, headless, on one core or several (one handle per shard, keeping its share: merged by
     core 0); timers and snapshots on the clock; SIGINT/SIGTERM stop it and the outputs close."""
     datalink = source.datalink
-    try:
-        FrameDecoder(datalink)
-    except LinkTypeError as exc:
-        raise MidstatError(f"{args.interface}: {exc}") from None
+    run_entry.check_link(source, args.interface)
     stop = SignalFlag()
     set_on_signals(stop)
     job = Job("", args.filter, config, checksums=args.checksums, match=args.match,
@@ -666,13 +591,7 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
         err.flush()
 
     try:
-        if args.cores > 1:
-            source.close()  # the handle said the interface and the filter are fine; the shards open their own
-            run_sharded(job, args.cores, writer, stop, on_ready=listening)
-        else:
-            drop_to(target)
-            listening()
-            run_live_shard(job, 0, 1, writer, stop, source=source)
+        run_entry.run_headless_live(job, args.cores, writer, source, stop, listening)
     finally:
         if writer.metrics is not None:
             writer.metrics.close()
@@ -703,40 +622,25 @@ def _load_tui() -> None:
     import midstat_tui.ui.app  # noqa: F401
 
 
-def run_tui_sharded(args: argparse.Namespace, config: TrackerConfig, target: Target | None, err: TextIO,
-                    datalink: int = 1, export: dict | None = None, metrics=None) -> int:
-    """The TUI on several cores: shard processes (live: a handle each; a file: a share each, played in step),
-    core 0's merge in this process."""
-    from midstat_tui.engine.shard_sessions import ShardedFileSession, ShardedLiveSession
-
-    job = Job(args.read or "", args.filter, config, checksums=args.checksums, interface=args.interface,
-              snaplen=args.snaplen, promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target,
-              datalink=datalink, **(export or {}))
-    if args.interface is not None:
-        return _run_app(ShardedLiveSession(job, args.cores), args, err, metrics)
-    return _run_app(ShardedFileSession(job, args.cores, speed=_speed(args)), args, err, metrics)
+def _capture_job(args: argparse.Namespace, config: TrackerConfig, target: Target | None, datalink: int = 1,
+                 export: dict | None = None) -> Job:
+    """What the TUI's engine needs to know of the capture (and what opens a live handle)."""
+    return Job(args.read or "", args.filter, config, checksums=getattr(args, "checksums", None),
+               interface=args.interface, snaplen=args.snaplen, promisc=not args.no_promisc,
+               buffer_mib=args.buffer_size, user=target, datalink=datalink, **(export or {}))
 
 
-def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO, export: dict | None = None,
-            metrics=None) -> int:
-    """The interactive face: the engine runs in a background session, the Textual app reads its snapshots."""
-    from midstat_tui.engine.session import Session
-
-    try:
-        engine = Engine(source.datalink, config, checksums=args.checksums)
-    except LinkTypeError as exc:
-        raise MidstatError(f"{source.path}: {exc}") from None
-    if metrics is not None:  # the stats say the state pairs and the load (once a second at most)
-        engine.load_stats, engine.pairs_every = True, 1.0
-    session = Session(engine, source, live=args.interface is not None, speed=_speed(args))
-    if export and export["ipfix"] is not None:
-        from midstat_tui.engine.multicore import start_export
-
-        session.exporter = start_export(Job("", None, config, **export), engine, 0)
+def run_tui(args: argparse.Namespace, config: TrackerConfig, source, err: TextIO, target: Target | None,
+            export: dict | None = None) -> int:
+    """The interactive face: the engine's session (engine.run: one core, or shard processes merged by core 0)
+    runs in the background, the Textual app takes its Ticks."""
+    metrics = _start_metrics(args)  # listening before root is given up
+    job = _capture_job(args, config, target, source.datalink, export)
+    session = run_entry.tui_session(job, args.cores, source, _speed(args))
     try:
         return _run_app(session, args, err, metrics)
     finally:
-        if hasattr(source, "close"):
+        if getattr(session, "source", None) is source:  # one core: the session read it (shards closed it at once)
             source.close()
 
 

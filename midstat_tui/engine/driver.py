@@ -130,6 +130,11 @@ class Driver:
         self._close(position, reset)
         self.next_tick = math.floor(position) + 1.0
 
+    def finish(self, end: float) -> None:
+        """The run is over: the timers run to `end` (all shards end together, at the latest shard's end), nothing
+        is emitted (the last report is the caller's)."""
+        self.engine.tracker.advance(end)
+
     # -- whole runs ----------------------------------------------------------------------------------------------
     def run_packets(self, batches: Iterable[list[Packet]], until: float | None = None,
                     until_offset: float | None = None, halt=None) -> Tick:

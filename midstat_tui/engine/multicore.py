@@ -284,11 +284,11 @@ def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, source=No
             source.stop()
 
     # every second of the clock is a snapshot (when the outputs or the metrics want them), quiet or not
-    Driver(engine, emit if report.ticks() else None, every_second=True).run_wall(source.batches(),
-                                                                               after_batch=after_batch)
+    driver = Driver(engine, emit if report.ticks() else None, every_second=True)
+    driver.run_wall(source.batches(), after_batch=after_batch)
     now = time.time()
     end = max(now, sink.end_time(now))
-    engine.tracker.advance(end)
+    driver.finish(end)
     report.last(engine, end, source.warning)
 
 
@@ -314,9 +314,9 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
         source.close()
         raise MidstatError(f"{job.path}: {exc}") from None
     engine.clock = source.clock  # the file's late packets, counted where it is read (capture.clock)
+    driver = Driver(engine, emit if report.ticks() else None)
     try:
-        last = Driver(engine, emit if report.ticks() else None).run_packets(
-            source.batches(), until=job.until, until_offset=job.until_offset, halt=halt)
+        last = driver.run_packets(source.batches(), until=job.until, until_offset=job.until_offset, halt=halt)
     except KeyboardInterrupt:  # Ctrl-C where nobody set a halt flag: report what was read, as a capture ending here
         last = engine.snapshot(engine.last_ts or 0.0)
     source.close()  # (ends its feeder, if reading stopped before the end of a .gz)
@@ -326,7 +326,7 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     end = max(last.ts, sink.end_time(last.ts))
-    engine.tracker.advance(end)
+    driver.finish(end)
     report.last(engine, end, source.warning)
 
 
