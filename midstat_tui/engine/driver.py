@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from midstat_tui.engine.pipeline import Engine
 
 RATE_SPAN = 0.5  # seconds of packet time a rate is measured over, at least
+NOT_STARTED = -math.inf  # a shard's Tick position before its clock has started (a file's share not reached yet)
 
 Packet = tuple[float, bytes]
 Emit = Callable[[float, bool], None]
@@ -53,8 +54,10 @@ class Tick:
     reset: bool = False                                               # after a seek: these rows are all of them
     rates: dict = field(default_factory=dict)
     names: object = None              # the host names learned (engine.names: the NameMap, or a shard's new pairs)
-    connections: list[Connection] | None = None                       # headless: the table at this moment
+    connections: list | None = None   # headless: the table at this moment (a shard's: its records, as sent)
     warning: str | None = None                                        # a damaged file, a lost capture
+    at_end: bool = False              # a file's shard has read its last packet
+    first: float | None = None        # the first packet time the clock started from (None: not yet)
 
     @property
     def ts(self) -> float:

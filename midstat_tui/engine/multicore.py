@@ -31,7 +31,7 @@ from midstat_tui.capture.files import FileSource
 from midstat_tui.decode.checksum import ChecksumPolicy
 from midstat_tui.decode.frame import LinkTypeError
 from midstat_tui.engine.departed import DepartedLog
-from midstat_tui.engine.driver import Driver
+from midstat_tui.engine.driver import Driver, Tick
 from midstat_tui.engine.hints import stats_hints
 from midstat_tui.engine.names import NameLookup
 from midstat_tui.engine.pipeline import Engine, Snapshot
@@ -369,7 +369,7 @@ class _PipeSink(Sink):
         self.pipe.send(("event", record["ts"], record))
 
     def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
-        self.pipe.send(("snap", ts, (stats, conns)))
+        self.pipe.send(("tick", ts, Tick(ts, stats, connections=conns)))
 
     def names(self, ts: float, pairs: list[tuple[str, str]]) -> None:
         self.pipe.send(("names", ts, pairs))
@@ -517,6 +517,19 @@ def add_stats(parts: list[dict]) -> dict:
     if parts:
         total["hints"] = stats_hints(total)  # from the sums, not one shard's
     return total
+
+
+def merge_ticks(ticks: list[Tick], position: float) -> Tick:
+    """Core 0's merge of the shards' Ticks of one moment (each shard's latest): counters added up, rows and
+    connections side by side (a connection lives in one shard), the first warning, at the end once all are."""
+    changes: dict = {}
+    for tick in ticks:
+        changes.update(tick.changes)
+    with_conns = [tick.connections for tick in ticks if tick.connections is not None]
+    warnings = [tick.warning for tick in ticks if tick.warning]
+    return Tick(position, add_stats([tick.stats for tick in ticks]), changes,
+                connections=[c for conns in with_conns for c in conns] if with_conns else None,
+                warning=warnings[0] if warnings else None, at_end=bool(ticks) and all(t.at_end for t in ticks))
 
 
 def _sum_stats(parts: list[dict]) -> dict:
@@ -684,15 +697,14 @@ def _merge_reports(job: Job, count: int, workers: list, sink: Sink, lost: dict[i
     held: list[tuple[float, int, int, dict]] = []  # a heap: (ts, shard, arrival, record)
     arrivals = 0
     first_end = float("inf")
-    latest: list[tuple[dict, list[dict]] | None] = [None] * count
+    latest: list[Tick | None] = [None] * count
     pending_tick: float | None = None
     ends: dict[int, float] = {}
     lasts: dict[int, tuple] = {}
 
     def flush_tick() -> None:
-        stats = add_stats([s for s, _ in filter(None, latest)])
-        conns = [c for part in filter(None, latest) for c in part[1]]
-        sink.snapshot(pending_tick, stats, conns)  # type: ignore[arg-type]
+        merged = merge_ticks([tick for tick in latest if tick is not None], pending_tick)  # type: ignore[arg-type]
+        sink.snapshot(merged.position, merged.stats, merged.connections or [])
 
     for ts, _, shard, kind, payload in heapq.merge(*streams):
         if kind in ("error", "dead"):
@@ -707,7 +719,7 @@ def _merge_reports(job: Job, count: int, workers: list, sink: Sink, lost: dict[i
             else:
                 heapq.heappush(held, (ts, shard, arrivals, payload))
                 arrivals += 1
-        elif kind == "snap":
+        elif kind == "tick":
             latest[shard] = payload
             pending_tick = ts
         elif kind == "names":

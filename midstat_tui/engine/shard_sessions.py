@@ -25,11 +25,12 @@ import os
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from multiprocessing.connection import wait
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.capture.span import capture_span
-from midstat_tui.engine.driver import Driver, Rates, RowChanges, Tick
+from midstat_tui.engine.driver import NOT_STARTED, Driver, Rates, RowChanges, Tick
 from midstat_tui.engine.flow_packets import FlowRef, FlowWatch, ShardWatches
 from midstat_tui.engine.multicore import (
     Job,
@@ -74,8 +75,8 @@ def _open_shard(job: Job, shard: int, count: int, out, open_source) -> tuple | N
 
 
 def _live_worker(job: Job, shard: int, count: int, out, requests, stop) -> None:
-    """One live shard: capture its share, track, and every second send core 0 ("tick", shard, now, stats,
-    changes, the host names learned since the last tick)."""
+    """One live shard: capture its share, track, and every second of the clock send core 0 ("tick", shard, Tick:
+    with the host names learned since the last tick)."""
     opened = _open_shard(job, shard, count, out, lambda: open_live_share(job, shard, count))
     if opened is None:
         return
@@ -184,7 +185,10 @@ def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: f
             if pulled.names is not None:
                 names_sent = len(names)  # type: ignore[arg-type]
             if pulled.changes or pulled.reset or state != sent_at or pulled.names:
-                out.send(("pull", shard, pulled, session.at_end, session.first_ts, session.error, session.position))
+                # the same message as a live shard's: its Tick, with where its clock is and whether it is at the end
+                position = NOT_STARTED if session.position is None else session.position
+                out.send(("tick", shard, replace(pulled, position=position, at_end=session.at_end,
+                                                 first=session.first_ts, warning=session.error)))
                 sent_at = state
     except (BrokenPipeError, EOFError):
         pass  # core 0 is gone
@@ -331,7 +335,7 @@ class _ShardedSession:
         """A shard died (the lock is held): the merged picture goes on without it."""
 
     def _publish(self, position: float, loads: list[float]) -> None:
-        stats = self._stats = add_stats(self._shard_stats)
+        stats = self._stats = add_stats(self._shard_stats)  # the counters of the shards' latest Ticks
         self.position = position
         if self._rate.update(position, stats, loads):  # none at the start, after a seek back, or over a short span
             self._rates = self._rate.rates
@@ -509,9 +513,11 @@ class ShardedFileSession(_ShardedSession):
         self._orders(("seek", target))
 
     def _take(self, message: tuple) -> None:
-        if message[0] != "pull":
+        if message[0] != "tick":
             return
-        _, shard, pulled, at_end, first_ts, error, shard_position = message
+        _, shard, pulled = message
+        at_end, first_ts, error = pulled.at_end, pulled.first, pulled.warning
+        shard_position = None if pulled.position == NOT_STARTED else pulled.position
         if pulled.names:
             self._names.merge(pulled.names)  # type: ignore[arg-type]
         if self._awaiting:
