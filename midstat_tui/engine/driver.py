@@ -93,10 +93,11 @@ class Driver:
         else:
             engine.mark_clean()
 
-    def close_until(self, ts: float) -> float:
+    def close_until(self, ts: float, skip_quiet: bool = True) -> float:
         """Close every second up to `ts` (the time of the packet about to be fed, or the clock). Between seconds
-        only timers can change anything, so quiet seconds are crossed in one step up to the next timer or `ts`.
-        Returns the next second to close."""
+        only timers can change anything, so quiet seconds are crossed in one step up to the next timer or `ts`
+        (unless `skip_quiet` is off: a paced replay's clock shows each second it passes). Returns the next second
+        to close."""
         next_tick = self.next_tick
         if next_tick is None:
             self.start(ts)
@@ -106,9 +107,10 @@ class Driver:
             tracker.advance(next_tick)
             self._close(next_tick)
             next_tick += 1.0
-            jump = math.floor(min(ts, tracker.next_timer()))
-            if jump > next_tick:
-                next_tick = float(jump)
+            if skip_quiet:
+                jump = math.floor(min(ts, tracker.next_timer()))
+                if jump > next_tick:
+                    next_tick = float(jump)
         self.next_tick = next_tick
         return next_tick
 

@@ -331,8 +331,8 @@ class Session:
                     with self._wake:
                         # waiting for the next packet: the replay clock still ticks, and timers fire on it
                         clock = pace[1] + (now - pace[0]) * self.speed
-                        if driver.started():
-                            driver.close_until(clock)
+                        if driver.started():  # each second the clock passes, quiet or not (the sparklines)
+                            driver.close_until(clock, skip_quiet=False)
                         self._wake.wait(min(delay, 0.1))
                     continue
             with self._lock:

@@ -203,3 +203,29 @@ def test_the_tui_session_is_chosen_by_the_engine():
     from midstat_tui.engine.shard_sessions import ShardedFileSession
 
     assert isinstance(several, ShardedFileSession) and several.count == 2
+
+
+def test_core_0_merges_the_shards_ticks_into_the_one_engine_picture():
+    """Two shards (the placement core 0 uses) each run a driver on their share and emit Ticks; merged, the last
+    moment's counters and connections are those of one engine over the whole capture."""
+    from midstat_tui.engine.multicore import merge_ticks
+    from midstat_tui.engine.placement import Placer
+
+    packets = _packets(SSH)
+    parts = Placer(1, 2).split(packets)
+    assert all(parts)  # both shards really have packets
+    end = packets[-1][0]
+    lasts = []
+    for shard, part in enumerate(parts):
+        engine = Engine(1, shard=shard, shard_count=2)
+        driver = Driver(engine)
+        driver.start(packets[0][0])  # every shard's clock starts at the file's first packet
+        driver.run_packets([part])
+        driver.finish(end)
+        lasts.append(engine.snapshot(end))
+    merged = merge_ticks(lasts, end)
+    whole = Driver(Engine(1)).run_packets([packets])
+    for key in ("packets", "tcp_packets", "bytes", "started", "ended", "active", "in_table"):
+        assert merged.stats[key] == whole.stats[key], key
+    assert sorted(c.first for c in merged.connections) == sorted(c.first for c in whole.connections)
+    assert merged.position == end and not merged.at_end
