@@ -28,7 +28,7 @@ from midstat_tui.output.plain import midstat_table, summary_lines
 from midstat_tui.output.stream import OutputStream
 from midstat_tui.privileges import Target, choose_user, drop_to, keep_imports_reachable
 from midstat_tui.problems import DEFAULTS, Lens, ThresholdError, parse_threshold, report, table_lines
-from midstat_tui.query import QueryError, compile_query
+from midstat_tui.query import QueryError, compile_query, keywords_used
 from midstat_tui.tcp.connection import engine_name, engine_notice
 from midstat_tui.tcp.states import parse_state
 from midstat_tui.tcp.tracker import TrackerConfig
@@ -451,6 +451,13 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             compile_query(args.match, Lens(thresholds=args.thresholds))
         except QueryError as exc:
             raise MidstatError(f"--match {args.match!r}: {exc}") from None
+        if headless and args.cores > 1 and "name" in keywords_used(args.match):
+            # each shard learns names only from its own packets (a DNS answer is shard 0's), so a shard would judge
+            # `name` without names other shards learned: read on one core, whose names are all of them
+            args.cores = 1
+            err.write("midstat: note: --match uses 'name': read on one core (on several, each core would judge "
+                      "it with the names of its own packets only)\n")
+            err.flush()
     if args.at is not None and args.interface is not None:
         raise MidstatError("--at replays a capture file to a moment: use it with -r FILE")
     at_abs, at_off = _parse_at(args.at) if args.at is not None else (None, None)

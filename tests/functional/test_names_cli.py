@@ -111,3 +111,15 @@ def test_events_name_alike_on_one_and_two_cores(path):
                                e.get("server_name") or "") for e in map(json.loads, proc.stdout.splitlines()))
     assert lines["1"] == lines["2"]
     assert any(line[5] for line in lines["1"])
+
+
+@pytest.mark.parametrize("path, name", [(shared("ndpi/tests/cfgs/default/pcap/reddit.pcap"), "gateway.reddit.com"),
+                                        (SMTP, "mail.patriots.in")])
+def test_match_name_on_several_cores_answers_as_one_core(path, name):
+    """Each shard learns names from its own packets only (a DNS answer is shard 0's): a headless --match that uses
+    `name` is read on one core, said in a note, so 2 cores give 1 core's answer (it gave half the rows)."""
+    one = midstat("-r", str(path), "--summary", "--json", "--cores", "1", "--match", f"name {name}")
+    two = midstat("-r", str(path), "--summary", "--json", "--cores", "2", "--match", f"name {name}")
+    assert one.returncode == two.returncode == 0, two.stderr.decode()
+    assert json.loads(one.stdout)["connections"] == json.loads(two.stdout)["connections"] != []
+    assert b"note: --match uses 'name': read on one core" in two.stderr
