@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import pwd
 import signal
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from midstat_tui.query import QueryError, keywords_used
 from midstat_tui.services import Services, load_services
 from midstat_tui.ui.columns_screen import ColumnsScreen
 from midstat_tui.ui.conn_table import ConnTable
-from midstat_tui.ui.export import export_rows
+from midstat_tui.ui.export import cannot_write_in, export_rows
 from midstat_tui.ui.flow_screen import FlowScreen, reader_for
 from midstat_tui.ui.goto_screen import GotoScreen
 from midstat_tui.ui.group_table import SORT_FIELDS, GroupsTable
@@ -552,10 +551,7 @@ class MidstatApp(App[None]):
         try:
             path = export_rows(self.view.visible(), fmt, self.export_dir, names=self.view.names)
         except PermissionError:
-            user = pwd.getpwuid(os.geteuid()).pw_name
-            folder = os.path.abspath(self.export_dir)
-            self._status(f"export failed: cannot write in {folder} as {user} (midstat gives up root once the "
-                         "capture is open: see --user)", error=True)
+            self._status(f"export failed: {cannot_write_in(self.export_dir)}", error=True)
             return
         except OSError as exc:
             self._status(f"export failed: {exc}", error=True)

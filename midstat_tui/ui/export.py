@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import pwd
 import tempfile
 import time
 from decimal import Decimal
@@ -19,6 +20,14 @@ from decimal import Decimal
 from midstat_tui.engine.views import NAME_FIELDS, ConnRow, named_record, row_record
 
 _EMPTY = ConnRow(0, 0, bytes(4), 0, bytes(4), 0, (), 0, 0, 0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, -1.0, "", "", False, None)
+
+
+def cannot_write_in(folder: str) -> str:
+    """Why a file cannot be made in `folder`: the user midstat runs as now (root is given up once the capture is
+    open), and what to do about it."""
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    return (f"cannot write in {os.path.abspath(folder)} as {user} (midstat gives up root once the capture is open: "
+            "start it in a folder that user may write, or see --user)")
 
 
 def free_name(folder: str, stem: str, ext: str) -> str:

@@ -23,7 +23,7 @@ from midstat_tui.output.pcap_write import PcapWriter, open_output
 from midstat_tui.tcp import zeek
 from midstat_tui.tcp.states import NAMES
 from midstat_tui.ui.conn_table import state_class
-from midstat_tui.ui.export import free_name
+from midstat_tui.ui.export import cannot_write_in, free_name
 from midstat_tui.ui.header import clock_text
 from midstat_tui.ui.ladder_view import LadderView
 from midstat_tui.ui.timeseq_view import TimeSeqView
@@ -266,6 +266,10 @@ class FlowScreen(Screen[None]):
             self.notify(f"nothing written: {note}", severity="error")
             return
         row = self.last[0]  # type: ignore[index]
+        if not os.access(self.export_dir, os.W_OK | os.X_OK):
+            self.status = f"write failed: {cannot_write_in(self.export_dir)}"
+            self.notify(self.status, severity="error")
+            return
         path = os.path.abspath(free_name(self.export_dir, f"midstat-flow-{row.id}", "pcap"))
         try:
             datalink = self.reader.datalink if self.reader is not None else self.watch.datalink  # type: ignore[union-attr]
