@@ -365,6 +365,11 @@ class OutputWriter(Sink):
     def last(self, ts: float, stats: dict, conns: list[dict], everything: list[dict], warning: str | None) -> None:
         args = self.args
         self.warning = warning
+        ipfix = stats.get("ipfix") or {}
+        if ipfix.get("dropped") and self.err is not None:  # whatever the output, lost records are never silent
+            self.err.write(f"midstat: warning: IPFIX: {ipfix['dropped']} records dropped, {ipfix.get('sent', 0)} "
+                           f"sent (the collector at {args.ipfix} was down or slow)\n")
+            self.err.flush()
         if self.metrics is not None and args.problems:  # (--problems is alone: no --summary, no --group-by)
             rep = report(conns, ts, args.thresholds)
             self.metrics.update(ts, stats, rep.counts)

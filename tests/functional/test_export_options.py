@@ -43,3 +43,15 @@ def test_the_exporter_address_is_the_source_of_the_messages():
     datagrams = collector.close()
     assert run.returncode == 0, run.stderr.decode()
     assert datagrams and {peer[0] for peer, _ in datagrams} == {"127.0.0.7"}
+
+
+@pytest.mark.parametrize("output", [["--summary"], ["--summary", "--json"], ["--events"]])
+@pytest.mark.parametrize("cores", ["1", "2"])
+def test_records_a_dead_collector_lost_are_said_whatever_the_output(output, cores):
+    """A TCP collector nobody listens at: every record is dropped (tracking goes on), and the run says so on
+    stderr at its end, with the output it was asked for intact."""
+    proc = midstat("-r", str(FIXTURES / "mixed_traffic.pcap"), *output, "--cores", cores,
+                   "--ipfix", "tcp://127.0.0.1:9")
+    assert proc.returncode == 0 and proc.stdout, proc.stderr
+    assert ("midstat: warning: IPFIX: 21 records dropped, 0 sent (the collector at tcp://127.0.0.1:9 was down or "
+            "slow)\n") in proc.stderr.decode()
