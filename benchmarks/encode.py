@@ -24,7 +24,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from midstat_tui.capture.files import FileSource  # noqa: E402
 from midstat_tui.engine.pipeline import Engine  # noqa: E402
-from midstat_tui.engine.views import encode_json, record_text, row_of, row_record  # noqa: E402
+from midstat_tui.engine.records import encode_json, record_text, row_of, row_record  # noqa: E402
 
 
 def connections(path: Path, want: int) -> list:

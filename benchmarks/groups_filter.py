@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.tui_refresh import BenchSession  # noqa: E402
+from midstat_tui.conn_view import ConnView  # noqa: E402
 from midstat_tui.engine.groups import GROUP_KEYS  # noqa: E402
-from midstat_tui.view import ConnView  # noqa: E402
 
 FILTERS = ("dport 443 and not state time-wait", "net 192.168.0.0/16 and (sstate close-wait or cstate fin-wait-2)",
            "host 192.168.7.7 or sport 2000-3000", "zeek S1 and not ended")

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.tui_refresh import BenchSession  # noqa: E402
-from midstat_tui.engine.views import ConnRow  # noqa: E402
+from midstat_tui.engine.records import ConnRow  # noqa: E402
 from midstat_tui.problems import report  # noqa: E402
 from midstat_tui.ui.app import MidstatApp  # noqa: E402
 from midstat_tui.ui.conn_table import ConnTable  # noqa: E402

@@ -6,13 +6,13 @@ against a Python dispatcher that reads the file once and hands each shard its pa
 
 On the 1M-packet synthetic capture (benchmarks/synth.py), medians of --runs, one process:
 - read all: `next_batch` and the split into (timestamp, frame) pairs, every packet (the floor of any reader);
-- BPF share: the same through the share filter of engine/shards.py (shard 0 of --cores): one worker's reading
+- BPF share: the same through the share filter of engine/share_filter.py (shard 0 of --cores): one worker's reading
   before issue #10;
 - placed share: every packet read, its shard found from its decoded key in C (engine/placement.py), only shard 0's
   made into Python objects: one worker's reading now;
 - compiled dispatcher: read all, place in C, pickle each shard's list: what core 0 does for a pipe or FIFO;
 - dispatcher: read all, find each packet's shard in Python (the compiled decoder for the addresses and ports, the
-  hash of engine/shards.py) and pickle each shard's list as a pipe would carry it: the work one process would do
+  hash of engine/share_filter.py) and pickle each shard's list as a pipe would carry it: the work one process would do
   for all shards, before any of them tracks a packet.
 """
 
@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parent))
 from midstat_tui import _core  # noqa: E402
 from midstat_tui.capture.files import FileSource  # noqa: E402
 from midstat_tui.engine.placement import Placer, Share  # noqa: E402
-from midstat_tui.engine.shards import shard_of, share_filter  # noqa: E402
+from midstat_tui.engine.share_filter import shard_of, share_filter  # noqa: E402
 
 
 def read(path: str, bpf: str | None) -> int:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from midstat_tui.engine.records import ConnRow  # noqa: E402
 from midstat_tui.engine.session import Pulled  # noqa: E402
-from midstat_tui.engine.views import ConnRow  # noqa: E402
 from midstat_tui.ui.app import MidstatApp  # noqa: E402
 from midstat_tui.ui.conn_table import ConnTable  # noqa: E402
 

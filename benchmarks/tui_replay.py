@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from midstat_tui.capture.files import FileSource  # noqa: E402
-from midstat_tui.engine.multicore import Job  # noqa: E402
+from midstat_tui.engine.headless import Job  # noqa: E402
 from midstat_tui.engine.pipeline import Engine  # noqa: E402
 from midstat_tui.engine.session import Session  # noqa: E402
 from midstat_tui.engine.shard_sessions import ShardedFileSession  # noqa: E402

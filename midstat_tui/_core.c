@@ -2303,7 +2303,7 @@ done:
 
 /* ------------------------------------------------------------------------------------------------------------
  * Placement: which shard owns a frame (engine/placement.py). The shard is a hash of the decoded flow key's
- * addresses and ports (engine.shards.shard_of: the same for both directions), so only frames this decoder reads as
+ * addresses and ports (engine.share_filter.shard_of: the same for both directions), so only frames this decoder reads as
  * the plain shape are placed here; anything else is UNPLACED and placed by the Python decoder.
  * ------------------------------------------------------------------------------------------------------------ */
 
@@ -2421,9 +2421,9 @@ done:
 /* ---------------------------------------------------------------------------------------------------------------
  * One connection record as JSON text (issue #11)
  *
- * The text json.JSONEncoder(separators=(",", ":")).encode(engine.views.connection_dict(conn)) gives, byte for
+ * The text json.JSONEncoder(separators=(",", ":")).encode(engine.records.connection_dict(conn)) gives, byte for
  * byte, written straight from the C record: no row tuple, no dict, no encoder walk. The field list, names and
- * order are engine/views.py's FIELDS (tests/unit/test_record_contract.py holds them equal on every capture);
+ * order are engine/records.py's FIELDS (tests/unit/test_record_contract.py holds them equal on every capture);
  * floats are written as Python's repr writes them, and rounded as round() rounds (dtoa mode 3, then back).
  * The Zeek conn_state comes from the caller (tcp/zeek.py is its one definition). Anything unusual (a string that
  * would need escaping, a VLAN stack that is not a tuple of ints) returns None: the caller encodes it in Python.
@@ -3681,7 +3681,7 @@ static PyMethodDef module_methods[] = {
      "summary_cells(conn, zeek_state) -> str: the --summary table's cells of the connection, tab-separated (as "
      "output.plain.summary_row writes them); None if a value needs Python."},
     {"record_json", py_record_json, METH_VARARGS,
-     "record_json(conn, zeek_state) -> str: the connection's record as compact JSON (engine.views.FIELDS), the "
+     "record_json(conn, zeek_state) -> str: the connection's record as compact JSON (engine.records.FIELDS), the "
      "bytes json would write; None if a value needs the Python encoder."},
     {"ipfix_record", py_ipfix_record, METH_VARARGS,
      "ipfix_record(conn, reason, now, always, done) -> (now, is IPv4, bytes) | None | NotImplemented: the "

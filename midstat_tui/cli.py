@@ -18,10 +18,10 @@ from midstat_tui.decode.checksum import MODES
 from midstat_tui.decode.linktypes import link_type_name
 from midstat_tui.engine import run as run_entry
 from midstat_tui.engine.groups import GROUP_KEYS, group_lines, group_records
+from midstat_tui.engine.headless import Job, SignalFlag, Sink, encode_json, set_on_signals
 from midstat_tui.engine.hints import packet_status
-from midstat_tui.engine.multicore import Job, SignalFlag, Sink, encode_json, set_on_signals
 from midstat_tui.engine.names import NameMap
-from midstat_tui.engine.views import named_record, named_text
+from midstat_tui.engine.records import named_record, named_text
 from midstat_tui.errors import MidstatError
 from midstat_tui.output.events import write_event
 from midstat_tui.output.plain import midstat_table, summary_lines

@@ -1,6 +1,6 @@
 """The connection table's columns: titles, widths, how each cell reads and how each column sorts.
 
-The TUI's table reads them; exports write the raw record instead (engine.views.row_record). No UI import.
+The TUI's table reads them; exports write the raw record instead (engine.records.row_record). No UI import.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from midstat_tui.engine.views import ConnRow
+from midstat_tui.engine.records import ConnRow
 from midstat_tui.tcp.states import NAMES
 
 

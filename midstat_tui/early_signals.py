@@ -1,6 +1,6 @@
 """Ctrl-C and SIGTERM while midstat is still starting (Python importing its modules, a second or more on a busy
 machine) are held here instead of ending it with a traceback; the run's own handlers, once installed
-(engine.multicore.set_on_signals), see what was held and stop at once, writing what was read, as a later Ctrl-C does."""
+(engine.headless.set_on_signals), see what was held and stop at once, writing what was read, as a later Ctrl-C does."""
 
 from __future__ import annotations
 

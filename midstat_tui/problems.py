@@ -1,6 +1,6 @@
 """The problems lens: which connections look wrong, of what kind, since when, and what that usually means.
 
-No UI import. One row (engine.views.ConnRow) gives its *signals* (`signals`): per kind, since when it applies
+No UI import. One row (engine.records.ConnRow) gives its *signals* (`signals`): per kind, since when it applies
 (NaN: it does not) and, for the kinds judged on a measure rather than on time, that measure. What is a problem at
 a moment `now` is then a comparison with the thresholds, the same for one row (`row_kinds`, for the filter term
 `problem KIND`) and for a whole table at once (`detect`, numpy: the TUI keeps every row's signals in a matrix and
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from midstat_tui.engine.views import ConnRow, format_addr
+from midstat_tui.engine.records import ConnRow, format_addr
 from midstat_tui.tcp.states import (
     CLOSE_WAIT,
     CLOSED,

@@ -16,7 +16,7 @@
     any spelling (`time-wait`, `estab`) matches that state on either side. Any other word (`hots`, `dport=80`) is
     an error that suggests the keyword meant.
 
-`compile_query(text, lens, names)` returns a predicate over connection rows (engine.views.ConnRow),
+`compile_query(text, lens, names)` returns a predicate over connection rows (engine.records.ConnRow),
 `predicate(row, now=None)`, or raises QueryError, whose message says what is wrong and `position` where (0-based
 column). `now` is the moment the term `problem KIND` judges at (None: the row's own last packet); the other terms
 ignore it.
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from midstat_tui import query_columns as qc
-from midstat_tui.engine.views import ConnRow, format_addr
+from midstat_tui.engine.records import ConnRow, format_addr
 from midstat_tui.problems import KIND_NAMES, Lens
 from midstat_tui.tcp import zeek
 from midstat_tui.tcp.states import NAMES, SS_NAMES, parse_state

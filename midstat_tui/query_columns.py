@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from midstat_tui.engine.views import ConnRow
+from midstat_tui.engine.records import ConnRow
 
 
 class ColumnSource(Protocol):

@@ -12,7 +12,7 @@ import dpkt
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.engine.pipeline import Engine, Snapshot, run_file
-from midstat_tui.engine.views import format_endpoint
+from midstat_tui.engine.records import format_endpoint
 from midstat_tui.tcp.connection import Connection
 from midstat_tui.tcp.tracker import TrackerConfig
 

@@ -50,7 +50,7 @@ def freeze(engine: Engine) -> Frozen:
         slices.append(pickle.dumps(conns[start:start + CHUNK], protocol=pickle.HIGHEST_PROTOCOL))
         _yield_lock()
     ended, touched, sink = tracker._ended, tracker.touched, tracker.on_event
-    # the export's hooks (engine.multicore.start_export) are not part of the state either: a thawed engine has none
+    # the export's hooks (engine.headless.start_export) are not part of the state either: a thawed engine has none
     hooks = (tracker.on_end, tracker.on_remove, engine.on_tick, engine.export_stats)
     # every ended and every changed connection is one of the table's (they are kept by key): written as keys
     tracker.table = {}

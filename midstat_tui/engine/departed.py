@@ -34,7 +34,7 @@ _CHUNK = 2048  # texts written at a time
 
 
 class DepartedLog:
-    """Texts (ASCII, as engine.views.record_text and output.plain.table_cells write them; one line each) with their
+    """Texts (ASCII, as engine.records.record_text and output.plain.table_cells write them; one line each) with their
     connection's id and first packet time."""
 
     def __init__(self) -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from midstat_tui.engine.collector import building
-from midstat_tui.engine.views import ConnRow, connection_dict, departed_row, row_of
+from midstat_tui.engine.records import ConnRow, connection_dict, departed_row, row_of
 from midstat_tui.tcp.connection import Connection
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from midstat_tui.decode.checksum import ChecksumPolicy
 from midstat_tui.decode.frame import FrameDecoder
 from midstat_tui.decode.linktypes import DLT_EN10MB
 from midstat_tui.decode.segment import ACK, FIN, RST, SYN, IcmpError, Segment
-from midstat_tui.engine.views import ConnRow, format_addr
+from midstat_tui.engine.records import ConnRow, format_addr
 from midstat_tui.errors import MidstatError
 from midstat_tui.tcp.connection import Connection, _core
 from midstat_tui.tcp.states import CLOSED, ESTABLISHED, SYN_SENT
@@ -185,7 +185,7 @@ class FlowReader:
         knew it at its end (or when it left the table), in the order they started. `problem KIND` terms judge a
         connection at that moment (the end of the file for those still open), with `thresholds`."""
         from midstat_tui.engine.pipeline import Engine, run_file
-        from midstat_tui.engine.views import row_of
+        from midstat_tui.engine.records import row_of
         from midstat_tui.problems import Lens
         from midstat_tui.query import compile_query
 

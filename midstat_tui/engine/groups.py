@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from midstat_tui.engine.views import ConnRow, format_addr, format_endpoint
+from midstat_tui.engine.records import ConnRow, format_addr, format_endpoint
 from midstat_tui.tcp.states import CLOSING_STATES, ESTABLISHED, HANDSHAKE, NAMES
 
 GROUP_KEYS = ("server", "server-host", "client-host", "states", "vlan", "zeek")
@@ -223,7 +223,7 @@ _STATE_INDEX = {name: i for i, name in enumerate(NAMES)}
 
 
 def group_records(group_by: str, records: Iterable[dict]) -> GroupTable:
-    """Group connection records (engine.views.row_record's dicts) as the TUI groups its rows."""
+    """Group connection records (engine.records.row_record's dicts) as the TUI groups its rows."""
     if group_by not in GROUP_KEYS:
         raise ValueError(f"unknown grouping {group_by!r}")
     interner = Interner(str)

@@ -1,7 +1,7 @@
 """One shard's engine: a packet source's frames are decoded and fed to a tracker; a snapshot every second.
 
 Files run on packet time (a snapshot for each second of packet time in which something happened, and the timers
-fire on packet time); live capture (engine.multicore, engine.session) runs its timers and snapshots on the clock.
+fire on packet time); live capture (engine.headless, engine.session) runs its timers and snapshots on the clock.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 from midstat_tui.capture.batches import Packet, split_batch
 from midstat_tui.decode.frame import FrameDecoder
 from midstat_tui.decode.segment import IcmpError, Segment
-from midstat_tui.engine.shards import shard_of
+from midstat_tui.engine.share_filter import shard_of
 from midstat_tui.tcp.connection import _core
 
 UNPLACED = 255

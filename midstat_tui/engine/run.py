@@ -3,7 +3,7 @@
 - `open_file` / `open_live`: a capture opened (as root, before it is given up); `check_link`: its link type;
 - `checksum_policy`: how checksums are judged (live: the capturing host's addresses and offload, asked now);
 - `resolve_at`: `--at` given as a time of day, placed on the capture's first packet's day;
-- `run_headless_file` / `run_headless_live`: a headless run to a sink (engine.multicore.Sink), on one core or
+- `run_headless_file` / `run_headless_live`: a headless run to a sink (engine.headless.Sink), on one core or
   several: the run path is chosen here (a file each shard reads, a once-only stream core 0 hands out, a live
   handle per shard), and every path runs on engine.driver;
 - `tui_session`: the session the TUI pulls its Ticks from (engine.session on one core, engine.shard_sessions on
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from midstat_tui.capture.span import capture_span
 from midstat_tui.decode.checksum import ChecksumPolicy
 from midstat_tui.decode.frame import FrameDecoder, LinkTypeError
-from midstat_tui.engine.multicore import (
+from midstat_tui.engine.headless import (
     Job,
     SignalFlag,
     Sink,

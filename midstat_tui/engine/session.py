@@ -25,7 +25,7 @@ from midstat_tui.engine.driver import RATE_SPAN as DRIVER_RATE_SPAN
 from midstat_tui.engine.driver import Driver, Rates, RowChanges, Tick
 from midstat_tui.engine.flow_packets import FlowRef, FlowWatch, Tap, ring_on, seeded_watch
 from midstat_tui.engine.pipeline import Engine
-from midstat_tui.engine.views import ConnRow, counters, row_of, transition_dict
+from midstat_tui.engine.records import ConnRow, counters, row_of, transition_dict
 
 CHECKPOINT_EVERY = 30.0   # seconds of packet time between kept engine states
 MAX_CHECKPOINTS = 64
@@ -117,7 +117,7 @@ class Session:
         self.span: tuple[float, float] | None = None
         self.span_scanned = False
         self._opened = False
-        # --ipfix: the engine's exporter (engine.multicore.start_export). A file replay exports as it plays
+        # --ipfix: the engine's exporter (engine.headless.start_export). A file replay exports as it plays
         # forward; once a seek goes back, what is open goes out (forced end) and the export stops there
         # (`export_stopped`; the restored engine has no exporter): a record already sent is never sent again
         self.exporter = None

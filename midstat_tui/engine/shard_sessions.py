@@ -2,7 +2,7 @@
 `session.Session`.
 
 Each worker owns a share of the connections (engine.placement decides from the decoded connection key): live, its own
-capture handle, pre-filtered in the kernel (multicore.open_live_share); from a file, the whole file read, keeping the
+capture handle, pre-filtered in the kernel (headless.open_live_share); from a file, the whole file read, keeping the
 shard's share. Core 0 is a thread of the face's process: it merges what the shards send into one picture (changed
 rows, added-up counters, rates, sparklines) that the face pulls once a second. A flow's full state history stays in
 its shard and is fetched from there when the face asks for it (the id says which shard: id % shards).
@@ -32,7 +32,7 @@ from midstat_tui.capture.files import FileSource
 from midstat_tui.capture.span import capture_span
 from midstat_tui.engine.driver import NOT_STARTED, Driver, Rates, RowChanges, Tick
 from midstat_tui.engine.flow_packets import FlowRef, FlowWatch, ShardWatches
-from midstat_tui.engine.multicore import (
+from midstat_tui.engine.headless import (
     Job,
     add_stats,
     end_process,
@@ -43,8 +43,8 @@ from midstat_tui.engine.multicore import (
 from midstat_tui.engine.names import NameMap
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.placement import Placer, Share
+from midstat_tui.engine.records import ConnRow, counters, row_of, transition_dict
 from midstat_tui.engine.session import SPARK_POINTS, Pulled, Session
-from midstat_tui.engine.views import ConnRow, counters, row_of, transition_dict
 from midstat_tui.errors import MidstatError
 from midstat_tui.lifecycle import how_it_ended, start_worker
 from midstat_tui.privileges import drop_to
@@ -347,7 +347,7 @@ class _ShardedSession:
 
 class ShardedLiveSession(_ShardedSession):
     """A live capture tracked by `count` shard processes, each with its own handle keeping its share
-    (multicore.open_live_share)."""
+    (headless.open_live_share)."""
 
     live = True
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from midstat_tui.engine.views import counters, encode_json, identity, transition_dict
+from midstat_tui.engine.records import counters, encode_json, identity, transition_dict
 from midstat_tui.tcp.connection import Connection
 from midstat_tui.tcp.states import NAMES
 

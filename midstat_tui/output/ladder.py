@@ -35,7 +35,7 @@ from midstat_tui.engine.flow_packets import (
     Flow,
     FlowPacket,
 )
-from midstat_tui.engine.views import ConnRow, format_endpoint
+from midstat_tui.engine.records import ConnRow, format_endpoint
 from midstat_tui.tcp.states import NAMES
 
 MASK = 0xFFFFFFFF

@@ -16,7 +16,7 @@ from midstat_tui.decode.frame import FrameDecoder
 from midstat_tui.decode.linktypes import DLT_EN10MB
 from midstat_tui.decode.segment import IcmpError, Segment
 from midstat_tui.engine.flow_packets import FlowPacket, FlowReader, FlowRef, flow_bpf
-from midstat_tui.engine.views import ConnRow, format_addr
+from midstat_tui.engine.records import ConnRow, format_addr
 from midstat_tui.errors import MidstatError
 from midstat_tui.tcp.tracker import Tracker
 

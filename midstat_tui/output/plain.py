@@ -8,7 +8,7 @@ from array import array
 from collections.abc import Iterable, Iterator
 from itertools import islice
 
-from midstat_tui.engine.views import connection_dict
+from midstat_tui.engine.records import connection_dict
 from midstat_tui.tcp import zeek
 from midstat_tui.tcp.connection import Connection
 
@@ -47,7 +47,7 @@ SPILL_ROWS = 20_000  # --summary table rows held in memory (some 200 bytes each)
 
 
 def summary_row(c: dict) -> list[str]:
-    """One connection's cells of the --summary table, from its record (engine.views.row_record)."""
+    """One connection's cells of the --summary table, from its record (engine.records.row_record)."""
     rtt = None
     if c["rtt_client_ms"] is not None and c["rtt_server_ms"] is not None:
         rtt = c["rtt_client_ms"] + c["rtt_server_ms"]

@@ -17,6 +17,7 @@ from textual.widgets import Footer, Input, Static
 
 from midstat_tui import early_signals
 from midstat_tui.columns import BY_KEY, COLUMNS
+from midstat_tui.conn_view import ConnView
 from midstat_tui.engine.collector import settle
 from midstat_tui.engine.groups import GROUP_KEYS, GROUP_TITLES
 from midstat_tui.engine.session import Session
@@ -32,7 +33,6 @@ from midstat_tui.ui.header import HeaderFacts, SummaryHeader
 from midstat_tui.ui.help_screen import HelpScreen
 from midstat_tui.ui.problems_screen import ProblemsScreen
 from midstat_tui.ui.quick_filter import QuickFilterScreen, combined, quick_term
-from midstat_tui.view import ConnView
 
 SPEEDS = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
 SEEK_STEP = 10.0

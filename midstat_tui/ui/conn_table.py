@@ -1,5 +1,5 @@
 """The connection table: a Line-API virtual table that draws only the visible rows, so a million rows cost
-no more per frame than a hundred. The data, the sort and the filter live in midstat_tui.view.ConnView."""
+no more per frame than a hundred. The data, the sort and the filter live in midstat_tui.conn_view.ConnView."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from midstat_tui.columns import Column, human
-from midstat_tui.engine.views import format_addr
+from midstat_tui.conn_view import ConnView
+from midstat_tui.engine.records import format_addr
 from midstat_tui.services import Services
 from midstat_tui.tcp import states
-from midstat_tui.view import ConnView
 
 GAP = 1
 NAMES_EXTRA = 8   # the endpoint columns widen by this much when ports show as names (`microsoft-ds` for 445)

@@ -1,7 +1,7 @@
 """Write the current view (filtered, sorted) to CSV or JSON: to a temporary file, then renamed into place, never
 over an existing file. No Textual import: the app calls it and shows the result.
 
-Both formats hold the same record as `--summary --json` (engine.views.row_record): its field names, raw numbers in
+Both formats hold the same record as `--summary --json` (engine.records.row_record): its field names, raw numbers in
 its units (bytes, seconds since the epoch and seconds, milliseconds). In CSV a VLAN stack reads `100.200`, a missing
 value is empty, and true/false are spelled as in JSON."""
 
@@ -17,7 +17,7 @@ import tempfile
 import time
 from decimal import Decimal
 
-from midstat_tui.engine.views import NAME_FIELDS, ConnRow, named_record, row_record
+from midstat_tui.engine.records import NAME_FIELDS, ConnRow, named_record, row_record
 
 _EMPTY = ConnRow(0, 0, bytes(4), 0, bytes(4), 0, (), 0, 0, 0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, -1.0, "", "", False, None)
 

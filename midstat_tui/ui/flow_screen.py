@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, Static
 
 from midstat_tui.engine.flow_packets import Flow, FlowReader, FlowRef, FlowWatch
-from midstat_tui.engine.views import ConnRow, row_counters
+from midstat_tui.engine.records import ConnRow, row_counters
 from midstat_tui.errors import MidstatError
 from midstat_tui.output.pcap_write import PcapWriter, open_output
 from midstat_tui.tcp import zeek

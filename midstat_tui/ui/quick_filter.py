@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from midstat_tui.engine.views import ConnRow, format_addr
+from midstat_tui.engine.records import ConnRow, format_addr
 from midstat_tui.tcp.states import NAMES
 
 CHOICES = {"s": "server", "c": "client", "p": "port", "t": "states"}

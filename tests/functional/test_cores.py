@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from midstat_tui.engine.shards import shard_of, share_filter
+from midstat_tui.engine.share_filter import shard_of, share_filter
 from tests.helpers import FIXTURES, ROOT, apply_pulled, midstat, shared
 
 CAPTURES = [
@@ -94,7 +94,7 @@ def test_a_connection_and_its_icmp_errors_hash_to_one_shard():
 
 
 def _job():
-    from midstat_tui.engine.multicore import Job
+    from midstat_tui.engine.headless import Job
     from midstat_tui.tcp.tracker import TrackerConfig
 
     return Job(str(FIXTURES / "mixed_traffic.pcap"), None, TrackerConfig(), summary=True, summary_json=True)
@@ -121,27 +121,27 @@ class _Collect:
 
 
 def _shard_conns(shard: int, count: int = 2) -> set[int]:
-    from midstat_tui.engine import multicore
+    from midstat_tui.engine import headless
 
     sink = _Collect()
-    multicore.run_sharded(_job(), count, sink)
+    headless.run_sharded(_job(), count, sink)
     return {c["conn"] for c in sink.everything if c["shard"] == shard}
 
 
 def test_a_failing_worker_is_reported_and_the_others_kept(monkeypatch):
-    from midstat_tui.engine import multicore
+    from midstat_tui.engine import headless
 
     kept = _shard_conns(0)
-    real = multicore.run_shard
+    real = headless.run_shard
 
     def broken(job, shard, count, sink, source=None, halt=None):
         if shard == 1:
             raise RuntimeError("disk on fire")
         return real(job, shard, count, sink, source, halt)
 
-    monkeypatch.setattr(multicore, "run_shard", broken)  # the forked workers inherit it
+    monkeypatch.setattr(headless, "run_shard", broken)  # the forked workers inherit it
     sink = _Collect()
-    multicore.run_sharded(_job(), 2, sink)
+    headless.run_sharded(_job(), 2, sink)
     assert [shard for shard, _ in sink.lost] == [1]
     assert "worker 1 failed: RuntimeError: disk on fire" in sink.lost[0][1]
     assert kept and {c["conn"] for c in sink.everything} == kept
@@ -150,41 +150,41 @@ def test_a_failing_worker_is_reported_and_the_others_kept(monkeypatch):
 def test_a_dead_worker_is_reported_not_waited_for(monkeypatch):
     import os
 
-    from midstat_tui.engine import multicore
+    from midstat_tui.engine import headless
 
     kept = _shard_conns(1)
-    real = multicore.run_shard
+    real = headless.run_shard
 
     def dying(job, shard, count, sink, source=None, halt=None):
         if shard == 0:
             os._exit(3)
         return real(job, shard, count, sink, source, halt)
 
-    monkeypatch.setattr(multicore, "run_shard", dying)
+    monkeypatch.setattr(headless, "run_shard", dying)
     sink = _Collect()
-    multicore.run_sharded(_job(), 2, sink)
+    headless.run_sharded(_job(), 2, sink)
     assert sink.lost == [(0, "worker 0 died (exit status 3); its share of the connections is missing from the "
                              "output")]
     assert kept and {c["conn"] for c in sink.everything} == kept
 
 
 def test_every_worker_failing_is_an_error(monkeypatch):
-    from midstat_tui.engine import multicore
+    from midstat_tui.engine import headless
     from midstat_tui.errors import MidstatError
 
     def broken(job, shard, count, sink, source=None, halt=None):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(multicore, "run_shard", broken)
+    monkeypatch.setattr(headless, "run_shard", broken)
     with pytest.raises(MidstatError, match="worker 0 failed: RuntimeError: disk on fire"):
-        multicore.run_sharded(_job(), 2, _Collect())
+        headless.run_sharded(_job(), 2, _Collect())
 
 
 def test_in_process_merge_gives_every_connection():
-    from midstat_tui.engine import multicore
+    from midstat_tui.engine import headless
 
     sink = _Collect()
-    multicore.run_sharded(_job(), 3, sink)
+    headless.run_sharded(_job(), 3, sink)
     assert len(sink.everything) == 21
 
 
@@ -208,7 +208,7 @@ def _pull_until(session, rows: dict, cond, timeout: float = 30.0) -> dict:
 
 
 def test_the_tuis_sharded_file_replay_matches_one_shard_and_seeks_back():
-    from midstat_tui.engine.multicore import Job
+    from midstat_tui.engine.headless import Job
     from midstat_tui.engine.shard_sessions import ShardedFileSession
     from midstat_tui.tcp.tracker import TrackerConfig
     from tests.unit.test_session import _reference_rows
@@ -241,7 +241,7 @@ def test_the_tuis_sharded_file_replay_matches_one_shard_and_seeks_back():
 
 
 def test_the_tuis_sharded_file_replay_keeps_capture_pace_pauses_and_steps():
-    from midstat_tui.engine.multicore import Job
+    from midstat_tui.engine.headless import Job
     from midstat_tui.engine.shard_sessions import ShardedFileSession
     from midstat_tui.tcp.tracker import TrackerConfig
 
@@ -269,7 +269,7 @@ def test_the_tuis_sharded_file_replay_keeps_capture_pace_pauses_and_steps():
 def test_the_tuis_sharded_seeks_across_the_start_and_the_end():
     """Issue 9 §4 on two shards: each seek gives the table of that moment, before the first packet and past the
     last one too, and a replay resumed from before the start shows the whole file again."""
-    from midstat_tui.engine.multicore import Job
+    from midstat_tui.engine.headless import Job
     from midstat_tui.engine.shard_sessions import ShardedFileSession
     from midstat_tui.tcp.tracker import TrackerConfig
     from tests.unit.test_session import SEEKS, _reference_rows
@@ -326,7 +326,7 @@ def _late_second_shard(tmp_path) -> str:
 def test_the_tuis_sharded_clock_runs_before_every_shard_has_a_packet(tmp_path):
     """Issue 9 §4: on several shards the clock read 1970-01-01 (position 0) until every shard had seen a packet.
     Here one shard's first packet comes 3 s in: the clock must show the file's time from the first second on."""
-    from midstat_tui.engine.multicore import Job
+    from midstat_tui.engine.headless import Job
     from midstat_tui.engine.shard_sessions import ShardedFileSession
     from midstat_tui.tcp.tracker import TrackerConfig
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from midstat_tui import early_signals
-from midstat_tui.engine.multicore import SignalFlag, set_on_signals
+from midstat_tui.engine.headless import SignalFlag, set_on_signals
 from tests.helpers import FIXTURES, ROOT
 
 

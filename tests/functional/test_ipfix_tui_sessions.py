@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 
 from midstat_tui.capture.files import FileSource
-from midstat_tui.engine.multicore import Job, start_export
+from midstat_tui.engine.headless import Job, start_export
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.session import Session
 from midstat_tui.export.sender import parse_collector

@@ -22,13 +22,13 @@ pytestmark = pytest.mark.skipif(available() is not None, reason=f"network lab: {
 
 def test_a_watched_live_flow_holds_every_packet_since_the_watch(lab):
     from midstat_tui.capture.live import LiveSource
+    from midstat_tui.conn_view import ConnView
     from midstat_tui.decode.segment import FIN, SYN
     from midstat_tui.engine.flow_packets import FlowRef
     from midstat_tui.engine.pipeline import Engine
     from midstat_tui.engine.session import Session
     from midstat_tui.output.ladder import ladder
     from midstat_tui.tcp.states import NAMES
-    from midstat_tui.view import ConnView
     from tests.functional.test_live_capture import _in_namespace
 
     box: dict = {}

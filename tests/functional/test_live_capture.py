@@ -95,10 +95,10 @@ def test_live_capture_filter_and_summary(lab):
 def test_live_session_feeds_the_tui_view(lab):
     """The TUI's background session on a live interface: the rows it hands over match the kernels."""
     from midstat_tui.capture.live import LiveSource
+    from midstat_tui.conn_view import ConnView
     from midstat_tui.engine.pipeline import Engine
     from midstat_tui.engine.session import Session
     from midstat_tui.tcp.states import NAMES
-    from midstat_tui.view import ConnView
 
     box: dict = {}
     _in_namespace(lab.router, lambda: box.setdefault("source", LiveSource(ROUTER_CLIENT_IF)))  # made in the router
@@ -281,11 +281,11 @@ def test_the_tui_shows_a_lost_interface_and_stays_usable(doomed_lab):
 def test_the_tuis_sharded_session_matches_the_kernels(lab):
     """What the TUI reads with `-i --cores 2`: two shard processes, merged by core 0 once a second; a flow's history
     is fetched from the shard that owns it."""
-    from midstat_tui.engine.multicore import Job
+    from midstat_tui.conn_view import ConnView
+    from midstat_tui.engine.headless import Job
     from midstat_tui.engine.shard_sessions import ShardedLiveSession
     from midstat_tui.tcp.states import NAMES
     from midstat_tui.tcp.tracker import TrackerConfig
-    from midstat_tui.view import ConnView
 
     session = ShardedLiveSession(Job("", None, TrackerConfig(), interface=ROUTER_CLIENT_IF), 2)
     _in_namespace(lab.router, session.start)  # the shards are forked there, and open their handles there

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from midstat_tui.engine.shards import shard_of
+from midstat_tui.engine.share_filter import shard_of
 from tests.lab import CLIENT_CLOSES, SERVER4, NetLab, end, start_live, stop
 
 CLIENT4 = sys.modules["netlab"].CLIENT4  # scripts/netlab.py's client address (tests.lab imported it)

@@ -9,12 +9,12 @@ import time
 import pytest
 
 from midstat_tui.capture.files import FileSource
-from midstat_tui.engine.multicore import Job
+from midstat_tui.conn_view import ConnView
+from midstat_tui.engine.headless import Job
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.session import Session
 from midstat_tui.engine.shard_sessions import ShardedFileSession
 from midstat_tui.tcp.tracker import TrackerConfig
-from midstat_tui.view import ConnView
 from tests.helpers import shared
 from tests.unit.test_session import _reference_rows
 

@@ -1,6 +1,6 @@
 """Every capture of the project and of the shared set gives, through `--summary --json`, `--events` and the
 `--summary` table (1 core), the bytes recorded from main before issue #11's output work (tests/recorded.py), apart
-from the field fixes listed in the README's "Changes" (engine.views.RENAMED; the table's renamed columns)."""
+from the field fixes listed in the README's "Changes" (engine.records.RENAMED; the table's renamed columns)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import gzip
 
 import pytest
 
-from midstat_tui.engine.views import RENAMED
+from midstat_tui.engine.records import RENAMED
 from midstat_tui.output.plain import SUMMARY_COLUMNS
 from tests.recorded import FACES, captures, recording, run_face
 

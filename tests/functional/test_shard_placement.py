@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from midstat_tui.capture.files import FileSource
-from midstat_tui.engine.multicore import Job, Sink, run_shard, run_sharded
+from midstat_tui.engine.headless import Job, Sink, run_shard, run_sharded
 from midstat_tui.engine.placement import Placer
 from midstat_tui.errors import MidstatError
 from midstat_tui.tcp.tracker import TrackerConfig

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from midstat_tui.engine.views import format_addr
+from midstat_tui.engine.records import format_addr
 from midstat_tui.tcp import zeek
 from midstat_tui.tcp.tracker import TrackerConfig
 from tests.helpers import SHARED, replay

@@ -316,7 +316,7 @@ async def test_a_big_pull_is_applied_in_slices_and_the_keys_still_work(monkeypat
     """A flood's pull is applied APPLY_SLICE rows at a time, the loop answering keys between slices
     (benchmarks/tui_flood.py measures the real case: a million rows); in the end the table is the same."""
     import midstat_tui.ui.app as app_module
-    from midstat_tui.view import ConnView
+    from midstat_tui.conn_view import ConnView
 
     monkeypatch.setattr(app_module, "APPLY_SLICE", 3)
     slices: list[int] = []

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from textual.widgets import Static
 
 from midstat_tui.capture.files import FileSource
-from midstat_tui.engine.multicore import Job, start_export
+from midstat_tui.engine.headless import Job, start_export
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.session import Session
 from midstat_tui.export.metrics import MetricsServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from midstat_tui.engine.groups import GROUP_KEYS, state_pair, vlan_text
-from midstat_tui.engine.views import ConnRow, format_addr
+from midstat_tui.engine.records import ConnRow, format_addr
 from midstat_tui.ui.app import MidstatApp
 from midstat_tui.ui.conn_table import ConnTable
 from midstat_tui.ui.group_table import GroupsTable

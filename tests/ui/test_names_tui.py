@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from midstat_tui.engine.multicore import Job
+from midstat_tui.engine.headless import Job
 from midstat_tui.engine.names import NameMap
+from midstat_tui.engine.records import format_addr
 from midstat_tui.engine.shard_sessions import ShardedFileSession
-from midstat_tui.engine.shards import shard_of
-from midstat_tui.engine.views import format_addr
+from midstat_tui.engine.share_filter import shard_of
 from midstat_tui.tcp.tracker import TrackerConfig
 from midstat_tui.ui.conn_table import ConnTable
 from tests.helpers import replay, shared

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from midstat_tui.engine.views import format_addr
+from midstat_tui.engine.records import format_addr
 from midstat_tui.ui.conn_table import ConnTable
 from midstat_tui.ui.goto_screen import GotoScreen
 from midstat_tui.ui.group_table import GroupsTable

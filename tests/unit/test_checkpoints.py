@@ -9,7 +9,7 @@ from midstat_tui.capture.files import FileSource
 from midstat_tui.engine import checkpoints
 from midstat_tui.engine.checkpoints import CheckpointBudget, freeze, thaw
 from midstat_tui.engine.pipeline import Engine
-from midstat_tui.engine.views import row_of
+from midstat_tui.engine.records import row_of
 from midstat_tui.tcp.connection import COMPILED_AVAILABLE
 from tests.helpers import FIXTURES, shared
 

@@ -14,8 +14,8 @@ import pytest
 from midstat_tui.capture.files import FileSource
 from midstat_tui.capture.host import host_addresses
 from midstat_tui.decode.checksum import ChecksumPolicy
+from midstat_tui.engine.headless import add_stats
 from midstat_tui.engine.hints import packet_status, stats_hints
-from midstat_tui.engine.multicore import add_stats
 from midstat_tui.engine.pipeline import Engine, run_file
 from midstat_tui.tcp.connection import COMPILED_AVAILABLE
 from tests.helpers import FIXTURES, midstat, unfilled_copy

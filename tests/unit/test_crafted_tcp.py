@@ -7,7 +7,7 @@ import dpkt
 import pytest
 
 from midstat_tui.decode import FrameDecoder, Segment, linktypes
-from midstat_tui.engine.views import row_of
+from midstat_tui.engine.records import row_of
 from midstat_tui.query import compile_query
 from midstat_tui.tcp.tracker import Tracker, bogus_flags
 from tests.flows import Flow

@@ -14,9 +14,9 @@ from midstat_tui.capture.files import FileSource
 from midstat_tui.engine import pipeline, session
 from midstat_tui.engine import run as run_entry
 from midstat_tui.engine.driver import Driver, Tick
-from midstat_tui.engine.multicore import Job
+from midstat_tui.engine.headless import Job
 from midstat_tui.engine.pipeline import Engine
-from midstat_tui.engine.views import row_of
+from midstat_tui.engine.records import row_of
 from midstat_tui.tcp.states import ESTABLISHED
 from midstat_tui.tcp.tracker import TrackerConfig
 from tests.helpers import FIXTURES, shared
@@ -208,7 +208,7 @@ def test_the_tui_session_is_chosen_by_the_engine():
 def test_core_0_merges_the_shards_ticks_into_the_one_engine_picture():
     """Two shards (the placement core 0 uses) each run a driver on their share and emit Ticks; merged, the last
     moment's counters and connections are those of one engine over the whole capture."""
-    from midstat_tui.engine.multicore import merge_ticks
+    from midstat_tui.engine.headless import merge_ticks
     from midstat_tui.engine.placement import Placer
 
     packets = _packets(SSH)

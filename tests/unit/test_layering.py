@@ -37,14 +37,14 @@ ENGINE_PACKAGES = ("midstat_tui.engine", "midstat_tui.tcp", "midstat_tui.decode"
 # core, the batch splitting, the capture clock and feeder, the decoder's layers and fast path) is internal.
 ENGINE_SURFACE = frozenset({
     "midstat_tui.engine", "midstat_tui.tcp", "midstat_tui.decode", "midstat_tui.capture",
-    "midstat_tui.engine.views",          # the connection record and its fields
+    "midstat_tui.engine.records",          # the connection record and its fields
     "midstat_tui.engine.pipeline",       # Engine, Snapshot, run_file
     "midstat_tui.engine.driver",         # the one driver loop and its Tick (issue #11)
     "midstat_tui.engine.run",            # the run paths the CLI wires (issue #11)
     "midstat_tui.engine.names",          # the host names learned (issue #12)
     "midstat_tui.engine.session",        # the TUI's sessions (file and live)
     "midstat_tui.engine.shard_sessions",  # the TUI's sessions on several cores
-    "midstat_tui.engine.multicore",      # the headless run paths
+    "midstat_tui.engine.headless",      # the headless run paths
     "midstat_tui.engine.collector",      # what a face collects of a session
     "midstat_tui.engine.groups",         # grouped rows
     "midstat_tui.engine.hints",          # the stats' hints
@@ -191,8 +191,8 @@ def test_a_planted_import_breaks_rule_2():
 def test_a_planted_import_breaks_rule_3():
     assert _planted("midstat_tui.tcp.machine", "import socket") == [
         "rule 3: state machine module midstat_tui.tcp.machine imports socket"]
-    assert _planted("midstat_tui.tcp.tracker", "from midstat_tui.engine.views import FIELDS") == [
-        "rule 3: state machine module midstat_tui.tcp.tracker imports midstat_tui.engine.views"]
+    assert _planted("midstat_tui.tcp.tracker", "from midstat_tui.engine.records import FIELDS") == [
+        "rule 3: state machine module midstat_tui.tcp.tracker imports midstat_tui.engine.records"]
     assert _planted("midstat_tui.tcp.zeek", "import os\nos.write(1, b'x')") == [
         "rule 3: state machine module midstat_tui.tcp.zeek uses os.['write']"]
     assert _planted("midstat_tui.tcp.seam", "print('x')") == [
@@ -201,7 +201,7 @@ def test_a_planted_import_breaks_rule_3():
 
 def test_core_modules_do_not_import_the_ui():
     """Run for real: importing every core module loads neither textual nor rich."""
-    assert "midstat_tui.tcp.machine" in CORE and "midstat_tui.view" in CORE and "midstat_tui.cli" in CORE
+    assert "midstat_tui.tcp.machine" in CORE and "midstat_tui.conn_view" in CORE and "midstat_tui.cli" in CORE
     code = ("import sys\n"
             + "".join(f"import {name}\n" for name in CORE)
             + "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')]\n"

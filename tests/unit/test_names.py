@@ -19,7 +19,7 @@ from midstat_tui.capture.files import FileSource
 from midstat_tui.decode import names as parse
 from midstat_tui.engine.names import NameLearner, NameLookup, NameMap
 from midstat_tui.engine.pipeline import Engine, run_file
-from midstat_tui.engine.views import ConnRow, named_record, named_text, record_text
+from midstat_tui.engine.records import ConnRow, named_record, named_text, record_text
 from midstat_tui.query import QueryError, compile_query
 from midstat_tui.tcp.connection import _core
 from tests.helpers import FIXTURES, shared

@@ -12,7 +12,7 @@ from midstat_tui.capture.files import FileSource
 from midstat_tui.decode.frame import FrameDecoder, LinkTypeError
 from midstat_tui.decode.segment import IcmpError, Segment
 from midstat_tui.engine.placement import Placer, Share
-from midstat_tui.engine.shards import shard_of
+from midstat_tui.engine.share_filter import shard_of
 from midstat_tui.tcp.connection import _core
 from tests.asymmetric import KINDS, write
 from tests.helpers import FIXTURES, SHARED

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from midstat_tui.engine.views import row_of
+from midstat_tui.engine.records import row_of
 from midstat_tui.problems import (
     COUNT,
     DEFAULTS,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from midstat_tui.engine.views import row_of
+from midstat_tui.engine.records import row_of
 from midstat_tui.query import QueryError, compile_query, keywords_used
 from midstat_tui.tcp.tracker import Tracker
 from tests.flows import Flow

@@ -7,11 +7,11 @@ import random
 
 import pytest
 
+from midstat_tui.conn_view import ConnView
+from midstat_tui.engine.records import row_of
 from midstat_tui.engine.session import Pulled
-from midstat_tui.engine.views import row_of
 from midstat_tui.query import compile_query
 from midstat_tui.query_columns import vec_of
-from midstat_tui.view import ConnView
 from tests.helpers import FIXTURES, replay, shared
 
 CAPTURES = [FIXTURES / "mixed_traffic.pcap", FIXTURES / "vlan_close.pcap", FIXTURES / "midstream.pcap",

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from midstat_tui.engine.views import ConnRow
+from midstat_tui.engine.records import ConnRow
 from midstat_tui.query import QueryError, compile_query
 
 

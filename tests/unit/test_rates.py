@@ -9,10 +9,10 @@ import math
 import pytest
 
 from midstat_tui.capture.files import FileSource
+from midstat_tui.conn_view import RATE_WINDOW, ConnView
 from midstat_tui.engine.pipeline import Engine
+from midstat_tui.engine.records import row_of
 from midstat_tui.engine.session import Pulled
-from midstat_tui.engine.views import row_of
-from midstat_tui.view import RATE_WINDOW, ConnView
 from tests.helpers import shared
 
 CAPTURE = shared("ndpi/tests/cfgs/default/pcap/reddit.pcap")  # 14 s of HTTPS to many servers

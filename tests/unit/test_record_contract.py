@@ -1,4 +1,4 @@
-"""One record contract (issue #11): every face writes engine.views.FIELDS, under the same names, with the same value
+"""One record contract (issue #11): every face writes engine.records.FIELDS, under the same names, with the same value
 for the same connection; a row field of the same name as a record field holds the same value."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 import pytest
 
 from midstat_tui.columns import COLUMNS
-from midstat_tui.engine.views import FIELDS, RECORD_KEYS, RENAMED, ConnRow, row_counters, row_of, row_record
+from midstat_tui.engine.records import FIELDS, RECORD_KEYS, RENAMED, ConnRow, row_counters, row_of, row_record
 from midstat_tui.output.plain import SUMMARY_COLUMNS, summary_lines, summary_row
 from midstat_tui.ui.export import export_rows
 from tests.helpers import FIXTURES, midstat, replay, shared

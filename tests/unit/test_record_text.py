@@ -1,4 +1,4 @@
-"""The compiled core's record encoder (_core.record_json, through engine.views.record_text) writes the bytes the
+"""The compiled core's record encoder (_core.record_json, through engine.records.record_text) writes the bytes the
 json module writes for the same record (issue #11: the output must not change), on real captures and on hostile
 values (floats repr writes in exponent form, half-way roundings, IPv6, VLAN stacks, odd strings)."""
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from midstat_tui.engine.views import connection_dict, encode_json, record_text, row_of, row_record
+from midstat_tui.engine.records import connection_dict, encode_json, record_text, row_of, row_record
 from midstat_tui.output.plain import summary_row, table_cells
 from midstat_tui.tcp.connection import COMPILED
 from tests.helpers import FIXTURES, replay, shared

@@ -9,8 +9,8 @@ import pytest
 from midstat_tui.capture.files import FileSource
 from midstat_tui.engine import session as session_mod
 from midstat_tui.engine.pipeline import Engine, run_file
+from midstat_tui.engine.records import row_of
 from midstat_tui.engine.session import Session
-from midstat_tui.engine.views import row_of
 from tests.helpers import FIXTURES, apply_pulled, shared
 
 SSH = shared("zeek/Traces/ssh/ssh.pcap")

@@ -1,4 +1,4 @@
-"""The live pre-filter (engine.shards.share_filter) never loses a frame: a BPF load past a frame's end rejects the
+"""The live pre-filter (engine.share_filter.share_filter) never loses a frame: a BPF load past a frame's end rejects the
 frame whatever follows, so a frame cut short inside its IP or TCP header used to be dropped by every shard's handle
 (issue #10), where one core counts it as malformed. Every prefix of every frame shape must reach at least one
 handle; a whole plain frame reaches exactly the shard its key hashes to (the frames are compiled and run through
@@ -12,7 +12,7 @@ import dpkt
 import pcapy
 import pytest
 
-from midstat_tui.engine.shards import LINK_HEADERS, shard_of, share_filter
+from midstat_tui.engine.share_filter import LINK_HEADERS, shard_of, share_filter
 
 V4 = (b"\x0a\x00\x01\x07", b"\x0a\x00\x02\x09")
 V6 = (b"\x20\x01" + b"\x00" * 13 + b"\x07", b"\x20\x01" + b"\x00" * 13 + b"\x09")

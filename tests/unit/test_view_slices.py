@@ -4,10 +4,10 @@ rows): sliced or whole, it ends with the same rows in the same order; a reset dr
 from __future__ import annotations
 
 from midstat_tui.capture.files import FileSource
+from midstat_tui.conn_view import ConnView
 from midstat_tui.engine.pipeline import Engine
+from midstat_tui.engine.records import row_of
 from midstat_tui.engine.session import Pulled
-from midstat_tui.engine.views import row_of
-from midstat_tui.view import ConnView
 from tests.helpers import shared
 
 SCAN = shared("ndpi/tests/cfgs/default/pcap/synscan.pcap")  # some 2,000 connections

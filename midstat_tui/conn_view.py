@@ -7,7 +7,7 @@ a million Python comparisons; filter results are cached per row until the row ch
 numbers (addresses, text) fall back to a Python sort.
 
 When a port is reused, the engine replaces the earlier incarnation on its tuple by the new one and hands over its
-last row (engine.views.departed_row); the view keeps every ended row until its end time plus the linger time, so
+last row (engine.records.departed_row); the view keeps every ended row until its end time plus the linger time, so
 both incarnations stay visible side by side, as any ended connection does.
 """
 
@@ -35,8 +35,8 @@ from midstat_tui.engine.groups import (
     state_labels,
 )
 from midstat_tui.engine.names import NameLookup
+from midstat_tui.engine.records import ConnRow
 from midstat_tui.engine.session import Pulled
-from midstat_tui.engine.views import ConnRow
 from midstat_tui.problems import COUNT, KIND_NAMES, NONE, WIDTH, Lens, detect, signals, thresholds_vector
 from midstat_tui.query import Predicate, compile_query, keywords_used
 from midstat_tui.query_columns import vec_of

@@ -327,7 +327,7 @@ def named_record(record: dict, names) -> dict:
     return out
 
 
-# the start of every record's JSON text: its number and endpoints (engine.views.record_text writes them first)
+# the start of every record's JSON text: its number and endpoints (engine.records.record_text writes them first)
 _ENDPOINTS = re.compile(r'\{"conn":-?\d+,"client":"([^"]*)","server":"([^"]*)"')
 
 

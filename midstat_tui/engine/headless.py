@@ -36,8 +36,8 @@ from midstat_tui.engine.hints import stats_hints
 from midstat_tui.engine.names import NameLookup
 from midstat_tui.engine.pipeline import Engine, Snapshot
 from midstat_tui.engine.placement import Placer, Share
-from midstat_tui.engine.shards import LINK_HEADERS, share_filter
-from midstat_tui.engine.views import connection_dict, encode_json, record_text, row_of  # noqa: F401 - encode_json: cli
+from midstat_tui.engine.records import connection_dict, encode_json, record_text, row_of  # noqa: F401 - encode_json: cli
+from midstat_tui.engine.share_filter import LINK_HEADERS, share_filter
 from midstat_tui.errors import MidstatError
 from midstat_tui.export.sender import Collector
 from midstat_tui.lifecycle import how_it_ended, start_worker
@@ -228,7 +228,7 @@ class _Reporter:
 def open_live_share(job: Job, shard: int, count: int):
     """A live shard's capture handle. Each shard has its own, seeing the whole link (no kernel fanout: its hash does
     not look at a packet as the decoder does); in the kernel, a BPF pre-filter drops the plain packets that hash to
-    another shard (engine.shards), so only this shard's plain packets and the few others (MPLS, IPv6 extension
+    another shard (engine.share_filter), so only this shard's plain packets and the few others (MPLS, IPv6 extension
     headers, non-TCP...) are copied to it; then the decoded key decides (engine.placement). Each shard reads its
     packets in capture order, and all of them place every packet alike."""
     from midstat_tui.capture.live import LiveSource
