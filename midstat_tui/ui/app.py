@@ -115,7 +115,9 @@ class MidstatApp(App[None]):
         self.columns_chosen = False   # the user picked the columns: VLAN no longer appears by itself
         self.frozen = False
         self.stats: dict = {}
-        self.on_stats: Callable[[float, dict], None] | None = None  # --metrics: each second's pulled stats
+        # --metrics: each second's pulled stats and the problems lens's counts by kind
+        self.on_stats: Callable[[float, dict, dict[str, int]], None] | None = None
+        self._metrics_at: float | None = None
         self._drawn_at = 0.0              # monotonic time the table was last sorted and drawn
         self._catching_up: Timer | None = None  # the next slice of a big pull, when one is due
         self.table = ConnTable(self.view, self._columns(), id="conns")
@@ -175,8 +177,7 @@ class MidstatApp(App[None]):
             pulled = session.pull()
             self.stats = pulled.stats
             self._take_names(pulled.names)
-            if self.on_stats is not None:  # --metrics: the figures of this second
-                self.on_stats(pulled.position, pulled.stats)
+            self._metrics_at = pulled.position  # --metrics: this second's figures, once its rows are applied
             self.view.take(pulled)
         if self._catching_up is not None:  # this tick applies the next slice itself
             self._catching_up.stop()
@@ -196,6 +197,10 @@ class MidstatApp(App[None]):
             view.catch_up()
             self._applied()
             self._redraw()
+            if self.on_stats is not None and self._metrics_at is not None:
+                # the problems by kind: the lens's counts of this second, as the header's badge shows them
+                self.on_stats(self._metrics_at, self.stats, dict(view.problem_counts))
+                self._metrics_at = None
             return
         if not first and time.monotonic() - self._drawn_at >= 1.0:
             self._redraw()

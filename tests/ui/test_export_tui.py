@@ -59,6 +59,9 @@ async def test_the_tui_exports_shows_the_export_and_quitting_sends_the_rest():
             assert scraped[("midstat_connections_open", ())] == app.stats["active"]
             by_state = sum(v for (name, _), v in scraped.items() if name == "midstat_connections_by_state")
             assert by_state == app.stats["active"]
+            problems = {dict(labels)["kind"]: v for (name, labels), v in scraped.items()
+                        if name == "midstat_problems"}
+            assert problems == app.view.problem_counts  # the lens's counts of the same second (the badge's)
             assert not session.at_end  # quit in the middle of the replay
             await pilot.press("q")
         session.stop()
