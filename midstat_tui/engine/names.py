@@ -61,6 +61,10 @@ class NameMap:
     def names(self) -> set[str]:
         return set(self._map.values())
 
+    def widest(self) -> int:
+        """The length of the longest name known (the table's address columns are made as wide as it needs)."""
+        return max(map(len, self._map.values()), default=0)
+
 
 class NameLookup:
     """A stand-in for a NameMap that is made later (or replaced, after a seek): what a compiled filter holds."""

@@ -108,8 +108,11 @@ class ConnTable(ScrollView, can_focus=True):
         count = view.shown_count
         self._version += 1
         self._cache.clear()
-        extra = (NAMES_EXTRA if self.services is not None else 0) + (HOSTS_EXTRA if self.hosts is not None else 0)
-        self._widths = [max(c.width, self.view.addr_width + extra) if c.fit else c.width for c in self.columns]
+        extra = NAMES_EXTRA if self.services is not None else 0
+        fit = self.view.addr_width
+        if self.hosts:  # as wide as the longest learned name needs (`name:65535`), at most HOSTS_EXTRA wider
+            fit = min(max(fit, self.hosts.widest() + 6), fit + HOSTS_EXTRA)
+        self._widths = [max(c.width, fit + extra) if c.fit else c.width for c in self.columns]
         width = sum(w + GAP for w in self._widths)
         self.virtual_size = Size(width, count + 1)
         if self._cursor_id is not None:

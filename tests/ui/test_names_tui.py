@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from midstat_tui.columns import BY_KEY
 from midstat_tui.engine.headless import Job
 from midstat_tui.engine.names import NameMap
 from midstat_tui.engine.records import format_addr
@@ -37,6 +38,12 @@ async def test_n_cycles_to_host_names_and_back():
         named = table.render_line(at + 1).text
         assert "upload.wikimedia.org:http " in named and "208.80.152.3" not in named
         assert "host names (3 known)" in str(app.query_one("#status").render())
+        # the address columns are as wide as the longest name needs (`upload.wikimedia.org:65535` and the service
+        # names' room), not a fixed width that pushed the state columns off an 80-column screen
+        from midstat_tui.ui.conn_table import NAMES_EXTRA
+
+        widest = max(map(len, app.view.names.target.names()))
+        assert table._widths[table.columns.index(BY_KEY["server"])] == max(21, widest + 6) + NAMES_EXTRA
         await pilot.press("n")
         assert table.render_line(at + 1).text == numbers
 
