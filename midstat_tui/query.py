@@ -253,9 +253,11 @@ def _name(arg: _Token, names: Names | None) -> Predicate:
     """`name example.com`: either side's learned name is it or ends in `.example.com` (case does not matter);
     with a glob character (* ? [), the glob matches the whole name. Names change as they are learned, so the term is
     judged row by row against the names known at that moment (no column form)."""
-    pattern = arg.text.lower().rstrip(".")
+    pattern = arg.text.lower().strip("\"'").strip(".")  # `name ".org"` is `name org`
     if not pattern:
         raise QueryError("'name' needs a host name (example.com) or a glob (*.example.com)", arg.pos)
+    if "[" in pattern and "]" not in pattern[pattern.index("[") + 1:]:
+        raise QueryError(f"the glob {arg.text!r} opens a '[' it never closes", arg.pos)
     if any(ch in pattern for ch in "*?["):
         def match(name: str | None) -> bool:
             return name is not None and fnmatch.fnmatchcase(name, pattern)

@@ -329,6 +329,10 @@ def test_name_term_suffix_and_glob():
     assert matching("name EXAMPLE.com.") == {"192.0.2.1"}
     assert matching("name www.example.com") == {"192.0.2.1"}
     assert matching("name *example.*") == {"192.0.2.1", "192.0.2.2", "2001:db8::3"}
+    assert matching("name .org") == matching('name "example.org"') == {"2001:db8::3"}  # as people type them
+    with pytest.raises(QueryError, match="never closes") as bad:
+        compile_query("name [a-", names=lookup)
+    assert bad.value.position == 5
     assert matching("not name example.org") == {"192.0.2.1", "192.0.2.2", "192.0.2.4"}
     assert compile_query("name example.com")(rows["192.0.2.1"]) is False  # no names given: nothing is named
     with pytest.raises(QueryError):
