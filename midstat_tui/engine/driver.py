@@ -142,10 +142,14 @@ class Driver:
 
     # -- whole runs ----------------------------------------------------------------------------------------------
     def run_packets(self, batches: Iterable[list[Packet]], until: float | None = None,
-                    until_offset: float | None = None, halt=None) -> Tick:
+                    until_offset: float | None = None, halt=None,
+                    file_end: Callable[[], float | None] | None = None) -> Tick:
         """A capture on packet time, as fast as it can be read. Returns the last moment's snapshot (at `until` if
         given; `until_offset`: that many seconds after the first packet). `halt` (anything with is_set()): once set,
-        reading stops at the next batch and the capture counts as ending there."""
+        reading stops at the next batch and the capture counts as ending there. `file_end()`, for one shard's share
+        of a file: the file's last packet time; the seconds up to it are closed as one engine reading the whole
+        file would (the shard's last packets counted in them: core 0 merges each second from every shard's
+        latest), and the snapshot is at that time."""
         engine = self.engine
         tracker = engine.tracker
         feed = engine.feed
@@ -177,6 +181,11 @@ class Driver:
         if stop_at is not None:
             end = stop_at
             tracker.advance(stop_at)
+        elif file_end is not None and self.next_tick is not None:
+            later = file_end()
+            if later is not None and later > end:
+                self.close_until(later)
+                end = later
         return engine.snapshot(end)
 
     def run_wall(self, batches: Iterable[list[Packet]], clock: Callable[[], float] = time.time, stop=None,

@@ -316,7 +316,13 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
     engine.clock = source.clock  # the file's late packets, counted where it is read (capture.clock)
     driver = Driver(engine, emit if report.ticks() else None)
     try:
-        last = driver.run_packets(source.batches(), until=job.until, until_offset=job.until_offset, halt=halt)
+        clock = getattr(source, "clock", None)  # it sees every packet of the file, before this shard's share
+
+        def file_end() -> float | None:  # the file's last packet time, where this shard's share may end sooner
+            return clock.latest / 1e6 if count > 1 and clock is not None and clock.latest >= 0 else None
+
+        last = driver.run_packets(source.batches(), until=job.until, until_offset=job.until_offset, halt=halt,
+                                  file_end=file_end)
     except KeyboardInterrupt:  # Ctrl-C where nobody set a halt flag: report what was read, as a capture ending here
         last = engine.snapshot(engine.last_ts or 0.0)
     source.close()  # (ends its feeder, if reading stopped before the end of a .gz)

@@ -55,6 +55,23 @@ def test_summary_is_the_same_on_several_cores(path, cores):
     assert order == sorted(order)  # merged in the order they started
 
 
+def _snapshots(path, cores: int) -> list:
+    proc = midstat("-r", str(path), "--json", "--no-checksum", "--cores", str(cores))
+    assert proc.returncode == 0, proc.stderr
+    return [(d["ts"], d["stats"]["packets"], d["stats"]["bad_checksum"], _facts(d))
+            for d in map(json.loads, proc.stdout.splitlines())]
+
+
+@pytest.mark.parametrize("path", [shared("ndpi/tests/cfgs/default/pcap/alexa-app.pcapng"),
+                                  shared("ndpi/tests/cfgs/default/pcap/1kxun.pcap")], ids=lambda p: p.name)
+def test_the_last_seconds_snapshots_are_the_same_on_several_cores(path):
+    """`--json`'s snapshots of the file's last seconds: the same moments, counters and rows on 2 cores as on 1 (a
+    shard whose share ended before the file did gave core 0 its counters of a second or more before)."""
+    one, two = _snapshots(path, 1), _snapshots(path, 2)
+    assert [s[0] for s in two] == [s[0] for s in one]
+    assert two[-4:] == one[-4:]
+
+
 def test_events_stay_in_packet_time_order_across_shards():
     path = shared("zeek/Traces/ssh/ssh.pcap")
 
