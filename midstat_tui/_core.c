@@ -3641,6 +3641,363 @@ static PyObject *py_state_pairs(PyObject *module, PyObject *conns) {
     return out;
 }
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Row columns (the TUI's bulk hand-off, engine/rowcols.py): a changed connection's row as one fixed-size record
+ * filled straight from the C structs, many at a time, into a numpy array; the problems lens's signals of such
+ * records (problems.signals), in C without the interpreter lock. The record's fields are engine.records.ConnRow's,
+ * under the same names (row_layout lists them with their offsets; rowcols.py builds the numpy dtype from it).
+ * ------------------------------------------------------------------------------------------------------------ */
+
+#define ROW_HISTORY 32
+#define ROW_VLANS 2
+
+typedef struct {
+    int64_t id;
+    double first, last, end_ts, rtt_s, rtt_client, rtt_server;
+    double since_c, since_s, zw_since_c, zw_since_s, last_data_c, last_data_s, last_ts_c, last_ts_s;
+    uint64_t packets_c2s, packets_s2c, bytes_c2s, bytes_s2c, payload_c2s, payload_s2c;
+    uint64_t retrans_bytes_c2s, retrans_bytes_s2c, retrans_packets;
+    uint32_t retrans_packets_c2s, retrans_packets_s2c, ooo_c2s, ooo_s2c, zero_win_c2s, zero_win_s2c;
+    uint32_t suspicious_rst, odd_rst, bad_flags, bad_checksum, transitions, rst_alerts;
+    int32_t shard;
+    uint32_t vlan[ROW_VLANS];
+    uint16_t c_port, s_port;
+    uint8_t c_addr[16], s_addr[16];
+    uint8_t c_len, s_len, cstate, sstate, vlan_n, midstream, ended, rst_by, zeek, hist_len, odd;
+    char history[ROW_HISTORY];
+} RowRec;
+
+/* Zeek's conn_state codes: engine.rowcols.ZEEK_NAMES in this order */
+enum { ZK_S0, ZK_S1, ZK_SF, ZK_REJ, ZK_S2, ZK_S3, ZK_RSTO, ZK_RSTR, ZK_RSTOS0, ZK_RSTRH, ZK_SH, ZK_SHR, ZK_OTH };
+
+/* zeek.conn_state, its history test `^\^?S[^HAFGIQ]*R` included */
+static int zeek_code(const ConnObject *conn) {
+    int o = conn->c->zstate, r = conn->s->zstate;
+    int o_in = o == Z_INACTIVE || o == Z_PARTIAL, r_in = r == Z_INACTIVE || r == Z_PARTIAL;
+    if (r == Z_RESET) {
+        if (o == Z_SYN_SENT || o == Z_SYN_ACK_SENT || (o == Z_RESET && conn->c->payload == 0 && conn->s->payload == 0))
+            return ZK_REJ;
+        return o_in ? ZK_RSTRH : ZK_RSTR;
+    }
+    if (o == Z_RESET) {
+        if (!r_in)
+            return ZK_RSTO;
+        const char *h = conn->hist ? conn->hist : "";
+        uint32_t n = conn->hist_len, i = 0;
+        if (i < n && h[i] == '^')
+            i++;
+        if (i < n && h[i] == 'S') {
+            for (i++; i < n; i++) {
+                if (h[i] == 'R')
+                    return ZK_RSTOS0;
+                if (strchr("HAFGIQ", h[i]))
+                    break;
+            }
+        }
+        return ZK_OTH;
+    }
+    if (o == Z_CLOSED && r == Z_CLOSED)
+        return ZK_SF;
+    if (o == Z_CLOSED)
+        return r_in ? ZK_SH : ZK_S2;
+    if (r == Z_CLOSED)
+        return o_in ? ZK_SHR : ZK_S3;
+    if (o == Z_SYN_SENT && r == Z_INACTIVE)
+        return ZK_S0;
+    if (o == Z_ESTABLISHED && r == Z_ESTABLISHED)
+        return ZK_S1;
+    return ZK_OTH;
+}
+
+/* the index (1-based) of a text in a tuple of texts; 0 for None; -1 if not there (the record needs Python) */
+static int name_code(PyObject *value, PyObject *names) {
+    if (value == Py_None)
+        return 0;
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (PyTuple_GET_ITEM(names, i) == value)
+            return (int)i + 1;
+    if (!PyUnicode_Check(value))
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int eq = PyUnicode_Compare(PyTuple_GET_ITEM(names, i), value);
+        if (eq == 0)
+            return (int)i + 1;
+        if (eq == -1 && PyErr_Occurred())
+            PyErr_Clear();
+    }
+    return -1;
+}
+
+static void row_fill(RowRec *r, const ConnObject *conn, PyObject *ended_names, PyObject *rst_names) {
+    const SideObject *c = conn->c, *s = conn->s;
+    memset(r, 0, sizeof *r);
+    r->id = conn->id;
+    r->shard = conn->shard;
+    r->first = conn->first;
+    r->last = conn->last;
+    r->end_ts = conn->end_ts;
+    r->rtt_client = conn->rtt_client;
+    r->rtt_server = conn->rtt_server;
+    r->rtt_s = isnan(conn->rtt_client) || isnan(conn->rtt_server) ? -1.0 : conn->rtt_client + conn->rtt_server;
+    r->since_c = c->since;
+    r->since_s = s->since;
+    r->zw_since_c = c->zw_since;
+    r->zw_since_s = s->zw_since;
+    r->last_data_c = c->last_data_ts;
+    r->last_data_s = s->last_data_ts;
+    r->last_ts_c = c->last_ts;
+    r->last_ts_s = s->last_ts;
+    r->packets_c2s = c->packets;
+    r->packets_s2c = s->packets;
+    r->bytes_c2s = c->ip_bytes;
+    r->bytes_s2c = s->ip_bytes;
+    r->payload_c2s = c->payload;
+    r->payload_s2c = s->payload;
+    r->retrans_bytes_c2s = c->retrans_bytes;
+    r->retrans_bytes_s2c = s->retrans_bytes;
+    r->retrans_packets_c2s = c->retrans;
+    r->retrans_packets_s2c = s->retrans;
+    r->retrans_packets = (uint64_t)c->retrans + s->retrans;
+    r->ooo_c2s = c->ooo;
+    r->ooo_s2c = s->ooo;
+    r->zero_win_c2s = c->zero_win;
+    r->zero_win_s2c = s->zero_win;
+    r->suspicious_rst = conn->suspicious_rst;
+    r->odd_rst = conn->odd_rst;
+    r->rst_alerts = conn->suspicious_rst + conn->odd_rst;
+    r->bad_flags = conn->bad_flags;
+    r->bad_checksum = conn->bad_checksum;
+    r->transitions = (uint32_t)conn->log_n + conn->transitions_dropped;
+    r->c_port = conn->c_port;
+    r->s_port = conn->s_port;
+    memcpy(r->c_addr, conn->c_addr, 16);
+    memcpy(r->s_addr, conn->s_addr, 16);
+    r->c_len = conn->c_addr_len;
+    r->s_len = conn->s_addr_len;
+    r->cstate = c->state;
+    r->sstate = s->state;
+    r->midstream = conn->midstream ? 1 : 0;
+    r->zeek = (uint8_t)zeek_code(conn);
+    int odd = (uint64_t)conn->suspicious_rst + conn->odd_rst > UINT32_MAX;
+    if (conn->hist_len > ROW_HISTORY) {
+        odd = 1;
+    } else {
+        r->hist_len = (uint8_t)conn->hist_len;
+        if (conn->hist_len)
+            memcpy(r->history, conn->hist, conn->hist_len);
+    }
+    int code = name_code(conn->ended, ended_names);
+    odd |= code < 0;
+    r->ended = code < 0 ? 0 : (uint8_t)code;
+    code = name_code(conn->rst_by, rst_names);
+    odd |= code < 0;
+    r->rst_by = code < 0 ? 0 : (uint8_t)code;
+    if (!PyTuple_Check(conn->vlan) || PyTuple_GET_SIZE(conn->vlan) > ROW_VLANS) {
+        odd = 1;
+    } else {
+        r->vlan_n = (uint8_t)PyTuple_GET_SIZE(conn->vlan);
+        for (int i = 0; i < r->vlan_n; i++) {
+            PyObject *tag = PyTuple_GET_ITEM(conn->vlan, i);
+            long v = PyLong_CheckExact(tag) ? PyLong_AsLong(tag) : -1;
+            if (v < 0 || v > (long)UINT32_MAX) {
+                PyErr_Clear();
+                odd = 1;
+                break;
+            }
+            r->vlan[i] = (uint32_t)v;
+        }
+    }
+    r->odd = (uint8_t)odd;
+}
+
+static int writable(PyObject *obj, Py_buffer *view, Py_ssize_t need, const char *what) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    if (view->len < need) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_ValueError, "%s is too small", what);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_row_cols(PyObject *module, PyObject *args) {
+    PyObject *conns, *out, *ended_names, *rst_names;
+    if (!PyArg_ParseTuple(args, "OOO!O!", &conns, &out, &PyTuple_Type, &ended_names, &PyTuple_Type, &rst_names))
+        return NULL;
+    PyObject *seq = PySequence_Fast(conns, "row_cols takes a sequence of connections");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_buffer view;
+    if (writable(out, &view, n * (Py_ssize_t)sizeof(RowRec), "the records' buffer") < 0) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    RowRec *recs = (RowRec *)view.buf;
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    Py_ssize_t odd = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyObject_TypeCheck(items[i], &ConnType)) {  /* a Python connection: its row is made in Python */
+            memset(&recs[i], 0, sizeof recs[i]);
+            recs[i].id = -1;
+            recs[i].odd = 1;
+            odd++;
+            continue;
+        }
+        row_fill(&recs[i], (ConnObject *)items[i], ended_names, rst_names);
+        odd += recs[i].odd;
+    }
+    PyBuffer_Release(&view);
+    Py_DECREF(seq);
+    return PyLong_FromSsize_t(odd);
+}
+
+/* the signals' kinds (problems.KINDS, in that order), and the measures after them */
+enum { SG_CLOSE_WAIT, SG_FIN_WAIT_2, SG_UNANSWERED, SG_REFUSED, SG_RESET, SG_SUSPICIOUS, SG_ONE_WAY, SG_RETRANS,
+       SG_ZERO_WINDOW, SG_HALF_OPEN, SG_ONE_WAY_V, SG_RETRANS_V, SG_HALF_OPEN_V, SG_END, SG_WIDTH };
+
+/* problems.signals of one record: out gets SG_WIDTH numbers (NaN: none); 0 when the record has none at all */
+static int row_signals(const RowRec *r, double *out) {
+    int cs = r->cstate, ss = r->sstate;
+    uint64_t pc = r->packets_c2s, ps = r->packets_s2c;
+    for (int k = 0; k < SG_WIDTH; k++)
+        out[k] = NAN;
+    if (cs == ESTABLISHED && ss == ESTABLISHED && r->ended == 0 && !r->rst_alerts && pc && ps &&
+        !r->retrans_bytes_c2s && !r->retrans_bytes_s2c && isnan(r->zw_since_c) && isnan(r->zw_since_s) &&
+        r->last_data_s <= r->last_ts_c && r->last_data_c <= r->last_ts_s)
+        return 0;
+    if (cs == CLOSE_WAIT)
+        out[SG_CLOSE_WAIT] = ss == CLOSE_WAIT && r->since_s < r->since_c ? r->since_s : r->since_c;
+    else if (ss == CLOSE_WAIT)
+        out[SG_CLOSE_WAIT] = r->since_s;
+    if (cs == FIN_WAIT_2)
+        out[SG_FIN_WAIT_2] = ss == FIN_WAIT_2 && r->since_s < r->since_c ? r->since_s : r->since_c;
+    else if (ss == FIN_WAIT_2)
+        out[SG_FIN_WAIT_2] = r->since_s;
+    if (cs == SYN_SENT && ps == 0)
+        out[SG_UNANSWERED] = r->first;
+    double ended_at = isnan(r->end_ts) ? r->last : r->end_ts;
+    if (r->zeek == ZK_REJ)
+        out[SG_REFUSED] = ended_at;
+    else if (r->rst_by != 0 && (r->zeek == ZK_RSTO || r->zeek == ZK_RSTR))
+        out[SG_RESET] = ended_at;
+    if (r->rst_alerts)
+        out[SG_SUSPICIOUS] = r->last;
+    if ((pc == 0) != (ps == 0) && (cs >= ESTABLISHED || ss >= ESTABLISHED)) {
+        out[SG_ONE_WAY] = r->first;
+        out[SG_ONE_WAY_V] = r->last - r->first;
+    }
+    double share = 0.0;
+    if (r->payload_c2s && r->retrans_bytes_c2s)
+        share = (double)r->retrans_bytes_c2s / (double)r->payload_c2s;
+    if (r->payload_s2c && r->retrans_bytes_s2c &&
+        (double)r->retrans_bytes_s2c / (double)r->payload_s2c > share)
+        share = (double)r->retrans_bytes_s2c / (double)r->payload_s2c;
+    if (share > 0.0) {
+        out[SG_RETRANS] = r->first;
+        out[SG_RETRANS_V] = share;
+    }
+    if (r->ended == 0) {
+        if (!isnan(r->zw_since_c))
+            out[SG_ZERO_WINDOW] = !isnan(r->zw_since_s) && r->zw_since_s < r->zw_since_c ? r->zw_since_s
+                                                                                        : r->zw_since_c;
+        else if (!isnan(r->zw_since_s))
+            out[SG_ZERO_WINDOW] = r->zw_since_s;
+    }
+    if (pc && ps) {
+        double best = 0.0, half_open = NAN;
+        double gone = cs == CLOSED || cs == TIME_WAIT ? r->since_c : r->last_ts_c;
+        if (r->last_data_s - gone > best) {
+            best = r->last_data_s - gone;
+            half_open = gone;
+        }
+        gone = ss == CLOSED || ss == TIME_WAIT ? r->since_s : r->last_ts_s;
+        if (r->last_data_c - gone > best) {
+            best = r->last_data_c - gone;
+            half_open = gone;
+        }
+        if (best > 0.0) {
+            out[SG_HALF_OPEN] = half_open;
+            out[SG_HALF_OPEN_V] = best;
+        }
+    }
+    out[SG_END] = r->end_ts;
+    return 1;
+}
+
+static PyObject *py_row_signals(PyObject *module, PyObject *args) {
+    PyObject *recs_obj, *out_obj, *some_obj;
+    if (!PyArg_ParseTuple(args, "OOO", &recs_obj, &out_obj, &some_obj))
+        return NULL;
+    Py_buffer recs, out, some;
+    if (PyObject_GetBuffer(recs_obj, &recs, PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    Py_ssize_t n = recs.len / (Py_ssize_t)sizeof(RowRec);
+    if (recs.len % (Py_ssize_t)sizeof(RowRec) != 0) {
+        PyBuffer_Release(&recs);
+        PyErr_SetString(PyExc_ValueError, "the records are not in row_layout's layout");
+        return NULL;
+    }
+    if (writable(out_obj, &out, n * SG_WIDTH * (Py_ssize_t)sizeof(double), "the signals' buffer") < 0) {
+        PyBuffer_Release(&recs);
+        return NULL;
+    }
+    if (writable(some_obj, &some, n, "the flags' buffer") < 0) {
+        PyBuffer_Release(&recs);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    const RowRec *r = (const RowRec *)recs.buf;
+    double *o = (double *)out.buf;
+    unsigned char *flag = (unsigned char *)some.buf;
+    Py_ssize_t found = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        flag[i] = (unsigned char)row_signals(&r[i], o + i * SG_WIDTH);
+        found += flag[i];
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&recs);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&some);
+    return PyLong_FromSsize_t(found);
+}
+
+/* the record's layout: (size, ((name, numpy type, offset), ...)) */
+static PyObject *py_row_layout(PyObject *module, PyObject *unused) {
+#define F(NAME, TYPE) {#NAME, TYPE, offsetof(RowRec, NAME)}
+    static const struct { const char *name, *type; size_t offset; } fields[] = {
+        F(id, "<i8"), F(first, "<f8"), F(last, "<f8"), F(end_ts, "<f8"), F(rtt_s, "<f8"), F(rtt_client, "<f8"),
+        F(rtt_server, "<f8"), F(since_c, "<f8"), F(since_s, "<f8"), F(zw_since_c, "<f8"), F(zw_since_s, "<f8"),
+        F(last_data_c, "<f8"), F(last_data_s, "<f8"), F(last_ts_c, "<f8"), F(last_ts_s, "<f8"),
+        F(packets_c2s, "<u8"), F(packets_s2c, "<u8"), F(bytes_c2s, "<u8"), F(bytes_s2c, "<u8"),
+        F(payload_c2s, "<u8"), F(payload_s2c, "<u8"), F(retrans_bytes_c2s, "<u8"), F(retrans_bytes_s2c, "<u8"),
+        F(retrans_packets, "<u8"), F(retrans_packets_c2s, "<u4"), F(retrans_packets_s2c, "<u4"),
+        F(ooo_c2s, "<u4"), F(ooo_s2c, "<u4"), F(zero_win_c2s, "<u4"), F(zero_win_s2c, "<u4"),
+        F(suspicious_rst, "<u4"), F(odd_rst, "<u4"), F(bad_flags, "<u4"), F(bad_checksum, "<u4"),
+        F(transitions, "<u4"), F(rst_alerts, "<u4"), F(shard, "<i4"), F(vlan, "(2,)<u4"), F(c_port, "<u2"),
+        F(s_port, "<u2"), F(c_addr, "(16,)u1"), F(s_addr, "(16,)u1"), F(c_len, "u1"), F(s_len, "u1"),
+        F(cstate, "u1"), F(sstate, "u1"), F(vlan_n, "u1"), F(midstream, "u1"), F(ended, "u1"), F(rst_by, "u1"),
+        F(zeek, "u1"), F(hist_len, "u1"), F(odd, "u1"), F(history, "S32"),
+    };
+#undef F
+    size_t count = sizeof fields / sizeof fields[0];
+    PyObject *list = PyTuple_New((Py_ssize_t)count);
+    if (list == NULL)
+        return NULL;
+    for (size_t i = 0; i < count; i++) {
+        PyObject *item = Py_BuildValue("(ssn)", fields[i].name, fields[i].type, (Py_ssize_t)fields[i].offset);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(list, (Py_ssize_t)i, item);
+    }
+    return Py_BuildValue("(nNi)", (Py_ssize_t)sizeof(RowRec), list, SG_WIDTH);
+}
+
 static PyMethodDef module_methods[] = {
     {"decode_frame", py_decode_frame, METH_VARARGS,
      "decode_frame(ts, frame, dlt, verify): the Segment fields the packet loop reads, or None (another shape)."},
@@ -3702,6 +4059,14 @@ static PyMethodDef module_methods[] = {
     {"state_pairs", py_state_pairs, METH_O,
      "state_pairs(conns) -> {\"CLIENT/SERVER\": n} of the connections not ended (Tracker.state_pairs), or None "
      "if one is not the compiled core's."},
+    {"row_cols", py_row_cols, METH_VARARGS,
+     "row_cols(conns, out, ended_names, rst_names) -> int: each connection's row as a record (row_layout) into "
+     "the buffer `out`, in order; how many are marked odd (their rows need Python: engine.rowcols)."},
+    {"row_signals", py_row_signals, METH_VARARGS,
+     "row_signals(records, out, some) -> int: problems.signals of each record into out (float64, WIDTH each), "
+     "some[i] = 1 where it has any; how many have. Without the interpreter lock."},
+    {"row_layout", py_row_layout, METH_NOARGS,
+     "row_layout() -> (size, ((name, type, offset), ...), width): the row record's layout, the signals' width."},
     {NULL},
 };
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Iterator
-from itertools import islice
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from itertools import islice, repeat
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -36,6 +36,7 @@ from midstat_tui.engine.groups import (
 )
 from midstat_tui.engine.names import NameLookup
 from midstat_tui.engine.records import ConnRow
+from midstat_tui.engine.rowcols import ROW_DTYPE, ZEEK_NAMES, RowBlock, as_records, row_from_values, rows_of_records, signals_of
 from midstat_tui.engine.session import Pulled
 from midstat_tui.problems import COUNT, KIND_NAMES, NONE, WIDTH, Lens, detect, signals, thresholds_vector
 from midstat_tui.query import Predicate, compile_query, keywords_used
@@ -48,8 +49,29 @@ _NUMBERS_DTYPE = np.dtype((np.float64, len(NUMERIC)))
 RATES = ("rate_c2s", "rate_s2c")           # bytes/s each way over the last RATE_WINDOW seconds: per slot, not in rows
 RATE_WINDOW = 5.0
 IPV4_ENDPOINT = len("255.255.255.255:65535")
-# groupings whose key a connection keeps all its life: coded once, when its row arrives (zeek: at every change)
+# groupings whose key a connection keeps all its life: coded once, when its row arrives (zeek: at every change);
+# rows that arrive as records (engine.rowcols) are coded when a grouping or a filter first asks for the codes
 FIXED_KEYS = ("server", "server-host", "client-host", "vlan")
+RECORD_WEIGHT = 8  # records applied per row of a slice's budget (a record costs a fraction of a row: no Python)
+
+
+class _Rows(Mapping):
+    """The view's rows by id, as ConnRows: those handed over as records are made when first looked at."""
+
+    def __init__(self, view: ConnView) -> None:
+        self._view = view
+
+    def __getitem__(self, conn_id: int) -> ConnRow:
+        return self._view._row(conn_id)
+
+    def __contains__(self, conn_id: object) -> bool:
+        return conn_id in self._view._slot
+
+    def __len__(self) -> int:
+        return len(self._view._slot)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._view._slot)
 
 
 class _Traffic(NamedTuple):
@@ -65,7 +87,12 @@ class _Traffic(NamedTuple):
 
 class ConnView:
     def __init__(self) -> None:
-        self.rows: dict[int, ConnRow] = {}
+        self.rows: Mapping[int, ConnRow] = _Rows(self)
+        # the rows as ConnRows: those handed over so, and those made from records once asked for; a row that
+        # arrived as a record and is not here is its slot's record in `_recs`
+        self._objs: dict[int, ConnRow] = {}
+        self._recs: np.ndarray | None = None   # per slot: the rows handed over as records (engine.rowcols)
+        self._unkeyed: list[tuple[np.ndarray, np.ndarray]] = []  # (slots, ids) of records not coded in FIXED_KEYS
         self._order_array = np.zeros(0, dtype=np.int64)  # ids in display order (`order`: as a list, made on demand)
         self._order_list: list[int] | None = []
         self.sort_key = "age"
@@ -84,6 +111,7 @@ class ConnView:
         self._size = 0
         self._ids = np.full(0, -1, dtype=np.int64)
         self._ended = np.zeros(0, dtype=bool)
+        self._end_ts = np.zeros(0, dtype=np.float64)       # NaN: not ended
         self._match = np.zeros(0, dtype=np.int8)          # -1 unknown, 0 no, 1 yes
         self._cols = {name: np.zeros(0, dtype=np.float64) for name in (*NUMERIC, *RATES)}
         self._reset_col = np.zeros(0, dtype=bool)     # an RST was seen on the connection
@@ -131,6 +159,9 @@ class ConnView:
         extra = size - len(self._ids)
         self._ids = np.concatenate([self._ids, np.full(extra, -1, dtype=np.int64)])
         self._ended = np.concatenate([self._ended, np.zeros(extra, dtype=bool)])
+        self._end_ts = np.concatenate([self._end_ts, np.full(extra, np.nan)])
+        if self._recs is not None:
+            self._recs = as_records(np.concatenate([self._recs, np.zeros(extra, dtype=self._recs.dtype)]))
         self._match = np.concatenate([self._match, np.full(extra, -1, dtype=np.int8)])
         for name, col in self._cols.items():
             self._cols[name] = np.concatenate([col, np.zeros(extra, dtype=np.float64)])
@@ -167,15 +198,24 @@ class ConnView:
         backlog = self._backlog
         while backlog and budget > 0:
             pulled, items = backlog[0]
+            changes = pulled.changes
+            block = changes if isinstance(changes, RowBlock) else None
             if items is None:  # its first slice
                 self._start(pulled)
-                items = iter(pulled.changes.items())
+                items = iter((block.rows if block is not None else changes).items())
                 backlog[0] = (pulled, items)
                 self._applied_of_first = 0
-            count = len(pulled.changes) - self._applied_of_first
-            take = count if budget >= count else int(budget)
-            self._apply_rows(islice(items, take))
-            self._applied_of_first += take
+            done = self._applied_of_first
+            loose = len(block.rows) if block is not None else len(changes)  # the changes given as rows
+            if done < loose:
+                take = min(loose - done, budget)
+                self._apply_rows(islice(items, int(take)))
+            else:  # a block's records, RECORD_WEIGHT of them per unit of the budget
+                start = done - loose
+                take = min(len(block.recs) - start, budget * RECORD_WEIGHT)  # type: ignore[union-attr]
+                self._apply_records(block.recs[start:start + int(take)])  # type: ignore[union-attr]
+                budget += take - take / RECORD_WEIGHT
+            self._applied_of_first += int(take)
             budget -= take
             if self._applied_of_first >= len(pulled.changes):
                 backlog.popleft()
@@ -185,7 +225,8 @@ class ConnView:
 
     def _start(self, pulled: Pulled) -> None:
         if pulled.reset:
-            self.rows.clear()
+            self._objs.clear()
+            self._unkeyed.clear()
             self._slot.clear()
             self._free.clear()
             self._size = 0
@@ -205,7 +246,7 @@ class ConnView:
         self.now = pulled.position
 
     def _apply_rows(self, changes: Iterable[tuple[int, ConnRow | None]]) -> None:
-        rows, slots = self.rows, self._slot
+        rows, slots = self._objs, self._slot
         updated_slots: list[int] = []
         updated_rows: list[ConnRow] = []
         arrived: list[tuple[int, ConnRow]] = []
@@ -255,6 +296,7 @@ class ConnView:
             for i, name in enumerate(NUMERIC):  # one pass over the rows for every numeric column
                 self._cols[name][index] = numbers[:, i]
             self._ended[index] = [row.ended is not None for row in updated_rows]
+            self._end_ts[index] = [math.nan if row.end_ts is None else row.end_ts for row in updated_rows]
             self._reset_col[index] = [row.rst_by is not None for row in updated_rows]
             cols = self._cols
             self._category[index], self._marks[index] = categorize(
@@ -274,6 +316,108 @@ class ConnView:
                 sig[:, COUNT:WIDTH - 1] += self._base
                 self._signals[:, [slot for slot, _ in some]] = sig.T
         self._count_traffic(index, before)
+
+    def _apply_records(self, recs: np.ndarray) -> None:
+        """`_apply_rows` for rows handed over as records (engine.rowcols): whole columns at a time; no ConnRow is
+        made (the table makes those of the lines it draws), the keys that never change are coded when asked."""
+        count = len(recs)
+        if not count:
+            return
+        ids = recs["id"]
+        id_list = ids.tolist()
+        if self._objs:  # rows made before (or handed over as rows) are out of date now
+            list(map(self._objs.pop, id_list, repeat(None)))
+        index = np.fromiter(map(self._slot.get, id_list, repeat(-1)), dtype=np.int64, count=count)
+        new = np.flatnonzero(index < 0)
+        if len(new):
+            reuse = min(len(new), len(self._free))
+            fresh = len(new) - reuse
+            taken = self._free[len(self._free) - reuse:][::-1]  # as pop() would hand them out, one by one
+            del self._free[len(self._free) - reuse:]
+            new_slots = np.concatenate([np.asarray(taken, dtype=np.int64),
+                                        np.arange(self._size, self._size + fresh, dtype=np.int64)])
+            self._size += fresh
+            if self._size > len(self._ids):
+                self._grow(self._size)
+            index[new] = new_slots
+            new_ids = ids[new]
+            self._slot.update(zip(new_ids.tolist(), new_slots.tolist(), strict=True))
+            self._ids[new_slots] = new_ids
+            self._new_slots.extend(new_slots.tolist())
+            self._unkeyed.append((new_slots, new_ids))
+            arrived = recs[new]
+            wide = np.flatnonzero((arrived["c_len"] == 16) | (arrived["s_len"] == 16))
+            for row in rows_of_records(arrived[wide]):  # IPv6: the address columns widen
+                self.addr_width = max(self.addr_width, len(row.client), len(row.server))
+            if (arrived["vlan_n"] > 0).any():
+                self.has_vlan = True
+            self._ports["c_port"][new_slots] = arrived["c_port"]
+            self._ports["s_port"][new_slots] = arrived["s_port"]
+            for name in ("bytes_c2s", "bytes_s2c", *RATES):  # a free slot's last values belong to another connection
+                self._cols[name][new_slots] = 0.0
+            self._win[0][new_slots] = 0.0
+            self._win[1][new_slots] = 0.0
+        if self._recs is None:
+            self._recs = np.zeros(len(self._ids), dtype=ROW_DTYPE)
+        self._recs[index] = recs
+        end_ts = recs["end_ts"]
+        ended_at = np.flatnonzero(~np.isnan(end_ts))
+        if len(ended_at):
+            leaving = self._leaving
+            leaving.extend(zip((end_ts[ended_at] + self.linger).tolist(), ids[ended_at].tolist(), strict=True))
+            heapq.heapify(leaving)
+        before = (self._cols["bytes_c2s"][index], self._cols["bytes_s2c"][index])
+        cols = self._cols
+        for name in NUMERIC:
+            cols[name][index] = recs[name]
+        self._ended[index] = recs["ended"] != 0
+        self._end_ts[index] = end_ts
+        self._reset_col[index] = recs["rst_by"] != 0
+        self._category[index], self._marks[index] = categorize(
+            cols["cstate"][index], cols["sstate"][index], self._reset_col[index], self._ended[index],
+            cols["midstream"][index])
+        zeek = recs["zeek"]
+        present, first_at = np.unique(zeek, return_index=True)
+        lut = np.zeros(len(ZEEK_NAMES), dtype=np.int64)
+        code = self._interners["zeek"].code
+        for z in present[np.argsort(first_at, kind="stable")].tolist():  # coded in order of first appearance
+            lut[z] = code(ZEEK_NAMES[z])
+        self._codes["zeek"][index] = lut[zeek]
+        self._match[index] = -1
+        if self._base is None:
+            self._base = float(recs["first"][0])
+        self._signals[:, index] = np.nan
+        sig, some = signals_of(recs)
+        if some.any():
+            sig = sig[some]
+            sig -= self._base  # as _apply_rows: times relative to the base, the measures set back
+            sig[:, COUNT:WIDTH - 1] += self._base
+            self._signals[:, index[some]] = sig.T
+        self._count_traffic(index, before)
+
+    def _key_pending(self) -> None:
+        """Code the rows that arrived as records in the groupings of FIXED_KEYS (in the order they arrived)."""
+        if not self._unkeyed:
+            return
+        pending, self._unkeyed = self._unkeyed, []
+        slots = np.concatenate([s for s, _ in pending])
+        ids = np.concatenate([i for _, i in pending])
+        live = self._ids[slots] == ids
+        slots = slots[live]
+        recs = self._recs[slots]  # type: ignore[index]
+        objs = self._objs
+        rows = [objs.get(conn_id) or row_from_values(v) for conn_id, v in zip(ids[live].tolist(), recs.tolist(),
+                                                                             strict=True)]
+        for key in FIXED_KEYS:
+            code = self._interners[key].code
+            self._codes[key][slots] = [code(row_raw(key, row)) for row in rows]
+
+    def _row(self, conn_id: int) -> ConnRow:
+        row = self._objs.get(conn_id)
+        if row is None:
+            slot = self._slot[conn_id]
+            row = self._objs[conn_id] = row_from_values(self._recs[slot].item())  # type: ignore[index]
+        return row
 
     def _count_traffic(self, index: np.ndarray, before: tuple[np.ndarray, np.ndarray]) -> None:
         """Rates: what each changed connection moved since the last refresh joins the window; what left the window
@@ -307,18 +451,18 @@ class ConnView:
 
     def _leave(self) -> None:
         """Drop the ended rows whose linger time is over."""
-        rows = self.rows
+        slots, end_ts = self._slot, self._end_ts
         leaving = self._leaving
         while leaving and leaving[0][0] <= self.now:
             leave, conn_id = heapq.heappop(leaving)
-            row = rows.get(conn_id)
-            if row is not None and row.end_ts is not None and row.end_ts + self.linger <= self.now:
+            slot = slots.get(conn_id)
+            if slot is not None and end_ts[slot] + self.linger <= self.now:  # (NaN: not ended, never true)
                 self._drop(conn_id)
 
     def _drop(self, conn_id: int) -> None:
         slot = self._slot.pop(conn_id)
         self._signals[:, slot] = np.nan
-        del self.rows[conn_id]
+        self._objs.pop(conn_id, None)
         self._ids[slot] = -1
         self._free.append(slot)
         self._dropped = True
@@ -472,6 +616,7 @@ class ConnView:
 
     # -- groups ----------------------------------------------------------------------------------------------------
     def _group_codes(self, grouping: str, slots: np.ndarray) -> np.ndarray:
+        self._key_pending()
         if grouping == "states":
             return state_codes(self._cols["cstate"][slots], self._cols["sstate"][slots])
         return self._codes[grouping][slots]
@@ -480,6 +625,7 @@ class ConnView:
         """The groups of the connections the filter and the ended switch let through (as of the last recompute;
         a pinned group does not narrow them), not sorted yet (GroupTable.sort). The whole columns go in, the rows
         not shown under a code of no group: a scatter of the shown slots instead of a gather of every column."""
+        self._key_pending()
         labels = self._state_labels if grouping == "states" else self._interners[grouping].labels
         capacity = len(self._ids)
         codes = np.full(capacity, len(labels), dtype=np.int64)
@@ -500,10 +646,12 @@ class ConnView:
         return self._cols[name]
 
     def codes(self, grouping: str) -> np.ndarray:
+        self._key_pending()
         return self._codes[grouping]
 
     def key_codes(self, grouping: str, wanted: Callable[[Hashable], bool]) -> np.ndarray:
         """The codes of the keys a test accepts, each key tested once (keys seen since are tested as they come)."""
+        self._key_pending()
         raws = self._interners[grouping].raws
         cache = self._key_tests.get((grouping, id(wanted)))
         seen, codes = (cache[1], cache[2]) if cache is not None and cache[0] is wanted else (0, np.zeros(0, np.int64))
@@ -514,11 +662,13 @@ class ConnView:
         return codes
 
     def code_of(self, grouping: str, raw: Hashable) -> int:
+        self._key_pending()
         return self._interners[grouping].codes.get(raw, -1)
 
     def host_codes_in(self, grouping: str, size: int, low: int, high: int) -> np.ndarray:
         """The codes of the addresses (server-host or client-host) of `size` bytes within [low, high]: IPv4 as
         one comparison over an array of every address seen, IPv6 one by one over the IPv6 ones only."""
+        self._key_pending()
         raws = self._interners[grouping].raws
         ints, v6 = self._host_ints.get(grouping, (np.zeros(0, dtype=np.int64), []))
         if len(ints) < len(raws):
@@ -537,5 +687,5 @@ class ConnView:
         return self._problems
 
     def rows_at(self, slots: np.ndarray) -> list[ConnRow]:
-        rows = self.rows
-        return [rows[i] for i in self._ids[slots].tolist()]
+        row = self._row
+        return [row(i) for i in self._ids[slots].tolist()]

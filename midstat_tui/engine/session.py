@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from midstat_tui.capture.span import capture_span
@@ -26,6 +26,7 @@ from midstat_tui.engine.driver import Driver, Rates, RowChanges, Tick
 from midstat_tui.engine.flow_packets import FlowRef, FlowWatch, Tap, ring_on, seeded_watch
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.records import ConnRow, counters, row_of, transition_dict
+from midstat_tui.engine.rowcols import merged, row_changes
 
 CHECKPOINT_EVERY = 30.0   # seconds of packet time between kept engine states
 MAX_CHECKPOINTS = 64
@@ -74,7 +75,9 @@ class _Cursor:
 
 class Session:
     def __init__(self, engine: Engine, source, *, live: bool, speed: float = 1.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, columns: bool = True) -> None:
+        """`columns`: the changed rows go to the face as records made in C when the compiled core runs
+        (engine.rowcols.RowBlock), else as a dict of ConnRow."""
         self.engine = engine
         self.source = source
         self.live = live
@@ -93,9 +96,10 @@ class Session:
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._stop = threading.Event()
-        self._pending: dict[int, ConnRow | None] = {}
+        self._pending: Mapping[int, ConnRow | None] = {}
         self._reset = False
-        self._rows = RowChanges()  # the connections by id, and reused ports' earlier incarnations (engine.driver)
+        # the connections by id, and reused ports' earlier incarnations (engine.driver; as records: engine.rowcols)
+        self._rows: RowChanges = row_changes(engine, columns)
         self._rates: dict = {}
         self._rate = Rates()
         # the engine's clock: each closed second is published (`_publish`) for the face
@@ -428,7 +432,7 @@ class Session:
             self._reset = True
             self._rate.forget()
         else:
-            self._pending.update(changes)
+            self._pending = merged(self._pending, changes)
         self.position = position
         stats = self._stats = engine.stats()
         if self.exporter is not None and "ipfix" not in stats:  # a seek went back: the export stopped there

@@ -151,7 +151,7 @@ def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: f
     if opened is None:
         return
     source, engine = opened
-    session = Session(engine, source, live=False, speed=speed)
+    session = Session(engine, source, live=False, speed=speed, columns=False)  # its ticks merge as dicts
     if job.ipfix is not None:
         session.exporter = start_export(job, engine, shard)
     session.pace_anchor = anchor

@@ -1,0 +1,248 @@
+"""Row changes as columns: the TUI's bulk hand-off from the engine to the connection view.
+
+A face is told, once a second, the rows of the connections that changed (engine.driver.RowChanges: a dict of
+ConnRow). In a flood that is hundreds of thousands of rows a second, and a ConnRow costs microseconds to build and
+as many to take apart again. With the compiled core the rows are never built as Python objects on that path: the
+core fills one fixed-size record per connection straight from its C structs into a numpy array (`_core.row_cols`,
+the ConnRow's fields under the same names), and the view (midstat_tui.conn_view) takes whole columns of it; a
+ConnRow is made only for a row somebody looks at (`row_at`: the lines drawn, a flow's screen, an export).
+
+`RowBlock` is such a batch of changes: the records, plus a dict for what stays a Python row (a removed connection:
+None; a reused port's earlier incarnation; a record the core cannot hold, such as a long Zeek history). It reads as
+the dict of changes it replaces (a Mapping id -> ConnRow | None), so code that iterates changes still works.
+Without the compiled core nothing here is used (`available()` is False) and the rows go as dicts of ConnRow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from midstat_tui.engine.driver import RowChanges
+from midstat_tui.engine.records import ConnRow, departed_row, row_of
+
+if TYPE_CHECKING:
+    from midstat_tui.engine.pipeline import Engine
+
+try:
+    from midstat_tui import _core
+    _LAYOUT = _core.row_layout()
+except (ImportError, AttributeError):  # no compiled core (or an older build): rows go as Python objects
+    _core = None  # type: ignore[assignment]
+    _LAYOUT = None
+
+# Zeek's conn_state by the record's code (the order of the core's ZK_ codes); the record's `ended` and `rst_by` are
+# 1 + the index of their text here (0: None)
+ZEEK_NAMES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
+ENDED_NAMES = ("closed", "reset", "time_wait_expired", "idle_timeout", "port_reuse", "evicted", "bad_flags")
+RST_NAMES = ("client", "server")
+_ENDED = (None, *ENDED_NAMES)
+_RST = (None, *RST_NAMES)
+
+
+def _dtype() -> np.dtype | None:
+    if _LAYOUT is None:
+        return None
+    size, fields, _ = _LAYOUT
+    names, formats, offsets = [], [], []
+    for name, kind, offset in fields:
+        if name == "vlan":  # two tags as two columns: a record's tolist() then gives plain ints
+            names += ["vlan0", "vlan1"]
+            formats += ["<u4", "<u4"]
+            offsets += [offset, offset + 4]
+        elif name in ("c_addr", "s_addr"):  # raw bytes (an "S" column would drop trailing zero bytes)
+            names.append(name)
+            formats.append("V16")
+            offsets.append(offset)
+        else:
+            names.append(name)
+            formats.append(kind)
+            offsets.append(offset)
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size})
+
+
+ROW_DTYPE = _dtype()
+SIGNAL_WIDTH = _LAYOUT[2] if _LAYOUT is not None else 0
+_NAMES = ROW_DTYPE.names if ROW_DTYPE is not None else ()
+_AT = {name: i for i, name in enumerate(_NAMES)}
+
+
+def available() -> bool:
+    return ROW_DTYPE is not None
+
+
+def _nan_none(value: float) -> float | None:
+    return None if value != value else value
+
+
+if ROW_DTYPE is not None:
+    (_I_ID, _I_FIRST, _I_LAST, _I_END, _I_RTT, _I_RTT_C, _I_RTT_S, _I_SINCE_C, _I_SINCE_S, _I_ZW_C, _I_ZW_S,
+     _I_DATA_C, _I_DATA_S, _I_TS_C, _I_TS_S, _I_PK_C, _I_PK_S, _I_BY_C, _I_BY_S, _I_PAY_C, _I_PAY_S, _I_RB_C,
+     _I_RB_S, _I_RP, _I_RP_C, _I_RP_S, _I_OOO_C, _I_OOO_S, _I_ZWIN_C, _I_ZWIN_S, _I_SUSP, _I_ODD_RST, _I_BADF,
+     _I_BADC, _I_TRANS, _I_ALERTS, _I_SHARD, _I_VLAN0, _I_VLAN1, _I_CPORT, _I_SPORT, _I_CADDR, _I_SADDR, _I_CLEN,
+     _I_SLEN, _I_CSTATE, _I_SSTATE, _I_VLAN_N, _I_MID, _I_ENDED, _I_RST_BY, _I_ZEEK, _I_HLEN, _I_ODD,
+     _I_HIST) = range(len(_NAMES))
+    assert _NAMES[_I_HIST] == "history" and _NAMES[_I_CADDR] == "c_addr", _NAMES
+
+
+_make_row = tuple.__new__
+
+
+def row_from_values(v: tuple) -> ConnRow:
+    """The ConnRow of one record, given as its tuple of values (a record array's tolist() item)."""
+    n = v[_I_VLAN_N]
+    vlan = () if not n else (v[_I_VLAN0],) if n == 1 else (v[_I_VLAN0], v[_I_VLAN1])
+    return _make_row(ConnRow, (
+        v[_I_ID], v[_I_SHARD], v[_I_CADDR][:v[_I_CLEN]], v[_I_CPORT], v[_I_SADDR][:v[_I_SLEN]], v[_I_SPORT], vlan,
+        v[_I_CSTATE], v[_I_SSTATE], v[_I_FIRST], v[_I_LAST], v[_I_PK_C], v[_I_PK_S], v[_I_BY_C], v[_I_BY_S],
+        v[_I_RP_C], v[_I_RP_S], v[_I_RP], v[_I_RTT], ZEEK_NAMES[v[_I_ZEEK]], v[_I_HIST][:v[_I_HLEN]].decode("ascii"),
+        bool(v[_I_MID]), _ENDED[v[_I_ENDED]], v[_I_ALERTS],
+        v[_I_PAY_C], v[_I_PAY_S], v[_I_RB_C], v[_I_RB_S], v[_I_OOO_C], v[_I_OOO_S], v[_I_ZWIN_C], v[_I_ZWIN_S],
+        _nan_none(v[_I_RTT_C]), _nan_none(v[_I_RTT_S]), _RST[v[_I_RST_BY]], v[_I_SUSP], v[_I_ODD_RST], v[_I_BADF],
+        v[_I_BADC], _nan_none(v[_I_END]), v[_I_TRANS],
+        v[_I_SINCE_C], v[_I_SINCE_S], _nan_none(v[_I_ZW_C]), _nan_none(v[_I_ZW_S]), v[_I_DATA_C], v[_I_DATA_S],
+        v[_I_TS_C], v[_I_TS_S]))
+
+
+def rows_of_records(recs: np.ndarray) -> list[ConnRow]:
+    return [row_from_values(v) for v in recs.tolist()]
+
+
+def as_records(recs: np.ndarray) -> np.ndarray:
+    """The records in the core's layout (numpy's concatenate of such arrays packs their fields: set back)."""
+    return recs if recs.dtype == ROW_DTYPE and recs.dtype.itemsize == ROW_DTYPE.itemsize else recs.astype(ROW_DTYPE)
+
+
+def records_of(conns: list) -> tuple[np.ndarray, np.ndarray]:
+    """The records of these connections, in order, and which of them (a bool per record) need a Python row."""
+    recs = np.empty(len(conns), dtype=ROW_DTYPE)
+    odd = _core.row_cols(conns, recs, ENDED_NAMES, RST_NAMES) if conns else 0
+    return recs, (recs["odd"] != 0) if odd else np.zeros(len(conns), dtype=bool)
+
+
+def signals_of(recs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """problems.signals of each record: (N x WIDTH float64, NaN where none; a bool per record: has any)."""
+    recs = np.ascontiguousarray(as_records(recs))
+    out = np.empty((len(recs), SIGNAL_WIDTH), dtype=np.float64)
+    some = np.empty(len(recs), dtype=np.uint8)
+    if len(recs):
+        _core.row_signals(recs, out, some)
+    return out, some.view(bool)
+
+
+class RowBlock(Mapping):
+    """A tick's row changes: `recs` (records, one per connection, unique ids) and `rows` (id -> ConnRow, or None:
+    the connection left; ids not in `recs`). Reads as the dict id -> ConnRow | None it stands for."""
+
+    def __init__(self, recs: np.ndarray | None = None, rows: dict[int, ConnRow | None] | None = None) -> None:
+        self.recs = recs if recs is not None else np.zeros(0, dtype=ROW_DTYPE)
+        self.rows: dict[int, ConnRow | None] = rows if rows is not None else {}
+        self._index: dict[int, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.recs) + len(self.rows)
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self.rows
+        yield from self.recs["id"].tolist()
+
+    def __getitem__(self, conn_id: int) -> ConnRow | None:
+        if conn_id in self.rows:
+            return self.rows[conn_id]
+        if self._index is None:
+            self._index = {i: n for n, i in enumerate(self.recs["id"].tolist())}
+        return row_from_values(self.recs[self._index[conn_id]].item())
+
+    def items(self) -> Iterator[tuple[int, ConnRow | None]]:  # type: ignore[override]
+        yield from self.rows.items()
+        for row in rows_of_records(self.recs):
+            yield row.id, row
+
+    def update(self, later: Mapping) -> None:
+        """Take later changes in: a connection's later change replaces its earlier one."""
+        self._index = None
+        if isinstance(later, RowBlock):
+            ids = later.recs["id"]
+            if len(ids) and self.rows:
+                for conn_id in ids.tolist():
+                    self.rows.pop(conn_id, None)
+            gone = list(later.rows)
+            if len(self.recs):
+                drop = np.asarray(gone, dtype=np.int64)
+                if len(ids):
+                    drop = np.concatenate([drop, ids])
+                if len(drop):
+                    self.recs = self.recs[~np.isin(self.recs["id"], drop)]
+            self.recs = as_records(np.concatenate([self.recs, later.recs])) if len(self.recs) else later.recs
+            self.rows.update(later.rows)
+            return
+        if later and len(self.recs):
+            self.recs = self.recs[~np.isin(self.recs["id"], np.fromiter(later, dtype=np.int64, count=len(later)))]
+        self.rows.update(later)
+
+    def __reduce__(self):
+        return (RowBlock, (self.recs, self.rows))
+
+
+def merged(earlier: Mapping, later: Mapping) -> Mapping:
+    """Two ticks' changes as one (the later change of a connection wins): a dict while both are dicts."""
+    if isinstance(later, RowBlock) and not isinstance(earlier, RowBlock):
+        block = RowBlock(rows=dict(earlier))
+        block.update(later)
+        return block
+    earlier.update(later)  # type: ignore[attr-defined]
+    return earlier
+
+
+class ColumnRowChanges(RowChanges):
+    """RowChanges whose `take` gives a RowBlock: the changed connections' rows as records made in C."""
+
+    def take(self, engine: Engine, position: float, reset: bool = False) -> RowBlock:  # type: ignore[override]
+        tracker = engine.tracker
+        if reset:
+            conns = list(tracker.table.values())
+            self.by_id = {conn.id: conn for conn in conns}
+        else:
+            conns = list(tracker.touched or ())
+        recs, odd = records_of(conns)
+        rows: dict[int, ConnRow | None] = {}
+        if odd.any():  # rare: made in Python
+            for i in np.flatnonzero(odd).tolist():
+                rows[conns[i].id] = row_of(conns[i])
+            if not reset:
+                self.by_id.update((conns[i].id, conns[i]) for i in np.flatnonzero(odd).tolist())
+            kept = [conn for conn, o in zip(conns, odd.tolist(), strict=True) if not o]
+            recs = recs[~odd]
+        else:
+            kept = conns
+        if not reset:
+            self.by_id.update(zip(recs["id"].tolist(), kept, strict=True))
+        block = RowBlock(recs, rows)
+        if reset:
+            for conn_id, row in self.departed.items():  # replaced on their tuple, still in their linger time
+                if conn_id not in self.by_id and row.first <= position and row.end_ts <= position:
+                    block.rows[conn_id] = row
+        else:
+            removed: dict[int, ConnRow | None] = {}
+            for conn_id in tracker.removed or ():
+                row = removed[conn_id] = departed_row(self.by_id.pop(conn_id, None), tracker.now,
+                                                      tracker.config.linger)
+                if row is not None:
+                    self.departed[conn_id] = row
+            if removed:
+                block.update(removed)
+        linger = tracker.config.linger
+        for conn_id in [i for i, row in self.departed.items() if row.end_ts + linger <= position]:
+            del self.departed[conn_id]
+        tracker.touched = set()
+        tracker.removed = []
+        return block
+
+
+def row_changes(engine: Engine, columns: bool) -> RowChanges:
+    """The RowChanges a session hands its face: as records when asked and the engine's connections are C structs."""
+    if columns and available() and getattr(engine.tracker, "compiled", False):
+        return ColumnRowChanges()
+    return RowChanges()

@@ -1,0 +1,105 @@
+"""The rows the compiled core fills as records (engine.rowcols) are the Python rows (engine.records.row_of), field
+for field, for every connection of real captures, at the end and at every second on the way (the TUI's ticks); and
+their problems signals are problems.signals of those rows."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from midstat_tui.capture.files import FileSource
+from midstat_tui.engine import rowcols
+from midstat_tui.engine.driver import Driver, RowChanges
+from midstat_tui.engine.pipeline import Engine
+from midstat_tui.engine.records import ConnRow, row_of
+from midstat_tui.problems import NONE, signals
+from tests.helpers import FIXTURES, shared
+
+pytestmark = pytest.mark.skipif(not rowcols.available(), reason="no compiled core")
+
+CAPTURES = [
+    FIXTURES / "mixed_traffic.pcap",
+    FIXTURES / "lossy_transfer.pcap",
+    FIXTURES / "vlan_close.pcap",
+    FIXTURES / "ipv6_close.pcap",
+    FIXTURES / "midstream.pcap",
+    FIXTURES / "refused.pcap",
+    FIXTURES / "reset_by_client.pcap",
+    shared("ndpi/tests/cfgs/default/pcap/synscan.pcap"),
+    shared("ndpi/tests/cfgs/default/pcap/1kxun.pcap"),
+    shared("zeek/Traces/tcp/ssh-dups.pcap"),
+    shared("zeek/Traces/mixed-vlan-mpls.pcap"),
+    shared("arkime/tests/pcap/wireshark-retrans.pcap"),
+    shared("zeek/Traces/ftp/ipv6.pcap"),
+]
+
+
+def same(a: ConnRow, b: ConnRow) -> list[str]:
+    """The fields that differ, in value or type (NaN equal to NaN)."""
+    out = []
+    for name, x, y in zip(ConnRow._fields, a, b, strict=True):
+        if type(x) is not type(y):
+            out.append(f"{name}: {x!r} ({type(x).__name__}) != {y!r} ({type(y).__name__})")
+        elif x != y and not (isinstance(x, float) and math.isnan(x) and math.isnan(y)):
+            out.append(f"{name}: {x!r} != {y!r}")
+    return out
+
+
+def check(conns: list) -> int:
+    recs, odd = rowcols.records_of(conns)
+    rows = rowcols.rows_of_records(recs)
+    sig, some = rowcols.signals_of(recs)
+    checked = 0
+    for i, conn in enumerate(conns):
+        if odd[i]:
+            continue
+        expected = row_of(conn)
+        assert not same(rows[i], expected), (conn.id, same(rows[i], expected))
+        want = signals(expected)
+        assert bool(some[i]) == (want is not NONE) or all(math.isnan(x) for x in want), (conn.id, want)
+        np.testing.assert_array_equal(sig[i], np.array(want, dtype=np.float64))
+        checked += 1
+    return checked
+
+
+def captures() -> list[Path]:
+    found = [p for p in CAPTURES if p.exists()]
+    assert len(found) == len(CAPTURES), set(CAPTURES) - set(found)
+    return found
+
+
+@pytest.mark.parametrize("path", captures(), ids=lambda p: p.name)
+def test_records_equal_python_rows_every_second(path: Path) -> None:
+    source = FileSource(str(path))
+    engine = Engine(source.datalink, verify_checksums=False)
+    engine.tracker.track_changes()
+    checked = 0
+
+    def emit(position: float, reset: bool) -> None:
+        nonlocal checked
+        checked += check(list(engine.tracker.touched or ()))
+        RowChanges().take(engine, position)  # clears the touched set, as a session's tick does
+
+    driver = Driver(engine, emit, every_second=True)
+    driver.run_packets(source.batches())
+    checked += check(list(engine.tracker.table.values()))
+    assert checked > 0
+
+
+def test_every_capture_at_the_end() -> None:
+    """Every connection of every shared capture (the ones that open), at the end of its file."""
+    total = 0
+    paths = sorted(p for p in shared("").rglob("*") if p.suffix in (".pcap", ".pcapng", ".trace"))
+    for path in paths:
+        try:
+            source = FileSource(str(path))
+            engine = Engine(source.datalink, verify_checksums=False)
+            for batch in source.batches():
+                engine.feed_batch(batch)
+        except Exception:  # noqa: BLE001
+            continue
+        total += check(list(engine.tracker.table.values()))
+    assert total > 1000
