@@ -36,7 +36,15 @@ from midstat_tui.engine.groups import (
 )
 from midstat_tui.engine.names import NameLookup
 from midstat_tui.engine.records import ConnRow
-from midstat_tui.engine.rowcols import ROW_DTYPE, ZEEK_NAMES, RowBlock, as_records, row_from_values, rows_of_records, signals_of
+from midstat_tui.engine.rowcols import (
+    ROW_DTYPE,
+    ZEEK_NAMES,
+    RowBlock,
+    as_records,
+    row_from_values,
+    rows_of_records,
+    signals_of,
+)
 from midstat_tui.engine.session import Pulled
 from midstat_tui.problems import COUNT, KIND_NAMES, NONE, WIDTH, Lens, detect, signals, thresholds_vector
 from midstat_tui.query import Predicate, compile_query, keywords_used
@@ -52,7 +60,6 @@ IPV4_ENDPOINT = len("255.255.255.255:65535")
 # groupings whose key a connection keeps all its life: coded once, when its row arrives (zeek: at every change);
 # rows that arrive as records (engine.rowcols) are coded when a grouping or a filter first asks for the codes
 FIXED_KEYS = ("server", "server-host", "client-host", "vlan")
-RECORD_WEIGHT = 8  # records applied per row of a slice's budget (a record costs a fraction of a row: no Python)
 
 
 class _Rows(Mapping):
@@ -207,14 +214,13 @@ class ConnView:
                 self._applied_of_first = 0
             done = self._applied_of_first
             loose = len(block.rows) if block is not None else len(changes)  # the changes given as rows
-            if done < loose:
+            if done < loose or block is None:
                 take = min(loose - done, budget)
                 self._apply_rows(islice(items, int(take)))
-            else:  # a block's records, RECORD_WEIGHT of them per unit of the budget
+            else:  # then a block's records
                 start = done - loose
-                take = min(len(block.recs) - start, budget * RECORD_WEIGHT)  # type: ignore[union-attr]
-                self._apply_records(block.recs[start:start + int(take)])  # type: ignore[union-attr]
-                budget += take - take / RECORD_WEIGHT
+                take = min(len(block.recs) - start, budget)
+                self._apply_records(block.recs[start:start + int(take)])
             self._applied_of_first += int(take)
             budget -= take
             if self._applied_of_first >= len(pulled.changes):
