@@ -40,10 +40,11 @@ from midstat_tui.engine.rowcols import (
     ROW_DTYPE,
     ZEEK_NAMES,
     RowBlock,
-    as_records,
+    put_records,
     row_from_values,
     rows_of_records,
     signals_of,
+    take_records,
 )
 from midstat_tui.engine.session import Pulled
 from midstat_tui.problems import COUNT, KIND_NAMES, NONE, WIDTH, Lens, detect, signals, thresholds_vector
@@ -168,7 +169,9 @@ class ConnView:
         self._ended = np.concatenate([self._ended, np.zeros(extra, dtype=bool)])
         self._end_ts = np.concatenate([self._end_ts, np.full(extra, np.nan)])
         if self._recs is not None:
-            self._recs = as_records(np.concatenate([self._recs, np.zeros(extra, dtype=self._recs.dtype)]))
+            grown = np.zeros(size, dtype=ROW_DTYPE)  # (a concatenate would pack the fields: slow to set back)
+            grown[:len(self._recs)] = self._recs
+            self._recs = grown
         self._match = np.concatenate([self._match, np.full(extra, -1, dtype=np.int8)])
         for name, col in self._cols.items():
             self._cols[name] = np.concatenate([col, np.zeros(extra, dtype=np.float64)])
@@ -209,6 +212,8 @@ class ConnView:
             block = changes if isinstance(changes, RowBlock) else None
             if items is None:  # its first slice
                 self._start(pulled)
+                if block is not None and len(block.recs) > len(self._free):  # room for its new rows, at once
+                    self._grow(self._size + len(block.recs) - len(self._free))
                 items = iter((block.rows if block is not None else changes).items())
                 backlog[0] = (pulled, items)
                 self._applied_of_first = 0
@@ -351,9 +356,9 @@ class ConnView:
             self._ids[new_slots] = new_ids
             self._new_slots.extend(new_slots.tolist())
             self._unkeyed.append((new_slots, new_ids))
-            arrived = recs[new]
+            arrived = take_records(recs, new)
             wide = np.flatnonzero((arrived["c_len"] == 16) | (arrived["s_len"] == 16))
-            for row in rows_of_records(arrived[wide]):  # IPv6: the address columns widen
+            for row in rows_of_records(take_records(arrived, wide)):  # IPv6: the address columns widen
                 self.addr_width = max(self.addr_width, len(row.client), len(row.server))
             if (arrived["vlan_n"] > 0).any():
                 self.has_vlan = True
@@ -365,7 +370,7 @@ class ConnView:
             self._win[1][new_slots] = 0.0
         if self._recs is None:
             self._recs = np.zeros(len(self._ids), dtype=ROW_DTYPE)
-        self._recs[index] = recs
+        put_records(self._recs, index, recs)
         end_ts = recs["end_ts"]
         ended_at = np.flatnonzero(~np.isnan(end_ts))
         if len(ended_at):
@@ -410,7 +415,7 @@ class ConnView:
         ids = np.concatenate([i for _, i in pending])
         live = self._ids[slots] == ids
         slots = slots[live]
-        recs = self._recs[slots]  # type: ignore[index]
+        recs = take_records(self._recs, slots)  # type: ignore[arg-type]
         objs = self._objs
         rows = [objs.get(conn_id) or row_from_values(v) for conn_id, v in zip(ids[live].tolist(), recs.tolist(),
                                                                              strict=True)]
