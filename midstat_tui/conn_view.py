@@ -37,10 +37,9 @@ from midstat_tui.engine.groups import (
 from midstat_tui.engine.names import NameLookup
 from midstat_tui.engine.records import ConnRow
 from midstat_tui.engine.rowcols import (
-    ROW_DTYPE,
     ZEEK_NAMES,
+    RecordStore,
     RowBlock,
-    put_records,
     row_from_values,
     rows_of_records,
     signals_of,
@@ -61,6 +60,14 @@ IPV4_ENDPOINT = len("255.255.255.255:65535")
 # groupings whose key a connection keeps all its life: coded once, when its row arrives (zeek: at every change);
 # rows that arrive as records (engine.rowcols) are coded when a grouping or a filter first asks for the codes
 FIXED_KEYS = ("server", "server-host", "client-host", "vlan")
+
+
+def _grown(column: np.ndarray, size: int, fill: float = 0) -> np.ndarray:
+    """A column (the last axis: the slots) at a new size, the new slots `fill`."""
+    shape = (*column.shape[:-1], size)
+    out = np.zeros(shape, dtype=column.dtype) if fill == 0 else np.full(shape, fill, dtype=column.dtype)
+    out[..., :column.shape[-1]] = column
+    return out
 
 
 class _Rows(Mapping):
@@ -99,7 +106,7 @@ class ConnView:
         # the rows as ConnRows: those handed over so, and those made from records once asked for; a row that
         # arrived as a record and is not here is its slot's record in `_recs`
         self._objs: dict[int, ConnRow] = {}
-        self._recs: np.ndarray | None = None   # per slot: the rows handed over as records (engine.rowcols)
+        self._recs: RecordStore | None = None  # per slot: the rows handed over as records (engine.rowcols)
         self._unkeyed: list[tuple[np.ndarray, np.ndarray]] = []  # (slots, ids) of records not coded in FIXED_KEYS
         self._order_array = np.zeros(0, dtype=np.int64)  # ids in display order (`order`: as a list, made on demand)
         self._order_list: list[int] | None = []
@@ -164,26 +171,25 @@ class ConnView:
             size *= 2
         if size == len(self._ids):
             return
-        extra = size - len(self._ids)
-        self._ids = np.concatenate([self._ids, np.full(extra, -1, dtype=np.int64)])
-        self._ended = np.concatenate([self._ended, np.zeros(extra, dtype=bool)])
-        self._end_ts = np.concatenate([self._end_ts, np.full(extra, np.nan)])
+        # each column made at its new size and the old part copied in: the new part's pages, when zeros, are not
+        # touched before a row lands there (a concatenate writes them all: at a million rows, most of a grow)
+        self._ids = _grown(self._ids, size, -1)
+        self._ended = _grown(self._ended, size)
+        self._end_ts = _grown(self._end_ts, size, np.nan)
         if self._recs is not None:
-            grown = np.zeros(size, dtype=ROW_DTYPE)  # (a concatenate would pack the fields: slow to set back)
-            grown[:len(self._recs)] = self._recs
-            self._recs = grown
-        self._match = np.concatenate([self._match, np.full(extra, -1, dtype=np.int8)])
+            self._recs.ensure(size)
+        self._match = _grown(self._match, size, -1)
         for name, col in self._cols.items():
-            self._cols[name] = np.concatenate([col, np.zeros(extra, dtype=np.float64)])
-        self._signals = np.concatenate([self._signals, np.full((WIDTH, extra), np.nan, dtype=np.float32)], axis=1)
-        self._reset_col = np.concatenate([self._reset_col, np.zeros(extra, dtype=bool)])
-        self._category = np.concatenate([self._category, np.zeros(extra, dtype=np.int8)])
-        self._marks = np.concatenate([self._marks, np.zeros(extra, dtype=np.int8)])
+            self._cols[name] = _grown(col, size)
+        self._signals = _grown(self._signals, size, np.nan)
+        self._reset_col = _grown(self._reset_col, size)
+        self._category = _grown(self._category, size)
+        self._marks = _grown(self._marks, size)
         for name, ports in self._ports.items():
-            self._ports[name] = np.concatenate([ports, np.zeros(extra, dtype=np.int32)])
+            self._ports[name] = _grown(ports, size)
         for key, codes in self._codes.items():
-            self._codes[key] = np.concatenate([codes, np.zeros(extra, dtype=np.int64)])
-        self._win = tuple(np.concatenate([w, np.zeros(extra, dtype=np.float64)]) for w in self._win)  # type: ignore
+            self._codes[key] = _grown(codes, size)
+        self._win = tuple(_grown(w, size) for w in self._win)  # type: ignore
 
     def apply(self, pulled: Pulled) -> None:
         """Take a pull's changes, all of them now."""
@@ -369,8 +375,9 @@ class ConnView:
             self._win[0][new_slots] = 0.0
             self._win[1][new_slots] = 0.0
         if self._recs is None:
-            self._recs = np.zeros(len(self._ids), dtype=ROW_DTYPE)
-        put_records(self._recs, index, recs)
+            self._recs = RecordStore()
+            self._recs.ensure(len(self._ids))
+        self._recs.put(index, recs)
         end_ts = recs["end_ts"]
         ended_at = np.flatnonzero(~np.isnan(end_ts))
         if len(ended_at):
@@ -415,7 +422,7 @@ class ConnView:
         ids = np.concatenate([i for _, i in pending])
         live = self._ids[slots] == ids
         slots = slots[live]
-        recs = take_records(self._recs, slots)  # type: ignore[arg-type]
+        recs = self._recs.take(slots)  # type: ignore[union-attr]
         objs = self._objs
         rows = [objs.get(conn_id) or row_from_values(v) for conn_id, v in zip(ids[live].tolist(), recs.tolist(),
                                                                              strict=True)]
@@ -427,7 +434,7 @@ class ConnView:
         row = self._objs.get(conn_id)
         if row is None:
             slot = self._slot[conn_id]
-            row = self._objs[conn_id] = row_from_values(self._recs[slot].item())  # type: ignore[index]
+            row = self._objs[conn_id] = row_from_values(self._recs.one(slot))  # type: ignore[union-attr]
         return row
 
     def _count_traffic(self, index: np.ndarray, before: tuple[np.ndarray, np.ndarray]) -> None:

@@ -130,15 +130,69 @@ def put_records(dest: np.ndarray, index: np.ndarray, recs: np.ndarray) -> None:
     dest.view(_RAW)[index] = recs.view(_RAW)
 
 
+class RecordStore:
+    """Records by slot (the connection view's), in chunks: growing adds chunks, nothing is copied (a million
+    records are 336 MB)."""
+
+    SHIFT = 16
+    MASK = (1 << SHIFT) - 1
+
+    def __init__(self) -> None:
+        self._chunks: list[np.ndarray] = []  # each a raw (void) view of 2**SHIFT records
+
+    def ensure(self, size: int) -> None:
+        while len(self._chunks) << self.SHIFT < size:
+            self._chunks.append(np.zeros(1 << self.SHIFT, dtype=ROW_DTYPE).view(_RAW))
+
+    def _parts(self, slots: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """(chunk, positions in `slots`; None: all of them) for each chunk the slots fall in."""
+        chunk_of = slots >> self.SHIFT
+        low, high = int(chunk_of.min()), int(chunk_of.max())
+        if low == high:
+            return [(self._chunks[low], None)]
+        return [(self._chunks[c], np.flatnonzero(chunk_of == c)) for c in np.unique(chunk_of).tolist()]
+
+    def put(self, slots: np.ndarray, recs: np.ndarray) -> None:
+        if not len(slots):
+            return
+        raw = recs.view(_RAW)
+        for chunk, at in self._parts(slots):
+            if at is None:
+                chunk[slots & self.MASK] = raw
+            else:
+                chunk[slots[at] & self.MASK] = raw[at]
+
+    def take(self, slots: np.ndarray) -> np.ndarray:
+        out = np.empty(len(slots), dtype=_RAW)
+        if len(slots):
+            for chunk, at in self._parts(slots):
+                if at is None:
+                    out[:] = chunk[slots & self.MASK]
+                else:
+                    out[at] = chunk[slots[at] & self.MASK]
+        return out.view(ROW_DTYPE)
+
+    def one(self, slot: int) -> tuple:
+        return self._chunks[slot >> self.SHIFT][slot & self.MASK:(slot & self.MASK) + 1].view(ROW_DTYPE)[0].item()
+
+
 def join_records(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([p.view(_RAW) for p in parts]).view(ROW_DTYPE)
 
 
+# records filled per call into the core: a flood's hundreds of thousands of rows are made in several calls, so the
+# face's thread gets the interpreter between two (a call holds it: some 5 ms for this many)
+CHUNK = 16_384
+
+
 def records_of(conns: list) -> tuple[np.ndarray, np.ndarray]:
     """The records of these connections, in order, and which of them (a bool per record) need a Python row."""
-    recs = np.empty(len(conns), dtype=ROW_DTYPE)
-    odd = _core.row_cols(conns, recs, ENDED_NAMES, RST_NAMES) if conns else 0
-    return recs, (recs["odd"] != 0) if odd else np.zeros(len(conns), dtype=bool)
+    count = len(conns)
+    recs = np.empty(count, dtype=ROW_DTYPE)
+    odd = 0
+    for start in range(0, count, CHUNK):
+        odd += _core.row_cols(conns[start:start + CHUNK], recs[start:start + CHUNK], ENDED_NAMES, RST_NAMES)
+    return recs, (recs["odd"] != 0) if odd else np.zeros(count, dtype=bool)
 
 
 def signals_of(recs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -223,7 +277,7 @@ class ColumnRowChanges(RowChanges):
         tracker = engine.tracker
         if reset:
             conns = list(tracker.table.values())
-            self.by_id = {conn.id: conn for conn in conns}
+            self.by_id = {}  # (filled below, as the records are made)
         else:
             conns = list(tracker.touched or ())
         recs, odd = records_of(conns)
@@ -231,14 +285,14 @@ class ColumnRowChanges(RowChanges):
         if odd.any():  # rare: made in Python
             for i in np.flatnonzero(odd).tolist():
                 rows[conns[i].id] = row_of(conns[i])
-            if not reset:
-                self.by_id.update((conns[i].id, conns[i]) for i in np.flatnonzero(odd).tolist())
+            self.by_id.update((conns[i].id, conns[i]) for i in np.flatnonzero(odd).tolist())
             kept = [conn for conn, o in zip(conns, odd.tolist(), strict=True) if not o]
             recs = take_records(recs, ~odd)
         else:
             kept = conns
-        if not reset:
-            self.by_id.update(zip(recs["id"].tolist(), kept, strict=True))
+        ids = recs["id"]
+        for start in range(0, len(kept), CHUNK):  # in parts, as records_of
+            self.by_id.update(zip(ids[start:start + CHUNK].tolist(), kept[start:start + CHUNK], strict=True))
         block = RowBlock(recs, rows)
         if reset:
             for conn_id, row in self.departed.items():  # replaced on their tuple, still in their linger time

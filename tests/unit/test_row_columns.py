@@ -103,3 +103,28 @@ def test_every_capture_at_the_end() -> None:
             continue
         total += check(list(engine.tracker.table.values()))
     assert total > 1000
+
+
+def test_the_record_store_keeps_records_by_slot_across_chunks() -> None:
+    """The view's records by slot, in chunks of 2**16: what is put at any slot (several chunks at once, a chunk
+    added as it grows) is what is taken back, as one plain array would hold it."""
+    rng = np.random.default_rng(11)
+    size = 3 * (1 << rowcols.RecordStore.SHIFT) + 123
+    store = rowcols.RecordStore()
+    store.ensure(size // 2)
+    plain = np.zeros(size, dtype=rowcols.ROW_DTYPE)
+    for round_ in range(4):
+        if round_ == 2:
+            store.ensure(size)
+        top = size // 2 if round_ < 2 else size
+        slots = rng.choice(top, size=5000, replace=False).astype(np.int64)
+        recs = np.zeros(len(slots), dtype=rowcols.ROW_DTYPE)
+        recs["id"] = rng.integers(0, 1 << 40, len(slots))
+        recs["first"] = rng.random(len(slots))
+        recs["c_addr"] = [bytes(rng.integers(0, 256, 16, dtype=np.uint8)) for _ in range(len(slots))]
+        store.put(slots, recs)
+        plain[slots] = recs
+        probe = rng.choice(top, size=3000, replace=False).astype(np.int64)
+        assert store.take(probe).tobytes() == plain[probe].tobytes()
+        for slot in probe[:50].tolist():
+            assert store.one(slot) == plain[slot].item()
