@@ -17,7 +17,7 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from itertools import islice, repeat
+from itertools import repeat
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -150,7 +150,7 @@ class ConnView:
         self._new_slots: list[int] = []
         self._dropped = False                         # a slot was let go since the last recompute
         # pulls taken and not yet applied (take / catch_up), the first one's changes iterated as they are applied
-        self._backlog: deque[tuple[Pulled, Iterator | None]] = deque()
+        self._backlog: deque[tuple[Pulled, deque[list] | None]] = deque()
         self._applied_of_first = 0
         # the problems lens: every slot's signals (problems.signals), float32 times relative to `_base`; the
         # detection at `now` is redone on the matrix at each recompute (a few vector operations at 1M rows)
@@ -213,32 +213,49 @@ class ConnView:
         budget = math.inf if limit is None else limit
         backlog = self._backlog
         while backlog and budget > 0:
-            pulled, items = backlog[0]
-            changes = pulled.changes
-            block = changes if isinstance(changes, RowBlock) else None
-            if items is None:  # its first slice
+            pulled, steps = backlog[0]
+            if steps is None:  # its first slice
                 self._start(pulled)
-                if block is not None and len(block.recs) > len(self._free):  # room for its new rows, at once
-                    self._grow(self._size + len(block.recs) - len(self._free))
-                items = iter((block.rows if block is not None else changes).items())
-                backlog[0] = (pulled, items)
+                steps = self._steps(pulled.changes)
+                backlog[0] = (pulled, steps)
                 self._applied_of_first = 0
-            done = self._applied_of_first
-            loose = len(block.rows) if block is not None else len(changes)  # the changes given as rows
-            if done < loose or block is None:
-                take = min(loose - done, budget)
-                self._apply_rows(islice(items, int(take)))
-            else:  # then a block's records
-                start = done - loose
-                take = min(len(block.recs) - start, budget)
-                self._apply_records(block.recs[start:start + int(take)])
-            self._applied_of_first += int(take)
-            budget -= take
-            if self._applied_of_first >= len(pulled.changes):
+                if not steps:
+                    self._apply_rows(())  # nothing changed: the rates' window still moves on
+            while steps and budget > 0:
+                step = steps[0]
+                kind, items, at = step
+                take = int(min(len(items) - at, budget))
+                if kind == "rows":
+                    self._apply_rows(items[at:at + take])
+                else:
+                    self._apply_records(items[at:at + take])
+                step[2] = at + take
+                if step[2] >= len(items):
+                    steps.popleft()
+                self._applied_of_first += take
+                budget -= take
+            if not steps:
                 backlog.popleft()
                 self._applied_of_first = 0
                 self._leave()
         return not backlog
+
+    def _steps(self, changes) -> deque[list]:
+        """A pull's changes as steps applied in order: ["rows", [(id, row), ...], done] or ["recs", records, done]
+        (a RowBlock's parts, each its rows then its records)."""
+        if not isinstance(changes, RowBlock):
+            return deque([["rows", list(changes.items()), 0]] if changes else [])
+        steps: deque[list] = deque()
+        records = 0
+        for recs, rows in changes.parts:
+            if rows:
+                steps.append(["rows", list(rows.items()), 0])
+            if len(recs):
+                steps.append(["recs", recs, 0])
+                records += len(recs)
+        if records > len(self._free):  # room for the new rows at once (one grow, not one per slice)
+            self._grow(self._size + records - len(self._free))
+        return steps
 
     def _start(self, pulled: Pulled) -> None:
         if pulled.reset:

@@ -125,11 +125,6 @@ def take_records(recs: np.ndarray, index: np.ndarray) -> np.ndarray:
     return recs.view(_RAW)[index].view(ROW_DTYPE)
 
 
-def put_records(dest: np.ndarray, index: np.ndarray, recs: np.ndarray) -> None:
-    """dest[index] = recs."""
-    dest.view(_RAW)[index] = recs.view(_RAW)
-
-
 class RecordStore:
     """Records by slot (the connection view's), in chunks: growing adds chunks, nothing is copied (a million
     records are 336 MB)."""
@@ -176,12 +171,8 @@ class RecordStore:
         return self._chunks[slot >> self.SHIFT][slot & self.MASK:(slot & self.MASK) + 1].view(ROW_DTYPE)[0].item()
 
 
-def join_records(parts: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate([p.view(_RAW) for p in parts]).view(ROW_DTYPE)
-
-
 # records filled per call into the core: a flood's hundreds of thousands of rows are made in several calls, so the
-# face's thread gets the interpreter between two (a call holds it: some 5 ms for this many)
+# face's thread gets the interpreter between two (a call holds it: some 5-10 ms for this many)
 CHUNK = 16_384
 
 
@@ -206,58 +197,56 @@ def signals_of(recs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class RowBlock(Mapping):
-    """A tick's row changes: `recs` (records, one per connection, unique ids) and `rows` (id -> ConnRow, or None:
-    the connection left; ids not in `recs`). Reads as the dict id -> ConnRow | None it stands for."""
+    """Row changes, to be applied in order: `parts`, each (records, rows) where `rows` maps an id to its ConnRow,
+    or None: the connection left. Within a part an id is in the records or in the rows, not both; a later part may
+    change an id again (two ticks' changes kept as two parts: merging is appending, nothing is copied), so applying
+    the parts in order, each part's rows then its records, gives the latest. Reads as the dict id -> ConnRow | None
+    it stands for (made when asked: the bulk path never asks)."""
 
     def __init__(self, recs: np.ndarray | None = None, rows: dict[int, ConnRow | None] | None = None) -> None:
-        self.recs = recs if recs is not None else np.zeros(0, dtype=ROW_DTYPE)
-        self.rows: dict[int, ConnRow | None] = rows if rows is not None else {}
-        self._index: dict[int, int] | None = None
+        self.parts: list[tuple[np.ndarray, dict[int, ConnRow | None]]] = []
+        if (recs is not None and len(recs)) or rows:
+            self.parts.append((recs if recs is not None else np.zeros(0, dtype=ROW_DTYPE), rows or {}))
+        self._flat: dict[int, ConnRow | None] | None = None
 
     def __len__(self) -> int:
-        return len(self.recs) + len(self.rows)
+        """How many changes there are to apply (an id changed in two parts counts twice)."""
+        return sum(len(recs) + len(rows) for recs, rows in self.parts)
+
+    def _dict(self) -> dict[int, ConnRow | None]:
+        if self._flat is None:
+            flat: dict[int, ConnRow | None] = {}
+            for recs, rows in self.parts:
+                flat.update(rows)
+                flat.update((row.id, row) for row in rows_of_records(recs))
+            self._flat = flat
+        return self._flat
 
     def __iter__(self) -> Iterator[int]:
-        yield from self.rows
-        yield from self.recs["id"].tolist()
+        return iter(self._dict())
 
     def __getitem__(self, conn_id: int) -> ConnRow | None:
-        if conn_id in self.rows:
-            return self.rows[conn_id]
-        if self._index is None:
-            self._index = {i: n for n, i in enumerate(self.recs["id"].tolist())}
-        return row_from_values(self.recs[self._index[conn_id]].item())
+        return self._dict()[conn_id]
 
-    def items(self) -> Iterator[tuple[int, ConnRow | None]]:  # type: ignore[override]
-        yield from self.rows.items()
-        for row in rows_of_records(self.recs):
-            yield row.id, row
+    def items(self):  # type: ignore[override]
+        return self._dict().items()
 
     def update(self, later: Mapping) -> None:
-        """Take later changes in: a connection's later change replaces its earlier one."""
-        self._index = None
+        """Take later changes in (a connection's later change wins)."""
+        self._flat = None
         if isinstance(later, RowBlock):
-            ids = later.recs["id"]
-            if len(ids) and self.rows:
-                for conn_id in ids.tolist():
-                    self.rows.pop(conn_id, None)
-            gone = list(later.rows)
-            if len(self.recs):
-                drop = np.asarray(gone, dtype=np.int64)
-                if len(ids):
-                    drop = np.concatenate([drop, ids])
-                if len(drop):
-                    self.recs = take_records(self.recs, ~np.isin(self.recs["id"], drop))
-            self.recs = join_records([self.recs, later.recs]) if len(self.recs) else later.recs
-            self.rows.update(later.rows)
-            return
-        if later and len(self.recs):
-            gone = np.fromiter(later, dtype=np.int64, count=len(later))
-            self.recs = take_records(self.recs, ~np.isin(self.recs["id"], gone))
-        self.rows.update(later)
+            self.parts.extend(later.parts)
+        elif later:
+            self.parts.append((np.zeros(0, dtype=ROW_DTYPE), dict(later)))
 
     def __reduce__(self):
-        return (RowBlock, (self.recs, self.rows))
+        return (_rebuilt, (self.parts,))
+
+
+def _rebuilt(parts: list) -> RowBlock:
+    block = RowBlock()
+    block.parts = parts
+    return block
 
 
 def merged(earlier: Mapping, later: Mapping) -> Mapping:
@@ -293,12 +282,12 @@ class ColumnRowChanges(RowChanges):
         ids = recs["id"]
         for start in range(0, len(kept), CHUNK):  # in parts, as records_of
             self.by_id.update(zip(ids[start:start + CHUNK].tolist(), kept[start:start + CHUNK], strict=True))
-        block = RowBlock(recs, rows)
         if reset:
             for conn_id, row in self.departed.items():  # replaced on their tuple, still in their linger time
                 if conn_id not in self.by_id and row.first <= position and row.end_ts <= position:
-                    block.rows[conn_id] = row
-        else:
+                    rows[conn_id] = row
+        block = RowBlock(recs, rows)
+        if not reset:
             removed: dict[int, ConnRow | None] = {}
             for conn_id in tracker.removed or ():
                 row = removed[conn_id] = departed_row(self.by_id.pop(conn_id, None), tracker.now,

@@ -128,3 +128,35 @@ def test_the_record_store_keeps_records_by_slot_across_chunks() -> None:
         assert store.take(probe).tobytes() == plain[probe].tobytes()
         for slot in probe[:50].tolist():
             assert store.one(slot) == plain[slot].item()
+
+
+@pytest.mark.parametrize("path", [FIXTURES / "mixed_traffic.pcap", shared("zeek/Traces/tcp/ssh-dups.pcap")],
+                         ids=lambda p: p.name)
+def test_a_sessions_block_reads_as_the_dict_of_rows_it_stands_for(path: Path) -> None:
+    """A session's pull as a RowBlock (several ticks' changes kept as parts, a connection changed in more than one)
+    reads as the dict of rows a session without records hands over; it survives a pickle (a shard's pipe)."""
+    import pickle
+    import time
+
+    from midstat_tui.engine.session import Session
+
+    pulled = {}
+    for columns in (True, False):
+        source = FileSource(str(path))
+        session = Session(Engine(source.datalink), source, live=False, speed=0.0, columns=columns)
+        session.start()
+        deadline = time.monotonic() + 30
+        while not session.at_end and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pulled[columns] = session.pull().changes
+        session.stop()
+    block, rows = pulled[True], pulled[False]
+    assert isinstance(block, rowcols.RowBlock) and isinstance(rows, dict)
+    assert len(block.parts) > 1 and len(block) >= len(rows) > 0
+    for name, got in (("block", dict(block.items())), ("pickled", dict(pickle.loads(pickle.dumps(block)).items())),
+                      ("merged into a dict", {**{}, **block})):
+        assert got.keys() == rows.keys(), name
+        for conn_id, row in rows.items():
+            assert (got[conn_id] is None) == (row is None), name
+            if row is not None:
+                assert not same(got[conn_id], row), (name, conn_id, same(got[conn_id], row))
