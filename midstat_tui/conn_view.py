@@ -40,6 +40,7 @@ from midstat_tui.engine.rowcols import (
     ZEEK_NAMES,
     RecordStore,
     RowBlock,
+    record_keys,
     row_from_values,
     rows_of_records,
     signals_of,
@@ -108,6 +109,7 @@ class ConnView:
         self._objs: dict[int, ConnRow] = {}
         self._recs: RecordStore | None = None  # per slot: the rows handed over as records (engine.rowcols)
         self._unkeyed: list[tuple[np.ndarray, np.ndarray]] = []  # (slots, ids) of records not coded in FIXED_KEYS
+        self._keys_wanted = False  # something read the FIXED_KEYS codes: records are coded as they arrive
         self._order_array = np.zeros(0, dtype=np.int64)  # ids in display order (`order`: as a list, made on demand)
         self._order_list: list[int] | None = []
         self.sort_key = "age"
@@ -395,6 +397,8 @@ class ConnView:
             self._recs = RecordStore()
             self._recs.ensure(len(self._ids))
         self._recs.put(index, recs)
+        if self._keys_wanted:
+            self._key_pending()
         end_ts = recs["end_ts"]
         ended_at = np.flatnonzero(~np.isnan(end_ts))
         if len(ended_at):
@@ -431,21 +435,19 @@ class ConnView:
         self._count_traffic(index, before)
 
     def _key_pending(self) -> None:
-        """Code the rows that arrived as records in the groupings of FIXED_KEYS (in the order they arrived)."""
+        """Code the rows that arrived as records in the groupings of FIXED_KEYS (in the order they arrived). Until
+        something asks for those codes (a grouping, a filter on addresses) none is made; from then on each slice's
+        new rows are coded as they come, as rows handed over as ConnRows are."""
+        self._keys_wanted = True
         if not self._unkeyed:
             return
         pending, self._unkeyed = self._unkeyed, []
         slots = np.concatenate([s for s, _ in pending])
         ids = np.concatenate([i for _, i in pending])
-        live = self._ids[slots] == ids
-        slots = slots[live]
-        recs = self._recs.take(slots)  # type: ignore[union-attr]
-        objs = self._objs
-        rows = [objs.get(conn_id) or row_from_values(v) for conn_id, v in zip(ids[live].tolist(), recs.tolist(),
-                                                                             strict=True)]
-        for key in FIXED_KEYS:
+        slots = slots[self._ids[slots] == ids]
+        for key, raws in record_keys(self._recs.take(slots)).items():  # type: ignore[union-attr]
             code = self._interners[key].code
-            self._codes[key][slots] = [code(row_raw(key, row)) for row in rows]
+            self._codes[key][slots] = [code(raw) for raw in raws]
 
     def _row(self, conn_id: int) -> ConnRow:
         row = self._objs.get(conn_id)

@@ -176,6 +176,17 @@ class RecordStore:
 CHUNK = 16_384
 
 
+def record_keys(recs: np.ndarray) -> dict[str, list]:
+    """The raw keys of the groupings a connection keeps all its life (engine.groups.row_raw: server, server-host,
+    client-host, vlan) of each record, without making its row."""
+    c_addr = [a[:n] for a, n in zip(recs["c_addr"].tolist(), recs["c_len"].tolist(), strict=True)]
+    s_addr = [a[:n] for a, n in zip(recs["s_addr"].tolist(), recs["s_len"].tolist(), strict=True)]
+    vlan = [() if not n else (a,) if n == 1 else (a, b)
+            for n, a, b in zip(recs["vlan_n"].tolist(), recs["vlan0"].tolist(), recs["vlan1"].tolist(), strict=True)]
+    return {"server": list(zip(s_addr, recs["s_port"].tolist(), strict=True)), "server-host": s_addr,
+            "client-host": c_addr, "vlan": vlan}
+
+
 def records_of(conns: list) -> tuple[np.ndarray, np.ndarray]:
     """The records of these connections, in order, and which of them (a bool per record) need a Python row."""
     count = len(conns)
