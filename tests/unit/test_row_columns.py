@@ -202,6 +202,9 @@ def test_groups_asked_between_slices_code_the_records_as_they_come() -> None:
         python.set_query(text)
         made.recompute()
         python.recompute()
-        assert made.order == python.order, text
+        # the same rows in the same sort (rows that tie on the sort key may come in another order: the slots
+        # differ where a connection came and went between two pulls)
+        assert sorted(made.order) == sorted(python.order), text
+        assert [made.rows[i].first for i in made.order] == [python.rows[i].first for i in python.order], text
         counts.append(len(made.order))
     assert max(counts) > 0 and min(counts) < len(made.rows)  # the filters pass some rows and drop some
