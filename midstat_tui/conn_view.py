@@ -110,6 +110,7 @@ class ConnView:
         self._recs: RecordStore | None = None  # per slot: the rows handed over as records (engine.rowcols)
         self._unkeyed: list[tuple[np.ndarray, np.ndarray]] = []  # (slots, ids) of records not coded in FIXED_KEYS
         self._keys_wanted = False  # something read the FIXED_KEYS codes: records are coded as they arrive
+        self._zeek_lut = np.full(len(ZEEK_NAMES), -1, dtype=np.int64)  # a record's Zeek state -> its code
         self._order_array = np.zeros(0, dtype=np.int64)  # ids in display order (`order`: as a list, made on demand)
         self._order_list: list[int] | None = []
         self.sort_key = "age"
@@ -405,33 +406,44 @@ class ConnView:
             leaving = self._leaving
             leaving.extend(zip((end_ts[ended_at] + self.linger).tolist(), ids[ended_at].tolist(), strict=True))
             heapq.heapify(leaving)
-        before = (self._cols["bytes_c2s"][index], self._cols["bytes_s2c"][index])
+        # the slots as a slice when they follow each other (a flood's new rows): numpy's fastest scatter
+        at: np.ndarray | slice = index
+        first_slot = int(index[0])
+        if int(index[-1]) - first_slot == count - 1 and (count == 1 or bool((np.diff(index) == 1).all())):
+            at = slice(first_slot, first_slot + count)
+        before = (self._cols["bytes_c2s"][at].copy(), self._cols["bytes_s2c"][at].copy())
         cols = self._cols
         for name in NUMERIC:
-            cols[name][index] = recs[name]
-        self._ended[index] = recs["ended"] != 0
-        self._end_ts[index] = end_ts
-        self._reset_col[index] = recs["rst_by"] != 0
-        self._category[index], self._marks[index] = categorize(
-            cols["cstate"][index], cols["sstate"][index], self._reset_col[index], self._ended[index],
-            cols["midstream"][index])
+            cols[name][at] = recs[name]
+        ended = recs["ended"] != 0
+        reset = recs["rst_by"] != 0
+        self._ended[at] = ended
+        self._end_ts[at] = end_ts
+        self._reset_col[at] = reset
+        self._category[at], self._marks[at] = categorize(recs["cstate"], recs["sstate"], reset, ended,
+                                                         recs["midstream"])
         zeek = recs["zeek"]
-        present, first_at = np.unique(zeek, return_index=True)
-        lut = np.zeros(len(ZEEK_NAMES), dtype=np.int64)
-        code = self._interners["zeek"].code
-        for z in present[np.argsort(first_at, kind="stable")].tolist():  # coded in order of first appearance
-            lut[z] = code(ZEEK_NAMES[z])
-        self._codes["zeek"][index] = lut[zeek]
-        self._match[index] = -1
+        lut = self._zeek_lut
+        present = np.flatnonzero(np.bincount(zeek, minlength=len(ZEEK_NAMES)))
+        if (lut[present] < 0).any():  # a Zeek state not seen before: coded in order of first appearance
+            seen, first_at = np.unique(zeek, return_index=True)
+            code = self._interners["zeek"].code
+            for z in seen[np.argsort(first_at, kind="stable")].tolist():
+                lut[z] = code(ZEEK_NAMES[z])
+        self._codes["zeek"][at] = lut[zeek]
+        self._match[at] = -1
         if self._base is None:
             self._base = float(recs["first"][0])
-        self._signals[:, index] = np.nan
         sig, some = signals_of(recs)
-        if some.any():
-            sig = sig[some]
+        every = bool(some.all())
+        if not every:
+            self._signals[:, at] = np.nan
+        if every or some.any():
+            if not every:
+                sig = sig[some]
             sig -= self._base  # as _apply_rows: times relative to the base, the measures set back
             sig[:, COUNT:WIDTH - 1] += self._base
-            self._signals[:, index[some]] = sig.T
+            self._signals[:, at if every else index[some]] = sig.T
         self._count_traffic(index, before)
 
     def _key_pending(self) -> None:
