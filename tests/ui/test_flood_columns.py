@@ -17,10 +17,12 @@ from midstat_tui.capture.files import FileSource
 from midstat_tui.engine import rowcols
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.session import Session
+from midstat_tui.tcp.connection import COMPILED
 from midstat_tui.ui.app import MidstatApp
 from tests import table_pcap
 
-pytestmark = pytest.mark.skipif(not rowcols.available(), reason="no compiled core")
+pytestmark = pytest.mark.skipif(not rowcols.available() or not COMPILED,
+                                reason="no compiled core (or MIDSTAT_PURE_PYTHON)")
 
 SYNS = 3000
 AGAIN = 600

@@ -16,9 +16,11 @@ from midstat_tui.engine.driver import Driver, RowChanges
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.records import ConnRow, row_of
 from midstat_tui.problems import NONE, signals
+from midstat_tui.tcp.connection import COMPILED
 from tests.helpers import FIXTURES, shared
 
-pytestmark = pytest.mark.skipif(not rowcols.available(), reason="no compiled core")
+pytestmark = pytest.mark.skipif(not rowcols.available() or not COMPILED,
+                                reason="no compiled core (or MIDSTAT_PURE_PYTHON)")
 
 CAPTURES = [
     FIXTURES / "mixed_traffic.pcap",
