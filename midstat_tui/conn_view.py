@@ -6,6 +6,10 @@ at a million connections costs a gather and a stable argsort (which finds last s
 a million Python comparisons; filter results are cached per row until the row changes. Columns that do not sort as
 numbers (addresses, text) fall back to a Python sort.
 
+Rows arrive as ConnRows (a dict of changes) or, from a session over the compiled core, as records made in C
+(engine.rowcols.RowBlock): those are applied a column at a time and kept as records; `rows[id]` makes a ConnRow from
+its record when asked (the table asks for the lines it draws).
+
 When a port is reused, the engine replaces the earlier incarnation on its tuple by the new one and hands over its
 last row (engine.records.departed_row); the view keeps every ended row until its end time plus the linger time, so
 both incarnations stay visible side by side, as any ended connection does.
