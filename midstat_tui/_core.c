@@ -8,7 +8,7 @@
  * tracker.py). Every rule here has its explanation there; tests/unit/test_compiled_core.py checks that both
  * engines leave every field of every connection equal, packet by packet, on every capture the project has.
  *
- * No I/O and no clock. Anything the loop does not handle (a SYN on a known tuple, an ended connection, odd flags,
+ * No clock, and no I/O but the capture file reader (`Reader`, its own section). Anything the loop does not handle (a SYN on a known tuple, an ended connection, odd flags,
  * a bad checksum, another frame shape, a due timer, an event sink) goes back to the Python tracker.
  */
 #define PY_SSIZE_T_CLEAN
@@ -1778,6 +1778,30 @@ static PyObject *flow_key(const Frame *fr) {
 
 enum { STOP_END, STOP_SLOW, STOP_TIME, STOP_CHANGED };
 
+/* A batch of packets read by the capture file reader (`Reader`, below): each packet's time, and where its frame lies
+ * in the block of the file it was read into. The packet loop (`run`) takes it as it takes a list of (ts, frame). */
+enum { READ_ON = 0, READ_END = 1, READ_HANDOVER = 2 };
+enum { F_UNPLACED = 1, F_LATE = 2 };
+
+typedef struct {
+    double ts;
+    uint32_t off, len;
+    uint32_t flags;
+} FrameEntry;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *block;              /* the bytes object the frames lie in */
+    Py_ssize_t n;
+    FrameEntry *e;
+} FramesObject;
+
+static PyTypeObject FramesType;
+
+static inline const unsigned char *frames_base(const FramesObject *fr) {
+    return (const unsigned char *)PyBytes_AS_STRING(fr->block);
+}
+
 /* ---------------------------------------------------------------------------------------------------------------
  * The seam: tcp/seam.py's CoreState is all the loop sees of a tracker (docs/compiled-core.md). Its public
  * attributes are read once per call; the structures (table, timers, handshakes, touched) are the same objects the
@@ -2099,9 +2123,15 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
     const char *own = NULL;       /* offload_sources: entries of one length byte (4 or 16), then the address */
     Py_ssize_t own_len = 0;
     PyObject *name_frames = NULL; /* names: where a client's first payload that may name its server goes */
-    if (!PyArg_ParseTuple(args, "O!ndOpi|y#O!", &PyList_Type, &batch, &start, &limit, &state, &verify, &dlt, &own,
-                          &own_len, &PyList_Type, &name_frames))
+    if (!PyArg_ParseTuple(args, "OndOpi|y#O!", &batch, &start, &limit, &state, &verify, &dlt, &own, &own_len,
+                          &PyList_Type, &name_frames))
         return NULL;
+    /* a list of (ts, frame) tuples, or a batch of frames lying in a file's block (Reader) */
+    FramesObject *frames = PyObject_TypeCheck(batch, &FramesType) ? (FramesObject *)batch : NULL;
+    if (frames == NULL && !PyList_Check(batch)) {
+        PyErr_SetString(PyExc_TypeError, "run: batch must be a list or Frames");
+        return NULL;
+    }
     PyObject *result = NULL;
     Core core;
     if (core_load(&core, state) < 0)
@@ -2111,8 +2141,9 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
     /* the latest packet time the tracker has seen: a packet dated before it (time going backwards) is Python's,
      * which counts it and dates it at that time */
     double floor_ts = core.latest;
-    Py_ssize_t n = PyList_GET_SIZE(batch);
-    Py_ssize_t i = start;
+    Py_ssize_t n = frames != NULL ? frames->n : PyList_GET_SIZE(batch);
+    const unsigned char *base = frames != NULL ? frames_base(frames) : NULL;
+    Py_ssize_t i = start < 0 ? 0 : start;
     long long packets = 0, nbytes = 0, suspicious = 0, odd = 0, started = 0, offloaded = 0;
     double last_ts = -INFINITY;
     int reason = STOP_END;
@@ -2121,13 +2152,27 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
     int before_c = 0, before_s = 0;
     Frame fr;
     for (; i < n; i++) {
-        PyObject *item = PyList_GET_ITEM(batch, i);
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyFloat_CheckExact(PyTuple_GET_ITEM(item, 0)) ||
-            !PyBytes_CheckExact(PyTuple_GET_ITEM(item, 1))) {
-            reason = STOP_SLOW;
-            break;
+        double ts;
+        PyObject *frame = NULL;   /* the frame's bytes object (a list's item), NULL for Frames */
+        const unsigned char *f;
+        Py_ssize_t size;
+        if (frames != NULL) {
+            const FrameEntry *e = &frames->e[i];
+            ts = e->ts;
+            f = base + e->off;
+            size = e->len;
+        } else {
+            PyObject *item = PyList_GET_ITEM(batch, i);
+            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 ||
+                !PyFloat_CheckExact(PyTuple_GET_ITEM(item, 0)) || !PyBytes_CheckExact(PyTuple_GET_ITEM(item, 1))) {
+                reason = STOP_SLOW;
+                break;
+            }
+            ts = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(item, 0));
+            frame = PyTuple_GET_ITEM(item, 1);
+            f = (const unsigned char *)PyBytes_AS_STRING(frame);
+            size = PyBytes_GET_SIZE(frame);
         }
-        double ts = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(item, 0));
         if (!(ts < limit)) {
             reason = STOP_TIME;
             break;
@@ -2136,9 +2181,6 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
             reason = STOP_SLOW;
             break;
         }
-        PyObject *frame = PyTuple_GET_ITEM(item, 1);
-        const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
-        Py_ssize_t size = PyBytes_GET_SIZE(frame);
         if (!decode_frame(dlt, f, size, verify, &fr) || (fr.csum == 0 && !own_source(own, own_len, &fr))) {
             reason = STOP_SLOW;
             break;
@@ -2184,8 +2226,10 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
         if (name_frames != NULL && from_client && conn->c->payload == 0 && fr.seg.payload > 0 &&
             may_name(f + fr.payload_at, size - fr.payload_at)) {
             /* names (engine/names.py): the client's first data, if it may be a ClientHello or an HTTP request */
-            PyObject *cand = Py_BuildValue("(dOny#)", ts, frame, fr.payload_at, (const char *)fr.dst,
-                                           (Py_ssize_t)fr.addr_len);
+            PyObject *cand = frame != NULL
+                ? Py_BuildValue("(dOny#)", ts, frame, fr.payload_at, (const char *)fr.dst, (Py_ssize_t)fr.addr_len)
+                : Py_BuildValue("(dy#ny#)", ts, (const char *)f, size, fr.payload_at, (const char *)fr.dst,
+                                (Py_ssize_t)fr.addr_len);
             if (cand == NULL || PyList_Append(name_frames, cand) < 0) {
                 Py_XDECREF(cand);
                 goto out;
@@ -3998,6 +4042,646 @@ static PyObject *py_row_layout(PyObject *module, PyObject *unused) {
     return Py_BuildValue("(nNi)", (Py_ssize_t)sizeof(RowRec), list, SG_WIDTH);
 }
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Reading capture files (capture/files.py): classic pcap (either byte order, micro- or nanosecond timestamps) and
+ * pcapng (Enhanced Packet Blocks, several interfaces of one link type, decimal timestamp resolutions and offsets),
+ * read in large blocks; a batch (`Frames`) is an array of (time, offset, length) into one block, so no Python object
+ * is made per packet: the packet loop (`run`) reads the frames where they lie. Times are whole microseconds as
+ * libpcap hands them out (nanoseconds cut, not rounded), and dated by the file's clock (capture/clock.py): a packet
+ * dated before one read earlier gets the latest time read, and is counted. With a share (count > 1), only the
+ * packets placed on this shard and those this decoder cannot place are kept (engine/placement.py).
+ *
+ * Anything this reader is not sure libpcap reads the same way (a block it does not know the meaning of, a caplen
+ * above the snapshot length, a binary timestamp resolution, a new section, a cut-off record, damage) ends its part:
+ * `status` is HANDOVER and `delivered` says how many packets it read, from which capture/files.py lets libpcap
+ * read the rest (and say what is wrong with it, as it always has). A file it cannot open as one of its formats
+ * raises ValueError (libpcap reads it all).
+ * ------------------------------------------------------------------------------------------------------------ */
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <errno.h>
+
+#define READ_BLOCK (4 << 20)      /* bytes read at a time */
+#define MAX_SNAPLEN 262144        /* libpcap's max_snaplen_for_dlt for the link types read here */
+#define MAX_IFACES 256
+
+
+static void frames_dealloc(FramesObject *self) {
+    Py_XDECREF(self->block);
+    PyMem_Free(self->e);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static FramesObject *frames_make(PyObject *block, Py_ssize_t cap) {
+    FramesObject *fr = PyObject_New(FramesObject, &FramesType);
+    if (fr == NULL)
+        return NULL;
+    fr->block = Py_NewRef(block);
+    fr->n = 0;
+    fr->e = PyMem_Malloc((cap > 0 ? cap : 1) * sizeof(FrameEntry));
+    if (fr->e == NULL) {
+        Py_DECREF(fr);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    return fr;
+}
+
+
+static Py_ssize_t frames_length(FramesObject *self) { return self->n; }
+
+static PyObject *frames_item(FramesObject *self, Py_ssize_t i) {
+    if (i < 0 || i >= self->n) {
+        PyErr_SetString(PyExc_IndexError, "frame index out of range");
+        return NULL;
+    }
+    const FrameEntry *e = &self->e[i];
+    return Py_BuildValue("(dy#)", e->ts, (const char *)frames_base(self) + e->off, (Py_ssize_t)e->len);
+}
+
+static PyObject *frames_subscript(FramesObject *self, PyObject *key) {
+    if (PyIndex_Check(key)) {
+        Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+        if (i == -1 && PyErr_Occurred())
+            return NULL;
+        if (i < 0)
+            i += self->n;
+        return frames_item(self, i);
+    }
+    if (!PySlice_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "frames are indexed by integers or slices");
+        return NULL;
+    }
+    Py_ssize_t start, stop, step;
+    if (PySlice_Unpack(key, &start, &stop, &step) < 0)
+        return NULL;
+    Py_ssize_t count = PySlice_AdjustIndices(self->n, &start, &stop, step);
+    PyObject *out = PyList_New(count);
+    for (Py_ssize_t k = 0, i = start; out != NULL && k < count; k++, i += step) {
+        PyObject *item = frames_item(self, i);
+        if (item == NULL)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, k, item);
+    }
+    return out;
+}
+
+static PyObject *frames_indices(FramesObject *self, uint32_t flag) {
+    PyObject *out = PyList_New(0);
+    for (Py_ssize_t i = 0; out != NULL && i < self->n; i++) {
+        if (!(self->e[i].flags & flag))
+            continue;
+        PyObject *at = PyLong_FromSsize_t(i);
+        if (at == NULL || PyList_Append(out, at) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(at);
+    }
+    return out;
+}
+
+static PyObject *frames_unplaced(FramesObject *self, PyObject *unused) { return frames_indices(self, F_UNPLACED); }
+
+static PyObject *frames_late(FramesObject *self, PyObject *unused) { return frames_indices(self, F_LATE); }
+
+/* drop(indices) -> (frames, late): the batch without the packets at `indices`, and how many of those were late */
+static PyObject *frames_drop(FramesObject *self, PyObject *indices) {
+    PyObject *seq = PySequence_Fast(indices, "drop takes a sequence of indices");
+    if (seq == NULL)
+        return NULL;
+    unsigned char *gone = PyMem_Calloc(self->n > 0 ? self->n : 1, 1);
+    FramesObject *out = NULL;
+    long late = 0;
+    if (gone == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(seq); k++) {
+        Py_ssize_t i = PyNumber_AsSsize_t(PySequence_Fast_GET_ITEM(seq, k), PyExc_IndexError);
+        if (i == -1 && PyErr_Occurred())
+            goto done;
+        if (i < 0 || i >= self->n) {
+            PyErr_SetString(PyExc_IndexError, "frame index out of range");
+            goto done;
+        }
+        gone[i] = 1;
+    }
+    if ((out = frames_make(self->block, self->n)) == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        if (gone[i])
+            late += (self->e[i].flags & F_LATE) != 0;
+        else
+            out->e[out->n++] = self->e[i];
+    }
+done:
+    PyMem_Free(gone);
+    Py_DECREF(seq);
+    if (out == NULL)
+        return NULL;
+    return Py_BuildValue("(Nl)", (PyObject *)out, late);
+}
+
+static PySequenceMethods frames_as_sequence = {
+    .sq_length = (lenfunc)frames_length,
+    .sq_item = (ssizeargfunc)frames_item,
+};
+
+static PyMappingMethods frames_as_mapping = {
+    .mp_length = (lenfunc)frames_length,
+    .mp_subscript = (binaryfunc)frames_subscript,
+};
+
+static PyMethodDef frames_methods[] = {
+    {"unplaced", (PyCFunction)frames_unplaced, METH_NOARGS,
+     "The indexes of the packets this decoder could not place on a shard (the Python decoder must)."},
+    {"late", (PyCFunction)frames_late, METH_NOARGS, "The indexes of the packets the file's clock dated late."},
+    {"drop", (PyCFunction)frames_drop, METH_O, "drop(indices) -> (frames, late among those dropped)."},
+    {NULL},
+};
+
+static PyTypeObject FramesType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "midstat_tui._core.Frames",
+    .tp_basicsize = sizeof(FramesObject),
+    .tp_dealloc = (destructor)frames_dealloc,
+    .tp_as_sequence = &frames_as_sequence,
+    .tp_as_mapping = &frames_as_mapping,
+    .tp_methods = frames_methods,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A batch of packets as (ts, frame) items, lying in the block of the file they were read from.",
+};
+
+typedef struct {
+    int linktype;
+    int usable;                   /* its packets are read here (else: handed over) */
+    uint64_t units;               /* timestamp units per second (10^k) */
+    uint64_t down, up;            /* to microseconds: divide by `down` (k > 6) or multiply by `up` (k < 6) */
+    int64_t offset;               /* if_tsoffset, seconds */
+} Iface;
+
+typedef struct {
+    PyObject_HEAD
+    int fd;
+    int ng;                       /* pcapng */
+    int swap;                     /* the file's byte order is not this machine's */
+    int nsec;                     /* classic pcap with nanosecond times */
+    int linktype, dlt;
+    uint32_t snapshot;            /* libpcap's snapshot length: caplen above it is handed over */
+    int n_if;
+    Iface ifs[MAX_IFACES];
+    PyObject *block;              /* bytes: what was read and not yet parsed lies in [pos, end) */
+    Py_ssize_t pos, end;
+    int eof;
+    int status;
+    long long latest;             /* the clock: the latest time read, whole microseconds (-1: none yet) */
+    long long late;               /* late packets among those kept */
+    long long delivered;          /* packets read (every shard's) */
+    int count, shard, batch;
+} ReaderObject;
+
+static inline uint32_t r32(const ReaderObject *r, const unsigned char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return r->swap ? __builtin_bswap32(v) : v;
+}
+
+static inline uint16_t r16(const ReaderObject *r, const unsigned char *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return r->swap ? __builtin_bswap16(v) : v;
+}
+
+/* Make at least `need` unparsed bytes available from `pos` (a new block: the unparsed tail moves to its start).
+ * 1: available; 0: the file ended first; -1: error (set). */
+static int reader_fill(ReaderObject *r, Py_ssize_t need) {
+    if (r->end - r->pos >= need)
+        return 1;
+    if (r->eof)
+        return 0;
+    Py_ssize_t left = r->end - r->pos;
+    Py_ssize_t size = READ_BLOCK;
+    while (size < need + 4096)
+        size *= 2;
+    PyObject *fresh = PyBytes_FromStringAndSize(NULL, size);
+    if (fresh == NULL)
+        return -1;
+    char *dst = PyBytes_AS_STRING(fresh);
+    if (left > 0)
+        memcpy(dst, PyBytes_AS_STRING(r->block) + r->pos, left);
+    Py_ssize_t have = left;
+    while (have < size) {
+        ssize_t got;
+        Py_BEGIN_ALLOW_THREADS
+        got = read(r->fd, dst + have, size - have);
+        Py_END_ALLOW_THREADS
+        if (got < 0) {
+            if (errno == EINTR) {
+                if (PyErr_CheckSignals() < 0) {
+                    Py_DECREF(fresh);
+                    return -1;
+                }
+                continue;
+            }
+            Py_DECREF(fresh);
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        if (got == 0) {
+            r->eof = 1;
+            break;
+        }
+        have += got;
+    }
+    Py_XSETREF(r->block, fresh);
+    r->pos = 0;
+    r->end = have;
+    return have >= need ? 1 : 0;
+}
+
+static int linktype_to_dlt(int linktype) { return linktype == 101 ? 12 : linktype; }
+
+/* the link types read here: Ethernet and raw IP in either byte order; Linux cooked captures (whose pseudo-headers
+ * libpcap rewrites in a file of the other byte order) in this machine's only */
+static int linktype_ok(int linktype, int swap) {
+    switch (linktype) {
+    case 1: case 101: case 228: case 229:
+        return 1;
+    case 113: case 276:
+        return !swap;
+    default:
+        return 0;
+    }
+}
+
+static uint32_t adjusted_snapshot(uint32_t snaplen) {
+    return snaplen == 0 || snaplen > MAX_SNAPLEN ? MAX_SNAPLEN : snaplen;
+}
+
+/* an Interface Description Block's body (after type and length; `len` bytes before the trailer) */
+static int parse_idb(ReaderObject *r, const unsigned char *b, Py_ssize_t len) {
+    if (len < 8 || r->n_if >= MAX_IFACES)
+        return 0;
+    Iface *ifc = &r->ifs[r->n_if];
+    ifc->linktype = r16(r, b);
+    uint32_t snaplen = r32(r, b + 4);
+    int exponent = 6, binary = 0;
+    int64_t offset = 0;
+    Py_ssize_t at = 8;
+    while (at + 4 <= len) {
+        uint16_t code = r16(r, b + at), olen = r16(r, b + at + 2);
+        Py_ssize_t padded = ((Py_ssize_t)olen + 3) & ~(Py_ssize_t)3;
+        if (at + 4 + padded > len)
+            return 0;
+        const unsigned char *v = b + at + 4;
+        if (code == 0)
+            break;
+        if (code == 9) {          /* if_tsresol */
+            if (olen != 1)
+                return 0;
+            binary = (v[0] & 0x80) != 0;
+            exponent = v[0] & 0x7F;
+        } else if (code == 14) {  /* if_tsoffset */
+            if (olen != 8)
+                return 0;
+            uint64_t raw;
+            memcpy(&raw, v, 8);
+            offset = (int64_t)(r->swap ? __builtin_bswap64(raw) : raw);
+        }
+        at += 4 + padded;
+    }
+    ifc->offset = offset;
+    ifc->usable = !binary && exponent <= 9 && linktype_ok(ifc->linktype, r->swap) &&
+                  (r->n_if == 0 || ifc->linktype == r->ifs[0].linktype) &&
+                  offset > -1000000000LL && offset < 1000000000LL;
+    uint64_t units = 1;
+    for (int k = 0; k < exponent && k < 19; k++)
+        units *= 10;
+    ifc->units = units;
+    ifc->down = exponent > 6 ? units / 1000000 : 1;
+    ifc->up = exponent < 6 ? 1000000 / units : 1;
+    if (r->n_if == 0) {
+        r->linktype = ifc->linktype;
+        r->snapshot = adjusted_snapshot(snaplen);
+    }
+    r->n_if++;
+    return 1;
+}
+
+/* The header: a classic pcap file header, or pcapng's first Section Header Block up to its first Interface
+ * Description Block. 1: readable here; 0: not (ValueError: libpcap's) */
+static int reader_header(ReaderObject *r) {
+    int got = reader_fill(r, 24);
+    if (got <= 0)
+        return got;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(r->block);
+    uint32_t magic;
+    memcpy(&magic, p, 4);
+    if (magic == 0xa1b2c3d4u || magic == 0xa1b23c4du || magic == 0xd4c3b2a1u || magic == 0x4d3cb2a1u) {
+        r->swap = magic == 0xd4c3b2a1u || magic == 0x4d3cb2a1u;
+        r->nsec = magic == 0xa1b23c4du || magic == 0x4d3cb2a1u;
+        if (r16(r, p + 4) != 2 || r16(r, p + 6) != 4)
+            return 0;
+        uint32_t network = r32(r, p + 20);
+        if (network & 0xFC000000u)  /* FCS length bits: libpcap's */
+            return 0;
+        r->linktype = (int)network;
+        r->snapshot = adjusted_snapshot(r32(r, p + 16));
+        r->pos = 24;
+        return linktype_ok(r->linktype, r->swap);
+    }
+    if (magic != 0x0A0D0D0Au)
+        return 0;
+    uint32_t bom;
+    memcpy(&bom, p + 8, 4);
+    if (bom == 0x1A2B3C4Du)
+        r->swap = 0;
+    else if (bom == 0x4D3C2B1Au)
+        r->swap = 1;
+    else
+        return 0;
+    r->ng = 1;
+    uint32_t len = r32(r, p + 4);
+    if (len < 28 || len % 4 != 0 || len > (16u << 20) || r16(r, p + 12) != 1 || r16(r, p + 14) != 0)
+        return 0;
+    if ((got = reader_fill(r, len)) <= 0)
+        return got;
+    r->pos += len;
+    /* blocks up to the first IDB: libpcap takes the link type and snapshot length from it */
+    for (;;) {
+        if ((got = reader_fill(r, 12)) <= 0)
+            return got;
+        p = (const unsigned char *)PyBytes_AS_STRING(r->block) + r->pos;
+        uint32_t type = r32(r, p), blen = r32(r, p + 4);
+        if (blen < 12 || blen % 4 != 0 || blen > (16u << 20))
+            return 0;
+        if ((got = reader_fill(r, blen)) <= 0)
+            return got;
+        p = (const unsigned char *)PyBytes_AS_STRING(r->block) + r->pos;
+        if (type == 1) {
+            if (!parse_idb(r, p + 8, blen - 12) || !r->ifs[0].usable)
+                return 0;
+            r->pos += blen;
+            return 1;
+        }
+        if (type == 2 || type == 3 || type == 6 || type == 0x0A0D0D0Au)
+            return 0;             /* a packet before any interface, a new section: libpcap's */
+        r->pos += blen;
+    }
+}
+
+static void reader_dealloc(ReaderObject *self) {
+    if (self->fd >= 0)
+        close(self->fd);
+    Py_XDECREF(self->block);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Reader(path, count=1, shard=0, batch=1024) */
+static int reader_init(ReaderObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"path", "count", "shard", "batch", NULL};
+    PyObject *path;
+    int count = 1, shard = 0, batch = 1024;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&|iii", kwlist, PyUnicode_FSConverter, &path, &count, &shard,
+                                     &batch))
+        return -1;
+    if (count < 1 || count >= UNPLACED || shard < 0 || shard >= count || batch < 1) {
+        Py_DECREF(path);
+        PyErr_SetString(PyExc_ValueError, "0 <= shard < count < 255, batch >= 1");
+        return -1;
+    }
+    if (self->fd >= 0)
+        close(self->fd);
+    Py_CLEAR(self->block);
+    self->fd = -1;
+    self->ng = self->swap = self->nsec = self->n_if = self->eof = 0;
+    self->pos = self->end = 0;
+    self->status = READ_ON;
+    self->latest = -1;
+    self->late = self->delivered = 0;
+    self->count = count;
+    self->shard = shard;
+    self->batch = batch;
+    Py_BEGIN_ALLOW_THREADS
+    self->fd = open(PyBytes_AS_STRING(path), O_RDONLY | O_CLOEXEC);
+    Py_END_ALLOW_THREADS
+    if (self->fd < 0) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+        Py_DECREF(path);
+        return -1;
+    }
+    Py_DECREF(path);
+    if ((self->block = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
+        return -1;
+    int rc = reader_header(self);
+    if (rc < 0)
+        return -1;
+    if (rc == 0) {
+        PyErr_SetString(PyExc_ValueError, "not a capture this reader reads (libpcap's)");
+        return -1;
+    }
+    self->dlt = linktype_to_dlt(self->linktype);
+    return 0;
+}
+
+static PyObject *reader_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    ReaderObject *self = (ReaderObject *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->fd = -1;
+    return (PyObject *)self;
+}
+
+/* One record at `pos`: 1 a packet (its time in whole microseconds, where its frame lies), 2 a block with no packet
+ * (skipped), 0 the end of what this reader reads (status set), -1 an error. */
+static int reader_record(ReaderObject *r, long long *micro, Py_ssize_t *at, uint32_t *caplen) {
+    int got;
+    if (!r->ng) {
+        if ((got = reader_fill(r, 16)) <= 0) {
+            if (got == 0)
+                r->status = r->end > r->pos ? READ_HANDOVER : READ_END;
+            return got;
+        }
+        const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(r->block) + r->pos;
+        uint32_t sec = r32(r, p), frac = r32(r, p + 4), len = r32(r, p + 8);
+        if (len > r->snapshot) {
+            r->status = READ_HANDOVER;
+            return 0;
+        }
+        if ((got = reader_fill(r, 16 + (Py_ssize_t)len)) <= 0) {
+            if (got == 0)
+                r->status = READ_HANDOVER;
+            return got;
+        }
+        *micro = (long long)sec * 1000000 + (r->nsec ? frac / 1000 : frac);
+        *at = r->pos + 16;
+        *caplen = len;
+        r->pos += 16 + (Py_ssize_t)len;
+        return 1;
+    }
+    if ((got = reader_fill(r, 12)) <= 0) {
+        if (got == 0)
+            r->status = r->end > r->pos ? READ_HANDOVER : READ_END;
+        return got;
+    }
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(r->block) + r->pos;
+    uint32_t type = r32(r, p), blen = r32(r, p + 4);
+    if (blen < 12 || blen % 4 != 0 || blen > (16u << 20)) {
+        r->status = READ_HANDOVER;
+        return 0;
+    }
+    if ((got = reader_fill(r, blen)) <= 0) {
+        if (got == 0)
+            r->status = READ_HANDOVER;
+        return got;
+    }
+    p = (const unsigned char *)PyBytes_AS_STRING(r->block) + r->pos;
+    if (r32(r, p + blen - 4) != blen) {
+        r->status = READ_HANDOVER;
+        return 0;
+    }
+    if (type == 6) {              /* Enhanced Packet Block */
+        if (blen < 32) {
+            r->status = READ_HANDOVER;
+            return 0;
+        }
+        uint32_t iface = r32(r, p + 8), len = r32(r, p + 20);
+        if (iface >= (uint32_t)r->n_if || !r->ifs[iface].usable || len > r->snapshot || 28 + (Py_ssize_t)len + 4 > blen) {
+            r->status = READ_HANDOVER;
+            return 0;
+        }
+        const Iface *ifc = &r->ifs[iface];
+        uint64_t t = ((uint64_t)r32(r, p + 12) << 32) | r32(r, p + 16);
+        uint64_t sec = t / ifc->units, frac = t % ifc->units;
+        frac = ifc->down > 1 ? frac / ifc->down : frac * ifc->up;
+        int64_t s = (int64_t)sec + ifc->offset;
+        if (sec > 0xFFFFFFFFull || s < 0 || s > 0xFFFFFFFFLL) {
+            r->status = READ_HANDOVER;
+            return 0;
+        }
+        *micro = (long long)s * 1000000 + (long long)frac;
+        *at = r->pos + 28;
+        *caplen = len;
+        r->pos += blen;
+        return 1;
+    }
+    if (type == 1) {              /* another interface */
+        if (!parse_idb(r, p + 8, blen - 12)) {
+            r->status = READ_HANDOVER;
+            return 0;
+        }
+        r->pos += blen;
+        return 2;
+    }
+    if (type == 2 || type == 3 || type == 0x0A0D0D0Au) {
+        /* an obsolete or simple packet block, a new section: libpcap's */
+        r->status = READ_HANDOVER;
+        return 0;
+    }
+    r->pos += blen;               /* name resolution, statistics, ...: no packet */
+    return 2;
+}
+
+/* Does the next record lie whole in the bytes read? (Else reading it starts a new block.) */
+static int record_ready(const ReaderObject *r) {
+    Py_ssize_t left = r->end - r->pos;
+    if (left < (r->ng ? 12 : 16))
+        return 0;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(r->block) + r->pos;
+    uint32_t need = r->ng ? r32(r, p + 4) : 16 + r32(r, p + 8);
+    return need <= (uint64_t)left;
+}
+
+/* next() -> Frames, or None once this reader is done (`status` says why): up to `batch` packets of this shard, all
+ * in one block */
+static PyObject *reader_next(ReaderObject *r, PyObject *unused) {
+    if (r->fd < 0 || r->status != READ_ON)
+        Py_RETURN_NONE;
+    FramesObject *out = NULL;
+    for (;;) {
+        if (out != NULL && !record_ready(r))
+            return (PyObject *)out;  /* the batch lies in this block; the next record starts the next batch */
+        long long micro;
+        Py_ssize_t at;
+        uint32_t caplen;
+        int rc = reader_record(r, &micro, &at, &caplen);
+        if (rc < 0) {
+            Py_XDECREF(out);
+            return NULL;
+        }
+        if (rc == 0)
+            break;
+        if (rc == 2)
+            continue;
+        r->delivered++;
+        uint32_t flags = 0;
+        if (micro < r->latest) {
+            flags |= F_LATE;
+            micro = r->latest;
+        } else {
+            r->latest = micro;
+        }
+        const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(r->block) + at;
+        if (r->count > 1) {
+            int where = place_one(r->dlt, f, (Py_ssize_t)caplen, r->count);
+            if (where == UNPLACED)
+                flags |= F_UNPLACED;
+            else if (where != r->shard)
+                continue;
+        }
+        if (flags & F_LATE)
+            r->late++;
+        if (out == NULL && (out = frames_make(r->block, r->batch)) == NULL)
+            return NULL;
+        long long sec = micro / 1000000, usec = micro % 1000000;
+        FrameEntry *e = &out->e[out->n++];
+        e->ts = (double)sec + (double)usec * 1e-6;
+        e->off = (uint32_t)at;
+        e->len = caplen;
+        e->flags = flags;
+        if (out->n >= r->batch)
+            return (PyObject *)out;
+    }
+    if (out != NULL)
+        return (PyObject *)out;
+    Py_RETURN_NONE;
+}
+
+static PyObject *reader_close(ReaderObject *r, PyObject *unused) {
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = -1;
+    Py_CLEAR(r->block);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef reader_methods[] = {
+    {"next", (PyCFunction)reader_next, METH_NOARGS,
+     "next() -> Frames, or None once this reader is done (`status`: END, or HANDOVER to libpcap)."},
+    {"close", (PyCFunction)reader_close, METH_NOARGS, "Close the file."},
+    {NULL},
+};
+
+static PyMemberDef reader_members[] = {
+    {"datalink", T_INT, offsetof(ReaderObject, dlt), READONLY, "the link type, as libpcap's datalink() says it"},
+    {"status", T_INT, offsetof(ReaderObject, status), READONLY, "0 reading, 1 at the end, 2 handed over"},
+    {"delivered", T_LONGLONG, offsetof(ReaderObject, delivered), READONLY, "packets read (every shard's)"},
+    {"late", T_LONGLONG, offsetof(ReaderObject, late), READONLY, "late packets among those kept"},
+    {"latest", T_LONGLONG, offsetof(ReaderObject, latest), 0, "the clock: latest time read (microseconds)"},
+    {NULL},
+};
+
+static PyTypeObject ReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "midstat_tui._core.Reader",
+    .tp_basicsize = sizeof(ReaderObject),
+    .tp_new = reader_new,
+    .tp_init = (initproc)reader_init,
+    .tp_dealloc = (destructor)reader_dealloc,
+    .tp_methods = reader_methods,
+    .tp_members = reader_members,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Reader(path, count=1, shard=0, batch=1024): a pcap or pcapng file's packets in batches (Frames).",
+};
+
 static PyMethodDef module_methods[] = {
     {"decode_frame", py_decode_frame, METH_VARARGS,
      "decode_frame(ts, frame, dlt, verify): the Segment fields the packet loop reads, or None (another shape)."},
@@ -4081,7 +4765,8 @@ PyMODINIT_FUNC PyInit__core(void) {
         PyErr_SetString(PyExc_ImportError, "midstat's compiled core supports little-endian machines only");
         return NULL;
     }
-    if (PyType_Ready(&SideType) < 0 || PyType_Ready(&ConnType) < 0)
+    if (PyType_Ready(&SideType) < 0 || PyType_Ready(&ConnType) < 0 || PyType_Ready(&FramesType) < 0 ||
+        PyType_Ready(&ReaderType) < 0)
         return NULL;
     for (int i = 0; i < N_STATES; i++)
         if ((state_names[i] = PyUnicode_InternFromString(STATE_NAMES[i])) == NULL)
@@ -4120,6 +4805,10 @@ PyMODINIT_FUNC PyInit__core(void) {
         return NULL;
     if (PyModule_AddObjectRef(m, "Side", (PyObject *)&SideType) < 0 ||
         PyModule_AddObjectRef(m, "Connection", (PyObject *)&ConnType) < 0 ||
+        PyModule_AddObjectRef(m, "Frames", (PyObject *)&FramesType) < 0 ||
+        PyModule_AddObjectRef(m, "Reader", (PyObject *)&ReaderType) < 0 ||
+        PyModule_AddIntConstant(m, "READ_END", READ_END) < 0 ||
+        PyModule_AddIntConstant(m, "READ_HANDOVER", READ_HANDOVER) < 0 ||
         PyModule_AddIntConstant(m, "STOP_END", STOP_END) < 0 || PyModule_AddIntConstant(m, "STOP_SLOW", STOP_SLOW) < 0 ||
         PyModule_AddIntConstant(m, "STOP_TIME", STOP_TIME) < 0 ||
         PyModule_AddIntConstant(m, "STOP_CHANGED", STOP_CHANGED) < 0 ||

@@ -7,6 +7,12 @@ everything before the damage is delivered, and `warning` says where the damage i
 
 A `.gz`, standard input, and a file the user midstat becomes may not read are fed to libpcap through a pipe by a
 feeder process (capture.feed) from a descriptor opened once: never a temporary file.
+
+`batches(frames=True)` (headless runs) reads a plain pcap or pcapng file with the compiled core's reader
+(`_core.Reader`) instead: large blocks, batches that lie in them (`_core.Frames`: no Python object per packet), the
+file's clock and a shard's share applied in C. Where that reader stops short of the end (anything it is not sure
+libpcap reads alike, or damage), libpcap reads on from the packet it stopped at, so what is delivered, and what is
+said of a damaged file, stay libpcap's. A capture filter, a feeder or a stream keep libpcap throughout.
 """
 
 from __future__ import annotations
@@ -24,7 +30,14 @@ from midstat_tui.capture.feed import GZIP_MAGIC, Feed
 from midstat_tui.errors import MidstatError
 from midstat_tui.privileges import Target, can_open_as
 
+try:
+    from midstat_tui._core import READ_HANDOVER, Reader
+except ImportError:  # no compiled core (or an older one): libpcap reads everything
+    Reader = None
+    READ_HANDOVER = 2
+
 BATCH = 512
+FRAMES_BATCH = 1024  # packets per batch of the compiled reader
 
 
 def _describe_open_error(path: str, err: Exception) -> str:
@@ -142,15 +155,86 @@ class FileSource:
             self.warning = (f"{self.path}: {damage}: read up to the last whole packet ({self.delivered} packets); "
                             "everything before the damage was processed")
 
-    def batches(self, close_at_end: bool = True) -> Iterator[list[Packet]]:
+    def batches(self, close_at_end: bool = True, frames: bool = False) -> Iterator[list[Packet]]:
+        """The packets in batches. `frames`: read by the compiled reader where it can (a batch is then a
+        `_core.Frames`, which indexes and slices as the list does, but takes no item assignment)."""
         try:
             if self.stream:
                 yield from self._one_by_one(self._reader)
             else:
-                yield from self._batched()
+                reader = self._compiled_reader() if frames else None
+                if reader is not None:
+                    yield from self._read_compiled(reader)
+                else:
+                    yield from self._batched()
         finally:
             if close_at_end:
                 self.close()
+
+    def _compiled_reader(self):
+        """The compiled core's reader of this file (its share, if it has one), or None where libpcap must read it:
+        no compiled core, a filter, a feeder, a format or link type that reader leaves to libpcap."""
+        if Reader is None or self.bpf or self._fd is not None or self.stream or self.delivered:
+            return None
+        share = self.share
+        count, shard = (share.placer.count, share.shard) if share is not None else (1, 0)
+        try:
+            reader = Reader(self._open_path, count, shard, FRAMES_BATCH)
+        except (ValueError, OSError):
+            return None
+        if reader.datalink != self.datalink:
+            reader.close()
+            return None
+        reader.latest = self.clock.latest
+        return reader
+
+    def _read_compiled(self, reader) -> Iterator[list[Packet]]:
+        share = self.share
+        clock = self.clock
+        self.last_late = []  # (only a stream's batches are handed out by core 0, and those are libpcap's)
+        late_seen = 0
+        try:
+            while (batch := reader.next()) is not None:
+                self.delivered = reader.delivered
+                clock.latest = reader.latest
+                late = reader.late - late_seen
+                late_seen = reader.late
+                if share is not None:
+                    unplaced = batch.unplaced()
+                    if unplaced:  # frames the compiled decoder cannot place: the Python decoder's word
+                        placer, mine = share.placer, share.shard
+                        drop = [i for i in unplaced if placer.shard_of_frame(*batch[i]) != mine]
+                        if drop:
+                            batch, late_dropped = batch.drop(drop)
+                            late -= late_dropped
+                clock.late += late
+                if len(batch):
+                    yield batch
+            self.delivered = reader.delivered
+            clock.latest = reader.latest
+            handover = reader.status == READ_HANDOVER
+        finally:
+            reader.close()
+        if handover:
+            yield from self._handover()
+        else:
+            self._stream_ended()
+
+    def _handover(self) -> Iterator[list[Packet]]:
+        """The compiled reader stopped at packet `delivered` (something it leaves to libpcap): libpcap reads on
+        from there, and says what is wrong, if anything is."""
+        reader = self._reader = self._open()
+        skip = self.delivered
+        while skip > 0:
+            try:
+                _, meta = reader.next_batch(min(skip, BATCH))
+            except pcapy.PcapError:
+                yield from self._recover()
+                return
+            if not meta:
+                return
+            skip -= len(meta) // META.size
+        yield from self._batched()
 
     def open_reader(self) -> pcapy.Reader | None:
         """Another reader of the same packets (the filter applied), for a side scan such as the time range, that

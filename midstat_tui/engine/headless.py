@@ -321,7 +321,9 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
         def file_end() -> float | None:  # the file's last packet time, where this shard's share may end sooner
             return clock.latest / 1e6 if count > 1 and clock is not None and clock.latest >= 0 else None
 
-        last = driver.run_packets(source.batches(), until=job.until, until_offset=job.until_offset, halt=halt,
+        # a file's own reader: its batches straight from the file's blocks (capture.files: the compiled reader)
+        batches = source.batches(frames=True) if isinstance(source, FileSource) else source.batches()
+        last = driver.run_packets(batches, until=job.until, until_offset=job.until_offset, halt=halt,
                                   file_end=file_end)
     except KeyboardInterrupt:  # Ctrl-C where nobody set a halt flag: report what was read, as a capture ending here
         last = engine.snapshot(engine.last_ts or 0.0)
