@@ -14,9 +14,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
-
 from midstat_tui.engine.records import ConnRow, format_addr
+from midstat_tui.lazy_imports import numpy as np  # loaded on first use (a start without it: issue #11)
 from midstat_tui.tcp.states import (
     CLOSE_WAIT,
     CLOSED,

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Protocol
 
-import numpy as np
-
 from midstat_tui.engine.records import ConnRow
+from midstat_tui.lazy_imports import numpy as np  # loaded on first use (a start without it: issue #11)
 
 
 class ColumnSource(Protocol):
@@ -26,7 +25,7 @@ class ColumnSource(Protocol):
     def problems(self) -> np.ndarray: ...  # per slot and problem kind (problems.KINDS order): found at its moment
 
 
-Vec = Callable[[ColumnSource, np.ndarray], np.ndarray]
+Vec = Callable[[ColumnSource, "np.ndarray"], "np.ndarray"]
 Predicate = Callable[[ConnRow], bool]
 
 

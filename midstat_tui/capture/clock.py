@@ -12,8 +12,6 @@ packet's time, made as every packet's is (sec + usec * 1e-6): equal to that pack
 
 from __future__ import annotations
 
-import numpy as np
-
 try:
     from midstat_tui._core import in_order as _in_order
 except ImportError:  # no compiled core: numpy finds the common case too
@@ -49,6 +47,8 @@ class PacketClock:
             if latest >= 0:
                 self.latest = latest
                 return _NONE
+        import numpy as np  # (here: a run that never meets a late packet does not load numpy)
+
         fields = np.frombuffer(meta, dtype=np.uint32).reshape(-1, 4)
         if not len(fields):
             return _NONE

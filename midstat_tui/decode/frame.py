@@ -10,22 +10,22 @@ raised (none is known: a new one is counted under this name rather than stopping
 from __future__ import annotations
 
 import struct
-
-import dpkt
-from dpkt.ethernet import ETH_TYPE_IP, ETH_TYPE_IP6, Ethernet
-from dpkt.icmp import ICMP
-from dpkt.icmp6 import ICMP6
-from dpkt.ip import IP, IP_PROTO_ICMP, IP_PROTO_TCP
-from dpkt.ip6 import IP6
-from dpkt.sll import SLL
-from dpkt.sll2 import SLL2
-from dpkt.tcp import TCP
+from typing import TYPE_CHECKING, Any
 
 from midstat_tui.decode import layers, linktypes
 from midstat_tui.decode.checksum import checksum_ok
 from midstat_tui.decode.fastpath import decode_ethernet
 from midstat_tui.decode.segment import IcmpError, Segment
 
+if TYPE_CHECKING:
+    from dpkt.ip6 import IP6
+
+# dpkt is loaded by the first frame the compiled-core-shaped fast path does not decode (`_load_dpkt`): a run whose
+# frames are all the plain shape never loads it (0.06 s of a headless run's start)
+dpkt: Any = None
+Ethernet = ICMP = ICMP6 = IP = IP6 = SLL = SLL2 = TCP = None  # type: ignore[assignment,misc]
+ETH_TYPE_IP, ETH_TYPE_IP6 = 0x0800, 0x86DD  # dpkt.ethernet's (tests/unit/test_compiled_reader.py holds them equal)
+IP_PROTO_ICMP, IP_PROTO_TCP = 1, 6          # dpkt.ip's
 IP_PROTO_ICMP6 = 58
 ICMP_UNREACH = 3
 ICMP6_DST_UNREACH = 1
@@ -38,6 +38,22 @@ Result = Segment | IcmpError | str
 REJECT_REASONS = frozenset({"non_ip", "non_tcp", "fragment", "truncated", "bad_ip_header", "bad_ipv6_header",
                             "bad_tcp_header", "bad_link_header", layers.TOO_MANY_LAYERS, layers.TOO_MANY_HEADERS,
                             "undecodable"})
+
+
+def _load_dpkt() -> None:
+    global dpkt, Ethernet, ICMP, ICMP6, IP, IP6, SLL, SLL2, TCP  # noqa: PLW0603 - loaded once, on first need
+    import dpkt as loaded
+    from dpkt.ethernet import Ethernet as ethernet
+    from dpkt.icmp import ICMP as icmp
+    from dpkt.icmp6 import ICMP6 as icmp6
+    from dpkt.ip import IP as ip
+    from dpkt.ip6 import IP6 as ip6
+    from dpkt.sll import SLL as sll
+    from dpkt.sll2 import SLL2 as sll2
+    from dpkt.tcp import TCP as tcp
+
+    Ethernet, ICMP, ICMP6, IP, IP6, SLL, SLL2, TCP = ethernet, icmp, icmp6, ip, ip6, sll, sll2, tcp
+    dpkt = loaded
 
 
 class LinkTypeError(Exception):
@@ -76,6 +92,8 @@ class FrameDecoder:
                 seg = self._fast(ts, frame, self.verify_checksums)
                 if seg is not None:
                     return seg
+            if dpkt is None:
+                _load_dpkt()
             too_much = layers.check(self.dlt, frame)
             if too_much is not None:
                 return too_much
@@ -268,6 +286,8 @@ class FrameDecoder:
 def _raw(body: object) -> bytes:
     """An ICMP error's body as bytes. dpkt parsed the quoted packet; packing it back can fail on the nonsense a
     damaged or crafted quote holds (a field too large to pack): then it is no quote of a TCP segment we can use."""
+    if dpkt is None:
+        _load_dpkt()
     try:
         return bytes(body)  # type: ignore[call-overload]
     except (dpkt.Error, struct.error, ValueError, TypeError):

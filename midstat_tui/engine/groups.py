@@ -19,9 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
-import numpy as np
-
 from midstat_tui.engine.records import ConnRow, format_addr, format_endpoint
+from midstat_tui.lazy_imports import numpy as np  # loaded on first use (a start without it: issue #11)
 from midstat_tui.tcp.states import CLOSING_STATES, ESTABLISHED, HANDSHAKE, NAMES
 
 GROUP_KEYS = ("server", "server-host", "client-host", "states", "vlan", "zeek")
@@ -34,8 +33,6 @@ RATES = ("rate_c2s", "rate_s2c")
 FIELDS = (*COUNTS, *TRAFFIC, *RATES)
 
 _STATE_COUNT = len(NAMES)
-_HANDSHAKE = np.array(sorted(HANDSHAKE), dtype=np.int64)
-_CLOSING = np.array(sorted(CLOSING_STATES), dtype=np.int64)
 
 
 def state_pair(cstate: int, sstate: int) -> str:
@@ -155,10 +152,16 @@ class GroupTable:
         return out
 
 
-_HANDSHAKE_LUT = np.zeros(_STATE_COUNT, dtype=bool)
-_HANDSHAKE_LUT[_HANDSHAKE] = True
-_CLOSING_LUT = np.zeros(_STATE_COUNT, dtype=bool)
-_CLOSING_LUT[_CLOSING] = True
+_LUTS: list = []  # (handshake, closing): each state's membership, made on first use (numpy is loaded then)
+
+
+def _state_luts() -> tuple[np.ndarray, np.ndarray]:
+    if not _LUTS:
+        for states in (HANDSHAKE, CLOSING_STATES):
+            lut = np.zeros(_STATE_COUNT, dtype=bool)
+            lut[np.array(sorted(states), dtype=np.int64)] = True
+            _LUTS.append(lut)
+    return _LUTS[0], _LUTS[1]
 OPEN, HANDSHAKE_, CLOSING_, RESET, OTHER = range(5)   # a connection's one category (the first four are counted)
 
 
@@ -170,8 +173,9 @@ def categorize(cstate: np.ndarray, sstate: np.ndarray, reset: np.ndarray, ended:
     ended = ended.astype(bool, copy=False)
     category = np.full(len(cstate), OTHER, dtype=np.int8)
     category[(cstate == ESTABLISHED) & (sstate == ESTABLISHED) & ~ended] = OPEN
-    category[_CLOSING_LUT[cstate] | _CLOSING_LUT[sstate]] = CLOSING_
-    category[_HANDSHAKE_LUT[cstate] | _HANDSHAKE_LUT[sstate]] = HANDSHAKE_
+    handshake_lut, closing_lut = _state_luts()
+    category[closing_lut[cstate] | closing_lut[sstate]] = CLOSING_
+    category[handshake_lut[cstate] | handshake_lut[sstate]] = HANDSHAKE_
     category[reset] = RESET
     marks = (midstream.astype(np.int8) * 2 + ended).astype(np.int8)
     return category, marks
