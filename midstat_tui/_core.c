@@ -4231,6 +4231,7 @@ typedef struct {
     int n_if;
     Iface ifs[MAX_IFACES];
     PyObject *block;              /* bytes: what was read and not yet parsed lies in [pos, end) */
+    PyObject *spare;              /* the block before: reused once no batch holds it */
     Py_ssize_t pos, end;
     int eof;
     int status;
@@ -4263,9 +4264,16 @@ static int reader_fill(ReaderObject *r, Py_ssize_t need) {
     Py_ssize_t size = READ_BLOCK;
     while (size < need + 4096)
         size *= 2;
-    PyObject *fresh = PyBytes_FromStringAndSize(NULL, size);
-    if (fresh == NULL)
+    PyObject *fresh;
+    if (r->spare != NULL && Py_REFCNT(r->spare) == 1 && PyBytes_GET_SIZE(r->spare) >= size) {
+        /* the block before the last one, which no batch holds any more: its pages are mapped already (a fresh
+         * block of 4 MiB costs a thousand page faults) */
+        fresh = r->spare;
+        r->spare = NULL;
+        size = PyBytes_GET_SIZE(fresh);
+    } else if ((fresh = PyBytes_FromStringAndSize(NULL, size)) == NULL) {
         return -1;
+    }
     char *dst = PyBytes_AS_STRING(fresh);
     if (left > 0)
         memcpy(dst, PyBytes_AS_STRING(r->block) + r->pos, left);
@@ -4293,7 +4301,8 @@ static int reader_fill(ReaderObject *r, Py_ssize_t need) {
         }
         have += got;
     }
-    Py_XSETREF(r->block, fresh);
+    Py_XSETREF(r->spare, r->block);
+    r->block = fresh;
     r->pos = 0;
     r->end = have;
     return have >= need ? 1 : 0;
@@ -4434,6 +4443,7 @@ static void reader_dealloc(ReaderObject *self) {
     if (self->fd >= 0)
         close(self->fd);
     Py_XDECREF(self->block);
+    Py_XDECREF(self->spare);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -4453,6 +4463,7 @@ static int reader_init(ReaderObject *self, PyObject *args, PyObject *kwds) {
     if (self->fd >= 0)
         close(self->fd);
     Py_CLEAR(self->block);
+    Py_CLEAR(self->spare);
     self->fd = -1;
     self->ng = self->swap = self->nsec = self->n_if = self->eof = 0;
     self->pos = self->end = 0;
@@ -4651,6 +4662,7 @@ static PyObject *reader_close(ReaderObject *r, PyObject *unused) {
         close(r->fd);
     r->fd = -1;
     Py_CLEAR(r->block);
+    Py_CLEAR(r->spare);
     Py_RETURN_NONE;
 }
 
