@@ -4228,6 +4228,7 @@ typedef struct {
     int nsec;                     /* classic pcap with nanosecond times */
     int linktype, dlt;
     uint32_t snapshot;            /* libpcap's snapshot length: caplen above it is handed over */
+    uint32_t first_snaplen;       /* pcapng: the first interface's, as written (libpcap wants the others' equal) */
     int n_if;
     Iface ifs[MAX_IFACES];
     PyObject *block;              /* bytes: what was read and not yet parsed lies in [pos, end) */
@@ -4361,8 +4362,10 @@ static int parse_idb(ReaderObject *r, const unsigned char *b, Py_ssize_t len) {
     }
     ifc->offset = offset;
     ifc->usable = !binary && exponent <= 9 && linktype_ok(ifc->linktype, r->swap) &&
-                  (r->n_if == 0 || ifc->linktype == r->ifs[0].linktype) &&
                   offset > -1000000000LL && offset < 1000000000LL;
+    /* libpcap refuses an interface of another link type or snapshot length than the first one's */
+    if (r->n_if > 0 && (ifc->linktype != r->linktype || snaplen != r->first_snaplen))
+        return 0;
     uint64_t units = 1;
     for (int k = 0; k < exponent && k < 19; k++)
         units *= 10;
@@ -4370,6 +4373,7 @@ static int parse_idb(ReaderObject *r, const unsigned char *b, Py_ssize_t len) {
     ifc->down = exponent > 6 ? units / 1000000 : 1;
     ifc->up = exponent < 6 ? 1000000 / units : 1;
     if (r->n_if == 0) {
+        r->first_snaplen = snaplen;
         r->linktype = ifc->linktype;
         r->snapshot = adjusted_snapshot(snaplen);
     }

@@ -228,8 +228,9 @@ class FileSource:
         while skip > 0:
             try:
                 _, meta = reader.next_batch(min(skip, BATCH))
-            except pcapy.PcapError:
-                yield from self._recover()
+            except pcapy.PcapError as err:  # (never seen: the compiled reader leaves libpcap's refusals to it)
+                self.warning = (f"{self.path}: capture cut off after packet {self.delivered}: {err}; everything "
+                                "before the cut was processed")
                 return
             if not meta:
                 return
