@@ -175,8 +175,16 @@ class Driver:
                     stop_limit = math.nextafter(stop_at, math.inf)
                 if ts >= next_tick:
                     next_tick = self.close_until(ts)
+                limit = next_tick if next_tick < stop_limit else stop_limit
+                if not engine.left_slow and engine.first_ts is not None:
+                    # the compiled loop first (a batch's first packet, the first after a tick); Python feeds
+                    # the packet it leaves (one of a kind only Python handles)
+                    moved = feed_run(batch, index, limit)
+                    if moved != index:
+                        index = moved
+                        continue
                 feed(ts, frame)
-                index = feed_run(batch, index + 1, next_tick if next_tick < stop_limit else stop_limit)
+                index = feed_run(batch, index + 1, limit)
         end = engine.last_ts if engine.last_ts is not None else 0.0
         if stop_at is not None:
             end = stop_at

@@ -73,6 +73,8 @@ class Engine:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self.dirty = False
+        # did the compiled loop's last call stop at a packet only `feed` takes (not at a time limit)?
+        self.left_slow = False
         self._ended_seen = 0
         # export (IPFIX, metrics): called at each tick of the engine's clock; what `stats` adds under "ipfix";
         # whether `stats` counts the open connections by state pair and says this shard's load
@@ -118,9 +120,11 @@ class Engine:
     def feed_run(self, batch: list[tuple[float, bytes]], index: int, limit: float = math.inf) -> int:
         """Feed batch[index:] through the compiled packet loop while it can take the packets (those before
         `limit`, of live connections, ...). Returns the index of the first packet it left to `feed` (len(batch)
-        when it took them all). Without the compiled core it takes none."""
+        when it took them all; `left_slow` says whether it left that one for being one only `feed` takes). Without
+        the compiled core it takes none."""
         run = self._run
         if run is None:
+            self.left_slow = True
             return index
         tracker = self.tracker
         decode_stats = self.decode_stats
@@ -156,6 +160,7 @@ class Engine:
                     tracker.latest = last_ts
                 self.dirty = True
             if reason != _CHANGED:
+                self.left_slow = reason == _SLOW
                 return index
             tracker.changed(conn, changes, before, last_ts)
             index += 1
@@ -231,6 +236,7 @@ class Engine:
 
 
 _CHANGED = _core.STOP_CHANGED if _core is not None else -1
+_SLOW = _core.STOP_SLOW if _core is not None else -1
 
 
 def run_file(engine: Engine, batches: Iterable[list[tuple[float, bytes]]],
