@@ -4518,7 +4518,8 @@ static int reader_record(ReaderObject *r, long long *micro, Py_ssize_t *at, uint
         }
         const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(r->block) + r->pos;
         uint32_t sec = r32(r, p), frac = r32(r, p + 4), len = r32(r, p + 8);
-        if (len > r->snapshot) {
+        if (len > r->snapshot || sec > 0x7FFFFFFFu) {
+            /* (a time past 2038: libpcap's batches and its packet-by-packet reading disagree on it) */
             r->status = READ_HANDOVER;
             return 0;
         }
@@ -4569,7 +4570,7 @@ static int reader_record(ReaderObject *r, long long *micro, Py_ssize_t *at, uint
         uint64_t sec = t / ifc->units, frac = t % ifc->units;
         frac = ifc->down > 1 ? frac / ifc->down : frac * ifc->up;
         int64_t s = (int64_t)sec + ifc->offset;
-        if (sec > 0xFFFFFFFFull || s < 0 || s > 0xFFFFFFFFLL) {
+        if (sec > 0xFFFFFFFFull || s < 0 || s > 0x7FFFFFFFLL) {
             r->status = READ_HANDOVER;
             return 0;
         }

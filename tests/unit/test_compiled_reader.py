@@ -228,3 +228,13 @@ def test_hostile_pcapng_files(tmp_path, big, resols, seq, extra, cut, flips):
         if at < len(data):
             data[at] ^= value
     check(tmp_path, bytes(data[:max(cut, 28)]) if cut < len(data) else bytes(data), "h.pcapng")
+
+
+@pytest.mark.parametrize("cut", [True, False])
+def test_a_time_past_2038(tmp_path, cut):
+    """libpcap's batches read such a time unsigned, its packet-by-packet walk (after damage) signed: from such a
+    packet on, libpcap reads (found by hypothesis)."""
+    records = [(1_700_000_000 + i, i, frame(i, 54)) for i in range(3)]
+    records[1] = (0x80000000 + 5, 1, records[1][2])
+    data = classic(records, False, False)
+    assert check(tmp_path, data[:-30] if cut else data)  # libpcap's reading; the first packet the compiled reader's
