@@ -58,6 +58,11 @@ class Terminal:
         os.write(self.master, b"q")
         return self.finish()
 
+    def hang_up(self) -> None:
+        """The terminal goes away without a SIGHUP (the process has a session of its own): the pty's master closed."""
+        os.close(self.master)
+        self.master = -1
+
     def assert_restored(self) -> None:
         tail = self.seen[self.seen.rfind(b"\x1b[?1049h"):]
         assert LEAVE_ALT_SCREEN in tail and SHOW_CURSOR in tail, tail[-500:]
@@ -78,10 +83,12 @@ def tui(*args: str, prefix: tuple[str, ...] = (), size: tuple[int, int] = (100, 
     proc = subprocess.Popen([*prefix, sys.executable, "-m", "midstat_tui", *args], stdin=slave, stdout=slave,
                             stderr=slave, cwd=cwd or ROOT, env=env, start_new_session=True)
     os.close(slave)
+    term = Terminal(proc, master)
     try:
-        yield Terminal(proc, master)
+        yield term
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        os.close(master)
+        if term.master != -1:
+            os.close(master)

@@ -29,6 +29,7 @@ from midstat_tui.ui.export import cannot_write_in, export_rows
 from midstat_tui.ui.flow_screen import FlowScreen, reader_for
 from midstat_tui.ui.goto_screen import GotoScreen
 from midstat_tui.ui.group_table import SORT_FIELDS, GroupsTable
+from midstat_tui.ui.hangup import HangupDriver
 from midstat_tui.ui.header import HeaderFacts, SummaryHeader
 from midstat_tui.ui.help_screen import HelpScreen
 from midstat_tui.ui.problems_screen import ProblemsScreen
@@ -104,7 +105,8 @@ class MidstatApp(App[None]):
 
     def __init__(self, session: Session, interval: float | None = 1.0, show_load: bool = True,
                  export_dir: str = ".") -> None:
-        super().__init__()
+        super().__init__(driver_class=HangupDriver)  # a terminal that goes away ends the app (ui.hangup)
+        self.terminal_lost = False  # set by the driver when the terminal hung up
         self.session = session
         self.interval = interval
         self.show_load = show_load
