@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import signal
 import sys
@@ -23,6 +22,7 @@ from midstat_tui.engine.hints import packet_status
 from midstat_tui.engine.names import NameMap
 from midstat_tui.engine.records import named_record, named_text
 from midstat_tui.errors import MidstatError
+from midstat_tui.limits import MAX_SECONDS, checked_number, plain_number
 from midstat_tui.output.events import write_event
 from midstat_tui.output.plain import midstat_table, summary_lines
 from midstat_tui.output.stream import OutputStream
@@ -30,7 +30,6 @@ from midstat_tui.privileges import Target, choose_user, drop_to, keep_imports_re
 from midstat_tui.problems import DEFAULTS, Lens, ThresholdError, parse_threshold, report, table_lines
 from midstat_tui.query import QueryError, compile_query, keywords_used
 from midstat_tui.tcp.connection import engine_name, engine_notice
-from midstat_tui.tcp.states import parse_state
 from midstat_tui.tcp.tracker import TrackerConfig
 from midstat_tui.timespec import FORMS
 
@@ -110,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     lens.add_argument("--threshold", action="append", default=[], metavar="KIND=VALUE",
                       help="a problem kind's threshold, e.g. close_wait=30 (seconds) or retransmissions=0.05 "
                            "(a share); repeatable; the TUI's too (defaults: "
-                           + ", ".join(f"{k}={_plain(v)}" for k, v in DEFAULTS.items()) + ")")
+                           + ", ".join(f"{k}={plain_number(v)}" for k, v in DEFAULTS.items()) + ")")
     trk = p.add_argument_group("tracking")
     trk.add_argument("--checksum", choices=MODES, metavar="MODE",
                      help="TCP checksums: auto (the default: verify, but live, packets sent by this host with an "
@@ -141,9 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# Bounds of every numeric option: (lowest, highest). Seconds stop at about 31 years; past these a value is a typo
-# (or an attack on the timers), and NaN or infinity is never a duration.
-MAX_SECONDS = 1e9
+# Bounds of every numeric option: (lowest, highest) (seconds: limits.MAX_SECONDS); past these a value is a typo.
 MAX_CONNS = 1_000_000_000
 MAX_BUFFER_MIB = 2047      # libpcap takes the buffer size in bytes, as a C int
 MAX_SNAPLEN = 262144       # libpcap's largest
@@ -154,23 +151,6 @@ def max_cores() -> int:
     """More workers than CPUs only cost memory (each one is a process with its own table and Python): allow a few
     per CPU, for tests and for machines that will get busier, and no more."""
     return max(8, CORES_PER_CPU * (os.cpu_count() or 1))
-
-
-def checked_number(name: str, value: float, low: float, high: float, text: str | None = None) -> float:
-    """The one gate of every numeric option: a finite number within [low, high], else a one-line error naming the
-    option and the value as given (`text`, when the option holds more than the number)."""
-    label = f"{name} {_plain(value) if text is None else text}"
-    if not math.isfinite(value):
-        raise MidstatError(f"{label}: expected a finite number")
-    if value < low:
-        raise MidstatError(f"{label}: must be at least {_plain(low)}")
-    if value > high:
-        raise MidstatError(f"{label}: must be at most {_plain(high)}")
-    return value
-
-
-def _plain(x: float) -> str:
-    return str(int(x)) if isinstance(x, int) or (math.isfinite(x) and x.is_integer() and abs(x) < 1e16) else str(x)
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -207,18 +187,7 @@ def _tracker_config(args: argparse.Namespace) -> TrackerConfig:
     args.thresholds = _thresholds(args)
     if args.problems and (args.summary or args.events or args.plain):
         raise MidstatError("--problems is a report of its own: not with --summary, --events or --plain")
-    config = TrackerConfig(time_wait=args.time_wait, linger=args.linger, max_conns=args.max_conns)
-    for item in args.timeout:
-        name, sep, value = item.partition("=")
-        try:
-            if not sep:
-                raise ValueError
-            seconds = float(value)
-            state = parse_state(name)
-        except ValueError:
-            raise MidstatError(f"--timeout {item!r}: expected STATE=SECONDS, e.g. ESTABLISHED=3600") from None
-        config.idle_timeouts[state] = checked_number("--timeout", seconds, 0, MAX_SECONDS, item)
-    return config
+    return run_entry.tracker_config(args.time_wait, args.linger, args.max_conns, args.timeout)
 
 
 def _checksum_mode(args: argparse.Namespace) -> str:

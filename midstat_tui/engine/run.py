@@ -2,6 +2,7 @@
 
 - `open_file` / `open_live`: a capture opened (as root, before it is given up); `check_link`: its link type;
 - `checksum_policy`: how checksums are judged (live: the capturing host's addresses and offload, asked now);
+- `tracker_config`: the tracker's settings from the options' values (`--timeout STATE=SEC` parsed and checked);
 - `resolve_at`: `--at` given as a time of day, placed on the capture's first packet's day;
 - `run_headless_file` / `run_headless_live`: a headless run to a sink (engine.headless.Sink), on one core or
   several: the run path is chosen here (a file each shard reads, a once-only stream core 0 hands out, a live
@@ -14,7 +15,7 @@ No UI import here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from midstat_tui.capture.span import capture_span
 from midstat_tui.decode.checksum import ChecksumPolicy
@@ -31,8 +32,33 @@ from midstat_tui.engine.headless import (
 )
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.errors import MidstatError
+from midstat_tui.limits import MAX_SECONDS, checked_number
 from midstat_tui.privileges import Target, drop_to
+from midstat_tui.tcp.states import parse_state
+from midstat_tui.tcp.tracker import TrackerConfig
 from midstat_tui.timespec import TimeSpecError, parse_goto
+
+
+def parse_timeout(item: str) -> tuple[int, float]:
+    """`STATE=SECONDS` (a state's name in any case, e.g. ESTABLISHED=3600, syn-sent=30) -> (state, seconds)."""
+    name, sep, value = item.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        seconds = float(value)
+        state = parse_state(name)
+    except ValueError:
+        raise MidstatError(f"--timeout {item!r}: expected STATE=SECONDS, e.g. ESTABLISHED=3600") from None
+    return state, checked_number("--timeout", seconds, 0, MAX_SECONDS, item)
+
+
+def tracker_config(time_wait: float, linger: float, max_conns: int, timeouts: Iterable[str] = ()) -> TrackerConfig:
+    """The tracker's settings: `timeouts` are `STATE=SECONDS` items, each replacing that state's idle timeout."""
+    config = TrackerConfig(time_wait=time_wait, linger=linger, max_conns=max_conns)
+    for item in timeouts:
+        state, seconds = parse_timeout(item)
+        config.idle_timeouts[state] = seconds
+    return config
 
 
 def check_link(source, name: str) -> None:
