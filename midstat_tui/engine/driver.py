@@ -76,6 +76,9 @@ class Driver:
         self.emit = emit
         self.every_second = every_second
         self.next_tick: float | None = None
+        # a shard among several (headless): called instead at a second whose only change is a connection that left
+        # the table (`Engine.left_table`), so core 0 merges the next snapshot with this shard's table as it is then
+        self.on_quiet_change: Callable[[float], None] | None = None
 
     def start(self, ts: float) -> None:
         """The clock starts at `ts`: its first second closes at the next whole second."""
@@ -90,6 +93,8 @@ class Driver:
             engine.on_tick(position)
         if self.emit is not None and (self.every_second or reset or engine.changed()):
             self.emit(position, reset)
+        elif self.on_quiet_change is not None and engine.left_table():
+            self.on_quiet_change(position)
         else:
             engine.mark_clean()
 

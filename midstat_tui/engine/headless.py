@@ -104,6 +104,10 @@ class Sink:
 
     def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None: ...
 
+    def quiet(self, ts: float, stats: dict, conns: list[dict]) -> None:  # noqa: B027 - optional for sinks
+        """A shard among several: its table at a second that is no snapshot of its own (a connection left it, nothing
+        else happened); core 0 merges the next snapshot with it."""
+
     def last(self, ts: float, stats: dict, conns: list[dict], everything: list[dict], warning: str | None) -> None:
         ...
 
@@ -315,6 +319,11 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
         raise MidstatError(f"{job.path}: {exc}") from None
     engine.clock = source.clock  # the file's late packets, counted where it is read (capture.clock)
     driver = Driver(engine, emit if report.ticks() else None)
+    if count > 1 and report.ticks():
+        def quiet(position: float) -> None:  # only a connection left the table: core 0 needs the table as it is now
+            snap = engine.snapshot(position)
+            sink.quiet(snap.ts, snap.stats, report.snapshot_dicts(snap))
+        driver.on_quiet_change = quiet
     try:
         clock = getattr(source, "clock", None)  # it sees every packet of the file, before this shard's share
 
@@ -378,6 +387,9 @@ class _PipeSink(Sink):
 
     def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
         self.pipe.send(("tick", ts, Tick(ts, stats, connections=conns)))
+
+    def quiet(self, ts: float, stats: dict, conns: list[dict]) -> None:
+        self.pipe.send(("quiet", ts, Tick(ts, stats, connections=conns)))
 
     def names(self, ts: float, pairs: list[tuple[str, str]]) -> None:
         self.pipe.send(("names", ts, pairs))
@@ -730,6 +742,8 @@ def _merge_reports(job: Job, count: int, workers: list, sink: Sink, lost: dict[i
         elif kind == "tick":
             latest[shard] = payload
             pending_tick = ts
+        elif kind == "quiet":  # no snapshot of its own: the next one takes this shard's table as it is now
+            latest[shard] = payload
         elif kind == "names":
             if job.interface is not None:
                 sink.names(ts, payload)

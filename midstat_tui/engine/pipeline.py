@@ -76,6 +76,7 @@ class Engine:
         # did the compiled loop's last call stop at a packet only `feed` takes (not at a time limit)?
         self.left_slow = False
         self._ended_seen = 0
+        self._table_seen = 0  # the table's size at the last snapshot (a timer's removal changes nothing else)
         # export (IPFIX, metrics): called at each tick of the engine's clock; what `stats` adds under "ipfix";
         # whether `stats` counts the open connections by state pair and says this shard's load
         self.on_tick: Callable[[float], None] | None = None
@@ -229,10 +230,16 @@ class Engine:
     def mark_clean(self) -> None:
         self.dirty = False
         self._ended_seen = self.tracker.stats.ended
+        self._table_seen = len(self.tracker.table)
 
     def changed(self) -> bool:
         """Has anything happened since the last snapshot (a packet, or a timer that ended a connection)?"""
         return self.dirty or self.tracker.stats.ended != self._ended_seen
+
+    def left_table(self) -> bool:
+        """Has a connection left the table since the last snapshot with no packet and no end (an ended one whose
+        linger time ran out)? Such a second is no snapshot of its own (`changed`), but the next one differs."""
+        return len(self.tracker.table) != self._table_seen
 
 
 _CHANGED = _core.STOP_CHANGED if _core is not None else -1

@@ -72,6 +72,18 @@ def test_the_last_seconds_snapshots_are_the_same_on_several_cores(path):
     assert two[-4:] == one[-4:]
 
 
+@pytest.mark.parametrize("path", [shared("ndpi/tests/cfgs/default/pcap/alexa-app.pcapng"),
+                                  shared("ndpi/tests/cfgs/default/pcap/1kxun.pcap")], ids=lambda p: p.name)
+def test_every_snapshot_is_the_same_on_several_cores(path):
+    """`--json`'s snapshots all through the file, not just its end: a connection whose linger time ran out in a
+    second with no packet of its shard left that shard's table unreported, and core 0 merged the next snapshot with
+    the shard's table of a second before (it showed one snapshot late on 2 cores)."""
+    one, two = _snapshots(path, 1), _snapshots(path, 2)
+    assert len(two) == len(one)
+    for a, b in zip(one, two, strict=True):
+        assert b == a, f"snapshot at {a[0]}"
+
+
 def test_events_stay_in_packet_time_order_across_shards():
     path = shared("zeek/Traces/ssh/ssh.pcap")
 
