@@ -6,8 +6,11 @@ whole state is kept (engine.checkpoints: in slices, and only while checkpoints c
 time), so seeking back restarts from the nearest checkpoint instead of the file's start.
 Live capture runs on the clock; pausing a live session only freezes what the face shows.
 
-The face calls `pull()` once a second: it gets the changed rows since its last pull (or, after a seek, all of them),
-the counters, and the rates for its sparklines. No UI import here.
+The face is told of each second the engine closes: `listen(post)` gives it the engine's Ticks as they are made (the
+changed rows since the last one, or after a seek all of them, the counters, the rates, where the replay is), `post`
+called from the engine's thread (the TUI posts it as a message to its loop). One Tick is out at a time: until the face
+says `delivered()`, what the engine makes meanwhile is kept and comes in the next one. `pull()` takes what is pending
+at once (tests, and faces that read on a timer). No UI import here.
 """
 
 from __future__ import annotations
@@ -111,6 +114,9 @@ class Session:
         self._seek_to: float | None = None
         self._speed_changed = False
         self._thread: threading.Thread | None = None
+        self._listener: Callable[[Tick], None] | None = None  # the face's: each Tick, from the engine thread
+        self._outstanding = False  # a Tick is out to the face, not delivered yet
+        self._missed = False       # something was made while it was out
         # (monotonic wall time, packet time) the pacing counts from; None: from the first packet played. Shards of
         # one file share theirs, so that they play in step.
         self.pace_anchor: tuple[float, float] | None = None
@@ -183,13 +189,45 @@ class Session:
         """The changes since the last pull. Never waits for the engine: while it is busy (a seek, a long batch)
         this returns no changes, and the next pull gets them."""
         if not self._lock.acquire(timeout=0.02):
-            return Pulled(self.position or 0.0, self._stats, {}, False, dict(self._rates), self._names())
+            return self._tick({}, False)
         try:
-            changes, self._pending = self._pending, {}
-            reset, self._reset = self._reset, False
-            return Pulled(self.position or 0.0, self._stats, changes, reset, dict(self._rates), self._names())
+            return self._drain()
         finally:
             self._lock.release()
+
+    def listen(self, listener: Callable[[Tick], None] | None) -> None:
+        """From now on each Tick goes to `listener` (called from the engine's thread) as it is made, one at a time:
+        the next once the face has called `delivered()`."""
+        with self._lock:
+            self._listener = listener
+            self._outstanding = False
+        self._notify()
+
+    def delivered(self) -> None:
+        """The face has taken the last Tick: what was made meanwhile goes out now."""
+        with self._lock:
+            self._outstanding = False
+            self._notify(news=False)
+
+    def _notify(self, news: bool = True) -> None:
+        """Something new for the face (`news`: a closed second, the end of the file, an error): the Tick goes out,
+        or is kept for the next one while one is out."""
+        with self._lock:
+            self._missed = self._missed or news
+            listener = self._listener
+            if listener is None or self._outstanding or not self._missed:
+                return
+            self._outstanding, self._missed = True, False
+            listener(self._drain())
+
+    def _drain(self) -> Tick:
+        changes, self._pending = self._pending, {}
+        reset, self._reset = self._reset, False
+        return self._tick(changes, reset)
+
+    def _tick(self, changes: dict, reset: bool) -> Tick:
+        return Pulled(self.position or 0.0, self._stats, changes, reset, dict(self._rates), self._names(),
+                      at_end=self.at_end, first=self.first_ts, warning=self.error)
 
     def _names(self) -> object:
         names = self.engine.names
@@ -264,6 +302,7 @@ class Session:
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self.finished = True
+            self._notify()
 
     def _run_live(self) -> None:
         def after_batch(batch: list[Packet], now: float) -> None:
@@ -318,6 +357,7 @@ class Session:
                         self.at_end = True
                         if self.source.warning:
                             self.error = self.source.warning  # a damaged file: what was read stays browsable
+                        self._notify()
                     continue
             ts, frame = pending
             if self._step_span is not None:
@@ -371,6 +411,8 @@ class Session:
         """Move the replay to packet time `target`: forward by reading on, back from the nearest checkpoint."""
         self._rate.forget()  # rates count afresh from where the seek lands
         self._rates = {}
+        self.spark_active.clear()  # the sparklines too: the seconds before the seek are of another time
+        self.spark_pps.clear()
         driver = self._driver
         # where the engine is: its last packet, or later when its timers have run on (a seek past the end)
         now = self.engine.last_ts
@@ -444,6 +486,7 @@ class Session:
         if "pps" in self._rates:  # no rate yet: no bar, rather than a made-up zero
             self.spark_pps.append(self._rates["pps"])
         self._maybe_checkpoint()
+        self._notify()
 
     def _maybe_checkpoint(self) -> None:
         """Keep the engine's state every CHECKPOINT_EVERY seconds of packet time, labelled with its last packet."""

@@ -4,7 +4,8 @@
 Each worker owns a share of the connections (engine.placement decides from the decoded connection key): live, its own
 capture handle, pre-filtered in the kernel (headless.open_live_share); from a file, the whole file read, keeping the
 shard's share. Core 0 is a thread of the face's process: it merges what the shards send into one picture (changed
-rows, added-up counters, rates, sparklines) that the face pulls once a second. A flow's full state history stays in
+rows, added-up counters, rates, sparklines) that goes to the face as Ticks, as `session.Session` sends them
+(`listen`, one out at a time until `delivered()`), or that the face pulls. A flow's full state history stays in
 its shard and is fetched from there when the face asks for it (the id says which shard: id % shards).
 
 Live, each shard sends its changes once a second on the clock. A file's shard runs a `Session` of its own (pacing,
@@ -25,7 +26,6 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import replace
 from multiprocessing.connection import wait
 
 from midstat_tui.capture.files import FileSource
@@ -159,16 +159,39 @@ def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: f
     # ticks the file's time meanwhile
     session.origin = anchor[1] if anchor is not None else None
     out.send(("ready", shard, engine.stats()))
-    session.start()
-    sent_at: tuple | None = None
+    sending = threading.Lock()  # the engine thread sends the Ticks, this one the replies: one message at a time
     names_sent = 0
+
+    def send_tick(tick: Tick) -> None:
+        """Each Tick the session makes (from its engine thread), as it is made: the same message as a live shard's,
+        with where its clock is (NOT_STARTED before its first second) and whether it is at the end."""
+        nonlocal names_sent
+        names = tick.names
+        # the host names go to core 0 when they grew (the whole map: a seek may have replaced it)
+        tick.names = names.items() if isinstance(names, NameMap) and len(names) != names_sent else None
+        if tick.names is not None:
+            names_sent = len(names)  # type: ignore[arg-type]
+        if tick.position == 0.0 and session.position is None:
+            tick.position = NOT_STARTED
+        try:
+            with sending:
+                out.send(("tick", shard, tick))
+        except (BrokenPipeError, EOFError, OSError):
+            stop.set()  # core 0 is gone
+            return
+        session.delivered()  # (the pipe is the back pressure: a full one holds the engine)
+
+    session.listen(send_tick)
+    session.start()
     try:
         while not stop.is_set():
             if requests.poll(0.05):
                 order = requests.recv()
                 kind = order[0]
                 if kind == "conn":
-                    out.send(("reply", shard, order[1], session.connection(order[2])))
+                    reply = session.connection(order[2])
+                    with sending:
+                        out.send(("reply", shard, order[1], reply))
                 elif kind == "pause":
                     session.set_paused(order[1], order[2])
                 elif kind == "speed":
@@ -177,19 +200,6 @@ def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: f
                     session.step_to(order[1])
                 elif kind == "seek":
                     session.seek(order[1])
-            pulled = session.pull()
-            state = (session.position, session.at_end, session.error)
-            names = pulled.names
-            # the host names go to core 0 when they grew (the whole map: a seek may have replaced it)
-            pulled.names = names.items() if isinstance(names, NameMap) and len(names) != names_sent else None
-            if pulled.names is not None:
-                names_sent = len(names)  # type: ignore[arg-type]
-            if pulled.changes or pulled.reset or state != sent_at or pulled.names:
-                # the same message as a live shard's: its Tick, with where its clock is and whether it is at the end
-                position = NOT_STARTED if session.position is None else session.position
-                out.send(("tick", shard, replace(pulled, position=position, at_end=session.at_end,
-                                                 first=session.first_ts, warning=session.error)))
-                sent_at = state
     except (BrokenPipeError, EOFError):
         pass  # core 0 is gone
     finally:
@@ -230,6 +240,9 @@ class _ShardedSession:
         self._stop = self._ctx.Event()
         self._workers: list = []
         self._thread: threading.Thread | None = None
+        self._listener = None      # the face's: each merged Tick, from core 0's thread (session.Session.listen)
+        self._outstanding = False  # a Tick is out to the face, not delivered yet
+        self._news = False         # core 0 published a moment (or the end, an error) the face has not been sent
         self.dead: set[int] = set()  # shards whose worker died: the others go on; the face shows the error
 
     def _worker_args(self, shard: int) -> tuple:
@@ -276,9 +289,33 @@ class _ShardedSession:
 
     def pull(self) -> Pulled:
         with self._lock:
-            changes, self._pending = self._pending, {}
-            reset, self._reset = self._reset, False
-            return Pulled(self.position or 0.0, self._stats, changes, reset, dict(self._rates), self._names)
+            return self._drain()
+
+    def _drain(self) -> Pulled:
+        changes, self._pending = self._pending, {}
+        reset, self._reset = self._reset, False
+        return Pulled(self.position or 0.0, self._stats, changes, reset, dict(self._rates), self._names,
+                      at_end=self.at_end, first=self.first_ts, warning=self.error)
+
+    def listen(self, listener) -> None:
+        """From now on each merged Tick goes to `listener` (from core 0's thread), one at a time: the next once the
+        face has called `delivered()` (session.Session.listen)."""
+        with self._lock:
+            self._listener, self._outstanding, self._news = listener, False, True
+            self._notify()
+
+    def delivered(self) -> None:
+        with self._lock:
+            self._outstanding = False
+            self._notify()
+
+    def _notify(self) -> None:
+        """(The lock held.) What core 0 has merged goes to the face, unless a Tick is out already (then the next
+        one takes it)."""
+        if self._listener is None or self._outstanding or not self._news:
+            return
+        self._outstanding, self._news = True, False
+        self._listener(self._drain())
 
     def connection(self, conn_id: int) -> tuple[ConnRow, dict, list[dict]] | None:
         """A flow's row, counters and full state history, asked of the shard that owns it."""
@@ -318,6 +355,8 @@ class _ShardedSession:
                             self.error = (f"shard {shard} died ({how}): its connections stay as it last "
                                           f"reported them; the other shards go on")
                             self._lost(shard)
+                            self._news = True
+                            self._notify()
                     continue
                 with self._lock:
                     if message[0] == "reply":
@@ -325,8 +364,11 @@ class _ShardedSession:
                         self._replied.notify_all()
                     elif message[0] == "stopped":
                         self.error = message[2]
+                        self._news = True
+                        self._notify()
                     else:
                         self._take(message)
+                        self._notify()
 
     def _take(self, message: tuple) -> None:
         raise NotImplementedError
@@ -337,6 +379,7 @@ class _ShardedSession:
     def _publish(self, position: float, loads: list[float]) -> None:
         stats = self._stats = add_stats(self._shard_stats)  # the counters of the shards' latest Ticks
         self.position = position
+        self._news = True
         if self._rate.update(position, stats, loads):  # none at the start, after a seek back, or over a short span
             self._rates = self._rate.rates
             self.spark_active.append(stats["active"])
@@ -498,6 +541,8 @@ class ShardedFileSession(_ShardedSession):
         with self._lock:
             self._rate.forget()  # rates count afresh from where the seek lands
             self._rates = {}
+            self.spark_active.clear()  # the sparklines too: the seconds before the seek are of another time
+            self.spark_pps.clear()
             self._seek_all(target)
 
     def _lost(self, shard: int) -> None:
@@ -526,9 +571,8 @@ class ShardedFileSession(_ShardedSession):
             if shard in self._awaiting:
                 self._awaiting.discard(shard)
                 self._seeking.update(pulled.changes)
-                if not self._awaiting:
+                if not self._awaiting:  # (a seek forgot the rates when it was asked; the file's end keeps them)
                     self._pending, self._reset, self._seeking = self._seeking, True, {}
-                    self._rate.forget()  # rates start again from the new moment
         else:
             self._pending.update(pulled.changes)
         self._shard_stats[shard] = pulled.stats
@@ -536,8 +580,8 @@ class ShardedFileSession(_ShardedSession):
         self._ends[shard] = at_end
         self._firsts[shard] = first_ts
         self._loads[shard] = (pulled.rates.get("load") or [0.0])[0]
-        if error:
-            self.error = error
+        if error and error != self.error:
+            self.error, self._news = error, True
         firsts = [f for f in self._firsts if f is not None]
         self.first_ts = min(firsts) if firsts else None
         ends = all(self._ends)
@@ -552,7 +596,9 @@ class ShardedFileSession(_ShardedSession):
             elif known:
                 self._synced_end = True
                 self._seek_all(max(known))
-        self.at_end = ends and self._synced_end and not self._awaiting
+        at_end = ends and self._synced_end and not self._awaiting
+        if at_end != self.at_end:
+            self.at_end, self._news = at_end, True
         # the picture is as of the slowest shard still playing (all of them at the end: the last packet)
         playing = [p for i, (p, end) in enumerate(zip(self._positions, self._ends, strict=True))
                    if p is not None and not end and i not in self.dead]

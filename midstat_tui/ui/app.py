@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
@@ -19,6 +20,7 @@ from midstat_tui import early_signals
 from midstat_tui.columns import BY_KEY, COLUMNS
 from midstat_tui.conn_view import ConnView
 from midstat_tui.engine.collector import settle
+from midstat_tui.engine.driver import Tick
 from midstat_tui.engine.groups import GROUP_KEYS, GROUP_TITLES
 from midstat_tui.engine.session import Session
 from midstat_tui.query import QueryError, keywords_used
@@ -39,6 +41,25 @@ SPEEDS = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
 SEEK_STEP = 10.0
 APPLY_SLICE = 10_000  # rows applied from a pull before the loop answers keys again (some 50-100 ms)
 GG_SECONDS = 0.6   # live: two `g`s this close are `gg`
+MIN_REFRESH = 0.9  # of the interval: a Tick that comes sooner after the last one shown waits until then
+
+
+class TickArrived(Message):
+    """A Tick of the engine's clock (core 0's, on several cores), posted from the engine's thread as it is made
+    (session.listen), as a reader thread posts to its view."""
+
+    def __init__(self, tick: Tick) -> None:
+        super().__init__()
+        self.tick = tick
+
+
+def merged(held: Tick | None, tick: Tick) -> Tick:
+    """Two Ticks as one: the later one's moment and counters, the row changes of both (a reset replaces all)."""
+    if held is None or tick.reset:
+        return tick
+    held.changes.update(tick.changes)
+    tick.changes, tick.reset = held.changes, held.reset
+    return tick
 
 
 class FilterInput(Input):
@@ -129,6 +150,10 @@ class MidstatApp(App[None]):
         self._filter_before = ""
         self._services: Services | None = None  # read once, at the first `n`
         self._names_seen = 0  # how many host names the last pull knew
+        self._held: Tick | None = None     # a Tick not shown yet (too soon after the last one, or the view frozen)
+        self._held_timer: Timer | None = None
+        self._shown_at = -1e9              # monotonic time the last Tick was shown
+        self.tick_rates: dict = {}         # the last Tick's rates (the header's)
 
     def _columns(self):
         return [BY_KEY[k] for k in self.shown_columns]
@@ -163,21 +188,58 @@ class MidstatApp(App[None]):
         self.table.focus()
         self.tick()
         if self.interval:
-            self.set_interval(self.interval, self.tick)
+            if hasattr(self.session, "listen"):  # each Tick comes as a message, as the engine closes its seconds
+                self.session.listen(self._post_tick)
+            else:
+                self.set_interval(self.interval, self.tick)
 
     def on_unmount(self) -> None:
+        if hasattr(self.session, "listen"):
+            self.session.listen(None)
         self.session.stop()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signum)
 
-    # -- the one-second refresh ------------------------------------------------------------------------------
+    # -- the one-second refresh: each Tick of the engine's clock ------------------------------------------------
+    def _post_tick(self, tick: Tick) -> None:
+        """(The engine's thread.) A Tick for the app's loop."""
+        self.post_message(TickArrived(tick))
+
+    def on_tick_arrived(self, message: TickArrived) -> None:
+        """A Tick is shown as it comes, no sooner than MIN_REFRESH of the interval after the last one (a replay as
+        fast as it goes closes many seconds a second: those wait, merged, for the next refresh)."""
+        self._held = merged(self._held, message.tick)
+        if self._held_timer is not None:
+            return
+        wait = self._shown_at + MIN_REFRESH * (self.interval or 1.0) - time.monotonic()
+        if wait > 0:
+            self._held_timer = self.set_timer(wait, self._show_held)
+        else:
+            self._show_held()
+
+    def _show_held(self) -> None:
+        self._held_timer = None
+        if not self.is_running:
+            return
+        self._shown_at = time.monotonic()
+        tick = None
+        if not self.frozen:  # (frozen, the Ticks are kept, merged, for when it thaws; the header still moves)
+            tick, self._held = self._held, None
+        self._show(tick)
+        self.session.delivered()  # the next Tick may come
+
     def tick(self) -> None:
+        """Pull what the session has now and show it (tests step the app with it; a session that sends no Ticks
+        is pulled on a timer)."""
+        self._show(None if self.frozen else self.session.pull())
+
+    def _show(self, pulled: Tick | None) -> None:
         session = self.session
-        if not self.frozen:
-            pulled = session.pull()
+        if pulled is not None:
             self.stats = pulled.stats
+            self.tick_rates = pulled.rates
             self._take_names(pulled.names)
             self._metrics_at = pulled.position  # --metrics: this second's figures, once its rows are applied
             self.view.take(pulled)
@@ -238,7 +300,7 @@ class MidstatApp(App[None]):
             session.position, first=first, last=last, speed=session.speed,
             paused=self.frozen if session.live else session.paused, at_end=session.at_end, stopped=stopped,
             stats=self.stats, counters=dict(getattr(session, "_stats", None) or self.stats),
-            rates=dict(session._rates), shown=self.view.shown_count, rows=len(self.view.rows),
+            rates=dict(self.tick_rates), shown=self.view.shown_count, rows=len(self.view.rows),
             show_load=self.show_load, spark_active=list(session.spark_active), spark_pps=list(session.spark_pps),
             problems=sum(self.view.problem_counts.values())))
 
@@ -437,6 +499,9 @@ class MidstatApp(App[None]):
     def action_pause(self) -> None:
         if self.session.live:
             self.frozen = not self.frozen
+            if not self.frozen and self._held is not None:  # what came while frozen, at once
+                self._show_held()
+                return
         else:
             self.session.toggle_pause()
         self._show_header()
@@ -453,6 +518,10 @@ class MidstatApp(App[None]):
             speed = slower[-1] if slower else (SPEEDS[-1] if current == 0.0 else current)
         self.session.set_speed(speed)
         self._show_header()
+        if self.session.paused or self.session.at_end:  # the header says the speed only while playing
+            pace = "as fast as possible" if speed == 0 else f"×{speed:g}"
+            when = "when the replay plays again (Space)" if self.session.paused else "after a seek back"
+            self.notify(f"speed: {pace}, {when}", timeout=3)
 
     def action_step(self) -> None:
         if not self.session.live and self.session.paused:
