@@ -80,7 +80,8 @@ def test_each_step_comes_as_a_tick_without_a_pull(make):
             _until(lambda c=count, b=before: len(face.ticks) > c and face.last().position not in (b, None, 0.0))
             _until(lambda: face.last().position == session.position, 5)
             positions.append(face.last().position)
-        assert all(b - a == pytest.approx(1.0, abs=0.01) for a, b in zip(positions, positions[1:], strict=False)), positions
+        gaps = [b - a for a, b in zip(positions, positions[1:], strict=False)]
+        assert gaps == pytest.approx([1.0] * 3, abs=0.01), positions
         rows: dict = {}
         for tick in face.ticks:  # the Ticks together hold the rows of the table
             if tick.reset:
