@@ -198,6 +198,9 @@ class Session:
     def listen(self, listener: Callable[[Tick], None] | None) -> None:
         """From now on each Tick goes to `listener` (called from the engine's thread) as it is made, one at a time:
         the next once the face has called `delivered()`."""
+        if listener is None:  # (the face is leaving: no wait for the engine, which may be in a long seek)
+            self._listener = None
+            return
         with self._lock:
             self._listener = listener
             self._outstanding = False

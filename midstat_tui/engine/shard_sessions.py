@@ -300,6 +300,9 @@ class _ShardedSession:
     def listen(self, listener) -> None:
         """From now on each merged Tick goes to `listener` (from core 0's thread), one at a time: the next once the
         face has called `delivered()` (session.Session.listen)."""
+        if listener is None:  # (the face is leaving)
+            self._listener = None
+            return
         with self._lock:
             self._listener, self._outstanding, self._news = listener, False, True
             self._notify()
