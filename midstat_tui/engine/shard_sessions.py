@@ -23,6 +23,7 @@ import contextlib
 import math
 import multiprocessing
 import os
+import queue
 import threading
 import time
 from collections import deque
@@ -51,6 +52,7 @@ from midstat_tui.privileges import drop_to
 
 REPLY_TIMEOUT = 1.0  # seconds the face waits for a shard to send one flow's history
 RATE_SPAN = 0.5     # seconds of packet time a rate is measured over, at least
+TICKS_QUEUED = 64   # a file shard's Ticks waiting for its pipe to core 0, at most
 START_SLACK = 0.3    # seconds between the pacing anchor and the shards' first packet: time for them to start
 
 
@@ -159,8 +161,20 @@ def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: f
     # ticks the file's time meanwhile
     session.origin = anchor[1] if anchor is not None else None
     out.send(("ready", shard, engine.stats()))
-    sending = threading.Lock()  # the engine thread sends the Ticks, this one the replies: one message at a time
+    sending = threading.Lock()  # the sender thread sends the Ticks, this one the replies: one message at a time
+    # the Ticks to send: the engine thread never sends itself (it holds the session's lock: blocked on a full pipe
+    # once core 0 has stopped reading, it would hold up this thread's stop); bounded, the back pressure on the engine
+    ticks: queue.Queue = queue.Queue(maxsize=TICKS_QUEUED)
     names_sent = 0
+
+    def sender() -> None:
+        while True:
+            tick = ticks.get()
+            try:
+                with sending:
+                    out.send(("tick", shard, tick))
+            except (BrokenPipeError, EOFError, OSError):
+                return  # core 0 is gone
 
     def send_tick(tick: Tick) -> None:
         """Each Tick the session makes (from its engine thread), as it is made: the same message as a live shard's,
@@ -173,14 +187,15 @@ def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: f
             names_sent = len(names)  # type: ignore[arg-type]
         if tick.position == 0.0 and session.position is None:
             tick.position = NOT_STARTED
-        try:
-            with sending:
-                out.send(("tick", shard, tick))
-        except (BrokenPipeError, EOFError, OSError):
-            stop.set()  # core 0 is gone
-            return
-        session.delivered()  # (the pipe is the back pressure: a full one holds the engine)
+        while not stop.is_set():
+            try:
+                ticks.put(tick, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        session.delivered()  # every Tick goes: core 0 sees each second of every shard
 
+    threading.Thread(target=sender, name="midstat-shard-send", daemon=True).start()
     session.listen(send_tick)
     session.start()
     try:
