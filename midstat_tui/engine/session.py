@@ -43,6 +43,15 @@ Packet = tuple[float, bytes]
 Pulled = Tick
 
 
+def merged_ticks(held: Tick | None, tick: Tick) -> Tick:
+    """Two Ticks as one (a face that keeps what comes while it cannot show it): the later one's moment, counters
+    and rates, the row changes of both (the later change of a connection wins; a reset replaces all before it)."""
+    if held is None or tick.reset:
+        return tick
+    tick.changes, tick.reset = merged(held.changes, tick.changes), held.reset
+    return tick
+
+
 @dataclass
 class _Checkpoint:
     position: float

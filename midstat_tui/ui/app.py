@@ -22,7 +22,7 @@ from midstat_tui.conn_view import ConnView
 from midstat_tui.engine.collector import settle
 from midstat_tui.engine.driver import Tick
 from midstat_tui.engine.groups import GROUP_KEYS, GROUP_TITLES
-from midstat_tui.engine.session import Session
+from midstat_tui.engine.session import Session, merged_ticks
 from midstat_tui.query import QueryError, keywords_used
 from midstat_tui.services import Services, load_services
 from midstat_tui.ui.columns_screen import ColumnsScreen
@@ -51,15 +51,6 @@ class TickArrived(Message):
     def __init__(self, tick: Tick) -> None:
         super().__init__()
         self.tick = tick
-
-
-def merged(held: Tick | None, tick: Tick) -> Tick:
-    """Two Ticks as one: the later one's moment and counters, the row changes of both (a reset replaces all)."""
-    if held is None or tick.reset:
-        return tick
-    held.changes.update(tick.changes)
-    tick.changes, tick.reset = held.changes, held.reset
-    return tick
 
 
 class FilterInput(Input):
@@ -210,7 +201,7 @@ class MidstatApp(App[None]):
     def on_tick_arrived(self, message: TickArrived) -> None:
         """A Tick is shown as it comes, no sooner than MIN_REFRESH of the interval after the last one (a replay as
         fast as it goes closes many seconds a second: those wait, merged, for the next refresh)."""
-        self._held = merged(self._held, message.tick)
+        self._held = merged_ticks(self._held, message.tick)
         if self._held_timer is not None:
             return
         wait = self._shown_at + MIN_REFRESH * (self.interval or 1.0) - time.monotonic()
