@@ -3267,115 +3267,21 @@ static PyObject *py_ipfix_record(PyObject *module, PyObject *args) {
     return ipfix_one((ConnObject *)obj, reason, now, always, done);
 }
 
-/* the active-timeout sweep (FlowExporter.tick): for each open connection that started before `cutoff` and whose
- * last record went out before it (or none did), its record with flowEndReason `reason`; a list of the records
- * (and of the connections the Python encoder must take, as themselves) */
-static PyObject *py_ipfix_sweep(PyObject *module, PyObject *args) {
-    PyObject *conns, *done;
-    int reason;
-    double now, cutoff;
-    if (!PyArg_ParseTuple(args, "OddiO!", &conns, &now, &cutoff, &reason, &PyDict_Type, &done))
-        return NULL;
-    PyObject *out = PyList_New(0), *it = PyObject_GetIter(conns), *item;
-    if (out == NULL || it == NULL)
-        goto fail;
-    while ((item = PyIter_Next(it)) != NULL) {
-        PyObject *made = NULL;
-        if (!PyObject_TypeCheck(item, &ConnType)) {
-            made = Py_NewRef(item);
-        } else {
-            ConnObject *conn = (ConnObject *)item;
-            if (conn->ended != Py_None || conn->first > cutoff) {
-                Py_DECREF(item);
-                continue;
-            }
-            PyObject *key = PyLong_FromLongLong(conn->id);
-            if (key == NULL) {
-                Py_DECREF(item);
-                goto fail;
-            }
-            PyObject *previous = PyDict_GetItemWithError(done, key);
-            Py_DECREF(key);
-            if (previous == NULL && PyErr_Occurred()) {
-                Py_DECREF(item);
-                goto fail;
-            }
-            double sent = -INFINITY;
-            if (previous != NULL && PyBytes_CheckExact(previous) && PyBytes_GET_SIZE(previous) == IPFIX_DONE_SIZE)
-                memcpy(&sent, PyBytes_AS_STRING(previous) + 72, sizeof sent);
-            if (previous == NULL || sent <= cutoff) {
-                made = ipfix_one(conn, reason, now, 0, done);
-                if (made == Py_NotImplemented)
-                    Py_SETREF(made, Py_NewRef(item));
-            }
-        }
-        Py_DECREF(item);
-        if (made == NULL) {
-            if (PyErr_Occurred())
-                goto fail;
-            continue;
-        }
-        int failed = made != Py_None && PyList_Append(out, made) < 0;
-        Py_DECREF(made);
-        if (failed)
-            goto fail;
-    }
-    if (PyErr_Occurred())
-        goto fail;
-    Py_DECREF(it);
-    return out;
-fail:
-    Py_XDECREF(it);
-    Py_XDECREF(out);
-    return NULL;
-}
+/* One connection's entry in a sweep or at the end: a new reference to its record, to None (nothing to send), to
+ * NotImplemented (a value the Python encoder must take), or NULL on error. */
+typedef PyObject *(*IpfixPick)(ConnObject *conn, const void *ctx);
 
-/* the end of the capture (FlowExporter.finish): every connection of `conns` goes out, an open one with
- * flowEndReason 4 (forced end) at `now`, an ended one at its last packet with the reason its end maps to in
- * `reasons` (3 if none), unless it is in `final` (its end record went out) and nothing came since. A list of the
- * records, and of the connections the Python encoder must take, as themselves. */
-static PyObject *py_ipfix_final(PyObject *module, PyObject *args) {
-    PyObject *conns, *done, *final, *reasons;
-    double now;
-    if (!PyArg_ParseTuple(args, "OdO!O!O!", &conns, &now, &PyDict_Type, &done, &PySet_Type, &final, &PyDict_Type,
-                          &reasons))
-        return NULL;
+/* The loop ipfix_sweep and ipfix_final share: `pick` over each connection of `conns`; a list of the records, and of
+ * the connections the Python encoder must take (anything not a compiled connection, and NotImplemented), as
+ * themselves. */
+static PyObject *ipfix_collect(PyObject *conns, IpfixPick pick, const void *ctx) {
     PyObject *out = PyList_New(0), *it = PyObject_GetIter(conns), *item;
     if (out == NULL || it == NULL)
         goto fail;
     while ((item = PyIter_Next(it)) != NULL) {
-        PyObject *made;
-        if (!PyObject_TypeCheck(item, &ConnType)) {
-            made = Py_NewRef(item);
-        } else {
-            ConnObject *conn = (ConnObject *)item;
-            if (conn->ended == Py_None) {
-                made = ipfix_one(conn, 4, now, 1, done);
-            } else {
-                long reason = 3;
-                PyObject *mapped = PyDict_GetItemWithError(reasons, conn->ended);
-                if (mapped != NULL) {
-                    reason = PyLong_AsLong(mapped);
-                    if (reason == -1 && PyErr_Occurred()) {
-                        Py_DECREF(item);
-                        goto fail;
-                    }
-                } else if (PyErr_Occurred()) {
-                    Py_DECREF(item);
-                    goto fail;
-                }
-                PyObject *key = PyLong_FromLongLong(conn->id);
-                int sent_end = key == NULL ? -1 : PySet_Contains(final, key);
-                Py_XDECREF(key);
-                if (sent_end < 0) {
-                    Py_DECREF(item);
-                    goto fail;
-                }
-                made = ipfix_one(conn, (int)reason, conn->last, !sent_end, done);
-            }
-            if (made == Py_NotImplemented)
-                Py_SETREF(made, Py_NewRef(item));
-        }
+        PyObject *made = PyObject_TypeCheck(item, &ConnType) ? pick((ConnObject *)item, ctx) : Py_NewRef(item);
+        if (made == Py_NotImplemented)
+            Py_SETREF(made, Py_NewRef(item));
         Py_DECREF(item);
         if (made == NULL)
             goto fail;
@@ -3392,6 +3298,81 @@ fail:
     Py_XDECREF(it);
     Py_XDECREF(out);
     return NULL;
+}
+
+typedef struct {
+    PyObject *done;
+    double now, cutoff;
+    int reason;
+} SweepCtx;
+
+static PyObject *sweep_pick(ConnObject *conn, const void *ctx) {
+    const SweepCtx *x = ctx;
+    if (conn->ended != Py_None || conn->first > x->cutoff)
+        Py_RETURN_NONE;
+    PyObject *key = PyLong_FromLongLong(conn->id);
+    if (key == NULL)
+        return NULL;
+    PyObject *previous = PyDict_GetItemWithError(x->done, key);
+    Py_DECREF(key);
+    if (previous == NULL && PyErr_Occurred())
+        return NULL;
+    double sent = -INFINITY;
+    if (previous != NULL && PyBytes_CheckExact(previous) && PyBytes_GET_SIZE(previous) == IPFIX_DONE_SIZE)
+        memcpy(&sent, PyBytes_AS_STRING(previous) + 72, sizeof sent);
+    if (previous != NULL && sent > x->cutoff)
+        Py_RETURN_NONE;
+    return ipfix_one(conn, x->reason, x->now, 0, x->done);
+}
+
+/* the active-timeout sweep (FlowExporter.tick): for each open connection that started before `cutoff` and whose
+ * last record went out before it (or none did), its record with flowEndReason `reason`; a list of the records
+ * (and of the connections the Python encoder must take, as themselves) */
+static PyObject *py_ipfix_sweep(PyObject *module, PyObject *args) {
+    PyObject *conns;
+    SweepCtx x;
+    if (!PyArg_ParseTuple(args, "OddiO!", &conns, &x.now, &x.cutoff, &x.reason, &PyDict_Type, &x.done))
+        return NULL;
+    return ipfix_collect(conns, sweep_pick, &x);
+}
+
+typedef struct {
+    PyObject *done, *final, *reasons;
+    double now;
+} FinalCtx;
+
+static PyObject *final_pick(ConnObject *conn, const void *ctx) {
+    const FinalCtx *x = ctx;
+    if (conn->ended == Py_None)
+        return ipfix_one(conn, 4, x->now, 1, x->done);
+    long reason = 3;
+    PyObject *mapped = PyDict_GetItemWithError(x->reasons, conn->ended);
+    if (mapped != NULL) {
+        reason = PyLong_AsLong(mapped);
+        if (reason == -1 && PyErr_Occurred())
+            return NULL;
+    } else if (PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *key = PyLong_FromLongLong(conn->id);
+    int sent_end = key == NULL ? -1 : PySet_Contains(x->final, key);
+    Py_XDECREF(key);
+    if (sent_end < 0)
+        return NULL;
+    return ipfix_one(conn, (int)reason, conn->last, !sent_end, x->done);
+}
+
+/* the end of the capture (FlowExporter.finish): every connection of `conns` goes out, an open one with
+ * flowEndReason 4 (forced end) at `now`, an ended one at its last packet with the reason its end maps to in
+ * `reasons` (3 if none), unless it is in `final` (its end record went out) and nothing came since. A list of the
+ * records, and of the connections the Python encoder must take, as themselves. */
+static PyObject *py_ipfix_final(PyObject *module, PyObject *args) {
+    PyObject *conns;
+    FinalCtx x;
+    if (!PyArg_ParseTuple(args, "OdO!O!O!", &conns, &x.now, &PyDict_Type, &x.done, &PySet_Type, &x.final,
+                          &PyDict_Type, &x.reasons))
+        return NULL;
+    return ipfix_collect(conns, final_pick, &x);
 }
 
 /* The tracker's hooks for the export, in C (FlowExporter.attach with the compiled core): `state` is the tuple
