@@ -2283,6 +2283,262 @@ out:
     return result;
 }
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * The ladder's replay (engine/flow_packets.attribute): one connection's packets through its private tracker, each
+ * packet coming out as a FlowPacket with the two states right after it and its marks. The common packet is taken
+ * here, as the packet loop (run) takes it, with the marks attribute() gives it; any other is left to Python.
+ * ------------------------------------------------------------------------------------------------------------ */
+
+enum { MK_RETRANS, MK_OOO, MK_ZERO_WIN, MK_RST_IGNORED, MK_RST_ODD, MK_BAD_CSUM, MK_BAD_FLAGS, MK_DUP_ACK, N_MARKS };
+
+/* the counters a packet can move (flow_packets._counters, in _MARK_ORDER) */
+static void flow_counters(const ConnObject *conn, int from_client, uint32_t *out) {
+    const SideObject *side = from_client ? conn->c : conn->s;
+    out[0] = side->retrans;
+    out[1] = side->ooo;
+    out[2] = side->zero_win;
+    out[3] = conn->suspicious_rst;
+    out[4] = conn->odd_rst;
+    out[5] = conn->bad_checksum;
+    out[6] = conn->bad_flags;
+}
+
+/* flow_run(batch, start, limit, core, conn, verify, dlt, first, last, out, kinds, last_ack, prev, keep_frames)
+ *     -> (reason, index, packets, suspicious, odd, last_ts, changes, states_before)
+ *
+ * Replays batch[start:] (a list of (ts, frame) of link type `dlt`) on the private tracker whose CoreState is `core`,
+ * for its connection `conn` (live, the table's entry for its tuple, already scheduled), appending one FlowPacket
+ * per packet of it to `out`. `kinds` is (Segment, FlowPacket, the 8 mark strings: retrans, ooo, zero_win,
+ * rst_ignored, rst_odd, bad_csum, bad_flags, dup_ack); `last_ack` the list [client's ACK, window, server's ACK,
+ * window] of their last ACKs (-1: none), read and written back; `prev` the (client, server) states before the
+ * first packet. A frame of another tuple is passed over (attribute() would pass it over too). It stops, leaving
+ * the packet to Python, at one dated at or after `limit` (a timer due: TIME), outside [first, last], before the
+ * latest packet time, or that is not the plain shape, has a bad checksum, bogus flags or is a pure SYN (SLOW); right
+ * after a packet whose change Python must finish (CHANGED: `index` is that packet, already in `out`, `changes` its
+ * transitions, `states_before` the states before it); or at the batch's end (END). */
+static PyObject *py_flow_run(PyObject *module, PyObject *args) {
+    PyObject *batch, *state, *out, *kinds, *last_ack_list, *prev;
+    ConnObject *conn;
+    Py_ssize_t start;
+    double limit, first, last;
+    int verify, dlt, keep_frames;
+    if (!PyArg_ParseTuple(args, "O!ndOO!piddO!O!O!O!p", &PyList_Type, &batch, &start, &limit, &state, &ConnType,
+                          &conn, &verify, &dlt, &first, &last, &PyList_Type, &out, &PyTuple_Type, &kinds,
+                          &PyList_Type, &last_ack_list, &PyTuple_Type, &prev, &keep_frames))
+        return NULL;
+    if (PyTuple_GET_SIZE(kinds) != 3 || !PyTuple_Check(PyTuple_GET_ITEM(kinds, 2)) ||
+        PyTuple_GET_SIZE(PyTuple_GET_ITEM(kinds, 2)) != N_MARKS || PyList_GET_SIZE(last_ack_list) != 4 ||
+        PyTuple_GET_SIZE(prev) != 2) {
+        PyErr_SetString(PyExc_TypeError, "flow_run: kinds (Segment, FlowPacket, 8 marks), last_ack [4], prev (c, s)");
+        return NULL;
+    }
+    PyObject *seg_type = PyTuple_GET_ITEM(kinds, 0), *packet_type = PyTuple_GET_ITEM(kinds, 1);
+    PyObject *mark_names = PyTuple_GET_ITEM(kinds, 2);
+    long long last_ack[4];
+    for (int j = 0; j < 4; j++) {
+        last_ack[j] = PyLong_AsLongLong(PyList_GET_ITEM(last_ack_list, j));
+        if (last_ack[j] == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    long prev_c = PyLong_AsLong(PyTuple_GET_ITEM(prev, 0)), prev_s = PyLong_AsLong(PyTuple_GET_ITEM(prev, 1));
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *result = NULL;
+    PyObject *addr[2] = {NULL, NULL};     /* the client's and the server's address, as bytes: every packet's */
+    PyObject *macs[2] = {NULL, NULL};     /* each side's last MAC, as bytes (it rarely changes) */
+    PyObject *states = NULL;              /* the last (client, server) tuple made */
+    PyObject *no_vlan = PyTuple_New(0);
+    Core core;
+    if (core_load(&core, state) < 0 || no_vlan == NULL)
+        goto out;
+    addr[0] = PyBytes_FromStringAndSize((const char *)conn->c_addr, conn->c_addr_len);
+    addr[1] = PyBytes_FromStringAndSize((const char *)conn->s_addr, conn->s_addr_len);
+    states = Py_BuildValue("(ll)", prev_c, prev_s);
+    if (addr[0] == NULL || addr[1] == NULL || states == NULL)
+        goto out;
+    double floor_ts = core.latest;
+    Py_ssize_t n = PyList_GET_SIZE(batch), i = start;
+    long long packets = 0, suspicious = 0, odd = 0;
+    double last_ts = -INFINITY;
+    int reason = STOP_END;
+    PyObject *changes = NULL;
+    int before_c = 0, before_s = 0;
+    Frame fr;
+    for (; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(batch, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyFloat_CheckExact(PyTuple_GET_ITEM(item, 0)) ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(item, 1))) {
+            reason = STOP_SLOW;
+            break;
+        }
+        PyObject *ts_obj = PyTuple_GET_ITEM(item, 0), *frame = PyTuple_GET_ITEM(item, 1);
+        double ts = PyFloat_AS_DOUBLE(ts_obj);
+        if (!(ts < limit)) {
+            reason = STOP_TIME;
+            break;
+        }
+        if (ts < floor_ts || ts < first || ts > last) {
+            reason = STOP_SLOW;
+            break;
+        }
+        const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
+        Py_ssize_t size = PyBytes_GET_SIZE(frame);
+        if (!decode_frame(dlt, f, size, verify, &fr) || fr.csum == 0) {
+            reason = STOP_SLOW;
+            break;
+        }
+        PyObject *key = flow_key(&fr);
+        if (key == NULL)
+            goto out;
+        int same = PyObject_RichCompareBool(key, conn->key, Py_EQ);
+        Py_DECREF(key);
+        if (same < 0)
+            goto out;
+        if (!same)
+            continue;   /* another VLAN's, or an ICMP-shaped frame's tuple: not this connection's */
+        int flags = fr.seg.flags;
+        int bogus = ((flags & SYN) && (flags & (FIN | RST))) || ((flags & FIN) && (flags & RST)) ||
+                    !(flags & (SYN | RST | ACK));
+        if (bogus || (flags & (SYN | ACK | RST)) == SYN || conn->ended != Py_None || conn->deadline == INFINITY) {
+            reason = STOP_SLOW;
+            break;
+        }
+        int from_client = fr.sport == conn->c_port && conn->c_addr_len == fr.addr_len &&
+                          memcmp(conn->c_addr, fr.src, fr.addr_len) == 0;
+        fr.seg.ts = ts;
+        uint32_t before[7], after[7];
+        flow_counters(conn, from_client, before);
+        int c_state = conn->c->state, s_state = conn->s->state;
+        PyObject *moves = NULL;
+        int alerts = 0;
+        if (apply(conn, &fr.seg, from_client, &moves, &alerts) < 0)
+            goto out;
+        floor_ts = ts;
+        packets++;
+        suspicious += alerts & 1;
+        odd += (alerts >> 1) & 1;
+        last_ts = ts;
+        if (core.touched != Py_None && PySet_Add(core.touched, (PyObject *)conn) < 0) {
+            Py_XDECREF(moves);
+            goto out;
+        }
+        /* the marks (flow_packets._marks) */
+        flow_counters(conn, from_client, after);
+        int marks[N_MARKS], n_marks = 0;
+        for (int m = 0; m < 7; m++)
+            if (after[m] != before[m])
+                marks[n_marks++] = m;
+        if ((flags & ACK) && !(flags & RST)) {
+            int at = from_client ? 0 : 2;
+            if (!(flags & (SYN | FIN)) && fr.seg.payload == 0 && fr.seg.win && last_ack[at] == (long long)fr.seg.ack &&
+                last_ack[at + 1] == (long long)fr.seg.win) {
+                SideObject *peer = from_client ? conn->s : conn->c;
+                if (OPT(peer, snd_nxt) != NONE && peer->snd_nxt != fr.seg.ack)
+                    marks[n_marks++] = MK_DUP_ACK;
+            }
+            last_ack[at] = fr.seg.ack;
+            last_ack[at + 1] = fr.seg.win;
+        }
+        PyObject *mark_tuple = PyTuple_New(n_marks);
+        if (mark_tuple == NULL) {
+            Py_XDECREF(moves);
+            goto out;
+        }
+        for (int m = 0; m < n_marks; m++)
+            PyTuple_SET_ITEM(mark_tuple, m, Py_NewRef(PyTuple_GET_ITEM(mark_names, marks[m])));
+        /* the states right after it, and whether it moved either */
+        int now_c = conn->c->state, now_s = conn->s->state;
+        int moved = now_c != prev_c || now_s != prev_s;
+        if (moved) {
+            Py_SETREF(states, Py_BuildValue("(ii)", now_c, now_s));
+            prev_c = now_c;
+            prev_s = now_s;
+        }
+        /* the Segment the Python decoder makes of it, and its FlowPacket */
+        int side = from_client ? 0 : 1;
+        if (macs[side] == NULL || PyBytes_GET_SIZE(macs[side]) != fr.seg.mac_len ||
+            memcmp(PyBytes_AS_STRING(macs[side]), fr.seg.mac, fr.seg.mac_len) != 0)
+            Py_XSETREF(macs[side], PyBytes_FromStringAndSize((const char *)fr.seg.mac, fr.seg.mac_len));
+        PyObject *seg = NULL, *packet = NULL;
+        /* the VLAN ids: the connection's tuple (the key says they are the same), made afresh if it is not one */
+        PyObject *vlan = fr.n_vlan == 0 ? Py_NewRef(no_vlan)
+                         : PyTuple_Check(conn->vlan) && PyTuple_GET_SIZE(conn->vlan) == fr.n_vlan ? Py_NewRef(conn->vlan)
+                         : fr.n_vlan == 2 ? Py_BuildValue("(ii)", fr.vlan[0], fr.vlan[1])
+                                          : Py_BuildValue("(i)", fr.vlan[0]);
+        if (states != NULL && macs[side] != NULL && vlan != NULL) {
+            PyObject *fields[16] = {
+                ts_obj, vlan, addr[side], addr[1 - side], PyLong_FromLong(fr.sport), PyLong_FromLong(fr.dport),
+                PyLong_FromUnsignedLong(fr.seg.seq), PyLong_FromUnsignedLong(fr.seg.ack),
+                PyLong_FromLong(fr.seg.flags), PyLong_FromLong(fr.seg.win), PyLong_FromUnsignedLong(fr.seg.payload),
+                PyLong_FromUnsignedLong(fr.seg.ip_len), PyLong_FromLong(fr.seg.ttl),
+                fr.csum < 0 ? Py_None : Py_True, fr.seg.truncated ? Py_True : Py_False, macs[side]};
+            int made = 1;
+            for (int k = 4; k < 13; k++)
+                made &= fields[k] != NULL;
+            if (made)
+                seg = PyObject_Vectorcall(seg_type, fields, 16, NULL);
+            for (int k = 4; k < 13; k++)
+                Py_XDECREF(fields[k]);
+            PyObject *index = seg ? PyLong_FromSsize_t(PyList_GET_SIZE(out)) : NULL;
+            if (index != NULL) {
+                PyObject *pargs[8] = {index, ts_obj, keep_frames ? frame : Py_None, seg,
+                                      from_client ? Py_True : Py_False, states, moved ? Py_True : Py_False,
+                                      mark_tuple};
+                packet = PyObject_Vectorcall(packet_type, pargs, 8, NULL);
+                Py_DECREF(index);
+            }
+        }
+        Py_XDECREF(seg);
+        Py_XDECREF(vlan);
+        Py_DECREF(mark_tuple);
+        if (packet == NULL || PyList_Append(out, packet) < 0) {
+            Py_XDECREF(packet);
+            Py_XDECREF(moves);
+            goto out;
+        }
+        Py_DECREF(packet);
+        if (moves != NULL && !core.events) {
+            int rc = schedule(&core, conn, &limit);
+            if (rc < 0) {
+                Py_DECREF(moves);
+                goto out;
+            }
+            if (rc == 0) {
+                Py_CLEAR(moves);
+                continue;
+            }
+        }
+        if (moves != NULL) {
+            reason = STOP_CHANGED;
+            changes = moves;
+            before_c = c_state;
+            before_s = s_state;
+            break;
+        }
+    }
+    for (int j = 0; j < 4; j++) {
+        PyObject *v = PyLong_FromLongLong(last_ack[j]);
+        if (v == NULL || PyList_SetItem(last_ack_list, j, v) < 0) {
+            Py_XDECREF(changes);
+            goto out;
+        }
+    }
+    if (changes == NULL)
+        result = Py_BuildValue("(inLLLdOO)", reason, i, packets, suspicious, odd, last_ts, Py_None, Py_None);
+    else
+        result = Py_BuildValue("(inLLLdNN)", reason, i, packets, suspicious, odd, last_ts, changes,
+                               Py_BuildValue("(ii)", before_c, before_s));
+out:
+    core_release(&core);
+    Py_XDECREF(no_vlan);
+    Py_XDECREF(addr[0]);
+    Py_XDECREF(addr[1]);
+    Py_XDECREF(macs[0]);
+    Py_XDECREF(macs[1]);
+    Py_XDECREF(states);
+    return result;
+}
+
 /* in_order(meta, latest) -> int: the latest time (whole microseconds) of a next_batch result's packets when none
  * is dated before the one read before it (nor before `latest`), else -1 (capture.clock then finds the late ones). */
 static PyObject *py_in_order(PyObject *module, PyObject *args) {
@@ -4692,6 +4948,9 @@ static PyMethodDef module_methods[] = {
     {"place", py_place, METH_VARARGS, "place(batch, dlt, count) -> bytes: each packet's shard (255: not placed here)."},
     {"split_share", py_split_share, METH_VARARGS,
      "split_share(data, meta, dlt, count, shard) -> (packets, unplaced): split, keeping one shard's share."},
+    {"flow_run", py_flow_run, METH_VARARGS,
+     "flow_run(batch, start, limit, core, conn, verify, dlt, first, last, out, kinds, last_ack, prev, keep_frames): "
+     "the ladder's replay of a connection's common packets (engine/flow_packets.attribute)."},
     {"scan_flow", py_scan_flow, METH_VARARGS,
      "scan_flow(buffer, dlt, a_addr, a_port, b_addr, b_port, first) -> [(ts, frame), ...] from an uncompressed "
      "pcap or pcapng file's bytes: the records that may be the tuple's packets; None: a shape read by libpcap."},

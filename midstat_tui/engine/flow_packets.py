@@ -14,6 +14,7 @@ for what the tracker counted on it (retransmission, out of order, zero window, i
 
 from __future__ import annotations
 
+import gc
 import math
 import mmap
 import os
@@ -220,96 +221,185 @@ class FlowReader:
 
 def attribute(stream: Iterable[tuple[float, bytes | Segment]], ref: FlowRef, datalink: int,
               config: TrackerConfig | None, checksums: ChecksumPolicy | None, keep_frames: bool,
-              tail: bool = False) -> Flow:
+              tail: bool = False, compiled: bool = True) -> Flow:
     """Run the tuple's packets through a private tracker; keep those it counts on the incarnation `ref`.
 
     The tracker made the incarnation at its first packet, whatever came before on the tuple: the packets before
     `ref.first` are skipped, and the first one at `ref.first` makes it again. Between its first and last packet
     the connection is on its tuple's table entry, so every bad-checksum packet of the tuple then was counted on it:
-    when the tracker counted none, checksums need no checking."""
-    policy = checksums or ChecksumPolicy("verify")
-    verify = policy.verify and ref.bad_checksum != 0
-    decoder = FrameDecoder(datalink, verify)
-    # the compiled core's decoder for the plain frame (the same fields: tests/unit/test_fastpath_differential.py),
-    # the Python one for every other shape
-    fast = _core.decode_frame if _core is not None and datalink in _FAST_LINKS else None
-    first = -math.inf if tail else ref.first
-    tracker = Tracker(config)
-    tracker.offload_sources = policy.offload_sources
-    key = ref.key
-    key_of = Tracker.key_of
-    flow = Flow(ref, [])
-    out = flow.packets
-    target: Connection | None = None
-    last_ack: dict[bool, tuple[int, int]] = {}
-    table = tracker.table
-    segment = tracker.segment
-    decode = decoder.decode
-    snap = _NONE
-    was_ended = False
-    last = math.inf if tail else ref.last
-    bad_seen = 0
-    for ts, frame in stream:
-        if ts < first:
-            continue
-        late = ts > last and target is not None
-        if late and bad_seen >= ref.bad_checksum:
-            break  # the tracker counted nothing more on this incarnation after `last`: what follows is another's
+    when the tracker counted none, checksums need no checking.
+
+    The common packet (the plain frame of the live connection, neither a SYN nor late, no timer due before it) is
+    replayed by the compiled core (`_core.flow_run`: the same state machine and marks), the rest here, one by one;
+    `compiled` False replays every packet here (the tests compare the two)."""
+    replay = _Replay(ref, datalink, config, checksums, keep_frames, tail)
+    run = _core_flow_run if compiled and replay.fast is not None and replay.tracker.compiled else None
+    step = replay.step
+    # two objects a packet, and no cycle among them: the cyclic collector, which a hundred thousand new objects
+    # would wake again and again (over a live table of a million connections too), waits until the replay is over
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        for chunk in _chunks(stream):
+            i = 0
+            size = len(chunk)
+            while i < size:
+                if run is not None and replay.target is not None and not replay.done:
+                    i = replay.run(run, chunk, i)
+                    if i >= size:
+                        break
+                if step(*chunk[i]):
+                    return replay.flow
+                i += 1
+        return replay.flow
+    finally:
+        if paused:
+            gc.enable()
+
+
+_core_flow_run = getattr(_core, "flow_run", None)
+_CHUNK = 8192
+
+
+def _chunks(stream: Iterable) -> Iterator[list]:
+    """The stream as lists (itself when it is one): the compiled replay takes a list."""
+    if isinstance(stream, list):
+        yield stream
+        return
+    chunk: list = []
+    for item in stream:
+        chunk.append(item)
+        if len(chunk) == _CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _Replay:
+    """attribute()'s private tracker and what it has made so far: `step` takes one packet in Python, `run` as many
+    as the compiled core can take."""
+
+    def __init__(self, ref: FlowRef, datalink: int, config: TrackerConfig | None,
+                 checksums: ChecksumPolicy | None, keep_frames: bool, tail: bool) -> None:
+        policy = checksums or ChecksumPolicy("verify")
+        self.verify = policy.verify and ref.bad_checksum != 0
+        self.decode = FrameDecoder(datalink, self.verify).decode
+        self.datalink = datalink
+        # the compiled core's decoder for the plain frame (the same fields: tests/unit/test_fastpath_differential.py),
+        # the Python one for every other shape
+        self.fast = _core.decode_frame if _core is not None and datalink in _FAST_LINKS else None
+        self.first = -math.inf if tail else ref.first
+        self.last = math.inf if tail else ref.last
+        self.tail = tail
+        self.ref = ref
+        self.keep_frames = keep_frames
+        self.tracker = Tracker(config)
+        self.tracker.offload_sources = policy.offload_sources
+        self.key = ref.key
+        self.flow = Flow(ref, [])
+        self.target: Connection | None = None
+        self.last_ack = [-1, -1, -1, -1]  # the client's last ACK number and window, then the server's (-1: none)
+        self.bad_seen = 0
+        self.done = False
+
+    def step(self, ts: float, frame: bytes | Segment) -> bool:
+        """One packet; True when the flow is over (what follows is another incarnation's)."""
+        if ts < self.first:
+            return False
+        target = self.target
+        ref = self.ref
+        late = ts > self.last and target is not None
+        if late and self.bad_seen >= ref.bad_checksum:
+            return True  # the tracker counted nothing more on this incarnation after `last`: what follows is another's
         if type(frame) is bytes:
-            fields = fast(ts, frame, datalink, verify) if fast is not None else None
-            result = Segment(*fields) if fields is not None else decode(ts, frame)
+            fields = self.fast(ts, frame, self.datalink, self.verify) if self.fast is not None else None
+            result = Segment(*fields) if fields is not None else self.decode(ts, frame)
         else:  # a packet ring's header (live, before the watch started), already a Segment
             result = frame
             frame = None
+        key = self.key
+        tracker = self.tracker
+        out = self.flow.packets
+        keep = frame if self.keep_frames else None
         if type(result) is Segment:
-            if key_of(result.vlan, result.src, result.sport, result.dst, result.dport) != key:
-                continue
+            if Tracker.key_of(result.vlan, result.src, result.sport, result.dst, result.dport) != key:
+                return False
             if late and result.csum_ok is not False:
-                continue  # after `last` only a bad checksum (which moves no time) can still be the connection's
+                return False  # after `last` only a bad checksum (which moves no time) can still be the connection's
             if result.csum_ok is False:
-                bad_seen += 1
-            before = table.get(key)
+                self.bad_seen += 1
+            before = tracker.table.get(key)
+            snap = _NONE
+            was_ended = False
             if before is not None:
                 sent_by_client = result.sport == before.c_port and result.src == before.c_addr
                 snap = _counters(before, sent_by_client)
                 was_ended = before.ended is not None
-            conn = segment(result)
+            conn = tracker.segment(result)
             if conn is None:
-                continue
+                return False
             if conn is not before:
                 snap = _NONE  # a new incarnation started with this packet
                 was_ended = False
             if target is None:
-                if not tail and abs(conn.first - ref.first) > 1e-6:
-                    continue
-                target = conn
-                flow.midstream = conn.midstream
-                flow.conn = conn
+                if not self.tail and abs(conn.first - ref.first) > 1e-6:
+                    return False
+                self.target = target = conn
+                self.flow.midstream = conn.midstream
+                self.flow.conn = conn
             elif conn is not target:
-                break  # the next incarnation on the tuple: ours is over
+                self.done = True
+                return True  # the next incarnation on the tuple: ours is over
             from_client = result.sport == conn.c_port and result.src == conn.c_addr
-            marks = _marks(conn, snap, result, from_client, was_ended, last_ack)
+            marks = _marks(conn, snap, result, from_client, was_ended, self.last_ack)
             states = (conn.c.state, conn.s.state)
             prev = out[-1].states if out else None
             if prev is None:
                 if conn.midstream:  # both taken as ESTABLISHED, or a SYN/ACK first: the client's SYN implied
-                    flow.initial = (SYN_SENT, CLOSED) if result.flags & SYN else (ESTABLISHED, ESTABLISHED)
-                prev = flow.initial
-            out.append(FlowPacket(len(out), result.ts, frame if keep_frames else None, result, from_client,
-                                  states, states != prev, marks))
+                    self.flow.initial = (SYN_SENT, CLOSED) if result.flags & SYN else (ESTABLISHED, ESTABLISHED)
+                prev = self.flow.initial
+            out.append(FlowPacket(len(out), result.ts, keep, result, from_client, states, states != prev, marks))
         elif type(result) is IcmpError:
-            if late or key_of(result.vlan, result.src, result.sport, result.dst, result.dport) != key or \
+            if late or Tracker.key_of(result.vlan, result.src, result.sport, result.dst, result.dport) != key or \
                     target is None:
-                continue
+                return False
             before_states = (target.c.state, target.s.state)
             tracker.icmp(result)
             if tracker.table.get(key) is not target:
-                continue
+                return False
             from_client = result.sport == target.c_port and result.src == target.c_addr
             states = (target.c.state, target.s.state)
-            out.append(FlowPacket(len(out), result.ts, frame if keep_frames else None, result, from_client,
-                                  states, states != before_states, ()))
-    return flow
+            out.append(FlowPacket(len(out), result.ts, keep, result, from_client, states, states != before_states, ()))
+        return False
+
+    def run(self, run, chunk: list, i: int) -> int:
+        """chunk[i:] through the compiled replay while it takes the packets; the index of the first it left."""
+        tracker = self.tracker
+        target = self.target
+        table = tracker.table
+        core = tracker.core
+        stats = tracker.stats
+        out = self.flow.packets
+        while True:
+            if table.get(self.key) is not target or target.ended is not None:
+                return i
+            prev = out[-1].states if out else self.flow.initial
+            reason, index, packets, suspicious, odd, last_ts, changes, before = run(
+                chunk, i, tracker.next_timer(), core, target, self.verify, self.datalink, self.first, self.last,
+                out, _KINDS, self.last_ack, prev, self.keep_frames)
+            if packets:
+                stats.segments += packets
+                stats.suspicious_rst += suspicious
+                stats.odd_rst += odd
+                if last_ts > tracker.now:
+                    tracker.now = last_ts
+                if last_ts > tracker.latest:
+                    tracker.latest = last_ts
+            if reason != _CHANGED:
+                return index
+            tracker.changed(target, changes, before, last_ts)
+            i = index + 1
 
 
 _NONE: tuple[int, ...] = (0,) * 7
@@ -325,23 +415,28 @@ def _counters(conn: Connection, from_client: bool) -> tuple[int, ...]:
 
 
 _MARK_ORDER = (RETRANS, OOO, ZERO_WIN, RST_IGNORED, RST_ODD, BAD_CSUM, BAD_FLAGS)
+# what the compiled replay makes its packets of: the classes, and the marks in the order it numbers them
+_KINDS = (Segment, FlowPacket, _MARK_ORDER + (DUP_ACK,))
+_CHANGED = getattr(_core, "STOP_CHANGED", -1)
 
 
 def _marks(conn: Connection, before: tuple[int, ...], seg: Segment, from_client: bool, was_ended: bool,
-           last_ack: dict[bool, tuple[int, int]]) -> tuple[str, ...]:
+           last_ack: list[int]) -> tuple[str, ...]:
     after = _counters(conn, from_client)
     marks: list[str] | None = None
     if after != before:
         marks = [mark for mark, a, b in zip(_MARK_ORDER, after, before, strict=True) if a != b]
     flags = seg.flags
     if flags & ACK and not flags & RST:
-        ack_win = (seg.ack, seg.win)
-        if not flags & (SYN | FIN) and seg.payload == 0 and seg.win and last_ack.get(from_client) == ack_win:
+        at = 0 if from_client else 2
+        if not flags & (SYN | FIN) and seg.payload == 0 and seg.win and last_ack[at] == seg.ack and \
+                last_ack[at + 1] == seg.win:
             peer = conn.s if from_client else conn.c
             if peer.snd_nxt is not None and peer.snd_nxt != seg.ack:  # data outstanding
                 marks = marks or []
                 marks.append(DUP_ACK)
-        last_ack[from_client] = ack_win
+        last_ack[at] = seg.ack
+        last_ack[at + 1] = seg.win
     if was_ended:
         marks = marks or []
         marks.append(LATE)
