@@ -1530,7 +1530,8 @@ static PyObject *py_decode_frame(PyObject *module, PyObject *args) {
  * memory (an mmap), whose frame may be one tuple's packet, as (ts, frame). A pre-filter like flow_packets.flow_bpf:
  * the tuple's plain TCP frames (either direction, any VLAN), every ICMP frame, and every frame of a shape read here
  * only in part (IP options aside, IPv6 extension headers, another ethertype but ARP); the decoder decides.
- * Timestamps as libpcap hands them over (microseconds): sec + usec * 1e-6.
+ * Timestamps as libpcap hands them over (microseconds): sec + usec * 1e-6, on the file's clock (a record dated
+ * before one read earlier in the file is dated at that one's time, as FileSource dates it for the tracker).
  * ------------------------------------------------------------------------------------------------------------ */
 
 static inline uint32_t rd32(const unsigned char *p, int swap) {
@@ -1612,6 +1613,17 @@ static int scan_keep(const ScanWant *w, const unsigned char *f, Py_ssize_t size)
     return 1;
 }
 
+/* A record's time on the file's clock (capture/clock.py's PacketClock, over every record of the file): its own, or,
+ * dated before one read earlier (whichever connection's), that one's; `*latest` moves past it. */
+static inline double scan_date(long long *latest, uint64_t sec, uint64_t usec) {
+    long long micro = (long long)sec * 1000000 + (long long)usec;
+    if (micro >= *latest) {
+        *latest = micro;
+        return (double)sec + (double)usec * 1e-6;
+    }
+    return (double)(*latest / 1000000) + (double)(*latest % 1000000) * 1e-6;
+}
+
 static int scan_add(PyObject *out, double ts, const unsigned char *f, Py_ssize_t size) {
     PyObject *item = Py_BuildValue("(dy#)", ts, (const char *)f, size);
     if (item == NULL)
@@ -1648,6 +1660,7 @@ static PyObject *py_scan_flow(PyObject *module, PyObject *args) {
     }
     uint32_t magic;
     memcpy(&magic, p, 4);
+    long long latest = -1;   /* the file's clock: the latest time read (whole microseconds) */
     if ((out = PyList_New(0)) == NULL)
         goto done;
     if (magic == 0xA1B2C3D4u || magic == 0xD4C3B2A1u || magic == 0xA1B23C4Du || magic == 0x4D3CB2A1u) {
@@ -1662,7 +1675,7 @@ static PyObject *py_scan_flow(PyObject *module, PyObject *args) {
                 break;  /* cut off: as libpcap, the packets before it */
             const unsigned char *f = p + at + 16;
             at += 16 + (Py_ssize_t)caplen;
-            double ts = (double)sec + (double)(nano ? frac / 1000 : frac) * 1e-6;
+            double ts = scan_date(&latest, sec, nano ? frac / 1000 : frac);
             if (ts < w.first || !scan_keep(&w, f, caplen))
                 continue;
             if (scan_add(out, ts, f, caplen) < 0)
@@ -1725,7 +1738,7 @@ static PyObject *py_scan_flow(PyObject *module, PyObject *args) {
                 uint64_t usec = per % 1000000 == 0 ? frac / (per / 1000000)
                                 : 1000000 % per == 0 ? frac * (1000000 / per)
                                 : (uint64_t)((unsigned __int128)frac * 1000000 / per);
-                double ts = (double)sec + (double)usec * 1e-6;
+                double ts = scan_date(&latest, sec, usec);
                 if (ts >= w.first && scan_keep(&w, body + 20, caplen) && scan_add(out, ts, body + 20, caplen) < 0)
                     goto fail;
             } else if (type == 2 || type == 3) {

@@ -322,6 +322,10 @@ class _Replay:
         tracker = self.tracker
         out = self.flow.packets
         keep = frame if self.keep_frames else None
+        if ts > tracker.now:
+            # the timers due by now first (the tracker runs them first too): on the main tracker the file's other
+            # packets ran them already, so a packet after its connection's timeout finds it ended ([late])
+            tracker.advance(ts)
         if type(result) is Segment:
             if Tracker.key_of(result.vlan, result.src, result.sport, result.dst, result.dport) != key:
                 return False
