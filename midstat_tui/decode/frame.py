@@ -30,8 +30,6 @@ IP_PROTO_ICMP6 = 58
 ICMP_UNREACH = 3
 ICMP6_DST_UNREACH = 1
 
-_AF_INET = 2
-_AF_INET6 = (10, 24, 28, 30)  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
 
 Result = Segment | IcmpError | str
 # Every reason a frame can be turned away for (the str results of `FrameDecoder.decode`), counted by the engine.
@@ -80,10 +78,8 @@ class FrameDecoder:
             self._link = self._sll
         elif dlt == linktypes.DLT_LINUX_SLL2:
             self._link = self._sll2
-        elif dlt in (linktypes.DLT_NULL, linktypes.DLT_LOOP):
-            self._link = self._null
-        else:
-            self._link = self._raw
+        else:  # BSD loopback, raw IP
+            self._link = self._ip_link
 
     def decode(self, ts: float, frame: bytes) -> Result:
         """Never raises on a frame: whatever its bytes, a result to count."""
@@ -130,29 +126,18 @@ class FrameDecoder:
         # header: protocol, reserved, interface index, ARPHRD type, packet type, address length, 8 address bytes
         return _with_mac(self._network(ts, (), sll.data, sll.ethtype), frame[12:12 + min(frame[11], 8)])
 
-    def _null(self, ts: float, frame: bytes) -> Result:
-        if len(frame) < 4:
+    def _ip_link(self, ts: float, frame: bytes) -> Result:
+        """BSD loopback (the IP version by its address family) and raw IP (by the link type, else the version
+        nibble): layers.link_layer says which."""
+        link = layers.link_layer(self.dlt, frame)
+        if link is None:
             return "truncated"
-        family = int.from_bytes(frame[:4], "little")
-        if family > 0xFFFF:
-            family = int.from_bytes(frame[:4], "big")
-        if family == _AF_INET:
-            return self._ip_bytes(ts, (), frame[4:], 4)
-        if family in _AF_INET6:
-            return self._ip_bytes(ts, (), frame[4:], 6)
+        kind, off = link
+        if kind == layers.IP4:
+            return self._ip_bytes(ts, (), frame[off:] if off else frame, 4)
+        if kind == layers.IP6:
+            return self._ip_bytes(ts, (), frame[off:] if off else frame, 6)
         return "non_ip"
-
-    def _raw(self, ts: float, frame: bytes) -> Result:
-        if not frame:
-            return "truncated"
-        version = frame[0] >> 4
-        if self.dlt == linktypes.LINKTYPE_IPV4:
-            version = 4
-        elif self.dlt == linktypes.LINKTYPE_IPV6:
-            version = 6
-        if version not in (4, 6):
-            return "non_ip"
-        return self._ip_bytes(ts, (), frame, version)
 
     # -- network layer ----------------------------------------------------------------------------------------
     def _network(self, ts: float, vlan: tuple[int, ...], data: object, ethtype: int) -> Result:

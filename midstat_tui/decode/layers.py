@@ -45,6 +45,50 @@ _AH = 51
 
 _NESTING6 = frozenset(_OPTS_HEADERS) | {_FRAGMENT, _AH, 4, 41, 47}
 
+# the link layer's kinds of what follows it (link_layer), for the other decoders
+ETHERNET, IP4, IP6 = _ETHERNET, _IP4, _IP6
+AF_INET = 2
+AF_INET6 = (10, 24, 28, 30)  # BSD loopback's IPv6 family: Linux, NetBSD/OpenBSD, FreeBSD, macOS
+
+
+def link_layer(dlt: int, frame: bytes, vlan_tags: int = 0) -> tuple[int | None, int] | None:
+    """The link header of a frame, walked once for every decoder (this bound, frame.py's loopback and raw IP,
+    names.py's locate): (what follows it, where). What follows: ETHERNET (an Ethernet header, at 0) or, with
+    `vlan_tags`, the Ethernet type past up to that many VLAN tags; an ethertype (Linux cooked, SLL and SLL2); IP4 or
+    IP6 (BSD loopback by its address family, raw IP by its link type or else the version nibble); or None (loopback
+    of another family, raw bytes of neither version). None when the frame is too short for its link header."""
+    size = len(frame)
+    if dlt == linktypes.DLT_EN10MB:
+        if size < 14:
+            return None
+        if not vlan_tags:
+            return _ETHERNET, 0
+        etype = (frame[12] << 8) | frame[13]
+        off = 14
+        while etype in _QINQ and vlan_tags and size >= off + 4:
+            etype = (frame[off + 2] << 8) | frame[off + 3]
+            off += 4
+            vlan_tags -= 1
+        return etype, off
+    if dlt == linktypes.DLT_LINUX_SLL:
+        return ((frame[14] << 8) | frame[15], 16) if size >= 16 else None
+    if dlt == linktypes.DLT_LINUX_SLL2:
+        return ((frame[0] << 8) | frame[1], 20) if size >= 20 else None
+    if dlt in (linktypes.DLT_NULL, linktypes.DLT_LOOP):
+        if size < 4:
+            return None
+        family = int.from_bytes(frame[:4], "little")
+        if family > 0xFFFF:
+            family = int.from_bytes(frame[:4], "big")
+        return (_IP4 if family == AF_INET else _IP6 if family in AF_INET6 else None), 4
+    if not size:
+        return None
+    if dlt == linktypes.LINKTYPE_IPV4:
+        return _IP4, 0
+    if dlt == linktypes.LINKTYPE_IPV6:
+        return _IP6, 0
+    return _by_version(frame[0]), 0
+
 
 def check(dlt: int, frame: bytes) -> str | None:
     """None when the frame is within the limits, else the reason to count it under."""
@@ -58,28 +102,10 @@ def check(dlt: int, frame: bytes) -> str | None:
                 return None
         elif etype == _IPV6 and frame[14] >> 4 == 6 and frame[20] not in _NESTING6:
             return None
-    if dlt == linktypes.DLT_EN10MB:
-        kind, off = _ETHERNET, 0
-    elif dlt == linktypes.DLT_LINUX_SLL:
-        if size < 16:
-            return None
-        kind, off = (frame[14] << 8) | frame[15], 16
-    elif dlt == linktypes.DLT_LINUX_SLL2:
-        if size < 20:
-            return None
-        kind, off = (frame[0] << 8) | frame[1], 20
-    elif dlt in (linktypes.DLT_NULL, linktypes.DLT_LOOP):
-        if size < 5:
-            return None
-        kind, off = _by_version(frame[4]), 4
-    else:
-        if not size:
-            return None
-        kind, off = _by_version(frame[0]), 0
-        if dlt == linktypes.LINKTYPE_IPV4:
-            kind = _IP4
-        elif dlt == linktypes.LINKTYPE_IPV6:
-            kind = _IP6
+    link = link_layer(dlt, frame)
+    if link is None:
+        return None
+    kind, off = link
     if kind in (_IP4, _IPV4):  # the common packet again, on the other link types: nothing in it nests
         if size >= off + 20 and frame[off] >> 4 == 4 and frame[off + 9] not in _IP_PROTO_NEXT:
             return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import struct
 
-from midstat_tui.decode import linktypes
+from midstat_tui.decode import layers
 
 MAX_RECORDS = 64         # questions + answers read from one DNS message
 MAX_POINTERS = 16        # compression pointers followed in one name
@@ -26,8 +26,6 @@ _NAME = re.compile(rb"[a-z0-9._-]{1,253}")
 _DIGITS = re.compile(rb"[0-9.]*")
 # a Host header line within the request's head (MAX_HEADER_LINES lines at most are looked at)
 _HOST = re.compile(rb"\r\nhost[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
-_QINQ = (0x8100, 0x88A8, 0x9100)
-_AF_INET6 = (10, 24, 28, 30)
 _METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE ")
 
 
@@ -47,46 +45,14 @@ def clean_name(raw: bytes) -> str | None:
 # -- link and IP layers -----------------------------------------------------------------------------------------
 def locate(dlt: int, frame: bytes) -> tuple[bytes, bytes, int, int, int] | None:
     """(source address, destination address, IP protocol, offset of the transport header, end of the IP packet
-    within the frame) for an unfragmented IPv4 or IPv6 packet (no extension headers), else None."""
+    within the frame) for an unfragmented IPv4 or IPv6 packet (no extension headers), else None. The link layer is
+    decode/layers.py's walk (up to two VLAN tags on Ethernet)."""
+    link = layers.link_layer(dlt, frame, 2)
+    if link is None:
+        return None
+    kind, off = link
+    version = 4 if kind in (layers.IP4, 0x0800) else 6 if kind in (layers.IP6, 0x86DD) else 0
     size = len(frame)
-    if dlt == linktypes.DLT_EN10MB:
-        if size < 14:
-            return None
-        etype = (frame[12] << 8) | frame[13]
-        off = 14
-        tags = 0
-        while etype in _QINQ and tags < 2 and size >= off + 4:
-            etype = (frame[off + 2] << 8) | frame[off + 3]
-            off += 4
-            tags += 1
-        version = 4 if etype == 0x0800 else 6 if etype == 0x86DD else 0
-    elif dlt == linktypes.DLT_LINUX_SLL:
-        if size < 16:
-            return None
-        etype = (frame[14] << 8) | frame[15]
-        off = 16
-        version = 4 if etype == 0x0800 else 6 if etype == 0x86DD else 0
-    elif dlt == linktypes.DLT_LINUX_SLL2:
-        if size < 20:
-            return None
-        etype = (frame[0] << 8) | frame[1]
-        off = 20
-        version = 4 if etype == 0x0800 else 6 if etype == 0x86DD else 0
-    elif dlt in (linktypes.DLT_NULL, linktypes.DLT_LOOP):
-        if size < 4:
-            return None
-        family = int.from_bytes(frame[:4], "little")
-        if family > 0xFFFF:
-            family = int.from_bytes(frame[:4], "big")
-        off = 4
-        version = 4 if family == 2 else 6 if family in _AF_INET6 else 0
-    else:
-        off = 0
-        version = frame[0] >> 4 if size else 0
-        if dlt == linktypes.LINKTYPE_IPV4:
-            version = 4
-        elif dlt == linktypes.LINKTYPE_IPV6:
-            version = 6
     if version == 4:
         if size < off + 20 or frame[off] >> 4 != 4:
             return None
