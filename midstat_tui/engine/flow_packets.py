@@ -36,6 +36,7 @@ from midstat_tui.tcp.tracker import Tracker, TrackerConfig
 
 # the compiled scanner of a file's records (None without the compiled core: libpcap and a filter then)
 _core_scan = getattr(_core, "scan_flow", None)
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _FAST_LINKS = (1, 113, 276)  # Ethernet, Linux cooked SLL and SLL2: the compiled decoder's
 
 # the marks a packet can carry (FlowPacket.marks)
@@ -159,7 +160,9 @@ class FlowReader:
             size = os.fstat(self._fd).st_size
             if size == 0:
                 return None
-            with mmap.mmap(self._fd, size, access=mmap.ACCESS_READ) as view:
+            # mapped in one go (MAP_POPULATE, where there is one): the scanner reads the whole file, and a page
+            # fault for each part of it costs a fifth of the scan (benchmarks/RESULTS.md, 2026-11-30)
+            with mmap.mmap(self._fd, size, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ) as view:
                 return _core_scan(view, self.datalink, ref.c_addr, ref.c_port, ref.s_addr, ref.s_port, ref.first)
         except (OSError, ValueError):
             return None
