@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import resource
 import statistics
 import subprocess
 import sys
@@ -90,9 +91,11 @@ def bench_ladder(path: Path, runs: int) -> None:
     fd = reader._fd
     times: dict[str, list[float]] = {"compiled scanner": [], "libpcap + BPF": [], "scan only": [],
                                      "BPF read only": []}
+    cpu_times: dict[str, list[float]] = {way: [] for way in times}
     for _ in range(runs):  # alternating, so that the machine's load falls on both ways alike
         for way in times:
             reader._fd = fd if way in ("compiled scanner", "scan only") else None
+            c = cpu()
             t = time.perf_counter()
             if way == "scan only":
                 packets = len(reader.scanned(ref))
@@ -103,11 +106,18 @@ def bench_ladder(path: Path, runs: int) -> None:
                 lines = ladder(flow)
                 packets = len(flow.packets)
             times[way].append(time.perf_counter() - t)
+            cpu_times[way].append(cpu() - c)
     reader._fd = fd
     size = path.stat().st_size
     for way, values in times.items():
         print(f"ladder of a {packets:,}-packet flow in a {size / 1e9:.2f} GB capture, {way}: "
-              f"median {statistics.median(values):.2f} s over {runs} runs ({len(lines)} lines)")
+              f"median {statistics.median(values):.2f} s, CPU (user+sys) {statistics.median(cpu_times[way]):.2f} s "
+              f"over {runs} runs ({len(lines)} lines)")
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def timed(cmd: list[str]) -> float:

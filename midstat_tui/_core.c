@@ -1549,7 +1549,7 @@ typedef struct {
     int dlt, alen;
     unsigned char a[16], b[16];
     uint16_t ap, bp;
-    double first;
+    double first, last;
 } ScanWant;
 
 static inline int ends_match(const unsigned char *src, const unsigned char *dst, uint16_t sp, uint16_t dp,
@@ -1633,13 +1633,15 @@ static int scan_add(PyObject *out, double ts, const unsigned char *f, Py_ssize_t
     return rc;
 }
 
-/* scan_flow(buffer, dlt, a_addr, a_port, b_addr, b_port, first) -> [(ts, frame), ...], or None when the file is
- * not a shape this reads (the caller reads it through libpcap instead). Records before `first` are left out. */
+/* scan_flow(buffer, dlt, a_addr, a_port, b_addr, b_port, first[, last]) -> [(ts, frame), ...], or None when the
+ * file is not a shape this reads (the caller reads it through libpcap instead). Records dated before `first` are
+ * left out; the scan ends at the first one dated after `last` (the file's clock never goes back). */
 static PyObject *py_scan_flow(PyObject *module, PyObject *args) {
     Py_buffer buf, a, b;
     ScanWant w;
     int ap, bp;
-    if (!PyArg_ParseTuple(args, "y*iy*iy*id", &buf, &w.dlt, &a, &ap, &b, &bp, &w.first))
+    w.last = INFINITY;
+    if (!PyArg_ParseTuple(args, "y*iy*iy*id|d", &buf, &w.dlt, &a, &ap, &b, &bp, &w.first, &w.last))
         return NULL;
     PyObject *out = NULL;
     if (a.len != b.len || (a.len != 4 && a.len != 16) ||
@@ -1676,6 +1678,8 @@ static PyObject *py_scan_flow(PyObject *module, PyObject *args) {
             const unsigned char *f = p + at + 16;
             at += 16 + (Py_ssize_t)caplen;
             double ts = scan_date(&latest, sec, nano ? frac / 1000 : frac);
+            if (ts > w.last)
+                break;  /* the clock only goes on: every record from here is dated after `last` */
             if (ts < w.first || !scan_keep(&w, f, caplen))
                 continue;
             if (scan_add(out, ts, f, caplen) < 0)
@@ -1739,6 +1743,8 @@ static PyObject *py_scan_flow(PyObject *module, PyObject *args) {
                                 : 1000000 % per == 0 ? frac * (1000000 / per)
                                 : (uint64_t)((unsigned __int128)frac * 1000000 / per);
                 double ts = scan_date(&latest, sec, usec);
+                if (ts > w.last)
+                    break;
                 if (ts >= w.first && scan_keep(&w, body + 20, caplen) && scan_add(out, ts, body + 20, caplen) < 0)
                     goto fail;
             } else if (type == 2 || type == 3) {

@@ -163,7 +163,11 @@ class FlowReader:
             # mapped in one go (MAP_POPULATE, where there is one): the scanner reads the whole file, and a page
             # fault for each part of it costs a fifth of the scan (benchmarks/RESULTS.md, 2026-11-30)
             with mmap.mmap(self._fd, size, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ) as view:
-                return _core_scan(view, self.datalink, ref.c_addr, ref.c_port, ref.s_addr, ref.s_port, ref.first)
+                # the file's clock never goes back: past `last` nothing more is the flow's (but a bad checksum,
+                # which moves no time: when the tracker counted none, the scan ends there)
+                last = ref.last if ref.bad_checksum == 0 else math.inf
+                return _core_scan(view, self.datalink, ref.c_addr, ref.c_port, ref.s_addr, ref.s_port, ref.first,
+                                  last)
         except (OSError, ValueError):
             return None
 

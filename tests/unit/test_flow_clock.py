@@ -124,3 +124,30 @@ def test_ladder_states_are_the_main_trackers_on_the_file_clock(tmp_path, pause, 
     assert any(was_late for _, _, was_late in first_one) == late
     # the transfer's packets after the pause are dated past the idle timeout either way
     assert max(ts for packets in expected.values() for ts, _, _ in packets) - min(expected) > IDLE
+
+
+def test_the_scan_ends_at_the_flows_last_packet_on_the_file_clock(tmp_path):
+    """The scanner stops at the first record dated after the flow's last packet (the clock never goes back): the
+    first incarnation's scan holds none of the second's packets, and its ladder is the one a whole scan gives."""
+    import mmap
+
+    from midstat_tui.engine.flow_packets import _core_scan, attribute
+
+    path = tmp_path / "reborn.pcap"
+    _capture(path, 100.0, in_order=False)
+    reader = FlowReader(str(path), CONFIG)
+    try:
+        first, second = sorted((row for row in reader.select(None) if row.s_port == 5010), key=lambda r: r.first)
+        ref = FlowRef.of(first)
+        assert ref.bad_checksum == 0
+        cut = reader.scanned(ref)
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            whole = _core_scan(view, reader.datalink, ref.c_addr, ref.c_port, ref.s_addr, ref.s_port, ref.first)
+        assert cut == [item for item in whole if item[0] <= ref.last]
+        assert len(cut) == CUT < len(whole)
+        assert all(ts >= second.first for ts, _ in whole[CUT:])
+        a = attribute(cut, ref, reader.datalink, CONFIG, None, False)
+        b = attribute(whole, ref, reader.datalink, CONFIG, None, False)
+        assert [(p.ts, p.states, p.marks) for p in a.packets] == [(p.ts, p.states, p.marks) for p in b.packets]
+    finally:
+        reader.close()
