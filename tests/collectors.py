@@ -14,6 +14,33 @@ from collections import defaultdict
 from pathlib import Path
 
 
+def scrape_metrics(port: int, lab=None) -> dict[tuple[str, tuple], float]:
+    """midstat's /metrics on 127.0.0.1:`port`, parsed with prometheus_client's own parser: {(sample name, its labels
+    sorted): value}. `lab` (a NetLab): scraped from inside its router's namespace, where a live midstat serves."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    if lab is None:
+        import urllib.request
+
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    else:
+        sock = lab.socket(lab.router)
+        sock.settimeout(5)
+        try:
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(f"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        finally:
+            sock.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")), head[:80]
+        text = body.decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))

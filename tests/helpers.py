@@ -49,6 +49,18 @@ def replay(path: str | os.PathLike, until: float | None = None, checksums: bool 
     return engine, snap, started
 
 
+def replay_packet_totals(path: str | os.PathLike, until: float | None = None) -> dict[tuple[int, int], list[int]]:
+    """Every connection the batch engine started in the capture (up to `until`), its packets each way added up by
+    (client port, server port): what an IPFIX export of the same packets adds up to (ipfix_decoder.packet_totals)."""
+    _, _, started = replay(path, until=until)
+    totals: dict = {}
+    for conn in started:
+        t = totals.setdefault((conn.c_port, conn.s_port), [0, 0])
+        t[0] += conn.c.packets
+        t[1] += conn.s.packets
+    return totals
+
+
 def names(conn: Connection) -> tuple[str, str]:
     return format_endpoint(conn.c_addr, conn.c_port), format_endpoint(conn.s_addr, conn.s_port)
 

@@ -3,6 +3,8 @@ midstat's enterprise elements declared here from the README's table, not from mi
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import ipfix.ie
 import ipfix.message
 
@@ -45,3 +47,14 @@ def decode(datagrams: list[bytes]) -> list[tuple[dict, dict]]:
         for record in buffer.namedict_iterator():
             records.append((head, record))
     return records
+
+
+def packet_totals(datagrams: list[tuple[tuple, bytes]]) -> dict[tuple[int, int], list[int]]:
+    """A collector's datagrams ((peer, message) each) decoded, their records' packets added up by (source port,
+    destination port): [packets one way, packets the other way] (the same form as helpers.replay_packet_totals)."""
+    totals: dict = defaultdict(lambda: [0, 0])
+    for _, r in decode([d for _, d in datagrams]):
+        key = (r["sourceTransportPort"], r["destinationTransportPort"])
+        totals[key][0] += r["packetDeltaCount"]
+        totals[key][1] += r["reversePacketDeltaCount"]
+    return dict(totals)

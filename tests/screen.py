@@ -12,6 +12,9 @@ import time
 from collections.abc import Iterator
 
 EXIT_MARK = "MIDSTAT-EXITED="
+# a tmux server of this test process's own (pytest-xdist runs several at once: one shared server would exit under
+# one worker's `new-session` when another worker's last session ends)
+TMUX = ["tmux", "-L", f"midstat-tests-{os.getpid()}"]
 
 
 def available() -> str | None:
@@ -24,13 +27,13 @@ class Screen:
         self.history: list[str] = []  # every screen read, for the failure message
 
     def text(self) -> str:
-        out = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
+        out = subprocess.run([*TMUX, "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
         screen = out.stdout
         self.history.append(screen)
         return screen
 
     def keys(self, *keys: str, literal: bool = False, pause: float = 0.3) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True)
+        subprocess.run([*TMUX, "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True)
         time.sleep(pause)
 
     def type(self, text: str) -> None:
@@ -55,6 +58,11 @@ class Screen:
             time.sleep(0.2)
         return screen
 
+    def pane_pid(self) -> int:
+        """The pid of the shell tmux started the command in."""
+        out = subprocess.run([*TMUX, "display", "-p", "-t", self.name, "#{pane_pid}"], capture_output=True, text=True)
+        return int(out.stdout.strip())
+
     def exit_status(self, timeout: float = 20) -> int:
         screen = self.wait_for(EXIT_MARK, timeout)
         return int(screen.split(EXIT_MARK, 1)[1].split()[0])
@@ -70,9 +78,9 @@ def screen(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | Non
     assignments = [f"{key}={value}" for key, value in {"TERM": "xterm-256color", **(env or {})}.items()]
     unset = [x for key in ("PYTHONHOME", "PYTHONPATH", "SUDO_USER") if key not in (env or {}) for x in ("-u", key)]
     command = f"{shlex.join(['env', *unset, *assignments, *argv])}; echo {EXIT_MARK}$?; sleep 600"
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
+    subprocess.run([*TMUX, "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
                     "-c", cwd or os.getcwd(), command], check=True, env=client_env)
     try:
         yield Screen(name)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        subprocess.run([*TMUX, "kill-session", "-t", name], capture_output=True)

@@ -7,6 +7,7 @@ import fcntl
 import os
 import pty
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -87,8 +88,9 @@ def tui(*args: str, prefix: tuple[str, ...] = (), size: tuple[int, int] = (100, 
     try:
         yield term
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        # the whole process group (its own session: shard workers included), even once the command itself is gone
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
         if term.master != -1:
             os.close(master)

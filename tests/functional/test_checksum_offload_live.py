@@ -20,7 +20,7 @@ import dpkt
 import pytest
 
 from tests.helpers import ROOT, nobody_uid, uids
-from tests.lab import start_live, stop
+from tests.lab import listen, start_live, stop
 from tests.terminal import tui
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -50,10 +50,7 @@ def lab():
 def _talk(lab: NetLab, port: int, count: int = CONNECTIONS) -> list[str]:
     """`count` connections with data both ways, each closed normally (the client first, then the server); returns
     the clients' endpoints."""
-    listener = lab.socket(lab.server)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((SERVER4, port))
-    listener.listen(64)
+    listener = listen(lab, port, 64)
     clients = []
     for i in range(count):
         client = lab.socket(lab.client)

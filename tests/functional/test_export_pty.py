@@ -9,37 +9,17 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections import defaultdict
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.collectors import UdpCollector, free_port, nfcapd
-from tests.functional.test_metrics_problems import scrape as scrape_in
-from tests.helpers import FIXTURES, nobody_uid, replay, uids
-from tests.ipfix_decoder import decode
+from tests.collectors import UdpCollector, free_port, nfcapd, scrape_metrics
+from tests.helpers import FIXTURES, nobody_uid, replay, replay_packet_totals, uids
+from tests.ipfix_decoder import packet_totals
 from tests.lab import ROUTER_CLIENT_IF, NetLab, talk
 from tests.terminal import tui
 
 MIXED = FIXTURES / "mixed_traffic.pcap"
 AS_ROOT = pytest.mark.skipif(os.geteuid() != 0 or nobody_uid() is None, reason="needs root and a 'nobody' account")
-
-
-def _scrape(port: int) -> dict:
-    import urllib.request
-
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def _expected(path) -> dict:
-    _, _, started = replay(path)
-    totals: dict = defaultdict(lambda: [0, 0])
-    for conn in started:
-        totals[(conn.c_port, conn.s_port)][0] += conn.c.packets
-        totals[(conn.c_port, conn.s_port)][1] += conn.s.packets
-    return dict(totals)
 
 
 def _until(cond, timeout: float = 20.0):
@@ -67,7 +47,7 @@ def test_a_replay_exports_and_serves_metrics_after_the_drop(cores, user):
         want = 0 if user == "root" else nobody_uid()
         assert set(uids(term.proc.pid)) == {want}
         # the figures of the whole capture, once the replay is at its end and the app has pulled them
-        scraped = _until(lambda: (m := _scrape(port))[("midstat_packets_total", ())] == 215 and m)
+        scraped = _until(lambda: (m := scrape_metrics(port))[("midstat_packets_total", ())] == 215 and m)
         _, _, started = replay(MIXED)
         assert scraped[("midstat_connections_started_total", ())] == len(started)
         shards = {dict(labels)["shard"] for (name, labels) in scraped if name == "midstat_shard_packets_total"}
@@ -75,12 +55,7 @@ def test_a_replay_exports_and_serves_metrics_after_the_drop(cores, user):
         assert term.quit() == 0
         term.assert_restored()
     datagrams = collector.close()
-    got: dict = defaultdict(lambda: [0, 0])
-    for _, r in decode([d for _, d in datagrams]):
-        key = (r["sourceTransportPort"], r["destinationTransportPort"])
-        got[key][0] += r["packetDeltaCount"]
-        got[key][1] += r["reversePacketDeltaCount"]
-    assert dict(got) == _expected(MIXED)
+    assert packet_totals(datagrams) == replay_packet_totals(MIXED)
     assert {int.from_bytes(d[12:16], "big") for _, d in datagrams} == {1 + i for i in range(int(cores))}
 
 
@@ -95,7 +70,7 @@ def test_a_live_tui_exports_and_serves_metrics_after_the_drop(lab, tmp_path, cor
             term.wait_for(b"ipfix sent")
             names = talk(lab, port, 6)
             # every connection's packets counted, as the app pulled them (once a second)
-            _until(lambda: scrape_in(lab, metrics_port)[0] > 0 and _started(lab, metrics_port) == 6)
+            _until(lambda: _started(lab, metrics_port) == 6)
             assert set(uids(term.proc.pid)) == {nobody_uid()}
             assert term.quit() == 0
             term.assert_restored()
@@ -107,19 +82,7 @@ def test_a_live_tui_exports_and_serves_metrics_after_the_drop(lab, tmp_path, cor
 
 
 def _started(lab: NetLab, port: int) -> float:
-    sock = lab.socket(lab.router)
-    sock.settimeout(5)
-    try:
-        sock.connect(("127.0.0.1", port))
-        sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    finally:
-        sock.close()
-    body = data.partition(b"\r\n\r\n")[2].decode()
-    for family in text_string_to_metric_families(body):
-        for sample in family.samples:
-            if sample.name == "midstat_connections_started_total":
-                return sample.value
-    return -1.0
+    samples = scrape_metrics(port, lab)
+    if not samples.get(("midstat_report_timestamp_seconds", ())):
+        return -1.0  # scraped before the first report
+    return samples.get(("midstat_connections_started_total", ()), -1.0)

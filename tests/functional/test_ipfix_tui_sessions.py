@@ -4,7 +4,6 @@ batch engine counts, the pull's stats say what was sent, and a seek back stops t
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.engine.headless import Job, start_export
@@ -14,30 +13,11 @@ from midstat_tui.export.sender import parse_collector
 from midstat_tui.tcp.tracker import TrackerConfig
 from midstat_tui.ui.header import HeaderFacts, traffic_text
 from tests.collectors import UdpCollector
-from tests.helpers import FIXTURES, replay, shared
-from tests.ipfix_decoder import decode
+from tests.helpers import FIXTURES, replay_packet_totals, shared
+from tests.ipfix_decoder import packet_totals
 from tests.unit.test_session import _wait
 
 MIXED = FIXTURES / "mixed_traffic.pcap"
-
-
-def _totals_of_records(datagrams) -> dict:
-    totals: dict = defaultdict(lambda: [0, 0])
-    for _, r in decode([d for _, d in datagrams]):
-        key = (r["sourceTransportPort"], r["destinationTransportPort"])
-        totals[key][0] += r["packetDeltaCount"]
-        totals[key][1] += r["reversePacketDeltaCount"]
-    return dict(totals)
-
-
-def _expected(path) -> dict:
-    """Every connection the batch engine started in the capture, packets each way, added up by ports."""
-    _, _, started = replay(path)
-    totals: dict = defaultdict(lambda: [0, 0])
-    for conn in started:
-        totals[(conn.c_port, conn.s_port)][0] += conn.c.packets
-        totals[(conn.c_port, conn.s_port)][1] += conn.s.packets
-    return dict(totals)
 
 
 def _job(collector: UdpCollector, path="") -> Job:
@@ -63,7 +43,7 @@ def test_one_core_replay_exports_everything_when_the_face_closes():
     finally:
         session.stop()
     datagrams = collector.close()
-    assert _totals_of_records(datagrams) == _expected(MIXED)
+    assert packet_totals(datagrams) == replay_packet_totals(MIXED)
     assert "ipfix" in stats
     text = traffic_text(HeaderFacts(source="x", live=False, stats=stats, rates={}, shown=0, rows=0))
     assert f"ipfix sent {stats['ipfix']['sent']:,} dropped 0" in text
@@ -82,7 +62,7 @@ def test_a_seek_back_stops_the_export():
         session.stop()
     datagrams = collector.close()
     # everything once, from the forward pass; nothing from the replay after the seek
-    assert _totals_of_records(datagrams) == _expected(path)
+    assert packet_totals(datagrams) == replay_packet_totals(path)
 
 
 def test_sharded_replay_exports_from_every_shard():
@@ -102,4 +82,4 @@ def test_sharded_replay_exports_from_every_shard():
     datagrams = collector.close()
     domains = {int.from_bytes(d[12:16], "big") for _, d in datagrams}
     assert domains == {1, 2}
-    assert _totals_of_records(datagrams) == _expected(MIXED)
+    assert packet_totals(datagrams) == replay_packet_totals(MIXED)

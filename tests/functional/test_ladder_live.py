@@ -5,13 +5,13 @@ the reason."""
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 
 import pytest
 
 from tests.helpers import ROOT
+from tests.lab import listen
 
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -35,11 +35,8 @@ def test_a_watched_live_flow_holds_every_packet_since_the_watch(lab):
     _in_namespace(lab.router, lambda: box.setdefault("source", LiveSource(ROUTER_CLIENT_IF)))
     session = Session(Engine(box["source"].datalink), box["source"], live=True)
     session.start()
-    listener = lab.socket(lab.server)
+    listener = listen(lab, 6301)
     try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((SERVER4, 6301))
-        listener.listen(4)
         client = lab.socket(lab.client)
         client.connect((SERVER4, 6301))
         server, _ = listener.accept()
@@ -102,10 +99,7 @@ def test_a_live_flows_ladder_opened_late_shows_its_ring_then_follows(lab, cores)
     from tests.terminal import tui
 
     port = 6310 + int(cores)
-    listener = lab.socket(lab.server)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((SERVER4, port))
-    listener.listen(4)
+    listener = listen(lab, port)
     try:
         with tui("-i", ROUTER_CLIENT_IF, "--cores", cores, prefix=("ip", "netns", "exec", lab.router),
                  size=(100, 40)) as term:

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.helpers import ROOT, nobody_uid, uids
-from tests.lab import start_live, stop, talk
+from tests.lab import listen, start_live, stop, talk
 from tests.terminal import tui
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -164,10 +164,7 @@ def test_live_plain_has_a_capture_status_line(lab):
 
 def _talk_every_kind(lab: NetLab, port: int, count: int) -> list[tuple[str, str]]:
     """Orderly closes both ways, resets both ways, refused attempts, half-closes and bulk transfers."""
-    listener = lab.socket(lab.server)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((SERVER4, port))
-    listener.listen(64)
+    listener = listen(lab, port, 64)
     names, held = [], []
     for i in range(count):
         kind = i % 6

@@ -9,14 +9,12 @@ import struct
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.collectors import UdpCollector, free_port
+from tests.collectors import UdpCollector, free_port, scrape_metrics
 from tests.helpers import ROOT, shared
 
 CAPTURE = shared("ndpi/tests/cfgs/default/pcap/1kxun.pcap")
@@ -31,15 +29,6 @@ def _split(path: Path, fraction: float) -> tuple[bytes, bytes]:
         pos += 16 + struct.unpack_from("<I", data, pos + 8)[0]
     cut = offsets[int(len(offsets) * fraction)]
     return data[:cut], data[cut:]
-
-
-def _scrape(port: int) -> dict:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out: dict = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
 
 
 def _last_block(text: str) -> tuple[Counter, dict[str, str]]:
@@ -88,7 +77,7 @@ def test_a_scrape_during_the_run_equals_its_plain_block(cores):
         proc.stdin.write(head)
         proc.stdin.flush()
         text = _read_until_quiet(proc).decode()
-        metrics = _scrape(port)  # mid-run: half the capture is in, the other half not yet written
+        metrics = scrape_metrics(port)  # mid-run: half the capture is in, the other half not yet written
         pairs, status = _last_block(text)
         assert pairs, "the block lists open connections"
         by_state = {(dict(labels)["client_state"], dict(labels)["server_state"]): value

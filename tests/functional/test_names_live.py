@@ -17,7 +17,7 @@ import time
 import pytest
 
 from midstat_tui.engine.share_filter import shard_of
-from tests.lab import CLIENT_CLOSES, SERVER4, NetLab, end, start_live, stop
+from tests.lab import CLIENT_CLOSES, SERVER4, NetLab, end, listen, start_live, stop
 
 CLIENT4 = sys.modules["netlab"].CLIENT4  # scripts/netlab.py's client address (tests.lab imported it)
 
@@ -73,10 +73,7 @@ def test_a_dns_answer_names_the_server_of_a_later_connection(lab, cores):
         responder.wait(timeout=10)
         time.sleep(0.3)
 
-        listener = lab.socket(lab.server)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((SERVER4, port))
-        listener.listen(4)
+        listener = listen(lab, port)
         client = lab.socket(lab.client)
         client.bind((CLIENT4, _client_port(port, cores - 1, cores)))
         client.connect((SERVER4, port))

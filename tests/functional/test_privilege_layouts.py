@@ -88,13 +88,6 @@ def _is_midstat(pid: int) -> bool:
         return False
 
 
-def _pane_pid(term: tmux.Screen) -> int:
-    import subprocess
-
-    out = subprocess.run(["tmux", "display", "-p", "-t", term.name, "#{pane_pid}"], capture_output=True, text=True)
-    return int(out.stdout.strip())
-
-
 def _open_filter_bar(term: tmux.Screen) -> None:
     """`/`, until the bar shows (a key pressed while the previous screen is still closing is not for the table)."""
     for _ in range(3):
@@ -185,7 +178,7 @@ def test_every_screen_works_after_the_drop(layout, user, cores):
         options = ["--speed", "0", "--cores", str(cores), *(["--user", user] if user else [])]
         with tmux.screen([*argv, "-r", capture, *options], env=env, cwd=cwd) as term:
             term.wait_for("10.231.1.1", timeout=30)
-            pids = _midstat_pids(_pane_pid(term))
+            pids = _midstat_pids(term.pane_pid())
             assert len(pids) == (1 if cores == 1 else 1 + cores), pids
             expected = 0 if user == "root" else nobody_uid()
             for pid in pids:  # core 0 and every shard gave root up (or kept it: --user root)
@@ -266,7 +259,7 @@ def test_every_screen_works_live_after_the_drop(lab, cores, user):
 
             # the flow screen's packets on 1 and 2 live cores (on 2: sent by the owning shard to core 0)
             _every_screen(term, cwd, live=True, traffic=more)
-            pids = _midstat_pids(_pane_pid(term))
+            pids = _midstat_pids(term.pane_pid())
             assert len(pids) == (1 if cores == 1 else 1 + cores), pids
             expected = 0 if user == "root" else nobody_uid()
             for pid in pids:

@@ -4,10 +4,6 @@ the last records: what the collector holds then adds up to every connection the 
 
 from __future__ import annotations
 
-import urllib.request
-from collections import defaultdict
-
-from prometheus_client.parser import text_string_to_metric_families
 from textual.widgets import Static
 
 from midstat_tui.capture.files import FileSource
@@ -18,17 +14,11 @@ from midstat_tui.export.metrics import MetricsServer
 from midstat_tui.export.sender import parse_collector
 from midstat_tui.tcp.tracker import TrackerConfig
 from midstat_tui.ui.app import MidstatApp
-from tests.collectors import UdpCollector, free_port
-from tests.helpers import replay
-from tests.ipfix_decoder import decode
+from tests.collectors import UdpCollector, free_port, scrape_metrics
+from tests.helpers import replay, replay_packet_totals
+from tests.ipfix_decoder import packet_totals
 from tests.ui.conftest import MIXED
 from tests.ui.test_app import _until
-
-
-def _scrape(port: int) -> dict:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 async def test_the_tui_exports_shows_the_export_and_quitting_sends_the_rest():
@@ -53,7 +43,7 @@ async def test_the_tui_exports_shows_the_export_and_quitting_sends_the_rest():
             header = str(app.query_one("#summary-line2", Static).render())
             ipfix = app.stats["ipfix"]
             assert f"ipfix sent {ipfix['sent']:,} dropped {ipfix['dropped']:,}" in header
-            scraped = _scrape(port)
+            scraped = scrape_metrics(port)
             assert scraped[("midstat_ipfix_records_sent_total", ())] == ipfix["sent"]
             assert scraped[("midstat_packets_total", ())] == app.stats["packets"]
             assert scraped[("midstat_connections_open", ())] == app.stats["active"]
@@ -72,16 +62,7 @@ async def test_the_tui_exports_shows_the_export_and_quitting_sends_the_rest():
         source.close()
     datagrams = collector.close()
     # every connection the replay had reached went out, with every packet it had seen; none beyond
-    got: dict = defaultdict(lambda: [0, 0])
-    for _, r in decode([d for _, d in datagrams]):
-        key = (r["sourceTransportPort"], r["destinationTransportPort"])
-        got[key][0] += r["packetDeltaCount"]
-        got[key][1] += r["reversePacketDeltaCount"]
+    assert packet_totals(datagrams) == replay_packet_totals(MIXED, until=reached)
     _, _, started = replay(MIXED, until=reached)
-    expected: dict = defaultdict(lambda: [0, 0])
-    for conn in started:
-        expected[(conn.c_port, conn.s_port)][0] += conn.c.packets
-        expected[(conn.c_port, conn.s_port)][1] += conn.s.packets
-    assert dict(got) == dict(expected)
     _, _, everything = replay(MIXED)
     assert len(started) < len(everything)  # (the replay was cut short: the open ones went out as forced ends)
