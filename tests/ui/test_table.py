@@ -23,6 +23,7 @@ from midstat_tui.ui.flow_screen import FlowScreen
 from tests import table_pcap
 from tests.helpers import ROOT
 from tests.ui.conftest import MIXED, finished_session
+from tests.ui.test_app import _until
 
 SMALL = (80, 24)
 
@@ -252,7 +253,8 @@ async def test_a_filter_on_ended_says_when_ended_connections_are_hidden():
 async def test_80x24_keeps_help_and_quit_in_the_footer():
     app = _app(MIXED)
     async with app.run_test(size=SMALL) as pilot:
-        await pilot.pause()
+        # the footer fills in once its bindings are known: a loaded machine may take more than one refresh
+        await _until(pilot, lambda: "? Help" in _lines(app)[-1], tries=1000)
         footer = _lines(app)[-1]
         assert "? Help" in footer and "q Quit" in footer
         assert app.query_one(Footer).region.width == 80
