@@ -102,11 +102,11 @@ def _open_filter_bar(term: tmux.Screen) -> None:
 
 def _flow_pictures(term: tmux.Screen, cwd: str) -> None:
     """In the open flow screen: the ladder, the time-sequence picture, and its packets written to a pcap."""
-    term.keys("l")  # its ladder: the flow's packets read again from the capture, as nobody
+    term.keys("l", pause=0)  # its ladder: the flow's packets read again from the capture, as nobody
     term.wait_for("┊")
-    term.keys("t")  # the time-sequence picture (its plotting library is imported only now)
+    term.keys("t", pause=0)  # the time-sequence picture (its plotting library is imported only now)
     term.wait_for("▲")
-    term.keys("w")  # the flow's packets written to a pcap in the current folder
+    term.keys("w", pause=0)  # the flow's packets written to a pcap in the current folder
     term.wait_for("wrote")
     assert any(p.endswith(".pcap") for p in os.listdir(cwd)), os.listdir(cwd)
 
@@ -114,54 +114,55 @@ def _flow_pictures(term: tmux.Screen, cwd: str) -> None:
 def _every_screen(term: tmux.Screen, cwd: str, live: bool = False, traffic=None, ladder: bool = True) -> None:
     """Open every screen and modal, as a person would, checking each one shows (go-to is for files).
 
-    `traffic`, live: sends more of the connection's packets once its flow screen is open."""
+    `traffic`, live: sends more of the connection's packets once its flow screen is open. A key followed by a wait
+    on the screen needs no pause after it (pause=0): the wait sees the app done with it."""
     term.wait_for("10.231.1.1", timeout=30)
-    term.keys("?")
+    term.keys("?", pause=0)
     term.wait_for("midstat keys")
-    term.keys("Escape")
+    term.keys("Escape", pause=0)
     term.wait_gone("midstat keys")
     term.keys("C-p")  # the command palette, then its "Keys" command
     term.type("keys")
     term.wait_for("Keys")
-    term.keys("Enter")
+    term.keys("Enter", pause=0)
     term.wait_for("Scroll Left")
-    term.keys("Escape")  # Esc closes the Keys panel
+    term.keys("Escape", pause=0)  # Esc closes the Keys panel
     term.wait_gone("Scroll Left")
-    term.keys("c")
+    term.keys("c", pause=0)
     term.wait_for("Columns:")
-    term.keys("Escape")
+    term.keys("Escape", pause=0)
     term.wait_gone("Columns:")
     if not live:
-        term.keys("g")
+        term.keys("g", pause=0)
         term.wait_for("Go to")
         term.type("+0.5")
         term.keys("Escape")  # cancelled: the table stays at the end of the file
-    term.keys("e")
+    term.keys("e", pause=0)
     term.wait_for("exported")
-    term.keys("E")
+    term.keys("E", pause=0)
     term.wait_for(".json")
     written = sorted(os.listdir(cwd))
     assert any(p.endswith(".csv") for p in written) and any(p.endswith(".json") for p in written), written
-    term.keys("Enter")  # the flow screen of the row under the cursor
+    term.keys("Enter", pause=0)  # the flow screen of the row under the cursor
     term.wait_for("⇄")
     if traffic is not None:
         traffic()
     if ladder:
         _flow_pictures(term, cwd)
-    term.keys("Escape")
+    term.keys("Escape", pause=0)
     term.wait_gone("⇄")
-    term.keys("v")  # grouped by server
+    term.keys("v", pause=0)  # grouped by server
     term.wait_for("Conns")
     for _ in range(6):  # every other grouping, and back to the connections
         term.keys("v")
     term.wait_gone("Conns")
-    term.keys("p")  # the problems lens
+    term.keys("p", pause=0)  # the problems lens
     term.wait_for("Problems:")
-    term.keys("Escape")
+    term.keys("Escape", pause=0)
     term.wait_gone("Problems:")
     _open_filter_bar(term)
     term.type("dport (")
-    term.keys("Enter")
+    term.keys("Enter", pause=0)
     term.wait_for("filter not applied")
     term.keys("Escape")
 
