@@ -7,6 +7,7 @@ import contextlib
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -80,7 +81,13 @@ def screen(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | Non
     command = f"{shlex.join(['env', *unset, *assignments, *argv])}; echo {EXIT_MARK}$?; sleep 600"
     subprocess.run([*TMUX, "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
                     "-c", cwd or os.getcwd(), command], check=True, env=client_env)
+    term = Screen(name)
+    shell = term.pane_pid()
     try:
-        yield Screen(name)
+        yield term
     finally:
         subprocess.run([*TMUX, "kill-session", "-t", name], capture_output=True)
+        # and whatever the pane ran, the command included, even if it outlives its terminal's hang-up (a test that
+        # failed with the command still running left it behind)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell, signal.SIGKILL)
