@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -302,20 +303,28 @@ def big_capture(tmp_path_factory):
     return big
 
 
-def _read_so_far(path) -> int:
-    """How far into `path` the process that has read most of it is (its file offset, from /proc)."""
+def _read_so_far(pid: int, path) -> int:
+    """How far into `path` the process of `pid`'s tree that has read most of it is (its file offset, from /proc;
+    a process that ends while it is looked at is passed over)."""
     import os
-    from pathlib import Path
+
+    from scripts.netlab import process_tree
 
     furthest = 0
-    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+    for proc in process_tree(pid):
         try:
-            if os.readlink(fd) != str(path):
-                continue
-            info = (fd.parent.parent / "fdinfo" / fd.name).read_text()
+            fds = os.listdir(f"/proc/{proc}/fd")
         except OSError:
             continue
-        furthest = max(furthest, int(info.split("pos:")[1].split()[0]))
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{proc}/fd/{fd}") != str(path):
+                    continue
+                with open(f"/proc/{proc}/fdinfo/{fd}") as fh:
+                    info = fh.read()
+            except OSError:
+                continue
+            furthest = max(furthest, int(info.split("pos:")[1].split()[0]))
     return furthest
 
 
@@ -326,15 +335,24 @@ def _sigterm_once_read(path, share: float, *options: str) -> dict:
     import sys
     import time
 
+    from scripts.netlab import process_tree
     from tests.helpers import ROOT
 
     proc = subprocess.Popen([sys.executable, "-m", "midstat_tui", "-r", str(path), "--summary", "--json", *options],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    deadline = time.monotonic() + 30
-    while _read_so_far(path) < path.stat().st_size * share and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 30
+        while (_read_so_far(proc.pid, path) < path.stat().st_size * share and proc.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # a failure above: nothing of this run may be left for the next test to find
+            for pid in process_tree(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode == 0, err
     assert b"Traceback" not in err
     left = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True).stdout.split()

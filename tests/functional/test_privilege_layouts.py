@@ -137,6 +137,7 @@ def _every_screen(term: tmux.Screen, cwd: str, live: bool = False, traffic=None,
         term.wait_for("Go to")
         term.type("+0.5")
         term.keys("Escape")  # cancelled: the table stays at the end of the file
+        term.wait_gone("Go to")  # (a key sent while it closes would be typed into it)
     term.keys("e", pause=0)
     term.wait_for("exported")
     term.keys("E", pause=0)
