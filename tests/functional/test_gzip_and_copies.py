@@ -84,15 +84,21 @@ def test_a_whole_gz_has_no_warning_and_matches_the_plain_file(tmp_path, tmpdir_p
     assert a.stdout == b.stdout
 
 
-@pytest.mark.parametrize("cores", ["1", "2"])
-def test_a_gzip_bomb_is_refused_at_once_without_writing_to_disk(tmp_path, tmpdir_private, cores):
-    bomb = tmp_path / "bomb.gz"
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory):
+    """2 GiB of zeros gzipped into about 2 MB (made once: compressing it is most of the test's time)."""
+    bomb = tmp_path_factory.mktemp("bomb") / "bomb.gz"
     inflater = zlib.compressobj(9, zlib.DEFLATED, 31)
     zeros = bytes(1 << 20)
     with open(bomb, "wb") as fh:
         for _ in range(2048):  # 2 GiB of zeros in about 2 MB
             fh.write(inflater.compress(zeros))
         fh.write(inflater.flush())
+    return bomb
+
+
+@pytest.mark.parametrize("cores", ["1", "2"])
+def test_a_gzip_bomb_is_refused_at_once_without_writing_to_disk(bomb, tmpdir_private, cores):
     assert bomb.stat().st_size < 3_000_000
     started = time.monotonic()
     proc = _run("-r", str(bomb), "--summary", "--cores", cores, tmpdir=tmpdir_private, timeout=60)
