@@ -3,19 +3,29 @@ gives the screen as text. Needs tmux (CI installs it)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 
 EXIT_MARK = "MIDSTAT-EXITED="
 # a tmux server of this test process's own (pytest-xdist runs several at once: one shared server would exit under
 # one worker's `new-session` when another worker's last session ends)
-TMUX = ["tmux", "-L", f"midstat-tests-{os.getpid()}"]
+SOCKET = os.path.join(tempfile.gettempdir(), f"midstat-tests-tmux-{os.getpid()}")
+TMUX = ["tmux", "-S", SOCKET]
+
+
+@atexit.register
+def _remove_socket() -> None:
+    """tmux may leave its socket file behind once its last session is gone."""
+    with contextlib.suppress(OSError):
+        os.unlink(SOCKET)
 
 
 def available() -> str | None:
