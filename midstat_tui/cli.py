@@ -425,12 +425,13 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             compile_query(args.match, Lens(thresholds=args.thresholds))
         except QueryError as exc:
             raise MidstatError(f"--match {args.match!r}: {exc}") from None
-        if headless and args.cores > 1 and "name" in keywords_used(args.match):
-            # each shard learns names only from its own packets (a DNS answer is shard 0's), so a shard would judge
-            # `name` without names other shards learned: read on one core, whose names are all of them
+        if headless and args.cores > 1 and "name" in keywords_used(args.match) and args.read is not None \
+                and (args.read == "-" or not os.path.isfile(args.read)):
+            # a file's or an interface's shards each learn every DNS answer (engine.names); a once-only stream's
+            # packets are handed out by core 0, each to one shard: read on one core, whose names are all of them
             args.cores = 1
-            err.write("midstat: note: --match uses 'name': read on one core (on several, each core would judge "
-                      "it with the names of its own packets only)\n")
+            err.write("midstat: note: --match uses 'name' on a pipe: read on one core (on several, each core would "
+                      "judge it with the DNS answers of its own packets only)\n")
             err.flush()
     if args.at is not None and args.interface is not None:
         raise MidstatError("--at replays a capture file to a moment: use it with -r FILE")

@@ -244,9 +244,9 @@ def _primitive(word: str, arg: _Token) -> Predicate:
 
 
 class Names(Protocol):
-    """Host names by address text (engine.names.NameMap, NameLookup)."""
+    """Host names per connection (engine.names.NameMap, NameLookup)."""
 
-    def get(self, addr: str) -> str | None: ...
+    def row_names(self, row: ConnRow) -> tuple[str | None, str | None]: ...
 
 
 def _name(arg: _Token, names: Names | None) -> Predicate:
@@ -271,7 +271,8 @@ def _name(arg: _Token, names: Names | None) -> Predicate:
         return lambda conn: False  # no names learned here
 
     def either_side(conn: ConnRow) -> bool:
-        return match(names.get(format_addr(conn.s_addr))) or match(names.get(format_addr(conn.c_addr)))
+        client, server = names.row_names(conn)
+        return match(server) or match(client)
 
     return either_side
 

@@ -69,19 +69,27 @@ def locate(dlt: int, frame: bytes) -> tuple[bytes, bytes, int, int, int] | None:
     return None
 
 
-def udp_dns_payload(dlt: int, frame: bytes) -> tuple[bytes, int] | None:
-    """(the DNS message, its offset) of a UDP packet from port 53, else None."""
+def udp_dns_payload(dlt: int, frame: bytes) -> tuple[bytes, int, bytes] | None:
+    """(the DNS message, its offset, the destination address: the client it answers) of a UDP packet from port 53,
+    else None."""
     where = locate(dlt, frame)
     if where is None or where[2] != PROTO_UDP:
         return None
     at, end = where[3], where[4]
     if end - at < 8 or frame[at] != 0 or frame[at + 1] != 53:
         return None
-    return frame[at + 8:end], at + 8
+    return frame[at + 8:end], at + 8, where[1]
 
 
 def tcp_payload(dlt: int, frame: bytes) -> tuple[bytes, bytes] | None:
     """(destination address, the TCP payload captured) of a TCP segment, else None."""
+    found = tcp_segment(dlt, frame)
+    return None if found is None else (found[2], found[4])
+
+
+def tcp_segment(dlt: int, frame: bytes) -> tuple[bytes, int, bytes, int, bytes] | None:
+    """(source address, source port, destination address, destination port, the payload captured) of a TCP
+    segment, else None."""
     where = locate(dlt, frame)
     if where is None or where[2] != PROTO_TCP:
         return None
@@ -89,7 +97,8 @@ def tcp_payload(dlt: int, frame: bytes) -> tuple[bytes, bytes] | None:
     if end - at < 20:
         return None
     start = at + ((frame[at + 12] >> 4) << 2)
-    return where[1], frame[start:end]
+    return (where[0], (frame[at] << 8) | frame[at + 1], where[1], (frame[at + 2] << 8) | frame[at + 3],
+            frame[start:end])
 
 
 # -- DNS ----------------------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from midstat_tui.engine.driver import Driver, Tick
 from midstat_tui.engine.hints import stats_hints
 from midstat_tui.engine.names import NameLookup
 from midstat_tui.engine.pipeline import Engine, Snapshot
-from midstat_tui.engine.placement import Placer, Share
+from midstat_tui.engine.placement import Placer, Share, share_names
 from midstat_tui.engine.records import connection_dict, encode_json, record_text, row_of  # noqa: F401 - encode_json: cli
 from midstat_tui.engine.share_filter import LINK_HEADERS, share_filter
 from midstat_tui.errors import MidstatError
@@ -276,6 +276,7 @@ def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, source=No
         engine = report.engine(source.datalink, shard, count)
     except LinkTypeError as exc:
         raise MidstatError(f"{job.interface}: {exc}") from None
+    share_names(source, engine)
     engine.capture_stats = source.stats
 
     def emit(position: float, reset: bool) -> None:
@@ -317,6 +318,7 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
     except LinkTypeError as exc:
         source.close()
         raise MidstatError(f"{job.path}: {exc}") from None
+    share_names(source, engine)
     engine.clock = source.clock  # the file's late packets, counted where it is read (capture.clock)
     driver = Driver(engine, emit if report.ticks() else None)
     if count > 1 and report.ticks():

@@ -10,6 +10,8 @@ which counts it, so every packet is counted once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from midstat_tui.capture.batches import Packet, split_batch
 from midstat_tui.decode.frame import FrameDecoder
 from midstat_tui.decode.segment import IcmpError, Segment
@@ -70,6 +72,16 @@ class Share:
             raise ValueError(f"shard {shard} of {placer.count}")
         self.placer = placer
         self.shard = shard
+        # engine.names.NameLearner of this shard's engine: the DNS answers of shard 0's share are learned here too,
+        # not reported (shard 0 reports them), so the filter term `name` judges on every shard as on one core
+        self.names = None
+
+    def _learn(self, packets: list[Packet], others: Iterable[int]) -> None:
+        """The names the packets at `others` (another shard's, not TCP) carry, for this shard's learner."""
+        names = self.names
+        if names is not None:
+            for i in others:
+                names.udp(*packets[i], report=False)
 
     def split(self, data: bytes, meta: bytes) -> list[Packet]:
         """A next_batch result, as split_batch makes it, keeping only this shard's packets."""
@@ -81,16 +93,30 @@ class Share:
             return packets
         shard = self.shard
         drop = {i for i in unplaced if placer.shard_of_frame(*packets[i]) != shard}
+        self._learn(packets, sorted(drop))
         return [p for i, p in enumerate(packets) if i not in drop] if drop else packets
 
     def select(self, batch: list[Packet]) -> list[Packet]:
         """This shard's packets of a batch."""
         shard = self.shard
-        return [p for p, where in zip(batch, self.placer.marks(batch), strict=True) if where == shard]
+        marks = self.placer.marks(batch)
+        if self.names is not None and shard != 0:
+            self._learn(batch, [i for i, where in enumerate(marks) if where == 0])
+        return [p for p, where in zip(batch, marks, strict=True) if where == shard]
 
     def keep(self, batch: list[Packet], late: list[int]) -> tuple[list[Packet], int]:
         """This shard's packets of a batch, and how many of the packets at the indices `late` it keeps."""
         shard = self.shard
         marks = self.placer.marks(batch)
+        if self.names is not None and shard != 0:
+            self._learn(batch, [i for i, where in enumerate(marks) if where == 0])
         return [p for p, where in zip(batch, marks, strict=True) if where == shard], \
             sum(1 for i in late if marks[i] == shard)
+
+
+def share_names(source, engine) -> None:
+    """A shard's `source` (its share of a file or of an interface) hands its engine's name learner the DNS answers
+    of shard 0's share too (Share.names)."""
+    share = getattr(source, "share", None)
+    if share is not None:
+        share.names = engine.names

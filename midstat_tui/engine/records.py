@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import socket
 from typing import NamedTuple
@@ -299,16 +300,19 @@ def endpoint_host(endpoint: str) -> str:
     return host[1:-1] if host.startswith("[") else host
 
 
-def names_of(client: str, server: str, names) -> dict:
-    """{"client_name": ..., "server_name": ...} for the endpoints whose address has a name in `names` (an
-    engine.names.NameMap, or anything with get(address text)); the unknown ones left out."""
+def names_of(client: str, server: str, names, first: float) -> dict:
+    """{"client_name": ..., "server_name": ...} for the endpoints of the connection whose first packet was at
+    `first` that have a name in `names` (an engine.names.NameMap: the name a client used for that connection); the
+    unknown ones left out."""
+    c_host, _, c_port = client.rpartition(":")
+    s_host, _, s_port = server.rpartition(":")
+    client_name, server_name = names.conn_names(c_host.strip("[]"), int(c_port), s_host.strip("[]"), int(s_port),
+                                                first)
     out = {}
-    name = names.get(endpoint_host(client))
-    if name is not None:
-        out["client_name"] = name
-    name = names.get(endpoint_host(server))
-    if name is not None:
-        out["server_name"] = name
+    if client_name is not None:
+        out["client_name"] = client_name
+    if server_name is not None:
+        out["server_name"] = server_name
     return out
 
 
@@ -316,7 +320,8 @@ def named_record(record: dict, names) -> dict:
     """A record or event line with the optional name fields after "server", when `names` knows either side."""
     if not names or "server" not in record:
         return record
-    found = names_of(record["client"], record["server"], names)
+    # an event line has no "first": named as of its moment (a start event's is the first packet's)
+    found = names_of(record["client"], record["server"], names, record.get("first", record.get("ts", math.inf)))
     if not found:
         return record
     out = {}
@@ -329,6 +334,7 @@ def named_record(record: dict, names) -> dict:
 
 # the start of every record's JSON text: its number and endpoints (engine.records.record_text writes them first)
 _ENDPOINTS = re.compile(r'\{"conn":-?\d+,"client":"([^"]*)","server":"([^"]*)"')
+_FIRST = re.compile(r',"first":([-+.0-9eE]+)')
 
 
 def named_text(text: str, names) -> str:
@@ -338,7 +344,8 @@ def named_text(text: str, names) -> str:
     m = _ENDPOINTS.match(text)
     if m is None:
         return text
-    found = names_of(m.group(1), m.group(2), names)
+    first = _FIRST.search(text, m.end())
+    found = names_of(m.group(1), m.group(2), names, float(first.group(1)) if first else math.inf)
     if not found:
         return text
     at = m.end()

@@ -28,6 +28,7 @@ from midstat_tui.engine.driver import RATE_SPAN as DRIVER_RATE_SPAN
 from midstat_tui.engine.driver import Driver, Rates, RowChanges, Tick
 from midstat_tui.engine.flow_packets import FlowRef, FlowWatch, Tap, ring_on, seeded_watch
 from midstat_tui.engine.pipeline import Engine
+from midstat_tui.engine.placement import share_names
 from midstat_tui.engine.records import ConnRow, counters, row_of, transition_dict
 from midstat_tui.engine.rowcols import merged, row_changes
 
@@ -439,12 +440,14 @@ class Session:
                 restore = candidates[-1]
                 self.engine = thaw(restore.blob)
                 self.engine.clock = getattr(self.source, "clock", None)
+                share_names(self.source, self.engine)  # a shard's learner of shard 0's DNS answers: the new one
                 self._index = restore.index
                 driver.engine = self.engine
                 driver.start(restore.position)
             else:  # before the first checkpoint (before the first packet, even): from the very start
                 self.engine = self._fresh_engine()
                 self.engine.clock = getattr(self.source, "clock", None)
+                share_names(self.source, self.engine)  # a shard's learner of shard 0's DNS answers: the new one
                 self._index = 0
                 driver.engine = self.engine
                 driver.next_tick = None

@@ -43,7 +43,7 @@ from midstat_tui.engine.headless import (
 )
 from midstat_tui.engine.names import NameMap
 from midstat_tui.engine.pipeline import Engine
-from midstat_tui.engine.placement import Placer, Share
+from midstat_tui.engine.placement import Placer, Share, share_names
 from midstat_tui.engine.records import ConnRow, counters, row_of, transition_dict
 from midstat_tui.engine.session import SPARK_POINTS, Pulled, Session
 from midstat_tui.errors import MidstatError
@@ -69,6 +69,7 @@ def _open_shard(job: Job, shard: int, count: int, out, open_source) -> tuple | N
         drop_to(job.user)
         engine = Engine(source.datalink, job.config, checksums=job.checksum_policy(), shard=shard,
                         shard_count=count)
+        share_names(source, engine)
         engine.load_stats, engine.pairs_every = job.metrics, 1.0  # --metrics: state pairs and load in the stats
     except MidstatError as exc:
         out.send(("fatal", shard, str(exc)))

@@ -25,11 +25,10 @@ NAMES_EXTRA = 8   # the endpoint columns widen by this much when ports show as n
 HOSTS_EXTRA = 16  # and by this much more when hosts show as their learned names (longer ones are cut)
 
 
-def named_endpoint(addr: bytes, port: int, services: Services, hosts=None) -> str:
-    """`10.0.0.1:https`, `[fd00::1]:ssh`; a port with no name stays a number. With `hosts` (address text -> host
-    name, engine.names), `example.com:https` for an address whose name was learned."""
+def named_endpoint(addr: bytes, port: int, services: Services, name: str | None = None) -> str:
+    """`10.0.0.1:https`, `[fd00::1]:ssh`; a port with no name stays a number. With `name` (the host name learned
+    for this side of the connection, engine.names), `example.com:https`."""
     host = format_addr(addr)
-    name = hosts.get(host) if hosts is not None else None
     if name is not None:
         host = name
     elif len(addr) == 16:
@@ -217,9 +216,10 @@ class ConnTable(ScrollView, can_focus=True):
             if column.per_view:
                 text = human(view.rate(column.key, row.id))
             elif self.services is not None and column.key in ("client", "server"):
-                text = (named_endpoint(row.c_addr, row.c_port, self.services, self.hosts)
+                named = self.hosts.row_names(row) if self.hosts else (None, None)
+                text = (named_endpoint(row.c_addr, row.c_port, self.services, named[0])
                         if column.key == "client" else
-                        named_endpoint(row.s_addr, row.s_port, self.services, self.hosts))
+                        named_endpoint(row.s_addr, row.s_port, self.services, named[1]))
             else:
                 text = column.text(row, now)
             segments.append(Segment(self._cell(text, column, width), style + meta))

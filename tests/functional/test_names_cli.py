@@ -44,8 +44,8 @@ def _dns_only_servers(path) -> set[str]:
     engine.names.udp = lambda ts, frame: None  # type: ignore[method-assign,union-attr]
     run_file(engine, source.batches())
     source.close()
-    own = {addr for addr, _ in engine.names.known.items()}  # type: ignore[union-attr]
-    return {addr for addr, _ in dns.known.items()} - own
+    own = {e[3] for e in engine.names.known.items() if len(e) == 6}  # type: ignore[union-attr]
+    return {e[2] for e in dns.known.items() if len(e) == 4} - own
 
 
 @pytest.mark.parametrize("cores", ["2", "3"])
@@ -67,6 +67,11 @@ def test_a_dns_answer_names_a_connection_on_another_shard(path, cores):
     assert _names(many) == _names(one)
     crossed = [r for r in many if r["shard"] != 0 and r["server"].rpartition(":")[0].strip("[]") in dns_only]
     assert crossed and all("server_name" in r for r in crossed)
+    # and the shard that tracks it judges `--match name` with that answer, as one core does (no fallback)
+    query = f'name "{crossed[0]["server_name"]}"'
+    matched = _summary(path, "--cores", cores, "--match", query)
+    assert _names(matched) == _names(_summary(path, "--cores", "1", "--match", query))
+    assert any(r["shard"] != 0 and r["client"] == crossed[0]["client"] for r in matched)
 
 
 def test_events_and_snapshots_carry_the_names():
@@ -116,10 +121,22 @@ def test_events_name_alike_on_one_and_two_cores(path):
 @pytest.mark.parametrize("path, name", [(shared("ndpi/tests/cfgs/default/pcap/reddit.pcap"), "gateway.reddit.com"),
                                         (SMTP, "mail.patriots.in")])
 def test_match_name_on_several_cores_answers_as_one_core(path, name):
-    """Each shard learns names from its own packets only (a DNS answer is shard 0's): a headless --match that uses
-    `name` is read on one core, said in a note, so 2 cores give 1 core's answer (it gave half the rows)."""
+    """Every shard learns every DNS answer of its file (shard 0's share too, learned but not reported), so a headless
+    --match that uses `name` is judged on each shard as on one core: 2 cores give 1 core's answer, with no fallback
+    to one core (it gave half the rows before that fallback)."""
     one = midstat("-r", str(path), "--summary", "--json", "--cores", "1", "--match", f"name {name}")
     two = midstat("-r", str(path), "--summary", "--json", "--cores", "2", "--match", f"name {name}")
     assert one.returncode == two.returncode == 0, two.stderr.decode()
-    assert json.loads(one.stdout)["connections"] == json.loads(two.stdout)["connections"] != []
-    assert b"note: --match uses 'name': read on one core" in two.stderr
+    rows = json.loads(two.stdout)["connections"]
+    assert _names(json.loads(one.stdout)["connections"]) == _names(rows) != {}
+    assert b"one core" not in two.stderr  # read on two cores: no note, no fallback
+
+
+def test_match_name_from_a_pipe_on_several_cores_reads_on_one():
+    """A once-only stream is handed out by core 0, a packet to one shard: there the fallback stays, said in a note."""
+    data = SMTP.read_bytes()
+    one = midstat("-r", str(SMTP), "--summary", "--json", "--match", "name mail.patriots.in")
+    two = midstat("-r", "-", "--summary", "--json", "--cores", "2", "--match", "name mail.patriots.in", stdin=data)
+    assert two.returncode == 0, two.stderr.decode()
+    assert _names(json.loads(two.stdout)["connections"]) == _names(json.loads(one.stdout)["connections"]) != {}
+    assert b"note: --match uses 'name' on a pipe: read on one core" in two.stderr

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.decode import names as parse
-from midstat_tui.engine.names import NameLearner, NameLookup, NameMap
+from midstat_tui.engine.names import PER_KEY, NameLearner, NameLookup, NameMap
 from midstat_tui.engine.pipeline import Engine, run_file
 from midstat_tui.engine.records import ConnRow, named_record, named_text, record_text
 from midstat_tui.query import QueryError, compile_query
@@ -132,8 +132,8 @@ def test_parsers_never_raise_anything_but_malformed(noise, at, patch):
     learner = NameLearner(1)
     frame = _udp_frame(_damaged(REAL_DNS, at, patch))
     learner.udp(0.0, frame)
-    learner.payload(0.0, _damaged(REAL_HELLO, at, patch), bytes(4))
-    learner.payload(0.0, b"\x16\x03\x01" + noise, bytes(4))
+    learner.payload(0.0, bytes(4), 40000, bytes(4), 443, _damaged(REAL_HELLO, at, patch))
+    learner.payload(0.0, bytes(4), 40000, bytes(4), 443, b"\x16\x03\x01" + noise)
     learner.tcp(0.0, noise)
     learner.udp(0.0, noise)
     assert learner.malformed + learner.dns + learner.sni <= 3
@@ -159,7 +159,7 @@ def test_learner_counts_malformed_and_learns_the_rest():
     learner.udp(5.0, _udp_frame(REAL_DNS))
     bad = struct.pack("!HHHHHH", 1, 0x8180, 1, 0, 0, 0) + b"\xc0\x0c"
     learner.udp(6.0, _udp_frame(bad))
-    assert told == [(5.0, [("192.0.2.1", "www.example.com")])]
+    assert told == [(5.0, [(5.0, "192.0.2.10", "192.0.2.1", "www.example.com")])]
     assert learner.stats() == {"dns": 1, "sni": 0, "http": 0, "malformed": 1, "known": 1}
 
 
@@ -167,18 +167,52 @@ def test_name_map_is_bounded_and_keeps_the_latest():
     known = NameMap(bound=3)
     for i in range(5):
         known.learn(f"10.0.0.{i}", f"h{i}.example")
-    assert len(known) == 3 and known.get("10.0.0.0") is None and known.get("10.0.0.4") == "h4.example"
+    assert known.get("10.0.0.0") is None and known.get("10.0.0.4") == "h4.example"
     known.learn("10.0.0.2", "renamed.example")  # learning again makes it the newest
     known.learn("10.0.0.9", "h9.example")
     assert known.get("10.0.0.2") == "renamed.example" and known.get("10.0.0.3") is None
+    # each key keeps the PER_KEY latest by packet time, whatever order they came in
+    entries = [(float(t), "10.1.0.1", "192.0.2.80", f"n{t}.example") for t in range(PER_KEY + 3)]
+    forward, backward = NameMap(), NameMap()
+    forward.merge(entries)
+    backward.merge(entries[::-1])
+    assert sorted(forward.items()) == sorted(backward.items()) == sorted(entries[-PER_KEY:])
+
+
+def test_a_name_belongs_to_the_connection():
+    """The name a client used: its own SNI, else the DNS answer it got before its first packet, else one any
+    client got by then; never a name learned after the connection began; the same in any order learned."""
+    c1, c2, s = "10.1.0.1", "10.1.0.2", "192.0.2.80"
+    entries = [
+        (10.0, c1, s, "a.example"),                    # c1 resolves a.example -> s
+        (11.0, c2, s, "b.example"),                    # c2 resolves b.example -> s (a shared CDN address)
+        (20.0, c1, s, "c.example"),                    # later, c1 resolves c.example -> s
+        (12.5, c1, 40001, s, 443, "sni.example"),      # c1's connection from port 40001 says SNI sni.example
+    ]
+    for order in (entries, entries[::-1]):
+        known = NameMap()
+        known.merge(order)
+        assert known.server_name(c1, 40000, s, 443, 12.0) == "a.example"   # not b (c2's), not c (later)
+        assert known.server_name(c2, 40000, s, 443, 12.0) == "b.example"
+        assert known.server_name(c1, 40001, s, 443, 12.0) == "sni.example"
+        assert known.server_name(c1, 40001, s, 443, 13.0) == "a.example"   # a reused tuple: the SNI was before it
+        assert known.server_name(c1, 40000, s, 443, 25.0) == "c.example"
+        assert known.server_name("10.1.0.3", 40000, s, 443, 10.5) == "a.example"  # no answer of its own: any
+        assert known.server_name(c1, 40000, s, 443, 9.0) is None             # before any answer
+        assert known.client_name(s, 10.5) == "a.example" and known.client_name(c1, 30.0) is None
 
 
 # -- the shared captures against tshark ---------------------------------------------------------------------------
+def _pairs(entries) -> list[tuple[str, str]]:
+    """(address, name) of each entry a learner reports: a DNS answer's address, a connection's server."""
+    return [(e[2], e[3]) if len(e) == 4 else (e[3], e[5]) for e in entries]
+
+
 def _learned(path, compiled: bool | None = None) -> tuple[set, NameLearner]:
     source = FileSource(str(path))
     engine = Engine(source.datalink, verify_checksums=False, compiled=compiled)
     pairs: set = set()
-    engine.names.on_learn = lambda ts, found: pairs.update(found)  # type: ignore[union-attr]
+    engine.names.on_learn = lambda ts, found: pairs.update(_pairs(found))  # type: ignore[union-attr]
     run_file(engine, source.batches())
     source.close()
     return pairs, engine.names  # type: ignore[return-value]
@@ -244,7 +278,7 @@ def test_dns_answers_as_dpkt_reads_them(path):
     source = FileSource(str(path))
     learner = NameLearner(source.datalink)
     told: list = []
-    learner.on_learn = lambda ts, pairs: told.extend(pairs)
+    learner.on_learn = lambda ts, pairs: told.extend(_pairs(pairs))
     expected = []
     for batch in source.batches():
         for ts, frame in batch:
@@ -301,8 +335,12 @@ def test_records_gain_the_names_after_server():
     text = named_text(record_text(conn), known)
     assert '"server":"192.0.78.150:443","server_name":"zeek.org","vlan":' in text
     assert "client_name" not in text
-    record = named_record({"conn": 1, "client": "[2001:db8::1]:5", "server": "192.0.78.150:443", "x": 1}, known)
-    assert list(record) == ["conn", "client", "server", "server_name", "x"]
+    client = record_text(conn).split('"client":"')[1].split('"')[0]
+    record = named_record({"conn": 1, "client": client, "server": "192.0.78.150:443", "first": conn.first}, known)
+    assert list(record) == ["conn", "client", "server", "server_name", "first"]
+    # another client's connection to that address: the SNI was not its own, and no DNS answer named the address
+    other = named_record({"conn": 2, "client": "[2001:db8::1]:5", "server": "192.0.78.150:443", "x": 1}, known)
+    assert "server_name" not in other
     assert named_text(record_text(conn), NameMap()) == record_text(conn)
 
 
