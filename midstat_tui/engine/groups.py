@@ -192,25 +192,29 @@ def aggregate(group_by: str, codes: np.ndarray, labels: list[str], cols: dict[st
     category, marks = cols.get("category"), cols.get("marks")
     if category is None or marks is None:
         category, marks = categorize(cols["cstate"], cols["sstate"], cols["reset"], cols["ended"], cols["midstream"])
+    weights = [(name, cols[src]) for name, src in (("packets_c2s", "pkts_c2s"), ("packets_s2c", "pkts_s2c"),
+                                                   ("bytes_c2s", "bytes_c2s"), ("bytes_s2c", "bytes_s2c"))]
+    if rates is not None:
+        weights += [("rate_c2s", rates[0]), ("rate_s2c", rates[1])]
+    # the rows of no group (a filter's, the view's free slots): when they are many, the rows of a group are gathered
+    # first, so each of the eight counting passes goes over those only (the gather is one pass per column)
+    inside = np.flatnonzero(codes != size)
+    if len(inside) * 3 < len(codes) * 2:
+        codes, category, marks = codes[inside], category[inside], marks[inside]
+        weights = [(name, column[inside]) for name, column in weights]
     by_category = np.bincount(codes * 5 + category, minlength=(size + 1) * 5).reshape(-1, 5)[:size]
-    by_marks = np.bincount(codes * 4 + marks, minlength=(size + 1) * 4).reshape(-1, 4)[:size]
     count = by_category.sum(axis=1)
     present = np.flatnonzero(count)
-    by_category, by_marks = by_category[present], by_marks[present]
+    by_category = by_category[present]
+    marked = np.flatnonzero(marks)  # mid-stream or ended: counted over those rows only (most are neither)
+    by_marks = np.bincount(codes[marked] * 4 + marks[marked], minlength=(size + 1) * 4).reshape(-1, 4)[present]
     columns: dict[str, np.ndarray] = {
         "connections": count[present], "open": by_category[:, OPEN], "handshake": by_category[:, HANDSHAKE_],
         "closing": by_category[:, CLOSING_], "reset": by_category[:, RESET],
         "midstream": by_marks[:, 2] + by_marks[:, 3], "ended": by_marks[:, 1] + by_marks[:, 3]}
-
-    def total(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(codes, weights=weights, minlength=size + 1)[present]
-
-    for name, src in (("packets_c2s", "pkts_c2s"), ("packets_s2c", "pkts_s2c"), ("bytes_c2s", "bytes_c2s"),
-                      ("bytes_s2c", "bytes_s2c")):
-        columns[name] = total(cols[src]).astype(np.int64)
-    if rates is not None:
-        columns["rate_c2s"] = total(rates[0])
-        columns["rate_s2c"] = total(rates[1])
+    for name, column in weights:
+        total = np.bincount(codes, weights=column, minlength=size + 1)[present]
+        columns[name] = total if name in RATES else total.astype(np.int64)
     table = GroupTable(group_by, labels, columns, present, rates is not None, np.arange(len(present), dtype=np.int64))
     if sort:
         table.sort()
