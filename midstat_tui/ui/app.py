@@ -566,7 +566,8 @@ class MidstatApp(App[None]):
             self._status("ports and addresses as numbers")
         elif self.table.services is not None:
             self.table.hosts = self.view.names.target or {}
-            self._status(f"addresses as learned host names ({len(self.table.hosts)} known), ports as service names "
+            known = len(self.table.hosts.names()) if self.table.hosts else 0  # distinct names
+            self._status(f"addresses as learned host names ({known} known), ports as service names "
                          "· n: numbers")
         else:
             if self._services is None:

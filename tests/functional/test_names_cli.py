@@ -4,8 +4,11 @@ records name it alike on any number of cores."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 
+import dpkt
 import pytest
 
 from midstat_tui.capture.files import FileSource
@@ -140,3 +143,26 @@ def test_match_name_from_a_pipe_on_several_cores_reads_on_one():
     assert two.returncode == 0, two.stderr.decode()
     assert _names(json.loads(two.stdout)["connections"]) == _names(json.loads(one.stdout)["connections"]) != {}
     assert b"note: --match uses 'name' on a pipe: read on one core" in two.stderr
+
+
+def test_each_connection_is_named_by_its_own_host_header():
+    """One address, two names (208.80.152.2 serves meta.wikimedia.org and www.wikipedia.org): each connection is
+    named by the Host its client sent on it (dpkt's reading of its first request), not by the last name learned for
+    the address."""
+    hosts: dict[tuple[str, str], str] = {}
+    with WIKIPEDIA.open("rb") as f:
+        for _, buf in dpkt.pcap.Reader(f):
+            ip = dpkt.ethernet.Ethernet(buf).data
+            if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP) or not ip.data.data:
+                continue
+            tcp = ip.data
+            key = (f"{socket.inet_ntoa(ip.src)}:{tcp.sport}", f"{socket.inet_ntoa(ip.dst)}:{tcp.dport}")
+            if key in hosts or not tcp.data.startswith((b"GET ", b"POST ")):
+                continue
+            with contextlib.suppress(dpkt.UnpackError):
+                hosts[key] = dpkt.http.Request(tcp.data).headers["host"].split(":")[0].lower()
+    for cores in ("1", "2"):
+        named = {(r["client"], r["server"]): r.get("server_name") for r in _summary(WIKIPEDIA, "--cores", cores)}
+        assert {k: named[k] for k in hosts} == hosts
+    assert {name for (_, server), name in hosts.items() if server.startswith("208.80.152.2:")} == {
+        "meta.wikimedia.org", "www.wikipedia.org"}
