@@ -16,22 +16,28 @@ packets, not on the order the shards report them in: 1 and N cores give the same
 learns from every DNS answer of its capture (engine.placement.Share hands it those of shard 0's share, learned
 but not reported), so the filter term `name` judges on each shard as one core does; shard 0 alone reports them.
 
-Memory: three LRU maps of at most `bound` keys each (NAMES_BOUND by default): a connection's own names (at most
-PER_KEY each, for a reused 4-tuple), a (client, address) pair's answers (PER_KEY each), an address's answers
-(PER_KEY each, the latest by packet time kept, so the set kept does not depend on the order they came in).
+Memory: three LRU maps of at most `bound` keys each (NAMES_BOUND by default): a connection's own names (PER_CONN
+each, for a reused 4-tuple), a (client, address) pair's answers (PER_PAIR each), an address's answers (PER_ADDRESS
+each); each keeps the latest by packet time, so what is kept does not depend on the order entries came in. Texts
+are interned (a name or an address held once however many entries hold it). Measured (tracemalloc,
+benchmarks/names_memory.py): 100 MB at most, every map full of distinct names; about 23 MB for 65,536 connections
+of a typical mix.
 """
 
 from __future__ import annotations
 
 import bisect
 import socket
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from midstat_tui.decode import names as parse
 
-NAMES_BOUND = 65536
-PER_KEY = 4  # names kept per connection key, per (client, address) pair and per address: the latest by time
+NAMES_BOUND = 32768
+PER_ADDRESS = 4  # answers kept per address (any client), the latest by packet time
+PER_PAIR = 2     # per (client, address) pair
+PER_CONN = 2     # per connection 4-tuple (a reused tuple's earlier connection keeps its own name)
 
 # what a learner reports and NameMap.merge takes:
 #   (ts, client, address, name)                   a DNS answer to `client` naming `address`
@@ -43,21 +49,21 @@ def address_text(addr: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
 
 
-def _add(table: OrderedDict, key, item: tuple, bound: int) -> bool:
-    """Put (ts, ...) `item` in `table[key]`, a list sorted by time holding the PER_KEY latest; False if it was
+def _add(table: OrderedDict, key: str, item: tuple, bound: int, per_key: int) -> bool:
+    """Put (ts, ...) `item` in `table[key]`, a tuple sorted by time holding the `per_key` latest; False if it was
     there already. The table keeps at most `bound` keys, the least recently learned first out."""
     kept = table.get(key)
     if kept is None:
-        table[key] = [item]
+        table[key] = (item,)
         if len(table) > bound:
             table.popitem(last=False)
         return True
     table.move_to_end(key)
     if item in kept:
         return False
-    bisect.insort(kept, item)
-    if len(kept) > PER_KEY:
-        del kept[0]
+    at = bisect.bisect(kept, item)
+    kept = (*kept[:at], item, *kept[at:])
+    table[key] = kept[-per_key:]
     return True
 
 
@@ -74,9 +80,10 @@ class NameMap:
 
     def __init__(self, bound: int = NAMES_BOUND) -> None:
         self.bound = bound
-        self._conn: OrderedDict[tuple[str, int, str, int], list[tuple[float, str]]] = OrderedDict()
-        self._pair: OrderedDict[tuple[str, str], list[tuple[float, str]]] = OrderedDict()
-        self._addr: OrderedDict[str, list[tuple[float, str, str]]] = OrderedDict()
+        # keys as one text each ("client port server port", "client server"): a third of a tuple's memory
+        self._conn: OrderedDict[str, tuple[tuple[float, str], ...]] = OrderedDict()
+        self._pair: OrderedDict[str, tuple[tuple[float, str], ...]] = OrderedDict()
+        self._addr: OrderedDict[str, tuple[tuple[float, str, str], ...]] = OrderedDict()
         self._widest = 0
         self._entries = 0  # entries taken (not counting repeats): grows when something was learned
 
@@ -88,13 +95,15 @@ class NameMap:
 
     def learn_dns(self, ts: float, client: str, addr: str, name: str) -> None:
         """A DNS answer to `client` naming `addr` at packet time `ts`."""
-        if _add(self._addr, addr, (ts, name, client), self.bound):
-            _add(self._pair, (client, addr), (ts, name), self.bound)
+        client, addr, name = sys.intern(client), sys.intern(addr), sys.intern(name)  # each text held once
+        if _add(self._addr, addr, (ts, name, client), self.bound, PER_ADDRESS):
+            _add(self._pair, f"{client} {addr}", (ts, name), self.bound, PER_PAIR)
             self._took(name)
 
     def learn_conn(self, ts: float, client: str, cport: int, server: str, sport: int, name: str) -> None:
         """A connection's own ClientHello server name or HTTP Host header, seen at `ts`."""
-        if _add(self._conn, (client, cport, server, sport), (ts, name), self.bound):
+        client, server, name = sys.intern(client), sys.intern(server), sys.intern(name)
+        if _add(self._conn, f"{client} {cport} {server} {sport}", (ts, name), self.bound, PER_CONN):
             self._took(name)
 
     def learn(self, addr: str, name: str) -> None:
@@ -116,7 +125,9 @@ class NameMap:
     def items(self) -> list[Entry]:
         """Every entry kept, as `merge` takes them."""
         out: list[Entry] = [(ts, client, addr, name) for addr, kept in self._addr.items() for ts, name, client in kept]
-        out += [(ts, c, cp, s, sp, name) for (c, cp, s, sp), kept in self._conn.items() for ts, name in kept]
+        for key, kept in self._conn.items():
+            c, cp, s, sp = key.split(" ")
+            out += [(ts, c, int(cp), s, int(sp), name) for ts, name in kept]
         return out
 
     def get(self, addr: str) -> str | None:
@@ -126,12 +137,12 @@ class NameMap:
 
     def server_name(self, client: str, cport: int, server: str, sport: int, first: float) -> str | None:
         """The name the client used for the connection whose first packet was at `first`."""
-        own = self._conn.get((client, cport, server, sport))
+        own = self._conn.get(f"{client} {cport} {server} {sport}")
         if own:
             for ts, name in own:  # the first learned since this connection began (an earlier one's are older)
                 if ts >= first:
                     return name
-        found = _latest_by(self._pair.get((client, server)), first)
+        found = _latest_by(self._pair.get(f"{client} {server}"), first)
         if found is not None:
             return found[1]
         found = _latest_by(self._addr.get(server), first)

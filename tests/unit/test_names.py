@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.decode import names as parse
-from midstat_tui.engine.names import PER_KEY, NameLearner, NameLookup, NameMap
+from midstat_tui.engine.names import PER_ADDRESS, NameLearner, NameLookup, NameMap
 from midstat_tui.engine.pipeline import Engine, run_file
 from midstat_tui.engine.records import ConnRow, named_record, named_text, record_text
 from midstat_tui.query import QueryError, compile_query
@@ -171,12 +171,12 @@ def test_name_map_is_bounded_and_keeps_the_latest():
     known.learn("10.0.0.2", "renamed.example")  # learning again makes it the newest
     known.learn("10.0.0.9", "h9.example")
     assert known.get("10.0.0.2") == "renamed.example" and known.get("10.0.0.3") is None
-    # each key keeps the PER_KEY latest by packet time, whatever order they came in
-    entries = [(float(t), "10.1.0.1", "192.0.2.80", f"n{t}.example") for t in range(PER_KEY + 3)]
+    # each key keeps the PER_ADDRESS latest by packet time, whatever order they came in
+    entries = [(float(t), "10.1.0.1", "192.0.2.80", f"n{t}.example") for t in range(PER_ADDRESS + 3)]
     forward, backward = NameMap(), NameMap()
     forward.merge(entries)
     backward.merge(entries[::-1])
-    assert sorted(forward.items()) == sorted(backward.items()) == sorted(entries[-PER_KEY:])
+    assert sorted(forward.items()) == sorted(backward.items()) == sorted(entries[-PER_ADDRESS:])
 
 
 def test_a_name_belongs_to_the_connection():
