@@ -47,8 +47,9 @@ KINDS: tuple[Kind, ...] = (
          "SYNs with no answer: many to one destination mean the service is down or a firewall drops them; many "
          "from one source mean a scan or a flood."),
     Kind("refused", "flag", None, "",
-         "The SYN was answered by a RST: nothing listens on that port (or a firewall rejects): check the "
-         "service and the port the client uses."),
+         "The SYN was answered by a RST, or by an ICMP unreachable (port unreachable, administratively "
+         "prohibited, no route or host): nothing listens on that port, or a firewall rejects (REJECT), or the "
+         "host cannot be reached: check the service, the port the client uses and the firewalls on the path."),
     Kind("reset", "flag", None, "",
          "An established connection was aborted by a RST: check the side that sent it (application abort, "
          "crash, timeout, or a middlebox) at the stage it happened."),
@@ -144,7 +145,10 @@ def signals(row: ConnRow) -> tuple[float, ...]:
         fin_wait_2 = since_s
     if cs == SYN_SENT and ps == 0:
         unanswered = first
-    if zeek == "REJ":
+    if zeek == "REJ" or (cs == CLOSED and ss == CLOSED and ps == 0 and pc and rst_by is None and zeek == "S0"
+                         and ended == "closed"):
+        # a RST answered the SYN; or, no packet back and the client's side closed with no RST and no FIN: only an
+        # ICMP unreachable quoting its SYN does that (tcp.machine.apply_icmp_unreachable)
         refused = end_ts if end_ts is not None else last
     elif rst_by is not None and zeek in RESET_STATES:
         reset = end_ts if end_ts is not None else last
@@ -239,7 +243,10 @@ def detail(row: ConnRow, kind: str, now: float) -> str:
     if kind == "unanswered_syn":
         return f"{row.packets_c2s} SYN(s) unanswered for {ref - row.first:.1f} s"
     if kind == "refused":
-        return f"SYN to port {row.s_port} answered by a RST"
+        if row.zeek_state == "REJ":
+            return f"SYN to port {row.s_port} answered by a RST"
+        return (f"SYN to port {row.s_port} answered by an ICMP unreachable, no TCP answer (a REJECT rule, or no "
+                "route or host on the path)")
     if kind == "reset":
         return f"reset by the {row.rst_by} {_stage(row.history)} (history {row.history})"
     if kind == "suspicious_rst":

@@ -99,6 +99,8 @@ def test_unanswered_syns_are_grouped_by_destination_and_source():
     ("reset_by_client", {("reset", "10.231.1.1:48068", "10.231.2.1:5003")}),
     ("reset_by_server", {("reset", "10.231.1.1:43130", "10.231.2.1:5004")}),
     ("lossy_transfer", {("retransmissions", "10.231.1.1:36258", "10.231.2.1:5010")}),
+    # the router answers the SYNs with ICMP host unreachable: a negative answer, not silence
+    ("unreachable", {("refused", "10.231.1.1:41999", "10.231.2.77:5008")}),
 ])
 def test_kernel_fixtures_with_a_problem(name, expected):
     doc = _lens(FIXTURES / f"{name}.pcap")

@@ -36,3 +36,61 @@ def test_live_reports_find_the_stuck_server_once_it_is_stuck(lab, cores):
             assert ("close_wait", *stuck) not in kinds
         elif report["ts"] > closed_at + 2.5:
             assert ("close_wait", *stuck) in kinds
+
+
+REJECTS = """table inet midstat_rejects {
+    chain forward {
+        type filter hook forward priority 0;
+        tcp dport 6997 reject with icmpx type port-unreachable
+        tcp dport 6996 reject with icmpx type admin-prohibited
+        tcp dport 6995 drop
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("cores", ["1", "2"])
+def test_a_syn_rejected_by_icmp_is_refused_and_a_dropped_one_unanswered(lab, cores):
+    """A router's REJECT rules answer SYNs with ICMP port unreachable (IPv4 and IPv6) and administratively
+    prohibited: the client's connect fails at once, no TCP answer: the lens lists them as `refused`, saying it was
+    ICMP. A DROP rule's SYN stays `unanswered_syn` (silence is no answer)."""
+    lab.ns(lab.router, "nft", "-f", "-", input_text=REJECTS)
+    proc = subprocess.Popen(["ip", "netns", "exec", lab.router, sys.executable, "-m", "midstat_tui", "-i",
+                             ROUTER_CLIENT_IF, "--problems", "--json", "--threshold", "unanswered_syn=1", "--cores",
+                             cores], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    base = 45000 + 10 * int(cores)
+    try:
+        assert proc.stderr is not None
+        assert "listening on" in proc.stderr.readline().decode()
+        expected = set()
+        for offset, family, client, server, port, error in (
+                (0, socket.AF_INET, CLIENT4, SERVER4, 6997, ConnectionRefusedError),
+                (1, socket.AF_INET, CLIENT4, SERVER4, 6996, OSError),
+                (2, socket.AF_INET6, "fd31:1::1", "fd31:2::1", 6997, ConnectionRefusedError)):
+            sock = lab.socket(lab.client, family)
+            sock.bind((client, base + offset))
+            with pytest.raises(error):
+                sock.connect((server, port))
+            sock.close()
+            wrap = (lambda a: f"[{a}]") if family == socket.AF_INET6 else str
+            expected.add(("refused", f"{wrap(client)}:{base + offset}", f"{wrap(server)}:{port}"))
+        dropped = lab.socket(lab.client)
+        dropped.bind((CLIENT4, base + 3))
+        dropped.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            dropped.connect((SERVER4, 6995))
+        dropped.close()
+        expected.add(("unanswered_syn", f"{CLIENT4}:{base + 3}", f"{SERVER4}:6995"))
+        time.sleep(2.5)
+        proc.send_signal(2)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        lab.ns(lab.router, "nft", "delete", "table", "inet", "midstat_rejects", check=False)
+    last = json.loads(out.decode().splitlines()[-1])
+    assert {(p["kind"], p["client"], p["server"]) for p in last["problems"]} == expected
+    for p in last["problems"]:
+        if p["kind"] == "refused":
+            assert "answered by an ICMP unreachable" in p["detail"]
