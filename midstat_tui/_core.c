@@ -2133,7 +2133,8 @@ static int own_source(const char *own, Py_ssize_t own_len, const Frame *fr) {
  * that packet, `changes` its transitions, `states_before` the (client, server) states before it; then
  * Tracker.changed), or at the batch's end (END). The counts are those of the packets fed in this call.
  * With a `name_frames` list, a client's first payload-carrying segment that starts like a TLS ClientHello or an
- * HTTP/1.x request gets (ts, frame, payload offset, server address) appended to it (engine/names.py learns from it). */
+ * HTTP/1.x request gets (ts, frame, payload offset, server address, client address, client port, server port)
+ * appended to it (engine/names.py learns from it). */
 static PyObject *py_run(PyObject *module, PyObject *args) {
     PyObject *batch, *state;
     Py_ssize_t start;
@@ -2246,9 +2247,12 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
             may_name(f + fr.payload_at, size - fr.payload_at)) {
             /* names (engine/names.py): the client's first data, if it may be a ClientHello or an HTTP request */
             PyObject *cand = frame != NULL
-                ? Py_BuildValue("(dOny#)", ts, frame, fr.payload_at, (const char *)fr.dst, (Py_ssize_t)fr.addr_len)
-                : Py_BuildValue("(dy#ny#)", ts, (const char *)f, size, fr.payload_at, (const char *)fr.dst,
-                                (Py_ssize_t)fr.addr_len);
+                ? Py_BuildValue("(dOny#y#ii)", ts, frame, fr.payload_at, (const char *)fr.dst,
+                                (Py_ssize_t)fr.addr_len, (const char *)fr.src, (Py_ssize_t)fr.addr_len, fr.sport,
+                                fr.dport)
+                : Py_BuildValue("(dy#ny#y#ii)", ts, (const char *)f, size, fr.payload_at, (const char *)fr.dst,
+                                (Py_ssize_t)fr.addr_len, (const char *)fr.src, (Py_ssize_t)fr.addr_len, fr.sport,
+                                fr.dport);
             if (cand == NULL || PyList_Append(name_frames, cand) < 0) {
                 Py_XDECREF(cand);
                 goto out;

@@ -261,9 +261,11 @@ class NameLearner:
             self.on_learn(ts, [entry])
 
     def take_frames(self, frames: list) -> None:
-        """What the compiled loop collected: (ts, frame, payload offset, server address) each."""
-        for ts, frame, _, _ in frames:
-            self.tcp(ts, frame)
+        """What the compiled loop collected: (ts, frame, payload offset, server address, client address, client
+        port, server port) each."""
+        payload = self.payload
+        for ts, frame, at, server, client, cport, sport in frames:
+            payload(ts, client, cport, server, sport, frame[at:])
         frames.clear()
 
     def __getstate__(self) -> dict:
