@@ -4183,7 +4183,10 @@ static int row_signals(const RowRec *r, double *out) {
     if (cs == SYN_SENT && ps == 0)
         out[SG_UNANSWERED] = r->first;
     double ended_at = isnan(r->end_ts) ? r->last : r->end_ts;
-    if (r->zeek == ZK_REJ)
+    /* refused: a RST answered the SYN; or no packet back and the client's side closed with no RST, no FIN (ended
+     * 1 = "closed", engine/rowcols.py ENDED_NAMES): only an ICMP unreachable quoting its SYN does that */
+    if (r->zeek == ZK_REJ || (cs == CLOSED && ss == CLOSED && ps == 0 && pc && r->rst_by == 0 &&
+                              r->zeek == ZK_S0 && r->ended == 1))
         out[SG_REFUSED] = ended_at;
     else if (r->rst_by != 0 && (r->zeek == ZK_RSTO || r->zeek == ZK_RSTR))
         out[SG_RESET] = ended_at;

@@ -29,6 +29,7 @@ CAPTURES = [
     FIXTURES / "ipv6_close.pcap",
     FIXTURES / "midstream.pcap",
     FIXTURES / "refused.pcap",
+    FIXTURES / "unreachable.pcap",  # a SYN answered by ICMP host unreachable: refused (problems.signals)
     FIXTURES / "reset_by_client.pcap",
     shared("ndpi/tests/cfgs/default/pcap/synscan.pcap"),
     shared("ndpi/tests/cfgs/default/pcap/1kxun.pcap"),
