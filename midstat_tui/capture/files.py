@@ -205,6 +205,7 @@ class FileSource:
                         placer, mine = share.placer, share.shard
                         drop = [i for i in unplaced if placer.shard_of_frame(*batch[i]) != mine]
                         if drop:
+                            share.learn(batch, drop)  # their DNS answers, for this shard's names (engine.names)
                             batch, late_dropped = batch.drop(drop)
                             late -= late_dropped
                 clock.late += late

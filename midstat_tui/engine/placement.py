@@ -76,7 +76,7 @@ class Share:
         # not reported (shard 0 reports them), so the filter term `name` judges on every shard as on one core
         self.names = None
 
-    def _learn(self, packets: list[Packet], others: Iterable[int]) -> None:
+    def learn(self, packets, others: Iterable[int]) -> None:
         """The names the packets at `others` (another shard's, not TCP) carry, for this shard's learner."""
         names = self.names
         if names is not None:
@@ -93,7 +93,7 @@ class Share:
             return packets
         shard = self.shard
         drop = {i for i in unplaced if placer.shard_of_frame(*packets[i]) != shard}
-        self._learn(packets, sorted(drop))
+        self.learn(packets, sorted(drop))
         return [p for i, p in enumerate(packets) if i not in drop] if drop else packets
 
     def select(self, batch: list[Packet]) -> list[Packet]:
@@ -101,7 +101,7 @@ class Share:
         shard = self.shard
         marks = self.placer.marks(batch)
         if self.names is not None and shard != 0:
-            self._learn(batch, [i for i, where in enumerate(marks) if where == 0])
+            self.learn(batch, [i for i, where in enumerate(marks) if where == 0])
         return [p for p, where in zip(batch, marks, strict=True) if where == shard]
 
     def keep(self, batch: list[Packet], late: list[int]) -> tuple[list[Packet], int]:
@@ -109,7 +109,7 @@ class Share:
         shard = self.shard
         marks = self.placer.marks(batch)
         if self.names is not None and shard != 0:
-            self._learn(batch, [i for i, where in enumerate(marks) if where == 0])
+            self.learn(batch, [i for i, where in enumerate(marks) if where == 0])
         return [p for p, where in zip(batch, marks, strict=True) if where == shard], \
             sum(1 for i in late if marks[i] == shard)
 
