@@ -5,6 +5,7 @@ the threshold (the clock moves on without packets), a refused connect at once.""
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import pytest
@@ -55,13 +56,9 @@ def test_a_syn_rejected_by_icmp_is_refused_and_a_dropped_one_unanswered(lab, cor
     prohibited: the client's connect fails at once, no TCP answer: the lens lists them as `refused`, saying it was
     ICMP. A DROP rule's SYN stays `unanswered_syn` (silence is no answer)."""
     lab.ns(lab.router, "nft", "-f", "-", input_text=REJECTS)
-    proc = subprocess.Popen(["ip", "netns", "exec", lab.router, sys.executable, "-m", "midstat_tui", "-i",
-                             ROUTER_CLIENT_IF, "--problems", "--json", "--threshold", "unanswered_syn=1", "--cores",
-                             cores], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc = start_live(lab, "--problems", "--json", "--threshold", "unanswered_syn=1", "--cores", cores)
     base = 45000 + 10 * int(cores)
     try:
-        assert proc.stderr is not None
-        assert "listening on" in proc.stderr.readline().decode()
         expected = set()
         for offset, family, client, server, port, error in (
                 (0, socket.AF_INET, CLIENT4, SERVER4, 6997, ConnectionRefusedError),
@@ -82,12 +79,11 @@ def test_a_syn_rejected_by_icmp_is_refused_and_a_dropped_one_unanswered(lab, cor
         dropped.close()
         expected.add(("unanswered_syn", f"{CLIENT4}:{base + 3}", f"{SERVER4}:6995"))
         time.sleep(2.5)
-        proc.send_signal(2)
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err
+        out = stop(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
         lab.ns(lab.router, "nft", "delete", "table", "inet", "midstat_rejects", check=False)
     last = json.loads(out.decode().splitlines()[-1])
     assert {(p["kind"], p["client"], p["server"]) for p in last["problems"]} == expected
