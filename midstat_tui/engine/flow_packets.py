@@ -208,8 +208,12 @@ class FlowReader:
         engine = Engine(self.datalink, self.config, checksums=self.checksums)
         engine.clock = getattr(self.source, "clock", None)  # the file's late packets, dated where it is read
         engine.tracker.on_remove = keep
-        self.source.bpf = self.bpf
-        last = run_file(engine, self.source.batches_from(0))
+        source = self.source
+        source.bpf = self.bpf
+        # the first pass of a fresh, unfiltered file goes through the compiled reader (no Python object per packet),
+        # as a headless run's does; a later pass, or a filter, reads with libpcap again
+        fresh = not source.delivered and not self.bpf
+        last = run_file(engine, source.batches(close_at_end=False, frames=True) if fresh else source.batches_from(0))
         self.warning = self.source.warning
         engine.tracker.advance(last.ts)
         for conn in engine.tracker.table.values():

@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from midstat_tui.decode.frame import FrameDecoder
 from midstat_tui.decode.linktypes import DLT_EN10MB
 from midstat_tui.decode.segment import IcmpError, Segment
-from midstat_tui.engine.flow_packets import FlowPacket, FlowReader, FlowRef, flow_bpf
+from midstat_tui.engine.flow_packets import _FAST_LINKS, FlowPacket, FlowReader, FlowRef, flow_bpf
 from midstat_tui.engine.records import ConnRow, format_addr
 from midstat_tui.errors import MidstatError
+from midstat_tui.tcp.connection import _core
 from midstat_tui.tcp.tracker import Tracker
 
 PCAP_MAGIC = 0xA1B2C3D4
@@ -120,17 +121,24 @@ def write_connections(reader: FlowReader, rows: list[ConnRow], writer: PcapWrite
     key_of = Tracker.key_of
     get = spans.get
     quick = quick_key if reader.datalink == DLT_EN10MB else None
+    datalink = reader.datalink
+    # the compiled decoder for the segments (the same fields as the Python one's: test_fastpath_differential.py)
+    fast = _core.decode_frame if _core is not None and datalink in _FAST_LINKS else None
     written = 0
     for ts, frame in reader.packets(bpf):
         if quick is not None:
             key = quick(frame)
             if key is not None and key not in spans:
                 continue  # a plain TCP frame of another tuple: no need to decode it
-        result = decode(ts, frame)
-        kind = type(result)
-        if kind is not Segment and kind is not IcmpError:
-            continue
-        span = get(key_of(result.vlan, result.src, result.sport, result.dst, result.dport))
+        got = fast(ts, frame, datalink, False) if fast is not None else None
+        if got is not None:  # a TCP segment, read by the compiled decoder: (ts, vlan, src, dst, sport, dport, ...)
+            span = get(key_of(got[1], got[2], got[4], got[3], got[5]))
+        else:  # every other shape (ICMP errors quoting a segment among them): the Python decoder's word
+            result = decode(ts, frame)
+            kind = type(result)
+            if kind is not Segment and kind is not IcmpError:
+                continue
+            span = get(key_of(result.vlan, result.src, result.sport, result.dst, result.dport))
         if span is None:
             continue
         firsts, lasts = span
