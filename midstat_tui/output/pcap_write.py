@@ -126,13 +126,13 @@ def write_connections(reader: FlowReader, rows: list[ConnRow], writer: PcapWrite
     fast = _core.decode_frame if _core is not None and datalink in _FAST_LINKS else None
     written = 0
     for ts, frame in reader.packets(bpf):
-        if quick is not None:
-            key = quick(frame)
-            if key is not None and key not in spans:
-                continue  # a plain TCP frame of another tuple: no need to decode it
+        key = quick(frame) if quick is not None else None
+        if key is not None and key not in spans:
+            continue  # a plain TCP frame of another tuple: no need to decode it
         got = fast(ts, frame, datalink, False) if fast is not None else None
         if got is not None:  # a TCP segment, read by the compiled decoder: (ts, vlan, src, dst, sport, dport, ...)
-            span = get(key_of(got[1], got[2], got[4], got[3], got[5]))
+            # (an untagged frame's quick key is the tracker's key)
+            span = get(key if key is not None else key_of(got[1], got[2], got[4], got[3], got[5]))
         else:  # every other shape (ICMP errors quoting a segment among them): the Python decoder's word
             result = decode(ts, frame)
             kind = type(result)
