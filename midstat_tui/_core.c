@@ -2135,6 +2135,34 @@ static int own_source(const char *own, Py_ssize_t own_len, const Frame *fr) {
  * With a `name_frames` list, a client's first payload-carrying segment that starts like a TLS ClientHello or an
  * HTTP/1.x request gets (ts, frame, payload offset, server address, client address, client port, server port)
  * appended to it (engine/names.py learns from it). */
+/* Flags no stack sends together (SYN with FIN or RST, FIN with RST) or a segment with none of SYN, RST, ACK:
+ * Python's, which counts and judges them. */
+static inline int bogus_flags(int flags) {
+    return ((flags & SYN) && (flags & (FIN | RST))) || ((flags & FIN) && (flags & RST)) || !(flags & (SYN | RST | ACK));
+}
+
+/* Whether a frame of `conn`'s tuple comes from its client. */
+static inline int is_from_client(const ConnObject *conn, const Frame *fr) {
+    return fr->sport == conn->c_port && conn->c_addr_len == fr->addr_len &&
+           memcmp(conn->c_addr, fr->src, fr->addr_len) == 0;
+}
+
+/* After apply(): a change of states (`*moves` set) when no events were asked for may only move the connection's
+ * timer, which schedule() settles here. Returns -1 on an error (moves released), 0 when nothing is left for Python
+ * to hear (moves cleared: the loop goes on), 1 when the change is Python's (the loop stops with it). */
+static int settle(const Core *k, ConnObject *conn, PyObject **moves, int events, double *limit) {
+    if (*moves == NULL)
+        return 0;
+    if (!events) {
+        int rc = schedule(k, conn, limit);
+        if (rc <= 0) {
+            Py_CLEAR(*moves);
+            return rc;
+        }
+    }
+    return 1;
+}
+
 static PyObject *py_run(PyObject *module, PyObject *args) {
     PyObject *batch, *state;
     Py_ssize_t start;
@@ -2206,8 +2234,7 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
             break;
         }
         int flags = fr.seg.flags;
-        int bogus = ((flags & SYN) && (flags & (FIN | RST))) || ((flags & FIN) && (flags & RST)) ||
-                    !(flags & (SYN | RST | ACK));
+        int bogus = bogus_flags(flags);
         if (bogus) {
             reason = STOP_SLOW;
             break;
@@ -2240,8 +2267,7 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
             break;
         }
         ConnObject *conn = (ConnObject *)found;
-        int from_client = fr.sport == conn->c_port && conn->c_addr_len == fr.addr_len &&
-                          memcmp(conn->c_addr, fr.src, fr.addr_len) == 0;
+        int from_client = is_from_client(conn, &fr);
         fr.seg.ts = ts;
         if (name_frames != NULL && from_client && conn->c->payload == 0 && fr.seg.payload > 0 &&
             may_name(f + fr.payload_at, size - fr.payload_at)) {
@@ -2275,18 +2301,10 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
             Py_XDECREF(moves);
             goto out;
         }
-        if (moves != NULL && !events) {
-            int rc = schedule(&core, conn, &limit);
-            if (rc < 0) {
-                Py_DECREF(moves);
-                goto out;
-            }
-            if (rc == 0) {
-                Py_CLEAR(moves);
-                continue;
-            }
-        }
-        if (moves != NULL) {
+        int settled = settle(&core, conn, &moves, events, &limit);
+        if (settled < 0)
+            goto out;
+        if (settled > 0) {
             reason = STOP_CHANGED;
             changed = conn;
             changes = moves;
@@ -2420,14 +2438,12 @@ static PyObject *py_flow_run(PyObject *module, PyObject *args) {
         if (!same)
             continue;   /* another VLAN's, or an ICMP-shaped frame's tuple: not this connection's */
         int flags = fr.seg.flags;
-        int bogus = ((flags & SYN) && (flags & (FIN | RST))) || ((flags & FIN) && (flags & RST)) ||
-                    !(flags & (SYN | RST | ACK));
+        int bogus = bogus_flags(flags);
         if (bogus || (flags & (SYN | ACK | RST)) == SYN || conn->ended != Py_None || conn->deadline == INFINITY) {
             reason = STOP_SLOW;
             break;
         }
-        int from_client = fr.sport == conn->c_port && conn->c_addr_len == fr.addr_len &&
-                          memcmp(conn->c_addr, fr.src, fr.addr_len) == 0;
+        int from_client = is_from_client(conn, &fr);
         fr.seg.ts = ts;
         uint32_t before[7], after[7];
         flow_counters(conn, from_client, before);
@@ -2520,18 +2536,10 @@ static PyObject *py_flow_run(PyObject *module, PyObject *args) {
             goto out;
         }
         Py_DECREF(packet);
-        if (moves != NULL && !core.events) {
-            int rc = schedule(&core, conn, &limit);
-            if (rc < 0) {
-                Py_DECREF(moves);
-                goto out;
-            }
-            if (rc == 0) {
-                Py_CLEAR(moves);
-                continue;
-            }
-        }
-        if (moves != NULL) {
+        int settled = settle(&core, conn, &moves, core.events, &limit);
+        if (settled < 0)
+            goto out;
+        if (settled > 0) {
             reason = STOP_CHANGED;
             changes = moves;
             before_c = c_state;
