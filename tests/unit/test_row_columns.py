@@ -74,6 +74,21 @@ def captures() -> list[Path]:
     return found
 
 
+def _replayed(path, columns: bool):
+    """A session of `path` at `--speed 0` (rows as records made in C, or as Python rows), once it reached the end."""
+    import time
+
+    from midstat_tui.engine.session import Session
+
+    source = FileSource(str(path))
+    session = Session(Engine(source.datalink), source, live=False, speed=0.0, columns=columns)
+    session.start()
+    deadline = time.monotonic() + 30
+    while not session.at_end and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return session
+
+
 @pytest.mark.parametrize("path", captures(), ids=lambda p: p.name)
 def test_records_equal_python_rows_every_second(path: Path) -> None:
     source = FileSource(str(path))
@@ -139,18 +154,11 @@ def test_a_sessions_block_reads_as_the_dict_of_rows_it_stands_for(path: Path) ->
     """A session's pull as a RowBlock (several ticks' changes kept as parts, a connection changed in more than one)
     reads as the dict of rows a session without records hands over; it survives a pickle (a shard's pipe)."""
     import pickle
-    import time
 
-    from midstat_tui.engine.session import Session
 
     pulled = {}
     for columns in (True, False):
-        source = FileSource(str(path))
-        session = Session(Engine(source.datalink), source, live=False, speed=0.0, columns=columns)
-        session.start()
-        deadline = time.monotonic() + 30
-        while not session.at_end and time.monotonic() < deadline:
-            time.sleep(0.01)
+        session = _replayed(path, columns)
         pulled[columns] = session.pull().changes
         session.stop()
     block, rows = pulled[True], pulled[False]
@@ -169,20 +177,13 @@ def test_groups_asked_between_slices_code_the_records_as_they_come() -> None:
     """A view asked for its groups between the slices of a records pull (a grouped view while a flood arrives)
     codes each slice's new rows as they come: its groups, labels and filter matches are those of a view fed the
     same changes as Python rows."""
-    import time
 
     from midstat_tui.conn_view import ConnView
-    from midstat_tui.engine.session import Session
 
     path = shared("ndpi/tests/cfgs/default/pcap/1kxun.pcap")
     views = {}
     for columns in (True, False):
-        source = FileSource(str(path))
-        session = Session(Engine(source.datalink), source, live=False, speed=0.0, columns=columns)
-        session.start()
-        deadline = time.monotonic() + 30
-        while not session.at_end and time.monotonic() < deadline:
-            time.sleep(0.01)
+        session = _replayed(path, columns)
         view = views[columns] = ConnView()
         view.groups("server")  # grouped before anything arrived
         view.take(session.pull())
