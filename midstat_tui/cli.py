@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how long a side is held in TIME_WAIT (default 60)")
     trk.add_argument("--linger", type=float, default=60.0, metavar="SEC",
                      help="how long an ended connection stays visible (default 60)")
+    trk.add_argument("--keep-ended", action="store_true",
+                     help="ended connections stay in the table to the end (a --linger without end, over any "
+                          "--linger): a file's every connection to browse in the TUI, as --summary lists them")
     trk.add_argument("--max-conns", type=int, default=1_000_000, metavar="N",
                      help="most connections in the table; the oldest handshakes and idle ones are evicted first "
                           "(default 1000000)")
@@ -159,6 +162,8 @@ def check_options(args: argparse.Namespace) -> None:
         checked_number("--speed", args.speed, 0, 1e6)
     checked_number("--time-wait", args.time_wait, 0, MAX_SECONDS)
     checked_number("--linger", args.linger, 0, MAX_SECONDS)
+    if args.keep_ended:
+        args.linger = MAX_SECONDS  # (the table's bound, --max-conns, still holds: ended ones leave first)
     checked_number("--max-conns", args.max_conns, 1, MAX_CONNS)
     checked_number("--snaplen", args.snaplen, 1, MAX_SNAPLEN)
     checked_number("--buffer-size", args.buffer_size, 1, MAX_BUFFER_MIB)
