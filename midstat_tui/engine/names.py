@@ -84,6 +84,9 @@ class NameMap:
         self._conn: OrderedDict[str, tuple[tuple[float, str], ...]] = OrderedDict()
         self._pair: OrderedDict[str, tuple[tuple[float, str], ...]] = OrderedDict()
         self._addr: OrderedDict[str, tuple[tuple[float, str, str], ...]] = OrderedDict()
+        # a server address's latest name from a connection's own SNI/Host (a group of connections to one server,
+        # shown by name, where no DNS answer named it): one text an address, as bounded as the others
+        self._server: OrderedDict[str, str] = OrderedDict()
         self._widest = 0
         self._entries = 0  # entries taken (not counting repeats): grows when something was learned
 
@@ -105,6 +108,10 @@ class NameMap:
         client, server, name = sys.intern(client), sys.intern(server), sys.intern(name)
         if _add(self._conn, f"{client} {cport} {server} {sport}", (ts, name), self.bound, PER_CONN):
             self._took(name)
+            self._server[server] = name
+            self._server.move_to_end(server)
+            if len(self._server) > self.bound:
+                self._server.popitem(last=False)
 
     def learn(self, addr: str, name: str) -> None:
         """`addr` is `name` for every connection, whenever it started (a name given rather than learned)."""
@@ -134,6 +141,11 @@ class NameMap:
         """The latest name any DNS answer gave `addr` (whichever connection): None if none did."""
         kept = self._addr.get(addr)
         return kept[-1][1] if kept else None
+
+    def host_name(self, addr: str) -> str | None:
+        """A name for `addr` itself, whichever connection (a group of connections by address): the latest DNS
+        answer's, else the latest a connection to it used (SNI, Host); None if none."""
+        return self.get(addr) or self._server.get(addr)
 
     def server_name(self, client: str, cport: int, server: str, sport: int, first: float) -> str | None:
         """The name the client used for the connection whose first packet was at `first`."""

@@ -574,7 +574,10 @@ class MidstatApp(App[None]):
                 self._services = load_services()
             self.table.services = self._services
             self._status(f"ports as service names, from {self._services.source} · n: host names too")
+        self.groups.services, self.groups.hosts = self.table.services, self.table.hosts  # the groups' keys alike
         self.table.refresh_view()
+        if self._grouped() and self.groups.table is not None:
+            self.groups.show(self.groups.table)
 
     def action_last_row(self) -> None:
         """G: to the last row (of the groups, in the grouped view)."""

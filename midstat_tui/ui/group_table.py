@@ -18,9 +18,26 @@ from textual.strip import Strip
 
 from midstat_tui.columns import human
 from midstat_tui.engine.groups import GROUP_TITLES, GroupTable
+from midstat_tui.services import Services
+from midstat_tui.ui.conn_table import HOSTS_EXTRA
 
 GAP = 1
 LABEL_TIES_UP_TO = 20_000
+
+
+NAMED_KEYS = ("server", "server-host", "client-host")  # the groupings whose keys hold an address (and a port)
+
+
+def named_key(label: str, group_by: str, services: Services, hosts) -> str:
+    """A group's key as `n` shows it: `10.0.0.1:443` as `10.0.0.1:https`, and with `hosts` (a name map) the address
+    as its learned name (`example.org:https`); keys without a name stay as they are."""
+    if group_by == "server":
+        host, _, port = label.rpartition(":")
+        addr = host[1:-1] if host.startswith("[") else host
+        name = hosts.host_name(addr) if hosts else None
+        return f"{name or host}:{services.name(int(port)) or port}" if port.isdigit() else label
+    name = hosts.host_name(label) if hosts else None
+    return name or label
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,8 @@ class GroupsTable(ScrollView, can_focus=True):
         self.sort_reverse = True
         self._cursor_code: int | None = None
         self._key_width = 12
+        self.services: Services | None = None   # `n`: ports as service names in the keys that hold a port
+        self.hosts = None                       # `n` twice: addresses as learned host names (engine.names' map)
 
     # -- data in ---------------------------------------------------------------------------------------------
     def show(self, table: GroupTable) -> None:
@@ -92,6 +111,8 @@ class GroupsTable(ScrollView, can_focus=True):
             self._cursor_code = None
         self.table = table
         widest = max([0, *(len(table.names[c]) for c in table.codes[table.order[:5000]].tolist())])
+        if self.hosts and table.group_by in NAMED_KEYS:  # as the connection table: room for the names
+            widest = min(max(widest, self.hosts.widest() + 6), widest + HOSTS_EXTRA)
         self._key_width = max(len(GROUP_TITLES[table.group_by]) + 1, widest)
         self.virtual_size = Size(self._key_width + GAP + sum(c.width + GAP for c in GROUP_COLUMNS), len(table) + 1)
         index = self.cursor
@@ -168,6 +189,8 @@ class GroupsTable(ScrollView, can_focus=True):
         for field, w, right in self._cells():
             if field == "key":
                 text = table.label(group)
+                if self.services is not None and table.group_by in NAMED_KEYS:
+                    text = named_key(text, table.group_by, self.services, self.hosts)
             elif field.startswith("rate") and not table.has_rates:
                 text = "-"
             else:

@@ -102,3 +102,32 @@ def test_exports_carry_the_names(tmp_path):
     assert {t["server_name"] for t in table} >= {"upload.wikimedia.org", ""}
     with open(export_rows(rows, "csv", str(tmp_path), "y")) as fh:  # no names: the columns as before
         assert "server_name" not in fh.readline()
+
+
+async def test_n_names_the_keys_of_the_grouped_view():
+    """`n` in the grouped view names the keys as the connection table names the endpoints: by server, a port as its
+    service, then the address as the host name learned for it (here from HTTP Host headers); numbers again after."""
+    from midstat_tui.ui.group_table import GroupsTable
+
+    app = make_app(WIKIPEDIA)
+    async with app.run_test(size=(180, 34)) as pilot:
+        groups = app.query_one(GroupsTable)
+        while app.grouping != "server":
+            await pilot.press("v")
+        await pilot.pause()
+
+        def key_line(address: str) -> tuple[int, str]:
+            for y in range(1, len(groups.table) + 1):
+                text = groups.render_line(y).text
+                if address in text or "wikimedia" in text:
+                    return y, text
+            raise AssertionError(address)
+
+        y, numbers = key_line("208.80.152.3:80")
+        await pilot.press("n")
+        assert "208.80.152.3:http " in groups.render_line(y).text
+        await pilot.press("n")
+        named = groups.render_line(y).text
+        assert "upload.wikimedia.org:http " in named and "208.80.152.3" not in named
+        await pilot.press("n")
+        assert groups.render_line(y).text == numbers

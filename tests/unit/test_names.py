@@ -377,3 +377,16 @@ def test_name_term_suffix_and_glob():
         compile_query("name", names=lookup)
     known.learn("192.0.2.4", "late.example.com")  # learned after the filter was made: it sees it
     assert matching("name example.com") == {"192.0.2.1", "192.0.2.4"}
+
+
+def test_host_name_of_an_address_dns_first_then_a_connections_own_and_bounded():
+    from midstat_tui.engine.names import NameMap
+
+    known = NameMap(bound=2)
+    known.learn_conn(1.0, "10.0.0.9", 40000, "10.0.0.1", 443, "sni.example.org")
+    assert known.host_name("10.0.0.1") == "sni.example.org"
+    known.learn_dns(2.0, "10.0.0.9", "10.0.0.1", "dns.example.org")
+    assert known.host_name("10.0.0.1") == "dns.example.org"  # an answer names the address itself
+    for i in range(2, 5):  # more servers than the bound: the oldest one's name leaves
+        known.learn_conn(3.0, "10.0.0.9", 40000 + i, f"10.0.0.{i}", 443, f"s{i}.example.org")
+    assert known.host_name("10.0.0.2") is None and known.host_name("10.0.0.4") == "s4.example.org"
