@@ -4,6 +4,8 @@ table to it (`problem KIND`), Enter on a connection opens its flow; `T` sets a t
 
 from __future__ import annotations
 
+from collections import Counter
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,6 +13,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
+from midstat_tui.engine.records import format_addr
 from midstat_tui.problems import BY_NAME, DEFAULTS, KINDS, ThresholdError, detail, parse_threshold
 from midstat_tui.timespec import offset_text
 
@@ -58,6 +61,28 @@ class ThresholdScreen(ModalScreen[tuple[str, float] | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+SYN_GROUPS_OF = 10_000  # unanswered SYNs grouped at most (the oldest): a flood's million would cost a refresh
+SYN_GROUPS_SHOWN = 5
+
+
+def syn_groups_text(view) -> str:
+    """Unanswered SYNs grouped by destination (a service down, a filtering firewall) and by source (a scan, a
+    flood), the largest first, as `--problems` prints them."""
+    rows = [row for _, row, _ in view.problem_rows("unanswered_syn", SYN_GROUPS_OF)]
+    if not rows:
+        return ""
+
+    def top(counter: Counter) -> str:
+        ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+        more = len(ranked) - SYN_GROUPS_SHOWN
+        shown = ", ".join(f"{k} {n:,}" for k, n in ranked[:SYN_GROUPS_SHOWN])
+        return shown + (f" (+{more:,} more)" if more > 0 else "")
+
+    of = f" (of the {SYN_GROUPS_OF:,} oldest)" if len(rows) >= SYN_GROUPS_OF else ""
+    return (f"\n  by destination{of}: {top(Counter(row.server for row in rows))}"
+            f"\n  by source{of}: {top(Counter(format_addr(row.c_addr) for row in rows))}")
 
 
 class ProblemsScreen(Screen[str | None]):
@@ -123,7 +148,10 @@ class ProblemsScreen(Screen[str | None]):
 
     def _show_meaning(self) -> None:
         name = self._cursor_kind()
-        self.query_one("#problems-meaning", Static).update(f"{name}: {BY_NAME[name].meaning}")
+        text = f"{name}: {BY_NAME[name].meaning}"
+        if name == "unanswered_syn":
+            text += syn_groups_text(self.app.view)  # type: ignore[attr-defined]
+        self.query_one("#problems-meaning", Static).update(Text(text))
 
     def _fill_list(self, view) -> None:
         listing = self.query_one("#problems-list", DataTable)

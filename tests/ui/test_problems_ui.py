@@ -137,3 +137,29 @@ async def test_ipv6_endpoints_are_listed_whole(app):
         v6 = [cell for cell in cells if cell.startswith("[")]
         assert v6 and all("]:" in cell and "::" in cell for cell in v6), cells
         assert not [cell for cell in cells if cell.startswith(":")], cells
+
+
+async def test_unanswered_syns_are_grouped_by_destination_and_source_as_headless_says(tmp_path):
+    """On `unanswered_syn` the lens says where the SYNs went and where they came from, as `--problems` prints it."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    capture = PROBLEMS / "unanswered_syn.pcap"
+    printed = subprocess.run([sys.executable, "-m", "midstat_tui", "-r", str(capture), "--problems"],
+                             capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    expected = [line.strip() for line in printed.splitlines() if line.strip().startswith(("by destination",
+                                                                                           "by source"))]
+    assert len(expected) == 2
+    app = make_app(capture, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("p")
+        await pilot.pause()
+        screen = app.screen
+        kinds = screen.query_one("#problems-kinds", DataTable)
+        while screen._cursor_kind() != "unanswered_syn":
+            await pilot.press("down")
+        meaning = str(screen.query_one("#problems-meaning", Static).render())
+        assert [line.strip() for line in meaning.splitlines()[1:]] == expected
+        assert kinds.cursor_row == KIND_NAMES.index("unanswered_syn")
