@@ -107,12 +107,21 @@ def flow_bpf(refs: FlowRef | Iterable[FlowRef], datalink: int) -> str:
         icmp = "icmp6" if len(ref.c_addr) == 16 else "icmp"
         terms.append(f"(tcp and host {a} and host {b} and port {ref.c_port} and port {ref.s_port}) or "
                      f"({icmp} and (dst host {a} or dst host {b}))")
-    base = "(" + " or ".join(terms) + ")"
+    return ethernet_forms("(" + " or ".join(terms) + ")", datalink)
+
+
+# MPLS-labelled frames (unicast, multicast): the filter cannot see past the labels, so all of them pass and the
+# decoder decides. Tested by ethertype, which moves no offset (the 'mpls' keyword would move those after it).
+MPLS_FRAMES = "ether proto 0x8847 or ether proto 0x8848"
+
+
+def ethernet_forms(base: str, datalink: int) -> str:
+    """A pre-filter `base` on the shapes an Ethernet frame carries it in: plain, under MPLS labels, under one VLAN
+    tag or two. ('vlan' moves the offsets of everything after it in the expression: the untagged forms first, then
+    one tag, then two.)"""
     if datalink != DLT_EN10MB:
         return base
-    # 'vlan' moves the offsets of everything after it in the expression: the untagged forms first, then one tag,
-    # then two
-    return f"{base} or (vlan and ({base} or (vlan and {base})))"
+    return f"{MPLS_FRAMES} or {base} or (vlan and ({base} or (vlan and {base})))"
 
 
 class FlowReader:

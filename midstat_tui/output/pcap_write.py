@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from midstat_tui.decode.frame import FrameDecoder
 from midstat_tui.decode.linktypes import DLT_EN10MB
 from midstat_tui.decode.segment import IcmpError, Segment
-from midstat_tui.engine.flow_packets import _FAST_LINKS, FlowPacket, FlowReader, FlowRef, flow_bpf
+from midstat_tui.engine.flow_packets import _FAST_LINKS, FlowPacket, FlowReader, FlowRef, ethernet_forms, flow_bpf
 from midstat_tui.engine.records import ConnRow, format_addr
 from midstat_tui.errors import MidstatError
 from midstat_tui.tcp.connection import _core
@@ -97,16 +97,15 @@ def prefilter(rows: list[ConnRow], datalink: int) -> str | None:
         if len(hosts) > UNION_MAX:
             return None
         terms = " or ".join(f"host {host}" for host in hosts)
-    base = f"((tcp and ({terms})) or icmp or icmp6)"
-    if datalink != DLT_EN10MB:
-        return base
-    return f"{base} or (vlan and ({base} or (vlan and {base})))"
+    return ethernet_forms(f"((tcp and ({terms})) or icmp or icmp6)", datalink)
 
 
 def write_connections(reader: FlowReader, rows: list[ConnRow], writer: PcapWriter) -> int:
     """One more pass over the capture: every packet (TCP segments and the ICMP errors quoting them) the tracker
     counted on one of `rows`: its tuple and VLANs, between its first and last packet (a tuple's incarnations follow
-    one another: each owns the packets from its first to its last). Returns the packets written."""
+    one another: each owns the packets from its first to its last). A segment of a bad checksum, which the tracker
+    never tracks (so a connection's first and last may leave it out), is its tuple's incarnation's of that moment
+    (the first one's, before it began), as tshark counts it on the tuple. Returns the packets written."""
     spans: dict[bytes, tuple[list[float], list[float]]] = {}
     for row in sorted(rows, key=lambda r: r.first):
         ref = FlowRef.of(row)
@@ -116,7 +115,7 @@ def write_connections(reader: FlowReader, rows: list[ConnRow], writer: PcapWrite
     if not spans:
         return 0
     bpf = prefilter(rows, reader.datalink)
-    decoder = FrameDecoder(reader.datalink, False)
+    decoder = FrameDecoder(reader.datalink, True)
     decode = decoder.decode
     key_of = Tracker.key_of
     get = spans.get
@@ -129,21 +128,23 @@ def write_connections(reader: FlowReader, rows: list[ConnRow], writer: PcapWrite
         key = quick(frame) if quick is not None else None
         if key is not None and key not in spans:
             continue  # a plain TCP frame of another tuple: no need to decode it
-        got = fast(ts, frame, datalink, False) if fast is not None else None
+        got = fast(ts, frame, datalink, True) if fast is not None else None
         if got is not None:  # a TCP segment, read by the compiled decoder: (ts, vlan, src, dst, sport, dport, ...)
             # (an untagged frame's quick key is the tracker's key)
             span = get(key if key is not None else key_of(got[1], got[2], got[4], got[3], got[5]))
+            damaged = got[13] is False
         else:  # every other shape (ICMP errors quoting a segment among them): the Python decoder's word
             result = decode(ts, frame)
             kind = type(result)
             if kind is not Segment and kind is not IcmpError:
                 continue
             span = get(key_of(result.vlan, result.src, result.sport, result.dst, result.dport))
+            damaged = kind is Segment and result.csum_ok is False
         if span is None:
             continue
         firsts, lasts = span
         i = bisect.bisect_right(firsts, ts) - 1
-        if i >= 0 and ts <= lasts[i]:
+        if damaged or (i >= 0 and ts <= lasts[i]):
             writer.write(ts, frame)
             written += 1
     return written

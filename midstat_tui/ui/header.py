@@ -175,7 +175,7 @@ def spark_label(name: str, data: list[float]) -> str:
 class SummaryHeader(Vertical):
     DEFAULT_CSS = """
     SummaryHeader { height: auto; background: $panel; padding: 0 1; }
-    SummaryHeader #summary-line1 { text-style: bold; }
+    SummaryHeader #summary-line1 { text-style: bold; text-wrap: nowrap; text-overflow: ellipsis; }
     SummaryHeader #summary-untracked { color: $warning; }
     SummaryHeader #summary-untracked.-empty { display: none; }
     SummaryHeader Horizontal { height: 1; }
@@ -199,8 +199,14 @@ class SummaryHeader(Vertical):
         clock = utc_text(f.position) if f.position is not None else "--"
         line1 = Text(f"midstat {name} · {clock} · {mode_text(f)}")
         if f.problems:
-            line1.append("  ")
-            line1.append(problems_badge(f.problems), style="bold reverse yellow")
+            badge = problems_badge(f.problems)
+            room = self.content_size.width or self.app.size.width - 2  # (before the first layout: the screen's)
+            if room and len(line1) + 2 + len(badge) > room:
+                # a narrow terminal (80 columns): the short badge, first, and the line's tail cut instead
+                line1 = Text.assemble((f" ⚠ {f.problems:,} (p) ", "bold reverse yellow"), " ", line1)
+            else:
+                line1.append("  ")
+                line1.append(badge, style="bold reverse yellow")
         self.query_one("#summary-line1", Static).update(line1)
         self.query_one("#summary-place", Static).update(Text(place_text(f)))
         self.query_one("#summary-line2", Static).update(Text(traffic_text(f)))

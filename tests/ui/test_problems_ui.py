@@ -163,3 +163,16 @@ async def test_unanswered_syns_are_grouped_by_destination_and_source_as_headless
         meaning = str(screen.query_one("#problems-meaning", Static).render())
         assert [line.strip() for line in meaning.splitlines()[1:]] == expected
         assert kinds.cursor_row == KIND_NAMES.index("unanswered_syn")
+
+
+async def test_the_badge_stays_on_the_first_line_at_80_columns(app):
+    """At 80x24 the badge shortens (`⚠ 9 (p)`) and comes first, rather than wrap the header's first line onto a
+    second or be cut off its end."""
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        line1 = app.query_one("#summary-line1", Static)
+        assert line1.size.height == 1
+        assert _line1(app).startswith(" ⚠ 9 (p)  midstat mixed_traffic.pcap")
+    async with make_app().run_test(size=(160, 24)) as pilot:  # where it fits: the long one, at the end
+        await pilot.pause()
+        assert _line1(pilot.app).rstrip().endswith("⚠ 9 problems (p)")
