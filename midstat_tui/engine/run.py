@@ -138,18 +138,35 @@ def run_headless_live(job: Job, cores: int, sink: Sink, source, stop: SignalFlag
         run_live_shard(job, 0, 1, sink, stop, source=source)
 
 
+def _flow_reader(job: Job):
+    """The capture file once more, for the flow screens (engine.flow_packets), handed to the user midstat
+    becomes; None where it cannot be read again."""
+    from midstat_tui.engine.flow_packets import FlowReader
+
+    try:
+        reader = FlowReader(job.path, job.config, job.checksum_policy(), user=job.user, bpf=job.bpf)
+        reader.hand_over(job.user)
+    except MidstatError:
+        return None
+    return reader
+
+
 def tui_session(job: Job, cores: int, source, speed: float):
     """The TUI's session, not started: on one core over `source`, on several shard processes (live: a handle
     each; a file: a share each, played in step) merged by core 0 in this process (`source` is closed: each shard
     opens its own). A once-only stream is replayed on one core whatever `cores` says."""
     live = job.interface is not None
+    # a file's flows are read again when their screen opens: opened now, while root may still read the file
+    flow_reader = None if live or source.stream else _flow_reader(job)
     if cores > 1 and (live or not source.stream):
         from midstat_tui.engine.shard_sessions import ShardedFileSession, ShardedLiveSession
 
         source.close()
         if live:
             return ShardedLiveSession(job, cores)
-        return ShardedFileSession(job, cores, speed=speed)
+        sharded = ShardedFileSession(job, cores, speed=speed)
+        sharded.flow_reader = flow_reader
+        return sharded
     from midstat_tui.engine.session import Session
 
     if not live:
@@ -162,6 +179,7 @@ def tui_session(job: Job, cores: int, source, speed: float):
     if job.metrics:  # the stats say the state pairs and the load (once a second at most)
         engine.load_stats, engine.pairs_every = True, 1.0
     session = Session(engine, source, live=live, speed=speed)
+    session.flow_reader = flow_reader
     if job.ipfix is not None:
         session.exporter = start_export(job, engine, 0)
     return session

@@ -204,7 +204,7 @@ class FlowScreen(Screen[None]):
             return ""
         if self.reader is None:
             return ("the flow's packets are read from the capture file again, and this one cannot be reopened "
-                    "(standard input)")
+                    "(standard input, a pipe, or a file this user may not read)")
         row = self.last[0]
         if self.flow is None or self.flow_last != row.last:
             try:
@@ -296,9 +296,13 @@ class FlowScreen(Screen[None]):
 
 
 def reader_for(session) -> FlowReader | None:
-    """The capture file a session replays, to read a flow's packets from again (None live or for a stream)."""
+    """The capture file a session replays, to read a flow's packets from again (None live or for a stream): the
+    one opened before root was given up (engine.run), else opened now."""
     if getattr(session, "live", True):
         return None
+    opened = getattr(session, "flow_reader", None)
+    if opened is not None:
+        return opened
     job = getattr(session, "job", None)
     path = job.path if job is not None else getattr(session, "name", None)
     if not path or path == "-":

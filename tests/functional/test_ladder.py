@@ -342,3 +342,32 @@ def test_write_prefilters_all_keep_the_same_packets(tmp_path, monkeypatch, union
     reference = written("all.pcap")
     monkeypatch.setattr(pcap_write, "UNION_MAX", union_max)
     assert written("pre.pcap") == reference
+
+
+@pytest.mark.parametrize("cores", ["1", "2"])
+def test_the_tuis_ladder_of_a_file_only_root_may_read(tmp_path, cores):
+    """Started as root with the default drop to `nobody`, over a capture only root may read (mode 0600 in a 0700
+    folder): a flow screen's ladder reads the file again through the handle opened before root was given up (it
+    said the file 'cannot be reopened (standard input)')."""
+    import os
+
+    from tests.terminal import _read_until, tui
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    folder = tmp_path / "private"
+    folder.mkdir(mode=0o700)
+    capture = folder / "ro.pcap"
+    capture.write_bytes((FIXTURES / "lossy_transfer.pcap").read_bytes())
+    capture.chmod(0o600)
+    with tui("-r", str(capture), "--cores", cores, "--speed", "0", size=(100, 34)) as term:
+        term.wait_for(b"end of the file")
+        for _ in range(10):  # Enter on the first connection, once the table has taken the keys' focus
+            os.write(term.master, b"\r")
+            if b"Ladder" in _read_until(term.master, b"Ladder", 1.0):
+                break
+        else:
+            raise AssertionError("no flow screen")
+        os.write(term.master, b"l")
+        term.wait_for(b"S seq=0")
+        assert term.quit() == 0
