@@ -98,6 +98,13 @@ class Flow:
     conn: Connection | None = None      # the private tracker's record of it, at the end of the flow
 
 
+def segment_decoder(datalink: int):
+    """The compiled core's decoder of a link type's TCP frames, `(ts, frame, dlt, verify) -> tuple | None` with the
+    Python decoder's fields (tests/unit/test_fastpath_differential.py); None where there is none (the Python one
+    then decodes every frame)."""
+    return _core.decode_frame if _core is not None and datalink in _FAST_LINKS else None
+
+
 def flow_bpf(refs: FlowRef | Iterable[FlowRef], datalink: int) -> str:
     """A filter that lets through the tuples' TCP packets and the ICMP errors sent to their ends (under up to two
     VLAN tags on Ethernet). A pre-filter only: the decoded tuple decides."""
@@ -308,7 +315,7 @@ class _Replay:
         self.datalink = datalink
         # the compiled core's decoder for the plain frame (the same fields: tests/unit/test_fastpath_differential.py),
         # the Python one for every other shape
-        self.fast = _core.decode_frame if _core is not None and datalink in _FAST_LINKS else None
+        self.fast = segment_decoder(datalink)
         self.first = -math.inf if tail else ref.first
         self.last = math.inf if tail else ref.last
         self.tail = tail

@@ -15,10 +15,16 @@ from collections.abc import Iterable
 from midstat_tui.decode.frame import FrameDecoder
 from midstat_tui.decode.linktypes import DLT_EN10MB
 from midstat_tui.decode.segment import IcmpError, Segment
-from midstat_tui.engine.flow_packets import _FAST_LINKS, FlowPacket, FlowReader, FlowRef, ethernet_forms, flow_bpf
+from midstat_tui.engine.flow_packets import (
+    FlowPacket,
+    FlowReader,
+    FlowRef,
+    ethernet_forms,
+    flow_bpf,
+    segment_decoder,
+)
 from midstat_tui.engine.records import ConnRow, format_addr
 from midstat_tui.errors import MidstatError
-from midstat_tui.tcp.connection import _core
 from midstat_tui.tcp.tracker import Tracker
 
 PCAP_MAGIC = 0xA1B2C3D4
@@ -122,7 +128,7 @@ def write_connections(reader: FlowReader, rows: list[ConnRow], writer: PcapWrite
     quick = quick_key if reader.datalink == DLT_EN10MB else None
     datalink = reader.datalink
     # the compiled decoder for the segments (the same fields as the Python one's: test_fastpath_differential.py)
-    fast = _core.decode_frame if _core is not None and datalink in _FAST_LINKS else None
+    fast = segment_decoder(datalink)
     written = 0
     for ts, frame in reader.packets(bpf):
         key = quick(frame) if quick is not None else None
