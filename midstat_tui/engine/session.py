@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+from midstat_tui.capture.files import FileSource
 from midstat_tui.capture.span import capture_span
 from midstat_tui.engine.checkpoints import CheckpointBudget, Frozen, freeze, thaw
 from midstat_tui.engine.driver import RATE_SPAN as DRIVER_RATE_SPAN
@@ -334,6 +335,8 @@ class Session:
         if start or self._opened:
             return _Cursor(self.source.batches_from(start))
         self._opened = True
+        if isinstance(self.source, FileSource):  # the compiled reader where it can (as headless runs read)
+            return _Cursor(self.source.batches(close_at_end=False, frames=True))
         return _Cursor(self.source.batches(close_at_end=False))
 
     def _run_file(self) -> None:
