@@ -152,6 +152,9 @@ class ConnView:
         self._window: deque[_Traffic] = deque()
         self._rate_since: float | None = None         # None: the next refresh is a baseline (start, after a seek)
         self._counting = False                        # this pull's changes count towards the rates
+        # the span the rate columns were last divided by (None: divide them all next time): while it holds and no
+        # entry leaves the window, only the slots whose window sums changed are divided again (a flood's slices)
+        self._rate_span: float | None = None
         self._order_slots = np.zeros(0, dtype=np.int64)
         self._order_ids = np.zeros(0, dtype=np.int64)
         self._new_slots: list[int] = []
@@ -282,6 +285,7 @@ class ConnView:
         if pulled.reset or self._rate_since is None:  # rates count afresh: this pull is a baseline
             self._rate_since = pulled.position
             self._counting = False
+            self._rate_span = None
         else:
             self._counting = True
         self.now = pulled.position
@@ -487,15 +491,23 @@ class ConnView:
         prev = self._window[-1].now if self._window else self._rate_since
         self._window.append(_Traffic(prev, now, index, self._ids[index], c2s, s2c))
         window = self._window
+        whole = self._rate_span is None
         while len(window) > 1 and window[0].now <= now - RATE_WINDOW:
+            whole = True
             old = window.popleft()
             same = self._ids[old.slots] == old.ids  # a slot since given to another connection keeps its own
             self._win[0][old.slots[same]] -= old.c2s[same]
             self._win[1][old.slots[same]] -= old.s2c[same]
         span = now - window[0].prev
-        if span > 0:
+        if span <= 0:
+            self._rate_span = None
+        elif whole or span != self._rate_span:
             np.divide(self._win[0], span, out=self._cols["rate_c2s"])
             np.divide(self._win[1], span, out=self._cols["rate_s2c"])
+            self._rate_span = span
+        elif len(index):
+            self._cols["rate_c2s"][index] = self._win[0][index] / span
+            self._cols["rate_s2c"][index] = self._win[1][index] / span
 
     def rate(self, key: str, conn_id: int) -> float:
         """A connection's bytes/s one way (key rate_c2s or rate_s2c) over the last RATE_WINDOW seconds."""
