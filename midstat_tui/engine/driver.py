@@ -247,9 +247,7 @@ class RowChanges:
             with building(len(tracker.table)):
                 for conn in tracker.table.values():
                     changes[conn.id] = row_of(conn)
-            for conn_id, row in self.departed.items():  # replaced on their tuple, still in their linger time
-                if conn_id not in self.by_id and row.first <= position and row.end_ts <= position:
-                    changes[conn_id] = row
+            changes.update(self.departed_at(position))
         else:
             touched = tracker.touched or ()
             by_id = self.by_id
@@ -257,18 +255,33 @@ class RowChanges:
                 for conn in touched:
                     by_id[conn.id] = conn
                     changes[conn.id] = row_of(conn)
-            for conn_id in tracker.removed or ():
-                # a port reuse's earlier incarnation stays on the face until its linger time is over (after a
-                # seek too: `departed` keeps it)
-                row = changes[conn_id] = departed_row(by_id.pop(conn_id, None), tracker.now, tracker.config.linger)
-                if row is not None:
-                    self.departed[conn_id] = row
+            changes.update(self.removed(tracker))
+        self.done(tracker, position)
+        return changes
+
+    def departed_at(self, position: float) -> dict[int, ConnRow]:
+        """After a seek: the earlier incarnations, replaced on their tuple, still in their linger time there."""
+        return {conn_id: row for conn_id, row in self.departed.items()
+                if conn_id not in self.by_id and row.first <= position and row.end_ts <= position}
+
+    def removed(self, tracker) -> dict[int, ConnRow | None]:
+        """The connections that left the table since the last take: gone (None), or, for a port reuse's earlier
+        incarnation, its last row, which stays on the face until its linger time is over (after a seek too:
+        `departed` keeps it)."""
+        out: dict[int, ConnRow | None] = {}
+        for conn_id in tracker.removed or ():
+            row = out[conn_id] = departed_row(self.by_id.pop(conn_id, None), tracker.now, tracker.config.linger)
+            if row is not None:
+                self.departed[conn_id] = row
+        return out
+
+    def done(self, tracker, position: float) -> None:
+        """A take's end: the incarnations past their linger time let go, the tracker's sets started afresh."""
         linger = tracker.config.linger
         for conn_id in [i for i, row in self.departed.items() if row.end_ts + linger <= position]:
             del self.departed[conn_id]
         tracker.touched = set()
         tracker.removed = []
-        return changes
 
 
 class Rates:

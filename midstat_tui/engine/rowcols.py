@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from midstat_tui.engine.driver import RowChanges
-from midstat_tui.engine.records import ConnRow, departed_row, row_of
+from midstat_tui.engine.records import ConnRow, row_of
 
 if TYPE_CHECKING:
     from midstat_tui.engine.pipeline import Engine
@@ -294,24 +294,13 @@ class ColumnRowChanges(RowChanges):
         for start in range(0, len(kept), CHUNK):  # in parts, as records_of
             self.by_id.update(zip(ids[start:start + CHUNK].tolist(), kept[start:start + CHUNK], strict=True))
         if reset:
-            for conn_id, row in self.departed.items():  # replaced on their tuple, still in their linger time
-                if conn_id not in self.by_id and row.first <= position and row.end_ts <= position:
-                    rows[conn_id] = row
+            rows.update(self.departed_at(position))
         block = RowBlock(recs, rows)
         if not reset:
-            removed: dict[int, ConnRow | None] = {}
-            for conn_id in tracker.removed or ():
-                row = removed[conn_id] = departed_row(self.by_id.pop(conn_id, None), tracker.now,
-                                                      tracker.config.linger)
-                if row is not None:
-                    self.departed[conn_id] = row
+            removed = self.removed(tracker)
             if removed:
                 block.update(removed)
-        linger = tracker.config.linger
-        for conn_id in [i for i, row in self.departed.items() if row.end_ts + linger <= position]:
-            del self.departed[conn_id]
-        tracker.touched = set()
-        tracker.removed = []
+        self.done(tracker, position)
         return block
 
 
