@@ -15,6 +15,7 @@ No UI import here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 
 from midstat_tui.capture.span import capture_span
@@ -33,7 +34,7 @@ from midstat_tui.engine.headless import (
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.errors import MidstatError
 from midstat_tui.limits import MAX_SECONDS, checked_number
-from midstat_tui.privileges import Target, drop_to
+from midstat_tui.privileges import Target, can_open_as, drop_to
 from midstat_tui.tcp.states import parse_state
 from midstat_tui.tcp.tracker import TrackerConfig
 from midstat_tui.timespec import TimeSpecError, parse_goto
@@ -139,10 +140,13 @@ def run_headless_live(job: Job, cores: int, sink: Sink, source, stop: SignalFlag
 
 
 def _flow_reader(job: Job):
-    """The capture file once more, for the flow screens (engine.flow_packets), handed to the user midstat
-    becomes; None where it cannot be read again."""
+    """The capture file once more, for the flow screens (engine.flow_packets), opened now and handed to the user
+    midstat becomes when only root may read it; None where the user can open it later (the flow screen does, when
+    it is first asked: a compressed file's feeder is not started for nothing) or it cannot be read again."""
     from midstat_tui.engine.flow_packets import FlowReader
 
+    if job.user is None or os.geteuid() != 0 or can_open_as(job.path, job.user):
+        return None
     try:
         reader = FlowReader(job.path, job.config, job.checksum_policy(), user=job.user, bpf=job.bpf)
         reader.hand_over(job.user)
