@@ -29,6 +29,7 @@ from midstat_tui.decode.frame import FrameDecoder
 from midstat_tui.decode.linktypes import DLT_EN10MB
 from midstat_tui.decode.segment import ACK, FIN, RST, SYN, IcmpError, Segment
 from midstat_tui.engine.records import ConnRow, format_addr
+from midstat_tui.engine.shard_protocol import UNTIMED, UNWATCH, WATCH, WATCHED, WATCHING
 from midstat_tui.errors import MidstatError
 from midstat_tui.tcp.connection import Connection, _core
 from midstat_tui.tcp.states import CLOSED, ESTABLISHED, SYN_SENT
@@ -646,35 +647,31 @@ class Tap:
 class ShardWatches:
     """A live shard's side of the flow screen on several cores: core 0 orders a watch on a tuple (every shard gets
     the order: the one holding the connection answers with its packet ring), and from then on the shard hands it
-    the tuple's frames once a tick. Messages to core 0: ("watching", shard, key, datalink, seen, ring) once, then
-    ("watched", shard, key, frames)."""
+    the tuple's frames once a tick. Messages to core 0 (engine.shard_protocol): WATCHING (key, datalink, seen,
+    ring) once, then WATCHED (key, frames)."""
 
-    def __init__(self, engine, shard: int, out) -> None:
+    def __init__(self, engine, link) -> None:
         self.engine = engine
-        self.shard = shard
-        self.out = out
+        self.link = link
         self.tap = Tap(engine.decoder.dlt)
         ring_on()
 
-    def order(self, message) -> bool:
-        """Take a watch order; False for anything else (a flow's history request)."""
-        if not isinstance(message[0], str):
-            return False
-        if message[0] == "watch":
-            ref: FlowRef = message[1]
+    def order(self, kind: str, payload) -> None:
+        """Take a watch order (WATCH, UNWATCH)."""
+        if kind == WATCH:
+            ref: FlowRef = payload
             conn = self.engine.tracker.table.get(ref.key)
             seen, ring = ring_packets(conn) if conn is not None and abs(conn.first - ref.first) <= 1e-6 else (0, [])
             self.tap.watch(Forward(ref.key))
-            self.out.send(("watching", self.shard, ref.key, self.engine.decoder.dlt, seen, ring))
-        elif message[0] == "unwatch":
-            forward = self.tap.watches.get(message[1])
+            self.link.send(WATCHING, UNTIMED, (ref.key, self.engine.decoder.dlt, seen, ring))
+        elif kind == UNWATCH:
+            forward = self.tap.watches.get(payload)
             if forward is not None:
                 self.tap.unwatch(forward)
-        return True
 
     def send(self) -> None:
         """Once a tick: each watched tuple's frames since the last one."""
         for key, forward in self.tap.watches.items():
             frames = forward.take()  # type: ignore[union-attr]
             if frames:
-                self.out.send(("watched", self.shard, key, frames))
+                self.link.send(WATCHED, UNTIMED, (key, frames))

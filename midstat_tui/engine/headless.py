@@ -15,11 +15,9 @@ import contextlib
 import heapq
 import math
 import multiprocessing
-import os
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -31,16 +29,23 @@ from midstat_tui.capture.files import FileSource
 from midstat_tui.decode.checksum import ChecksumPolicy
 from midstat_tui.decode.frame import LinkTypeError
 from midstat_tui.engine.departed import DepartedLog
-from midstat_tui.engine.driver import Driver, Tick
-from midstat_tui.engine.hints import stats_hints
+from midstat_tui.engine.driver import Driver
 from midstat_tui.engine.names import NameLookup
 from midstat_tui.engine.pipeline import Engine, Snapshot
 from midstat_tui.engine.placement import Placer, Share, share_names
 from midstat_tui.engine.records import connection_dict, encode_json, record_text, row_of  # noqa: F401 - encode_json: cli
+from midstat_tui.engine.shard_merge import ShardMerger, add_stats, merge_ticks  # noqa: F401 - the faces' names
+from midstat_tui.engine.shard_protocol import (
+    DEAD,
+    ERROR,
+    PACKETS,
+    PACKETS_END,
+    UNTIMED,
+    ShardProcesses,
+)
 from midstat_tui.engine.share_filter import LINK_HEADERS, share_filter
 from midstat_tui.errors import MidstatError
 from midstat_tui.export.sender import Collector
-from midstat_tui.lifecycle import how_it_ended, start_worker
 from midstat_tui.output.events import event_record
 from midstat_tui.output.plain import table_cells
 from midstat_tui.privileges import Target, drop_to
@@ -133,10 +138,6 @@ _CONN_ID = attrgetter("id")
 
 def _record_id(record: tuple) -> int:
     return record[1]
-
-
-def _first_and_id(record: tuple) -> tuple[float, int]:
-    return record[0], record[1]
 
 
 class _Reporter:
@@ -251,11 +252,11 @@ def open_live_share(job: Job, shard: int, count: int):
     if source is None:
         source = open_with(job.bpf)
     if count > 1:
-        _keep_share(source, shard, count, job.interface or "")
+        keep_share(source, shard, count, job.interface or "")
     return source
 
 
-def _keep_share(source: FileSource, shard: int, count: int, name: str) -> None:
+def keep_share(source: FileSource, shard: int, count: int, name: str) -> None:
     """From now on `source` delivers only the packets whose decoded key places them on `shard`."""
     try:
         source.share = Share(Placer(source.datalink, count), shard)
@@ -304,7 +305,7 @@ def run_shard(job: Job, shard: int, count: int, sink: Sink, source: FileSource |
     if source is None:
         source = FileSource(job.path, job.bpf, user=job.user)
         if count > 1:
-            _keep_share(source, shard, count, job.path)
+            keep_share(source, shard, count, job.path)
         source.hand_over(job.user)
         drop_to(job.user)
     report = _Reporter(job, sink)
@@ -365,51 +366,7 @@ def start_export(job: Job, engine: Engine, shard: int):
     return exporter
 
 
-# -- several shards: worker processes and core 0's merge -----------------------------------------------------------
-SUMMARY_CHUNK = 1024  # --summary records per message from a shard: core 0 holds about one chunk per shard
-
-
-class _PipeSink(Sink):
-    def __init__(self, pipe, replies) -> None:
-        self.pipe = pipe
-        self.replies = replies
-
-    def end_time(self, ts: float) -> float:
-        self.pipe.send(("eof", ts, ts))  # at its own last packet time, in the merge's order
-        return self.replies.recv()
-
-    def clock(self, now: float) -> None:
-        self.pipe.send(("clock", now, None))
-
-    def ready(self) -> None:
-        self.pipe.send(("ready", 0.0, None))
-
-    def event(self, record: dict) -> None:
-        self.pipe.send(("event", record["ts"], record))
-
-    def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
-        self.pipe.send(("tick", ts, Tick(ts, stats, connections=conns)))
-
-    def quiet(self, ts: float, stats: dict, conns: list[dict]) -> None:
-        self.pipe.send(("quiet", ts, Tick(ts, stats, connections=conns)))
-
-    def names(self, ts: float, pairs: list[tuple[str, str]]) -> None:
-        self.pipe.send(("names", ts, pairs))
-
-    streams_summary = True  # --summary's records follow the last report in chunks, as the shard reads them back
-
-    def last(self, ts, stats, conns, everything, warning) -> None:
-        self.pipe.send(("last", float("inf"), (ts, stats, conns, warning)))
-        chunk: list = []
-        for record in everything:
-            chunk.append(record)
-            if len(chunk) == SUMMARY_CHUNK:
-                self.pipe.send(("rows", float("inf"), chunk))
-                chunk = []
-        self.pipe.send(("rows", float("inf"), chunk))
-        self.pipe.send(("rows_end", float("inf"), None))
-
-
+# -- several shards: worker processes (engine.shard_worker) and core 0's merge ------------------------------------
 class SignalFlag:
     """An on/off flag, shared with forked workers, that a signal handler may set: one byte of shared memory and no
     lock. (A multiprocessing Event takes a lock in set() and is_set(): a handler interrupting is_set() on the same
@@ -451,11 +408,11 @@ class HandedSource:
     def batches(self) -> Iterator[list]:
         while True:
             try:
-                kind, payload = self._packets.recv()
+                kind, _, payload = self._packets.recv()
             except EOFError:
                 self.warning = f"{self.path}: core 0 stopped handing packets out"
                 return
-            if kind == "end":
+            if kind == PACKETS_END:
                 self.warning = payload
                 return
             batch, late = payload
@@ -481,7 +438,7 @@ def _dispatch(source: FileSource, batches, placer: Placer, outs: list, halt: Sig
                     late[marks[i]] += 1
             for out, part, n in zip(outs, parts, late, strict=True):
                 if part:
-                    out.send(("packets", (part, n)))
+                    out.send((PACKETS, UNTIMED, (part, n)))
         warning = source.warning
     except OSError:  # a shard is gone: core 0's merge says so
         return
@@ -489,82 +446,8 @@ def _dispatch(source: FileSource, batches, placer: Placer, outs: list, halt: Sig
         source.close()
     for out in outs:
         with contextlib.suppress(OSError):
-            out.send(("end", warning))
+            out.send((PACKETS_END, UNTIMED, warning))
             out.close()
-
-
-def _worker(job: Job, shard: int, count: int, pipe, replies, stop, halt: SignalFlag, packets=None) -> None:
-    if job.interface is None:  # a file's shard stops reading on SIGINT (the terminal's) and reports what it has
-        set_on_signals(halt)
-    try:
-        if job.interface is not None:
-            run_live_shard(job, shard, count, _PipeSink(pipe, replies), stop)
-        elif packets is not None:
-            drop_to(job.user)  # core 0 holds the source; this shard opens nothing
-            run_shard(job, shard, count, _PipeSink(pipe, replies), halt=halt,
-                      source=HandedSource(job.path, job.datalink, packets))
-        else:
-            run_shard(job, shard, count, _PipeSink(pipe, replies), halt=halt)
-    except MidstatError as exc:
-        pipe.send(("error", float("inf"), str(exc)))
-    except BaseException as exc:  # noqa: BLE001 - reported by core 0 with the shard's name
-        last_line = traceback.format_exc().strip().splitlines()[-1]
-        pipe.send(("error", float("inf"), f"worker {shard} failed: {type(exc).__name__}: {exc} ({last_line})"))
-    finally:
-        pipe.close()
-
-
-def _messages(shard: int, pipe, process) -> Iterator[tuple]:
-    """A worker's reports as merge items. A worker that is gone (its pipe's end: killed, crashed) yields one
-    ("dead", reason) item, ordered first so that core 0 hears of it at once, and nothing more."""
-    while True:
-        try:
-            kind, ts, payload = pipe.recv()
-        except (EOFError, OSError):
-            yield float("-inf"), 0, shard, "dead", f"worker {shard} died ({how_it_ended(process)})"
-            return
-        yield ts, 0 if kind == "event" else 1, shard, kind, payload
-        if kind in ("eof", "last", "error", "ready"):
-            return
-
-
-def add_stats(parts: list[dict]) -> dict:
-    """Counters of several shards added up (nested dicts too); live, each handle's own capture counters are kept
-    too, under `capture_shards`."""
-    total = _sum_stats(parts)
-    if any("capture" in part for part in parts):
-        total["capture_shards"] = [part["capture"] for part in parts if "capture" in part]
-    if any("shards" in part for part in parts):  # each shard's load, side by side (metrics)
-        total["shards"] = [load for part in parts for load in part.get("shards", ())]
-    if parts:
-        total["hints"] = stats_hints(total)  # from the sums, not one shard's
-    return total
-
-
-def merge_ticks(ticks: list[Tick], position: float) -> Tick:
-    """Core 0's merge of the shards' Ticks of one moment (each shard's latest): counters added up, rows and
-    connections side by side (a connection lives in one shard), the first warning, at the end once all are."""
-    changes: dict = {}
-    for tick in ticks:
-        changes.update(tick.changes)
-    with_conns = [tick.connections for tick in ticks if tick.connections is not None]
-    warnings = [tick.warning for tick in ticks if tick.warning]
-    return Tick(position, add_stats([tick.stats for tick in ticks]), changes,
-                connections=[c for conns in with_conns for c in conns] if with_conns else None,
-                warning=warnings[0] if warnings else None, at_end=bool(ticks) and all(t.at_end for t in ticks))
-
-
-def _sum_stats(parts: list[dict]) -> dict:
-    total: dict = {}
-    for part in parts:
-        for key, value in part.items():
-            if isinstance(value, dict):
-                total[key] = _sum_stats([total.get(key, {}), value])
-            elif isinstance(value, int | float) and not isinstance(value, bool):
-                total[key] = total.get(key, 0) + value
-            else:
-                total.setdefault(key, value)
-    return total
 
 
 def first_timestamp(path: str, user: Target | None = None) -> float | None:
@@ -584,6 +467,7 @@ def run_sharded(job: Job, count: int, sink: Sink, stop: SignalFlag | None = None
     set `halt` (made here unless given): every shard stops reading and reports what it has; the merge goes on.
     `source`: a file that can be read only once (a pipe, a FIFO), opened already: core 0 reads it and hands each
     shard its packets."""
+    from midstat_tui.engine.shard_worker import HeadlessShard, shard_worker
 
     batches = None
     placer = None
@@ -602,25 +486,18 @@ def run_sharded(job: Job, count: int, sink: Sink, stop: SignalFlag | None = None
     if job.until_offset is not None:  # an offset from the first packet of the file, not of each shard's share
         job.until = None if first is None else first + job.until_offset
         job.until_offset = None
-    ctx = multiprocessing.get_context("fork")
     if stop is None:
         stop = SignalFlag()
     if halt is None:
         halt = SignalFlag()
-    workers = []
-    outs = []
-    for shard in range(count):
-        parent, child = ctx.Pipe(duplex=False)
-        reply_in, reply_out = ctx.Pipe(duplex=False)
-        packets_in, packets_out = ctx.Pipe(duplex=False) if source is not None else (None, None)
-        process = start_worker(ctx, _worker, (job, shard, count, child, reply_in, stop, halt, packets_in),
-                               f"midstat-shard-{shard}")
-        child.close()
-        reply_in.close()
-        if packets_in is not None:
-            packets_in.close()
-            outs.append(packets_out)
-        workers.append((parent, process, reply_out))
+    workers = ShardProcesses(count)
+    handed = [workers.ctx.Pipe(duplex=False) for _ in range(count)] if source is not None else []
+    outs = [packets_out for _, packets_out in handed]
+    face = HeadlessShard()
+    workers.start(shard_worker,
+                  lambda shard, link: (face, job, shard, count, link, stop, halt,
+                                       handed[shard][0] if handed else None),
+                  lambda shard: [handed[shard][0]] if handed else [])
     drop_to(job.user)  # core 0 opens nothing more; each worker gives up root after opening its own handle
     if source is not None:
         threading.Thread(target=_dispatch, args=(source, batches, placer, outs, halt), name="midstat-dispatch",
@@ -630,204 +507,21 @@ def run_sharded(job: Job, count: int, sink: Sink, stop: SignalFlag | None = None
     if job.interface is None and threading.current_thread() is threading.main_thread():
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         set_on_signals(halt)
+
+    def lost(shard: int, reason: str) -> None:
+        sink.worker_lost(shard, f"{reason}; its share of the connections is missing from the output")
+
+    merger = ShardMerger(workers, lost)
     try:
         if job.interface is not None:
-            for shard, (pipe, process, _) in enumerate(workers):
-                for _, _, _, kind, payload in _messages(shard, pipe, process):
-                    if kind in ("error", "dead"):  # before every handle is open: nothing to save yet
+            for shard in range(count):
+                for _, _, _, kind, payload in merger.stream(shard):
+                    if kind in (ERROR, DEAD):  # before every handle is open: nothing to save yet
                         raise MidstatError(payload)
-                    if kind == "ready":
-                        break
             if on_ready is not None:
                 on_ready()
-        _merge(job, count, workers, sink)
+        merger.headless(job, sink)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        for _, process, _ in workers:
-            end_process(process)
-
-
-def end_process(process) -> None:
-    """Make sure a worker is gone: asked first (SIGTERM), then killed (a reporting shard ignores SIGTERM)."""
-    # (a worker still opening its file or handle is root for that while: core 0, dropped, may not signal it; it
-    # stops by itself once it sees the halt flag, and dies with core 0 in any case)
-    if process.is_alive():
-        with contextlib.suppress(PermissionError):
-            process.terminate()
-        process.join(timeout=2)
-    if process.is_alive():
-        with contextlib.suppress(PermissionError):
-            process.kill()
-    process.join(timeout=5)
-
-
-def _merge(job: Job, count: int, workers: list, sink: Sink) -> None:
-    """Core 0's merge. Each shard reports in its own packet-time order, so merging the shards' streams keeps
-    packet-time order, and an event is given out as soon as no shard can still send an earlier one. The exception
-    is a shard's end: it runs its last timers only once every shard is done and the common end time is known, so
-    from the first shard's end on, later events are held until those last timers have run."""
-    lost: dict[int, str] = {}  # workers that died or failed: reported at once; the others' results still count
-    losing = threading.Lock()
-    merged = threading.Event()
-
-    def lose(shard: int, reason: str) -> None:
-        with losing:
-            if shard in lost or merged.is_set():
-                return
-            lost[shard] = reason
-        sink.worker_lost(shard, f"{reason}; its share of the connections is missing from the output")
-
-    # a worker killed while the merge waits on another one's pipe is said at once, not when its turn comes
-    threading.Thread(target=_watch_for_kills, args=(workers, lose, merged), name="midstat-watch",
-                     daemon=True).start()
-    try:
-        _merge_reports(job, count, workers, sink, lost, lose)
-    finally:
-        merged.set()
-
-
-def _watch_for_kills(workers: list, lose, merged: threading.Event) -> None:
-    """Until the merge is over: a worker that a signal killed (kill -9, the OOM killer) is lost at once. (One that
-    failed says why itself, through its pipe; the process is not reaped here: core 0's join does that.)"""
-    from multiprocessing.connection import wait
-
-    waiting = {process.sentinel: (shard, process) for shard, (_, process, _) in enumerate(workers)}
-    while waiting and not merged.is_set():
-        # a worker's sentinel is the end of a pipe its own children (a .gz feeder) hold too, so it may not say
-        # at once that the worker died: each worker's state is also asked every half second
-        wait(list(waiting), timeout=0.5)
-        for sentinel, (shard, process) in list(waiting.items()):
-            try:
-                info = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                del waiting[sentinel]
-                continue
-            if info is None:
-                continue  # still running
-            del waiting[sentinel]
-            if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) and not merged.is_set():
-                try:
-                    name = signal.Signals(info.si_status).name
-                except ValueError:
-                    name = "?"
-                lose(shard, f"worker {shard} died (killed by signal {info.si_status} ({name}))")
-
-
-def _merge_reports(job: Job, count: int, workers: list, sink: Sink, lost: dict[int, str], lose) -> None:
-    streams = [_messages(i, pipe, process) for i, (pipe, process, _) in enumerate(workers)]
-    held: list[tuple[float, int, int, dict]] = []  # a heap: (ts, shard, arrival, record)
-    arrivals = 0
-    first_end = float("inf")
-    latest: list[Tick | None] = [None] * count
-    pending_tick: float | None = None
-    ends: dict[int, float] = {}
-    lasts: dict[int, tuple] = {}
-
-    def flush_tick() -> None:
-        merged = merge_ticks([tick for tick in latest if tick is not None], pending_tick)  # type: ignore[arg-type]
-        sink.snapshot(merged.position, merged.stats, merged.connections or [])
-
-    for ts, _, shard, kind, payload in heapq.merge(*streams):
-        if kind in ("error", "dead"):
-            lose(shard, payload)
-            continue
-        if pending_tick is not None and ts > pending_tick:
-            flush_tick()
-            pending_tick = None
-        if kind == "event":
-            if job.interface is not None:
-                sink.event(payload)  # live: every shard's clock keeps the merge moving, so order holds as it goes
-            else:
-                heapq.heappush(held, (ts, shard, arrivals, payload))
-                arrivals += 1
-        elif kind == "tick":
-            latest[shard] = payload
-            pending_tick = ts
-        elif kind == "quiet":  # no snapshot of its own: the next one takes this shard's table as it is now
-            latest[shard] = payload
-        elif kind == "names":
-            if job.interface is not None:
-                sink.names(ts, payload)
-            else:  # held with the events, so each event line names what one core would have known by then
-                heapq.heappush(held, (ts, shard, arrivals, _Names(payload)))
-                arrivals += 1
-        elif kind == "eof":
-            ends[shard] = payload
-            first_end = min(first_end, payload)
-        release = min(ts, first_end)
-        while held and held[0][0] <= release:
-            _release(sink, heapq.heappop(held)[3])
-    if pending_tick is not None:
-        flush_tick()
-    # every shard has read its share: run all their timers to the same end, then take their last reports
-    if len(lost) == count:
-        raise MidstatError(lost[0])
-    end = job.until if job.until is not None else max(ends.values(), default=0.0)
-    for shard, (_, _, replies) in enumerate(workers):
-        if shard not in lost:
-            with contextlib.suppress(OSError):
-                replies.send(end)
-    for shard, (pipe, process, _) in enumerate(workers):
-        if shard in lost:
-            continue
-        for _, _, _, kind, payload in _messages(shard, pipe, process):
-            if kind in ("error", "dead"):
-                lose(shard, payload)
-                break
-            if kind == "event":
-                heapq.heappush(held, (payload["ts"], shard, arrivals, payload))
-                arrivals += 1
-            elif kind == "clock":
-                continue
-            elif kind == "names":
-                sink.names(0.0, payload)
-            elif kind == "last":
-                lasts[shard] = payload
-                break
-    if not lasts:
-        raise MidstatError(lost[min(lost)])
-    while held:
-        _release(sink, heapq.heappop(held)[3])
-    parts = [lasts[i] for i in sorted(lasts)]
-    ts = max(p[0] for p in parts)
-    stats = add_stats([p[1] for p in parts])
-    conns = [c for p in parts for c in p[2]]
-    # each shard sends its --summary records in order (first packet, id): merged as they come, never all held
-    streams_of_rows = [_summary_rows(shard, workers[shard][0], workers[shard][1], lose) for shard in sorted(lasts)]
-    everything: Iterable = heapq.merge(*streams_of_rows, key=_first_and_id)
-    warnings = [p[3] for p in parts if p[3]]
-    try:
-        sink.last(ts, stats, conns, everything if getattr(sink, "streams_summary", False) else list(everything),
-                  warnings[0] if warnings else None)
-    finally:
-        for rows in streams_of_rows:
-            rows.close()
-
-
-class _Names(list):
-    """Host names a shard learned (engine.names), held in the merge's order with the events."""
-
-
-def _release(sink: Sink, item) -> None:
-    if type(item) is _Names:
-        sink.names(0.0, item)
-    else:
-        sink.event(item)
-
-
-def _summary_rows(shard: int, pipe, process, lose) -> Iterator:
-    """A shard's --summary records, chunk by chunk as it sends them after its last report."""
-    while True:
-        try:
-            kind, _, payload = pipe.recv()
-        except (EOFError, OSError):
-            lose(shard, f"worker {shard} died ({how_it_ended(process)}) while sending its connections")
-            return
-        if kind == "rows":
-            yield from payload
-        elif kind == "rows_end":
-            return
-        elif kind == "error":
-            lose(shard, payload)
-            return
+        workers.end()

@@ -21,205 +21,46 @@ from __future__ import annotations
 
 import contextlib
 import math
-import multiprocessing
 import os
-import queue
 import threading
 import time
 from collections import deque
-from multiprocessing.connection import wait
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.capture.span import capture_span
-from midstat_tui.engine.driver import NOT_STARTED, Driver, Rates, RowChanges, Tick
-from midstat_tui.engine.flow_packets import FlowRef, FlowWatch, ShardWatches
-from midstat_tui.engine.headless import (
-    Job,
-    add_stats,
-    end_process,
-    first_timestamp,
-    open_live_share,
-    start_export,
-)
+from midstat_tui.engine.driver import NOT_STARTED, Rates, Tick
+from midstat_tui.engine.flow_packets import FlowRef, FlowWatch
+from midstat_tui.engine.headless import Job, first_timestamp
 from midstat_tui.engine.names import NameMap
-from midstat_tui.engine.pipeline import Engine
-from midstat_tui.engine.placement import Placer, Share, share_names
-from midstat_tui.engine.records import ConnRow, counters, row_of, transition_dict
-from midstat_tui.engine.session import SPARK_POINTS, Pulled, Session
+from midstat_tui.engine.records import ConnRow
+from midstat_tui.engine.session import SPARK_POINTS, Pulled
+from midstat_tui.engine.shard_merge import ShardMerger
+from midstat_tui.engine.shard_protocol import (
+    CONN,
+    DEAD,
+    ERROR,
+    PAUSE,
+    READY,
+    REPLY,
+    SEEK,
+    SPEED,
+    STEP,
+    STOPPED,
+    TICK,
+    UNTIMED,
+    UNWATCH,
+    WATCH,
+    WATCHED,
+    WATCHING,
+    ShardProcesses,
+)
+from midstat_tui.engine.shard_worker import ShardFace, TuiFileShard, TuiLiveShard, shard_worker
 from midstat_tui.errors import MidstatError
-from midstat_tui.lifecycle import how_it_ended, start_worker
 from midstat_tui.privileges import drop_to
 
 REPLY_TIMEOUT = 1.0  # seconds the face waits for a shard to send one flow's history
 RATE_SPAN = 0.5     # seconds of packet time a rate is measured over, at least
-TICKS_QUEUED = 64   # a file shard's Ticks waiting for its pipe to core 0, at most
 START_SLACK = 0.3    # seconds between the pacing anchor and the shards' first packet: time for them to start
-
-
-def _detail(conn) -> tuple[ConnRow, dict, list[dict]] | None:
-    if conn is None:
-        return None
-    return row_of(conn), counters(conn), [transition_dict(t) for t in conn.transitions]
-
-
-def _open_shard(job: Job, shard: int, count: int, out, open_source) -> tuple | None:
-    """A shard's source (opened as root), then the switch to the user, then its engine; an error goes to core 0."""
-    try:
-        source = open_source()
-        drop_to(job.user)
-        engine = Engine(source.datalink, job.config, checksums=job.checksum_policy(), shard=shard,
-                        shard_count=count)
-        share_names(source, engine)
-        engine.load_stats, engine.pairs_every = job.metrics, 1.0  # --metrics: state pairs and load in the stats
-    except MidstatError as exc:
-        out.send(("fatal", shard, str(exc)))
-        return None
-    return source, engine
-
-
-def _live_worker(job: Job, shard: int, count: int, out, requests, stop) -> None:
-    """One live shard: capture its share, track, and every second of the clock send core 0 ("tick", shard, Tick:
-    with the host names learned since the last tick)."""
-    opened = _open_shard(job, shard, count, out, lambda: open_live_share(job, shard, count))
-    if opened is None:
-        return
-    source, engine = opened
-    engine.capture_stats = source.stats
-    tracker = engine.tracker
-    exporter = start_export(job, engine, shard) if job.ipfix is not None else None
-    tracker.track_changes()
-    rows = RowChanges()
-    rows.by_id = {conn.id: conn for conn in tracker.table.values()}
-    learned: list[tuple[str, str]] = []  # host names learned since the last tick (engine.names), for core 0
-    if engine.names is not None:
-        engine.names.on_learn = lambda ts, pairs: learned.extend(pairs)
-
-    def emit(position: float, reset: bool) -> None:  # each second of the clock: this shard's Tick to core 0
-        watches.send()  # the watched flows' frames first
-        out.send(("tick", shard, Tick(position, engine.stats(), rows.take(engine, position), names=learned[:])))
-        learned.clear()
-
-    driver = Driver(engine, emit, every_second=True)
-    out.send(("ready", shard, engine.stats()))
-    watches = ShardWatches(engine, shard, out)  # the flow screens' watches (and the packet ring)
-    batches = source.batches()
-    capturing = True
-    driver.start(time.time())
-    try:
-        while not stop.is_set():
-            if capturing:
-                batch = next(batches, None)
-                if batch is None:
-                    capturing = False
-                    if not stop.is_set():  # (a capture ended by the order to stop is not a lost one)
-                        out.send(("stopped", shard, source.warning or f"capture on {job.interface} stopped"))
-                else:
-                    engine.feed_batch(batch)
-                    watches.tap.tap(batch)
-            else:
-                stop.wait(0.1)
-            driver.tick_wall(time.time())
-            while requests.poll():
-                message = requests.recv()
-                if watches.order(message):
-                    continue
-                req_id, conn_id = message
-                out.send(("reply", shard, req_id, _detail(rows.by_id.get(conn_id))))
-    except (BrokenPipeError, EOFError):
-        return  # core 0 is gone
-    finally:
-        if exporter is not None:  # what is still open goes out (forced end)
-            exporter.finish(tracker.table.values(), time.time())
-            exporter.sender.close()
-
-
-def _file_worker(job: Job, shard: int, count: int, out, requests, stop, speed: float,
-                 anchor: tuple[float, float] | None) -> None:
-    """One shard of a file replay: a Session on its share, driven by core 0's orders, its pulls sent on."""
-    from midstat_tui.capture.files import FileSource
-
-    def open_share() -> FileSource:
-        from midstat_tui.decode.frame import LinkTypeError
-
-        source = FileSource(job.path, job.bpf, user=job.user)
-        try:
-            source.share = Share(Placer(source.datalink, count), shard)
-        except LinkTypeError as exc:
-            source.close()
-            raise MidstatError(f"{job.path}: {exc}") from None
-        source.hand_over(job.user)  # seeking back reopens the file, as the user
-        return source
-
-    opened = _open_shard(job, shard, count, out, open_share)
-    if opened is None:
-        return
-    source, engine = opened
-    session = Session(engine, source, live=False, speed=speed, columns=False)  # its ticks merge as dicts
-    if job.ipfix is not None:
-        session.exporter = start_export(job, engine, shard)
-    session.pace_anchor = anchor
-    # the clock starts at the file's first packet, not this share's: a shard whose first packet comes later still
-    # ticks the file's time meanwhile
-    session.origin = anchor[1] if anchor is not None else None
-    out.send(("ready", shard, engine.stats()))
-    sending = threading.Lock()  # the sender thread sends the Ticks, this one the replies: one message at a time
-    # the Ticks to send: the engine thread never sends itself (it holds the session's lock: blocked on a full pipe
-    # once core 0 has stopped reading, it would hold up this thread's stop); bounded, the back pressure on the engine
-    ticks: queue.Queue = queue.Queue(maxsize=TICKS_QUEUED)
-    names_sent = 0
-
-    def sender() -> None:
-        while True:
-            tick = ticks.get()
-            try:
-                with sending:
-                    out.send(("tick", shard, tick))
-            except (BrokenPipeError, EOFError, OSError):
-                return  # core 0 is gone
-
-    def send_tick(tick: Tick) -> None:
-        """Each Tick the session makes (from its engine thread), as it is made: the same message as a live shard's,
-        with where its clock is (NOT_STARTED before its first second) and whether it is at the end."""
-        nonlocal names_sent
-        names = tick.names
-        # the host names go to core 0 when they grew (the whole map: a seek may have replaced it)
-        tick.names = names.items() if isinstance(names, NameMap) and len(names) != names_sent else None
-        if tick.names is not None:
-            names_sent = len(names)  # type: ignore[arg-type]
-        if tick.position == 0.0 and session.position is None:
-            tick.position = NOT_STARTED
-        while not stop.is_set():
-            try:
-                ticks.put(tick, timeout=0.1)
-                break
-            except queue.Full:
-                continue
-        session.delivered()  # every Tick goes: core 0 sees each second of every shard
-
-    threading.Thread(target=sender, name="midstat-shard-send", daemon=True).start()
-    session.listen(send_tick)
-    session.start()
-    try:
-        while not stop.is_set():
-            if requests.poll(0.05):
-                order = requests.recv()
-                kind = order[0]
-                if kind == "conn":
-                    reply = session.connection(order[2])
-                    with sending:
-                        out.send(("reply", shard, order[1], reply))
-                elif kind == "pause":
-                    session.set_paused(order[1], order[2])
-                elif kind == "speed":
-                    session.set_speed(order[1], order[2])
-                elif kind == "step":
-                    session.step_to(order[1])
-                elif kind == "seek":
-                    session.seek(order[1])
-    except (BrokenPipeError, EOFError):
-        pass  # core 0 is gone
-    finally:
-        session.stop()
 
 
 class _ShardedSession:
@@ -247,58 +88,48 @@ class _ShardedSession:
         self._replied = threading.Condition(self._lock)
         self._pending: dict[int, ConnRow | None] = {}
         self._reset = False
-        self._shard_stats: list[dict] = [{} for _ in range(count)]
         self._names = NameMap()  # core 0's: the host names every shard learned (engine.names)
         self._rate = Rates()
         self._replies: dict[int, object] = {}
         self._next_request = 0
-        self._ctx = multiprocessing.get_context("fork")
-        self._stop = self._ctx.Event()
-        self._workers: list = []
+        self._workers = ShardProcesses(count)
+        self._stop = self._workers.ctx.Event()
+        self._merger = ShardMerger(self._workers, self._on_lost)  # the shards' latest Ticks, the lost ones
         self._thread: threading.Thread | None = None
         self._listener = None      # the face's: each merged Tick, from core 0's thread (session.Session.listen)
         self._outstanding = False  # a Tick is out to the face, not delivered yet
         self._news = False         # core 0 published a moment (or the end, an error) the face has not been sent
-        self.dead: set[int] = set()  # shards whose worker died: the others go on; the face shows the error
 
-    def _worker_args(self, shard: int) -> tuple:
-        raise NotImplementedError
-
-    def _worker_target(self):
+    def _face(self, shard: int) -> ShardFace:
+        """What each shard worker does with its share (engine.shard_worker)."""
         raise NotImplementedError
 
     # -- the face's side ----------------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the shards and wait until every one has its handle or file open (an error there is raised here)."""
-        for shard in range(self.count):
-            out_parent, out_child = self._ctx.Pipe(duplex=False)
-            req_parent, req_child = self._ctx.Pipe(duplex=False)
-            process = start_worker(self._ctx, self._worker_target(),
-                                   (self.job, shard, self.count, out_child, req_parent, self._stop,
-                                    *self._worker_args(shard)), f"midstat-shard-{shard}")
-            out_child.close()
-            req_parent.close()
-            self._workers.append((out_parent, req_child, process))
+        self._workers.start(shard_worker, lambda shard, link: (self._face(shard), self.job, shard, self.count, link,
+                                                               self._stop, None))
         drop_to(self.job.user)  # core 0 opens nothing; each shard gave up root once its handle or file was open
         try:
-            for shard, (pipe, _, _) in enumerate(self._workers):
-                message = pipe.recv() if pipe.poll(30) else ("fatal", shard, f"shard {shard} did not start")
-                if message[0] == "fatal":
-                    raise MidstatError(message[2])
-                self._shard_stats[shard] = message[2]
-        except (EOFError, MidstatError) as exc:
+            for shard, pipe in enumerate(self._workers.pipes):
+                try:
+                    kind, _, payload = pipe.recv() if pipe.poll(30) else (ERROR, UNTIMED, f"worker {shard} did not "
+                                                                                           f"start")
+                except (EOFError, OSError):  # (the same line as headless: "worker N died (exit status 3)")
+                    kind, payload = DEAD, self._workers.died(shard)
+                if kind != READY:
+                    raise MidstatError(payload)
+                self._merger.take(shard, Tick(NOT_STARTED, payload))  # type: ignore[arg-type]
+        except MidstatError:
             self.stop()
-            raise MidstatError(str(exc) if isinstance(exc, MidstatError) else "a shard worker died starting") \
-                from None
-        self._stats = add_stats(self._shard_stats)
+            raise
+        self._stats = self._merger.stats()
         self._thread = threading.Thread(target=self._merge, name="midstat-core0", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        for _, _, process in self._workers:
-            process.join(timeout=3)  # they see the stop event within a poll interval
-            end_process(process)
+        self._workers.end(grace=3)  # they see the stop event within a poll interval
         if self._thread is not None:
             self._thread.join(timeout=3)
         self.finished = True
@@ -342,61 +173,60 @@ class _ShardedSession:
         with self._lock:
             self._next_request += 1
             req_id = self._next_request
-            if not self._order(shard, self._request(req_id, conn_id)):
+            if not self._workers.order(shard, CONN, UNTIMED, (req_id, conn_id)):
                 return None
             self._replied.wait_for(lambda: req_id in self._replies, timeout=REPLY_TIMEOUT)
             return self._replies.pop(req_id, None)  # type: ignore[return-value]
 
-    def _request(self, req_id: int, conn_id: int) -> tuple:
-        return (req_id, conn_id)
-
-    def _order(self, shard: int, order: tuple) -> bool:
-        try:
-            self._workers[shard][1].send(order)
-        except OSError:
-            return False
-        return True
 
     # -- core 0 -------------------------------------------------------------------------------------------------
     def _merge(self) -> None:
-        pipes = {pipe: shard for shard, (pipe, _, _) in enumerate(self._workers)}
-        while pipes and not self._stop.is_set():
-            for pipe in wait(list(pipes), timeout=0.2):
-                shard = pipes[pipe]  # type: ignore[index]
-                try:
-                    message = pipe.recv()  # type: ignore[union-attr]
-                except (EOFError, OSError):
-                    del pipes[pipe]  # type: ignore[arg-type]
-                    if not self._stop.is_set():
-                        how = how_it_ended(self._workers[shard][2])
-                        with self._lock:
-                            self.dead.add(shard)
-                            self.error = (f"shard {shard} died ({how}): its connections stay as it last "
-                                          f"reported them; the other shards go on")
-                            self._lost(shard)
-                            self._news = True
-                            self._notify()
+        """Core 0's thread: each shard's messages as they come, merged into what the face is sent."""
+        self._merger.watch()
+        try:
+            for shard, kind, _, payload in self._merger.arrivals(self._stop):
+                if kind in (DEAD, ERROR):
+                    self._merger.lose(shard, payload)  # type: ignore[arg-type]
                     continue
                 with self._lock:
-                    if message[0] == "reply":
-                        self._replies[message[2]] = message[3]
+                    if kind == REPLY:
+                        req_id, details = payload  # type: ignore[misc]
+                        self._replies[req_id] = details
                         self._replied.notify_all()
-                    elif message[0] == "stopped":
-                        self.error = message[2]
+                    elif kind == STOPPED:
+                        self.error = payload  # type: ignore[assignment]
                         self._news = True
                         self._notify()
                     else:
-                        self._take(message)
+                        self._take(shard, kind, payload)
                         self._notify()
+        finally:
+            self._merger.end()
 
-    def _take(self, message: tuple) -> None:
+    def _on_lost(self, shard: int, reason: str) -> None:
+        """A shard's worker died or failed (the same line as headless: "worker N died (killed by signal 9
+        (SIGKILL))"): what it last reported stays, the others go on."""
+        if self._stop.is_set():
+            return
+        with self._lock:
+            self.error = f"{reason}: its connections stay as it last reported them; the other shards go on"
+            self._lost(shard)
+            self._news = True
+            self._notify()
+
+    @property
+    def dead(self) -> set[int]:
+        """The shards whose worker died or failed."""
+        return set(self._merger.lost)
+
+    def _take(self, shard: int, kind: str, payload) -> None:
         raise NotImplementedError
 
     def _lost(self, shard: int) -> None:
         """A shard died (the lock is held): the merged picture goes on without it."""
 
     def _publish(self, position: float, loads: list[float]) -> None:
-        stats = self._stats = add_stats(self._shard_stats)  # the counters of the shards' latest Ticks
+        stats = self._stats = self._merger.stats()  # the counters of the shards' latest Ticks
         self.position = position
         self._news = True
         if self._rate.update(position, stats, loads):  # none at the start, after a seek back, or over a short span
@@ -419,11 +249,8 @@ class ShardedLiveSession(_ShardedSession):
         self._published = 0.0
         self._watches: dict[bytes, FlowWatch] = {}  # the flow screens' (core 0 keeps their packets)
 
-    def _worker_target(self):
-        return _live_worker
-
-    def _worker_args(self, shard: int) -> tuple:
-        return ()
+    def _face(self, shard: int) -> ShardFace:
+        return TuiLiveShard()
 
     def toggle_pause(self) -> None:
         self.paused = not self.paused  # live: only the face freezes; the shards go on capturing
@@ -446,7 +273,7 @@ class ShardedLiveSession(_ShardedSession):
             self._watches[ref.key] = watch
             for shard in range(self.count):
                 if shard not in self.dead:
-                    self._order(shard, ("watch", ref))
+                    self._workers.order(shard, WATCH, UNTIMED, ref)
         return watch
 
     def unwatch(self, watch: FlowWatch) -> None:
@@ -455,33 +282,34 @@ class ShardedLiveSession(_ShardedSession):
                 del self._watches[watch.key]
                 for shard in range(self.count):
                     if shard not in self.dead:
-                        self._order(shard, ("unwatch", watch.key))
+                        self._workers.order(shard, UNWATCH, UNTIMED, watch.key)
 
-    def _take(self, message: tuple) -> None:
-        if message[0] == "watching" or message[0] == "watched":
-            watch = self._watches.get(message[2])
+    def _take(self, shard: int, kind: str, payload) -> None:
+        if kind in (WATCHING, WATCHED):
+            watch = self._watches.get(payload[0])
             if watch is None:
                 return
-            if message[0] == "watched":
-                for ts, frame in message[3]:
+            if kind == WATCHED:
+                for ts, frame in payload[1]:
                     watch.add(ts, frame)
             else:
-                _, _, _, watch.datalink, seen, ring = message
+                _, watch.datalink, seen, ring = payload
                 if seen:
                     watch.seed(seen, ring)
             return
-        if message[0] != "tick":
+        if kind != TICK:
             return
-        _, shard, tick = message
+        tick = payload
         self._pending.update(tick.changes)
         self._names.merge(tick.names)
-        self._shard_stats[shard] = tick.stats
+        self._merger.take(shard, tick)
         self._shard_ts[shard] = tick.position
         # one merged snapshot per second, once every shard still alive has reported that second
-        second = math.floor(min(t for i, t in enumerate(self._shard_ts) if i not in self.dead))
+        dead = self.dead
+        second = math.floor(min(t for i, t in enumerate(self._shard_ts) if i not in dead))
         if second > self._published:
             self._published = second
-            self._publish(max(self._shard_ts), [_cpu_share(p) for _, _, p in self._workers])
+            self._publish(max(self._shard_ts), [_cpu_share(p) for p in self._workers.processes])
 
 
 class ShardedFileSession(_ShardedSession):
@@ -500,9 +328,6 @@ class ShardedFileSession(_ShardedSession):
         self.span: tuple[float, float] | None = None
         self._start_anchor: tuple[float, float] | None = None
         self._synced_end = False  # every shard has run its timers to the file's last packet
-
-    def _worker_target(self):
-        return _file_worker
 
     def start(self) -> None:
         # the capture's time range, read on the side; the file is opened here, before root is given up
@@ -525,36 +350,33 @@ class ShardedFileSession(_ShardedSession):
         with contextlib.suppress(Exception):
             self.span = capture_span(reader, self._stop)
 
-    def _worker_args(self, shard: int) -> tuple:
+    def _face(self, shard: int) -> ShardFace:
         if shard == 0:
             self._start_anchor = self._anchor(self._file_first, START_SLACK)
-        return (self.speed, self._start_anchor)
+        return TuiFileShard(self.speed, self._start_anchor)
 
     def _anchor(self, position: float | None, slack: float = 0.0) -> tuple[float, float] | None:
         """One pacing anchor for every shard: this wall-clock moment stands for packet time `position`."""
         return None if position is None else (time.monotonic() + slack, position)
 
-    def _request(self, req_id: int, conn_id: int) -> tuple:
-        return ("conn", req_id, conn_id)
-
-    def _orders(self, order: tuple) -> None:
+    def _orders(self, kind: str, ts: float = UNTIMED, payload: object = None) -> None:
         for shard in range(self.count):
-            self._order(shard, order)
+            self._workers.order(shard, kind, ts, payload)
 
     def toggle_pause(self) -> None:
         with self._lock:
             self.paused = not self.paused
-            self._orders(("pause", self.paused, self._anchor(self.position)))
+            self._orders(PAUSE, UNTIMED, (self.paused, self._anchor(self.position)))
 
     def set_speed(self, speed: float) -> None:
         with self._lock:
             self.speed = max(0.0, speed)
-            self._orders(("speed", self.speed, self._anchor(self.position)))
+            self._orders(SPEED, UNTIMED, (self.speed, self._anchor(self.position)))
 
     def step(self, seconds: float = 1.0) -> None:
         with self._lock:
             if self.paused and self.position is not None:
-                self._orders(("step", self.position + seconds))
+                self._orders(STEP, self.position + seconds)
 
     def seek(self, target: float) -> None:
         with self._lock:
@@ -574,12 +396,12 @@ class ShardedFileSession(_ShardedSession):
     def _seek_all(self, target: float) -> None:
         self._awaiting = set(range(self.count)) - self.dead
         self._seeking = {}
-        self._orders(("seek", target))
+        self._orders(SEEK, target)
 
-    def _take(self, message: tuple) -> None:
-        if message[0] != "tick":
+    def _take(self, shard: int, kind: str, payload) -> None:
+        if kind != TICK:
             return
-        _, shard, pulled = message
+        pulled = payload
         at_end, first_ts, error = pulled.at_end, pulled.first, pulled.warning
         shard_position = None if pulled.position == NOT_STARTED else pulled.position
         if pulled.names:
@@ -594,7 +416,7 @@ class ShardedFileSession(_ShardedSession):
                     self._pending, self._reset, self._seeking = self._seeking, True, {}
         else:
             self._pending.update(pulled.changes)
-        self._shard_stats[shard] = pulled.stats
+        self._merger.take(shard, pulled)
         self._positions[shard] = shard_position  # None until the shard's clock has started: not 1970
         self._ends[shard] = at_end
         self._firsts[shard] = first_ts
@@ -619,12 +441,13 @@ class ShardedFileSession(_ShardedSession):
         if at_end != self.at_end:
             self.at_end, self._news = at_end, True
         # the picture is as of the slowest shard still playing (all of them at the end: the last packet)
+        dead = self.dead
         playing = [p for i, (p, end) in enumerate(zip(self._positions, self._ends, strict=True))
-                   if p is not None and not end and i not in self.dead]
+                   if p is not None and not end and i not in dead]
         known = [p for p in self._positions if p is not None]
         position = min(playing) if playing else max(known, default=None)
         if position is None:
-            self._stats = add_stats(self._shard_stats)  # no clock yet: the counters, no time
+            self._stats = self._merger.stats()  # no clock yet: the counters, no time
         elif not self._awaiting:
             self._publish(position, list(self._loads))
 

@@ -7,6 +7,9 @@ module level, inside functions, under TYPE_CHECKING):
    only through its public surface, ENGINE_SURFACE; the compiled core only for its encoders.
 3. The state machine modules (MACHINE) import nothing with I/O: only each other and the standard library's pure
    modules (no os but os.environ, no files, sockets, processes, threads, clocks or printing).
+4. The shards and core 0 speak one protocol (engine.shard_protocol, issue #11): it imports no other engine module
+   (both sides of every pipe can speak it), and no module but it spells a message kind: nothing sends a tuple whose
+   first item is a string literal (`pipe.send(("tick", ...))`); the kinds are the protocol's names.
 
 Each rule is shown to fail on a planted import (`test_a_planted_import_breaks_*`).
 """
@@ -60,6 +63,8 @@ ENGINE_SURFACE = frozenset({
     "midstat_tui.capture.files", "midstat_tui.capture.live", "midstat_tui.capture.span",
     "midstat_tui.capture.host",          # the sources
 })
+PROTOCOL = "midstat_tui.engine.shard_protocol"  # rule 4
+PROTOCOL_MAY_IMPORT = frozenset({"midstat_tui.lifecycle"})
 # what the faces may take from the compiled core: its encoders of records and table rows
 CORE_ENCODERS = frozenset({"Connection", "record_json", "summary_cells", "measure_cells", "lay_out"})
 
@@ -79,6 +84,7 @@ class Module:
     from_core: set[str] = field(default_factory=set)            # names it takes from the compiled core
     os_uses: set[str] = field(default_factory=set)              # attributes of `os` it uses
     calls: set[str] = field(default_factory=set)                # builtins it calls by name
+    spelled: set[str] = field(default_factory=set)              # kinds sent as string literals (rule 4)
 
 
 def module_name(path: Path) -> str:
@@ -114,6 +120,10 @@ def parse(name: str, text: str, is_package: bool = False) -> Module:
                 module.os_uses.add(node.attr)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             module.calls.add(node.func.id)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "send" \
+                and node.args and isinstance(node.args[0], ast.Tuple) and node.args[0].elts \
+                and isinstance(node.args[0].elts[0], ast.Constant) and isinstance(node.args[0].elts[0].value, str):
+            module.spelled.add(node.args[0].elts[0].value)
     return module
 
 
@@ -143,6 +153,12 @@ def violations(modules: dict[str, Module]) -> list[str]:
                 ours = target == "midstat_tui" or target.startswith("midstat_tui.")
                 if (ours and target not in MACHINE_MAY_IMPORT) or (not ours and target not in PURE_STDLIB):
                     found.append(f"rule 3: state machine module {name} imports {target}")
+        if name == PROTOCOL:
+            ours = {t for t in module.imports if t == "midstat_tui" or t.startswith("midstat_tui.")}
+            for target in sorted(ours - PROTOCOL_MAY_IMPORT):
+                found.append(f"rule 4: the shard protocol imports {target}")
+        elif module.spelled:
+            found.append(f"rule 4: {name} sends the message kinds {sorted(module.spelled)} spelled out")
         if face and module.from_core - CORE_ENCODERS:
             found.append(f"rule 2: face {name} uses the compiled core's {sorted(module.from_core - CORE_ENCODERS)}")
         if name in MACHINE:
@@ -197,6 +213,18 @@ def test_a_planted_import_breaks_rule_3():
         "rule 3: state machine module midstat_tui.tcp.zeek uses os.['write']"]
     assert _planted("midstat_tui.tcp.seam", "print('x')") == [
         "rule 3: state machine module midstat_tui.tcp.seam calls ['print']"]
+
+
+def test_a_planted_message_breaks_rule_4():
+    assert _planted("midstat_tui.engine.shard_worker", "def f(pipe):\n    pipe.send(('tick', 0.0, None))") == [
+        "rule 4: midstat_tui.engine.shard_worker sends the message kinds ['tick'] spelled out"]
+    assert _planted(PROTOCOL, "from midstat_tui.engine.driver import Tick") == [
+        "rule 4: the shard protocol imports midstat_tui.engine.driver"]
+    # the protocol's users: every face on several cores, through it
+    modules = graph()
+    users = {name for name, module in modules.items() if PROTOCOL in module.imports}
+    assert {"midstat_tui.engine.shard_worker", "midstat_tui.engine.shard_merge", "midstat_tui.engine.headless",
+            "midstat_tui.engine.shard_sessions"} <= users
 
 
 def test_core_modules_do_not_import_the_ui():
