@@ -302,7 +302,7 @@ class ShardedLiveSession(_ShardedSession):
         tick = payload
         self._pending.update(tick.changes)
         self._names.merge(tick.names)
-        self._merger.take(shard, tick)
+        self._merger.take(shard, Tick(tick.position, tick.stats))  # (its rows are in _pending: not kept twice)
         self._shard_ts[shard] = tick.position
         # one merged snapshot per second, once every shard still alive has reported that second
         dead = self.dead
@@ -416,7 +416,7 @@ class ShardedFileSession(_ShardedSession):
                     self._pending, self._reset, self._seeking = self._seeking, True, {}
         else:
             self._pending.update(pulled.changes)
-        self._merger.take(shard, pulled)
+        self._merger.take(shard, Tick(pulled.position, pulled.stats))  # (the rows: in _pending, not kept twice)
         self._positions[shard] = shard_position  # None until the shard's clock has started: not 1970
         self._ends[shard] = at_end
         self._firsts[shard] = first_ts
