@@ -4041,7 +4041,43 @@ static int name_code(PyObject *value, PyObject *names) {
     return -1;
 }
 
-static void row_fill(RowRec *r, const ConnObject *conn, PyObject *ended_names, PyObject *rst_names) {
+/* what a record takes from a connection's Python objects (its end and RST texts, its VLAN tags): read with the
+ * interpreter lock held, before the rest of the record is filled without it (row_fill) */
+typedef struct {
+    uint8_t ended, rst_by, vlan_n, odd;
+    uint32_t vlan[ROW_VLANS];
+} RowPy;
+
+static void row_py(RowPy *p, const ConnObject *conn, PyObject *ended_names, PyObject *rst_names) {
+    memset(p, 0, sizeof *p);
+    int odd = 0;
+    int code = name_code(conn->ended, ended_names);
+    odd |= code < 0;
+    p->ended = code < 0 ? 0 : (uint8_t)code;
+    code = name_code(conn->rst_by, rst_names);
+    odd |= code < 0;
+    p->rst_by = code < 0 ? 0 : (uint8_t)code;
+    if (!PyTuple_Check(conn->vlan) || PyTuple_GET_SIZE(conn->vlan) > ROW_VLANS) {
+        odd = 1;
+    } else {
+        p->vlan_n = (uint8_t)PyTuple_GET_SIZE(conn->vlan);
+        for (int i = 0; i < p->vlan_n; i++) {
+            PyObject *tag = PyTuple_GET_ITEM(conn->vlan, i);
+            long v = PyLong_CheckExact(tag) ? PyLong_AsLong(tag) : -1;
+            if (v < 0 || v > (long)UINT32_MAX) {
+                PyErr_Clear();
+                odd = 1;
+                break;
+            }
+            p->vlan[i] = (uint32_t)v;
+        }
+    }
+    p->odd = (uint8_t)odd;
+}
+
+/* the rest of a record, from the C structs only: runs without the interpreter lock (the engine's thread, which
+ * alone changes connections, is the caller; the sequence holds them) */
+static void row_fill(RowRec *r, const ConnObject *conn, const RowPy *p) {
     const SideObject *c = conn->c, *s = conn->s;
     memset(r, 0, sizeof *r);
     r->id = conn->id;
@@ -4091,7 +4127,7 @@ static void row_fill(RowRec *r, const ConnObject *conn, PyObject *ended_names, P
     r->sstate = s->state;
     r->midstream = conn->midstream ? 1 : 0;
     r->zeek = (uint8_t)zeek_code(conn);
-    int odd = (uint64_t)conn->suspicious_rst + conn->odd_rst > UINT32_MAX;
+    int odd = p->odd || (uint64_t)conn->suspicious_rst + conn->odd_rst > UINT32_MAX;
     if (conn->hist_len > ROW_HISTORY) {
         odd = 1;
     } else {
@@ -4099,27 +4135,11 @@ static void row_fill(RowRec *r, const ConnObject *conn, PyObject *ended_names, P
         if (conn->hist_len)
             memcpy(r->history, conn->hist, conn->hist_len);
     }
-    int code = name_code(conn->ended, ended_names);
-    odd |= code < 0;
-    r->ended = code < 0 ? 0 : (uint8_t)code;
-    code = name_code(conn->rst_by, rst_names);
-    odd |= code < 0;
-    r->rst_by = code < 0 ? 0 : (uint8_t)code;
-    if (!PyTuple_Check(conn->vlan) || PyTuple_GET_SIZE(conn->vlan) > ROW_VLANS) {
-        odd = 1;
-    } else {
-        r->vlan_n = (uint8_t)PyTuple_GET_SIZE(conn->vlan);
-        for (int i = 0; i < r->vlan_n; i++) {
-            PyObject *tag = PyTuple_GET_ITEM(conn->vlan, i);
-            long v = PyLong_CheckExact(tag) ? PyLong_AsLong(tag) : -1;
-            if (v < 0 || v > (long)UINT32_MAX) {
-                PyErr_Clear();
-                odd = 1;
-                break;
-            }
-            r->vlan[i] = (uint32_t)v;
-        }
-    }
+    r->ended = p->ended;
+    r->rst_by = p->rst_by;
+    r->vlan_n = p->vlan_n;
+    for (int i = 0; i < p->vlan_n; i++)
+        r->vlan[i] = p->vlan[i];
     r->odd = (uint8_t)odd;
 }
 
@@ -4150,17 +4170,34 @@ static PyObject *py_row_cols(PyObject *module, PyObject *args) {
     RowRec *recs = (RowRec *)view.buf;
     PyObject **items = PySequence_Fast_ITEMS(seq);
     Py_ssize_t odd = 0;
+    /* the Python parts first, with the lock; then the records (most of the work, and the first touch of their
+     * memory) without it: the face's thread runs meanwhile */
+    RowPy *py = n ? PyMem_RawMalloc((size_t)n * sizeof *py) : NULL;
+    if (n && py == NULL) {
+        PyBuffer_Release(&view);
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         if (!PyObject_TypeCheck(items[i], &ConnType)) {  /* a Python connection: its row is made in Python */
+            py[i].odd = 2;
+            continue;
+        }
+        row_py(&py[i], (ConnObject *)items[i], ended_names, rst_names);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (py[i].odd == 2) {
             memset(&recs[i], 0, sizeof recs[i]);
             recs[i].id = -1;
             recs[i].odd = 1;
-            odd++;
-            continue;
+        } else {
+            row_fill(&recs[i], (ConnObject *)items[i], &py[i]);
         }
-        row_fill(&recs[i], (ConnObject *)items[i], ended_names, rst_names);
         odd += recs[i].odd;
     }
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(py);
     PyBuffer_Release(&view);
     Py_DECREF(seq);
     return PyLong_FromSsize_t(odd);

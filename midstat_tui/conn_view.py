@@ -158,6 +158,10 @@ class ConnView:
         self._order_slots = np.zeros(0, dtype=np.int64)
         self._order_ids = np.zeros(0, dtype=np.int64)
         self._new_slots: list[int] = []
+        self._new_slot_runs: list[np.ndarray] = []   # the new slots of rows handed over as records, an array a slice
+        # the highest id ever given a slot since the last reset: a record with a higher id is new (ids grow), found
+        # without a look in `_slot` (a flood's slices: every row new)
+        self._top_id = -1
         self._dropped = False                         # a slot was let go since the last recompute
         # pulls taken and not yet applied (take / catch_up), the first one's changes iterated as they are applied
         self._backlog: deque[tuple[Pulled, deque[list] | None]] = deque()
@@ -278,6 +282,8 @@ class ConnView:
             self._order_slots = np.zeros(0, dtype=np.int64)
             self._order_ids = np.zeros(0, dtype=np.int64)
             self._new_slots = []
+            self._new_slot_runs = []
+            self._top_id = -1
             self._leaving = []
             self.addr_width = IPV4_ENDPOINT
             self.has_vlan = False
@@ -312,6 +318,8 @@ class ConnView:
                 slots[conn_id] = slot
                 self._ids[slot] = conn_id
                 self._new_slots.append(slot)
+                if conn_id > self._top_id:
+                    self._top_id = conn_id
                 arrived.append((slot, row))
                 # (a connection's addresses and tags never change: looked at when it arrives)
                 if len(row.c_addr) == 16 or len(row.s_addr) == 16:
@@ -369,11 +377,14 @@ class ConnView:
         if not count:
             return
         ids = recs["id"]
-        id_list = ids.tolist()
         if self._objs:  # rows made before (or handed over as rows) are out of date now
-            list(map(self._objs.pop, id_list, repeat(None)))
-        index = np.fromiter(map(self._slot.get, id_list, repeat(-1)), dtype=np.int64, count=count)
-        new = np.flatnonzero(index < 0)
+            list(map(self._objs.pop, ids.tolist(), repeat(None)))
+        known = np.flatnonzero(ids <= self._top_id)  # (the others are new: no slot yet)
+        index = np.full(count, -1, dtype=np.int64)
+        if len(known):
+            index[known] = np.fromiter(map(self._slot.get, ids[known].tolist(), repeat(-1)), dtype=np.int64,
+                                       count=len(known))
+        new = np.flatnonzero(index < 0) if len(known) else np.arange(count)
         if len(new):
             reuse = min(len(new), len(self._free))
             fresh = len(new) - reuse
@@ -387,10 +398,14 @@ class ConnView:
             index[new] = new_slots
             new_ids = ids[new]
             self._slot.update(zip(new_ids.tolist(), new_slots.tolist(), strict=True))
+            self._top_id = max(self._top_id, int(new_ids.max()))
             self._ids[new_slots] = new_ids
-            self._new_slots.extend(new_slots.tolist())
+            if self._new_slots:  # (kept in the order the slots were given)
+                self._new_slot_runs.append(np.array(self._new_slots, dtype=np.int64))
+                self._new_slots = []
+            self._new_slot_runs.append(new_slots)
             self._unkeyed.append((new_slots, new_ids))
-            arrived = take_records(recs, new)
+            arrived = recs if len(new) == count else take_records(recs, new)
             wide = np.flatnonzero((arrived["c_len"] == 16) | (arrived["s_len"] == 16))
             for row in rows_of_records(take_records(arrived, wide)):  # IPv6: the address columns widen
                 self.addr_width = max(self.addr_width, len(row.client), len(row.server))
@@ -569,7 +584,10 @@ class ConnView:
         still = prev[ids[prev] == self._order_ids] if len(prev) and self._dropped else prev
         self._dropped = False
         fresh = np.fromiter(self._new_slots, dtype=np.int64, count=len(self._new_slots))
+        if self._new_slot_runs:  # the records' new slots, given before those in the list
+            fresh = np.concatenate([*self._new_slot_runs, fresh])
         self._new_slots = []
+        self._new_slot_runs = []
         fresh = fresh[ids[fresh] >= 0]
         cand = np.concatenate([still, fresh]) if len(fresh) else still
         column = BY_KEY[self.sort_key]

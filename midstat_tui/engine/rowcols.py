@@ -25,6 +25,7 @@ from midstat_tui.engine.records import ConnRow, row_of
 
 if TYPE_CHECKING:
     from midstat_tui.engine.pipeline import Engine
+    from midstat_tui.tcp.connection import Connection
 
 try:
     from midstat_tui import _core
@@ -153,7 +154,11 @@ class RecordStore:
         raw = recs.view(_RAW)
         for chunk, at in self._parts(slots):
             if at is None:
-                chunk[slots & self.MASK] = raw
+                low = int(slots[0]) & self.MASK
+                if int(slots[-1]) - int(slots[0]) == len(slots) - 1 and bool((np.diff(slots) == 1).all()):
+                    chunk[low:low + len(slots)] = raw  # slots that follow each other (a flood's): one copy
+                else:
+                    chunk[slots & self.MASK] = raw
             else:
                 chunk[slots[at] & self.MASK] = raw[at]
 
@@ -271,7 +276,28 @@ def merged(earlier: Mapping, later: Mapping) -> Mapping:
 
 
 class ColumnRowChanges(RowChanges):
-    """RowChanges whose `take` gives a RowBlock: the changed connections' rows as records made in C."""
+    """RowChanges whose `take` gives a RowBlock: the changed connections' rows as records made in C. The
+    connections by id (`by_id`) are filed when first asked for (a flood's hundreds of thousands of new ones a
+    tick cost the engine's thread 0.1 s a tick to file in the dict; a flow's details or a removal ask seldom)."""
+
+    def __init__(self) -> None:
+        self._unfiled: list[tuple[np.ndarray, list]] = []  # (ids, connections) taken and not in the dict yet
+        self._by_id: dict[int, Connection] = {}
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def by_id(self) -> dict[int, Connection]:
+        if self._unfiled:
+            unfiled, self._unfiled = self._unfiled, []
+            by_id = self._by_id
+            for ids, conns in unfiled:
+                by_id.update(zip(ids.tolist(), conns, strict=True))
+        return self._by_id
+
+    @by_id.setter
+    def by_id(self, value: dict[int, Connection]) -> None:
+        self._unfiled = []
+        self._by_id = value
 
     def take(self, engine: Engine, position: float, reset: bool = False) -> RowBlock:  # type: ignore[override]
         tracker = engine.tracker
@@ -290,9 +316,8 @@ class ColumnRowChanges(RowChanges):
             recs = take_records(recs, ~odd)
         else:
             kept = conns
-        ids = recs["id"]
-        for start in range(0, len(kept), CHUNK):  # in parts, as records_of
-            self.by_id.update(zip(ids[start:start + CHUNK].tolist(), kept[start:start + CHUNK], strict=True))
+        if kept:
+            self._unfiled.append((recs["id"].copy(), kept))  # (a copy: a view would keep the records alive)
         if reset:
             rows.update(self.departed_at(position))
         block = RowBlock(recs, rows)
