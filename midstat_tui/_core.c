@@ -4075,6 +4075,28 @@ static void row_py(RowPy *p, const ConnObject *conn, PyObject *ended_names, PyOb
     p->odd = (uint8_t)odd;
 }
 
+/* row_py by looks at pointers only (no interpreter lock needed: the texts are the names' own objects, no VLAN
+ * tag); -1 when that is not enough */
+static int name_code_quick(PyObject *value, PyObject *names) {
+    if (value == Py_None)
+        return 0;
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (PyTuple_GET_ITEM(names, i) == value)
+            return (int)i + 1;
+    return -1;
+}
+
+static int row_py_quick(RowPy *p, const ConnObject *conn, PyObject *ended_names, PyObject *rst_names) {
+    int ended = name_code_quick(conn->ended, ended_names), rst = name_code_quick(conn->rst_by, rst_names);
+    if (ended < 0 || rst < 0 || !PyTuple_CheckExact(conn->vlan) || PyTuple_GET_SIZE(conn->vlan) != 0)
+        return -1;
+    memset(p, 0, sizeof *p);
+    p->ended = (uint8_t)ended;
+    p->rst_by = (uint8_t)rst;
+    return 0;
+}
+
 /* the rest of a record, from the C structs only: runs without the interpreter lock (the engine's thread, which
  * alone changes connections, is the caller; the sequence holds them) */
 static void row_fill(RowRec *r, const ConnObject *conn, const RowPy *p) {
@@ -4170,34 +4192,41 @@ static PyObject *py_row_cols(PyObject *module, PyObject *args) {
     RowRec *recs = (RowRec *)view.buf;
     PyObject **items = PySequence_Fast_ITEMS(seq);
     Py_ssize_t odd = 0;
-    /* the Python parts first, with the lock; then the records (most of the work, and the first touch of their
-     * memory) without it: the face's thread runs meanwhile */
-    RowPy *py = n ? PyMem_RawMalloc((size_t)n * sizeof *py) : NULL;
-    if (n && py == NULL) {
+    /* the records without the interpreter lock (most of the work, and the first touch of their memory): the face's
+     * thread runs meanwhile. A record whose Python parts need more than a look at pointers (a text not one of the
+     * names' objects, VLAN tags, a connection made in Python) is filled after, with the lock. */
+    Py_ssize_t *later = n ? PyMem_RawMalloc((size_t)n * sizeof *later) : NULL, nlater = 0;
+    if (n && later == NULL) {
         PyBuffer_Release(&view);
         Py_DECREF(seq);
         return PyErr_NoMemory();
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!PyObject_TypeCheck(items[i], &ConnType)) {  /* a Python connection: its row is made in Python */
-            py[i].odd = 2;
-            continue;
-        }
-        row_py(&py[i], (ConnObject *)items[i], ended_names, rst_names);
-    }
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (py[i].odd == 2) {
-            memset(&recs[i], 0, sizeof recs[i]);
-            recs[i].id = -1;
-            recs[i].odd = 1;
-        } else {
-            row_fill(&recs[i], (ConnObject *)items[i], &py[i]);
+        RowPy p;
+        if (!Py_IS_TYPE(items[i], &ConnType) || row_py_quick(&p, (ConnObject *)items[i], ended_names, rst_names) < 0) {
+            later[nlater++] = i;
+            continue;
         }
+        row_fill(&recs[i], (ConnObject *)items[i], &p);
         odd += recs[i].odd;
     }
     Py_END_ALLOW_THREADS
-    PyMem_RawFree(py);
+    for (Py_ssize_t k = 0; k < nlater; k++) {
+        Py_ssize_t i = later[k];
+        if (!PyObject_TypeCheck(items[i], &ConnType)) {  /* a Python connection: its row is made in Python */
+            memset(&recs[i], 0, sizeof recs[i]);
+            recs[i].id = -1;
+            recs[i].odd = 1;
+            odd++;
+            continue;
+        }
+        RowPy p;
+        row_py(&p, (ConnObject *)items[i], ended_names, rst_names);
+        row_fill(&recs[i], (ConnObject *)items[i], &p);
+        odd += recs[i].odd;
+    }
+    PyMem_RawFree(later);
     PyBuffer_Release(&view);
     Py_DECREF(seq);
     return PyLong_FromSsize_t(odd);

@@ -179,9 +179,13 @@ class ConnView:
         self._problems_matched: np.ndarray | None = None  # the detection the filter's cached matches were made at
 
     # -- rows in -------------------------------------------------------------------------------------------------
-    def _grow(self, need: int) -> None:
+    def _grow(self, need: int, ahead: bool = False) -> None:
+        """Room for `need` slots. `ahead` (a pull of more new rows than half the room: a flood's first seconds):
+        room for twice that, so the next such pull fits without a grow (a grow at a million rows copies some 100 MB
+        with the face's thread held; the room made ahead is zeros, whose pages are not touched before a row lands
+        there)."""
         size = max(1024, len(self._ids))
-        while size < need:
+        while size < (2 * need if ahead else need):
             size *= 2
         if size == len(self._ids):
             return
@@ -195,7 +199,11 @@ class ConnView:
         self._match = _grown(self._match, size, -1)
         for name, col in self._cols.items():
             self._cols[name] = _grown(col, size)
-        self._signals = _grown(self._signals, size, np.nan)
+        # (the new slots' signals are written as a row lands there: a slot below `_size` always has its own, so
+        # the new part is left as it comes, untouched, rather than filled with NaN: 56 MB at a million slots)
+        signals = np.empty((WIDTH, size), dtype=np.float32)
+        signals[:, :self._signals.shape[1]] = self._signals
+        self._signals = signals
         self._reset_col = _grown(self._reset_col, size)
         self._category = _grown(self._category, size)
         self._marks = _grown(self._marks, size)
@@ -260,15 +268,17 @@ class ConnView:
         if not isinstance(changes, RowBlock):
             return deque([["rows", list(changes.items()), 0]] if changes else [])
         steps: deque[list] = deque()
-        records = 0
+        records = fresh = 0
         for recs, rows in changes.parts:
             if rows:
                 steps.append(["rows", list(rows.items()), 0])
             if len(recs):
                 steps.append(["recs", recs, 0])
                 records += len(recs)
+                fresh += int(np.count_nonzero(recs["id"] > self._top_id))  # surely new (some others may be)
         if records > len(self._free):  # room for the new rows at once (one grow, not one per slice)
-            self._grow(self._size + records - len(self._free))
+            need = self._size + records - len(self._free)
+            self._grow(need, ahead=fresh - len(self._free) > len(self._ids) // 2)
         return steps
 
     def _start(self, pulled: Pulled) -> None:
