@@ -39,7 +39,8 @@ from midstat_tui.ui.quick_filter import QuickFilterScreen, combined, quick_term
 
 SPEEDS = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
 SEEK_STEP = 10.0
-APPLY_SLICE = 10_000  # rows applied from a pull before the loop answers keys again (some 50-100 ms)
+APPLY_SLICE = 10_000  # rows applied from a pull in one step (some 10 ms as records, 50-100 ms as Python rows)
+APPLY_BUDGET = 0.04  # seconds of steps before the loop answers keys again (each wait between two costs the end)
 GG_SECONDS = 0.6   # live: two `g`s this close are `gg`
 MIN_REFRESH = 0.9  # of the interval: a Tick that comes sooner after the last one shown waits until then
 
@@ -242,8 +243,9 @@ class MidstatApp(App[None]):
 
     def _apply_slice(self, first: bool = False) -> None:
         """Apply what was pulled. The usual second's changes at once, then the table is sorted and drawn. A flood
-        hands hundreds of thousands of new rows over in one pull: those are applied APPLY_SLICE at a time, the loop
-        answering keys between slices, and what is applied so far is drawn once a second meanwhile."""
+        hands hundreds of thousands of new rows over in one pull: those are applied APPLY_SLICE at a time, for up to
+        APPLY_BUDGET seconds a turn, the loop answering keys between turns, and what is applied so far is drawn
+        once a second meanwhile."""
         self._catching_up = None
         if not self.is_running:  # shutting down: the screens are gone before the timers stop
             return
@@ -260,9 +262,12 @@ class MidstatApp(App[None]):
         if not first and time.monotonic() - self._drawn_at >= 1.0:
             self._redraw()
         else:
+            started = time.monotonic()
             view.catch_up(APPLY_SLICE)
+            while view.behind > APPLY_SLICE and time.monotonic() - started < APPLY_BUDGET:
+                view.catch_up(APPLY_SLICE)
             self._applied()
-        self._catching_up = self.set_timer(0.005, self._apply_slice)
+        self._catching_up = self.set_timer(0.002, self._apply_slice)
 
     def _applied(self) -> None:
         settle(len(self.view.rows))  # a big table stays out of the collector's passes (engine.collector)

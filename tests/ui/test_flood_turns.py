@@ -1,0 +1,55 @@
+"""A flood's pull is applied in turns of the app's loop: each turn applies slices of APPLY_SLICE rows for up to
+APPLY_BUDGET seconds (the loop answers keys between turns; each wait between two turns costs the replay's end).
+Measured on the real case by benchmarks/tui_flood.py (a million rows)."""
+
+from __future__ import annotations
+
+import midstat_tui.ui.app as app_module
+from midstat_tui.conn_view import ConnView
+from tests.ui.conftest import make_app
+
+SIZE = (120, 34)
+
+
+async def _turns(monkeypatch, tmp_path, budget: float) -> tuple[list[int], list[int], int]:
+    """(rows applied before each catch_up call, the view's backlog at each turn, rows at the end)."""
+    monkeypatch.setattr(app_module, "APPLY_SLICE", 2)
+    monkeypatch.setattr(app_module, "APPLY_BUDGET", budget)
+    calls: list[int] = []
+    turns: list[int] = []
+    catch_up = ConnView.catch_up
+    apply_slice = app_module.MidstatApp._apply_slice
+
+    def counted(self, limit=None):
+        calls.append(len(self.rows))
+        return catch_up(self, limit)
+
+    def turn(self, first: bool = False) -> None:
+        turns.append(self.view.behind)
+        apply_slice(self, first)
+
+    monkeypatch.setattr(ConnView, "catch_up", counted)
+    monkeypatch.setattr(app_module.MidstatApp, "_apply_slice", turn)
+    app = make_app(tmp_path=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(100):
+            if not app.view.behind:
+                break
+            await pilot.pause(0.02)
+        rows = len(app.view.order)
+        assert rows == app.session.engine.stats()["in_table"] == 21
+    return calls, turns, rows
+
+
+async def test_a_turn_applies_slices_for_its_budget(monkeypatch, tmp_path):
+    calls, turns, _ = await _turns(monkeypatch, tmp_path, 10.0)
+    # one turn applies every slice but the last (the turn that finishes draws the table), the next the rest
+    assert len(turns) == 2 and turns[0] > 20 and turns[1] <= 2, turns
+    assert calls[:3] == [0, 2, 4] and len(calls) >= 10
+
+
+async def test_with_no_budget_a_turn_applies_one_slice(monkeypatch, tmp_path):
+    calls, turns, _ = await _turns(monkeypatch, tmp_path, 0.0)
+    assert len(turns) >= 10 and turns[0] > 20, turns
+    assert all(0 <= a - b <= 2 for a, b in zip(turns, turns[1:], strict=False)), turns
+    assert calls[:3] == [0, 2, 4]
