@@ -345,6 +345,7 @@ async def test_a_slice_that_fires_while_the_app_shuts_down_does_nothing(monkeypa
     import midstat_tui.ui.app as app_module
 
     monkeypatch.setattr(app_module, "APPLY_SLICE", 1)
+    monkeypatch.setattr(app_module, "APPLY_BUDGET", 0.0)  # one slice a turn: still slicing when the test leaves
     app = make_app(tmp_path=tmp_path)
     async with app.run_test(size=SIZE):
         behind = app.view.behind
