@@ -505,7 +505,7 @@ def run_flows(args: argparse.Namespace, config: TrackerConfig, mode: str, target
     """`--ladder` and `--write`: a first pass picks the connections (--match), then their packets are read again."""
     from midstat_tui.engine.flow_packets import FlowReader, FlowRef
     from midstat_tui.output.ladder import ladder_text
-    from midstat_tui.output.pcap_write import PcapWriter, open_output, write_connections
+    from midstat_tui.output.pcap_write import PcapWriter, open_output, write_connections, wrote_line
 
     what = "--ladder" if args.ladder else "--write"
     if args.interface is not None:
@@ -538,7 +538,7 @@ def run_flows(args: argparse.Namespace, config: TrackerConfig, mode: str, target
                 written = write_connections(reader, rows, writer)
             finally:
                 writer.close()
-            err.write(f"midstat: wrote {written} packets of {len(rows)} connections to {args.write}\n")
+            err.write(f"midstat: {wrote_line(written, len(rows), args.write)}\n")
         if not rows:
             err.write(f"midstat: no connection{' matches ' + repr(args.match) if args.match else ''} in "
                       f"{args.read}\n")

@@ -125,11 +125,11 @@ MPLS_FRAMES = "ether proto 0x8847 or ether proto 0x8848"
 
 def ethernet_forms(base: str, datalink: int) -> str:
     """A pre-filter `base` on the shapes an Ethernet frame carries it in: plain, under MPLS labels, under one VLAN
-    tag or two. ('vlan' moves the offsets of everything after it in the expression: the untagged forms first, then
-    one tag, then two.)"""
+    tag or two (MPLS labels under them too). ('vlan' moves the offsets of everything after it in the expression:
+    the untagged forms first, then one tag, then two.)"""
     if datalink != DLT_EN10MB:
         return base
-    return f"{MPLS_FRAMES} or {base} or (vlan and ({base} or (vlan and {base})))"
+    return f"{MPLS_FRAMES} or {base} or (vlan and ({MPLS_FRAMES} or {base} or (vlan and ({MPLS_FRAMES} or {base}))))"
 
 
 class FlowReader:

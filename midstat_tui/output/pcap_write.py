@@ -82,6 +82,12 @@ class PcapWriter:
         os.close(self.fd)
 
 
+def wrote_line(packets: int, connections: int, path: str) -> str:
+    """What a --write run says at its end (on standard error)."""
+    return (f"wrote {packets} packet{'' if packets == 1 else 's'} of {connections} "
+            f"connection{'' if connections == 1 else 's'} to {path}")
+
+
 def write_flow(writer: PcapWriter, packets: Iterable[FlowPacket]) -> None:
     """One flow's packets (read with keep_frames)."""
     for packet in packets:
@@ -110,14 +116,20 @@ def write_connections(reader: FlowReader, rows: list[ConnRow], writer: PcapWrite
     """One more pass over the capture: every packet (TCP segments and the ICMP errors quoting them) the tracker
     counted on one of `rows`: its tuple and VLANs, between its first and last packet (a tuple's incarnations follow
     one another: each owns the packets from its first to its last). A segment of a bad checksum, which the tracker
-    never tracks (so a connection's first and last may leave it out), is its tuple's incarnation's of that moment
-    (the first one's, before it began), as tshark counts it on the tuple. Returns the packets written."""
-    spans: dict[bytes, tuple[list[float], list[float]]] = {}
+    never tracks (so a connection's first and last may leave it out), is its tuple's incarnation's of that moment:
+    the tracker counted it on the connection it had on the tuple then, which holds the tuple from its first packet
+    until it leaves the table (a later incarnation, chosen or not, takes it over), so those after its last packet
+    are the first `bad_checksum` - (those between its first and last) of the tuple's after its last; before the
+    first one began, the first one's, as tshark counts it on the tuple. Returns the packets written."""
+    spans: dict[bytes, tuple[list[float], list[float], list[int]]] = {}
     for row in sorted(rows, key=lambda r: r.first):
         ref = FlowRef.of(row)
-        firsts, lasts = spans.setdefault(ref.key, ([], []))
+        firsts, lasts, damaged_left = spans.setdefault(ref.key, ([], [], []))
         firsts.append(ref.first)
         lasts.append(ref.last)
+        # the bad-checksum segments it owns (-1: not known, every one after its last is taken); those between its
+        # first and last are taken off as they come, the rest are after its last
+        damaged_left.append(ref.bad_checksum if ref.bad_checksum >= 0 else 1 << 62)
     if not spans:
         return 0
     bpf = prefilter(rows, reader.datalink)
@@ -148,11 +160,19 @@ def write_connections(reader: FlowReader, rows: list[ConnRow], writer: PcapWrite
             damaged = kind is Segment and result.csum_ok is False
         if span is None:
             continue
-        firsts, lasts = span
+        firsts, lasts, damaged_left = span
         i = bisect.bisect_right(firsts, ts) - 1
-        if damaged or (i >= 0 and ts <= lasts[i]):
-            writer.write(ts, frame)
-            written += 1
+        if i >= 0 and ts <= lasts[i]:
+            if damaged:
+                damaged_left[i] -= 1
+        elif not damaged:
+            continue
+        elif i >= 0:  # after its last: still its own while it held the tuple (the tracker counted it there)
+            if damaged_left[i] <= 0:
+                continue
+            damaged_left[i] -= 1
+        writer.write(ts, frame)
+        written += 1
     return written
 
 
