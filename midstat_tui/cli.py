@@ -257,9 +257,18 @@ class OutputWriter(Sink):
         self.lost: list[str] = []  # workers that died: said at once on stderr; the run ends with status 1
         self.metrics = None  # export.metrics.MetricsServer, with --metrics: given every report's stats
         self.known = NameMap()  # host names the shards learned (engine.names): the records' client/server_name
+        self.pcap = None  # --write live: output.pcap_write.LiveOutput
 
     def names(self, ts: float, pairs: list[tuple[str, str]]) -> None:
         self.known.merge(pairs)
+
+    def frames(self, ts: float, chosen: int, frames: list, shard: int = 0) -> None:
+        if self.pcap is not None:  # --write live (output.pcap_write.LiveOutput)
+            self.pcap.add(shard, chosen, frames)
+
+    def clock(self, now: float) -> None:
+        if self.pcap is not None:
+            self.pcap.advance(now)
 
     def worker_lost(self, shard: int, reason: str) -> None:
         self.lost.append(reason)
@@ -413,7 +422,7 @@ def _wants_snapshots(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     headless = (args.plain or args.json or args.events or args.summary or args.problems or args.at is not None
-                or bool(args.group_by))
+                or bool(args.group_by) or (args.write is not None and args.interface is not None))
     if headless and args.speed is not None:
         raise MidstatError("--speed paces the TUI's replay; a headless run reads a file as fast as it can (--at gives "
                            "the state at a moment; --metrics serves figures while a live run goes on)")
@@ -444,7 +453,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     mode = _checksum_mode(args)
     export = _export_settings(args)
     target = choose_user(args.user)
-    if args.ladder or args.write is not None:
+    if args.ladder or (args.write is not None and args.interface is None):
         return run_flows(args, config, mode, target, out, err)
     if not headless:
         _load_tui()
@@ -567,8 +576,14 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
               snaplen=args.snaplen,
               snapshot_json=not args.plain and not args.group_by,  # --group-by reads the records
               promisc=not args.no_promisc, buffer_mib=args.buffer_size, user=target, datalink=datalink,
-              rows=bool(args.problems), thresholds=args.thresholds, **(export or {}))
+              rows=bool(args.problems), thresholds=args.thresholds, write=args.write is not None,
+              **(export or {}))
     writer = OutputWriter(args, out, flush_events=True, err=err)
+    if args.write is not None:  # opened now, as root (a folder only root may write works), written by core 0
+        from midstat_tui.output.pcap_write import LiveOutput, PcapWriter, open_output
+
+        fd = open_output(args.write)
+        writer.pcap = LiveOutput(PcapWriter(fd, datalink, args.write), args.cores)
     writer.metrics = _start_metrics(args)
 
     def listening() -> None:
@@ -582,11 +597,22 @@ def run_live_headless(args: argparse.Namespace, config: TrackerConfig, source, o
     finally:
         if writer.metrics is not None:
             writer.metrics.close()
+        if writer.pcap is not None:
+            _close_live_write(writer.pcap, args.write, err)
     out.flush()
     if writer.warning:
         err.write(f"midstat: warning: {writer.warning}\n")
         return EXIT_DAMAGED
     return EXIT_DAMAGED if writer.lost else EXIT_OK
+
+
+def _close_live_write(pcap, path: str, err: TextIO) -> None:
+    """--write live: what is still held is written and the file closed (on every way out), then said."""
+    from midstat_tui.output.pcap_write import wrote_line
+
+    pcap.close()
+    err.write(f"midstat: {wrote_line(pcap.packets, pcap.connections, path)}\n")
+    err.flush()
 
 
 def _keys_from_the_terminal(source) -> None:

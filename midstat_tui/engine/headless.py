@@ -90,6 +90,9 @@ class Job:
     ipfix_source: str | None = None
     ipfix_active_timeout: float = 60.0
     metrics: bool = False
+    # --write live: each shard chooses the connections (--match) as they change and sends their frames to the sink
+    # (engine.live_write); core 0 writes them
+    write: bool = False
 
     def checksum_policy(self) -> ChecksumPolicy:
         if self.checksums is not None:
@@ -131,6 +134,10 @@ class Sink:
 
     def names(self, ts: float, pairs: list[tuple[str, str]]) -> None:  # noqa: B027 - optional for sinks
         """A shard learned host names at packet time `ts`: (address text, name) pairs (engine.names)."""
+
+    def frames(self, ts: float, chosen: int, frames: list, shard: int = 0) -> None:  # noqa: B027 - optional
+        """--write live: a shard chose `chosen` more connections, and these are their frames since the last call
+        (at the shard's clock `ts`)."""
 
 
 _CONN_ID = attrgetter("id")
@@ -284,7 +291,15 @@ def run_live_shard(job: Job, shard: int, count: int, sink: Sink, stop, source=No
         snap = engine.snapshot(math.floor(position))
         sink.snapshot(snap.ts, snap.stats, report.snapshot_dicts(snap))
 
+    chooser = None
+    if job.write:  # --write: the connections chosen as they change, their frames to the sink (engine.live_write)
+        from midstat_tui.engine.live_write import LiveChooser
+
+        chooser = LiveChooser(engine, report.wanted, sink.frames, job.match)
+
     def after_batch(batch: list, now: float) -> None:
+        if chooser is not None:
+            chooser.tap(batch, now)  # (before the clock: core 0 takes them as of `now`)
         sink.clock(now)
         if stop.is_set():
             source.stop()

@@ -87,6 +87,9 @@ class Engine:
         self.pairs_every = 0.0
         self._pairs: dict[str, int] | None = None
         self._pairs_due = 0.0
+        # the batch index of the packet being fed when the tracker reports an event (feed_batch, and the compiled
+        # loop's changes; after a batch, its size): where live --write places a connection's choice
+        self.at = 0
 
     def feed(self, ts: float, frame: bytes) -> None:
         stats = self.decode_stats
@@ -163,6 +166,7 @@ class Engine:
             if reason != _CHANGED:
                 self.left_slow = reason == _SLOW
                 return index
+            self.at = index
             tracker.changed(conn, changes, before, last_ts)
             index += 1
 
@@ -173,8 +177,10 @@ class Engine:
         feed = self.feed
         while index < size:
             ts, frame = batch[index]
+            self.at = index
             feed(ts, frame)
             index = self.feed_run(batch, index + 1)
+        self.at = size
 
     def stats(self) -> dict:
         d = self.decode_stats

@@ -31,6 +31,7 @@ from midstat_tui.engine.shard_protocol import (
     ERROR,
     EVENT,
     FINAL,
+    FRAMES,
     LAST,
     NAMES,
     QUIET,
@@ -207,6 +208,10 @@ class ShardMerger:
             elif kind == EOF:
                 ends[shard] = payload
                 first_end = min(first_end, payload)
+            elif kind == FRAMES:  # --write live: a shard's chosen connections' frames
+                sink.frames(ts, payload[0], payload[1], shard)
+            elif kind == CLOCK:  # live: every shard is past `ts` now
+                sink.clock(ts)
             release = min(ts, first_end)
             while held and held[0][0] <= release:
                 _release(sink, heapq.heappop(held)[3])

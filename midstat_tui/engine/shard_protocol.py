@@ -21,6 +21,7 @@ Worker to core 0:
 | EVENT | the event's time | the event record (`--events`) | headless |
 | NAMES | packet time | [(address text, name)] learned (engine.names) | headless (the TUI's ride in `Tick.names`) |
 | CLOCK | the clock | None | headless live: the shard's clock, so core 0 can release events in order |
+| FRAMES | the clock | (connections chosen since the last, [(ts, frame)]) | headless live `--write` (live_write) |
 | EOF | its last packet | the same time | headless file: read to the end; core 0 answers END |
 | LAST | UNTIMED | (ts, stats, records, warning) | headless: the last report |
 | ROWS | UNTIMED | a chunk of `--summary` records | headless, after LAST |
@@ -75,6 +76,7 @@ QUIET = "quiet"
 EVENT = "event"
 NAMES = "names"
 CLOCK = "clock"
+FRAMES = "frames"
 EOF = "eof"
 LAST = "last"
 ROWS = "rows"

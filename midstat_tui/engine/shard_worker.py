@@ -44,6 +44,7 @@ from midstat_tui.engine.shard_protocol import (
     EOF,
     ERROR,
     EVENT,
+    FRAMES,
     LAST,
     NAMES,
     PAUSE,
@@ -156,6 +157,9 @@ class LinkSink(Sink):
 
     def names(self, ts: float, pairs: list[tuple[str, str]]) -> None:
         self.pipe.send((NAMES, ts, pairs))
+
+    def frames(self, ts: float, chosen: int, frames: list, shard: int = 0) -> None:
+        self.pipe.send((FRAMES, ts, (chosen, frames)))
 
     streams_summary = True  # --summary's records follow the last report in chunks, as the shard reads them back
 

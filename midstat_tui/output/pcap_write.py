@@ -8,8 +8,11 @@ written by the user midstat becomes).
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import struct
+import time
+from collections import deque
 from collections.abc import Iterable
 
 from midstat_tui.decode.frame import FrameDecoder
@@ -80,6 +83,78 @@ class PcapWriter:
     def close(self) -> None:
         self.flush()
         os.close(self.fd)
+
+
+class LiveOutput:
+    """Core 0's side of `--write` live: the chosen connections' frames, as the shards pick them
+    (engine.live_write), written to one file. From one shard they are written as they come (capture order); from
+    several, each shard's in its capture order, merged in time order: a frame waits until every shard has said it
+    is past the frame's time by HOLD seconds (their clocks, once a batch), at most MAX_HELD bytes waiting (past it
+    the oldest go out at once). What is written is flushed once a second: tcpdump and tshark read the file while it
+    grows."""
+
+    HOLD = 1.0
+    MAX_HELD = 64 << 20
+    FLUSH_EVERY = 1.0
+
+    def __init__(self, writer: PcapWriter, shards: int = 1) -> None:
+        self.writer = writer
+        self.shards = shards
+        self.connections = 0
+        self.held: list[deque[tuple[float, bytes]]] = [deque() for _ in range(shards)]
+        self.held_bytes = 0
+        self._flushed = time.monotonic()
+
+    @property
+    def packets(self) -> int:
+        return self.writer.packets
+
+    def add(self, shard: int, chosen: int, frames: list[tuple[float, bytes]]) -> None:
+        self.connections += chosen
+        if self.shards == 1:
+            write = self.writer.write
+            for ts, frame in frames:
+                write(ts, frame)
+            return
+        self.held[shard].extend(frames)
+        self.held_bytes += sum(len(frame) for _, frame in frames)
+        if self.held_bytes > self.MAX_HELD:
+            self._release(math.inf, self.MAX_HELD // 2)
+
+    def advance(self, now: float) -> None:
+        """Every shard is at `now` (core 0's merge is: no shard sends anything dated before it any more)."""
+        if self.shards > 1 and self.held_bytes:
+            self._release(now - self.HOLD)
+        if time.monotonic() - self._flushed >= self.FLUSH_EVERY:
+            self.flush()
+
+    def _release(self, until: float, down_to: int = -1) -> None:
+        """The held frames dated up to `until`, oldest first (or, `down_to`, the oldest until that many bytes are
+        left)."""
+        held = [q for q in self.held if q]
+        write = self.writer.write
+        while held:
+            queue = min(held, key=lambda q: q[0][0])
+            ts, frame = queue[0]
+            if ts > until and (down_to < 0 or self.held_bytes <= down_to):
+                break
+            queue.popleft()
+            self.held_bytes -= len(frame)
+            write(ts, frame)
+            if not queue:
+                held.remove(queue)
+
+    def flush(self) -> None:
+        self.writer.flush()
+        self._flushed = time.monotonic()
+
+    def close(self) -> None:
+        """Everything still held, then the file is closed (on every way out)."""
+        try:
+            self._release(math.inf)
+            self.writer.flush()
+        finally:
+            os.close(self.writer.fd)
 
 
 def wrote_line(packets: int, connections: int, path: str) -> str:

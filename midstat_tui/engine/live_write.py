@@ -1,0 +1,159 @@
+"""`--write FILE.pcap --match EXPR` on a live capture: one shard's side.
+
+A connection is chosen the moment the filter expression becomes true for it, judged where what it says can change:
+at each of its events (its start, each state change, its end: the tracker reports them as the packet that made them
+is fed, so the compiled loop hands every state change to Python while this runs) and, when the expression uses a
+term that moves without an event (`problem`, `suspicious`, `zeek`, `name`), once a second over every connection in
+the table. Once chosen it stays chosen to its end: every packet of it from then on (its TCP segments, whatever their
+checksum, and the ICMP errors quoting them, the frames as captured) goes out, until it leaves the table or a new
+incarnation takes its tuple. The packets before that moment are not to be had (the packet ring keeps headers only).
+
+A packet's place is its number in the shard's capture; an event is placed at the packet being fed (engine.at), a
+tick's choice after the batch. After each batch (and its tick) the batch's frames of chosen tuples are picked by
+their places and handed to `send(now, chosen, frames)` (core 0 writes them: output.pcap_write.LiveOutput).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from midstat_tui.decode.frame import FrameDecoder
+from midstat_tui.decode.linktypes import DLT_EN10MB
+from midstat_tui.decode.segment import IcmpError, Segment
+from midstat_tui.tcp.connection import Connection
+from midstat_tui.tcp.tracker import Tracker
+
+# the filter terms that can become true without an event of the connection: judged once a second over the table
+TICK_TERMS = frozenset({"problem", "suspicious", "zeek", "name"})
+
+Send = Callable[[float, int, list[tuple[float, bytes]]], None]
+
+
+class _Choice:
+    """One chosen incarnation: its packets are those of its tuple from place `start` on, up to `end` (None: on)."""
+
+    __slots__ = ("conn", "start", "end")
+
+    def __init__(self, conn: Connection, start: int) -> None:
+        self.conn = conn
+        self.start = start
+        self.end: int | None = None
+
+
+class LiveChooser:
+    """Chooses a live shard's connections by `wanted(conn, now)` as they change, and picks their packets."""
+
+    def __init__(self, engine, wanted: Callable[[Connection, float | None], bool], send: Send,
+                 match: str | None = None) -> None:
+        from midstat_tui.query import keywords_used
+
+        self.engine = engine
+        self.wanted = wanted
+        self.send = send
+        self.scan = match is not None and bool(keywords_used(match) & TICK_TERMS)
+        self.choices: dict[bytes, list[_Choice]] = {}
+        self.base = 0          # the place of the batch's first packet
+        self.fresh = 0         # connections chosen since the last send
+        self.chosen = 0        # connections chosen in all
+        self.packets = 0       # packets picked in all
+        self._closed: list[bytes] = []  # tuples whose choice ended in this batch (let go after its pick)
+        self._decoder = FrameDecoder(engine.decoder.dlt, False)
+        self._quick = None
+        if engine.decoder.dlt == DLT_EN10MB:
+            from midstat_tui.output.pcap_write import quick_key
+
+            self._quick = quick_key
+        tracker = engine.tracker
+        tracker.on_event = _chain(tracker.on_event, self._event)
+        tracker.on_remove = _chain(tracker.on_remove, self._removed)
+        engine.on_tick = _chain(engine.on_tick, self._tick)
+
+    def _place(self) -> int:
+        return self.base + self.engine.at
+
+    def _choose(self, conn: Connection, place: int) -> None:
+        self.choices.setdefault(conn.key, []).append(_Choice(conn, place))
+        self.fresh += 1
+        self.chosen += 1
+
+    def _event(self, kind: str, conn: Connection, change, states) -> None:
+        held = self.choices.get(conn.key)
+        if held is not None:
+            last = held[-1]
+            if last.conn is conn:
+                return  # chosen already: to its end
+            if last.end is None:  # another incarnation holds the tuple from this packet on
+                last.end = self._place()
+                self._closed.append(conn.key)
+        if self.wanted(conn, None):
+            self._choose(conn, self._place())
+
+    def _removed(self, conn: Connection) -> None:
+        held = self.choices.get(conn.key)
+        if held is not None and held[-1].conn is conn and held[-1].end is None:
+            held[-1].end = self._place()
+            self._closed.append(conn.key)
+
+    def _tick(self, now: float) -> None:
+        if not self.scan:
+            return
+        choices = self.choices
+        wanted = self.wanted
+        place = self._place()
+        for key, conn in list(self.engine.tracker.table.items()):
+            held = choices.get(key)
+            if (held is None or held[-1].conn is not conn) and wanted(conn, now):
+                self._choose(conn, place)
+
+    def tap(self, batch: list[tuple[float, bytes]], now: float) -> None:
+        """After a batch was fed (and its tick closed): its frames of the chosen connections go out, as of the
+        clock's `now`."""
+        choices = self.choices
+        picked: list[tuple[float, bytes]] = []
+        if choices:
+            base = self.base
+            quick = self._quick
+            decode = self._decoder.decode
+            key_of = Tracker.key_of
+            for index, packet in enumerate(batch):
+                frame = packet[1]
+                key = quick(frame) if quick is not None else None
+                if key is None:
+                    result = decode(packet[0], frame)
+                    if type(result) is not Segment and type(result) is not IcmpError:
+                        continue
+                    key = key_of(result.vlan, result.src, result.sport, result.dst, result.dport)
+                held = choices.get(key)
+                if held is None:
+                    continue
+                place = base + index
+                for choice in held:
+                    if choice.start <= place and (choice.end is None or place < choice.end):
+                        picked.append(packet)
+                        break
+        self.base += len(batch)
+        self.engine.at = 0
+        if self._closed:
+            for key in self._closed:
+                held = choices.get(key)
+                if held is not None:
+                    held[:] = [choice for choice in held if choice.end is None]
+                    if not held:
+                        del choices[key]
+            self._closed = []
+        if picked or self.fresh:
+            self.packets += len(picked)
+            self.send(now, self.fresh, picked)
+            self.fresh = 0
+
+
+def _chain(first, second):
+    """`second` after `first` (None: `second` alone), for the tracker's and the engine's hooks."""
+    if first is None:
+        return second
+
+    def both(*args):
+        first(*args)
+        second(*args)
+
+    return both
