@@ -6,10 +6,12 @@ nothing of the others. Needs root; skipped elsewhere with the reason."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from tests.helpers import nobody_uid, uids
+from tests.helpers import FIXTURES, ROOT, midstat, nobody_uid, uids
 from tests.lab import (
     CLIENT_CLOSES,
     SERVER4,
@@ -187,3 +189,64 @@ def test_sigterm_mid_transfer_leaves_a_complete_file(lab: NetLab, tmp_path):
         assert read.returncode == 0 and "truncated" not in read.stderr, read.stderr
         assert len(read.stdout.splitlines()) == count
     assert os.path.getsize(out) > 24
+
+
+# -- a replayed capture on a veth pair of its own: the combined outputs, and a lost interface ------------------------
+REPLAY_NS = f"mslw{os.getpid() % 10000}"
+
+
+@pytest.fixture
+def veth():
+    """A namespace with a veth pair (lwsend -> lwcap); the test may delete lwcap."""
+    if shutil.which("tcpreplay") is None:
+        pytest.skip("needs tcpreplay")
+    run = lambda *cmd: subprocess.run(cmd, capture_output=True, text=True, check=True)  # noqa: E731
+    run("ip", "netns", "add", REPLAY_NS)
+    try:
+        run("ip", "-n", REPLAY_NS, "link", "add", "lwsend", "type", "veth", "peer", "name", "lwcap")
+        for dev in ("lwsend", "lwcap", "lo"):
+            run("ip", "-n", REPLAY_NS, "link", "set", dev, "up")
+        for dev in ("lwsend", "lwcap"):
+            subprocess.run(["ip", "netns", "exec", REPLAY_NS, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"],
+                           capture_output=True)
+        yield REPLAY_NS
+    finally:
+        subprocess.run(["ip", "netns", "del", REPLAY_NS], capture_output=True)
+
+
+@pytest.mark.parametrize(("cores", "outputs"), [("1", ["--events"]), ("2", ["--summary", "--json"])])
+def test_live_write_goes_with_the_other_outputs_and_survives_a_lost_interface(veth, tmp_path, cores, outputs):
+    """mixed_traffic.pcap replayed onto the veth: `--write --match 'dport 6002'` with --events (or --summary --json)
+    writes the frames the file mode writes of the same capture, the text output keeps to the same match; then the
+    interface is deleted: midstat ends by itself (status 1, the capture's warning), the file complete."""
+    capture = FIXTURES / "mixed_traffic.pcap"
+    expected = tmp_path / "file_mode.pcap"
+    made = midstat("-r", str(capture), "--write", str(expected), "--match", "dport 6002")
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "live.pcap"
+    proc = subprocess.Popen(["ip", "netns", "exec", veth, sys.executable, "-m", "midstat_tui", "-i", "lwcap",
+                             "--cores", cores, "--write", str(out), "--match", "dport 6002", *outputs],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stderr is not None
+    line = proc.stderr.readline().decode()
+    assert "listening on" in line, line
+    try:
+        subprocess.run(["ip", "netns", "exec", veth, "tcpreplay", "-i", "lwsend", "--pps=2000", str(capture)],
+                       capture_output=True, check=True)
+        time.sleep(1.5)
+    finally:
+        subprocess.run(["ip", "-n", veth, "link", "del", "lwcap"], capture_output=True)
+        stdout, stderr = proc.communicate(timeout=30)
+    err = stderr.decode()
+    assert proc.returncode == 1, err
+    assert "capture on lwcap stopped" in err and "Traceback" not in err
+    ours = _frames(out)
+    assert [f for _, f in ours] == [f for _, f in _frames(expected)]
+    assert f"wrote {len(ours)} packets of 3 connections to {out}" in err, err
+    text = stdout.decode()
+    if "--events" in outputs:
+        lines = text.splitlines()
+        assert lines and all(":6002" in line for line in lines), text
+    else:
+        conns = json.loads(text)["connections"]
+        assert len(conns) == 3 and all(c["server"].endswith(":6002") for c in conns)
