@@ -1795,6 +1795,62 @@ static PyObject *flow_key(const Frame *fr) {
     return PyBytes_FromStringAndSize((const char *)key, len);
 }
 
+/* pick_keys(batch, keys, dlt) -> (hits, others)   (live --write: engine/live_write.py)
+ *
+ * Over a list of (ts, frame) of link type `dlt`: `hits`, (index, key) of the TCP frames whose tuple's key
+ * (Tracker.key_of) is in the dict `keys`; `others`, the indices of the frames this decoder does not read as TCP
+ * (ICMP errors, MPLS, IPv6 extension headers, UDP...: the Python decoder's). No checksum is checked: a damaged
+ * segment is its tuple's too. */
+static PyObject *py_pick_keys(PyObject *module, PyObject *args) {
+    PyObject *batch, *keys;
+    int dlt;
+    if (!PyArg_ParseTuple(args, "O!O!i", &PyList_Type, &batch, &PyDict_Type, &keys, &dlt))
+        return NULL;
+    PyObject *hits = PyList_New(0), *others = PyList_New(0);
+    if (hits == NULL || others == NULL)
+        goto fail;
+    Py_ssize_t n = PyList_GET_SIZE(batch);
+    Frame fr;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(batch, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(item, 1))) {
+            PyErr_SetString(PyExc_TypeError, "pick_keys: batch items must be (ts, frame)");
+            goto fail;
+        }
+        PyObject *frame = PyTuple_GET_ITEM(item, 1);
+        PyObject *list = others;
+        if (decode_frame(dlt, (const unsigned char *)PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame), 0, &fr)) {
+            PyObject *key = flow_key(&fr);
+            if (key == NULL)
+                goto fail;
+            int found = PyDict_Contains(keys, key);
+            Py_DECREF(key);
+            if (found < 0)
+                goto fail;
+            if (!found)
+                continue;
+            PyObject *hit = Py_BuildValue("(nN)", i, flow_key(&fr));
+            if (hit == NULL || PyList_Append(hits, hit) < 0) {
+                Py_XDECREF(hit);
+                goto fail;
+            }
+            Py_DECREF(hit);
+            continue;
+        }
+        PyObject *index = PyLong_FromSsize_t(i);
+        if (index == NULL || PyList_Append(list, index) < 0) {
+            Py_XDECREF(index);
+            goto fail;
+        }
+        Py_DECREF(index);
+    }
+    return Py_BuildValue("(NN)", hits, others);
+fail:
+    Py_XDECREF(hits);
+    Py_XDECREF(others);
+    return NULL;
+}
+
 enum { STOP_END, STOP_SLOW, STOP_TIME, STOP_CHANGED };
 
 /* A batch of packets read by the capture file reader (`Reader`, below): each packet's time, and where its frame lies
@@ -5040,6 +5096,9 @@ static PyMethodDef module_methods[] = {
     {"decode_frame", py_decode_frame, METH_VARARGS,
      "decode_frame(ts, frame, dlt, verify): the Segment fields the packet loop reads, or None (another shape)."},
     {"split", py_split, METH_VARARGS, "split(data, meta): a next_batch result as a list of (ts, frame)."},
+    {"pick_keys", py_pick_keys, METH_VARARGS,
+     "pick_keys(batch, keys, dlt) -> (hits, others): (index, key) of the TCP frames whose key is in `keys`, the "
+     "indices of the frames not read as TCP (live --write)."},
     {"in_order", py_in_order, METH_VARARGS,
      "in_order(meta, latest) -> int: a next_batch result's latest time in microseconds if no packet is late, else -1."},
     {"apply", py_apply, METH_VARARGS,

@@ -97,6 +97,7 @@ class _Parser:
         self.i = 0
         self.depth = 0
         self.used: set[str] = set()     # the keywords the expression uses
+        self.bare_state = False         # does a bare word of it match a state?
 
     def nest(self, tok: _Token) -> None:
         self.depth += 1
@@ -186,7 +187,9 @@ class _Parser:
             if word == "name":
                 return _name(arg, self.names)
             return _primitive(word, arg)
-        return _bare(tok)
+        pred = _bare(tok)
+        self.bare_state = self.bare_state or _may_be_state(tok.text)
+        return pred
 
 
 def _primitive(word: str, arg: _Token) -> Predicate:
@@ -366,6 +369,16 @@ def _bare(tok: _Token) -> Predicate:
     return matches
 
 
+def _may_be_state(word: str) -> bool:
+    """Does a bare word match a state (its name in any spelling, or a piece of one)?"""
+    try:
+        parse_state(word)
+    except ValueError:
+        text = word.lower().replace("-", "_")
+        return any(text in name for name in _STATE_TEXT)
+    return True
+
+
 def _unknown_word(word: str) -> str:
     """What to say about a word that is neither a keyword, an address piece nor a state: suggest the keyword."""
     head, sep, rest = word.partition("=")
@@ -383,6 +396,18 @@ def compile_query(text: str, lens: Lens | None = None, names: Names | None = Non
     defaults); `now`, given at each call, the moment (None: each row's last packet); `names`: the host names the
     term `name` reads (none: it matches nothing)."""
     return qc.timed_parts([_Parser(text, lens, names).parse()])[0]
+
+
+# the terms a connection's first packet settles for good
+START_TERMS = frozenset({"host", "net", "port", "sport", "dport", "vlan", "server", "client", "midstream"})
+
+
+def settled_at_start(text: str) -> bool:
+    """Does the expression speak only of what a connection's first packet settles (its addresses, ports, VLANs,
+    whether it was picked up mid-stream), so that it is true or false for it from then on?"""
+    parser = _Parser(text)
+    parser.parse()
+    return not parser.bare_state and parser.used <= START_TERMS
 
 
 def keywords_used(text: str) -> set[str]:

@@ -20,11 +20,12 @@ from collections.abc import Callable
 from midstat_tui.decode.frame import FrameDecoder
 from midstat_tui.decode.linktypes import DLT_EN10MB
 from midstat_tui.decode.segment import IcmpError, Segment
-from midstat_tui.tcp.connection import Connection
+from midstat_tui.tcp.connection import Connection, _core
 from midstat_tui.tcp.tracker import Tracker
 
 # the filter terms that can become true without an event of the connection: judged once a second over the table
 TICK_TERMS = frozenset({"problem", "suspicious", "zeek", "name"})
+_FAST_LINKS = (1, 113, 276)  # the compiled decoder's (Ethernet, Linux cooked SLL and SLL2)
 
 Send = Callable[[float, int, list[tuple[float, bytes]]], None]
 
@@ -45,12 +46,15 @@ class LiveChooser:
 
     def __init__(self, engine, wanted: Callable[[Connection, float | None], bool], send: Send,
                  match: str | None = None) -> None:
-        from midstat_tui.query import keywords_used
+        from midstat_tui.query import keywords_used, settled_at_start
 
         self.engine = engine
         self.wanted = wanted
         self.send = send
-        self.scan = match is not None and bool(keywords_used(match) & TICK_TERMS)
+        terms = keywords_used(match) if match is not None else set()
+        self.scan = bool(terms & TICK_TERMS)
+        # an expression of what the first packet settles is judged at the start only
+        self.at_start_only = match is None or settled_at_start(match)
         self.choices: dict[bytes, list[_Choice]] = {}
         self.base = 0          # the place of the batch's first packet
         self.fresh = 0         # connections chosen since the last send
@@ -63,6 +67,8 @@ class LiveChooser:
             from midstat_tui.output.pcap_write import quick_key
 
             self._quick = quick_key
+        # the compiled core's pick of the chosen tuples' frames (None: the loop below, in Python)
+        self._pick = getattr(_core, "pick_keys", None) if engine.decoder.dlt in _FAST_LINKS else None
         tracker = engine.tracker
         tracker.on_event = _chain(tracker.on_event, self._event)
         tracker.on_remove = _chain(tracker.on_remove, self._removed)
@@ -77,6 +83,8 @@ class LiveChooser:
         self.chosen += 1
 
     def _event(self, kind: str, conn: Connection, change, states) -> None:
+        if self.at_start_only and kind != "start":
+            return  # (a new incarnation comes with its start: the chosen one's end is placed there)
         held = self.choices.get(conn.key)
         if held is not None:
             last = held[-1]
@@ -110,7 +118,9 @@ class LiveChooser:
         clock's `now`."""
         choices = self.choices
         picked: list[tuple[float, bytes]] = []
-        if choices:
+        if choices and self._pick is not None and type(batch) is list:
+            self._pick_compiled(batch, picked)
+        elif choices:
             base = self.base
             quick = self._quick
             decode = self._decoder.decode
@@ -145,6 +155,29 @@ class LiveChooser:
             self.packets += len(picked)
             self.send(now, self.fresh, picked)
             self.fresh = 0
+
+
+    def _pick_compiled(self, batch: list[tuple[float, bytes]], picked: list[tuple[float, bytes]]) -> None:
+        choices = self.choices
+        base = self.base
+        hits, others = self._pick(batch, choices, self.engine.decoder.dlt)
+        if others:  # the frames the compiled decoder does not read (ICMP errors quoting a chosen tuple...)
+            decode = self._decoder.decode
+            key_of = Tracker.key_of
+            for index in others:
+                ts, frame = batch[index]
+                result = decode(ts, frame)
+                if type(result) is Segment or type(result) is IcmpError:
+                    key = key_of(result.vlan, result.src, result.sport, result.dst, result.dport)
+                    if key in choices:
+                        hits.append((index, key))
+            hits.sort()
+        for index, key in hits:
+            place = base + index
+            for choice in choices[key]:
+                if choice.start <= place and (choice.end is None or place < choice.end):
+                    picked.append(batch[index])
+                    break
 
 
 def _chain(first, second):

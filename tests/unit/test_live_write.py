@@ -28,9 +28,9 @@ def _packets(path: Path) -> tuple[list[tuple[float, bytes]], int]:
         return [(ts, bytes(frame)) for ts, frame in reader], reader.datalink()
 
 
-def _live(path: Path, match: str | None, size: int) -> tuple[list[tuple[float, bytes]], int]:
-    """The capture through a live shard's engine in batches of `size`; the frames picked and the connections
-    chosen."""
+def _live(path: Path, match: str | None, size: int, compiled: bool = True) -> tuple[list[tuple[float, bytes]], int]:
+    """The capture through a live shard's engine in batches of `size`; the frames picked (by the compiled core's
+    pick_keys, or the Python loop) and the connections chosen."""
     packets, link = _packets(path)
     engine = Engine(link)
     predicate = compile_query(match, Lens()) if match else None
@@ -46,6 +46,8 @@ def _live(path: Path, match: str | None, size: int) -> tuple[list[tuple[float, b
         picked.extend(frames)
 
     chooser = LiveChooser(engine, wanted, send, match)
+    if not compiled:
+        chooser._pick = None
     batches = [packets[i:i + size] for i in range(0, len(packets), size)]
     clock = iter([b[-1][0] for b in batches] + [packets[-1][0]] * 2)
     Driver(engine, every_second=True).run_wall(batches, clock=lambda: next(clock),
@@ -93,6 +95,7 @@ def _same(ours, theirs) -> None:
     assert all(abs(a - b) < 1e-6 for (a, _), (b, _) in zip(ours, theirs, strict=True))
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("size", [1, 7, 1024])
 @pytest.mark.parametrize(("capture", "match", "count"), [
     ("mixed_traffic.pcap", "dport 6002", 3),
@@ -101,12 +104,13 @@ def _same(ours, theirs) -> None:
     ("unreachable.pcap", None, None),      # ICMP errors quoting the connection, with its segments
     ("reuse", "port 5001 or port 5000 or port 5002 or port 5003", 2),
 ])
-def test_a_term_true_from_the_first_packet_picks_what_the_file_mode_writes(tmp_path, capture, match, count, size):
+def test_a_term_true_from_the_first_packet_picks_what_the_file_mode_writes(tmp_path, capture, match, count, size,
+                                                                          compiled):
     path = _reuse(tmp_path) if capture == "reuse" else FIXTURES / capture
     if capture == "reuse":  # its server port, whatever it is
         port = dpkt.ethernet.Ethernet(_packets(path)[0][0][1]).data.data.dport
         match = f"dport {port}"
-    picked, chosen = _live(path, match, size)
+    picked, chosen = _live(path, match, size, compiled)
     expected = _file_mode(path, match, tmp_path)
     assert expected
     _same(picked, expected)
@@ -163,3 +167,14 @@ def test_live_output_merges_shards_in_time_order(tmp_path):
     got = _packets(out)[0]
     assert [ts for ts, _ in got] == [100.0 + i for i in range(10)]
     assert live.connections == 2 and live.packets == 10
+
+
+@pytest.mark.parametrize(("match", "settled"), [
+    ("dport 22", True), ("host 10.0.0.1 and not port 80", True), ("10.1.", True), ("vlan 7 or midstream", True),
+    ("estab", False), ("wait", False), ("sstate CLOSE_WAIT", False), ("port 80 and ended", False),
+    ("problem any", False), ("zeek REJ", False),
+])
+def test_what_the_first_packet_settles_is_judged_at_the_start_only(match, settled):
+    from midstat_tui.query import settled_at_start
+
+    assert settled_at_start(match) is settled
