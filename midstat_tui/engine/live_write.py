@@ -31,14 +31,20 @@ Send = Callable[[float, int, list[tuple[float, bytes]]], None]
 
 
 class _Choice:
-    """One chosen incarnation: its packets are those of its tuple from place `start` on, up to `end` (None: on)."""
+    """One chosen incarnation: its packets are those of its tuple from place `start` on, up to `end` (None: on);
+    `first` (found after its batch, by its first packet's time): in that batch, those from that time on."""
 
-    __slots__ = ("conn", "start", "end")
+    __slots__ = ("conn", "start", "end", "first")
 
-    def __init__(self, conn: Connection, start: int) -> None:
+    def __init__(self, conn: Connection, start: int, first: float | None = None) -> None:
         self.conn = conn
         self.start = start
         self.end: int | None = None
+        self.first = first
+
+    def owns(self, place: int, ts: float) -> bool:
+        return self.start <= place and (self.end is None or place < self.end) and \
+            (self.first is None or ts >= self.first)
 
 
 class LiveChooser:
@@ -70,7 +76,14 @@ class LiveChooser:
         # the compiled core's pick of the chosen tuples' frames (None: the loop below, in Python)
         self._pick = getattr(_core, "pick_keys", None) if engine.decoder.dlt in _FAST_LINKS else None
         tracker = engine.tracker
-        tracker.on_event = _chain(tracker.on_event, self._event)
+        # judged at the start only, the new connections are found after each batch (the table's newest entries):
+        # the compiled loop goes on taking the state changes itself; otherwise at every event
+        self._started = tracker.stats.started
+        self._newest = max((conn.id for conn in tracker.table.values()), default=-1)
+        self._found: list[_Choice] = []  # chosen after their batch: their first packet's time places them
+        self._gone: list[tuple[Connection, int]] = []  # started and gone in the same batch: (conn, its end's place)
+        if not self.at_start_only:
+            tracker.on_event = _chain(tracker.on_event, self._event)
         tracker.on_remove = _chain(tracker.on_remove, self._removed)
         engine.on_tick = _chain(engine.on_tick, self._tick)
 
@@ -97,10 +110,45 @@ class LiveChooser:
             self._choose(conn, self._place())
 
     def _removed(self, conn: Connection) -> None:
+        if self.at_start_only and conn.id > self._newest:  # not judged yet: it started in this batch
+            self._gone.append((conn, self._place()))
+            return
         held = self.choices.get(conn.key)
         if held is not None and held[-1].conn is conn and held[-1].end is None:
             held[-1].end = self._place()
             self._closed.append(conn.key)
+
+    def _new_ones(self) -> None:
+        """The connections started in the batch (the table keeps them in the order they started, their ids
+        growing), judged now; each chosen from its first packet."""
+        tracker = self.engine.tracker
+        if tracker.stats.started == self._started:
+            return
+        self._started = tracker.stats.started
+        newest = self._newest
+        fresh: list[tuple[Connection, int | None]] = []
+        for conn in reversed(tracker.table.values()):
+            if conn.id <= newest:
+                break
+            fresh.append((conn, None))
+        if self._gone:
+            fresh += self._gone
+            self._gone = []
+            fresh.sort(key=lambda item: item[0].id, reverse=True)
+        if not fresh:
+            return
+        self._newest = fresh[0][0].id
+        wanted = self.wanted
+        for conn, end in reversed(fresh):  # in the order they started
+            if wanted(conn, None):
+                choice = _Choice(conn, self.base, conn.first)
+                choice.end = end
+                self.choices.setdefault(conn.key, []).append(choice)
+                self._found.append(choice)
+                if end is not None:
+                    self._closed.append(conn.key)
+                self.fresh += 1
+                self.chosen += 1
 
     def _tick(self, now: float) -> None:
         if not self.scan:
@@ -116,6 +164,8 @@ class LiveChooser:
     def tap(self, batch: list[tuple[float, bytes]], now: float) -> None:
         """After a batch was fed (and its tick closed): its frames of the chosen connections go out, as of the
         clock's `now`."""
+        if self.at_start_only:
+            self._new_ones()
         choices = self.choices
         picked: list[tuple[float, bytes]] = []
         if choices and self._pick is not None and type(batch) is list:
@@ -138,10 +188,14 @@ class LiveChooser:
                     continue
                 place = base + index
                 for choice in held:
-                    if choice.start <= place and (choice.end is None or place < choice.end):
+                    if choice.owns(place, packet[0]):
                         picked.append(packet)
                         break
         self.base += len(batch)
+        if self._found:
+            for choice in self._found:
+                choice.first = None
+            self._found = []
         self.engine.at = 0
         if self._closed:
             for key in self._closed:
@@ -174,9 +228,10 @@ class LiveChooser:
             hits.sort()
         for index, key in hits:
             place = base + index
+            packet = batch[index]
             for choice in choices[key]:
-                if choice.start <= place and (choice.end is None or place < choice.end):
-                    picked.append(batch[index])
+                if choice.owns(place, packet[0]):
+                    picked.append(packet)
                     break
 
 
