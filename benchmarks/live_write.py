@@ -5,6 +5,8 @@ midstat capturing the other end, its CPU time (user + sys, its shard workers inc
     python3 benchmarks/live_write.py [--rate 50000] [--seconds 6] [--runs 3] [--cores 1] [--before DIR]
 
 Variants, run in turn (alternating, `--runs` rounds), each on the same replay of benchmarks/data's synthetic capture:
+  idle         the same as base, nothing replayed: the CPU of starting, waiting and stopping (taken off the others'
+               per-packet figure)
   base         `--summary --json --match 'state LISTEN'` (tracks everything, prints nothing): the live path alone
   before-base  the same, from the tree in `--before` (e.g. `git archive <commit> | tar -x -C DIR`, with the built
                core copied in), when given
@@ -32,6 +34,7 @@ ROOT = HERE.parent
 NS = "mslive-write"
 
 VARIANTS = {
+    "idle": ["--summary", "--json", "--match", "state LISTEN"],
     "base": ["--summary", "--json", "--match", "state LISTEN"],
     "write-22": ["--write", "{out}", "--match", "dport 22"],
     "write-state": ["--write", "{out}", "--match", "sstate CLOSE_WAIT or cstate FIN_WAIT_2"],
@@ -61,8 +64,11 @@ def one_run(tree: Path, variant: str, capture: Path, rate: int, seconds: float, 
     if "listening" not in line:
         proc.kill()
         raise RuntimeError(f"midstat did not start: {line}")
-    sh("ip", "netns", "exec", NS, "tcpreplay", "-i", "lwsend", "--preload-pcap", f"--pps={rate}",
-       f"--limit={int(rate * seconds)}", str(capture))
+    if variant == "idle":  # midstat's own cost, started and stopped with nothing to read
+        time.sleep(seconds)
+    else:
+        sh("ip", "netns", "exec", NS, "tcpreplay", "-i", "lwsend", "--preload-pcap", f"--pps={rate}",
+           f"--limit={int(rate * seconds)}", str(capture))
     time.sleep(1.5)
     # SIGTERM to midstat itself (time's child), not to /usr/bin/time
     pid = sh("pgrep", "-P", str(proc.pid)).stdout.split()[0]
@@ -108,10 +114,12 @@ def main() -> int:
                     print(json.dumps(result), flush=True)
     finally:
         sh("ip", "netns", "del", NS, check=False)
+    idle = statistics.median(r["cpu_s"] for r in results["idle"]) if results.get("idle") else 0.0
+    packets = int(args.rate * args.seconds)
     for variant, runs in results.items():
-        print(f"{variant}: median {statistics.median(r['us_per_packet'] for r in runs):.3f} us/packet "
-              f"({statistics.median(r['cpu_s'] for r in runs):.2f} s CPU for {int(args.rate * args.seconds)} "
-              f"packets), written {statistics.median(r['written'] for r in runs):.0f}")
+        cpu = statistics.median(r["cpu_s"] for r in runs)
+        print(f"{variant}: median {cpu:.2f} s CPU for {packets} packets, {(cpu - idle) / packets * 1e6:.3f} us/packet "
+              f"over idle, written {statistics.median(r['written'] for r in runs):.0f}")
     return 0
 
 

@@ -250,3 +250,26 @@ def test_live_write_goes_with_the_other_outputs_and_survives_a_lost_interface(ve
     else:
         conns = json.loads(text)["connections"]
         assert len(conns) == 3 and all(c["server"].endswith(":6002") for c in conns)
+
+
+@pytest.mark.parametrize("cores", ["1", "2"])
+def test_live_write_to_a_full_device_is_a_one_line_error(veth, cores):
+    """The file cannot take the packets (ENOSPC at the first flush): one line, status 2, no traceback, the shards
+    gone with it."""
+    proc = subprocess.Popen(["ip", "netns", "exec", veth, sys.executable, "-m", "midstat_tui", "-i", "lwcap",
+                             "--cores", cores, "--write", "/dev/full", "--user", "root"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stderr is not None
+    assert "listening on" in proc.stderr.readline().decode()
+    subprocess.run(["ip", "netns", "exec", veth, "tcpreplay", "-i", "lwsend", "--pps=2000",
+                    str(FIXTURES / "mixed_traffic.pcap")], capture_output=True, check=True)
+    _, stderr = proc.communicate(timeout=30)  # it ends by itself at the first flush
+    assert proc.returncode == 2
+    assert stderr.decode().strip() == "midstat: --write /dev/full: No space left on device", stderr
+
+
+def test_live_write_to_a_folder_that_is_not_there_is_refused_before_listening(lab):
+    proc = subprocess.run(["ip", "netns", "exec", lab.router, sys.executable, "-m", "midstat_tui", "-i",
+                           "rc", "--write", "/nonexistent-dir/x.pcap"], capture_output=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.decode().strip() == "midstat: --write /nonexistent-dir/x.pcap: No such file or directory"
