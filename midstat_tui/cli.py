@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     flows.add_argument("--absolute-seq", action="store_true",
                        help="--ladder: sequence and ACK numbers as on the wire (default: relative to each side's ISN)")
     flows.add_argument("--write", metavar="FILE.pcap",
-                       help="write the packets of every matching connection (whole connections) to a pcap file")
+                       help="write the packets of every matching connection to a pcap file (a file: whole connections; "
+                            "live: each from the moment it matches)")
 
     lens = p.add_argument_group("the problems lens")
     lens.add_argument("--problems", action="store_true",
