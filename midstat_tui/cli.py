@@ -269,7 +269,7 @@ class OutputWriter(Sink):
 
     def clock(self, now: float) -> None:
         if self.pcap is not None:
-            self.pcap.advance(now)
+            self.pcap.clock(now)
 
     def worker_lost(self, shard: int, reason: str) -> None:
         self.lost.append(reason)

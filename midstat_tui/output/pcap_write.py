@@ -121,7 +121,7 @@ class LiveOutput:
         if self.held_bytes > self.MAX_HELD:
             self._release(math.inf, self.MAX_HELD // 2)
 
-    def advance(self, now: float) -> None:
+    def clock(self, now: float) -> None:
         """Every shard is at `now` (core 0's merge is: no shard sends anything dated before it any more)."""
         if self.shards > 1 and self.held_bytes:
             self._release(now - self.HOLD)

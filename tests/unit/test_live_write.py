@@ -159,7 +159,7 @@ def test_live_output_merges_shards_in_time_order(tmp_path):
     b = [(100.0 + i, b"b" * 60) for i in range(1, 10, 2)]
     live.add(0, 1, a[:3])
     live.add(1, 1, b[:4])
-    live.advance(104.5)  # up to 103.5 goes out
+    live.clock(104.5)  # up to 103.5 goes out
     assert live.writer.packets == 4
     live.add(0, 0, a[3:])
     live.add(1, 0, b[4:])
