@@ -591,7 +591,8 @@ class ConnView:
         ids = self._ids
         prev = self._order_slots
         # a slot of last time's order may since have been let go (and given to another connection): only then look
-        still = prev[ids[prev] == self._order_ids] if len(prev) and self._dropped else prev
+        dropped = self._dropped
+        still = prev[ids[prev] == self._order_ids] if len(prev) and dropped else prev
         self._dropped = False
         fresh = np.fromiter(self._new_slots, dtype=np.int64, count=len(self._new_slots))
         if self._new_slot_runs:  # the records' new slots, given before those in the list
@@ -599,6 +600,13 @@ class ConnView:
         self._new_slots = []
         self._new_slot_runs = []
         fresh = fresh[ids[fresh] >= 0]
+        if dropped and len(fresh) > 1:
+            # a slot new since the last time, let go and given to another new row (a reused port's departed
+            # incarnation and its successor in one pull): listed twice, shown once (its last arrival's place)
+            last = np.full(len(ids), -1, dtype=np.int64)
+            at = np.arange(len(fresh), dtype=np.int64)
+            np.maximum.at(last, fresh, at)
+            fresh = fresh[last[fresh] == at]
         cand = np.concatenate([still, fresh]) if len(fresh) else still
         column = BY_KEY[self.sort_key]
         descending = self.sort_reverse != column.flip

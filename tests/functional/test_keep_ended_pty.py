@@ -27,7 +27,8 @@ def test_keep_ended_in_a_real_terminal(cores, keep):
             # the badge at 80 columns: short, first on the header's first line
             assert text.splitlines()[0].lstrip().startswith("⚠ 9 (p)  midstat mixed_traffic.pcap")
         else:  # the ended ones went: fewer than the file's 21 connections in the table
-            total = int(re.search(r"\d+ of (\d+) rows shown", term.wait_for("rows shown")).group(1))
+            shown, total = map(int, re.search(r"(\d+) of (\d+) rows shown", term.wait_for("rows shown")).groups())
             assert total < 21
+            assert shown == total  # every row the table holds is shown once (was `13 of 12`)
         term.keys("q")
         assert term.exit_status() == 0
