@@ -193,6 +193,9 @@ def _tracker_config(args: argparse.Namespace) -> TrackerConfig:
     args.thresholds = _thresholds(args)
     if args.problems and (args.summary or args.events or args.plain):
         raise MidstatError("--problems is a report of its own: not with --summary, --events or --plain")
+    if args.absolute_seq and not args.ladder:  # nothing else prints sequence numbers: said, not ignored
+        raise MidstatError("--absolute-seq is for --ladder (the ladder's sequence and ACK numbers as on the wire); "
+                           "give --ladder too, or leave it out")
     return run_entry.tracker_config(args.time_wait, args.linger, args.max_conns, args.timeout)
 
 
@@ -526,8 +529,6 @@ def run_flows(args: argparse.Namespace, config: TrackerConfig, mode: str, target
                                     ("--group-by", bool(args.group_by))) if on]
     if others:
         raise MidstatError(f"{what} prints its own output: not with {', '.join(others)}")
-    if args.absolute_seq and not args.ladder:
-        raise MidstatError("--absolute-seq goes with --ladder")
     args.checksums = run_entry.checksum_policy(mode, args.interface)
     reader = FlowReader(args.read, config, args.checksums, user=target, bpf=args.filter)
     fd = open_output(args.write) if args.write is not None else None  # before root is given up
@@ -539,7 +540,8 @@ def run_flows(args: argparse.Namespace, config: TrackerConfig, mode: str, target
         if args.ladder:
             for row in rows:
                 flow = reader.flow(FlowRef.of(row))
-                out.write(ladder_text(flow, plain=args.plain, absolute=args.absolute_seq, row=row))
+                out.write(ladder_text(flow, plain=args.plain, absolute=args.absolute_seq, row=row,
+                                      origin=reader.first_ts))
                 out.write("\n")
         if fd is not None:
             writer = PcapWriter(fd, reader.datalink, args.write)

@@ -150,6 +150,7 @@ class FlowReader:
                                "pipe can be read only once: give a capture file")
         self.datalink = self.source.datalink
         self.warning: str | None = None
+        self.first_ts: float | None = None  # the capture's first packet time (select's pass): flows start from it
         # an uncompressed file's own descriptor (opened now, while root may still read it): a flow is found by the
         # compiled scanner over its bytes (scan_flow), libpcap and the filter being the way for everything else
         self._fd: int | None = None
@@ -232,6 +233,7 @@ class FlowReader:
         fresh = not source.delivered and not self.bpf
         last = run_file(engine, source.batches(close_at_end=False, frames=True) if fresh else source.batches_from(0))
         self.warning = self.source.warning
+        self.first_ts = engine.first_ts
         engine.tracker.advance(last.ts)
         for conn in engine.tracker.table.values():
             keep(conn)

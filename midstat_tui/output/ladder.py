@@ -19,6 +19,9 @@ Pure: no I/O, no UI. `ladder(flow, ...)` returns `Line`s: the text and which pac
 
 from __future__ import annotations
 
+import math
+import textwrap
+import time
 from dataclasses import dataclass
 
 from midstat_tui.decode.segment import ACK, FIN, RST, SYN, Segment, flags_text
@@ -156,6 +159,23 @@ class _Painter:
         row[LEFT + 1:LEFT + 1 + len(text)] = text
         return self.text(row)
 
+    def ends(self, client: str, server: str) -> list[str]:
+        """The `client ADDR:PORT` and `server ADDR:PORT` labels: on one line where both fit between the columns,
+        else each on a line of its own (the client's from its column, the server's up to its column; a label
+        wider than that starts further left, over the time columns, which are blank there): never cut."""
+        if len(client) + 1 + len(server) <= self.right + 1 - LEFT:
+            return [self.states(client, server)]
+        out = []
+        width = self.right + 1
+        for text, left in ((client, True), (server, False)):
+            for at in range(0, len(text), width):  # (wider than the whole line only below MIN_WIDTH's columns)
+                piece = text[at:at + width]
+                row = self.blank()
+                start = LEFT if left and LEFT + len(piece) <= width else width - len(piece)
+                row[start:start + len(piece)] = piece
+                out.append(self.text(row))
+        return out
+
     def states(self, client: str | None, server: str | None) -> str:
         row = self.blank()
         if client is not None:
@@ -274,7 +294,7 @@ def ladder(flow: Flow, width: int = 80, plain: bool = False, absolute: bool = Fa
     head[TIME_W + 1:TIME_W + 1 + DELTA_W] = "delta".rjust(DELTA_W)
     head[paint.tap - 3:paint.tap + 4] = "capture"
     lines.append(Line(paint.text(head), "head"))
-    lines.append(Line(paint.states(client, server), "head"))
+    lines.extend(Line(text, "head") for text in paint.ends(client, server))
     if ref.vlan:
         lines.append(Line(paint.inside("vlan " + ".".join(map(str, ref.vlan))), "head"))
     if flow.midstream:
@@ -330,18 +350,49 @@ def ladder(flow: Flow, width: int = 80, plain: bool = False, absolute: bool = Fa
     return lines
 
 
+def start_text(first: float, origin: float | None = None) -> str:
+    """When an incarnation started (its first packet): the capture's date and time in UTC, to the microsecond (as
+    tcpdump -tttt writes it), and how far into the capture (as Wireshark's time column and the TUI's `g +SECONDS`
+    count) when the capture's first packet time `origin` is known. Two incarnations of one tuple differ here."""
+    whole = math.floor(first)
+    micro = min(999_999, int(round((first - whole) * 1e6)))
+    text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(whole)) + f".{micro:06d}Z"
+    if origin is not None:
+        text += f" (+{max(0.0, first - origin):.6f} s into the capture)"
+    return text
+
+
+def wrap_title(parts: list[str], width: int = 80, lead: str = "# ", more: str = "#   ") -> list[str]:
+    """Phrases joined with ', ' into lines of at most `width - 1` characters (a line ends where a phrase does not
+    fit: the break parts them): the first after `lead`, the others after `more`. A phrase too long for a line is
+    wrapped at its spaces (an address is never cut: the longest, an IPv6 endpoint, is 47 characters)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + 2 + len(part) <= width - 1:
+            lines[-1] += ", " + part
+            continue
+        room = width - 1 - len(lead if not lines else more)
+        pieces = textwrap.wrap(part, width - 1 - len(more), break_on_hyphens=False) or [part]
+        if len(pieces[0]) > room:  # (the first line's room is larger: the first piece may take more of it)
+            pieces = textwrap.wrap(part, room, break_on_hyphens=False)
+        for piece in pieces:
+            lines.append((lead if not lines else more) + piece)
+    return lines
+
+
 def ladder_text(flow: Flow, width: int = 80, plain: bool = False, absolute: bool = False,
-                row: ConnRow | None = None) -> str:
-    """The headless ladder: a title line (with the connection's end as the tracker knew it, from `row`), then the
-    diagram."""
+                row: ConnRow | None = None, origin: float | None = None) -> str:
+    """The headless ladder: a title (the tuple, the connection's end as the tracker knew it, from `row`, and when it
+    started: `origin` is the capture's first packet time), wrapped to `width`, then the diagram."""
     ref = flow.ref
-    title = f"{format_endpoint(ref.c_addr, ref.c_port)} -> {format_endpoint(ref.s_addr, ref.s_port)}"
+    tuple_text = f"{format_endpoint(ref.c_addr, ref.c_port)} -> {format_endpoint(ref.s_addr, ref.s_port)}"
     if ref.vlan:
-        title += " vlan " + ".".join(map(str, ref.vlan))
-    title += f", {len(flow.packets):,} packets"
+        tuple_text += " vlan " + ".".join(map(str, ref.vlan))
+    parts = [tuple_text, f"{len(flow.packets):,} packets"]
     if row is not None:
-        title += f", {NAMES[row.cstate]}/{NAMES[row.sstate]}"
+        parts.append(f"{NAMES[row.cstate]}/{NAMES[row.sstate]}")
         if row.ended:
-            title += f", ended: {row.ended}"
+            parts.append(f"ended: {row.ended}")
+    parts.append("started " + start_text(flow.packets[0].ts if flow.packets else ref.first, origin))
     body = [line.text for line in ladder(flow, width, plain, absolute)]
-    return "\n".join(["# " + title, *body]) + "\n"
+    return "\n".join([*wrap_title(parts, width), *body]) + "\n"

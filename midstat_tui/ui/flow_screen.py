@@ -8,6 +8,9 @@ time-sequence picture (output.timeseq), `z` zooms it to the data; `w` writes the
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
+import math
 import os
 
 from textual.app import ComposeResult
@@ -19,6 +22,7 @@ from textual.widgets import DataTable, Footer, OptionList, Static
 from midstat_tui.engine.flow_packets import Flow, FlowReader, FlowRef, FlowWatch
 from midstat_tui.engine.records import ConnRow, row_counters
 from midstat_tui.errors import MidstatError
+from midstat_tui.output.ladder import start_text
 from midstat_tui.output.pcap_write import PcapWriter, open_output
 from midstat_tui.tcp import zeek
 from midstat_tui.tcp.states import NAMES
@@ -81,8 +85,11 @@ class FlowScreen(Screen[None]):
         self.export_dir = export_dir
         self.last: tuple[ConnRow, dict, list[dict]] | None = None
         self.gone = False
-        self.flow: Flow | None = None
-        self.flow_last: float | None = None  # the row's last packet time when the flow was read
+        self.flow: Flow | None = None      # what the ladder and the picture show
+        # a file's: the incarnation's every packet, read once; shown up to the replay's position (`flow`, a cut of
+        # it), growing as the replay goes on and cut again after a seek
+        self.whole: Flow | None = None
+        self._times: list[float] = []      # whole's packet times
         self.watcher = watcher  # live: the session, which keeps the flow's packets from when this screen opens
         self.watch: FlowWatch | None = None
         self.watch_seen = -1
@@ -126,8 +133,10 @@ class FlowScreen(Screen[None]):
         row, counters, transitions = self.last
         vlan = f" · VLAN {'.'.join(map(str, row.vlan))}" if row.vlan else ""
         status = " · left the table (last known state)" if self.gone else ""
+        # when it started: a reused port's incarnations, alike in everything else, differ there
         self.query_one("#flow-title", Static).update(
-            f"[b]connection {row.id}[/b] · {row.client} ⇄ {row.server}{vlan} · shard {row.shard}{status}")
+            f"[b]connection {row.id}[/b] · {row.client} ⇄ {row.server}{vlan} · shard {row.shard}{status}\n"
+            f"started {start_text(row.first, self.capture_start())}")
         ended = row.ended or "no (open)"
         rtt_c, rtt_s = counters["rtt_client_ms"], counters["rtt_server_ms"]
         # compact, so that on 80x24 the timeline below keeps several rows
@@ -167,23 +176,48 @@ class FlowScreen(Screen[None]):
 
         self._follow()
 
+    def capture_start(self) -> float | None:
+        """The capture's first packet time (a file's, or the first packet captured live)."""
+        capture_range = getattr(self.app, "capture_range", None)
+        return capture_range()[0] if capture_range is not None else None
+
     # -- the ladder and the packets ---------------------------------------------------------------------------
     def _follow(self) -> None:
-        """Live: the ladder or the picture on screen takes the packets that came since."""
-        watch = self.watch
-        if watch is None or watch.version == self.watch_seen:
+        """The ladder or the picture on screen takes the packets that came since (live), or that the replay of a
+        file reached since (and, after a seek, only those before where it landed)."""
+        if self.watch is not None:
+            if self.watch.version == self.watch_seen:
+                return
+        elif self.whole is None or not (self.has_class("ladder") or self.has_class("timeseq")) or \
+                self._cut_length() == (len(self.flow.packets) if self.flow is not None else 0):
             return
         if self.has_class("ladder"):
-            self.load_flow()
+            note = self.load_flow()
             view = self.query_one(LadderView)
             at_end = view.highlighted is None or view.highlighted >= len(view.lines) - 1
-            view.flow = self.flow
-            view.redraw()
+            if view.flow is None or self.flow is None:
+                view.show(self.flow, note)
+            else:
+                view.flow = self.flow
+                view.redraw()
             if at_end and view.lines:
                 view.highlighted = len(view.lines) - 1
         elif self.has_class("timeseq"):
-            self.load_flow()
-            self.query_one(TimeSeqView).show(self.flow)
+            note = self.load_flow()
+            self.query_one(TimeSeqView).show(self.flow, note)
+
+    def replay_position(self) -> float | None:
+        """A file's replay: the moment the table shows (its last refresh). The flow is shown up to there: not the
+        packets the table does not know yet."""
+        view = getattr(self.app, "view", None)
+        return getattr(view, "now", None)
+
+    def _cut_length(self) -> int:
+        """How many of the whole flow's packets are at or before the replay's position."""
+        position = self.replay_position()
+        if position is None:
+            return len(self._times)
+        return bisect.bisect_right(self._times, position + 1e-9)
 
     def on_unmount(self) -> None:
         if self.watch is not None and self.watcher is not None:
@@ -206,13 +240,26 @@ class FlowScreen(Screen[None]):
             return ("the flow's packets are read from the capture file again, and this one cannot be reopened "
                     "(standard input, a pipe, or a file this user may not read)")
         row = self.last[0]
-        if self.flow is None or self.flow_last != row.last:
+        if self.whole is None:
+            # the whole incarnation, to its last packet in the file (not the row's last so far: the replay goes on),
+            # each checksum checked (the row's count of bad ones so far says nothing of those to come)
+            ref = dataclasses.replace(FlowRef.of(row), last=math.inf, bad_checksum=-1)
             try:
-                self.flow = self.reader.flow(FlowRef.of(row), keep_frames=True)
+                self.whole = self.reader.flow(ref, keep_frames=True)
             except MidstatError as exc:
                 self.flow = None
                 return str(exc)
-            self.flow_last = row.last
+            self._times = [packet.ts for packet in self.whole.packets]
+        whole = self.whole
+        count = self._cut_length()
+        if count == len(whole.packets):
+            self.flow = whole
+        elif self.flow is None or len(self.flow.packets) != count:
+            self.flow = dataclasses.replace(whole, packets=whole.packets[:count], conn=None)
+        if not count and whole.packets:
+            self.flow = None
+            return (f"the replay is before this connection's first packet ({start_text(whole.packets[0].ts)}): "
+                    "its packets appear as the replay reaches them")
         return ""
 
     def action_ladder(self) -> None:
