@@ -94,6 +94,7 @@ class FlowScreen(Screen[None]):
         self.watch: FlowWatch | None = None
         self.watch_seen = -1
         self.status = ""
+        self.title_text = ""
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -133,10 +134,8 @@ class FlowScreen(Screen[None]):
         row, counters, transitions = self.last
         vlan = f" · VLAN {'.'.join(map(str, row.vlan))}" if row.vlan else ""
         status = " · left the table (last known state)" if self.gone else ""
-        # when it started: a reused port's incarnations, alike in everything else, differ there
-        self.query_one("#flow-title", Static).update(
-            f"[b]connection {row.id}[/b] · {row.client} ⇄ {row.server}{vlan} · shard {row.shard}{status}\n"
-            f"started {start_text(row.first, self.capture_start())}")
+        self.title_text = f"[b]connection {row.id}[/b] · {row.client} ⇄ {row.server}{vlan} · shard {row.shard}{status}"
+        self._show_title()
         ended = row.ended or "no (open)"
         rtt_c, rtt_s = counters["rtt_client_ms"], counters["rtt_server_ms"]
         # compact, so that on 80x24 the timeline below keeps several rows
@@ -175,6 +174,14 @@ class FlowScreen(Screen[None]):
                               str(p["seq"]), str(p["ack"]), str(p["len"]))
 
         self._follow()
+
+    def _show_title(self) -> None:
+        """The title; over the ladder and the picture (which hide the box that says `first`), when the connection
+        started too: a reused port's incarnations, alike in everything else, differ there."""
+        text = self.title_text
+        if self.last is not None and (self.has_class("ladder") or self.has_class("timeseq")):
+            text += f"\nstarted {start_text(self.last[0].first, self.capture_start())}"
+        self.query_one("#flow-title", Static).update(text)
 
     def capture_start(self) -> float | None:
         """The capture's first packet time (a file's, or the first packet captured live)."""
@@ -266,8 +273,10 @@ class FlowScreen(Screen[None]):
         self.remove_class("timeseq")
         if self.has_class("ladder"):
             self.remove_class("ladder")
+            self._show_title()
             return
         self.add_class("ladder")
+        self._show_title()
         note = self.load_flow()
         view = self.query_one(LadderView)
         view.show(self.flow, note)
@@ -289,8 +298,10 @@ class FlowScreen(Screen[None]):
         self.remove_class("ladder")
         if self.has_class("timeseq"):
             self.remove_class("timeseq")
+            self._show_title()
             return
         self.add_class("timeseq")
+        self._show_title()
         note = self.load_flow()
         self.query_one(TimeSeqView).show(self.flow, note)
 
