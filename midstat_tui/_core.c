@@ -2219,6 +2219,32 @@ static int settle(const Core *k, ConnObject *conn, PyObject **moves, int events,
     return 1;
 }
 
+/* One packet applied to its connection, as the packet loop (run) and the ladder's replay (flow_run) both take it:
+ * its transitions in `*moves` (NULL: none), the counts moved on (`t`), the connection marked touched. -1 on an error
+ * (moves released). */
+typedef struct {
+    long long packets, suspicious, odd;
+    double last_ts, floor_ts;
+} Tally;
+
+static inline int apply_counted(const Core *k, ConnObject *conn, const Seg *seg, int from_client, double ts,
+                                PyObject **moves, Tally *t) {
+    int alerts = 0;
+    *moves = NULL;
+    if (apply(conn, seg, from_client, moves, &alerts) < 0)
+        return -1;
+    t->floor_ts = ts;
+    t->packets++;
+    t->suspicious += alerts & 1;
+    t->odd += (alerts >> 1) & 1;
+    t->last_ts = ts;
+    if (k->touched != Py_None && PySet_Add(k->touched, (PyObject *)conn) < 0) {
+        Py_CLEAR(*moves);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *py_run(PyObject *module, PyObject *args) {
     PyObject *batch, *state;
     Py_ssize_t start;
@@ -2240,16 +2266,15 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
     Core core;
     if (core_load(&core, state) < 0)
         goto out;
-    PyObject *table = core.table, *touched = core.touched;
+    PyObject *table = core.table;
     int events = core.events;
     /* the latest packet time the tracker has seen: a packet dated before it (time going backwards) is Python's,
      * which counts it and dates it at that time */
-    double floor_ts = core.latest;
+    Tally tally = {0, 0, 0, -INFINITY, core.latest};
     Py_ssize_t n = frames != NULL ? frames->n : PyList_GET_SIZE(batch);
     const unsigned char *base = frames != NULL ? frames_base(frames) : NULL;
     Py_ssize_t i = start < 0 ? 0 : start;
-    long long packets = 0, nbytes = 0, suspicious = 0, odd = 0, started = 0, offloaded = 0;
-    double last_ts = -INFINITY;
+    long long nbytes = 0, started = 0, offloaded = 0;
     int reason = STOP_END;
     ConnObject *changed = NULL;
     PyObject *changes = NULL;
@@ -2281,7 +2306,7 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
             reason = STOP_TIME;
             break;
         }
-        if (ts < floor_ts) {
+        if (ts < tally.floor_ts) {
             reason = STOP_SLOW;
             break;
         }
@@ -2342,21 +2367,11 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
             Py_DECREF(cand);
         }
         int c_state = conn->c->state, s_state = conn->s->state;
-        PyObject *moves = NULL;
-        int alerts = 0;
-        if (apply(conn, &fr.seg, from_client, &moves, &alerts) < 0)
+        PyObject *moves;
+        if (apply_counted(&core, conn, &fr.seg, from_client, ts, &moves, &tally) < 0)
             goto out;
-        floor_ts = ts;
-        packets++;
         offloaded += fr.csum == 0;
         nbytes += size;
-        suspicious += alerts & 1;
-        odd += (alerts >> 1) & 1;
-        last_ts = ts;
-        if (touched != Py_None && PySet_Add(touched, (PyObject *)conn) < 0) {
-            Py_XDECREF(moves);
-            goto out;
-        }
         int settled = settle(&core, conn, &moves, events, &limit);
         if (settled < 0)
             goto out;
@@ -2370,11 +2385,12 @@ static PyObject *py_run(PyObject *module, PyObject *args) {
         }
     }
     if (changed == NULL)
-        result = Py_BuildValue("(inLLLLLdOOOL)", reason, i, packets, nbytes, suspicious, odd, started, last_ts,
-                               Py_None, Py_None, Py_None, offloaded);
+        result = Py_BuildValue("(inLLLLLdOOOL)", reason, i, tally.packets, nbytes, tally.suspicious, tally.odd,
+                               started, tally.last_ts, Py_None, Py_None, Py_None, offloaded);
     else
-        result = Py_BuildValue("(inLLLLLdONNL)", reason, i, packets, nbytes, suspicious, odd, started, last_ts,
-                               (PyObject *)changed, changes, Py_BuildValue("(ii)", before_c, before_s), offloaded);
+        result = Py_BuildValue("(inLLLLLdONNL)", reason, i, tally.packets, nbytes, tally.suspicious, tally.odd,
+                               started, tally.last_ts, (PyObject *)changed, changes,
+                               Py_BuildValue("(ii)", before_c, before_s), offloaded);
 out:
     core_release(&core);
     return result;
@@ -2453,10 +2469,8 @@ static PyObject *py_flow_run(PyObject *module, PyObject *args) {
     states = Py_BuildValue("(ll)", prev_c, prev_s);
     if (addr[0] == NULL || addr[1] == NULL || states == NULL)
         goto out;
-    double floor_ts = core.latest;
+    Tally tally = {0, 0, 0, -INFINITY, core.latest};
     Py_ssize_t n = PyList_GET_SIZE(batch), i = start;
-    long long packets = 0, suspicious = 0, odd = 0;
-    double last_ts = -INFINITY;
     int reason = STOP_END;
     PyObject *changes = NULL;
     int before_c = 0, before_s = 0;
@@ -2474,7 +2488,7 @@ static PyObject *py_flow_run(PyObject *module, PyObject *args) {
             reason = STOP_TIME;
             break;
         }
-        if (ts < floor_ts || ts < first || ts > last) {
+        if (ts < tally.floor_ts || ts < first || ts > last) {
             reason = STOP_SLOW;
             break;
         }
@@ -2504,19 +2518,9 @@ static PyObject *py_flow_run(PyObject *module, PyObject *args) {
         uint32_t before[7], after[7];
         flow_counters(conn, from_client, before);
         int c_state = conn->c->state, s_state = conn->s->state;
-        PyObject *moves = NULL;
-        int alerts = 0;
-        if (apply(conn, &fr.seg, from_client, &moves, &alerts) < 0)
+        PyObject *moves;
+        if (apply_counted(&core, conn, &fr.seg, from_client, ts, &moves, &tally) < 0)
             goto out;
-        floor_ts = ts;
-        packets++;
-        suspicious += alerts & 1;
-        odd += (alerts >> 1) & 1;
-        last_ts = ts;
-        if (core.touched != Py_None && PySet_Add(core.touched, (PyObject *)conn) < 0) {
-            Py_XDECREF(moves);
-            goto out;
-        }
         /* the marks (flow_packets._marks) */
         flow_counters(conn, from_client, after);
         int marks[N_MARKS], n_marks = 0;
@@ -2611,10 +2615,11 @@ static PyObject *py_flow_run(PyObject *module, PyObject *args) {
         }
     }
     if (changes == NULL)
-        result = Py_BuildValue("(inLLLdOO)", reason, i, packets, suspicious, odd, last_ts, Py_None, Py_None);
+        result = Py_BuildValue("(inLLLdOO)", reason, i, tally.packets, tally.suspicious, tally.odd, tally.last_ts,
+                               Py_None, Py_None);
     else
-        result = Py_BuildValue("(inLLLdNN)", reason, i, packets, suspicious, odd, last_ts, changes,
-                               Py_BuildValue("(ii)", before_c, before_s));
+        result = Py_BuildValue("(inLLLdNN)", reason, i, tally.packets, tally.suspicious, tally.odd, tally.last_ts,
+                               changes, Py_BuildValue("(ii)", before_c, before_s));
 out:
     core_release(&core);
     Py_XDECREF(no_vlan);
