@@ -15,7 +15,7 @@ import pytest
 
 from midstat_tui.engine.flow_packets import DUP_ACK, OOO, RETRANS, FlowReader, FlowRef
 from midstat_tui.output.ladder import ladder
-from tests.helpers import FIXTURES, ROOT, midstat, shared
+from tests.helpers import FIXTURES, ROOT, fixture_packets, midstat, shared
 
 LADDERS = ROOT / "fixtures" / "ladder"
 TSHARK = shutil.which("tshark")
@@ -172,30 +172,10 @@ def test_ladder_of_standard_input_is_refused():
 def test_port_reuse_incarnations_stay_apart(tmp_path):
     """Two incarnations of one tuple (the first one's end, then a new SYN on the same ports): each ladder holds its
     own packets only."""
-    import dpkt
+    from tests.rewrite_pcap import port_reuse
 
-    src = FIXTURES / "close_client_first.pcap"
-    with open(src, "rb") as fh:
-        reader = dpkt.pcap.Reader(fh)
-        packets = list(reader)
-        link = reader.datalink()
-    out = tmp_path / "reuse.pcap"
-    with open(out, "wb") as fh:
-        writer = dpkt.pcap.Writer(fh, linktype=link)
-        for ts, frame in packets:
-            writer.writepkt(frame, ts)
-        client = None
-        for ts, frame in packets:  # the same conversation again, 5 s later, another ISN: a port reuse
-            eth = dpkt.ethernet.Ethernet(frame)
-            tcp = eth.data.data
-            client = client or tcp.sport
-            if tcp.sport == client:
-                tcp.seq = (tcp.seq + 1_000_000) & 0xFFFFFFFF
-            elif tcp.flags & dpkt.tcp.TH_ACK:
-                tcp.ack = (tcp.ack + 1_000_000) & 0xFFFFFFFF
-            tcp.sum = 0
-            eth.data.sum = 0
-            writer.writepkt(bytes(eth), ts + 5.0)
+    out, _ = port_reuse(tmp_path / "reuse.pcap")  # the same conversation again, 5 s later, another ISN
+    packets = fixture_packets("close_client_first.pcap")
     flows = FlowReader(str(out))
     rows = flows.select(None)
     assert len(rows) == 2

@@ -21,6 +21,7 @@ from midstat_tui.ui.app import MidstatApp
 from midstat_tui.ui.flow_screen import FlowScreen
 from midstat_tui.ui.ladder_view import LadderView
 from tests.helpers import FIXTURES
+from tests.ui.test_ladder import _open_ladder
 
 CAPTURE = FIXTURES / "lossy_transfer.pcap"  # one connection, 0.84 s, a few hundred packets
 
@@ -94,12 +95,8 @@ async def test_the_ladder_follows_the_replay_and_its_seeks(cores):
         async with app.run_test(size=(80, 24)) as pilot:
             session.seek(t0 + 0.008)  # in the first burst of data
             await _at(app, t0 + 0.008)
-            await pilot.press("enter")
-            await pilot.pause()
+            await _open_ladder(app, pilot)
             screen = app.screen
-            assert isinstance(screen, FlowScreen)
-            await pilot.press("l")
-            await pilot.pause()
             first = _check(screen, app, times)
             assert 0 < first < len(times)  # not the packets the table does not know yet
 
@@ -122,11 +119,8 @@ async def test_the_ladder_follows_the_replay_and_its_seeks(cores):
             await pilot.pause()
             await pilot.press("g", *"+0.45", "enter")
             await _at(app, t0 + 0.45)
-            await pilot.press("enter")
-            await pilot.pause()
+            await _open_ladder(app, pilot)
             screen = app.screen
-            await pilot.press("l")
-            await pilot.pause()
             assert back < _check(screen, app, times) < grown
 
             # played at capture pace to the end: the ladder keeps up with the table at each refresh

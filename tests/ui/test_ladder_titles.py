@@ -9,10 +9,9 @@ import time
 import pytest
 from textual.widgets import Static
 
-from midstat_tui.ui.flow_screen import FlowScreen
-from midstat_tui.ui.ladder_view import LadderView
 from tests.rewrite_pcap import port_reuse, readdressed
 from tests.ui.conftest import make_app
+from tests.ui.test_ladder import _open_ladder
 
 LONG_V6 = ("2001:db8:1234:5678:9abc:def0:1234:5678", "2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff")
 
@@ -27,11 +26,7 @@ async def test_long_ipv6_ladder_fits_and_shows_both_ends(tmp_path, size):
     app = make_app(path, tmp_path)
     ends = [f"[{LONG_V6[0]}]:65535", f"[{LONG_V6[1]}]:65534"]
     async with app.run_test(size=size) as pilot:
-        await pilot.press("enter")
-        await pilot.pause()
-        await pilot.press("l")
-        await pilot.pause()
-        view = app.screen.query_one(LadderView)
+        view = await _open_ladder(app, pilot)
         assert max(len(line.text) for line in view.lines) <= view.scrollable_content_region.width
         heads = [line.text for line in view.lines if line.kind == "head"]
         assert any(f"client {ends[0]}" in text for text in heads)
@@ -56,14 +51,10 @@ async def test_each_incarnation_of_a_reused_port_says_when_it_started(tmp_path):
         said = {}
         for i in range(len(ids)):
             app.table.cursor = i
-            await pilot.press("enter")
-            await pilot.pause()
+            view = await _open_ladder(app, pilot)
             screen = app.screen
-            assert isinstance(screen, FlowScreen)
-            await pilot.press("l")
-            await pilot.pause()
             text = str(screen.query_one("#flow-title", Static).render())
-            flow = screen.query_one(LadderView).flow
+            flow = view.flow
             said[flow.packets[0].ts] = text
             await pilot.press("escape")
             await pilot.pause()
