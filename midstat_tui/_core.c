@@ -4083,15 +4083,23 @@ static int zeek_code(const ConnObject *conn) {
 }
 
 /* the index (1-based) of a text in a tuple of texts; 0 for None; -1 if not there (the record needs Python) */
-static int name_code(PyObject *value, PyObject *names) {
+/* row_py by looks at pointers only (no interpreter lock needed: the texts are the names' own objects, no VLAN
+ * tag); -1 when that is not enough */
+static int name_code_quick(PyObject *value, PyObject *names) {
     if (value == Py_None)
         return 0;
     Py_ssize_t n = PyTuple_GET_SIZE(names);
     for (Py_ssize_t i = 0; i < n; i++)
         if (PyTuple_GET_ITEM(names, i) == value)
             return (int)i + 1;
-    if (!PyUnicode_Check(value))
-        return -1;
+    return -1;
+}
+
+static int name_code(PyObject *value, PyObject *names) {
+    int code = name_code_quick(value, names);
+    if (code >= 0 || !PyUnicode_Check(value))
+        return code;
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
     for (Py_ssize_t i = 0; i < n; i++) {
         int eq = PyUnicode_Compare(PyTuple_GET_ITEM(names, i), value);
         if (eq == 0)
@@ -4136,17 +4144,6 @@ static void row_py(RowPy *p, const ConnObject *conn, PyObject *ended_names, PyOb
     p->odd = (uint8_t)odd;
 }
 
-/* row_py by looks at pointers only (no interpreter lock needed: the texts are the names' own objects, no VLAN
- * tag); -1 when that is not enough */
-static int name_code_quick(PyObject *value, PyObject *names) {
-    if (value == Py_None)
-        return 0;
-    Py_ssize_t n = PyTuple_GET_SIZE(names);
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (PyTuple_GET_ITEM(names, i) == value)
-            return (int)i + 1;
-    return -1;
-}
 
 static int row_py_quick(RowPy *p, const ConnObject *conn, PyObject *ended_names, PyObject *rst_names) {
     int ended = name_code_quick(conn->ended, ended_names), rst = name_code_quick(conn->rst_by, rst_names);

@@ -44,24 +44,31 @@ def readdressed(out: Path, client: str, c_port: int, server: str, s_port: int) -
     return out
 
 
+def played_again(packets: list[tuple[float, bytes]], after: float) -> list[tuple[float, bytes]]:
+    """A conversation played again on its tuple `after` seconds later, with other ISNs (checksums left to be made
+    again): the second incarnation of a port reuse."""
+    again = []
+    client = None
+    for ts, frame in packets:
+        eth = dpkt.ethernet.Ethernet(frame)
+        tcp = eth.data.data
+        client = client or tcp.sport
+        if tcp.sport == client:
+            tcp.seq = (tcp.seq + 1_000_000) & 0xFFFFFFFF
+        elif tcp.flags & dpkt.tcp.TH_ACK:
+            tcp.ack = (tcp.ack + 1_000_000) & 0xFFFFFFFF
+        tcp.sum = 0
+        eth.data.sum = 0
+        again.append((ts + after, bytes(eth)))
+    return again
+
+
 def port_reuse(out: Path, again_after: float = 5.0) -> tuple[Path, list[float]]:
     """close_client_first's conversation, then again on the same tuple `again_after` seconds later with other ISNs:
     two incarnations. Also returns each one's first packet time."""
     packets, link = _packets(FIXTURES / "close_client_first.pcap")
     with open(out, "wb") as fh:
-        writer = dpkt.pcap.Writer(fh, linktype=link)
-        for ts, frame in packets:
+        writer = dpkt.pcap.Writer(fh, snaplen=65535, linktype=link)
+        for ts, frame in packets + played_again(packets, again_after):
             writer.writepkt(frame, ts)
-        client = None
-        for ts, frame in packets:
-            eth = dpkt.ethernet.Ethernet(frame)
-            tcp = eth.data.data
-            client = client or tcp.sport
-            if tcp.sport == client:
-                tcp.seq = (tcp.seq + 1_000_000) & 0xFFFFFFFF
-            elif tcp.flags & dpkt.tcp.TH_ACK:
-                tcp.ack = (tcp.ack + 1_000_000) & 0xFFFFFFFF
-            tcp.sum = 0
-            eth.data.sum = 0
-            writer.writepkt(bytes(eth), ts + again_after)
     return out, [packets[0][0], packets[0][0] + again_after]

@@ -16,6 +16,7 @@ import dpkt
 import pytest
 
 from tests.helpers import FIXTURES, midstat
+from tests.rewrite_pcap import played_again
 
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (scripts/install.sh --test)")
@@ -61,19 +62,7 @@ def test_a_bad_checksum_after_the_chosen_incarnation_goes_to_the_incarnation_of_
     first one's last packet and the second one's SYN (the first still holds the tuple: its own), and another in the
     middle of the second one (the second's: not written)."""
     packets, link = _packets("close_client_first.pcap")
-    second = []
-    client = None
-    for ts, frame in packets:
-        eth = dpkt.ethernet.Ethernet(frame)
-        tcp = eth.data.data
-        client = client or tcp.sport
-        if tcp.sport == client:
-            tcp.seq = (tcp.seq + 1_000_000) & 0xFFFFFFFF
-        elif tcp.flags & dpkt.tcp.TH_ACK:
-            tcp.ack = (tcp.ack + 1_000_000) & 0xFFFFFFFF
-        tcp.sum = 0
-        eth.data.sum = 0
-        second.append((ts + 5.0, bytes(eth)))
+    second = played_again(packets, 5.0)
     first_last = packets[-1][0]
     between = (first_last + 1.0, _damaged(packets[-1][1]))
     within = ((second[2][0] + second[3][0]) / 2, _damaged(second[3][1]))

@@ -20,6 +20,7 @@ from midstat_tui.problems import Lens
 from midstat_tui.query import compile_query
 from midstat_tui.tcp.states import CLOSE_WAIT, TIME_WAIT
 from tests.helpers import FIXTURES
+from tests.rewrite_pcap import port_reuse
 
 
 def _packets(path: Path) -> tuple[list[tuple[float, bytes]], int]:
@@ -69,25 +70,7 @@ def _file_mode(path: Path, match: str | None, tmp_path: Path) -> list[tuple[floa
 
 def _reuse(tmp_path: Path) -> Path:
     """close_client_first.pcap, then the same conversation on the same ports 5 s later with other ISNs."""
-    packets, link = _packets(FIXTURES / "close_client_first.pcap")
-    out = tmp_path / "reuse.pcap"
-    with open(out, "wb") as fh:
-        writer = dpkt.pcap.Writer(fh, snaplen=65535, linktype=link)
-        for ts, frame in packets:
-            writer.writepkt(frame, ts)
-        client = None
-        for ts, frame in packets:
-            eth = dpkt.ethernet.Ethernet(frame)
-            tcp = eth.data.data
-            client = client or tcp.sport
-            if tcp.sport == client:
-                tcp.seq = (tcp.seq + 1_000_000) & 0xFFFFFFFF
-            elif tcp.flags & dpkt.tcp.TH_ACK:
-                tcp.ack = (tcp.ack + 1_000_000) & 0xFFFFFFFF
-            tcp.sum = 0
-            eth.data.sum = 0
-            writer.writepkt(bytes(eth), ts + 5.0)
-    return out
+    return port_reuse(tmp_path / "reuse.pcap")[0]
 
 
 def _same(ours, theirs) -> None:
