@@ -259,6 +259,8 @@ class ConnView:
             if not steps:
                 backlog.popleft()
                 self._applied_of_first = 0
+                if self._recs is not None:
+                    self._recs.settle()  # (records kept by reference: rowcols.RecordStore)
                 self._leave()
         return not backlog
 

@@ -15,6 +15,7 @@ Without the compiled core nothing here is used (`available()` is False) and the 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
@@ -128,17 +129,37 @@ def take_records(recs: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 class RecordStore:
     """Records by slot (the connection view's), in chunks: growing adds chunks, nothing is copied (a million
-    records are 336 MB)."""
+    records are 336 MB).
+
+    A put of at least BORROW_MIN records on fresh slots that follow each other (above every slot put before: a
+    flood's new rows) is not copied: the store keeps the records' array by reference (a borrowed segment) and the
+    chunks' pages for those slots stay untouched. A borrowed segment is copied the first time one of its slots is
+    written again (the engine's array is never written here). `settle()` (after each pull) copies the borrowed
+    segments of an array of which less than half was borrowed, so that a few borrowed slices do not keep a whole
+    pull's records alive."""
 
     SHIFT = 16
     MASK = (1 << SHIFT) - 1
+    BORROW_MIN = 1024
 
     def __init__(self) -> None:
         self._chunks: list[np.ndarray] = []  # each a raw (void) view of 2**SHIFT records
+        self._high = 0  # 1 + the highest slot ever put (0: none)
+        # borrowed segments, by first slot: their first slots, their raw records, whether a copy is the store's own
+        self._starts: list[int] = []
+        self._segs: list[np.ndarray] = []
+        self._own: list[bool] = []
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None  # (starts, ends) as arrays, made when needed
+        self._lent: dict[int, list] = {}  # id of a borrowed array's root -> [root, borrowed bytes] (since settle)
 
     def ensure(self, size: int) -> None:
         while len(self._chunks) << self.SHIFT < size:
             self._chunks.append(np.zeros(1 << self.SHIFT, dtype=ROW_DTYPE).view(_RAW))
+
+    @property
+    def borrowed(self) -> int:
+        """How many records are held by reference (not copied yet)."""
+        return sum(len(seg) for seg, own in zip(self._segs, self._own, strict=True) if not own)
 
     def _parts(self, slots: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """(chunk, positions in `slots`; None: all of them) for each chunk the slots fall in."""
@@ -148,10 +169,60 @@ class RecordStore:
             return [(self._chunks[low], None)]
         return [(self._chunks[c], np.flatnonzero(chunk_of == c)) for c in np.unique(chunk_of).tolist()]
 
+    def _in_segments(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the segment of each slot, -1: none; positions of the slots in a segment)."""
+        if self._bounds is None:
+            starts = np.array(self._starts, dtype=np.int64)
+            self._bounds = (starts, starts + np.array([len(s) for s in self._segs], dtype=np.int64))
+        starts, ends = self._bounds
+        seg = np.searchsorted(starts, slots, side="right") - 1
+        inside = seg >= 0
+        inside[inside] = slots[inside] < ends[seg[inside]]
+        seg[~inside] = -1
+        return seg, np.flatnonzero(inside)
+
+    @staticmethod
+    def _groups(seg: np.ndarray, at: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(segment, positions) for each segment the positions `at` fall in."""
+        segs = seg[at]
+        order = np.argsort(segs, kind="stable")
+        at, segs = at[order], segs[order]
+        cuts = np.flatnonzero(np.diff(segs)) + 1
+        for part in np.split(at, cuts):
+            yield int(seg[part[0]]), part
+
     def put(self, slots: np.ndarray, recs: np.ndarray) -> None:
         if not len(slots):
             return
         raw = recs.view(_RAW)
+        first, last = int(slots[0]), int(slots[-1])
+        count = len(slots)
+        if first >= self._high and count >= self.BORROW_MIN and last - first == count - 1 and \
+                (count == 1 or bool((np.diff(slots) == 1).all())):
+            self._starts.append(first)
+            self._segs.append(raw)
+            self._own.append(False)
+            self._bounds = None
+            root = raw
+            while isinstance(root.base, np.ndarray):
+                root = root.base
+            lent = self._lent.setdefault(id(root), [root, 0])
+            lent[1] += raw.nbytes
+            self._high = last + 1
+            return
+        self._high = max(self._high, int(slots.max()) + 1)
+        if self._segs:
+            seg, inside = self._in_segments(slots)
+            if len(inside):
+                for s, at in self._groups(seg, inside):
+                    if not self._own[s]:  # written again: the store's own copy from now on
+                        self._segs[s] = self._segs[s].copy()
+                        self._own[s] = True
+                    self._segs[s][slots[at] - self._starts[s]] = raw[at]
+                if len(inside) == count:
+                    return
+                rest = np.flatnonzero(seg < 0)
+                slots, raw = slots[rest], raw[rest]
         for chunk, at in self._parts(slots):
             if at is None:
                 low = int(slots[0]) & self.MASK
@@ -162,17 +233,53 @@ class RecordStore:
             else:
                 chunk[slots[at] & self.MASK] = raw[at]
 
+    def settle(self) -> None:
+        """The borrowed segments of an array less than half borrowed are copied (the array can go)."""
+        lent, self._lent = self._lent, {}
+        thin = {key for key, (root, size) in lent.items() if 2 * size < root.nbytes}
+        if not thin:
+            return
+        for s, seg in enumerate(self._segs):
+            if self._own[s]:
+                continue
+            root = seg
+            while isinstance(root.base, np.ndarray):
+                root = root.base
+            if id(root) in thin:
+                self._segs[s] = seg.copy()
+                self._own[s] = True
+
     def take(self, slots: np.ndarray) -> np.ndarray:
         out = np.empty(len(slots), dtype=_RAW)
         if len(slots):
-            for chunk, at in self._parts(slots):
-                if at is None:
-                    out[:] = chunk[slots & self.MASK]
-                else:
-                    out[at] = chunk[slots[at] & self.MASK]
+            rest: np.ndarray | None = None
+            if self._segs:
+                seg, inside = self._in_segments(slots)
+                for s, at in self._groups(seg, inside) if len(inside) else ():
+                    out[at] = self._segs[s][slots[at] - self._starts[s]]
+                if len(inside) == len(slots):
+                    return out.view(ROW_DTYPE)
+                if len(inside):
+                    rest = np.flatnonzero(seg < 0)
+            if rest is None:
+                for chunk, at in self._parts(slots):
+                    if at is None:
+                        out[:] = chunk[slots & self.MASK]
+                    else:
+                        out[at] = chunk[slots[at] & self.MASK]
+            else:
+                sub = slots[rest]
+                for chunk, at in self._parts(sub):
+                    where = rest if at is None else rest[at]
+                    out[where] = chunk[(sub if at is None else sub[at]) & self.MASK]
         return out.view(ROW_DTYPE)
 
     def one(self, slot: int) -> tuple:
+        if self._segs:
+            s = bisect_right(self._starts, slot) - 1
+            if s >= 0 and slot - self._starts[s] < len(self._segs[s]):
+                at = slot - self._starts[s]
+                return self._segs[s][at:at + 1].view(ROW_DTYPE)[0].item()
         return self._chunks[slot >> self.SHIFT][slot & self.MASK:(slot & self.MASK) + 1].view(ROW_DTYPE)[0].item()
 
 

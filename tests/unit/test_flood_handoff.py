@@ -119,7 +119,8 @@ def test_a_flood_makes_room_once_and_reads_as_python_rows() -> None:
     """A flood's first pull into an empty view makes room for twice its new rows: the second pull as big fits
     without a grow (a grow at a million rows copies some 100 MB while the face waits). Two pulls that change rows
     already there (ids lower than the newest, in the touched set's order) make no room ahead. Throughout, the view
-    shows what a view fed the same changes as Python rows shows: rows, order, problems."""
+    shows what a view fed the same changes as Python rows shows: rows, order, problems. The new rows' records are
+    kept by reference (RecordStore's borrowed segments), copied once written again."""
     engine = _engine()
     made, python = rowcols.ColumnRowChanges(), RowChanges()
     views = {True: ConnView(), False: ConnView()}
@@ -143,8 +144,10 @@ def test_a_flood_makes_room_once_and_reads_as_python_rows() -> None:
     engine.feed_batch(syns(0, n, 1000.0))
     first = step(1003.0)[True]
     assert first >= 2 * n  # room ahead
+    assert views[True]._recs.borrowed == n  # the new rows' records kept by reference (flood4), not copied
     engine.feed_batch(syns(n, n, 1003.0))
     assert step(1006.0)[True] == first  # fitted
+    assert views[True]._recs.borrowed == 2 * n
     engine.feed_batch(syns(n // 2, n, 1006.0))  # SYNs again on half the first pull's tuples and the second's
     engine.feed_batch(syns(0, n // 4, 1007.0))
     assert step(1010.0)[True] == first

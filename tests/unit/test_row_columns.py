@@ -212,3 +212,76 @@ def test_groups_asked_between_slices_code_the_records_as_they_come() -> None:
         assert [made.rows[i].first for i in made.order] == [python.rows[i].first for i in python.order], text
         counts.append(len(made.order))
     assert max(counts) > 0 and min(counts) < len(made.rows)  # the filters pass some rows and drop some
+
+
+def _random_records(rng: np.random.Generator, count: int) -> np.ndarray:
+    recs = np.zeros(count, dtype=rowcols.ROW_DTYPE)
+    recs["id"] = rng.integers(0, 1 << 40, count)
+    recs["first"] = rng.random(count)
+    recs["c_port"] = rng.integers(0, 1 << 16, count)
+    return recs
+
+
+def test_the_record_store_borrows_a_floods_records_and_never_writes_them() -> None:
+    """Large puts on fresh slots that follow each other are kept by reference (no copy); writing one of those
+    slots again copies its segment first, so the array handed over is never changed; small puts, puts on slots used
+    before and slots that skip are copied; every take and one() reads as one plain array would hold it."""
+    rng = np.random.default_rng(5)
+    shift = rowcols.RecordStore.SHIFT
+    size = 2 * (1 << shift) + 777
+    store = rowcols.RecordStore()
+    store.ensure(size)
+    plain = np.zeros(size, dtype=rowcols.ROW_DTYPE)
+    big = _random_records(rng, 30_000)  # a pull's records, applied in slices as the view does
+    kept = big.copy()
+    top = 0
+    for start in range(0, len(big), 10_000):
+        part = big[start:start + 10_000]
+        slots = np.arange(top, top + len(part), dtype=np.int64)
+        store.put(slots, part)
+        plain[slots] = part
+        top += len(part)
+    assert store.borrowed == len(big)
+    small = _random_records(rng, 100)  # too few to borrow
+    slots = np.arange(top, top + 100, dtype=np.int64)
+    store.put(slots, small)
+    plain[slots] = small
+    top += 100
+    assert store.borrowed == len(big)
+    for _ in range(3):  # rows written again: in borrowed segments, in chunks, several at once
+        slots = rng.choice(top, size=2000, replace=False).astype(np.int64)
+        recs = _random_records(rng, len(slots))
+        store.put(slots, recs)
+        plain[slots] = recs
+        probe = rng.choice(top, size=3000, replace=False).astype(np.int64)
+        assert store.take(probe).tolist() == plain[probe].tolist()
+        for slot in probe[:50].tolist():
+            assert store.one(slot) == plain[slot].item()
+    assert store.borrowed == 0  # each segment was written again: copied
+    assert big.tolist() == kept.tolist()  # the array handed over is unchanged
+    later = _random_records(rng, 5000)  # fresh slots past a gap: borrowed, the gap reads as zeros
+    slots = np.arange(top + 10, top + 5010, dtype=np.int64)
+    store.put(slots, later)
+    plain[slots] = later
+    assert store.borrowed == 5000
+    probe = np.arange(top - 5, top + 5015, dtype=np.int64)
+    assert store.take(probe).tolist() == plain[probe].tolist()
+
+
+def test_the_record_store_copies_what_it_borrowed_of_an_array_mostly_not_borrowed() -> None:
+    """After a pull (`settle`), segments borrowed from an array less than half of which was borrowed are copied
+    (the rest of the array could be kept alive by them); an array mostly borrowed stays borrowed."""
+    rng = np.random.default_rng(6)
+    store = rowcols.RecordStore()
+    store.ensure(1 << 17)
+    mostly = _random_records(rng, 8000)
+    store.put(np.arange(0, 6000, dtype=np.int64), mostly[:6000])
+    store.settle()
+    assert store.borrowed == 6000
+    thin = _random_records(rng, 8000)
+    store.put(np.arange(6000, 8000, dtype=np.int64), thin[:2000])
+    assert store.borrowed == 8000
+    store.settle()
+    assert store.borrowed == 6000
+    probe = np.arange(0, 8000, dtype=np.int64)
+    assert store.take(probe).tolist() == np.concatenate([mostly[:6000], thin[:2000]]).tolist()
