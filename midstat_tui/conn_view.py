@@ -245,12 +245,14 @@ class ConnView:
                     self._apply_rows(())  # nothing changed: the rates' window still moves on
             while steps and budget > 0:
                 step = steps[0]
-                kind, items, at = step
+                kind, items, at = step[:3]
                 take = int(min(len(items) - at, budget))
                 if kind == "rows":
                     self._apply_rows(items[at:at + take])
                 else:
-                    self._apply_records(items[at:at + take])
+                    if not at:
+                        step[3] = self._top_id
+                    self._apply_records(items[at:at + take], step[3])
                 step[2] = at + take
                 if step[2] >= len(items):
                     steps.popleft()
@@ -265,8 +267,8 @@ class ConnView:
         return not backlog
 
     def _steps(self, changes) -> deque[list]:
-        """A pull's changes as steps applied in order: ["rows", [(id, row), ...], done] or ["recs", records, done]
-        (a RowBlock's parts, each its rows then its records)."""
+        """A pull's changes as steps applied in order: ["rows", [(id, row), ...], done] or ["recs", records, done,
+        the highest id with a slot when the step started] (a RowBlock's parts, each its rows then its records)."""
         if not isinstance(changes, RowBlock):
             return deque([["rows", list(changes.items()), 0]] if changes else [])
         steps: deque[list] = deque()
@@ -275,7 +277,7 @@ class ConnView:
             if rows:
                 steps.append(["rows", list(rows.items()), 0])
             if len(recs):
-                steps.append(["recs", recs, 0])
+                steps.append(["recs", recs, 0, -1])
                 records += len(recs)
                 fresh += int(np.count_nonzero(recs["id"] > self._top_id))  # surely new (some others may be)
         if records > len(self._free):  # room for the new rows at once (one grow, not one per slice)
@@ -382,16 +384,19 @@ class ConnView:
                 self._signals[:, [slot for slot, _ in some]] = sig.T
         self._count_traffic(index, before)
 
-    def _apply_records(self, recs: np.ndarray) -> None:
+    def _apply_records(self, recs: np.ndarray, top: int | None = None) -> None:
         """`_apply_rows` for rows handed over as records (engine.rowcols): whole columns at a time; no ConnRow is
-        made (the table makes those of the lines it draws), the keys that never change are coded when asked."""
+        made (the table makes those of the lines it draws), the keys that never change are coded when asked.
+        `top`: the highest id with a slot when this part of the pull began to be applied. A part holds an id once,
+        so an id above it is new (a flood's pull: its ids come in the touched set's order, most of them below the
+        highest of the slices before, and none needs a look in `_slot`)."""
         count = len(recs)
         if not count:
             return
         ids = recs["id"]
         if self._objs:  # rows made before (or handed over as rows) are out of date now
             list(map(self._objs.pop, ids.tolist(), repeat(None)))
-        known = np.flatnonzero(ids <= self._top_id)  # (the others are new: no slot yet)
+        known = np.flatnonzero(ids <= (self._top_id if top is None else top))  # (the others are new: no slot)
         index = np.full(count, -1, dtype=np.int64)
         if len(known):
             index[known] = np.fromiter(map(self._slot.get, ids[known].tolist(), repeat(-1)), dtype=np.int64,

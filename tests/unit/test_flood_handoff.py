@@ -120,7 +120,8 @@ def test_a_flood_makes_room_once_and_reads_as_python_rows() -> None:
     without a grow (a grow at a million rows copies some 100 MB while the face waits). Two pulls that change rows
     already there (ids lower than the newest, in the touched set's order) make no room ahead. Throughout, the view
     shows what a view fed the same changes as Python rows shows: rows, order, problems. The new rows' records are
-    kept by reference (RecordStore's borrowed segments), copied once written again."""
+    kept by reference (RecordStore's borrowed segments), copied once written again; a new row's id is known new
+    without a look in the view's dict (above the highest id when its pull began)."""
     engine = _engine()
     made, python = rowcols.ColumnRowChanges(), RowChanges()
     views = {True: ConnView(), False: ConnView()}
@@ -141,6 +142,14 @@ def test_a_flood_makes_room_once_and_reads_as_python_rows() -> None:
             view.recompute()
         return sizes
 
+    class Looked(dict):  # the view's id -> slot dict, counting the looks in it
+        looks = 0
+
+        def get(self, key, default=None):
+            Looked.looks += 1
+            return super().get(key, default)
+
+    views[True]._slot = Looked()
     engine.feed_batch(syns(0, n, 1000.0))
     first = step(1003.0)[True]
     assert first >= 2 * n  # room ahead
@@ -148,9 +157,11 @@ def test_a_flood_makes_room_once_and_reads_as_python_rows() -> None:
     engine.feed_batch(syns(n, n, 1003.0))
     assert step(1006.0)[True] == first  # fitted
     assert views[True]._recs.borrowed == 2 * n
+    assert Looked.looks == 0  # every id new: above the highest before its pull (flood4), none looked up
     engine.feed_batch(syns(n // 2, n, 1006.0))  # SYNs again on half the first pull's tuples and the second's
     engine.feed_batch(syns(0, n // 4, 1007.0))
     assert step(1010.0)[True] == first
+    assert Looked.looks >= n  # rows already there are found in the dict
     a, b = views[True], views[False]
     assert len(a.rows) == len(b.rows) == 2 * n
     assert a.order == b.order
