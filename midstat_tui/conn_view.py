@@ -288,6 +288,7 @@ class ConnView:
     def _start(self, pulled: Pulled) -> None:
         if pulled.reset:
             self._objs.clear()
+            self._recs = None  # (every row comes again: a new store, which may keep the records by reference)
             self._unkeyed.clear()
             self._slot.clear()
             self._free.clear()

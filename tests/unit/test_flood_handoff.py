@@ -168,3 +168,27 @@ def test_a_flood_makes_room_once_and_reads_as_python_rows() -> None:
     assert a.problem_counts == b.problem_counts and a.problem_counts["unanswered_syn"] == 2 * n
     for conn_id in a.order[:: 997]:
         assert a.rows[conn_id] == b.rows[conn_id]
+
+
+def test_a_reset_pull_starts_a_new_record_store_that_borrows_it() -> None:
+    """After a seek every row comes again (a reset pull): the view starts a new record store, so the pull's records
+    are kept by reference rather than copied over the old ones, and the rows read as before the reset."""
+    engine = _engine()
+    made = rowcols.ColumnRowChanges()
+    view = ConnView()
+    n = 12_000
+    engine.feed_batch(syns(0, n, 1000.0))
+    view.take(Tick(1003.0, engine.stats(), made.take(engine, 1003.0)))
+    while not view.catch_up(4_000):
+        pass
+    view.recompute()
+    before = {conn_id: view.rows[conn_id] for conn_id in view.order[::101]}
+    old = view._recs
+    view.take(Tick(1004.0, engine.stats(), made.take(engine, 1004.0, reset=True), reset=True))
+    while not view.catch_up(4_000):
+        pass
+    view.recompute()
+    assert view._recs is not old and view._recs.borrowed == n
+    assert len(view.rows) == n
+    for conn_id, row in before.items():
+        assert view.rows[conn_id] == row
