@@ -54,9 +54,16 @@ class Terminal:
 
     def quit(self) -> int:
         """Esc (leave any screen), then q; returns the exit status."""
-        os.write(self.master, b"\x1b")
-        time.sleep(0.3)
-        os.write(self.master, b"q")
+        # (an Esc and a q read together, on a loaded machine, are one key, alt+q: said again until the app ends)
+        for _ in range(3):
+            os.write(self.master, b"\x1b")
+            time.sleep(0.3)
+            os.write(self.master, b"q")
+            deadline = time.monotonic() + 5
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                self.seen += _read_until(self.master, b"\x00never", timeout=0.2)
+            if self.proc.poll() is not None:
+                break
         return self.finish()
 
     def hang_up(self) -> None:
