@@ -384,6 +384,9 @@ class OutputWriter(Sink):
                 lines = summary_lines(cells for _, _, cells in everything)
                 while chunk := list(islice(lines, 1024)):
                     write("\n".join(chunk) + "\n")
+                if self.err is not None:  # (the JSON document has them in its stats)
+                    for hint in stats.get("hints") or ():
+                        self.err.write(f"midstat: hint: {hint}\n")
         elif args.at is not None or args.problems or (not args.events and (args.plain or args.json)):
             self._snapshot(ts, stats, conns)  # the one at --at, or the last one at the end of the capture
         self.out.flush()
@@ -526,9 +529,12 @@ def run_flows(args: argparse.Namespace, config: TrackerConfig, mode: str, target
                            "(live, the flow screen of the TUI shows a connection's ladder and 'w' writes it)")
     others = [name for name, on in (("--json", args.json), ("--events", args.events), ("--summary", args.summary),
                                     ("--at", args.at is not None), ("--problems", args.problems),
-                                    ("--group-by", bool(args.group_by))) if on]
+                                    ("--group-by", bool(args.group_by)),
+                                    ("--plain", args.plain and not args.ladder)) if on]
     if others:
-        raise MidstatError(f"{what} prints its own output: not with {', '.join(others)}")
+        live = "; live, --write goes with the other outputs" if what == "--write" else ""
+        raise MidstatError(f"{what} on a file is a run of its own: not with {', '.join(others)} (run them one after "
+                           f"the other{live})")
     args.checksums = run_entry.checksum_policy(mode, args.interface)
     reader = FlowReader(args.read, config, args.checksums, user=target, bpf=args.filter)
     fd = open_output(args.write) if args.write is not None else None  # before root is given up
@@ -554,6 +560,8 @@ def run_flows(args: argparse.Namespace, config: TrackerConfig, mode: str, target
         if not rows:
             err.write(f"midstat: no connection{' matches ' + repr(args.match) if args.match else ''} in "
                       f"{args.read}\n")
+            for hint in reader.hints:
+                err.write(f"midstat: hint: {hint}\n")
     finally:
         reader.close()
         if fd is not None:

@@ -151,6 +151,7 @@ class FlowReader:
         self.datalink = self.source.datalink
         self.warning: str | None = None
         self.first_ts: float | None = None  # the capture's first packet time (select's pass): flows start from it
+        self.hints: list[str] = []  # select's pass: what was not tracked (bad checksums), said when nothing matched
         # an uncompressed file's own descriptor (opened now, while root may still read it): a flow is found by the
         # compiled scanner over its bytes (scan_flow), libpcap and the filter being the way for everything else
         self._fd: int | None = None
@@ -210,6 +211,7 @@ class FlowReader:
         """The first pass: every connection the filter expression `match` picks (all for None), as the tracker
         knew it at its end (or when it left the table), in the order they started. `problem KIND` terms judge a
         connection at that moment (the end of the file for those still open), with `thresholds`."""
+        from midstat_tui.engine.hints import stats_hints
         from midstat_tui.engine.pipeline import Engine, run_file
         from midstat_tui.engine.records import row_of
         from midstat_tui.problems import Lens
@@ -234,6 +236,7 @@ class FlowReader:
         last = run_file(engine, source.batches(close_at_end=False, frames=True) if fresh else source.batches_from(0))
         self.warning = self.source.warning
         self.first_ts = engine.first_ts
+        self.hints = stats_hints(engine.stats())  # (none chosen because their checksums were bad: said)
         engine.tracker.advance(last.ts)
         for conn in engine.tracker.table.values():
             keep(conn)

@@ -73,7 +73,7 @@ class FlowScreen(Screen[None]):
     BINDINGS = [Binding("escape,backspace", "back", "Back"), Binding("q", "app.quit", "Quit"),
                 Binding("l", "ladder", "Ladder/story"), Binding("a", "absolute", "Absolute seq", show=False),
                 Binding("t", "timeseq", "Time-seq"), Binding("z", "zoom", "Zoom to data", show=False),
-                Binding("w", "write", "Write pcap")]
+                Binding("w", "write", "Write pcap"), Binding("question_mark", "help", "Help", show=False)]
 
     def __init__(self, conn_id: int, fetch, interval: float | None = 1.0, reader: FlowReader | None = None,
                  export_dir: str = ".", watcher=None) -> None:
@@ -351,6 +351,11 @@ class FlowScreen(Screen[None]):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    def action_help(self) -> None:  # (the app's own `?` is the main screen's: this one shows the same keys from here)
+        from midstat_tui.ui.help_screen import HelpScreen
+
+        self.app.push_screen(HelpScreen())
 
 
 def reader_for(session) -> FlowReader | None:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import dpkt
 import pytest
 
 from midstat_tui.engine.flow_packets import DUP_ACK, OOO, RETRANS, FlowReader, FlowRef
@@ -152,6 +153,8 @@ def test_no_match_says_so():
     (["--ladder", "--summary"], "not with --summary"),
     (["--ladder", "--problems"], "not with --problems"),
     (["--write", "/tmp/x.pcap", "--group-by", "server"], "not with --group-by"),
+    (["--write", "/tmp/x.pcap", "--summary"], "live, --write goes with the other outputs"),
+    (["--write", "/tmp/x.pcap", "--plain"], "not with --plain"),  # (it printed nothing, status 0)
     (["--absolute-seq", "--write", "/tmp/x.pcap"], "--absolute-seq is for --ladder"),
     (["--ladder", "--match", "dport"], "--match"),
     (["--write", "/nonexistent-dir/x.pcap"], "--write /nonexistent-dir/x.pcap: No such file or directory"),
@@ -352,3 +355,37 @@ def test_the_tuis_ladder_of_a_file_only_root_may_read(tmp_path, cores):
         os.write(term.master, b"l")
         term.wait_for(b"S seq=0")
         assert term.quit() == 0
+
+
+@pytest.mark.parametrize("what", [["--ladder"], ["--write", "out.pcap"], ["--summary"], ["--summary", "--cores", "2"]])
+def test_a_file_of_bad_checksums_only_says_why_nothing_shows(tmp_path, what):
+    """Every TCP packet with a bad checksum (a capture taken on a host with checksum offload): nothing is tracked, and
+    the run says why and what tracks them, rather than an empty answer alone."""
+    packets, link = _offloaded(FIXTURES / "close_client_first.pcap")
+    capture = tmp_path / "offloaded.pcap"
+    with open(capture, "wb") as fh:
+        writer = dpkt.pcap.Writer(fh, snaplen=65535, linktype=link)
+        for ts, frame in packets:
+            writer.writepkt(frame, ts)
+    args = [a if a != "out.pcap" else str(tmp_path / a) for a in what]
+    proc = midstat("-r", str(capture), *args)
+    assert proc.returncode == 0
+    err = proc.stderr.decode()
+    assert "bad checksum not tracked" in err and "--checksum ignore tracks them" in err, err
+    again = midstat("-r", str(capture), *args, "--checksum", "ignore")
+    assert "bad checksum" not in again.stderr.decode()
+
+
+def _offloaded(path):
+    """A capture's frames with every TCP checksum made wrong (as a sender with checksum offload leaves them)."""
+    with open(path, "rb") as fh:
+        reader = dpkt.pcap.Reader(fh)
+        link = reader.datalink()
+        frames = []
+        for ts, frame in reader:
+            eth = dpkt.ethernet.Ethernet(frame)
+            raw = bytearray(bytes(eth))
+            offset = len(raw) - len(bytes(eth.data.data))  # the TCP header's start
+            raw[offset + 16] ^= 0xFF  # the checksum's first byte
+            frames.append((ts, bytes(raw)))
+    return frames, link

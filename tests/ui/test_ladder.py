@@ -229,3 +229,19 @@ async def test_a_live_flow_opened_after_the_fact_shows_its_ring(tmp_path):
             assert f"wrote {len(whole) - 8} packets" in screen.status and "4 earlier ones" in screen.status
     finally:
         ring_on(before["packets"], before["budget"])
+
+
+async def test_question_mark_in_the_flow_screen_shows_the_keys_and_comes_back(tmp_path):
+    """`?` in the flow screen (it did nothing there): the help, whose keys list the flow screen's, then back."""
+    from midstat_tui.ui.help_screen import KEYS, HelpScreen
+
+    app = make_app(FIXTURES / "close_client_first.pcap", tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _open_ladder(app, pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        assert "`w`" in KEYS and "`l`" in KEYS
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, FlowScreen) and app.screen.has_class("ladder")
