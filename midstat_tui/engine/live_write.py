@@ -15,6 +15,7 @@ their places and handed to `send(now, chosen, frames)` (core 0 writes them: outp
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from midstat_tui.decode.frame import FrameDecoder
@@ -25,6 +26,8 @@ from midstat_tui.tcp.tracker import Tracker
 
 # the filter terms that can become true without an event of the connection: judged once a second over the table
 TICK_TERMS = frozenset({"problem", "suspicious", "zeek", "name"})
+SCAN_BUDGET = 0.05  # seconds of each one-second tick the judgement of the terms above may take (a big table: in turns)
+SCAN_CHUNK = 256    # connections judged between two looks at the clock
 _FAST_LINKS = (1, 113, 276)  # the compiled decoder's (Ethernet, Linux cooked SLL and SLL2)
 
 Send = Callable[[float, int, list[tuple[float, bytes]]], None]
@@ -80,6 +83,8 @@ class LiveChooser:
         # the compiled loop goes on taking the state changes itself; otherwise at every event
         self._started = tracker.stats.started
         self._newest = max((conn.id for conn in tracker.table.values()), default=-1)
+        self._round: list[bytes] = []  # the tick's judgement: the tuples of this round, and how far it went
+        self._round_at = 0
         self._found: list[_Choice] = []  # chosen after their batch: their first packet's time places them
         self._gone: list[tuple[Connection, int]] = []  # started and gone in the same batch: (conn, its end's place)
         if not self.at_start_only:
@@ -151,15 +156,32 @@ class LiveChooser:
                 self.chosen += 1
 
     def _tick(self, now: float) -> None:
+        """The terms that move without an event, judged over the table: within SCAN_BUDGET of each tick, so a big
+        table is gone through in turns (where the last tick stopped), each connection judged every few seconds."""
         if not self.scan:
             return
+        table = self.engine.tracker.table
+        if self._round_at >= len(self._round):  # a new round: the table's tuples as they are now
+            self._round = list(table)
+            self._round_at = 0
         choices = self.choices
         wanted = self.wanted
         place = self._place()
-        for key, conn in list(self.engine.tracker.table.items()):
-            held = choices.get(key)
-            if (held is None or held[-1].conn is not conn) and wanted(conn, now):
-                self._choose(conn, place)
+        keys = self._round
+        at = self._round_at
+        deadline = time.perf_counter() + SCAN_BUDGET
+        while at < len(keys):
+            for key in keys[at:at + SCAN_CHUNK]:
+                conn = table.get(key)
+                if conn is None:
+                    continue  # gone since the round began
+                held = choices.get(key)
+                if (held is None or held[-1].conn is not conn) and wanted(conn, now):
+                    self._choose(conn, place)
+            at += SCAN_CHUNK
+            if time.perf_counter() > deadline:
+                break
+        self._round_at = at
 
     def tap(self, batch: list[tuple[float, bytes]], now: float) -> None:
         """After a batch was fed (and its tick closed): its frames of the chosen connections go out, as of the

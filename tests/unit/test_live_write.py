@@ -161,3 +161,38 @@ def test_what_the_first_packet_settles_is_judged_at_the_start_only(match, settle
     from midstat_tui.query import settled_at_start
 
     assert settled_at_start(match) is settled
+
+
+def test_the_tick_judgement_of_a_big_table_goes_in_turns_within_its_budget(monkeypatch):
+    """A term that moves without an event (`zeek`) is judged once a second over the table; a table too big for the
+    tick's budget is gone through in turns (from where the last tick stopped), and a whole round chooses what one
+    unbounded pass would (before the budget, a million connections took 3.9 s of CPU every second)."""
+    from midstat_tui.engine import live_write
+
+    packets, link = _packets(FIXTURES / "mixed_traffic.pcap")
+    match = "zeek SF or zeek REJ or zeek S0"
+
+    def chooser_after_feeding():
+        engine = Engine(link)
+        for i in range(0, len(packets), 64):
+            engine.feed_batch(packets[i:i + 64])
+        predicate = compile_query(match, Lens())
+        return engine, LiveChooser(engine, lambda conn, now: predicate(row_of(conn), now), lambda *a: None, match)
+
+    engine, whole = chooser_after_feeding()
+    now = engine.tracker.now
+    whole._tick(now)
+    assert whole.chosen > 4 and whole._round_at >= len(engine.tracker.table)
+
+    monkeypatch.setattr(live_write, "SCAN_BUDGET", 0.0)  # one chunk a tick
+    monkeypatch.setattr(live_write, "SCAN_CHUNK", 4)
+    engine, turns = chooser_after_feeding()
+    rounds = -(-len(engine.tracker.table) // 4)
+    chosen_by_tick = []
+    for _ in range(rounds):
+        turns._tick(now)
+        chosen_by_tick.append(turns.chosen)
+    assert chosen_by_tick[0] <= 4 and chosen_by_tick[0] < whole.chosen  # the first tick judged one chunk only
+    assert turns.chosen == whole.chosen and set(turns.choices) == set(whole.choices)
+    turns._tick(now)  # a new round: the chosen ones are not chosen again
+    assert turns.chosen == whole.chosen
