@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 
@@ -43,6 +44,10 @@ APPLY_SLICE = 10_000  # rows applied from a pull in one step (some 10 ms as reco
 APPLY_BUDGET = 0.04  # seconds of steps before the loop answers keys again (each wait between two costs the end)
 GG_SECONDS = 0.6   # live: two `g`s this close are `gg`
 MIN_REFRESH = 0.9  # of the interval: a Tick that comes sooner after the last one shown waits until then
+# the engine's thread and the app's share the interpreter lock: each of the app's numpy steps lets go of it and then
+# waits up to this long for the busy engine to give it back (5 ms by default: a flood's slice of some hundred steps
+# stood 0.5-0.8 s; benchmarks/RESULTS.md, "the switch interval")
+SWITCH_INTERVAL = 0.001
 
 
 class TickArrived(Message):
@@ -129,6 +134,7 @@ class MidstatApp(App[None]):
         self.shown_columns = [c.key for c in COLUMNS if c.default]
         self.columns_chosen = False   # the user picked the columns: VLAN no longer appears by itself
         self.frozen = False
+        self._switch_interval: float | None = None  # the interpreter's, given back on leaving (SWITCH_INTERVAL)
         self.stats: dict = {}
         # --metrics: each second's pulled stats and the problems lens's counts by kind
         self.on_stats: Callable[[float, dict, dict[str, int]], None] | None = None
@@ -177,6 +183,8 @@ class MidstatApp(App[None]):
         if early_signals.HELD:  # one came while midstat was still starting
             self.exit()
             return
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(SWITCH_INTERVAL, self._switch_interval))
         self.table.focus()
         self.tick()
         if self.interval:
@@ -186,6 +194,8 @@ class MidstatApp(App[None]):
                 self.set_interval(self.interval, self.tick)
 
     def on_unmount(self) -> None:
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
         if hasattr(self.session, "listen"):
             self.session.listen(None)
         self.session.stop()

@@ -53,3 +53,15 @@ async def test_with_no_budget_a_turn_applies_one_slice(monkeypatch, tmp_path):
     assert len(turns) >= 10 and turns[0] > 20, turns
     assert all(0 <= a - b <= 2 for a, b in zip(turns, turns[1:], strict=False)), turns
     assert calls[:3] == [0, 2, 4]
+
+
+async def test_the_app_shortens_the_switch_interval_while_it_runs_and_gives_it_back(tmp_path):
+    """The engine's thread and the app's share the interpreter lock: while the app runs, a thread waiting for it
+    waits at most SWITCH_INTERVAL (the default 5 ms made a flood's slice stand 0.5-0.8 s); given back on leaving."""
+    import sys
+
+    before = sys.getswitchinterval()
+    app = make_app(tmp_path=tmp_path)
+    async with app.run_test(size=(120, 30)):
+        assert sys.getswitchinterval() == min(app_module.SWITCH_INTERVAL, before) < 0.005
+    assert sys.getswitchinterval() == before
