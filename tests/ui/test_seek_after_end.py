@@ -83,3 +83,33 @@ async def test_a_seek_back_from_the_end_goes_there_and_plays_on(cores):
             assert _table(app) == _expected(None)
     finally:
         session.stop()
+
+
+def test_a_seek_asked_while_core_0_is_busy_waits_for_its_own_tables():
+    """Two seeks, the second ordered while core 0 has not yet read the shards' tables of the first (as at the end
+    of a file, where core 0 seeks by itself, and the user presses `[`): the table is the second one's, not the first
+    one's with the second's rows added."""
+    session = ShardedFileSession(Job(str(MIXED), None, TrackerConfig()), 2, speed=0.0)
+    session.start()
+    try:
+        _wait(lambda: session.at_end and session.span is not None)
+        first, last = session.span
+        session.toggle_pause()
+        with session._lock:  # core 0 cannot take a message meanwhile
+            session._seek_all(first + 2.0)
+            time.sleep(0.5)  # the shards land there and send their tables
+            session._seek_all(first + 0.3)
+        rows: dict = {}
+        _wait(lambda: _apply(rows, session.pull()) == first + 0.3 and not session._awaiting)
+        time.sleep(0.3)  # anything more that comes
+        _apply(rows, session.pull())
+        assert sorted(r._replace(id=0, shard=0) for r in rows.values() if r is not None) == _expected(first + 0.3)
+    finally:
+        session.stop()
+
+
+def _apply(rows: dict, pulled) -> float:
+    if pulled.reset:
+        rows.clear()
+    rows.update(pulled.changes)
+    return pulled.position
