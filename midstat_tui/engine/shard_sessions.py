@@ -450,8 +450,13 @@ class ShardedFileSession(_ShardedSession):
                    if p is not None and not end and i not in dead]
         known = [p for p in self._positions if p is not None]
         position = min(playing) if playing else max(known, default=None)
-        if position is None:
-            self._stats = self._merger.stats()  # no clock yet: the counters, no time
+        if any(p is None and not end and i not in dead
+               for i, (p, end) in enumerate(zip(self._positions, self._ends, strict=True))):
+            position = None  # a shard whose clock has not started yet: its rows of the first second are to come
+        if position is None or (position == self.position and not self._reset):
+            # no clock yet, or the slowest shard has not reached its next second: the counters only (the rows of a
+            # shard ahead wait in _pending; sent at the earlier moment, the face would hold the full one back)
+            self._stats = self._merger.stats()
         elif not self._awaiting:
             self._publish(position, list(self._loads))
 

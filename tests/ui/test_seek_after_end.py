@@ -103,7 +103,7 @@ def test_a_seek_asked_while_core_0_is_busy_waits_for_its_own_tables():
         _wait(lambda: _apply(rows, session.pull()) == first + 0.3 and not session._awaiting)
         time.sleep(0.3)  # anything more that comes
         _apply(rows, session.pull())
-        assert sorted(r._replace(id=0, shard=0) for r in rows.values() if r is not None) == _expected(first + 0.3)
+        assert _rows(rows) == _expected(first + 0.3)
     finally:
         session.stop()
 
@@ -113,3 +113,44 @@ def _apply(rows: dict, pulled) -> float:
         rows.clear()
     rows.update(pulled.changes)
     return pulled.position
+
+
+def test_each_tick_on_two_cores_has_every_shard_up_to_its_moment():
+    """The face's Ticks as they come (listen): each one's table is a 1-core replay's at its moment. Core 0 sent one
+    when the first shard's second came (at the other's earlier moment, with the first one's rows of the next
+    second) and the full one only after, which the face holds for most of a second: the header's counts lagged its
+    clock by about a second."""
+    import queue
+
+    session = ShardedFileSession(Job(str(MIXED), None, TrackerConfig()), 2, speed=2.0)
+    ticks: queue.Queue = queue.Queue()
+    session.listen(ticks.put)
+    session.start()
+    rows: dict = {}
+    seen = []
+    try:
+        deadline = time.monotonic() + 20
+        while not (session.at_end and ticks.empty()):
+            assert time.monotonic() < deadline, "no end"
+            try:
+                tick = ticks.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            position = _apply(rows, tick)
+            if session.first_ts and position > session.first_ts:
+                seen.append((position, _rows(rows)))
+            session.delivered()
+        end = session.position
+    finally:
+        session.stop()
+    # each closed second of the clock (the end's moment: below)
+    seconds = [(position, table) for position, table in seen
+               if position < end and abs((position - seen[0][0]) - round(position - seen[0][0])) < 1e-6]
+    assert len(seconds) >= 2
+    for position, table in seconds:
+        assert table == _expected(position), f"+{position - seen[0][0]:.3f}s"
+    assert _rows(rows) == _expected(None)
+
+
+def _rows(rows: dict) -> list:
+    return sorted(r._replace(id=0, shard=0) for r in rows.values() if r is not None)
