@@ -58,6 +58,7 @@ class Tick:
     warning: str | None = None                                        # a damaged file, a lost capture
     at_end: bool = False              # a file's shard has read its last packet
     first: float | None = None        # the first packet time the clock started from (None: not yet)
+    seek: int = 0                     # a file's shard: which of core 0's seeks its table is of (shard_sessions)
 
     @property
     def ts(self) -> float:

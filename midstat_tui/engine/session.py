@@ -123,6 +123,8 @@ class Session:
         self._step_until: float | None = None
         self._step_span: float | None = None
         self._seek_to: float | None = None
+        self._seek_number = 0
+        self.landed = 0  # the number of the last seek done (`seek`)
         self._speed_changed = False
         self._thread: threading.Thread | None = None
         self._listener: Callable[[Tick], None] | None = None  # the face's: each Tick, from the engine thread
@@ -300,9 +302,13 @@ class Session:
                 self._step_span = seconds
                 self._wake.notify_all()
 
-    def seek(self, target: float) -> None:
+    def seek(self, target: float, anchor: tuple[float, float] | None = None, number: int = 0) -> None:
+        """`anchor`: the pacing from there on (a file's shards: core 0's, the same for all); `number`: the seek's,
+        on the Ticks its table comes in (`landed`)."""
         with self._wake:
             self._seek_to = target
+            self._seek_number = number
+            self.pace_anchor = anchor if anchor is not None else self.pace_anchor
             self._wake.notify_all()
 
     # -- the engine thread ---------------------------------------------------------------------------------------
@@ -351,6 +357,7 @@ class Session:
             with self._wake:
                 if self._seek_to is not None:
                     target, self._seek_to = self._seek_to, None
+                    self.landed = self._seek_number
                     packets, pending = self._seek(target, packets, pending)
                     pace = None
                     continue

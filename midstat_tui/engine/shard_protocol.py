@@ -41,7 +41,7 @@ Core 0 to a worker:
 | PAUSE | UNTIMED | (paused, pacing anchor) | TUI file |
 | SPEED | UNTIMED | (speed, pacing anchor) | TUI file |
 | STEP | the target | None | TUI file |
-| SEEK | the target | None | TUI file |
+| SEEK | the target | (the seek's number, pacing anchor) | TUI file: its Ticks say the last seek done (Tick.seek) |
 | WATCH | UNTIMED | flow_packets.FlowRef | TUI live: keep that flow's packets |
 | UNWATCH | UNTIMED | the flow's key | TUI live |
 

@@ -324,6 +324,7 @@ class ShardedFileSession(_ShardedSession):
         self._loads: list[float] = [0.0] * count
         self._awaiting: set[int] = set()   # shards whose full table after a seek has not come yet
         self._seeking: dict[int, ConnRow | None] = {}
+        self._seek_number = 0  # of the last seek ordered: the shards' tables of an earlier one are not awaited
         self._file_first = first_timestamp(job.path, job.user)
         self.span: tuple[float, float] | None = None
         self._start_anchor: tuple[float, float] | None = None
@@ -396,7 +397,9 @@ class ShardedFileSession(_ShardedSession):
     def _seek_all(self, target: float) -> None:
         self._awaiting = set(range(self.count)) - self.dead
         self._seeking = {}
-        self._orders(SEEK, target)
+        self._seek_number += 1
+        # the shards play on from there in step, from now (the anchor they had would have them race to catch up)
+        self._orders(SEEK, target, (self._seek_number, self._anchor(target)))
 
     def _take(self, shard: int, kind: str, payload) -> None:
         if kind != TICK:
@@ -406,14 +409,15 @@ class ShardedFileSession(_ShardedSession):
         shard_position = None if pulled.position == NOT_STARTED else pulled.position
         if pulled.names:
             self._names.merge(pulled.names)  # type: ignore[arg-type]
-        if self._awaiting:
-            if not pulled.reset:
-                return  # from before the seek: the full table that follows replaces it
-            if shard in self._awaiting:
-                self._awaiting.discard(shard)
-                self._seeking.update(pulled.changes)
-                if not self._awaiting:  # (a seek forgot the rates when it was asked; the file's end keeps them)
-                    self._pending, self._reset, self._seeking = self._seeking, True, {}
+        if shard in self._awaiting:
+            if not pulled.reset or pulled.seek != self._seek_number:
+                return  # from before the last seek: the full table that follows replaces it
+            self._awaiting.discard(shard)
+            self._seeking.update(pulled.changes)
+            if not self._awaiting:  # (a seek forgot the rates when it was asked; the file's end keeps them)
+                self._pending, self._reset, self._seeking = self._seeking, True, {}
+        elif self._awaiting:  # a shard there already, playing on while the others seek: its changes since
+            self._seeking.update(pulled.changes)
         else:
             self._pending.update(pulled.changes)
         self._merger.take(shard, Tick(pulled.position, pulled.stats))  # (the rows: in _pending, not kept twice)
@@ -446,8 +450,13 @@ class ShardedFileSession(_ShardedSession):
                    if p is not None and not end and i not in dead]
         known = [p for p in self._positions if p is not None]
         position = min(playing) if playing else max(known, default=None)
-        if position is None:
-            self._stats = self._merger.stats()  # no clock yet: the counters, no time
+        if any(p is None and not end and i not in dead
+               for i, (p, end) in enumerate(zip(self._positions, self._ends, strict=True))):
+            position = None  # a shard whose clock has not started yet: its rows of the first second are to come
+        if position is None or (position == self.position and not self._reset):
+            # no clock yet, or the slowest shard has not reached its next second: the counters only (the rows of a
+            # shard ahead wait in _pending; sent at the earlier moment, the face would hold the full one back)
+            self._stats = self._merger.stats()
         elif not self._awaiting:
             self._publish(position, list(self._loads))
 

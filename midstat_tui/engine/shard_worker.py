@@ -290,6 +290,7 @@ class TuiFileShard(ShardFace):
             tick.names = names.items() if isinstance(names, NameMap) and len(names) != names_sent else None
             if tick.names is not None:
                 names_sent = len(names)  # type: ignore[arg-type]
+            tick.seek = session.landed  # which seek its table is of: core 0 waits for the last one's
             if tick.position == 0.0 and session.position is None:
                 tick.position = NOT_STARTED
             while not stop.is_set():
@@ -318,8 +319,8 @@ class TuiFileShard(ShardFace):
                     session.set_speed(*payload)
                 elif kind == STEP:
                     session.step_to(ts)
-                elif kind == SEEK:
-                    session.seek(ts)
+                elif kind == SEEK:  # (core 0's number for it, its pacing anchor)
+                    session.seek(ts, payload[1], payload[0])
         except (BrokenPipeError, EOFError):
             pass  # core 0 is gone
         finally:
