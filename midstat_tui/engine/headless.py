@@ -409,15 +409,27 @@ def set_on_signals(flag: SignalFlag) -> None:
         flag.set()
 
 
+@dataclass
+class HandedPipe:
+    """A worker's end of the pipe core 0 hands it its packets through (`reader`), and the ends of every shard's such
+    pipe it inherited when forked (`foreign`): it closes those at once, so that a dead shard's pipe breaks (core 0 goes
+    on with the others) and its own pipe ends if core 0 stops handing out."""
+
+    reader: object
+    foreign: list
+
+
 class HandedSource:
     """A shard's packets as core 0 reads them from a source that can be read only once (a pipe, a FIFO: see
     `_dispatch`), in batches; the source's damage warning comes with the end."""
 
-    def __init__(self, path: str, datalink: int, packets) -> None:
+    def __init__(self, path: str, datalink: int, packets: HandedPipe) -> None:
         self.path = path
         self.datalink = datalink
         self.warning: str | None = None
-        self._packets = packets
+        for end in packets.foreign:
+            end.close()
+        self._packets = packets.reader
         self.clock = PacketClock()  # its late packets, as core 0's clock found them
 
     def batches(self) -> Iterator[list]:
@@ -451,17 +463,22 @@ def _dispatch(source: FileSource, batches, placer: Placer, outs: list, halt: Sig
                 marks = placer.marks(batch)
                 for i in source.last_late:
                     late[marks[i]] += 1
-            for out, part, n in zip(outs, parts, late, strict=True):
-                if part:
-                    out.send((PACKETS, UNTIMED, (part, n)))
+            for shard, (out, part, n) in enumerate(zip(outs, parts, late, strict=True)):
+                if part and out is not None:
+                    try:
+                        out.send((PACKETS, UNTIMED, (part, n)))
+                    except OSError:  # that shard is gone (core 0's merge says so): the others go on
+                        out.close()
+                        outs[shard] = None
         warning = source.warning
-    except OSError:  # a shard is gone: core 0's merge says so
-        return
+    except OSError as exc:  # the source failed as it was read
+        warning = f"{source.path}: {exc.strerror or exc}"
     finally:
         source.close()
     for out in outs:
-        with contextlib.suppress(OSError):
-            out.send((PACKETS_END, UNTIMED, warning))
+        if out is not None:
+            with contextlib.suppress(OSError):
+                out.send((PACKETS_END, UNTIMED, warning))
             out.close()
 
 
@@ -511,7 +528,9 @@ def run_sharded(job: Job, count: int, sink: Sink, stop: SignalFlag | None = None
     face = HeadlessShard()
     workers.start(shard_worker,
                   lambda shard, link: (face, job, shard, count, link, stop, halt,
-                                       handed[shard][0] if handed else None),
+                                       HandedPipe(handed[shard][0], [end for pipe in handed
+                                                       for end in pipe if end is not handed[shard][0]])
+                                       if handed else None),
                   lambda shard: [handed[shard][0]] if handed else [])
     drop_to(job.user)  # core 0 opens nothing more; each worker gives up root after opening its own handle
     if source is not None:

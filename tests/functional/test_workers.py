@@ -4,6 +4,7 @@ the default user (root gives up to nobody) and --user root."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -100,6 +102,48 @@ def test_a_killed_worker_with_summary_keeps_the_other_shards_connections():
     assert "worker 0 died" in err.decode() and "Traceback" not in err.decode()
     doc = json.loads(out)
     assert {c["conn"] for c in doc["connections"]} == {c["conn"] for c in whole["connections"] if c["shard"] == 1}
+
+
+def test_a_killed_worker_reading_a_pipe_is_reported_and_the_other_shard_is_printed(tmp_path):
+    """A pipe is read by core 0, which hands each worker its packets: a worker killed while core 0 waits for more of
+    the pipe must not leave core 0 (or the other worker) blocked on the dead one's packet pipe."""
+    import gzip
+    import threading
+
+    data = gzip.decompress(Path(BIG).read_bytes())
+    whole = json.loads(midstat("-r", "-", "--summary", "--json", "--cores", "2", stdin=data).stdout)
+    out_path, err_path = tmp_path / "out", tmp_path / "err"
+    with open(out_path, "wb") as out_file, open(err_path, "wb") as err_file:
+        proc = subprocess.Popen([sys.executable, "-m", "midstat_tui", "-r", "-", "--summary", "--json", "--cores",
+                                 "2"], stdin=subprocess.PIPE, stdout=out_file, stderr=err_file, cwd=ROOT)
+    proc.stdin.write(data[:1_000_000])  # the first part, then the writer pauses (as `sleep` in a shell pipe)
+    proc.stdin.flush()
+    _, _, shard1 = _workers(proc.pid, 3)  # (the first: core 0's reader of the pipe, capture.feed)
+    os.kill(shard1, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while b"worker 1 died" not in err_path.read_bytes():
+        assert time.monotonic() < deadline, "no word of the dead worker within 10 s"
+        time.sleep(0.05)
+
+    def rest() -> None:  # (a thread: a hanging core 0 would block this write)
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(data[1_000_000:])  # the rest: more packets for the dead shard too
+            proc.stdin.close()
+
+    threading.Thread(target=rest, daemon=True).start()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        for pid in [*children(proc.pid), proc.pid]:
+            os.kill(pid, signal.SIGKILL)
+        proc.wait()
+        raise AssertionError("core 0 hangs once a worker fed from a pipe is dead") from None
+    out, err = out_path.read_bytes(), err_path.read_bytes()
+    assert proc.returncode == 1, err
+    assert err.decode().splitlines() == ["midstat: warning: worker 1 died (killed by signal 9 (SIGKILL)); its share "
+                                         "of the connections is missing from the output"]
+    kept = {c["conn"] for c in json.loads(out)["connections"]}
+    assert kept and kept == {c["conn"] for c in whole["connections"] if c["shard"] == 0}
 
 
 @pytest.mark.parametrize("user", USERS)
