@@ -78,7 +78,8 @@ class _ShardedSession:
         self.at_end = False
         self.finished = False
         self.first_ts: float | None = None
-        self.error: str | None = None
+        self.error: str | None = None     # the one line the face shows: a worker lost, a capture stopped
+        self.stopped: str | None = None   # live: why the capture stopped (None while any shard still captures)
         self.position: float | None = None
         self.spark_active: deque[int] = deque(maxlen=SPARK_POINTS)
         self.spark_pps: deque[float] = deque(maxlen=SPARK_POINTS)
@@ -194,7 +195,7 @@ class _ShardedSession:
                         self._replies[req_id] = details
                         self._replied.notify_all()
                     elif kind == STOPPED:
-                        self.error = payload  # type: ignore[assignment]
+                        self.error = self.stopped = payload  # type: ignore[assignment]
                         self._news = True
                         self._notify()
                     else:
@@ -210,7 +211,11 @@ class _ShardedSession:
             return
         with self._lock:
             self.error = f"{reason}: its connections stay as it last reported them; the other shards go on"
+            if len(self._merger.lost) >= self.count:  # the last one: nothing captures any more
+                self.stopped = self.error = f"{reason}: every shard's worker is gone"
             self._lost(shard)
+            if self._rates.get("load"):  # the header says it dead at once, not at the next rates
+                self._rates = {**self._rates, "load": self._marked(self._rates["load"])}
             self._news = True
             self._notify()
 
@@ -225,11 +230,16 @@ class _ShardedSession:
     def _lost(self, shard: int) -> None:
         """A shard died (the lock is held): the merged picture goes on without it."""
 
+    def _marked(self, loads: list) -> list[float | None]:
+        """Each shard's share of a core, None for a shard whose worker is gone (the header says it dead)."""
+        lost = self._merger.lost
+        return [None if shard in lost else load for shard, load in enumerate(loads)]
+
     def _publish(self, position: float, loads: list[float]) -> None:
         stats = self._stats = self._merger.stats()  # the counters of the shards' latest Ticks
         self.position = position
         self._news = True
-        if self._rate.update(position, stats, loads):  # none at the start, after a seek back, or over a short span
+        if self._rate.update(position, stats, self._marked(loads)):  # type: ignore[arg-type]  # none at the start, after a seek back, or over a short span
             self._rates = self._rate.rates
             self.spark_active.append(stats["active"])
             self.spark_pps.append(self._rates["pps"])

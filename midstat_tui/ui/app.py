@@ -299,8 +299,9 @@ class MidstatApp(App[None]):
         session = self.session
         first, last = self.capture_range()
         stopped = None
-        if session.live and (session.error or session.finished):
-            stopped = session.error or "the capture ended"
+        reason = getattr(session, "stopped", session.error)  # (on several cores, a lost worker stops no capture)
+        if session.live and (reason or session.finished):
+            stopped = reason or "the capture ended"
         self.query_one(SummaryHeader).show(HeaderFacts(
             source=session.name, bpf=session.bpf, live=session.live, position=self.view.now if self.frozen else
             session.position, first=first, last=last, speed=session.speed,

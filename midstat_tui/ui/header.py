@@ -144,7 +144,8 @@ def traffic_text(f: HeaderFacts) -> str:
         parts.append(f"ipfix sent {ipfix.get('sent', 0):,} dropped {ipfix.get('dropped', 0):,}"
                      + (" (stopped: the replay went back)" if ipfix.get("stopped") else ""))
     if f.show_load and rates.get("load") and not (f.paused or f.at_end or f.stopped):
-        parts.append("cpu per shard " + " ".join(f"{i}:{x * 100:.0f}%" for i, x in enumerate(rates["load"])))
+        parts.append("cpu per shard " + " ".join(f"{i}:{'dead' if x is None else f'{x * 100:.0f}%'}"
+                                                 for i, x in enumerate(rates["load"])))
     return " · ".join(parts)
 
 

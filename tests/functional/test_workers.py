@@ -19,6 +19,8 @@ import pytest
 
 from tests.helpers import ROOT, alive, children, midstat, nobody_uid, shared
 from tests.lab import start_live, talk
+from tests.screen import available as screen_available
+from tests.screen import screen
 from tests.terminal import tui
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -232,6 +234,25 @@ def test_live_the_tui_shows_a_dead_shard(lab):
         term.wait_for(b"worker 0 died (killed by signal 9 (SIGKILL))", timeout=20)
         assert term.quit() == 1
         term.assert_restored()
+
+
+@pytestmark_live
+@pytest.mark.skipif(screen_available() is not None, reason=f"{screen_available()}")
+def test_live_the_tui_goes_on_capturing_when_a_worker_dies_and_says_it_dead(lab):
+    """One shard's worker killed: the other goes on capturing, and the header says so (not `capture stopped`); the
+    dead shard's load is said dead, not 0%."""
+    argv = ["ip", "netns", "exec", lab.router, sys.executable, "-m", "midstat_tui", "-i", ROUTER_CLIENT_IF,
+            "--cores", "2"]
+    with screen(argv, cwd=str(ROOT), width=220) as term:
+        term.wait_for("cpu per shard 0:")
+        core0 = _workers(term.pane_pid(), 1)[0]
+        os.kill(_workers(core0)[1], signal.SIGKILL)
+        term.wait_for("worker 1 died (killed by signal 9 (SIGKILL))")
+        talk(lab, 7431, 20, payload=lambda i: b"x" * 500, closes=lambda i: CLIENT_CLOSES)
+        shown = term.wait_for(":7431")  # shard 0's share of them: it still captures and tracks new connections
+        assert "● live" in shown and "capture stopped" not in shown, shown
+        shown = term.wait_for("1:dead")
+        assert re.search(r"cpu per shard 0:\d+% 1:dead", shown), shown
 
 
 @pytestmark_live
