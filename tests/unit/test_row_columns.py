@@ -142,10 +142,7 @@ def test_the_record_store_keeps_records_by_slot_across_chunks() -> None:
         recs["c_addr"] = [bytes(rng.integers(0, 256, 16, dtype=np.uint8)) for _ in range(len(slots))]
         store.put(slots, recs)
         plain[slots] = recs
-        probe = rng.choice(top, size=3000, replace=False).astype(np.int64)
-        assert store.take(probe).tolist() == plain[probe].tolist()
-        for slot in probe[:50].tolist():
-            assert store.one(slot) == plain[slot].item()
+        _reads_as(store, plain, rng, top)
 
 
 @pytest.mark.parametrize("path", [FIXTURES / "mixed_traffic.pcap", shared("zeek/Traces/tcp/ssh-dups.pcap")],
@@ -214,6 +211,14 @@ def test_groups_asked_between_slices_code_the_records_as_they_come() -> None:
     assert max(counts) > 0 and min(counts) < len(made.rows)  # the filters pass some rows and drop some
 
 
+
+def _reads_as(store, plain, rng, top: int) -> None:
+    """The store reads as the plain array: 3,000 random slots taken at once, 50 of them one by one."""
+    probe = rng.choice(top, size=3000, replace=False).astype(np.int64)
+    assert store.take(probe).tolist() == plain[probe].tolist()
+    for slot in probe[:50].tolist():
+        assert store.one(slot) == plain[slot].item()
+
 def _random_records(rng: np.random.Generator, count: int) -> np.ndarray:
     recs = np.zeros(count, dtype=rowcols.ROW_DTYPE)
     recs["id"] = rng.integers(0, 1 << 40, count)
@@ -253,10 +258,7 @@ def test_the_record_store_borrows_a_floods_records_and_never_writes_them() -> No
         recs = _random_records(rng, len(slots))
         store.put(slots, recs)
         plain[slots] = recs
-        probe = rng.choice(top, size=3000, replace=False).astype(np.int64)
-        assert store.take(probe).tolist() == plain[probe].tolist()
-        for slot in probe[:50].tolist():
-            assert store.one(slot) == plain[slot].item()
+        _reads_as(store, plain, rng, top)
     assert store.borrowed == 0  # each segment was written again: copied
     assert big.tolist() == kept.tolist()  # the array handed over is unchanged
     later = _random_records(rng, 5000)  # fresh slots past a gap: borrowed, the gap reads as zeros
