@@ -4730,24 +4730,31 @@ static int parse_idb(ReaderObject *r, const unsigned char *b, Py_ssize_t len) {
     Iface *ifc = &r->ifs[r->n_if];
     ifc->linktype = r16(r, b);
     uint32_t snaplen = r32(r, b + 4);
-    int exponent = 6, binary = 0;
+    int exponent = 6, binary = 0, saw_resol = 0, saw_offset = 0;
     int64_t offset = 0;
     Py_ssize_t at = 8;
+    /* what libpcap refuses (its error ends the file there) is left to it: a resolution past 10^-19 or 2^-63, an
+     * option given twice, an end-of-options option with a length */
     while (at + 4 <= len) {
         uint16_t code = r16(r, b + at), olen = r16(r, b + at + 2);
         Py_ssize_t padded = ((Py_ssize_t)olen + 3) & ~(Py_ssize_t)3;
         if (at + 4 + padded > len)
             return 0;
         const unsigned char *v = b + at + 4;
-        if (code == 0)
+        if (code == 0) {
+            if (olen != 0)
+                return 0;
             break;
+        }
         if (code == 9) {          /* if_tsresol */
-            if (olen != 1)
+            if (olen != 1 || saw_resol++)
                 return 0;
             binary = (v[0] & 0x80) != 0;
             exponent = v[0] & 0x7F;
+            if (exponent > (binary ? 63 : 19))
+                return 0;
         } else if (code == 14) {  /* if_tsoffset */
-            if (olen != 8)
+            if (olen != 8 || saw_offset++)
                 return 0;
             uint64_t raw;
             memcpy(&raw, v, 8);

@@ -52,6 +52,11 @@ Core 0 to a headless worker whose packets it reads from a once-only source (a pi
 | PACKETS | UNTIMED | (the shard's packets of a batch, how many of them were late) | headless._dispatch |
 | PACKETS_END | UNTIMED | the source's damage warning or None | the end of the source |
 
+On the wire (worker to core 0), a message is pickled with its big arrays out of band (`send_message`,
+`MessagePipe.recv`): the TUI's row changes are numpy records (engine.rowcols.RowBlock, 336 bytes a connection), and a
+flood's second is hundreds of thousands of them; pickled in band they were copied four times over and took 0.4 s a
+half-million-row tick end to end, out of band they go from the worker's array to core 0's in one read.
+
 DEAD is core 0's own kind (never sent): a worker whose pipe ended or that a signal killed, with the line
 `worker N died (killed by signal 9 (SIGKILL))` (`ShardProcesses.died`), the same for every face.
 """
@@ -59,9 +64,13 @@ DEAD is core 0's own kind (never sent): a worker whose pipe ended or that a sign
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import io
 import multiprocessing
 import os
+import pickle
 import signal
+import struct
 import threading
 from collections.abc import Callable
 
@@ -104,6 +113,59 @@ PACKETS_END = "packets_end"
 FINAL = frozenset({EOF, LAST, ERROR, READY})
 
 
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+PIPE_BYTES = 1 << 20  # Linux's default most for an unprivileged process (/proc/sys/fs/pipe-max-size)
+_SIZES = struct.Struct("<I")   # how many arrays go out of band after the pickle
+_SIZE = struct.Struct("<Q")
+
+
+def send_message(conn, message: tuple) -> None:
+    """One message on a worker's pipe: a frame with the pickle (and the out-of-band arrays' sizes), then each array's
+    bytes as they are in its memory (pickle protocol 5: numpy gives contiguous arrays out of band)."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    raws = [buffer.raw() for buffer in buffers]
+    conn.send_bytes(b"".join([_SIZES.pack(len(raws)), *(_SIZE.pack(raw.nbytes) for raw in raws), data]))
+    fd = conn.fileno()
+    for raw in raws:
+        while raw:
+            raw = raw[os.write(fd, raw):]
+
+
+class MessagePipe:
+    """Core 0's end of a worker's pipe, reading what `send_message` sent (`wait()` and `poll` see it as the pipe)."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self._raw = io.FileIO(conn.fileno(), closefd=False)  # (reads straight into the arrays' memory)
+
+    def fileno(self) -> int:
+        return self.conn.fileno()
+
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        return self.conn.poll(timeout)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def recv(self) -> tuple:
+        """The next message; EOFError or OSError once the pipe has ended (even between a message's frames)."""
+        head = self.conn.recv_bytes()
+        count = _SIZES.unpack_from(head)[0]
+        start = _SIZES.size + count * _SIZE.size
+        buffers = []
+        for i in range(count):
+            buffer = bytearray(_SIZE.unpack_from(head, _SIZES.size + i * _SIZE.size)[0])  # (writable arrays)
+            view, got = memoryview(buffer), 0
+            while got < len(buffer):
+                read = self._raw.readinto(view[got:])
+                if not read:
+                    raise EOFError("the worker's pipe ended within a message")
+                got += read
+            buffers.append(buffer)
+        return pickle.loads(memoryview(head)[start:], buffers=buffers)
+
+
 class Link:
     """A worker's side of its two pipes: `send` its messages to core 0, `order` reads core 0's. Sends are one at a
     time (a TUI file shard sends from two threads)."""
@@ -115,7 +177,7 @@ class Link:
 
     def send(self, kind: str, ts: float = UNTIMED, payload: object = None) -> None:
         with self._sending:
-            self.out.send((kind, ts, payload))
+            send_message(self.out, (kind, ts, payload))
 
     def order(self, timeout: float | None = None) -> tuple | None:
         """Core 0's next order, waiting up to `timeout` seconds (None: until it comes); None if none came."""
@@ -143,6 +205,8 @@ class ShardProcesses:
         pipes, closed here once it has them."""
         for shard in range(self.count):
             parent, child = self.ctx.Pipe(duplex=False)
+            with contextlib.suppress(OSError):  # a bigger pipe: a flood's arrays in fewer, longer reads
+                fcntl.fcntl(parent.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
             order_in, order_out = self.ctx.Pipe(duplex=False)
             link = Link(child, order_in)
             process = start_worker(self.ctx, target, args_of(shard, link), f"midstat-shard-{shard}")
@@ -150,7 +214,7 @@ class ShardProcesses:
             order_in.close()
             for end in given(shard) if given is not None else ():
                 end.close()
-            self.pipes.append(parent)
+            self.pipes.append(MessagePipe(parent))
             self.orders.append(order_out)
             self.processes.append(process)
 

@@ -33,6 +33,7 @@ from midstat_tui.engine.flow_packets import FlowRef, FlowWatch
 from midstat_tui.engine.headless import Job, first_timestamp
 from midstat_tui.engine.names import NameMap
 from midstat_tui.engine.records import ConnRow
+from midstat_tui.engine.rowcols import merged
 from midstat_tui.engine.session import SPARK_POINTS, Pulled
 from midstat_tui.engine.shard_merge import ShardMerger
 from midstat_tui.engine.shard_protocol import (
@@ -310,7 +311,7 @@ class ShardedLiveSession(_ShardedSession):
         if kind != TICK:
             return
         tick = payload
-        self._pending.update(tick.changes)
+        self._pending = merged(self._pending, tick.changes)
         self._names.merge(tick.names)
         self._merger.take(shard, Tick(tick.position, tick.stats))  # (its rows are in _pending: not kept twice)
         self._shard_ts[shard] = tick.position
@@ -423,13 +424,13 @@ class ShardedFileSession(_ShardedSession):
             if not pulled.reset or pulled.seek != self._seek_number:
                 return  # from before the last seek: the full table that follows replaces it
             self._awaiting.discard(shard)
-            self._seeking.update(pulled.changes)
+            self._seeking = merged(self._seeking, pulled.changes)
             if not self._awaiting:  # (a seek forgot the rates when it was asked; the file's end keeps them)
                 self._pending, self._reset, self._seeking = self._seeking, True, {}
         elif self._awaiting:  # a shard there already, playing on while the others seek: its changes since
-            self._seeking.update(pulled.changes)
+            self._seeking = merged(self._seeking, pulled.changes)
         else:
-            self._pending.update(pulled.changes)
+            self._pending = merged(self._pending, pulled.changes)
         self._merger.take(shard, Tick(pulled.position, pulled.stats))  # (the rows: in _pending, not kept twice)
         self._positions[shard] = shard_position  # None until the shard's clock has started: not 1970
         self._ends[shard] = at_end

@@ -22,7 +22,7 @@ import traceback
 
 from midstat_tui.capture.files import FileSource
 from midstat_tui.engine import headless
-from midstat_tui.engine.driver import NOT_STARTED, Driver, RowChanges, Tick
+from midstat_tui.engine.driver import NOT_STARTED, Driver, Tick
 from midstat_tui.engine.headless import (
     HandedSource,
     Job,
@@ -37,6 +37,7 @@ from midstat_tui.engine.names import NameMap
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.placement import share_names
 from midstat_tui.engine.records import ConnRow, counters, row_of, transition_dict
+from midstat_tui.engine.rowcols import row_changes
 from midstat_tui.engine.shard_protocol import (
     CLOCK,
     CONN,
@@ -60,6 +61,7 @@ from midstat_tui.engine.shard_protocol import (
     TICK,
     UNTIMED,
     Link,
+    send_message,
 )
 from midstat_tui.errors import MidstatError
 from midstat_tui.privileges import drop_to
@@ -135,44 +137,44 @@ class LinkSink(Sink):
         self.pipe = link.out  # (the reports go one at a time, from one thread: straight to the pipe)
 
     def end_time(self, ts: float) -> float:
-        self.pipe.send((EOF, ts, ts))  # at its own last packet time, in the merge's order
+        send_message(self.pipe, (EOF, ts, ts))  # at its own last packet time, in the merge's order
         kind, end, _ = self.link.order()  # type: ignore[misc]
         assert kind == END
         return end
 
     def clock(self, now: float) -> None:
-        self.pipe.send((CLOCK, now, None))
+        send_message(self.pipe, (CLOCK, now, None))
 
     def ready(self) -> None:
-        self.pipe.send((READY, UNTIMED, None))
+        send_message(self.pipe, (READY, UNTIMED, None))
 
     def event(self, record: dict) -> None:
-        self.pipe.send((EVENT, record["ts"], record))
+        send_message(self.pipe, (EVENT, record["ts"], record))
 
     def snapshot(self, ts: float, stats: dict, conns: list[dict]) -> None:
-        self.pipe.send((TICK, ts, Tick(ts, stats, connections=conns)))
+        send_message(self.pipe, (TICK, ts, Tick(ts, stats, connections=conns)))
 
     def quiet(self, ts: float, stats: dict, conns: list[dict]) -> None:
-        self.pipe.send((QUIET, ts, Tick(ts, stats, connections=conns)))
+        send_message(self.pipe, (QUIET, ts, Tick(ts, stats, connections=conns)))
 
     def names(self, ts: float, pairs: list[tuple[str, str]]) -> None:
-        self.pipe.send((NAMES, ts, pairs))
+        send_message(self.pipe, (NAMES, ts, pairs))
 
     def frames(self, ts: float, chosen: int, frames: list, shard: int = 0) -> None:
-        self.pipe.send((FRAMES, ts, (chosen, frames)))
+        send_message(self.pipe, (FRAMES, ts, (chosen, frames)))
 
     streams_summary = True  # --summary's records follow the last report in chunks, as the shard reads them back
 
     def last(self, ts, stats, conns, everything, warning) -> None:
-        self.pipe.send((LAST, UNTIMED, (ts, stats, conns, warning)))
+        send_message(self.pipe, (LAST, UNTIMED, (ts, stats, conns, warning)))
         chunk: list = []
         for record in everything:
             chunk.append(record)
             if len(chunk) == SUMMARY_CHUNK:
-                self.pipe.send((ROWS, UNTIMED, chunk))
+                send_message(self.pipe, (ROWS, UNTIMED, chunk))
                 chunk = []
-        self.pipe.send((ROWS, UNTIMED, chunk))
-        self.pipe.send((ROWS_END, UNTIMED, None))
+        send_message(self.pipe, (ROWS, UNTIMED, chunk))
+        send_message(self.pipe, (ROWS_END, UNTIMED, None))
 
 
 # -- the TUI -------------------------------------------------------------------------------------------------------
@@ -201,7 +203,7 @@ class TuiLiveShard(ShardFace):
         tracker = engine.tracker
         exporter = start_export(job, engine, shard) if job.ipfix is not None else None
         tracker.track_changes()
-        rows = RowChanges()
+        rows = row_changes(engine, columns=True)  # records made in C when it can: core 0 passes them on as they are
         rows.by_id = {conn.id: conn for conn in tracker.table.values()}
         learned: list[tuple[str, str]] = []  # host names learned since the last tick (engine.names), for core 0
         if engine.names is not None:
@@ -259,7 +261,7 @@ class TuiFileShard(ShardFace):
         from midstat_tui.engine.session import Session
 
         engine = _engine(job, source, shard, count)
-        session = Session(engine, source, live=False, speed=self.speed, columns=False)  # its ticks merge as dicts
+        session = Session(engine, source, live=False, speed=self.speed)  # its rows as records (engine.rowcols)
         if job.ipfix is not None:
             session.exporter = start_export(job, engine, shard)
         session.pace_anchor = self.anchor

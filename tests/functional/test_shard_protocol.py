@@ -238,3 +238,99 @@ def test_a_worker_lost_before_its_share_is_open_stops_the_tui_with_its_line(monk
         session.start()
     want = "mixed_traffic.pcap: no such share" if kind == protocol.ERROR else "died (exit status 3)"
     assert want in str(raised.value)
+
+
+# -- the wire: big arrays out of band ------------------------------------------------------------------------------
+def _forked_sender(messages, then_close_mid_message: bool = False):
+    """A forked process sending `messages` on a shard pipe as a worker does (`Link.send`); core 0's end returned."""
+    workers = ShardProcesses(1)
+    stop = workers.ctx.Event()
+
+    def send_all(link, *_):
+        for message in messages:
+            link.send(*message)
+        if then_close_mid_message:  # a frame that says an array follows, and then the pipe ends
+            link.out.send_bytes(protocol._SIZES.pack(1) + protocol._SIZE.pack(1 << 20) + b"\x80\x05N.")
+        link.close()
+
+    workers.start(send_all, lambda shard, link: (link, stop))
+    return workers
+
+
+def test_a_workers_big_arrays_cross_the_pipe_whole_writable_and_in_order():
+    """A TUI shard's row changes are numpy records (rowcols.RowBlock): they cross out of band, equal to what was
+    sent, writable (the view keeps them by reference and settles them), between small messages in their order."""
+    np = pytest.importorskip("numpy")
+    from midstat_tui.engine.rowcols import ROW_DTYPE, RowBlock, available
+
+    if not available():
+        pytest.skip("no compiled core: row changes go as dicts of ConnRow")
+    recs = np.zeros(200_000, dtype=ROW_DTYPE)  # 67 MB: far more than a pipe holds at once
+    recs["id"] = np.arange(200_000)
+    recs["bytes_c2s"] = np.arange(200_000) * 3
+    block = RowBlock(recs, {7: None})
+    odd = np.arange(10)[::2]  # not contiguous: goes in band
+    workers = _forked_sender([(protocol.READY, protocol.UNTIMED, {"packets": 1}),
+                              (protocol.TICK, 1.0, Tick(1.0, {}, block)),
+                              (protocol.NAMES, 2.0, [("10.0.0.1", "a.example")]),
+                              (protocol.ERROR, protocol.UNTIMED, odd)])
+    try:
+        got = _read_all(workers.pipes[0], {protocol.ERROR})
+        assert [m[0] for m in got] == [protocol.READY, protocol.TICK, protocol.NAMES, protocol.ERROR]
+        sent = got[1][2].changes
+        assert isinstance(sent, RowBlock) and len(sent.parts) == 1
+        arrived, rows = sent.parts[0]
+        assert arrived.dtype == ROW_DTYPE and np.array_equal(arrived, recs) and rows == {7: None}
+        arrived["bytes_c2s"][0] = 1  # writable, as the face's record store needs
+        assert got[2][2] == [("10.0.0.1", "a.example")] and list(got[3][2]) == [0, 2, 4, 6, 8]
+    finally:
+        workers.end(grace=3)
+
+
+def test_a_pipe_that_ends_within_a_message_is_the_pipes_end():
+    """A worker killed between a message's frames: core 0 reads the pipe's end (EOFError), as for any dead worker,
+    never half a message."""
+    workers = _forked_sender([(protocol.READY, protocol.UNTIMED, None)], then_close_mid_message=True)
+    try:
+        pipe = workers.pipes[0]
+        assert pipe.poll(10) and pipe.recv()[0] == protocol.READY
+        assert pipe.poll(10)
+        with pytest.raises(EOFError):
+            pipe.recv()
+    finally:
+        workers.end(grace=3)
+
+
+def test_a_tui_file_workers_row_changes_are_records_made_in_c():
+    """The TUI's shards hand their row changes over as the compiled core's records, as one engine hands them to
+    the face (a flood's second is hundreds of thousands of rows: as pickled ConnRows the 2-core TUI took 24 s to
+    show a million-SYN flood, benchmarks/tui_flood.py --cores 2), and they read as the same rows."""
+    from midstat_tui.capture.files import FileSource
+    from midstat_tui.engine.pipeline import Engine, run_file
+    from midstat_tui.engine.records import row_of
+    from midstat_tui.engine.rowcols import RowBlock, available
+
+    if not available():
+        pytest.skip("no compiled core: row changes go as dicts of ConnRow")
+    job = _job()
+    workers = ShardProcesses(1)
+    stop = workers.ctx.Event()
+    workers.start(shard_worker, lambda shard, link: (TuiFileShard(0.0, None), job, shard, 1, link, stop, None))
+    try:
+        pipe = workers.pipes[0]
+        _read_all(pipe, {protocol.READY})
+        got: list[tuple] = []
+        while not (got and got[-1][0] == protocol.TICK and got[-1][2].at_end):
+            got += _read_all(pipe, {protocol.TICK})
+        blocks = [m[2].changes for m in got if m[0] == protocol.TICK and m[2].changes]
+        assert blocks and all(isinstance(b, RowBlock) for b in blocks)
+        assert sum(len(recs) for b in blocks for recs, _ in b.parts) >= 20  # the rows as records, not ConnRows
+        rows: dict = {}
+        for block in blocks:
+            rows.update(block)
+        source = FileSource(str(PATH))  # one engine on the whole file, as the shard's job tracks it
+        whole = run_file(Engine(source.datalink, verify_checksums=False), source.batches()).connections
+        assert {i: r for i, r in rows.items() if r is not None} == {conn.id: row_of(conn) for conn in whole}
+    finally:
+        stop.set()
+        workers.end(grace=3)

@@ -214,6 +214,39 @@ def test_hostile_classic_files(tmp_path, big, nano, snaplen, sizes, jitter, cut,
     check(tmp_path, bytes(data[:max(cut, 24)]) if cut < len(data) else bytes(data))
 
 
+IDB_OPTIONS_LIBPCAP_REFUSES = {
+    "decimal resolution past 10^-19": [(9, bytes([20]))],
+    "binary resolution past 2^-63": [(9, bytes([0x80 | 64]))],
+    "two resolutions": [(9, bytes([6])), (9, bytes([9]))],
+    "two offsets": [(14, bytes(8)), (14, bytes(8))],
+    "an end of options with a length": [(0, b"\0\0\0\0")],
+}
+
+
+@pytest.mark.parametrize("where", ["first", "second"])
+@pytest.mark.parametrize("options", IDB_OPTIONS_LIBPCAP_REFUSES.values(), ids=IDB_OPTIONS_LIBPCAP_REFUSES.keys())
+def test_an_interface_libpcap_refuses_is_left_to_libpcap(tmp_path, options, where):
+    """An Interface Description Block libpcap refuses (its error ends the file there) is refused here too: the
+    packets before it and the error are libpcap's (test_hostile_pcapng_files found a flipped if_tsresol of 20,
+    which this reader took as 10^-19 and read on)."""
+    o = "<"
+    shb = block(o, 0x0A0D0D0A, struct.pack(o + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+    good = block(o, 1, struct.pack(o + "HHI", 1, 0, 0))
+    bad = block(o, 1, struct.pack(o + "HHI", 1, 0, 0) + b"".join(option(o, c, v) for c, v in options)
+                + option(o, 0, b""))
+    stamps = [1_700_000_000_000_000 + i for i in range(5)]
+    packets = [block(o, 6, struct.pack(o + "IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, 60, 60) + frame(i, 60))
+               for i, ts in enumerate(stamps)]
+    data = shb + (bad + b"".join(packets) if where == "first" else good + packets[0] + bad + b"".join(packets[1:]))
+    check(tmp_path, data, "i.pcapng")
+    if where == "first":  # libpcap cannot open it: one line, never a packet
+        with pytest.raises(MidstatError, match="cannot read capture: Interface Description Block"):
+            read(tmp_path / "i.pcapng", True)
+        return
+    packets_read, warning = read(tmp_path / "i.pcapng", True)[:2]
+    assert len(packets_read) == 1 and "cut off after packet 1: Interface Description Block" in warning
+
+
 @settings(max_examples=120, deadline=None, suppress_health_check=HOSTILE_CHECKS)
 @given(big=st.booleans(), resols=st.lists(st.sampled_from([None, 0, 3, 6, 9, 0x94]), min_size=1, max_size=3),
        seq=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2000), st.integers(54, 120)), min_size=1, max_size=40),
