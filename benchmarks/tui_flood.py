@@ -9,15 +9,17 @@ the app's loop records how late it fires (the longest lateness is the longest th
 The capture is made by `benchmarks/flood.py --write` style tools (1,000,000 SYNs from distinct sources, checksums
 zero: checksums are ignored, as `--no-checksum`). Targets (issue #11): no block over 250 ms; the end within 1.5x the
 headless tracking time. The session is made as the CLI makes it (engine.run.tui_session): `--cores N` as `midstat
---cores N` (several: shard workers and core 0's merge in the app's process).
+--cores N` (several: shard workers and core 0's merge in the app's process). Each measure runs in a fresh process.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -81,20 +83,35 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _in_fresh_process(args: argparse.Namespace, what: str) -> list:
+    """One measure in a process of its own, as a user's command runs: the TUI's shard worker is forked from the
+    app's process, and forked from one that has just tracked a million connections it would pay for that heap."""
+    out = subprocess.run([sys.executable, __file__, "--pcap", args.pcap, "--timeout", str(args.timeout),
+                          "--cores", str(args.cores), "--only", what], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pcap", default=str(HERE / "data" / "synflood-1000000.pcap"))
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--cores", type=int, default=1)
+    parser.add_argument("--only", choices=["headless", "libpcap", "tui"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.only == "tui":
+        print(json.dumps(asyncio.run(tui(args.pcap, args.timeout, args.cores))))
+        return 0
+    if args.only is not None:
+        print(json.dumps(headless(args.pcap, frames=args.only == "headless")))
+        return 0
     ends, worsts, heads, olds = [], [], [], []
     for _ in range(args.runs):
-        head, head_cpu = headless(args.pcap)
-        old, old_cpu = headless(args.pcap, frames=False)
+        head, head_cpu = _in_fresh_process(args, "headless")
+        old, old_cpu = _in_fresh_process(args, "libpcap")
         heads.append(head)
         olds.append(old)
-        elapsed, worst, rows, used = asyncio.run(tui(args.pcap, args.timeout, args.cores))
+        elapsed, worst, rows, used = _in_fresh_process(args, "tui")
         ends.append(elapsed)
         worsts.append(worst)
         print(f"headless {head:.2f} s (CPU {head_cpu:.2f} s; read by libpcap {old:.2f} s, CPU {old_cpu:.2f} s); TUI "

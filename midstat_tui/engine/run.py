@@ -156,13 +156,15 @@ def _flow_reader(job: Job):
 
 
 def tui_session(job: Job, cores: int, source, speed: float):
-    """The TUI's session, not started: on one core over `source`, on several shard processes (live: a handle
-    each; a file: a share each, played in step) merged by core 0 in this process (`source` is closed: each shard
-    opens its own). A once-only stream is replayed on one core whatever `cores` says."""
+    """The TUI's session, not started. A file is replayed by `cores` shard processes (one is one share: all of it),
+    played in step and merged by core 0 in this process (`source` is closed: each shard opens its own): the engine
+    never holds the app's interpreter lock. Live capture on several cores: a handle each, merged the same way. Live
+    on one core, and a once-only stream whatever `cores` says (it cannot be read again to seek): the engine in a
+    thread of this process, over `source`."""
     live = job.interface is not None
     # a file's flows are read again when their screen opens: opened now, while root may still read the file
     flow_reader = None if live or source.stream else _flow_reader(job)
-    if cores > 1 and (live or not source.stream):
+    if (cores > 1 and live) or not (live or source.stream):
         from midstat_tui.engine.shard_sessions import ShardedFileSession, ShardedLiveSession
 
         source.close()

@@ -9,8 +9,9 @@ Live capture runs on the clock; pausing a live session only freezes what the fac
 The face is told of each second the engine closes: `listen(post)` gives it the engine's Ticks as they are made (the
 changed rows since the last one, or after a seek all of them, the counters, the rates, where the replay is), `post`
 called from the engine's thread (the TUI posts it as a message to its loop). One Tick is out at a time: until the face
-says `delivered()`, what the engine makes meanwhile is kept and comes in the next one. `pull()` takes what is pending
-at once (tests, and faces that read on a timer). No UI import here.
+says `delivered()`, what the engine makes meanwhile is kept and comes in the next one. A second in which PART_ROWS
+connections or more have changed (a flood's) is handed over in parts, as of its last packet, before it closes.
+`pull()` takes what is pending at once (tests, and faces that read on a timer). No UI import here.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ CHECKPOINT_EVERY = 30.0   # seconds of packet time between kept engine states
 MAX_CHECKPOINTS = 64
 RATE_SPAN = DRIVER_RATE_SPAN  # seconds of packet time a rate is measured over, at least (engine.driver)
 SPARK_POINTS = 300        # seconds of history kept for the sparklines
+PART_ROWS = 100_000       # changed rows within a second from which they go to the face before the second closes
 
 Packet = tuple[float, bytes]
 
@@ -159,6 +161,7 @@ class Session:
         self._origin_blob: Frozen | None = None if live or not getattr(source, "seekable", False) else \
             freeze(engine)
         self._budget = CheckpointBudget()
+        self._part_at: float | None = None  # the last packet time a part of a long second was handed over at
 
     # -- the face's side ----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -242,7 +245,10 @@ class Session:
         return self._tick(changes, reset)
 
     def _tick(self, changes: dict, reset: bool) -> Tick:
-        return Pulled(self.position or 0.0, self._stats, changes, reset, dict(self._rates), self._names(),
+        position = self.position or 0.0
+        if self._part_at is not None and self._part_at > position:  # within a long second: its part's moment
+            position = self._part_at
+        return Pulled(position, self._stats, changes, reset, dict(self._rates), self._names(),
                       at_end=self.at_end, first=self.first_ts, warning=self.error)
 
     def _names(self) -> object:
@@ -414,6 +420,8 @@ class Session:
                     if self.speed > 0 and pace is not None:
                         limit = min(limit, pace[1] + (time.monotonic() - pace[0]) * self.speed)
                     self._index += packets.feed_run(self.engine, limit)
+                    if len(self.engine.tracker.touched or ()) >= PART_ROWS:
+                        self._publish_part()
 
     def _feed(self, ts: float, frame: bytes, publish: bool) -> float:
         """One packet, after closing the one-second ticks before it (`publish`: each one published; else crossed
@@ -434,6 +442,7 @@ class Session:
         """Move the replay to packet time `target`: forward by reading on, back from the nearest checkpoint."""
         self._rate.forget()  # rates count afresh from where the seek lands
         self._rates = {}
+        self._part_at = None
         self.spark_active.clear()  # the sparklines too: the seconds before the seek are of another time
         self.spark_pps.clear()
         driver = self._driver
@@ -493,6 +502,7 @@ class Session:
         """Under the lock, at each second the driver closes: hand the changes since the last publish to the face,
         keep the rates and a checkpoint."""
         engine = self.engine
+        self._part_at = None  # (the second's close is past its parts)
         changes = self._rows.take(engine, position, reset)
         if reset:
             self._pending = changes
@@ -511,6 +521,19 @@ class Session:
         if "pps" in self._rates:  # no rate yet: no bar, rather than a made-up zero
             self.spark_pps.append(self._rates["pps"])
         self._maybe_checkpoint()
+        self._notify()
+
+    def _publish_part(self) -> None:
+        """Under the lock, within a long second (a flood's hundreds of thousands of changed rows): the changes so far
+        go to the face now, as of the last packet, so that it applies them while the engine goes on; the second's
+        close hands over the rest (its rates, sparklines and checkpoint are the second's, as ever)."""
+        engine = self.engine
+        position = engine.last_ts
+        if position is None or (self.position is not None and position <= self.position):
+            return
+        self._pending = merged(self._pending, self._rows.take(engine, self.position or position))
+        self._stats = engine.stats()
+        self._part_at = position
         self._notify()
 
     def _maybe_checkpoint(self) -> None:

@@ -211,12 +211,18 @@ class MidstatApp(App[None]):
 
     def on_tick_arrived(self, message: TickArrived) -> None:
         """A Tick is shown as it comes, no sooner than MIN_REFRESH of the interval after the last one (a replay as
-        fast as it goes closes many seconds a second: those wait, merged, for the next refresh)."""
+        fast as it goes closes many seconds a second: those wait, merged, for the next refresh). One of APPLY_SLICE
+        changed rows or more (a flood's second, or a part of it) is taken at once: its slices are applied while the
+        engine goes on, and drawn once a second meanwhile."""
         self._held = merged_ticks(self._held, message.tick)
+        big = len(self._held.changes) >= APPLY_SLICE  # a flood's: applied at once, in slices (drawn once a second)
         if self._held_timer is not None:
-            return
+            if not big:
+                return
+            self._held_timer.stop()
+            self._held_timer = None
         wait = self._shown_at + MIN_REFRESH * (self.interval or 1.0) - time.monotonic()
-        if wait > 0:
+        if wait > 0 and not big:
             self._held_timer = self.set_timer(wait, self._show_held)
         else:
             self._show_held()

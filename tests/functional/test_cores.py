@@ -379,3 +379,45 @@ def test_the_tuis_sharded_clock_runs_before_every_shard_has_a_packet(tmp_path):
     known = [p for p in seen if p is not None]
     assert known and all(t0 <= p <= t0 + 3.0 for p in known), seen
     assert known[-1] >= t0 + 1.0  # the clock moved on its own within those 2.5 s
+
+
+def test_the_tuis_file_replay_on_one_core_runs_its_engine_in_a_worker(tmp_path):
+    """On one core too, a file's engine is a shard worker's (a process of its own: the app's thread never waits for
+    the engine's interpreter lock), and it replays the file as one engine does; a once-only stream (a FIFO: it
+    cannot be read again to seek) keeps the engine in a thread of the app's process."""
+    import os
+    import threading
+
+    from midstat_tui.capture.files import FileSource
+    from midstat_tui.engine.headless import Job
+    from midstat_tui.engine.run import tui_session
+    from midstat_tui.engine.session import Session
+    from midstat_tui.engine.shard_sessions import ShardedFileSession
+    from midstat_tui.tcp.tracker import TrackerConfig
+    from tests.unit.test_session import _reference_rows
+
+    path = FIXTURES / "mixed_traffic.pcap"
+    session = tui_session(Job(str(path), None, TrackerConfig()), 1, FileSource(str(path)), 0.0)
+    assert isinstance(session, ShardedFileSession) and session.count == 1
+    session.start()
+    try:
+        (worker,) = session._workers.processes
+        assert worker.is_alive() and worker.pid != os.getpid()
+        rows = _pull_until(session, {}, lambda: session.at_end)
+        rows = _pull_until(session, rows, lambda: True)
+        assert rows == _reference_rows(path, until=None)
+    finally:
+        session.stop()
+    assert not worker.is_alive()
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(path.read_bytes()))
+    writer.start()
+    source = FileSource(str(fifo))
+    session = tui_session(Job(str(fifo), None, TrackerConfig()), 1, source, 0.0)
+    try:
+        assert isinstance(session, Session) and session.source is source
+    finally:
+        source.close()
+        writer.join(timeout=10)

@@ -181,7 +181,7 @@ def test_every_screen_works_after_the_drop(layout, user, cores):
         with tmux.screen([*argv, "-r", capture, *options], env=env, cwd=cwd) as term:
             term.wait_for("10.231.1.1", timeout=30)
             pids = _midstat_pids(term.pane_pid())
-            assert len(pids) == (1 if cores == 1 else 1 + cores), pids
+            assert len(pids) == 1 + cores, pids  # core 0 and a shard worker each (a file on one core too)
             expected = 0 if user == "root" else nobody_uid()
             for pid in pids:  # core 0 and every shard gave root up (or kept it: --user root)
                 assert uids(pid) == [expected] * 4, (pid, uids(pid))
@@ -262,7 +262,7 @@ def test_every_screen_works_live_after_the_drop(lab, cores, user):
             # the flow screen's packets on 1 and 2 live cores (on 2: sent by the owning shard to core 0)
             _every_screen(term, cwd, live=True, traffic=more)
             pids = _midstat_pids(term.pane_pid())
-            assert len(pids) == (1 if cores == 1 else 1 + cores), pids
+            assert len(pids) == (1 if cores == 1 else 1 + cores), pids  # (live on one core: the engine a thread)
             expected = 0 if user == "root" else nobody_uid()
             for pid in pids:
                 assert uids(pid) == [expected] * 4, (pid, uids(pid))

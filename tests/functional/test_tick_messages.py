@@ -144,3 +144,47 @@ async def test_the_app_shows_each_tick_as_a_message_and_says_the_speed_while_pau
             assert session.speed == 2.0
     finally:
         session.stop()
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_a_long_seconds_rows_come_in_parts_before_it_closes(monkeypatch, cores):
+    """A second in which PART_ROWS connections or more changed (a flood's) is handed over in parts as of its last
+    packet, before the second closes: the face applies them while the engine goes on. The Ticks still add up to the
+    table, in time order, and a capture's usual seconds (fewer changes) come whole. (The forked shards inherit the
+    smaller PART_ROWS.)"""
+    from midstat_tui.engine import session as session_mod
+
+    def ticks(part_rows: int) -> list:
+        monkeypatch.setattr(session_mod, "PART_ROWS", part_rows)
+        session = _one() if cores == 1 else _two()
+        face = _Face(session)
+        session.start()
+        try:
+            _until(lambda: session.at_end and face.last() is not None and face.last().at_end)
+            time.sleep(0.3)
+            with face.lock:
+                return list(face.ticks)
+        finally:
+            session.stop()
+
+    whole = ticks(10**9)
+    parted = ticks(20)
+
+    def moments(got):  # of the Ticks with rows, but the file's end (its last packet's moment)
+        return [t.position for t in got if t.changes and t.position and t.position != got[-1].position]
+
+    def table(got):
+        rows: dict = {}
+        for tick in got:
+            if tick.reset:
+                rows = {}
+            rows.update(tick.changes)
+        return {i: r for i, r in rows.items() if r is not None}
+
+    first = parted[-1].first
+    whole_moments, parted_moments = moments(whole), moments(parted)
+    assert all(m == int(m) or m - first == int(m - first) for m in whole_moments), whole_moments  # seconds only
+    inside = [m for m in parted_moments if m - first != int(m - first)]
+    assert inside, parted_moments  # parts, as of a packet inside a second
+    assert parted_moments == sorted(parted_moments)
+    assert table(parted) == table(whole) and len(table(whole)) > 50

@@ -65,3 +65,28 @@ async def test_the_app_shortens_the_switch_interval_while_it_runs_and_gives_it_b
     async with app.run_test(size=(120, 30)):
         assert sys.getswitchinterval() == min(app_module.SWITCH_INTERVAL, before) < 0.005
     assert sys.getswitchinterval() == before
+
+
+async def test_a_flood_tick_is_taken_at_once_a_usual_one_waits_for_the_refresh(monkeypatch, tmp_path):
+    """Ticks come no sooner than MIN_REFRESH after the last one shown (a replay at --speed 0 closes many seconds a
+    second), but one of APPLY_SLICE changed rows or more (a flood's second, or a part of it) is taken at once, with
+    what was held: its slices are applied while the engine goes on, not a refresh later."""
+    import time
+
+    from midstat_tui.engine.driver import Tick
+
+    monkeypatch.setattr(app_module, "APPLY_SLICE", 2)
+    app = make_app(tmp_path=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        shown: list = []
+        show = app._show
+        monkeypatch.setattr(app, "_show", lambda tick: (shown.append(tick), show(tick)))
+        app._shown_at = time.monotonic()  # just refreshed
+        position = app.session.position
+        app.post_message(app_module.TickArrived(Tick(position, app.stats, {})))
+        await pilot.pause()
+        assert not shown and app._held_timer is not None  # a usual one waits
+        app.post_message(app_module.TickArrived(Tick(position, app.stats, {10**9 + i: None for i in range(3)})))
+        await pilot.pause()
+        assert len(shown) == 1 and len(shown[0].changes) == 3 and app._held_timer is None

@@ -194,15 +194,14 @@ def test_the_cli_does_no_engine_work():
 
 
 def test_the_tui_session_is_chosen_by_the_engine():
-    job = Job(str(SSH), None, TrackerConfig())
-    one = run_entry.tui_session(job, 1, run_entry.open_file(str(SSH), None, None), 0.0)
-    assert isinstance(one, session.Session)
-    one.source.close()
-    source = run_entry.open_file(str(SSH), None, None)
-    several = run_entry.tui_session(job, 2, source, 0.0)
+    """A file: shard workers on one core too (tests/functional/test_cores.py: and a FIFO's engine in a thread)."""
     from midstat_tui.engine.shard_sessions import ShardedFileSession
 
-    assert isinstance(several, ShardedFileSession) and several.count == 2
+    job = Job(str(SSH), None, TrackerConfig())
+    for cores in (1, 2):
+        source = run_entry.open_file(str(SSH), None, None)
+        chosen = run_entry.tui_session(job, cores, source, 0.0)
+        assert isinstance(chosen, ShardedFileSession) and chosen.count == cores
 
 
 def test_core_0_merges_the_shards_ticks_into_the_one_engine_picture():
