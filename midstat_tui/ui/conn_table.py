@@ -194,7 +194,12 @@ class ConnTable(ScrollView, can_focus=True):
 
     def _row(self, index: int, is_cursor: bool) -> tuple[Strip, Style]:
         view = self.view
-        row = view.rows[view.id_at(index)]
+        conn_id = view.id_at(index)
+        if conn_id not in view.rows:
+            # a big pull after a seek (or a file's end on several cores) is being applied in slices: the order is
+            # last draw's until the next, and this row has not come again yet (or has left): a blank line meanwhile
+            return Strip.blank(sum(self._widths) + GAP * len(self._widths), self.rich_style), self.rich_style
+        row = view.rows[conn_id]
         base = self.rich_style
         if index % 2:
             base = base + self.get_component_rich_style("conn-table--odd")

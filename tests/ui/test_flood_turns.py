@@ -90,3 +90,36 @@ async def test_a_flood_tick_is_taken_at_once_a_usual_one_waits_for_the_refresh(m
         app.post_message(app_module.TickArrived(Tick(position, app.stats, {10**9 + i: None for i in range(3)})))
         await pilot.pause()
         assert len(shown) == 1 and len(shown[0].changes) == 3 and app._held_timer is None
+
+
+async def test_the_table_draws_while_a_whole_table_is_applied_in_slices(monkeypatch, tmp_path):
+    """A reset pull (after a seek; on several cores, a file's end) applied a slice at a time: until the next draw
+    the order is the last one's, and a row of it that has not come again yet is a blank line, not a KeyError that
+    ended the app (seen at the end of a million-SYN flood on two cores)."""
+    from midstat_tui.engine.driver import Tick
+
+    monkeypatch.setattr(app_module, "APPLY_SLICE", 2)
+    monkeypatch.setattr(app_module, "APPLY_BUDGET", 0.0)  # one slice a turn
+    app = make_app(tmp_path=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(100):
+            if not app.view.behind:
+                break
+            await pilot.pause(0.02)
+        view, table = app.view, app.table
+        before = [view.id_at(i) for i in range(view.shown_count)]
+        drawn = [table.render_line(y).text for y in range(1, 6)]
+        assert len(before) == 21 and all(line.strip() for line in drawn)
+        rows = {conn_id: view.rows[conn_id] for conn_id in reversed(before)}  # the rows on top come back last
+        app._show(Tick(app.session.position, app.stats, rows, reset=True))
+        assert view.behind > 0 and before[0] not in view.rows  # the first slice is in, the top rows are not
+        table._cache.clear()
+        blank = [table.render_line(y).text for y in range(1, 6)]
+        assert not any(line.strip() for line in blank), blank
+        for _ in range(100):
+            if not view.behind:
+                break
+            await pilot.pause(0.02)
+        await pilot.pause()
+        assert [view.id_at(i) for i in range(view.shown_count)] == before
+        assert [table.render_line(y).text for y in range(1, 6)] == drawn
