@@ -11,6 +11,14 @@ from tests.ui.conftest import make_app
 SIZE = (120, 34)
 
 
+async def _applied(app, pilot) -> None:
+    """Let the app's turns apply what it was given."""
+    for _ in range(100):
+        if not app.view.behind:
+            return
+        await pilot.pause(0.02)
+
+
 async def _turns(monkeypatch, tmp_path, budget: float) -> tuple[list[int], list[int], int]:
     """(rows applied before each catch_up call, the view's backlog at each turn, rows at the end)."""
     monkeypatch.setattr(app_module, "APPLY_SLICE", 2)
@@ -32,10 +40,7 @@ async def _turns(monkeypatch, tmp_path, budget: float) -> tuple[list[int], list[
     monkeypatch.setattr(app_module.MidstatApp, "_apply_slice", turn)
     app = make_app(tmp_path=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        for _ in range(100):
-            if not app.view.behind:
-                break
-            await pilot.pause(0.02)
+        await _applied(app, pilot)
         rows = len(app.view.order)
         assert rows == app.session.engine.stats()["in_table"] == 21
     return calls, turns, rows
@@ -102,10 +107,7 @@ async def test_the_table_draws_while_a_whole_table_is_applied_in_slices(monkeypa
     monkeypatch.setattr(app_module, "APPLY_BUDGET", 0.0)  # one slice a turn
     app = make_app(tmp_path=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        for _ in range(100):
-            if not app.view.behind:
-                break
-            await pilot.pause(0.02)
+        await _applied(app, pilot)
         view, table = app.view, app.table
         before = [view.id_at(i) for i in range(view.shown_count)]
         drawn = [table.render_line(y).text for y in range(1, 6)]
@@ -116,10 +118,7 @@ async def test_the_table_draws_while_a_whole_table_is_applied_in_slices(monkeypa
         table._cache.clear()
         blank = [table.render_line(y).text for y in range(1, 6)]
         assert not any(line.strip() for line in blank), blank
-        for _ in range(100):
-            if not view.behind:
-                break
-            await pilot.pause(0.02)
+        await _applied(app, pilot)
         await pilot.pause()
         assert [view.id_at(i) for i in range(view.shown_count)] == before
         assert [table.render_line(y).text for y in range(1, 6)] == drawn
