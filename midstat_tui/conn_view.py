@@ -226,6 +226,12 @@ class ConnView:
         self._backlog.append((pulled, None))
 
     @property
+    def replacing(self) -> bool:
+        """A whole table (a reset pull: after a seek, a file's end on several cores) is being applied: until it is
+        all in, the rows are partly the new table's."""
+        return bool(self._backlog) and self._backlog[0][0].reset
+
+    @property
     def behind(self) -> int:
         """Changes taken and not applied yet (a pull's count is known once its application started)."""
         return sum(len(p.changes) for p, _ in self._backlog) - self._applied_of_first

@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -231,9 +232,23 @@ def lossy_transfer(lab: NetLab, rec: Recorder) -> None:
     _router_rule(lab, "lossy", "tcp dport 5010 numgen random mod 20 == 0 drop")
     client.settimeout(60)  # loss recovery can back off for seconds
     payload = b"x" * 300_000
-    client.sendall(payload)
     server.settimeout(60)
-    _recv_exact(server, len(payload))  # keeps the 60 s timeout
+    # the server reads while the client sends: 300 KB may not fit the sockets' buffers at once (a loaded machine,
+    # windows shrunk by the loss), and a send waiting for a reader that waits for the send ended never would
+    failed: list[BaseException] = []
+
+    def read_all() -> None:
+        try:
+            _recv_exact(server, len(payload))  # keeps the 60 s timeout
+        except BaseException as exc:  # noqa: BLE001 - said below, in this thread
+            failed.append(exc)
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    client.sendall(payload)
+    reader.join(timeout=70)
+    if reader.is_alive() or failed:
+        raise RuntimeError(f"the server did not get the transfer: {failed or 'still reading'}")
     server.sendall(b"done")
     _recv_exact(client, 4)
     lab.ns(lab.router, "nft", "delete", "table", "inet", "lossy")

@@ -80,7 +80,7 @@ class _ShardedSession:
         self.finished = False
         self.first_ts: float | None = None
         self.error: str | None = None     # the one line the face shows: a worker lost, a capture stopped
-        self.stopped: str | None = None   # live: why the capture stopped (None while any shard still captures)
+        self.stopped: str | None = None   # why the capture (live) or the replay stopped: every shard's worker gone
         self.position: float | None = None
         self.spark_active: deque[int] = deque(maxlen=SPARK_POINTS)
         self.spark_pps: deque[float] = deque(maxlen=SPARK_POINTS)
@@ -340,6 +340,10 @@ class ShardedFileSession(_ShardedSession):
         self.span: tuple[float, float] | None = None
         self._start_anchor: tuple[float, float] | None = None
         self._synced_end = False  # every shard has run its timers to the file's last packet
+        # each shard's (moment, counters) ahead of the picture's moment: added up only once the picture gets there
+        # (at --speed 0 the shards run apart, and a shard's counters of a later second with the picture's moment of
+        # an earlier one made rates of half or twice the traffic)
+        self._ahead: list[deque[tuple[float, dict]]] = [deque() for _ in range(count)]
 
     def start(self) -> None:
         # the capture's time range, read on the side; the file is opened here, before root is given up
@@ -386,9 +390,12 @@ class ShardedFileSession(_ShardedSession):
             self._orders(SPEED, UNTIMED, (self.speed, self._anchor(self.position)))
 
     def step(self, seconds: float = 1.0) -> None:
+        """While paused: every shard replays the next `seconds` of packet time (from the file's first packet when
+        no second has been played yet, as one engine steps)."""
         with self._lock:
-            if self.paused and self.position is not None:
-                self._orders(STEP, self.position + seconds)
+            base = self.position if self.position is not None else self._file_first
+            if self.paused and base is not None:
+                self._orders(STEP, base + seconds)
 
     def seek(self, target: float) -> None:
         with self._lock:
@@ -431,7 +438,11 @@ class ShardedFileSession(_ShardedSession):
             self._seeking = merged(self._seeking, pulled.changes)
         else:
             self._pending = merged(self._pending, pulled.changes)
-        self._merger.take(shard, Tick(pulled.position, pulled.stats))  # (the rows: in _pending, not kept twice)
+        if shard_position is None or pulled.reset or self._awaiting:  # no clock yet, a seek's table: as it comes
+            self._ahead[shard].clear()
+            self._merger.take(shard, Tick(pulled.position, pulled.stats))  # (the rows: in _pending, not twice)
+        else:
+            self._ahead[shard].append((shard_position, pulled.stats))
         self._positions[shard] = shard_position  # None until the shard's clock has started: not 1970
         self._ends[shard] = at_end
         self._firsts[shard] = first_ts
@@ -464,12 +475,25 @@ class ShardedFileSession(_ShardedSession):
         if any(p is None and not end and i not in dead
                for i, (p, end) in enumerate(zip(self._positions, self._ends, strict=True))):
             position = None  # a shard whose clock has not started yet: its rows of the first second are to come
+        if position is not None:
+            self._counters_at(position)
         if position is None or (position == self.position and not self._reset):
             # no clock yet, or the slowest shard has not reached its next second: the counters only (the rows of a
             # shard ahead wait in _pending; sent at the earlier moment, the face would hold the full one back)
             self._stats = self._merger.stats()
         elif not self._awaiting:
             self._publish(position, list(self._loads))
+
+    def _counters_at(self, position: float) -> None:
+        """Each shard's latest counters of a moment at or before `position` (a dead shard's: its last) for the
+        merger to add up."""
+        dead = self.dead
+        for shard, ahead in enumerate(self._ahead):
+            latest = None
+            while ahead and (shard in dead or ahead[0][0] <= position):
+                latest = ahead.popleft()
+            if latest is not None:
+                self._merger.take(shard, Tick(latest[0], latest[1]))
 
 
 _CPU_SEEN: dict[int, tuple[float, float]] = {}

@@ -261,7 +261,7 @@ class MidstatApp(App[None]):
         """Apply what was pulled. The usual second's changes at once, then the table is sorted and drawn. A flood
         hands hundreds of thousands of new rows over in one pull: those are applied APPLY_SLICE at a time, for up to
         APPLY_BUDGET seconds a turn, the loop answering keys between turns, and what is applied so far is drawn
-        once a second meanwhile."""
+        once a second meanwhile (not a whole table's part: the last picture stays until all of it is in)."""
         self._catching_up = None
         if not self.is_running:  # shutting down: the screens are gone before the timers stop
             return
@@ -275,8 +275,8 @@ class MidstatApp(App[None]):
                 self.on_stats(self._metrics_at, self.stats, dict(view.problem_counts))
                 self._metrics_at = None
             return
-        if not first and time.monotonic() - self._drawn_at >= 1.0:
-            self._redraw()
+        if not first and time.monotonic() - self._drawn_at >= 1.0 and not view.replacing:
+            self._redraw()  # (a whole table is drawn once all in: half of it would look like rows lost)
         else:
             started = time.monotonic()
             view.catch_up(APPLY_SLICE)
@@ -308,6 +308,8 @@ class MidstatApp(App[None]):
         reason = getattr(session, "stopped", session.error)  # (on several cores, a lost worker stops no capture)
         if session.live and (reason or session.finished):
             stopped = reason or "the capture ended"
+        elif not session.live and getattr(session, "stopped", None):  # a file's every shard worker is gone
+            stopped = session.stopped
         self.query_one(SummaryHeader).show(HeaderFacts(
             source=session.name, bpf=session.bpf, live=session.live, position=self.view.now if self.frozen else
             session.position, first=first, last=last, speed=session.speed,

@@ -81,7 +81,7 @@ class HeaderFacts:
     speed: float = 1.0
     paused: bool = False                # files: the replay is paused; live: the view is frozen
     at_end: bool = False
-    stopped: str | None = None          # live: why the capture stopped
+    stopped: str | None = None          # why the capture (live) or the replay (every worker gone) stopped
     stats: dict = field(default_factory=dict)       # what the table shows
     counters: dict = field(default_factory=dict)    # the newest counters (live: they move while the view is frozen)
     rates: dict = field(default_factory=dict)
@@ -100,6 +100,8 @@ def mode_text(f: HeaderFacts) -> str:
         if f.paused:
             return "❚❚ PAUSED: the view is frozen, the capture goes on (Space resumes)"
         return "● live"
+    if f.stopped:
+        return "■ replay stopped"
     if f.at_end:
         return "■ end of the file"
     if f.paused:

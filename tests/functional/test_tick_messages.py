@@ -188,3 +188,30 @@ def test_a_long_seconds_rows_come_in_parts_before_it_closes(monkeypatch, cores):
     assert inside, parted_moments  # parts, as of a packet inside a second
     assert parted_moments == sorted(parted_moments)
     assert table(parted) == table(whole) and len(table(whole)) > 50
+
+
+@pytest.mark.parametrize("capture", [CAPTURE, None], ids=["reddit", "mixed_traffic"])
+def test_rates_and_sparklines_as_fast_as_it_goes_are_one_engines_on_two_cores(capture):
+    """At --speed 0 the shards run apart: core 0 adds up each shard's counters of the picture's moment, not of a
+    later second one shard has reached (the rates were half or twice the traffic: 45 pkt/s for one engine's 84)."""
+    from tests.helpers import FIXTURES
+
+    path = capture or FIXTURES / "mixed_traffic.pcap"
+    got = []
+    for make in (lambda: Session(Engine(FileSource(str(path)).datalink), FileSource(str(path)), live=False,
+                                 speed=0.0),
+                 lambda: ShardedFileSession(Job(str(path), None, TrackerConfig()), 2, speed=0.0)):
+        session = make()
+        face = _Face(session)
+        session.start()
+        try:
+            _until(lambda s=session, f=face: s.at_end and f.last() is not None and f.last().at_end)
+            time.sleep(0.3)
+            got.append((face.last().rates, list(session.spark_pps)))
+        finally:
+            session.stop()
+    (one_rates, one_spark), (two_rates, two_spark) = got
+    assert one_rates["pps"] > 0
+    for key in ("pps", "bps", "new_per_s", "ended_per_s"):
+        assert two_rates[key] == pytest.approx(one_rates[key]), (key, one_rates, two_rates)
+    assert two_spark == pytest.approx(one_spark)

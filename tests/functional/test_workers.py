@@ -271,3 +271,30 @@ def test_live_output_into_a_full_device_is_one_line_and_status_2(lab, cores):
     assert err.decode().splitlines() == ["midstat: cannot write the output to standard output: No space left on "
                                          "device; the output is incomplete"]
     assert _gone_within(workers, 5) == []
+
+
+def test_a_files_tui_on_one_core_says_the_replay_stopped_when_its_worker_dies():
+    """On one core a file's engine is a worker too: killed, the header says the replay stopped (not `playing`), with
+    the one line of what happened; what was tracked stays browsable; the status is 1."""
+    capture = str(ROOT / "fixtures" / "pcaps" / "mixed_traffic.pcap")
+    with tui("-r", capture, "--cores", "1", "--speed", "0.2", size=(140, 30)) as term:
+        term.wait_for(b"playing at")
+        os.kill(_workers(term.proc.pid, 1)[0], signal.SIGKILL)
+        term.wait_for(b"every shard's worker is gone", timeout=20)
+        term.wait_for(b"replay stopped", timeout=10)
+        assert term.quit() == 1
+        term.assert_restored()
+
+
+def test_a_step_before_the_first_second_plays_the_first_second():
+    """Space at once, then `.`: the replay steps from the first packet (one engine did; its shard worker on one
+    core, and two shards, did nothing until a second had played)."""
+    capture = str(ROOT / "fixtures" / "pcaps" / "mixed_traffic.pcap")
+    for cores in ("1", "2"):
+        with tui("-r", capture, "--cores", cores, "--speed", "0.05", size=(140, 30)) as term:
+            term.wait_for(b"waiting for the first second")
+            os.write(term.master, b" ")
+            term.wait_for(b"PAUSED")
+            os.write(term.master, b".")
+            term.wait_for(b"at +1.0s", timeout=15)
+            assert term.quit() == 0

@@ -122,3 +122,26 @@ async def test_the_table_draws_while_a_whole_table_is_applied_in_slices(monkeypa
         await pilot.pause()
         assert [view.id_at(i) for i in range(view.shown_count)] == before
         assert [table.render_line(y).text for y in range(1, 6)] == drawn
+
+
+async def test_a_whole_table_is_drawn_once_it_is_all_in(monkeypatch, tmp_path):
+    """The once-a-second draw while a flood's pull is applied skips a whole table's (a reset: after a seek, a
+    file's end on two cores): half of it drawn read as rows lost ("710,234 of 710,234 rows shown" falling to
+    600,000 on a flood's end on two cores); the last picture stays until all of it is in."""
+    from midstat_tui.engine.driver import Tick
+
+    monkeypatch.setattr(app_module, "APPLY_SLICE", 2)
+    monkeypatch.setattr(app_module, "APPLY_BUDGET", 0.0)
+    app = make_app(tmp_path=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _applied(app, pilot)
+        view = app.view
+        rows = {conn_id: view.rows[conn_id] for conn_id in list(view.rows)}
+        draws: list[tuple[bool, int]] = []
+        redraw = app._redraw
+        monkeypatch.setattr(app, "_redraw", lambda: (draws.append((view.replacing, len(view.rows))), redraw()))
+        app._drawn_at = -10.0  # a draw is due at every turn
+        app._show(Tick(app.session.position, app.stats, rows, reset=True))
+        await _applied(app, pilot)
+        await pilot.pause()
+        assert draws and all(not replacing and count == len(rows) for replacing, count in draws), draws
