@@ -125,6 +125,7 @@ class Session:
         self._step_until: float | None = None
         self._step_span: float | None = None
         self._seek_to: float | None = None
+        self._run_to: float | None = None  # at the end of the file: the timers run on to there (`run_to`)
         self._seek_number = 0
         self.landed = 0  # the number of the last seek done (`seek`)
         self._speed_changed = False
@@ -301,6 +302,13 @@ class Session:
                 self._step_until = target
                 self._wake.notify_all()
 
+    def run_to(self, target: float) -> None:
+        """At the end of the file (a shard's share of it): the clock and the timers run on to packet time `target`
+        (the file's last packet, where a later shard ends), and what changed goes to the face as ever."""
+        with self._wake:
+            self._run_to = target
+            self._wake.notify_all()
+
     def step(self, seconds: float = 1.0) -> None:
         """While paused: replay the next `seconds` of packet time, then stay paused."""
         with self._wake:
@@ -366,6 +374,11 @@ class Session:
                     self.landed = self._seek_number
                     packets, pending = self._seek(target, packets, pending)
                     pace = None
+                    continue
+                if self._run_to is not None:
+                    target, self._run_to = self._run_to, None
+                    if self.at_end and driver.started() and (self.position is None or target > self.position):
+                        driver.close_at(target)
                     continue
                 stepping = self._step_until is not None or self._step_span is not None
                 if not stepping and (self.paused or self.at_end):

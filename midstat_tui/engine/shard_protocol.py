@@ -42,6 +42,7 @@ Core 0 to a worker:
 | SPEED | UNTIMED | (speed, pacing anchor) | TUI file |
 | STEP | the target | None | TUI file |
 | SEEK | the target | (the seek's number, pacing anchor) | TUI file: its Ticks say the last seek done (Tick.seek) |
+| RUN_TO | the file's end | None | TUI file: a shard at the end of its share runs its timers on to the file's end |
 | WATCH | UNTIMED | flow_packets.FlowRef | TUI live: keep that flow's packets |
 | UNWATCH | UNTIMED | the flow's key | TUI live |
 
@@ -104,6 +105,7 @@ PAUSE = "pause"
 SPEED = "speed"
 STEP = "step"
 SEEK = "seek"
+RUN_TO = "run_to"
 WATCH = "watch"
 UNWATCH = "unwatch"
 PACKETS = "packets"

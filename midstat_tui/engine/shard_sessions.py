@@ -43,6 +43,7 @@ from midstat_tui.engine.shard_protocol import (
     PAUSE,
     READY,
     REPLY,
+    RUN_TO,
     SEEK,
     SPEED,
     STEP,
@@ -340,6 +341,7 @@ class ShardedFileSession(_ShardedSession):
         self.span: tuple[float, float] | None = None
         self._start_anchor: tuple[float, float] | None = None
         self._synced_end = False  # every shard has run its timers to the file's last packet
+        self._end_at: float | None = None  # the file's last packet, which every shard's timers run on to
         # each shard's (moment, counters) ahead of the picture's moment: added up only once the picture gets there
         # (at --speed 0 the shards run apart, and a shard's counters of a later second with the picture's moment of
         # an earlier one made rates of half or twice the traffic)
@@ -452,22 +454,25 @@ class ShardedFileSession(_ShardedSession):
         firsts = [f for f in self._firsts if f is not None]
         self.first_ts = min(firsts) if firsts else None
         ends = all(self._ends)
+        dead = self.dead
         if not ends:
-            self._synced_end = False
+            self._synced_end, self._end_at = False, None
         elif not self._synced_end and not self._awaiting:
-            # a shard stops at its own last packet; the file ends at the last of all: every shard's timers run
-            # to there, as one engine's would (the picture comes whole again, like after a seek)
-            known = {p for p in self._positions if p is not None}
-            if len(known) == 1:
-                self._synced_end = True  # all at one time already (a seek past the end): nothing to catch up
-            elif known:
-                self._synced_end = True
-                self._seek_all(max(known))
-        at_end = ends and self._synced_end and not self._awaiting
+            # a shard stops at its own last packet; the file ends at the last of all: every shard's timers run on
+            # to there, as one engine's would (their changes come as any second's: the table is not sent again)
+            known = {p for i, p in enumerate(self._positions) if p is not None and i not in dead}
+            self._synced_end = True
+            if len(known) > 1:
+                self._end_at = max(known)
+                for i, p in enumerate(self._positions):
+                    if p is not None and p < self._end_at and i not in dead:
+                        self._workers.order(i, RUN_TO, self._end_at)
+        caught_up = self._end_at is None or all(p is None or p >= self._end_at or i in dead
+                                                for i, p in enumerate(self._positions))
+        at_end = ends and self._synced_end and not self._awaiting and caught_up
         if at_end != self.at_end:
             self.at_end, self._news = at_end, True
         # the picture is as of the slowest shard still playing (all of them at the end: the last packet)
-        dead = self.dead
         playing = [p for i, (p, end) in enumerate(zip(self._positions, self._ends, strict=True))
                    if p is not None and not end and i not in dead]
         known = [p for p in self._positions if p is not None]

@@ -54,6 +54,7 @@ from midstat_tui.engine.shard_protocol import (
     REPLY,
     ROWS,
     ROWS_END,
+    RUN_TO,
     SEEK,
     SPEED,
     STEP,
@@ -323,6 +324,8 @@ class TuiFileShard(ShardFace):
                     session.step_to(ts)
                 elif kind == SEEK:  # (core 0's number for it, its pacing anchor)
                     session.seek(ts, payload[1], payload[0])
+                elif kind == RUN_TO:
+                    session.run_to(ts)
         except (BrokenPipeError, EOFError):
             pass  # core 0 is gone
         finally:

@@ -215,3 +215,34 @@ def test_rates_and_sparklines_as_fast_as_it_goes_are_one_engines_on_two_cores(ca
     for key in ("pps", "bps", "new_per_s", "ended_per_s"):
         assert two_rates[key] == pytest.approx(one_rates[key]), (key, one_rates, two_rates)
     assert two_spark == pytest.approx(one_spark)
+
+
+def test_the_end_of_a_file_on_two_cores_sends_no_table_again():
+    """A shard ends at its share's last packet; the file ends at the last of all: core 0 has each shard run its
+    timers on to there (RUN_TO), and what changed comes as any second's changes. The whole table was sent again
+    (a seek), a million rows re-applied at a flood's end. The picture at the end is still one engine's."""
+    got = {}
+    for name, make in (("one", _one), ("two", _two)):
+        session = make(0.0)
+        face = _Face(session)
+        session.start()
+        try:
+            _until(lambda s=session, f=face: s.at_end and f.last() is not None and f.last().at_end)
+            time.sleep(0.3)
+            with face.lock:
+                got[name] = list(face.ticks)
+        finally:
+            session.stop()
+
+    def table(ticks):
+        rows: dict = {}
+        for tick in ticks:
+            if tick.reset:
+                rows = {}
+            rows.update(tick.changes)
+        return {(r.client, r.server, r.first): (r.cstate, r.sstate, r.packets_c2s, r.packets_s2c, r.ended)
+                for r in rows.values() if r is not None}
+
+    assert not any(tick.reset for tick in got["two"])
+    assert got["two"][-1].position == got["one"][-1].position
+    assert table(got["two"]) == table(got["one"]) and len(table(got["one"])) > 50
