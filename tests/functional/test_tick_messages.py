@@ -63,6 +63,29 @@ class _Face:
             return self.ticks[-1] if self.ticks else None
 
 
+def _ticks_to_the_end(session) -> list:
+    """Every Tick a session sends from its start to the end of the file, as a face takes them."""
+    face = _Face(session)
+    session.start()
+    try:
+        _until(lambda: session.at_end and face.last() is not None and face.last().at_end)
+        time.sleep(0.3)
+        with face.lock:
+            return list(face.ticks)
+    finally:
+        session.stop()
+
+
+def _table(ticks: list) -> dict:
+    """The table a face holds after these Ticks: a reset starts it over, None removes a row."""
+    rows: dict = {}
+    for tick in ticks:
+        if tick.reset:
+            rows = {}
+        rows.update(tick.changes)
+    return {conn_id: row for conn_id, row in rows.items() if row is not None}
+
+
 @MAKERS
 def test_each_step_comes_as_a_tick_without_a_pull(make):
     session = make(1.0)
@@ -156,16 +179,7 @@ def test_a_long_seconds_rows_come_in_parts_before_it_closes(monkeypatch, cores):
 
     def ticks(part_rows: int) -> list:
         monkeypatch.setattr(session_mod, "PART_ROWS", part_rows)
-        session = _one() if cores == 1 else _two()
-        face = _Face(session)
-        session.start()
-        try:
-            _until(lambda: session.at_end and face.last() is not None and face.last().at_end)
-            time.sleep(0.3)
-            with face.lock:
-                return list(face.ticks)
-        finally:
-            session.stop()
+        return _ticks_to_the_end(_one() if cores == 1 else _two())
 
     whole = ticks(10**9)
     parted = ticks(20)
@@ -173,21 +187,13 @@ def test_a_long_seconds_rows_come_in_parts_before_it_closes(monkeypatch, cores):
     def moments(got):  # of the Ticks with rows, but the file's end (its last packet's moment)
         return [t.position for t in got if t.changes and t.position and t.position != got[-1].position]
 
-    def table(got):
-        rows: dict = {}
-        for tick in got:
-            if tick.reset:
-                rows = {}
-            rows.update(tick.changes)
-        return {i: r for i, r in rows.items() if r is not None}
-
     first = parted[-1].first
     whole_moments, parted_moments = moments(whole), moments(parted)
     assert all(m == int(m) or m - first == int(m - first) for m in whole_moments), whole_moments  # seconds only
     inside = [m for m in parted_moments if m - first != int(m - first)]
     assert inside, parted_moments  # parts, as of a packet inside a second
     assert parted_moments == sorted(parted_moments)
-    assert table(parted) == table(whole) and len(table(whole)) > 50
+    assert _table(parted) == _table(whole) and len(_table(whole)) > 50
 
 
 @pytest.mark.parametrize("capture", [CAPTURE, None], ids=["reddit", "mixed_traffic"])
@@ -198,18 +204,9 @@ def test_rates_and_sparklines_as_fast_as_it_goes_are_one_engines_on_two_cores(ca
 
     path = capture or FIXTURES / "mixed_traffic.pcap"
     got = []
-    for make in (lambda: Session(Engine(FileSource(str(path)).datalink), FileSource(str(path)), live=False,
-                                 speed=0.0),
-                 lambda: ShardedFileSession(Job(str(path), None, TrackerConfig()), 2, speed=0.0)):
-        session = make()
-        face = _Face(session)
-        session.start()
-        try:
-            _until(lambda s=session, f=face: s.at_end and f.last() is not None and f.last().at_end)
-            time.sleep(0.3)
-            got.append((face.last().rates, list(session.spark_pps)))
-        finally:
-            session.stop()
+    for session in (Session(Engine(FileSource(str(path)).datalink), FileSource(str(path)), live=False, speed=0.0),
+                    ShardedFileSession(Job(str(path), None, TrackerConfig()), 2, speed=0.0)):
+        got.append((_ticks_to_the_end(session)[-1].rates, list(session.spark_pps)))
     (one_rates, one_spark), (two_rates, two_spark) = got
     assert one_rates["pps"] > 0
     for key in ("pps", "bps", "new_per_s", "ended_per_s"):
@@ -221,27 +218,11 @@ def test_the_end_of_a_file_on_two_cores_sends_no_table_again():
     """A shard ends at its share's last packet; the file ends at the last of all: core 0 has each shard run its
     timers on to there (RUN_TO), and what changed comes as any second's changes. The whole table was sent again
     (a seek), a million rows re-applied at a flood's end. The picture at the end is still one engine's."""
-    got = {}
-    for name, make in (("one", _one), ("two", _two)):
-        session = make(0.0)
-        face = _Face(session)
-        session.start()
-        try:
-            _until(lambda s=session, f=face: s.at_end and f.last() is not None and f.last().at_end)
-            time.sleep(0.3)
-            with face.lock:
-                got[name] = list(face.ticks)
-        finally:
-            session.stop()
+    got = {name: _ticks_to_the_end(make(0.0)) for name, make in (("one", _one), ("two", _two))}
 
-    def table(ticks):
-        rows: dict = {}
-        for tick in ticks:
-            if tick.reset:
-                rows = {}
-            rows.update(tick.changes)
+    def table(ticks):  # (ids differ between one engine and two shards)
         return {(r.client, r.server, r.first): (r.cstate, r.sstate, r.packets_c2s, r.packets_s2c, r.ended)
-                for r in rows.values() if r is not None}
+                for r in _table(ticks).values()}
 
     assert not any(tick.reset for tick in got["two"])
     assert got["two"][-1].position == got["one"][-1].position
