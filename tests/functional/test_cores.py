@@ -381,12 +381,11 @@ def test_the_tuis_sharded_clock_runs_before_every_shard_has_a_packet(tmp_path):
     assert known[-1] >= t0 + 1.0  # the clock moved on its own within those 2.5 s
 
 
-def test_the_tuis_file_replay_on_one_core_runs_its_engine_in_a_worker(tmp_path):
+def test_the_tuis_file_replay_on_one_core_runs_its_engine_in_a_worker():
     """On one core too, a file's engine is a shard worker's (a process of its own: the app's thread never waits for
-    the engine's interpreter lock), and it replays the file as one engine does; a once-only stream (a FIFO: it
-    cannot be read again to seek) keeps the engine in a thread of the app's process."""
+    the engine's interpreter lock), and it replays the file as one engine does; a once-only stream (a pipe, a FIFO:
+    it cannot be read again to seek) keeps the engine in a thread of the app's process."""
     import os
-    import threading
 
     from midstat_tui.capture.files import FileSource
     from midstat_tui.engine.headless import Job
@@ -410,14 +409,10 @@ def test_the_tuis_file_replay_on_one_core_runs_its_engine_in_a_worker(tmp_path):
         session.stop()
     assert not worker.is_alive()
 
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    writer = threading.Thread(target=lambda: fifo.write_bytes(path.read_bytes()))
-    writer.start()
-    source = FileSource(str(fifo))
-    session = tui_session(Job(str(fifo), None, TrackerConfig()), 1, source, 0.0)
+    source = FileSource(str(path))
+    source.stream = True  # as a pipe or FIFO opens (capture.files: read once, through a feeder)
+    session = tui_session(Job(str(path), None, TrackerConfig()), 1, source, 0.0)
     try:
         assert isinstance(session, Session) and session.source is source
     finally:
         source.close()
-        writer.join(timeout=10)
