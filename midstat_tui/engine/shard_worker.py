@@ -37,7 +37,6 @@ from midstat_tui.engine.names import NameMap
 from midstat_tui.engine.pipeline import Engine
 from midstat_tui.engine.placement import share_names
 from midstat_tui.engine.records import ConnRow, counters, row_of, transition_dict
-from midstat_tui.engine.rowcols import row_changes
 from midstat_tui.engine.shard_protocol import (
     CLOCK,
     CONN,
@@ -198,6 +197,7 @@ class TuiLiveShard(ShardFace):
 
     def run(self, job: Job, shard: int, count: int, source, link: Link, stop, halt: SignalFlag | None) -> None:
         from midstat_tui.engine.flow_packets import ShardWatches
+        from midstat_tui.engine.rowcols import row_changes  # (numpy: the TUI's; a headless worker never loads it)
 
         engine = _engine(job, source, shard, count)
         engine.capture_stats = source.stats

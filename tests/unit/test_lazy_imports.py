@@ -9,6 +9,7 @@ import sys
 
 import dpkt.ethernet
 import dpkt.ip
+import pytest
 
 from midstat_tui.decode import frame
 from midstat_tui.lazy_imports import LazyModule
@@ -27,8 +28,9 @@ def imported(*args: str) -> set[str]:
     return names
 
 
-def test_a_plain_headless_run_loads_neither_numpy_nor_dpkt():
-    names = imported("-r", str(FIXTURES / "half_close.pcap"), "--summary", "--json", "--cores", "1")
+@pytest.mark.parametrize("cores", ["1", "2"])
+def test_a_plain_headless_run_loads_neither_numpy_nor_dpkt(cores):
+    names = imported("-r", str(FIXTURES / "half_close.pcap"), "--summary", "--json", "--cores", cores)
     assert "midstat_tui" in names
     assert "numpy" not in names and "dpkt" not in names
 
